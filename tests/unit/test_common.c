@@ -1,0 +1,123 @@
+/* test_common: log levels, ISO-8601, uuid, buffers and the bounded queue. */
+#include <pthread.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "common_buf.h"
+#include "common_log.h"
+#include "common_queue.h"
+#include "common_time.h"
+#include "common_util.h"
+
+static void test_time(void)
+{
+	char s[32];
+	CHECK_STR(time_iso8601(1764013000123LL * TIME_NS_PER_MS, s, sizeof(s)), "2025-11-24T19:36:40.123Z");
+	int64_t ns = 0;
+	CHECK_INT(time_parse_iso8601("2025-11-24T19:36:40.123Z", &ns), 0);
+	CHECK_INT(ns, 1764013000123LL * TIME_NS_PER_MS);
+	CHECK_INT(time_parse_iso8601("2025-11-24T19:36:40Z", &ns), 0);
+	CHECK_INT(ns, 1764013000LL * TIME_NS_PER_SEC);
+	CHECK(time_parse_iso8601("2025-11-24 19:36:40", &ns) < 0);
+	CHECK(time_parse_iso8601("nonsense", &ns) < 0);
+	CHECK(time_mono_ns() > 0);
+}
+
+static void test_uuid(void)
+{
+	char a[UUID_STR_LEN], b[UUID_STR_LEN];
+	util_uuid_v4(a);
+	util_uuid_v4(b);
+	CHECK(util_uuid_valid(a));
+	CHECK(strcmp(a, b) != 0);
+	CHECK(a[14] == '4');
+	CHECK(strchr("89ab", a[19]) != NULL);
+	CHECK(!util_uuid_valid("not-a-uuid"));
+	CHECK(!util_uuid_valid("0123456789abcdef0123456789abcdef0123"));
+	CHECK(!util_uuid_valid(NULL));
+}
+
+static void test_buf(void)
+{
+	struct buf *b = buf_new_copy("hello", 5);
+	CHECK(b && b->size == 5 && memcmp(b->data, "hello", 5) == 0);
+	CHECK(buf_ref(b) == b);
+	buf_unref(b);
+	buf_unref(b);
+	buf_unref(NULL);
+}
+
+static void *producer(void *arg)
+{
+	struct queue *q = arg;
+	for (intptr_t i = 1; i <= 1000; i++)
+		while (queue_push(q, (void *)i) == QUEUE_FULL)
+			time_sleep_ns(1000);
+	queue_close(q);
+	return NULL;
+}
+
+static void test_queue(void)
+{
+	struct queue *q = queue_new(2);
+	void *it = NULL;
+	CHECK_INT(queue_push(q, (void *)1), QUEUE_OK);
+	CHECK_INT(queue_push(q, (void *)2), QUEUE_OK);
+	CHECK_INT(queue_push(q, (void *)3), QUEUE_FULL);
+	CHECK_INT(queue_dropped(q), 1);
+	CHECK_INT(queue_length(q), 2);
+	CHECK_INT(queue_pop(q, &it, 0), QUEUE_OK);
+	CHECK(it == (void *)1);
+	CHECK_INT(queue_pop(q, &it, 0), QUEUE_OK);
+	CHECK(it == (void *)2);
+	CHECK_INT(queue_pop(q, &it, 1000000), QUEUE_TIMEOUT);
+	queue_free(q, NULL);
+
+	/* Order is kept across threads and close drains. */
+	q = queue_new(8);
+	pthread_t t;
+	pthread_create(&t, NULL, producer, q);
+	intptr_t expect = 1;
+	int rc;
+	while ((rc = queue_pop(q, &it, -1)) == QUEUE_OK) {
+		CHECK_INT((intptr_t)it, expect);
+		expect++;
+	}
+	CHECK_INT(rc, QUEUE_CLOSED);
+	CHECK_INT(expect, 1001);
+	pthread_join(t, NULL);
+	queue_free(q, NULL);
+}
+
+static void test_files(void)
+{
+	char dir[] = "/tmp/edgerec-test-XXXXXX";
+	CHECK(mkdtemp(dir) != NULL);
+	char path[256];
+	snprintf(path, sizeof(path), "%s/a/b/c", dir);
+	CHECK_INT(util_mkdir_p(path, 0755), 0);
+	snprintf(path, sizeof(path), "%s/a/b/c/f.txt", dir);
+	FILE *f = fopen(path, "w");
+	fputs("content", f);
+	fclose(f);
+	size_t len = 0;
+	char *data = util_read_file(path, &len);
+	CHECK(data && len == 7 && strcmp(data, "content") == 0);
+	free(data);
+	CHECK(util_read_file("/nonexistent/file", NULL) == NULL);
+	CHECK_INT(util_rm_rf(dir), 0);
+	CHECK(access(dir, F_OK) != 0);
+}
+
+int main(void)
+{
+	CHECK_INT(log_level_from_name("debug"), LOG_LEVEL_DEBUG);
+	CHECK_INT(log_level_from_name("bogus"), -1);
+	test_time();
+	test_uuid();
+	test_buf();
+	test_queue();
+	test_files();
+	return check_exit();
+}
