@@ -41,3 +41,11 @@ add_library(thirdparty_mkvmuxer STATIC
 target_include_directories(thirdparty_mkvmuxer SYSTEM PUBLIC "${LIBWEBM_DIR}")
 target_compile_options(thirdparty_mkvmuxer PRIVATE -w)
 set_target_properties(thirdparty_mkvmuxer PROPERTIES POSITION_INDEPENDENT_CODE ON)
+
+# libwebm's parser, built from the same source (used to read back and repair files).
+add_library(thirdparty_mkvparser STATIC
+  "${LIBWEBM_DIR}/mkvparser/mkvparser.cc"
+  "${LIBWEBM_DIR}/mkvparser/mkvreader.cc")
+target_include_directories(thirdparty_mkvparser SYSTEM PUBLIC "${LIBWEBM_DIR}")
+target_compile_options(thirdparty_mkvparser PRIVATE -w)
+set_target_properties(thirdparty_mkvparser PROPERTIES POSITION_INDEPENDENT_CODE ON)
