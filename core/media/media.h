@@ -1,0 +1,115 @@
+/* media: the recording engine's public face: quality presets, the recording
+ * pipeline (source -> encoders -> muxer on their own threads), and the file
+ * tools used after the fact (probe, crash repair).
+ *
+ * Uses: common (log, time, buffers, bounded queues), libvpx, libopus and
+ * libwebm (mkvmuxer/mkvparser) internally; none of their headers leak out.
+ * The source driver table lives in media_source.h. */
+#ifndef EDGEREC_MEDIA_H
+#define EDGEREC_MEDIA_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* One quality preset of SPEC §5. The objects are static; never free them. */
+struct media_preset {
+	const char *name;               /* "low" "medium" "high" "ultra" */
+	int width, height, fps;
+	int video_bps, audio_bps;
+	const char *video_bitrate_text; /* "2.5M", as the state object shows it */
+	const char *audio_bitrate_text; /* "128k" */
+};
+
+/* Returns the preset named 'quality' (low|medium|high|ultra), or NULL. */
+const struct media_preset *media_preset_find(const char *quality);
+
+/* Checks that 'format' (webm|mkv|mp4) may be recorded at 'preset' on this
+ * machine. Returns 0, or -1 with a reason in 'err' (unknown format, or a
+ * preset the box cannot encode in real time, see media_preset.c). */
+int media_preset_check(const struct media_preset *preset, const char *format,
+		       char *err, size_t errlen);
+
+enum media_event {
+	MEDIA_EVENT_FIRST_FRAME,     /* the first frame reached the file */
+	MEDIA_EVENT_FAULT,           /* the pipeline failed; detail says why */
+	MEDIA_EVENT_SOURCE_STALLED,  /* no input for a while (live sources) */
+	MEDIA_EVENT_SOURCE_RESUMED,  /* input flows again */
+	MEDIA_EVENT_EOF,             /* the source ended (files, test durations) */
+};
+
+struct media_pipeline_config {
+	const char *source;        /* "test" "file" "rtp" */
+	const char *source_args;   /* "k=v,k=v", driver specific (see media_source.h) */
+	const struct media_preset *preset;
+	const char *format;        /* webm|mkv|mp4 (mp4 => VP9+Opus in Matroska) */
+	const char *output_path;
+	/* Called from pipeline threads; handlers must be quick and thread-safe.
+	 * 'detail' may be NULL and is only valid during the call. */
+	void (*on_event)(void *opaque, enum media_event ev, const char *detail);
+	void *opaque;
+};
+
+struct media_stats {
+	int64_t active_duration_ns;   /* media time written, pauses excluded */
+	uint64_t bytes_written;       /* bytes in the output file so far */
+	uint64_t video_frames_encoded;
+	uint64_t video_frames_dropped; /* encoder behind, or queue full */
+	uint64_t video_keyframes;
+	uint64_t audio_frames_encoded;
+	uint64_t audio_frames_dropped;
+	int64_t first_frame_wall_ns;  /* wall clock of the first frame, 0 if none */
+	int64_t started_wall_ns;      /* wall clock of media_pipeline_start */
+	int64_t video_encode_ns;      /* CPU-side time spent in the video encoder */
+	bool paused;
+	bool failed;
+};
+
+struct media_pipeline;
+
+/* Builds a pipeline (opens nothing yet, checks the configuration: source
+ * driver known, format known, preset allowed, output directory writable).
+ * The configuration strings are copied. Returns NULL with a reason in 'err'. */
+struct media_pipeline *media_pipeline_new(const struct media_pipeline_config *cfg,
+					  char *err, size_t errlen);
+/* Opens the source, encoders and output file and starts the threads.
+ * Returns 0, or <0 with a reason in 'err' (nothing left running). */
+int media_pipeline_start(struct media_pipeline *p, char *err, size_t errlen);
+/* Pause stops writing (input is read and discarded); resume rebases
+ * timestamps so the file has no gap and forces a keyframe first. Return 0,
+ * or <0 when not running / already in that state. Any thread. */
+int media_pipeline_pause(struct media_pipeline *p);
+int media_pipeline_resume(struct media_pipeline *p);
+/* Stops the source, drains the encoders and finalizes the file (Duration,
+ * Cues). Returns 0, or <0 with a reason in 'err'. Safe to call twice. */
+int media_pipeline_stop(struct media_pipeline *p, char *err, size_t errlen);
+/* Stops first if needed, then frees. media_pipeline_free(NULL) is a no-op. */
+void media_pipeline_free(struct media_pipeline *p);
+/* Copies a consistent snapshot of the counters. Any thread. */
+void media_pipeline_stats(struct media_pipeline *p, struct media_stats *st);
+/* Blocks until the source reported EOF or a fault, or 'timeout_ns' passed
+ * (negative: forever). Returns 1 on EOF/fault, 0 on timeout. */
+int media_pipeline_wait(struct media_pipeline *p, int64_t timeout_ns);
+
+struct media_file_info {
+	int64_t duration_ns;       /* from the Duration element; 0 if absent */
+	int64_t last_timestamp_ns; /* end of the last block found */
+	char doc_type[16];         /* "webm" or "matroska" */
+	char video_codec[16];      /* "V_VP8" "V_VP9", "" if no video */
+	char audio_codec[16];      /* "A_OPUS", "" if no audio */
+	int width, height;
+	int sample_rate, channels;
+	bool has_cues;
+	uint64_t video_frames, audio_frames;
+};
+
+/* Reads 'path' with libwebm's parser. Returns 0, or <0 with 'err'. */
+int media_file_probe(const char *path, struct media_file_info *info,
+		     char *err, size_t errlen);
+/* After a crash: rewrites a partial, live-written webm/mkv into a finalized
+ * one (Duration, Cues) in place, through a temp file and rename. Sets
+ * '*duration_ns' (may be NULL). Returns 0, or <0 with 'err' when nothing
+ * usable remains (the original file is then left untouched). */
+int media_file_repair(const char *path, int64_t *duration_ns, char *err, size_t errlen);
+
+#endif

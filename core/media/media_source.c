@@ -1,0 +1,96 @@
+/* media_source: the table of source drivers and the helpers they share. */
+#include "media_source.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "common_log.h"
+#include "common_util.h"
+
+static struct log_handle log_src = LOG_HANDLE("media/source");
+
+#ifdef MEDIA_HAVE_SOURCE_RTP
+extern const struct media_source_driver media_source_rtp;
+#endif
+
+/* Every source the pipeline can open, by name. */
+static const struct media_source_driver *const media_source_drivers[] = {
+	&media_source_test,
+	&media_source_file,
+#ifdef MEDIA_HAVE_SOURCE_RTP
+	&media_source_rtp,
+#endif
+};
+
+const struct media_source_driver *media_source_find(const char *name)
+{
+	if (!name)
+		return NULL;
+	for (size_t i = 0; i < ARRAY_SIZE(media_source_drivers); i++)
+		if (strcmp(media_source_drivers[i]->name, name) == 0)
+			return media_source_drivers[i];
+	return NULL;
+}
+
+struct media_source *media_source_new(const struct media_source_driver *driver,
+				      const struct media_source_params *p,
+				      char *err, size_t errlen)
+{
+	struct media_source *src = calloc(1, sizeof(*src));
+	if (!src) {
+		util_strlcpy(err, "out of memory", errlen);
+		return NULL;
+	}
+	src->driver = driver;
+	if (driver->open(src, p, err, errlen) < 0) {
+		LOG_DEBUG(&log_src, "open %s failed: %s", driver->name, err);
+		free(src);
+		return NULL;
+	}
+	if (src->nb_streams < 1 || src->nb_streams > MEDIA_SOURCE_MAX_STREAMS) {
+		util_strlcpy(err, "source opened without streams", errlen);
+		driver->close(src);
+		free(src);
+		return NULL;
+	}
+	return src;
+}
+
+void media_source_free(struct media_source *src)
+{
+	if (!src)
+		return;
+	src->driver->close(src);
+	free(src);
+}
+
+/* Looks 'key' up in "k=v,k=v" (keys match whole; a key without '=' has an
+ * empty value). */
+bool media_source_arg(const char *args, const char *key, char *out, size_t outlen)
+{
+	size_t klen = strlen(key);
+	const char *s = args;
+	while (s && *s) {
+		const char *end = strchr(s, ',');
+		size_t len = end ? (size_t)(end - s) : strlen(s);
+		if (len >= klen && strncmp(s, key, klen) == 0 &&
+		    (len == klen || s[klen] == '=')) {
+			const char *v = len == klen ? s + len : s + klen + 1;
+			size_t vlen = (size_t)(s + len - v);
+			if (outlen) {
+				size_t n = vlen < outlen - 1 ? vlen : outlen - 1;
+				memcpy(out, v, n);
+				out[n] = '\0';
+			}
+			return true;
+		}
+		s = end ? end + 1 : NULL;
+	}
+	return false;
+}
+
+void media_packet_clear(struct media_packet *pkt)
+{
+	buf_unref(pkt->data);
+	pkt->data = NULL;
+}

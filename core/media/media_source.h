@@ -1,0 +1,132 @@
+/* media_source: the source driver table. A source delivers packets on one
+ * or more streams; each stream carries either raw media (I420 video frames,
+ * interleaved signed 16-bit PCM) that the pipeline encodes, or packets that
+ * are already encoded (VP8, VP9, Opus) that the pipeline writes as they are
+ * (passthrough).
+ *
+ * Uses: common_buf (packet payloads are refcounted buffers).
+ *
+ * A driver is a const table, defined in media_src_<name>.c:
+ *     const struct media_source_driver media_source_test = {
+ *         .name = "test", .open = ..., .read = ..., .close = ... };
+ * and listed in media_source.c's table, where media_source_find() finds it.
+ * Only the pipeline's source thread calls open/read/close; request_keyframe
+ * may be called from any thread and must be thread-safe. */
+#ifndef EDGEREC_MEDIA_SOURCE_H
+#define EDGEREC_MEDIA_SOURCE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common_buf.h"
+
+#define MEDIA_SOURCE_MAX_STREAMS 4
+
+/* Returned by read(). */
+enum {
+	MEDIA_SOURCE_OK = 0,
+	MEDIA_SOURCE_AGAIN = 1,    /* nothing within the timeout; call again */
+	MEDIA_SOURCE_EOF = 2,      /* the source ended normally */
+	MEDIA_SOURCE_ERROR = -1,   /* failed; the reason is in src->err */
+};
+
+enum media_kind {
+	MEDIA_KIND_VIDEO,
+	MEDIA_KIND_AUDIO,
+};
+
+enum media_codec {
+	MEDIA_CODEC_I420,   /* raw: planes Y, U, V back to back, width x height, no padding */
+	MEDIA_CODEC_S16,    /* raw: interleaved signed 16-bit native-endian PCM */
+	MEDIA_CODEC_VP8,    /* encoded */
+	MEDIA_CODEC_VP9,
+	MEDIA_CODEC_OPUS,
+};
+
+/* What one stream carries; filled by open(). */
+struct media_stream_info {
+	enum media_kind kind;
+	enum media_codec codec;
+	int width, height;         /* video */
+	int fps_num, fps_den;      /* video; nominal rate */
+	int sample_rate, channels; /* audio */
+	/* Encoded streams only: CodecPrivate (e.g. the OpusHead for Opus), and
+	 * for Opus the CodecDelay (pre-skip) and SeekPreRoll in ns. The bytes
+	 * belong to the source and stay valid until close(). */
+	const uint8_t *codec_private;
+	size_t codec_private_len;
+	int64_t codec_delay_ns;
+	int64_t seek_preroll_ns;
+};
+
+/* One packet from read(). 'data' holds a reference that passes to the
+ * caller: raw video is one whole I420 frame (width*height*3/2 bytes), raw
+ * audio any number of whole sample frames, encoded data one frame. */
+struct media_packet {
+	int stream;           /* index into media_source.streams */
+	int64_t pts_ns;       /* presentation time from the source's zero */
+	int64_t duration_ns;  /* 0 if unknown */
+	bool keyframe;        /* encoded video: a keyframe */
+	int samples;          /* audio: sample frames (per channel) */
+	struct buf *data;
+};
+
+/* What the pipeline asks of a source. Raw sources should deliver at this
+ * size and rate (the test source does; the file source refuses a mismatch
+ * it cannot convert); encoded sources deliver what the sender sends. */
+struct media_source_params {
+	const char *args;     /* "k=v,k=v" from the configuration, may be NULL */
+	int width, height, fps;
+	int sample_rate, channels; /* 48000, 2 for the raw sources */
+	bool realtime;        /* pace reads to the wall clock (test source) */
+	int64_t duration_ns;  /* >0: report EOF after this much media */
+};
+
+struct media_source;
+
+struct media_source_driver {
+	const char *name;
+	/* Opens the source and fills src->streams / src->nb_streams. Returns 0,
+	 * or <0 with a reason in 'err'. src->priv is the driver's. */
+	int (*open)(struct media_source *src, const struct media_source_params *p,
+		    char *err, size_t errlen);
+	/* Waits up to 'timeout_ns' for the next packet. Packets of one stream
+	 * come in pts order; streams may be interleaved loosely. */
+	int (*read)(struct media_source *src, struct media_packet *pkt, int64_t timeout_ns);
+	/* Frees everything open() made. */
+	void (*close)(struct media_source *src);
+	/* Asks an encoded source for a keyframe soon (e.g. RTCP PLI); may be
+	 * NULL. Any thread. */
+	void (*request_keyframe)(struct media_source *src);
+};
+
+struct media_source {
+	const struct media_source_driver *driver;
+	void *priv;
+	int nb_streams;
+	struct media_stream_info streams[MEDIA_SOURCE_MAX_STREAMS];
+	char err[256];  /* why read() returned MEDIA_SOURCE_ERROR */
+};
+
+extern const struct media_source_driver media_source_test;
+extern const struct media_source_driver media_source_file;
+
+/* Returns the driver named 'name', or NULL. */
+const struct media_source_driver *media_source_find(const char *name);
+
+/* Opens a source of 'driver' into a new object. Returns NULL with 'err'. */
+struct media_source *media_source_new(const struct media_source_driver *driver,
+				      const struct media_source_params *p,
+				      char *err, size_t errlen);
+/* Closes and frees. media_source_free(NULL) is a no-op. */
+void media_source_free(struct media_source *src);
+
+/* Finds 'key' in a "k=v,k=v" list and copies its value into 'out'.
+ * Returns true when present. For drivers parsing their args. */
+bool media_source_arg(const char *args, const char *key, char *out, size_t outlen);
+
+/* Releases the packet's data reference and clears it. */
+void media_packet_clear(struct media_packet *pkt);
+
+#endif
