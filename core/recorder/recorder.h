@@ -1,0 +1,181 @@
+/* recorder: the recording manager. Every operation of SPEC §2 with the
+ * statuses of SPEC §3, admission, the media pipeline of each live
+ * recording, the maximum-duration timer, the background processing worker,
+ * start-up recovery and the room events of SPEC §7.
+ *
+ * Provides: struct recorder (opaque), the request functions that the HTTP
+ * layer maps its routes onto (each fills a struct recorder_reply: an HTTP
+ * status and a JSON body), the option table of SPEC §6, metrics and health.
+ * Uses: config (options), state (Redis records, admission, pub/sub), media
+ * (pipelines, file repair/probe), policy (the authorization hook, later),
+ * storage (processing steps, later), cJSON for every body.
+ *
+ * Replies. 'body' is the state object of SPEC §3 (start, stop, pause,
+ * resume, cancel, status), {"recordings": [...], "count": n} (lists) or
+ * {"detail": "...", "code": "..."} (errors). The caller owns 'body' and
+ * frees it with cJSON_Delete. Statuses and codes:
+ *   200  success
+ *   400  invalid_room_id, invalid_recording_id, invalid_format,
+ *        invalid_quality, invalid_status, invalid_transition, limit_reached
+ *   403  forbidden (recorder_authorize said no)
+ *   404  not_found (unknown id, or a recording of another room)
+ *   500  internal (a fault of the appliance: pipeline would not start, disk)
+ *   503  state_unavailable (Redis unreachable when a decision needs it)
+ *
+ * Start replies once the first frame is on disk (status "recording"), or
+ * after RECORDER_START_WAIT_MS with status "pending" when the source is
+ * slow; the pending -> recording change is stored and published either way.
+ * Files: {local_storage_path}/{id}/recording_{id}.{ext}. For mp4 the live
+ * file is VP9+Opus Matroska written at recording_{id}.mkv; the processing
+ * step "remux" turns it into recording_{id}.mp4 (file_name always names the
+ * final .mp4).
+ *
+ * Threads: every function may be called from any thread (the HTTP worker
+ * threads call them concurrently); requests on one recording are
+ * serialized inside. */
+#ifndef EDGEREC_RECORDER_H
+#define EDGEREC_RECORDER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cJSON.h>
+
+#include "recorder_fsm.h"
+
+struct config;
+struct state;
+struct policy_host;
+struct recorder;
+
+/* How long recorder_start waits for the first frame before it replies with
+ * the recording still pending. */
+#define RECORDER_START_WAIT_MS 2000
+
+/* Who is asking: 'user_id' is the token's sub; 'claims' the whole verified
+ * token (may be NULL), handed to the authorization policy. Borrowed for the
+ * duration of the call. */
+struct recorder_caller {
+	const char *user_id;
+	const cJSON *claims;
+};
+
+/* The answer to one request; 'body' goes to the caller (cJSON_Delete). */
+struct recorder_reply {
+	int status;
+	cJSON *body;
+};
+
+/* Registers the options the recorder reads (SPEC §6 with the reference's
+ * defaults, plus the per-user limit, node_id, the room -> source map and
+ * the worker pool size) in 'c'. Call before loading the file. Returns 0 or
+ * -1. Options:
+ *   storage_backend             local | s3                 (local)
+ *   local_storage_path          directory of recordings    (/tmp/webrtc_recordings)
+ *   s3_bucket                   bucket name                (none)
+ *   s3_prefix                   key prefix                 (webrtc-recordings/)
+ *   max_recording_duration      duration, bare = seconds   (7200)
+ *   max_concurrent_recordings   across every node          (10)
+ *   max_recordings_per_user     live per user, 0 = only the global limit (0)
+ *   default_format              webm | mkv | mp4           (webm)
+ *   default_quality             low | medium | high | ultra (medium)
+ *   enable_transcoding          mp4 remux at processing    (true)
+ *   node_id                     this node's name in Redis  (see recorder_node_id)
+ *   recorder.workers            processing threads         (2)
+ *   room.<id>.source            test | file | rtp          (test)
+ *   room.<id>.args              driver arguments "k=v,k=v" ("") */
+int recorder_config_register(struct config *c);
+
+/* Writes this node's id into 'out': the node_id option when set, else an
+ * id kept in {state_dir}/node_id (created once, a uuid), else the host
+ * name. Returns 0 or -1. Main passes the same id to state_new. */
+int recorder_node_id(const struct config *c, char *out, size_t outlen);
+
+/* Creates the manager: reads the options from 'cfg' (kept, not owned),
+ * uses 'st' (kept, not owned; must outlive the recorder), 'pol' may be NULL.
+ * Then recovers what this node left behind: records still pending,
+ * recording or paused are taken out of the active set and queued for
+ * repair (-> completed with metadata.recovered = true, or failed with a
+ * reason); records left in processing are resumed from the step after the
+ * last one their journal names. Returns NULL with 'err' filled on failure
+ * (bad option values, storage directory not writable). */
+struct recorder *recorder_new(struct config *cfg, struct state *st, struct policy_host *pol,
+			      char *err, size_t errlen);
+/* Stops every live recording cleanly (each goes to processing and its file
+ * is finalized), lets the worker finish the step in progress, then frees.
+ * recorder_free(NULL) is a no-op. */
+void recorder_free(struct recorder *r);
+
+/* The requests of SPEC §2. 'format' and 'quality' may be NULL (configured
+ * defaults); 'status' may be NULL (no filter). Each fills 'out'. */
+void recorder_start(struct recorder *r, const struct recorder_caller *caller,
+		    const char *room_id, const char *format, const char *quality,
+		    struct recorder_reply *out);
+void recorder_stop(struct recorder *r, const struct recorder_caller *caller,
+		   const char *room_id, const char *recording_id, struct recorder_reply *out);
+void recorder_pause(struct recorder *r, const struct recorder_caller *caller,
+		    const char *room_id, const char *recording_id, struct recorder_reply *out);
+void recorder_resume(struct recorder *r, const struct recorder_caller *caller,
+		     const char *room_id, const char *recording_id, struct recorder_reply *out);
+void recorder_cancel(struct recorder *r, const struct recorder_caller *caller,
+		     const char *room_id, const char *recording_id, struct recorder_reply *out);
+void recorder_status(struct recorder *r, const struct recorder_caller *caller,
+		     const char *room_id, const char *recording_id, struct recorder_reply *out);
+void recorder_list_room(struct recorder *r, const struct recorder_caller *caller,
+			const char *room_id, struct recorder_reply *out);
+void recorder_list_user(struct recorder *r, const struct recorder_caller *caller,
+			const char *status, struct recorder_reply *out);
+
+/* The one place that decides whether 'caller' may do 'op' on 'rec' (a
+ * state object; NULL for start and lists). Without a hook: the owner
+ * (rec.user_id == caller.user_id) may do anything to a recording; anyone
+ * authenticated may start and list (lists only show what the request
+ * names: a room's recordings, or the caller's own). With a hook, the hook
+ * decides and receives the owner rule's answer as 'owner_default'. */
+typedef bool (*recorder_authorize_fn)(void *opaque, const struct recorder_caller *caller,
+				      enum recorder_op op, const cJSON *rec, bool owner_default);
+bool recorder_authorize(struct recorder *r, const struct recorder_caller *caller,
+			enum recorder_op op, const cJSON *rec);
+/* Installs (or with fn NULL removes) the hook; the policy host calls this. */
+void recorder_set_authorizer(struct recorder *r, recorder_authorize_fn fn, void *opaque);
+
+/* Calls 'cb' for every room event (SPEC §7 JSON text) published by any
+ * node sharing the Redis, on the state module's subscriber thread. One
+ * subscriber per recorder; a second call replaces the first. Returns 0 or
+ * <0 when the subscription could not be set up. */
+int recorder_on_event(struct recorder *r,
+		      void (*cb)(void *opaque, const char *room_id, const char *event_json),
+		      void *opaque);
+
+/* Counters for /metrics. 'by_status' counts the recordings this node holds
+ * in memory (live and processing) plus the final statuses reached since
+ * start; the totals are since start; the media counters add up every
+ * pipeline this node ran. */
+struct recorder_metrics {
+	uint64_t by_status[RECORDER_STATUS_COUNT];
+	uint64_t active;               /* live recordings on this node */
+	uint64_t started_total;
+	uint64_t completed_total;
+	uint64_t failed_total;
+	uint64_t cancelled_total;
+	uint64_t refused_total;        /* admission said no */
+	uint64_t bytes_written;
+	uint64_t video_frames_encoded;
+	uint64_t video_frames_dropped;
+	uint64_t audio_frames_encoded;
+	uint64_t jobs_queued;          /* processing jobs waiting */
+	uint64_t jobs_running;
+};
+void recorder_metrics(struct recorder *r, struct recorder_metrics *m);
+
+/* False with a reason in 'why' when the recorder cannot do its job: the
+ * storage directory is not writable, or the state store is unhealthy. */
+bool recorder_healthy(struct recorder *r, char *why, size_t whylen);
+
+/* Waits until no processing job is queued or running, up to 'timeout_ns'
+ * (negative: forever). Returns 0 when idle, -1 on timeout. For tests and
+ * orderly shutdown. */
+int recorder_drain(struct recorder *r, int64_t timeout_ns);
+
+#endif
