@@ -1,0 +1,268 @@
+/* policy: the Lua policy host. Operators change who may do what, how much
+ * may be recorded, what happens to finished files and what a room captures
+ * by editing Lua files; this module runs them safely and answers the
+ * recorder's questions with validated decisions.
+ *
+ * Provides: struct policy_host (opaque), the four decisions
+ * (policy_authorize, policy_admit, policy_lifecycle, policy_resolve_source),
+ * hot reload, and the status report behind GET /api/system/policies.
+ * Uses: common, config, crypto (sha256 of each file), Lua 5.4, cJSON.
+ * Knows nothing of Redis: the read-only queries the `edge` API offers come
+ * through a struct policy_provider that the recorder fills.
+ *
+ * Files: <policy_dir>/auth.lua, quota.lua, lifecycle.lua, sources.lua, and
+ * pure-Lua helpers in <policy_dir>/lib/<name>.lua that a policy loads with
+ * lib("name"). Each file returns a table of hooks:
+ *   auth.lua       authorize(action, caller, recording) -> true | false, reason[, status]
+ *   quota.lua      admit(facts) -> { decision = "allow" | "refuse" | "grant", ... }
+ *   lifecycle.lua  on_started / on_stopped / on_completed / on_failed(recording)
+ *                    -> { tags = {...}, keep_local = bool, s3_key_template = "..." }
+ *   sources.lua    resolve(room_id) -> source[, args]
+ * and optionally self_test() which must return true for a new version to be
+ * swapped in. The shipped files say what each hook receives.
+ *
+ * Safety: every file runs in its own lua_State with an allow-listed _ENV,
+ * text chunks only, an instruction budget, a memory cap and a wall-clock
+ * budget per call. Whatever goes wrong (load error, raise, limit, a decision
+ * that does not validate) the call returns the built-in default decision
+ * (the reference behaviour), marks the result as a fallback, logs and counts
+ * it. No function here ever fails the caller.
+ *
+ * Threads: every function may be called from any thread at any time after
+ * policy_host_new returns, including during a reload. */
+#ifndef EDGEREC_POLICY_H
+#define EDGEREC_POLICY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+
+#include "config.h"
+
+struct policy_host;
+
+#define POLICY_REASON_MAX 256
+#define POLICY_QUALITY_MAX 16
+#define POLICY_SOURCE_MAX 32
+#define POLICY_ARGS_MAX 512
+#define POLICY_S3_KEY_MAX 1024
+
+/* The options this module reads; register them (config_register) before the
+ * configuration file is loaded:
+ *   policy_dir               directory holding the live policies
+ *   policy.max_instructions  Lua VM instructions per call
+ *   policy.max_memory        bytes one policy's Lua state may hold
+ *   policy.max_call_time     wall-clock budget per call
+ *   policy.param.*           free-form values policies may read with edge.config */
+extern const struct config_option policy_config_options[];
+
+/* The read-only state queries behind the `edge` API. The recorder fills it
+ * (its functions talk to Redis); every function may be NULL (the Lua call
+ * then raises "not available" and the decision falls back). Functions are
+ * called from whichever thread runs a decision, with no policy lock that
+ * another decision waits on for other policies.
+ * Returned cJSON values belong to the host, which frees them. */
+struct policy_provider {
+	void *opaque;
+	/* The user's recordings (state objects), all of them when 'status' is
+	 * NULL. A JSON array, or NULL on error. */
+	cJSON *(*user_recordings)(void *opaque, const char *user_id, const char *status);
+	/* Recordings live on every node (the active set). <0 on error. */
+	long long (*active_count)(void *opaque);
+	/* The room's recordings (state objects). A JSON array, or NULL on error. */
+	cJSON *(*room_recordings)(void *opaque, const char *room_id);
+	/* Bytes of finished files the user holds. <0 on error. */
+	long long (*user_bytes_stored)(void *opaque, const char *user_id);
+	/* Free bytes where recordings are written. <0 on error. */
+	long long (*disk_free_bytes)(void *opaque);
+};
+
+/* How a host is built. Zero limits take the defaults (1,000,000
+ * instructions, 16 MiB, 50 ms). 'cfg' (may be NULL) is what edge.config
+ * reads; it must outlive the host. */
+struct policy_host_options {
+	const char *dir;
+	const struct config *cfg;
+	long long max_instructions;
+	size_t max_memory;
+	int64_t max_call_ns;
+	bool watch; /* follow file changes with inotify (and a slow rescan) */
+};
+
+/* Loads every policy in o->dir (a policy that fails to load is reported in
+ * the status and its decisions use the defaults) and, when o->watch, starts
+ * the thread that reloads changed files within a second. Returns NULL, with
+ * 'err' filled, only when the directory cannot be used or resources run
+ * out. */
+struct policy_host *policy_host_new(const struct policy_host_options *o, char *err, size_t errlen);
+/* The same, with the directory and limits read from 'cfg' (policy_dir etc.)
+ * and watching on. */
+struct policy_host *policy_host_new_from_config(const struct config *cfg, char *err, size_t errlen);
+/* Stops the watcher and frees everything. No decision may be running. NULL
+ * is a no-op. */
+void policy_host_free(struct policy_host *h);
+
+/* Sets the queries the `edge` API answers from; the struct is copied. Call
+ * it once, before decisions that need state run (the recorder does it in
+ * recorder_new). NULL removes them. */
+void policy_host_set_provider(struct policy_host *h, const struct policy_provider *p);
+
+/* Rescans the directory now (what the watcher does on a change); returns
+ * the number of policies whose new version was swapped in. */
+int policy_host_reload(struct policy_host *h);
+
+/* ---- auth.lua ---------------------------------------------------------- */
+
+enum policy_action {
+	POLICY_ACTION_START,
+	POLICY_ACTION_STOP,
+	POLICY_ACTION_PAUSE,
+	POLICY_ACTION_RESUME,
+	POLICY_ACTION_CANCEL,
+	POLICY_ACTION_READ,      /* status, download, thumbnail of one recording */
+	POLICY_ACTION_LIST_ROOM, /* GET .../rooms/{room_id}/recordings */
+	POLICY_ACTION_LIST_USER, /* GET /api/webrtc/recordings */
+	POLICY_ACTION_ADMIN,     /* /api/system/... */
+	POLICY_ACTION__COUNT,
+};
+
+/* "start", "stop", ... as the policy sees it; NULL when out of range. */
+const char *policy_action_name(enum policy_action a);
+
+/* Who asks: the token's subject and all of its claims (may be NULL). */
+struct policy_caller {
+	const char *user_id;
+	const cJSON *claims;
+};
+
+struct policy_verdict {
+	bool allow;
+	int status;                    /* when denied: 403 (or 404 if the policy hides it) */
+	char reason[POLICY_REASON_MAX]; /* when denied: goes to the reply's "detail" */
+	bool fallback;                 /* the built-in default decided */
+};
+
+/* May 'caller' do 'action' in 'room_id' (NULL for LIST_USER/ADMIN) on
+ * 'recording' (the state object, NULL for START and the lists)? The
+ * default: any authenticated caller may start, read and list; only the
+ * owner, or a caller whose "roles" claim holds "admin", may stop, pause,
+ * resume or cancel; only admins may use ADMIN. Returns out->allow. */
+bool policy_authorize(struct policy_host *h, enum policy_action action,
+		      const struct policy_caller *caller, const char *room_id,
+		      const cJSON *recording, struct policy_verdict *out);
+
+/* ---- quota.lua --------------------------------------------------------- */
+
+/* One quality preset as the policy sees it (facts.presets[name]). */
+struct policy_preset_fact {
+	const char *name;
+	long long video_bps;
+	long long audio_bps;
+};
+
+struct policy_admit_facts {
+	const struct policy_caller *caller;
+	const char *room_id;
+	const char *quality;          /* requested (after config defaults) */
+	const char *format;
+	long long max_duration_s;     /* what the recording would get */
+	long long disk_free_bytes;    /* <0: the host asks the provider */
+	const struct policy_preset_fact *presets;
+	size_t n_presets;
+};
+
+enum policy_admit_kind {
+	POLICY_ADMIT_ALLOW,
+	POLICY_ADMIT_REFUSE,
+	POLICY_ADMIT_GRANT, /* allowed with a lower quality and/or duration */
+};
+
+struct policy_admission {
+	enum policy_admit_kind kind;
+	int status;                          /* REFUSE: 400, 403 or 507 */
+	char reason[POLICY_REASON_MAX];      /* REFUSE: for "detail" */
+	char quality[POLICY_QUALITY_MAX];    /* what is granted (= requested unless GRANT) */
+	long long max_duration_s;            /* what is granted (= requested unless GRANT) */
+	int user_limit;                      /* per-user concurrent limit for the atomic
+					      * admission script; 0 = none */
+	bool fallback;
+};
+
+/* Admission beyond the global limit (which the recorder enforces
+ * atomically). A GRANT never raises the quality (by video bitrate) nor the
+ * duration above the request; anything else is a fallback. The default
+ * allows as requested. Returns out->kind. */
+enum policy_admit_kind policy_admit(struct policy_host *h, const struct policy_admit_facts *facts,
+				    struct policy_admission *out);
+
+/* ---- lifecycle.lua ----------------------------------------------------- */
+
+enum policy_event {
+	POLICY_EVENT_STARTED,
+	POLICY_EVENT_STOPPED,
+	POLICY_EVENT_COMPLETED,
+	POLICY_EVENT_FAILED,
+	POLICY_EVENT__COUNT,
+};
+
+const char *policy_event_name(enum policy_event e);
+
+struct policy_lifecycle_result {
+	cJSON *tags;        /* object of string/number/bool values to merge into
+			     * "metadata"; never NULL after the call; the caller
+			     * frees it (cJSON_Delete) */
+	bool keep_local;    /* keep the local file after a successful upload */
+	char s3_key[POLICY_S3_KEY_MAX]; /* the template expanded for this recording */
+	bool fallback;
+};
+
+/* Runs the hook for 'event' on 'recording' (the state object). The
+ * s3_key_template may use {prefix} (config s3_prefix), {recording_id},
+ * {room_id}, {user_id}, {file_name}, {format}, {quality}, {date}
+ * (YYYY-MM-DD of started_at), {year}, {month}, {day}. The default: no tags,
+ * keep_local false, "{prefix}{recording_id}/{file_name}". */
+void policy_lifecycle(struct policy_host *h, enum policy_event event, const cJSON *recording,
+		      struct policy_lifecycle_result *out);
+
+/* ---- sources.lua ------------------------------------------------------- */
+
+struct policy_source {
+	char source[POLICY_SOURCE_MAX]; /* a media source driver name: test, file, rtp, v4l2, alsa */
+	char args[POLICY_ARGS_MAX];     /* "k=v,k=v" */
+	bool fallback;
+};
+
+/* What to capture for 'room_id'. The default: config room.<id>.source and
+ * room.<id>.args when set, else "test" with no arguments. */
+void policy_resolve_source(struct policy_host *h, const char *room_id, struct policy_source *out);
+
+/* ---- status ------------------------------------------------------------ */
+
+/* {"dir": "...", "policies": [{"name", "file", "sha256", "loaded_at",
+ * "last_error", "calls", "fallbacks", "kills", "reloads"}], "count": n}:
+ * sha256 and loaded_at describe the version in force (null when none),
+ * last_error the latest failure (null once a load succeeds). The caller
+ * frees the result. */
+cJSON *policy_status_json(struct policy_host *h);
+
+/* False when some policy is not in force as written (failed to load or
+ * reload); 'why' names it. */
+bool policy_healthy(struct policy_host *h, char *why, size_t whylen);
+
+struct policy_metrics {
+	unsigned long long calls;      /* decisions asked */
+	unsigned long long fallbacks;  /* answered by the built-in default */
+	unsigned long long kills;      /* stopped by a limit */
+	unsigned long long reloads;    /* new versions swapped in */
+	unsigned long long reload_failures;
+};
+
+void policy_metrics(struct policy_host *h, struct policy_metrics *m);
+
+/* The names the `edge` table offers policies, from the one registration
+ * table, NULL-terminated (for the check that the specs' fake matches). */
+const char *const *policy_edge_names(void);
+
+#endif
