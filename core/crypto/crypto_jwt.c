@@ -69,6 +69,13 @@ static bool pk_is_p256(mbedtls_pk_context *pk)
 struct crypto_jwt_keys *crypto_jwt_keys_new(const char *hs256_secret, const char *es256_public_pem,
 					    char *err, size_t errlen)
 {
+	return crypto_jwt_keys_new_bin(hs256_secret, hs256_secret ? strlen(hs256_secret) : 0,
+				       es256_public_pem, err, errlen);
+}
+
+struct crypto_jwt_keys *crypto_jwt_keys_new_bin(const void *secret, size_t secret_len,
+						const char *es256_public_pem, char *err, size_t errlen)
+{
 	struct crypto_jwt_keys *k = calloc(1, sizeof(*k));
 	int r;
 	if (!k) {
@@ -77,13 +84,14 @@ struct crypto_jwt_keys *crypto_jwt_keys_new(const char *hs256_secret, const char
 	}
 	mbedtls_pk_init(&k->es256);
 	pthread_mutex_init(&k->es256_lock, NULL);
-	if (hs256_secret && *hs256_secret) {
-		k->secret = strdup(hs256_secret);
+	if (secret && secret_len) {
+		k->secret = malloc(secret_len);
 		if (!k->secret) {
 			seterr(err, errlen, "out of memory");
 			goto fail;
 		}
-		k->secret_len = strlen(hs256_secret);
+		memcpy(k->secret, secret, secret_len);
+		k->secret_len = secret_len;
 		if (k->secret_len < 16)
 			LOG_WARN(&log_jwt, "the HS256 secret is only %zu bytes; use at least 32", k->secret_len);
 	}

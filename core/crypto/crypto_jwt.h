@@ -51,6 +51,10 @@ struct crypto_jwt_keys;
  * neither are valid but refuse every token (CRYPTO_JWT_ENOKEY). */
 struct crypto_jwt_keys *crypto_jwt_keys_new(const char *hs256_secret, const char *es256_public_pem,
 					    char *err, size_t errlen);
+/* As crypto_jwt_keys_new with a binary HS256 secret of 'secret_len' bytes
+ * (a decoded JWK "k" may hold any byte); secret_len 0 means none. */
+struct crypto_jwt_keys *crypto_jwt_keys_new_bin(const void *secret, size_t secret_len,
+						const char *es256_public_pem, char *err, size_t errlen);
 void crypto_jwt_keys_free(struct crypto_jwt_keys *keys);
 
 /* Verifies 'token' at time 'now_s' (Unix seconds) with 'leeway_s' seconds

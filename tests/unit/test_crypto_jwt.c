@@ -1,0 +1,469 @@
+/* test_crypto_jwt: JWT verification and signing: the RFC 7515 A.1 example,
+ * tokens made by independent tools (python3's hmac, the openssl tool for
+ * ES256) in both directions, and every defect the verifier must refuse. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "common_util.h"
+#include "crypto.h"
+#include "crypto_jwt.h"
+
+#define SECRET "unit-test-secret-with-enough-bytes-0123456789"
+
+static char tmpdir[256];
+static int64_t now;
+
+/* Builds header.payload.signature from raw JSON texts, signed with HS256 and
+ * 'secret' (or with the given signature text when sig != NULL). */
+static char *forge(const char *header_json, const char *payload_json, const char *secret, const char *sig)
+{
+	char *h = crypto_base64url_encode(header_json, strlen(header_json));
+	char *p = crypto_base64url_encode(payload_json, strlen(payload_json));
+	size_t n = strlen(h) + strlen(p) + 128;
+	char *out = malloc(n);
+	snprintf(out, n, "%s.%s", h, p);
+	if (sig) {
+		strcat(out, ".");
+		strcat(out, sig);
+	} else {
+		uint8_t mac[32];
+		crypto_hmac_sha256(secret, strlen(secret), out, strlen(out), mac);
+		char *s = crypto_base64url_encode(mac, 32);
+		strcat(out, ".");
+		strcat(out, s);
+		free(s);
+	}
+	free(h);
+	free(p);
+	return out;
+}
+
+static int verify(const struct crypto_jwt_keys *k, const char *token, char *err, size_t errlen)
+{
+	cJSON *claims = NULL;
+	int r = crypto_jwt_verify(k, token, now, CRYPTO_JWT_LEEWAY_S, &claims, err, errlen);
+	CHECK(r == 0 ? claims != NULL : claims == NULL);
+	cJSON_Delete(claims);
+	return r;
+}
+
+static void test_rfc7515_a1(void)
+{
+	/* RFC 7515 appendix A.1: the JWK "k" and the complete JWS. */
+	const char *k64 = "AyM1SysPpbyDfgZld3umj1qzKObwVMkoqQ-EstJQLr_T-1qS0gZH75aKtMN3Yj0iPS4hcgUuTwjAzZr1Z9CAow";
+	const char *jws = "eyJ0eXAiOiJKV1QiLA0KICJhbGciOiJIUzI1NiJ9"
+			  ".eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxlLmNvbS9pc19yb290Ijp0cnVlfQ"
+			  ".dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+	size_t klen = 0;
+	uint8_t *key = crypto_base64url_decode(k64, strlen(k64), &klen);
+	CHECK_INT(klen, 64);
+	char err[256];
+	struct crypto_jwt_keys *keys = crypto_jwt_keys_new_bin(key, klen, NULL, err, sizeof(err));
+	CHECK(keys != NULL);
+
+	/* The signature is the RFC's; the example has no "sub", which this
+	 * server requires, so a good signature ends at the claims check. */
+	cJSON *claims = NULL;
+	int r = crypto_jwt_verify(keys, jws, 1300819380 - 100, 0, &claims, err, sizeof(err));
+	CHECK_INT(r, CRYPTO_JWT_ECLAIMS);
+	CHECK(strstr(err, "sub") != NULL);
+	/* After its exp (2011-03-22T18:43:00Z) the claims check still comes first... */
+	r = crypto_jwt_verify(keys, jws, 1300819380 + 100, 0, NULL, err, sizeof(err));
+	CHECK_INT(r, CRYPTO_JWT_ECLAIMS);
+	/* ...and one flipped bit in the signature is a bad signature. */
+	char *bad = strdup(jws);
+	bad[strlen(bad) - 2] = bad[strlen(bad) - 2] == 'X' ? 'Y' : 'X';
+	r = crypto_jwt_verify(keys, bad, 1300819380 - 100, 0, NULL, err, sizeof(err));
+	CHECK_INT(r, CRYPTO_JWT_ESIGNATURE);
+	free(bad);
+	crypto_jwt_keys_free(keys);
+	free(key);
+}
+
+static void test_sign_verify_roundtrip(void)
+{
+	char err[256];
+	struct crypto_jwt_keys *keys = crypto_jwt_keys_new(SECRET, NULL, err, sizeof(err));
+	cJSON *c = cJSON_CreateObject();
+	cJSON_AddStringToObject(c, "sub", "alice");
+	cJSON_AddNumberToObject(c, "exp", (double)(now + 3600));
+	cJSON_AddNumberToObject(c, "iat", (double)now);
+	char *tok = crypto_jwt_sign_hs256(SECRET, c);
+	CHECK(tok != NULL);
+	cJSON *claims = NULL;
+	CHECK_INT(crypto_jwt_verify(keys, tok, now, 30, &claims, err, sizeof(err)), 0);
+	const cJSON *sub = cJSON_GetObjectItemCaseSensitive(claims, "sub");
+	CHECK_STR(cJSON_GetStringValue(sub), "alice");
+	cJSON_Delete(claims);
+	/* Another secret: bad signature. */
+	struct crypto_jwt_keys *other = crypto_jwt_keys_new("another secret of some length", NULL, err, sizeof(err));
+	CHECK_INT(crypto_jwt_verify(other, tok, now, 30, NULL, err, sizeof(err)), CRYPTO_JWT_ESIGNATURE);
+	crypto_jwt_keys_free(other);
+	/* Not an object, or no secret: no token. */
+	cJSON *arr = cJSON_CreateArray();
+	CHECK(crypto_jwt_sign_hs256(SECRET, arr) == NULL);
+	CHECK(crypto_jwt_sign_hs256("", c) == NULL);
+	cJSON_Delete(arr);
+	free(tok);
+	cJSON_Delete(c);
+	crypto_jwt_keys_free(keys);
+}
+
+static void test_defects(void)
+{
+	char err[256], payload[256], payload_exp[256], payload_nbf[256];
+	struct crypto_jwt_keys *keys = crypto_jwt_keys_new(SECRET, NULL, err, sizeof(err));
+	const char *hs = "{\"alg\":\"HS256\",\"typ\":\"JWT\"}";
+	snprintf(payload, sizeof(payload), "{\"sub\":\"bob\",\"exp\":%lld}", (long long)now + 600);
+
+	char *t = forge(hs, payload, SECRET, NULL);
+	CHECK_INT(verify(keys, t, err, sizeof(err)), 0);
+	free(t);
+
+	struct {
+		const char *what;
+		const char *header;
+		const char *payload; /* NULL: the good payload */
+		const char *sig;     /* NULL: a correct HS256 signature */
+		int want;
+	} cases[] = {
+		{ "alg none, empty signature", "{\"alg\":\"none\"}", NULL, "", CRYPTO_JWT_EALG },
+		{ "alg None", "{\"alg\":\"None\"}", NULL, "", CRYPTO_JWT_EALG },
+		{ "alg none with a signature", "{\"alg\":\"none\"}", NULL, NULL, CRYPTO_JWT_EALG },
+		{ "missing alg", "{\"typ\":\"JWT\"}", NULL, NULL, CRYPTO_JWT_EALG },
+		{ "alg not a string", "{\"alg\":256}", NULL, NULL, CRYPTO_JWT_EALG },
+		{ "alg HS512", "{\"alg\":\"HS512\"}", NULL, NULL, CRYPTO_JWT_EALG },
+		{ "alg RS256", "{\"alg\":\"RS256\"}", NULL, NULL, CRYPTO_JWT_EALG },
+		{ "alg hs256 (case)", "{\"alg\":\"hs256\"}", NULL, NULL, CRYPTO_JWT_EALG },
+		{ "ES256 without a public key", "{\"alg\":\"ES256\"}", NULL, NULL, CRYPTO_JWT_EALG },
+		{ "crit header", "{\"alg\":\"HS256\",\"crit\":[\"exp\"]}", NULL, NULL, CRYPTO_JWT_EMALFORMED },
+		{ "header an array", "[\"HS256\"]", NULL, NULL, CRYPTO_JWT_EMALFORMED },
+		{ "header not JSON", "{alg:HS256}", NULL, NULL, CRYPTO_JWT_EMALFORMED },
+		{ "payload an array", "{\"alg\":\"HS256\"}", "[1,2]", NULL, CRYPTO_JWT_EMALFORMED },
+		{ "payload a string", "{\"alg\":\"HS256\"}", "\"sub\"", NULL, CRYPTO_JWT_EMALFORMED },
+		{ "payload not JSON", "{\"alg\":\"HS256\"}", "{\"sub\":", NULL, CRYPTO_JWT_EMALFORMED },
+		{ "missing sub", "{\"alg\":\"HS256\"}", "{\"exp\":9999999999}", NULL, CRYPTO_JWT_ECLAIMS },
+		{ "sub a number", "{\"alg\":\"HS256\"}", "{\"sub\":42}", NULL, CRYPTO_JWT_ECLAIMS },
+		{ "sub empty", "{\"alg\":\"HS256\"}", "{\"sub\":\"\"}", NULL, CRYPTO_JWT_ECLAIMS },
+		{ "exp a string", "{\"alg\":\"HS256\"}", "{\"sub\":\"x\",\"exp\":\"tomorrow\"}", NULL, CRYPTO_JWT_ECLAIMS },
+		{ "nbf null", "{\"alg\":\"HS256\"}", "{\"sub\":\"x\",\"nbf\":null}", NULL, CRYPTO_JWT_ECLAIMS },
+		{ "signature of other bytes", "{\"alg\":\"HS256\"}", NULL,
+		  "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk", CRYPTO_JWT_ESIGNATURE },
+		{ "signature truncated", "{\"alg\":\"HS256\"}", NULL, "dBjftJeZ4CVP", CRYPTO_JWT_ESIGNATURE },
+		{ "signature empty", "{\"alg\":\"HS256\"}", NULL, "", CRYPTO_JWT_ESIGNATURE },
+		{ "signature not base64url", "{\"alg\":\"HS256\"}", NULL, "abc$def", CRYPTO_JWT_EMALFORMED },
+		{ "signature padded", "{\"alg\":\"HS256\"}", NULL, "AAAA==", CRYPTO_JWT_EMALFORMED },
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+		t = forge(cases[i].header, cases[i].payload ? cases[i].payload : payload, SECRET, cases[i].sig);
+		int r = verify(keys, t, err, sizeof(err));
+		if (r != cases[i].want)
+			fprintf(stderr, "case '%s': got %d (%s), want %d\n", cases[i].what, r, err, cases[i].want);
+		CHECK_INT(r, cases[i].want);
+		CHECK(err[0] != '\0');
+		free(t);
+	}
+
+	/* exp and nbf with the leeway: 30 s each way. */
+	struct {
+		const char *fmt;
+		long long off;
+		int want;
+	} times[] = {
+		{ "{\"sub\":\"x\",\"exp\":%lld}", -31, CRYPTO_JWT_EEXPIRED },
+		{ "{\"sub\":\"x\",\"exp\":%lld}", -30, CRYPTO_JWT_EEXPIRED },
+		{ "{\"sub\":\"x\",\"exp\":%lld}", -29, 0 },
+		{ "{\"sub\":\"x\",\"exp\":%lld}", -86400, CRYPTO_JWT_EEXPIRED },
+		{ "{\"sub\":\"x\",\"nbf\":%lld}", 31, CRYPTO_JWT_ENOTYET },
+		{ "{\"sub\":\"x\",\"nbf\":%lld}", 30, 0 },
+		{ "{\"sub\":\"x\",\"nbf\":%lld}", -5, 0 },
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(times); i++) {
+		snprintf(payload_exp, sizeof(payload_exp), times[i].fmt, (long long)now + times[i].off);
+		t = forge(hs, payload_exp, SECRET, NULL);
+		int r = verify(keys, t, err, sizeof(err));
+		if (r != times[i].want)
+			fprintf(stderr, "time case %zu (%s): got %d (%s)\n", i, payload_exp, r, err);
+		CHECK_INT(r, times[i].want);
+		free(t);
+	}
+	snprintf(payload_nbf, sizeof(payload_nbf), "{\"sub\":\"x\",\"exp\":%lld}", (long long)now - 100);
+	t = forge(hs, payload_nbf, SECRET, NULL);
+	CHECK_INT(verify(keys, t, err, sizeof(err)), CRYPTO_JWT_EEXPIRED);
+	CHECK(strstr(err, "expired") != NULL);
+	free(t);
+
+	/* Structure: not three parts, empty parts, junk, padding, size. */
+	static const char *const shapes[] = {
+		"", "abc", "a.b", "a.b.c.d", "..", ".e30.", "e30..", "eyJhbGciOiJIUzI1NiJ9",
+		"eyJhbGciOiJIUzI1NiJ9.e30", "eyJhbGciOiJIUzI1NiJ9=.e30.AAAA", "!!!.e30.AAAA",
+		"eyJhbGciOiJIUzI1NiJ9.e30.AAAA.", "eyJhbGciOiJIUzI1NiJ9 .e30.AAAA",
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(shapes); i++) {
+		int r = verify(keys, shapes[i], err, sizeof(err));
+		if (r != CRYPTO_JWT_EMALFORMED)
+			fprintf(stderr, "shape '%s': got %d (%s)\n", shapes[i], r, err);
+		CHECK_INT(r, CRYPTO_JWT_EMALFORMED);
+	}
+	CHECK_INT(crypto_jwt_verify(keys, NULL, now, 30, NULL, err, sizeof(err)), CRYPTO_JWT_EMALFORMED);
+	char *huge = malloc(CRYPTO_JWT_MAX_LEN + 100);
+	memset(huge, 'A', CRYPTO_JWT_MAX_LEN + 99);
+	huge[CRYPTO_JWT_MAX_LEN + 99] = '\0';
+	huge[10] = '.';
+	huge[20] = '.';
+	CHECK_INT(verify(keys, huge, err, sizeof(err)), CRYPTO_JWT_EMALFORMED);
+	CHECK(strstr(err, "longer") != NULL);
+	free(huge);
+
+	/* No key at all. */
+	struct crypto_jwt_keys *none = crypto_jwt_keys_new(NULL, NULL, err, sizeof(err));
+	CHECK(none != NULL);
+	t = forge(hs, payload, SECRET, NULL);
+	CHECK_INT(verify(none, t, err, sizeof(err)), CRYPTO_JWT_ENOKEY);
+	CHECK_INT(crypto_jwt_verify(NULL, t, now, 30, NULL, err, sizeof(err)), CRYPTO_JWT_ENOKEY);
+	free(t);
+	crypto_jwt_keys_free(none);
+	crypto_jwt_keys_free(keys);
+	CHECK_STR(crypto_jwt_strerror(CRYPTO_JWT_EEXPIRED), "token expired");
+}
+
+/* Writes 'text' to tmpdir/name; returns the path (static buffer rotation). */
+static const char *put_file(const char *name, const char *text)
+{
+	static char paths[4][512];
+	static int next;
+	char *p = paths[next++ % 4];
+	snprintf(p, 512, "%s/%s", tmpdir, name);
+	FILE *f = fopen(p, "w");
+	if (f) {
+		fputs(text, f);
+		fclose(f);
+	}
+	return p;
+}
+
+static char *run(const char *cmd)
+{
+	FILE *p = popen(cmd, "r");
+	if (!p)
+		return NULL;
+	size_t cap = 65536, len = 0, n;
+	char *out = calloc(1, cap);
+	while (out && (n = fread(out + len, 1, cap - 1 - len, p)) > 0)
+		len += n;
+	int st = pclose(p);
+	if (!out || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+		free(out);
+		return NULL;
+	}
+	while (len && (out[len - 1] == '\n' || out[len - 1] == '\r'))
+		out[--len] = '\0';
+	return out;
+}
+
+/* The independent side: python3's hmac/base64 make an HS256 token, and
+ * python3 + the openssl tool make and check ES256 tokens (openssl signs in
+ * DER; the script converts between DER and the JOSE R||S form). */
+static const char fixture_py[] =
+	"import base64, hashlib, hmac, json, subprocess, sys\n"
+	"def b64(b): return base64.urlsafe_b64encode(b).rstrip(b'=').decode()\n"
+	"def unb64(s): return base64.urlsafe_b64decode(s + '=' * (-len(s) % 4))\n"
+	"def der_int(b):\n"
+	"    b = b.lstrip(b'\\0') or b'\\0'\n"
+	"    if b[0] & 0x80: b = b'\\0' + b\n"
+	"    return b'\\x02' + bytes([len(b)]) + b\n"
+	"def der_sig(rs):\n"
+	"    body = der_int(rs[:32]) + der_int(rs[32:])\n"
+	"    return b'\\x30' + bytes([len(body)]) + body\n"
+	"def raw_sig(der):\n"
+	"    i = 2; out = b''\n"
+	"    for _ in range(2):\n"
+	"        n = der[i + 1]; v = der[i + 2:i + 2 + n]; i += 2 + n\n"
+	"        out += v.lstrip(b'\\0').rjust(32, b'\\0')\n"
+	"    return out\n"
+	"cmd = sys.argv[1]\n"
+	"if cmd == 'hs256':\n"
+	"    secret, sub, exp = sys.argv[2], sys.argv[3], int(sys.argv[4])\n"
+	"    h = b64(json.dumps({'typ': 'JWT', 'alg': 'HS256'}).encode())\n"
+	"    p = b64(json.dumps({'sub': sub, 'exp': exp, 'name': 'Zo\\u00eb'}).encode())\n"
+	"    s = b64(hmac.new(secret.encode(), (h + '.' + p).encode(), hashlib.sha256).digest())\n"
+	"    print(h + '.' + p + '.' + s)\n"
+	"elif cmd == 'es256-sign':\n"
+	"    key, sub, exp = sys.argv[2], sys.argv[3], int(sys.argv[4])\n"
+	"    h = b64(json.dumps({'alg': 'ES256', 'typ': 'JWT'}).encode())\n"
+	"    p = b64(json.dumps({'sub': sub, 'exp': exp}).encode())\n"
+	"    der = subprocess.run(['openssl', 'dgst', '-sha256', '-sign', key], input=(h + '.' + p).encode(),\n"
+	"                         capture_output=True, check=True).stdout\n"
+	"    print(h + '.' + p + '.' + b64(raw_sig(der)))\n"
+	"elif cmd == 'es256-verify':\n"
+	"    pub, tok, sigfile = sys.argv[2], sys.argv[3], sys.argv[4]\n"
+	"    h, p, s = tok.split('.')\n"
+	"    rs = unb64(s)\n"
+	"    assert len(rs) == 64\n"
+	"    open(sigfile, 'wb').write(der_sig(rs))\n"
+	"    r = subprocess.run(['openssl', 'dgst', '-sha256', '-verify', pub, '-signature', sigfile],\n"
+	"                       input=(h + '.' + p).encode(), capture_output=True)\n"
+	"    print(r.stdout.decode().strip())\n"
+	"    sys.exit(r.returncode)\n";
+
+static void test_independent_hs256(const char *py)
+{
+	char cmd[1024], err[256];
+	snprintf(cmd, sizeof(cmd), "/usr/bin/python3 '%s' hs256 '%s' carol %lld", py, SECRET, (long long)now + 120);
+	char *tok = run(cmd);
+	CHECK(tok != NULL);
+	if (!tok)
+		return;
+	struct crypto_jwt_keys *keys = crypto_jwt_keys_new(SECRET, NULL, err, sizeof(err));
+	cJSON *claims = NULL;
+	int r = crypto_jwt_verify(keys, tok, now, 30, &claims, err, sizeof(err));
+	if (r)
+		fprintf(stderr, "python token refused: %s\n", err);
+	CHECK_INT(r, 0);
+	CHECK_STR(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(claims, "sub")), "carol");
+	CHECK_STR(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(claims, "name")), "Zo\xc3\xab");
+	cJSON_Delete(claims);
+	/* The same token after its exp + leeway. */
+	CHECK_INT(crypto_jwt_verify(keys, tok, now + 151, 30, NULL, err, sizeof(err)), CRYPTO_JWT_EEXPIRED);
+	crypto_jwt_keys_free(keys);
+	free(tok);
+}
+
+static void test_es256(const char *py)
+{
+	char cmd[2048], err[256];
+	/* Keys made by openssl. */
+	char keyp[512], pubp[512];
+	snprintf(keyp, sizeof(keyp), "%s/es.key", tmpdir);
+	snprintf(pubp, sizeof(pubp), "%s/es.pub", tmpdir);
+	snprintf(cmd, sizeof(cmd),
+		 "openssl ecparam -name prime256v1 -genkey -noout -out '%s' && openssl ec -in '%s' -pubout -out '%s' 2>/dev/null",
+		 keyp, keyp, pubp);
+	char *o = run(cmd);
+	CHECK(o != NULL);
+	free(o);
+	char *pub = util_read_file(pubp, NULL), *priv = util_read_file(keyp, NULL);
+	CHECK(pub && priv);
+	if (!pub || !priv)
+		goto out;
+	struct crypto_jwt_keys *keys = crypto_jwt_keys_new(NULL, pub, err, sizeof(err));
+	CHECK(keys != NULL);
+	if (!keys)
+		goto out;
+
+	/* openssl signs, we verify (several times: R or S with a leading zero
+	 * byte is a DER corner the conversion must handle). */
+	int ok = 0;
+	for (int i = 0; i < 6; i++) {
+		snprintf(cmd, sizeof(cmd), "/usr/bin/python3 '%s' es256-sign '%s' dave %lld", py, keyp,
+			 (long long)now + 300);
+		char *tok = run(cmd);
+		CHECK(tok != NULL);
+		if (!tok)
+			continue;
+		cJSON *claims = NULL;
+		int r = crypto_jwt_verify(keys, tok, now, 30, &claims, err, sizeof(err));
+		if (r)
+			fprintf(stderr, "openssl ES256 token refused: %s\n", err);
+		ok += r == 0;
+		CHECK_STR(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(claims, "sub")), "dave");
+		cJSON_Delete(claims);
+		/* A changed payload breaks the signature. */
+		char *dot = strchr(tok, '.');
+		dot[2] = dot[2] == 'A' ? 'B' : 'A';
+		r = crypto_jwt_verify(keys, tok, now, 30, NULL, err, sizeof(err));
+		CHECK(r == CRYPTO_JWT_ESIGNATURE || r == CRYPTO_JWT_EMALFORMED);
+		free(tok);
+	}
+	CHECK_INT(ok, 6);
+
+	/* We sign, openssl verifies. */
+	cJSON *c = cJSON_CreateObject();
+	cJSON_AddStringToObject(c, "sub", "erin");
+	cJSON_AddNumberToObject(c, "exp", (double)(now + 60));
+	for (int i = 0; i < 4; i++) {
+		char *tok = crypto_jwt_sign_es256(priv, c, err, sizeof(err));
+		CHECK(tok != NULL);
+		if (!tok)
+			continue;
+		CHECK_INT(crypto_jwt_verify(keys, tok, now, 30, NULL, err, sizeof(err)), 0);
+		char sigp[512];
+		snprintf(sigp, sizeof(sigp), "%s/sig.der", tmpdir);
+		snprintf(cmd, sizeof(cmd), "/usr/bin/python3 '%s' es256-verify '%s' '%s' '%s'", py, pubp, tok, sigp);
+		char *v = run(cmd);
+		CHECK(v && strcmp(v, "Verified OK") == 0);
+		free(v);
+		free(tok);
+	}
+
+	/* An HS256 token is refused by ES256-only keys (no algorithm
+	 * confusion: the public key text is never used as an HMAC secret). */
+	char *hs = crypto_jwt_sign_hs256(pub, c);
+	CHECK_INT(crypto_jwt_verify(keys, hs, now, 30, NULL, err, sizeof(err)), CRYPTO_JWT_EALG);
+	free(hs);
+
+	/* Our own key pair generator, and a token from another key. */
+	char *p2 = NULL, *q2 = NULL;
+	CHECK_INT(crypto_ec_keypair_pem(&p2, &q2), 0);
+	char *tok2 = crypto_jwt_sign_es256(p2, c, err, sizeof(err));
+	CHECK_INT(crypto_jwt_verify(keys, tok2, now, 30, NULL, err, sizeof(err)), CRYPTO_JWT_ESIGNATURE);
+	struct crypto_jwt_keys *keys2 = crypto_jwt_keys_new(SECRET, q2, err, sizeof(err));
+	CHECK_INT(crypto_jwt_verify(keys2, tok2, now, 30, NULL, err, sizeof(err)), 0);
+	/* Both kinds configured: both accepted. */
+	char *hs2 = crypto_jwt_sign_hs256(SECRET, c);
+	CHECK_INT(crypto_jwt_verify(keys2, hs2, now, 30, NULL, err, sizeof(err)), 0);
+	free(hs2);
+	/* A signature of the wrong length. */
+	static const uint8_t short_sig[63];
+	char *s63 = crypto_base64url_encode(short_sig, sizeof(short_sig));
+	char *cut = malloc(strlen(tok2) + strlen(s63) + 2);
+	strcpy(cut, tok2);
+	strcpy(strrchr(cut, '.') + 1, s63);
+	CHECK_INT(crypto_jwt_verify(keys2, cut, now, 30, NULL, err, sizeof(err)), CRYPTO_JWT_ESIGNATURE);
+	free(cut);
+	free(s63);
+	crypto_jwt_keys_free(keys2);
+	free(tok2);
+	free(p2);
+	free(q2);
+	cJSON_Delete(c);
+	crypto_jwt_keys_free(keys);
+
+	/* Keys that are not P-256 public keys are refused at set-up. */
+	CHECK(crypto_jwt_keys_new(NULL, "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n", err,
+				  sizeof(err)) == NULL);
+	snprintf(cmd, sizeof(cmd), "openssl ecparam -name secp384r1 -genkey -noout 2>/dev/null | openssl ec -pubout 2>/dev/null");
+	char *p384 = run(cmd);
+	if (p384) {
+		CHECK(crypto_jwt_keys_new(NULL, p384, err, sizeof(err)) == NULL);
+		CHECK(strstr(err, "P-256") != NULL);
+	}
+	free(p384);
+	CHECK(crypto_jwt_sign_es256("not a key", NULL, err, sizeof(err)) == NULL);
+out:
+	free(pub);
+	free(priv);
+}
+
+int main(void)
+{
+	snprintf(tmpdir, sizeof(tmpdir), "/tmp/test_crypto_jwt.XXXXXX");
+	if (!mkdtemp(tmpdir)) {
+		perror("mkdtemp");
+		return 1;
+	}
+	now = (int64_t)time(NULL);
+	const char *py = put_file("fixture.py", fixture_py);
+	test_rfc7515_a1();
+	test_sign_verify_roundtrip();
+	test_defects();
+	test_independent_hs256(py);
+	test_es256(py);
+	util_rm_rf(tmpdir);
+	return check_exit();
+}
