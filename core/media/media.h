@@ -63,6 +63,7 @@ struct media_stats {
 	int64_t video_encode_ns;      /* CPU-side time spent in the video encoder */
 	bool paused;
 	bool failed;
+	char error[256];              /* why it failed, "" otherwise */
 };
 
 struct media_pipeline;
@@ -72,6 +73,22 @@ struct media_pipeline;
  * The configuration strings are copied. Returns NULL with a reason in 'err'. */
 struct media_pipeline *media_pipeline_new(const struct media_pipeline_config *cfg,
 					  char *err, size_t errlen);
+/* Options for tools and tests, set before media_pipeline_start(). */
+#define MEDIA_SCHEDULE_MAX 16
+struct media_pipeline_options {
+	bool fast;            /* raw sources run as fast as the encoders go (no
+			       * wall-clock pacing, no drops: the source waits) */
+	int64_t duration_ns;  /* >0: the source ends after this much source time */
+	/* Pause/resume at exact source times (ns from the source's start), in
+	 * increasing order: the i-th pause at pause_at_ns[i], its resume at
+	 * resume_at_ns[i]. */
+	int nb_schedule;
+	int64_t pause_at_ns[MEDIA_SCHEDULE_MAX], resume_at_ns[MEDIA_SCHEDULE_MAX];
+};
+
+/* Returns 0, or -1 when already started or the schedule is not increasing. */
+int media_pipeline_set_options(struct media_pipeline *p, const struct media_pipeline_options *o);
+
 /* Opens the source, encoders and output file and starts the threads.
  * Returns 0, or <0 with a reason in 'err' (nothing left running). */
 int media_pipeline_start(struct media_pipeline *p, char *err, size_t errlen);

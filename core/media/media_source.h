@@ -10,8 +10,9 @@
  *     const struct media_source_driver media_source_test = {
  *         .name = "test", .open = ..., .read = ..., .close = ... };
  * and listed in media_source.c's table, where media_source_find() finds it.
- * Only the pipeline's source thread calls open/read/close; request_keyframe
- * may be called from any thread and must be thread-safe. */
+ * open() runs on the thread that starts the pipeline, read() only on the
+ * pipeline's source thread, close() after that thread has ended;
+ * request_keyframe() may be called from any thread and must be thread-safe. */
 #ifndef EDGEREC_MEDIA_SOURCE_H
 #define EDGEREC_MEDIA_SOURCE_H
 

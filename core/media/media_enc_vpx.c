@@ -1,0 +1,213 @@
+/* media_enc_vpx: the VP8 and VP9 encoder drivers (libvpx, realtime). */
+#include "media_enc.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <vpx/vp8cx.h>
+#include <vpx/vpx_encoder.h>
+
+#include "common_log.h"
+#include "common_time.h"
+#include "common_util.h"
+
+static struct log_handle log_vpx = LOG_HANDLE("media/vpx");
+
+struct vpx_priv {
+	vpx_codec_ctx_t ctx;
+	bool ctx_open;
+	vpx_image_t img;
+	int width, height, fps;
+	int64_t frame_ns;
+	vpx_codec_pts_t next_pts;  /* in frames (timebase 1/fps) */
+	int64_t last_in_pts_ns;
+};
+
+/* Speed settings. VP8's realtime speed 10 and VP9's speed 8 keep 720p30 to
+ * a fraction of one core on this box while the quality at the preset
+ * bitrates stays at or above libvpx's default realtime settings (the
+ * benchmark scripts/bench.d/10-media compares both). */
+#define VPX_VP8_CPUUSED 10
+#define VPX_VP9_CPUUSED 8
+
+static int vpx_open_common(struct media_enc *e, const struct media_enc_params *p,
+			   vpx_codec_iface_t *iface, bool vp9, char *err, size_t errlen)
+{
+	struct vpx_priv *v = calloc(1, sizeof(*v));
+	vpx_codec_enc_cfg_t cfg;
+	vpx_codec_err_t rc;
+
+	if (!v) {
+		util_strlcpy(err, "out of memory", errlen);
+		return -1;
+	}
+	e->priv = v;
+	if (p->width < 16 || p->height < 16 || p->width > 8192 || p->height > 8192 ||
+	    (p->width & 1) || (p->height & 1) || p->fps < 1 || p->fps > 240 || p->bitrate_bps < 10000) {
+		snprintf(err, errlen, "unsupported video parameters %dx%d@%d %d bps",
+			 p->width, p->height, p->fps, p->bitrate_bps);
+		goto fail;
+	}
+	rc = vpx_codec_enc_config_default(iface, &cfg, 0);
+	if (rc != VPX_CODEC_OK) {
+		snprintf(err, errlen, "libvpx: %s", vpx_codec_err_to_string(rc));
+		goto fail;
+	}
+	cfg.g_w = (unsigned)p->width;
+	cfg.g_h = (unsigned)p->height;
+	cfg.g_timebase.num = 1;
+	cfg.g_timebase.den = p->fps;
+	cfg.g_threads = (unsigned)(p->threads > 0 ? p->threads : 1);
+	cfg.g_lag_in_frames = 0;
+	cfg.g_error_resilient = 0;
+	cfg.g_pass = VPX_RC_ONE_PASS;
+	cfg.rc_end_usage = VPX_CBR;
+	cfg.rc_target_bitrate = (unsigned)(p->bitrate_bps / 1000);
+	cfg.rc_min_quantizer = 2;
+	cfg.rc_max_quantizer = 56;
+	cfg.rc_undershoot_pct = 50;
+	cfg.rc_overshoot_pct = 50;
+	cfg.rc_buf_sz = 1000;
+	cfg.rc_buf_initial_sz = 600;
+	cfg.rc_buf_optimal_sz = 800;
+	cfg.rc_dropframe_thresh = 0;
+	cfg.kf_mode = VPX_KF_AUTO;
+	cfg.kf_min_dist = 0;
+	cfg.kf_max_dist = (unsigned)(p->keyframe_interval > 0 ? p->keyframe_interval : 2 * p->fps);
+	rc = vpx_codec_enc_init(&v->ctx, iface, &cfg, 0);
+	if (rc != VPX_CODEC_OK) {
+		snprintf(err, errlen, "libvpx init: %s", vpx_codec_err_to_string(rc));
+		goto fail;
+	}
+	v->ctx_open = true;
+	if (vp9) {
+		vpx_codec_control(&v->ctx, VP8E_SET_CPUUSED, VPX_VP9_CPUUSED);
+		vpx_codec_control(&v->ctx, VP9E_SET_ROW_MT, 1);
+		vpx_codec_control(&v->ctx, VP9E_SET_TILE_COLUMNS, p->width >= 1280 ? 2 : 1);
+		vpx_codec_control(&v->ctx, VP9E_SET_AQ_MODE, 3);
+	} else {
+		vpx_codec_control(&v->ctx, VP8E_SET_CPUUSED, VPX_VP8_CPUUSED);
+		vpx_codec_control(&v->ctx, VP8E_SET_TOKEN_PARTITIONS, cfg.g_threads > 1 ? 2 : 0);
+		vpx_codec_control(&v->ctx, VP8E_SET_STATIC_THRESHOLD, 1);
+		vpx_codec_control(&v->ctx, VP8E_SET_NOISE_SENSITIVITY, 0);
+	}
+	vpx_codec_control(&v->ctx, VP8E_SET_MAX_INTRA_BITRATE_PCT, 300);
+	v->width = p->width;
+	v->height = p->height;
+	v->fps = p->fps;
+	v->frame_ns = TIME_NS_PER_SEC / p->fps;
+	v->last_in_pts_ns = -1;
+	LOG_DEBUG(&log_vpx, "%s %dx%d@%d %d kbps, keyframe every <= %u frames, %u threads",
+		  vp9 ? "vp9" : "vp8", p->width, p->height, p->fps, p->bitrate_bps / 1000,
+		  cfg.kf_max_dist, cfg.g_threads);
+	return 0;
+fail:
+	return -1;
+}
+
+static int vpx_open_vp8(struct media_enc *e, const struct media_enc_params *p, char *err, size_t errlen)
+{
+	return vpx_open_common(e, p, vpx_codec_vp8_cx(), false, err, errlen);
+}
+
+static int vpx_open_vp9(struct media_enc *e, const struct media_enc_params *p, char *err, size_t errlen)
+{
+	return vpx_open_common(e, p, vpx_codec_vp9_cx(), true, err, errlen);
+}
+
+/* Hands every packet libvpx has ready to 'out', stamped with 'pts_ns' (the
+ * encoder runs without lag, so what comes out belongs to the frame just
+ * put in). */
+static int vpx_drain(struct media_enc *e, int64_t pts_ns, media_enc_output_fn out, void *opaque)
+{
+	struct vpx_priv *v = e->priv;
+	vpx_codec_iter_t iter = NULL;
+	const vpx_codec_cx_pkt_t *pkt;
+	while ((pkt = vpx_codec_get_cx_data(&v->ctx, &iter)) != NULL) {
+		if (pkt->kind != VPX_CODEC_CX_FRAME_PKT)
+			continue;
+		struct media_enc_packet ep = {
+			.data = buf_new_copy(pkt->data.frame.buf, pkt->data.frame.sz),
+			.pts_ns = pts_ns,
+			.duration_ns = v->frame_ns,
+			.keyframe = (pkt->data.frame.flags & VPX_FRAME_IS_KEY) != 0,
+		};
+		if (!ep.data) {
+			util_strlcpy(e->err, "out of memory", sizeof(e->err));
+			return -1;
+		}
+		int r = out(opaque, &ep);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+static int vpx_encode(struct media_enc *e, const struct buf *frame, int samples, int64_t pts_ns,
+		      bool force_keyframe, media_enc_output_fn out, void *opaque)
+{
+	struct vpx_priv *v = e->priv;
+	vpx_codec_err_t rc;
+	if (!frame) {
+		rc = vpx_codec_encode(&v->ctx, NULL, 0, 1, 0, VPX_DL_REALTIME);
+		if (rc != VPX_CODEC_OK) {
+			snprintf(e->err, sizeof(e->err), "libvpx flush: %s", vpx_codec_error(&v->ctx));
+			return -1;
+		}
+		return vpx_drain(e, v->last_in_pts_ns, out, opaque);
+	}
+	size_t need = (size_t)v->width * v->height * 3 / 2;
+	if (frame->size < need) {
+		snprintf(e->err, sizeof(e->err), "short video frame (%zu of %zu bytes)", frame->size, need);
+		return -1;
+	}
+	if (!vpx_img_wrap(&v->img, VPX_IMG_FMT_I420, (unsigned)v->width, (unsigned)v->height, 1,
+			  frame->data)) {
+		util_strlcpy(e->err, "libvpx: cannot wrap frame", sizeof(e->err));
+		return -1;
+	}
+	/* Timestamps in frames of the nominal rate, strictly increasing. */
+	vpx_codec_pts_t pts = (vpx_codec_pts_t)((pts_ns * v->fps + TIME_NS_PER_SEC / 2) / TIME_NS_PER_SEC);
+	if (pts < v->next_pts)
+		pts = v->next_pts;
+	v->next_pts = pts + 1;
+	v->last_in_pts_ns = pts_ns;
+	vpx_enc_frame_flags_t flags = force_keyframe ? VPX_EFLAG_FORCE_KF : 0;
+	rc = vpx_codec_encode(&v->ctx, &v->img, pts, 1, flags, VPX_DL_REALTIME);
+	if (rc != VPX_CODEC_OK) {
+		snprintf(e->err, sizeof(e->err), "libvpx encode: %s", vpx_codec_error(&v->ctx));
+		return -1;
+	}
+	(void)samples;
+	return vpx_drain(e, pts_ns, out, opaque);
+}
+
+static void vpx_close(struct media_enc *e)
+{
+	struct vpx_priv *v = e->priv;
+	if (!v)
+		return;
+	if (v->ctx_open)
+		vpx_codec_destroy(&v->ctx);
+	free(v);
+	e->priv = NULL;
+}
+
+const struct media_enc_driver media_enc_vp8 = {
+	.name = "vp8",
+	.kind = MEDIA_KIND_VIDEO,
+	.codec = MEDIA_CODEC_VP8,
+	.open = vpx_open_vp8,
+	.encode = vpx_encode,
+	.close = vpx_close,
+};
+
+const struct media_enc_driver media_enc_vp9 = {
+	.name = "vp9",
+	.kind = MEDIA_KIND_VIDEO,
+	.codec = MEDIA_CODEC_VP9,
+	.open = vpx_open_vp9,
+	.encode = vpx_encode,
+	.close = vpx_close,
+};

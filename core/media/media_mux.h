@@ -1,0 +1,60 @@
+/* media_mux: the muxer driver table, and the C face of the one C++ file
+ * (media_mux_webm.cc) that wraps libwebm's mkvmuxer and mkvparser.
+ *
+ * The WebM/Matroska muxer writes as frames arrive: every frame handed to
+ * write() is in the kernel's page cache when write() returns (apart from
+ * audio the muxer holds until the next video frame, well under a second),
+ * clusters start at video keyframes and last at most about one second. So a
+ * process killed at any moment leaves a file that players read up to the
+ * last frame or so; close() finalizes it (segment size, Duration, Cues). */
+#ifndef EDGEREC_MEDIA_MUX_H
+#define EDGEREC_MEDIA_MUX_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "media_source.h"
+
+/* One track of the output. */
+struct media_mux_track {
+	enum media_kind kind;
+	enum media_codec codec;    /* VP8, VP9 or OPUS */
+	int width, height;         /* video */
+	double fps;                /* video, nominal (0 = unknown) */
+	int sample_rate, channels; /* audio */
+	const uint8_t *codec_private; /* copied */
+	size_t codec_private_len;
+	int64_t codec_delay_ns, seek_preroll_ns;
+};
+
+struct media_mux;
+
+struct media_mux_driver {
+	const char *name;
+	/* Creates the output file at 'path' (truncating). 'doc_type' is "webm"
+	 * or "matroska". Returns NULL with 'err'. */
+	struct media_mux *(*open)(const char *path, const char *doc_type, char *err, size_t errlen);
+	/* Adds a track before the first write(); returns its number (>= 1) or <0. */
+	int (*add_track)(struct media_mux *m, const struct media_mux_track *t);
+	/* Writes one frame. Frames must come in non-decreasing pts order across
+	 * all tracks. Returns 0, or <0 (the reason via last_error). */
+	int (*write)(struct media_mux *m, int track, const uint8_t *data, size_t len,
+		     int64_t pts_ns, bool keyframe);
+	/* Finalizes and closes the file, then frees 'm' whether or not it
+	 * succeeded. 'duration_ns' > 0 sets Duration explicitly; otherwise it is
+	 * the last frame's end. Returns 0 or <0 with 'err'. */
+	int (*close)(struct media_mux *m, int64_t duration_ns, char *err, size_t errlen);
+	/* Closes without finalizing (the file stays as a crash would leave it). */
+	void (*abandon)(struct media_mux *m);
+	/* Bytes in the file so far. */
+	uint64_t (*bytes)(const struct media_mux *m);
+	const char *(*last_error)(const struct media_mux *m);
+};
+
+extern const struct media_mux_driver media_mux_webm;
+
+/* Matroska CodecID of 'codec' ("V_VP8" ...), or NULL for raw codecs. */
+const char *media_mux_codec_id(enum media_codec codec);
+
+#endif

@@ -1,0 +1,614 @@
+// media_mux_webm: the WebM/Matroska muxer driver and the file tools (probe,
+// crash repair), the only code that talks to libwebm's mkvmuxer/mkvparser.
+// Everything here is reached through the C declarations of media_mux.h and
+// media.h; no C++ type crosses that boundary and no exception escapes it.
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <new>
+
+#include "mkvmuxer/mkvmuxer.h"
+#include "mkvmuxer/mkvmuxerutil.h"
+#include "mkvparser/mkvparser.h"
+#include "mkvparser/mkvreader.h"
+
+extern "C" {
+#include "common_log.h"
+#include "common_util.h"
+#include "media.h"
+#include "media_mux.h"
+}
+
+static struct log_handle log_mux = LOG_HANDLE("media/webm");
+
+namespace {
+
+// Counts the bytes an element sequence takes, without storing them: used to
+// learn how long mkvmuxer's own EBML header is.
+class CountingWriter : public mkvmuxer::IMkvWriter {
+public:
+	mkvmuxer::int32 Write(const void *, mkvmuxer::uint32 len) override { pos_ += len; return 0; }
+	mkvmuxer::int64 Position() const override { return pos_; }
+	mkvmuxer::int32 Position(mkvmuxer::int64 p) override { pos_ = p; return 0; }
+	bool Seekable() const override { return true; }
+	void ElementStartNotify(mkvmuxer::uint64, mkvmuxer::int64) override {}
+private:
+	int64_t pos_ = 0;
+};
+
+// The file writer mkvmuxer writes through. It collects mkvmuxer's many small
+// writes in a buffer and hands them to the kernel with one pwrite() when
+// flush() is called (after every frame) or when it seeks (finalization), so
+// a killed process loses at most the frame being written.
+//
+// mkvmuxer always writes DocType "webm" for WebM codecs. For a Matroska file
+// the writer puts its own EBML header (DocType "matroska") first and maps
+// mkvmuxer's positions past its header ("virtual") to the file ("real"):
+// real = virtual - webm_header_len + own_header_len. mkvmuxer's own header
+// bytes (virtual positions below webm_header_len) are dropped.
+class FileWriter : public mkvmuxer::IMkvWriter {
+public:
+	FileWriter() {}
+	~FileWriter() override
+	{
+		free(buf_);
+		if (fd_ >= 0)
+			close(fd_);
+	}
+
+	int open_file(const char *path, const char *doc_type, char *err, size_t errlen)
+	{
+		cap_ = 256 * 1024;
+		buf_ = static_cast<uint8_t *>(malloc(cap_));
+		if (!buf_) {
+			util_strlcpy(err, "out of memory", errlen);
+			return -1;
+		}
+		fd_ = ::open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		if (fd_ < 0) {
+			snprintf(err, errlen, "cannot create '%s': %s", path, strerror(errno));
+			return -1;
+		}
+		if (strcmp(doc_type, "webm") != 0) {
+			// Our header goes first, at real offset 0.
+			if (!mkvmuxer::WriteEbmlHeader(this, mkvmuxer::Segment::kDefaultDocTypeVersion,
+						       doc_type)) {
+				util_strlcpy(err, "cannot write the EBML header", errlen);
+				return -1;
+			}
+			own_header_len_ = vpos_;
+			CountingWriter counter;
+			mkvmuxer::WriteEbmlHeader(&counter, mkvmuxer::Segment::kDefaultDocTypeVersion,
+						  "webm");
+			skip_len_ = counter.Position();
+			vpos_ = 0;
+		}
+		return 0;
+	}
+
+	mkvmuxer::int32 Write(const void *data, mkvmuxer::uint32 len) override
+	{
+		const uint8_t *p = static_cast<const uint8_t *>(data);
+		if (vpos_ < skip_len_) {
+			int64_t k = skip_len_ - vpos_;
+			if (k > len)
+				k = len;
+			p += k;
+			len -= static_cast<uint32_t>(k);
+			vpos_ += k;
+			if (len == 0)
+				return 0;
+		}
+		int64_t real = to_real(vpos_);
+		if (len_ > 0 && buf_start_ + static_cast<int64_t>(len_) != real && flush() < 0)
+			return -1;
+		if (len_ == 0)
+			buf_start_ = real;
+		if (len_ + len > cap_ && flush() < 0)
+			return -1;
+		if (len > cap_) {
+			if (pwrite_all(p, len, real) < 0)
+				return -1;
+		} else {
+			if (len_ == 0)
+				buf_start_ = real;
+			memcpy(buf_ + len_, p, len);
+			len_ += len;
+		}
+		vpos_ += len;
+		return 0;
+	}
+
+	mkvmuxer::int64 Position() const override { return vpos_; }
+
+	mkvmuxer::int32 Position(mkvmuxer::int64 position) override
+	{
+		if (flush() < 0)
+			return -1;
+		vpos_ = position;
+		return 0;
+	}
+
+	bool Seekable() const override { return true; }
+	void ElementStartNotify(mkvmuxer::uint64, mkvmuxer::int64) override {}
+
+	// Hands the buffered bytes to the kernel. Returns 0 or -1 (errno kept).
+	int flush()
+	{
+		if (len_ == 0)
+			return 0;
+		if (pwrite_all(buf_, len_, buf_start_) < 0)
+			return -1;
+		len_ = 0;
+		return 0;
+	}
+
+	int sync() { return fd_ >= 0 ? fdatasync(fd_) : 0; }
+	uint64_t bytes() const
+	{
+		uint64_t pending = len_ ? static_cast<uint64_t>(buf_start_) + len_ : 0;
+		return pending > file_end_ ? pending : file_end_;
+	}
+	int error() const { return errno_; }
+
+private:
+	int64_t to_real(int64_t v) const { return v < skip_len_ ? v : v - skip_len_ + own_header_len_; }
+
+	int pwrite_all(const uint8_t *p, size_t n, int64_t off)
+	{
+		while (n > 0) {
+			ssize_t w = pwrite(fd_, p, n, off);
+			if (w < 0) {
+				if (errno == EINTR)
+					continue;
+				errno_ = errno;
+				return -1;
+			}
+			p += w;
+			n -= static_cast<size_t>(w);
+			off += w;
+		}
+		if (static_cast<uint64_t>(off) > file_end_)
+			file_end_ = static_cast<uint64_t>(off);
+		return 0;
+	}
+
+	int fd_ = -1;
+	uint8_t *buf_ = nullptr;
+	size_t cap_ = 0, len_ = 0;
+	int64_t buf_start_ = 0;
+	int64_t vpos_ = 0;
+	int64_t skip_len_ = 0, own_header_len_ = 0;
+	uint64_t file_end_ = 0;
+	int errno_ = 0;
+};
+
+} // namespace
+
+struct media_mux {
+	FileWriter writer;
+	mkvmuxer::Segment segment;
+	bool has_video = false;
+	uint64_t video_track = 0;
+	int64_t last_pts_ns = 0;
+	char error[200] = "";
+};
+
+static void mux_set_error(struct media_mux *m, const char *what)
+{
+	if (m->writer.error())
+		snprintf(m->error, sizeof(m->error), "%s: %s", what, strerror(m->writer.error()));
+	else
+		util_strlcpy(m->error, what, sizeof(m->error));
+}
+
+extern "C" const char *media_mux_codec_id(enum media_codec codec)
+{
+	switch (codec) {
+	case MEDIA_CODEC_VP8: return mkvmuxer::Tracks::kVp8CodecId;
+	case MEDIA_CODEC_VP9: return mkvmuxer::Tracks::kVp9CodecId;
+	case MEDIA_CODEC_OPUS: return mkvmuxer::Tracks::kOpusCodecId;
+	default: return nullptr;
+	}
+}
+
+// Creates the file and a Segment in file mode: clusters are written as they
+// fill (in order, never rewritten except for their size), while the segment
+// size, Duration, SeekHead and Cues are completed at close().
+static struct media_mux *mux_webm_open(const char *path, const char *doc_type, char *err,
+				       size_t errlen)
+{
+	if (strcmp(doc_type, "webm") != 0 && strcmp(doc_type, "matroska") != 0) {
+		snprintf(err, errlen, "unknown document type '%s'", doc_type);
+		return nullptr;
+	}
+	struct media_mux *m = new (std::nothrow) media_mux;
+	if (!m) {
+		util_strlcpy(err, "out of memory", errlen);
+		return nullptr;
+	}
+	if (m->writer.open_file(path, doc_type, err, errlen) < 0)
+		goto fail;
+	if (!m->segment.Init(&m->writer)) {
+		util_strlcpy(err, "mkvmuxer: segment init failed", errlen);
+		goto fail;
+	}
+	m->segment.set_mode(mkvmuxer::Segment::kFile);
+	m->segment.OutputCues(true);
+	m->segment.set_max_cluster_duration(1000000000ULL);
+	m->segment.set_estimate_file_duration(true);
+	m->segment.GetSegmentInfo()->set_writing_app("edgerec");
+	m->segment.GetSegmentInfo()->set_muxing_app("edgerec (libwebm)");
+	return m;
+fail:
+	delete m;
+	return nullptr;
+}
+
+static int mux_webm_add_track(struct media_mux *m, const struct media_mux_track *t)
+{
+	const char *codec_id = media_mux_codec_id(t->codec);
+	if (!codec_id) {
+		util_strlcpy(m->error, "codec cannot be muxed", sizeof(m->error));
+		return -1;
+	}
+	uint64_t num;
+	mkvmuxer::Track *track;
+	if (t->kind == MEDIA_KIND_VIDEO) {
+		num = m->segment.AddVideoTrack(t->width, t->height, 0);
+		mkvmuxer::VideoTrack *vt =
+			num ? static_cast<mkvmuxer::VideoTrack *>(m->segment.GetTrackByNumber(num)) : nullptr;
+		if (!vt)
+			goto fail;
+		if (t->fps > 0)
+			vt->set_frame_rate(t->fps);
+		track = vt;
+		m->has_video = true;
+		m->video_track = num;
+		m->segment.CuesTrack(num);
+	} else {
+		num = m->segment.AddAudioTrack(t->sample_rate, t->channels, 0);
+		track = num ? m->segment.GetTrackByNumber(num) : nullptr;
+		if (!track)
+			goto fail;
+		if (t->codec_delay_ns > 0)
+			track->set_codec_delay(static_cast<uint64_t>(t->codec_delay_ns));
+		if (t->seek_preroll_ns > 0)
+			track->set_seek_pre_roll(static_cast<uint64_t>(t->seek_preroll_ns));
+		if (!m->has_video)
+			m->segment.CuesTrack(num);
+	}
+	track->set_codec_id(codec_id);
+	if (t->codec_private_len > 0 &&
+	    !track->SetCodecPrivate(t->codec_private, t->codec_private_len))
+		goto fail;
+	return static_cast<int>(num);
+fail:
+	util_strlcpy(m->error, "mkvmuxer: cannot add track", sizeof(m->error));
+	return -1;
+}
+
+static int mux_webm_write(struct media_mux *m, int track, const uint8_t *data, size_t len,
+			  int64_t pts_ns, bool keyframe)
+{
+	if (pts_ns < m->last_pts_ns)
+		pts_ns = m->last_pts_ns; // the muxer needs one non-decreasing timeline
+	if (!m->segment.AddFrame(data, len, static_cast<uint64_t>(track),
+				 static_cast<uint64_t>(pts_ns), keyframe)) {
+		mux_set_error(m, "mkvmuxer: cannot add frame");
+		return -1;
+	}
+	m->last_pts_ns = pts_ns;
+	if (m->writer.flush() < 0) {
+		mux_set_error(m, "write failed");
+		return -1;
+	}
+	return 0;
+}
+
+static int mux_webm_close(struct media_mux *m, int64_t duration_ns, char *err, size_t errlen)
+{
+	int ret = 0;
+	if (duration_ns > 0) {
+		double scale = static_cast<double>(m->segment.GetSegmentInfo()->timecode_scale());
+		m->segment.set_duration(static_cast<double>(duration_ns) / scale);
+	}
+	if (!m->segment.Finalize()) {
+		mux_set_error(m, "mkvmuxer: finalize failed");
+		util_strlcpy(err, m->error, errlen);
+		ret = -1;
+	}
+	if (m->writer.flush() < 0 || m->writer.sync() < 0) {
+		mux_set_error(m, "write failed");
+		util_strlcpy(err, m->error, errlen);
+		ret = -1;
+	}
+	delete m;
+	return ret;
+}
+
+static void mux_webm_abandon(struct media_mux *m)
+{
+	m->writer.flush();
+	delete m;
+}
+
+static uint64_t mux_webm_bytes(const struct media_mux *m)
+{
+	return m->writer.bytes();
+}
+
+static const char *mux_webm_last_error(const struct media_mux *m)
+{
+	return m->error;
+}
+
+extern "C" const struct media_mux_driver media_mux_webm = {
+	"webm",
+	mux_webm_open,
+	mux_webm_add_track,
+	mux_webm_write,
+	mux_webm_close,
+	mux_webm_abandon,
+	mux_webm_bytes,
+	mux_webm_last_error,
+};
+
+// ---------------------------------------------------------------------------
+// Reading back: probe and repair.
+
+namespace {
+
+// An opened file: the EBML header and the segment with its headers parsed.
+// Clusters are loaded one at a time by next_cluster(); a damaged or cut tail
+// ends the walk instead of failing it.
+struct ParsedFile {
+	mkvparser::MkvReader reader;
+	mkvparser::Segment *segment = nullptr;
+	char doc_type[16] = "";
+
+	~ParsedFile() { delete segment; }
+
+	int open(const char *path, char *err, size_t errlen)
+	{
+		if (reader.Open(path) != 0) {
+			snprintf(err, errlen, "cannot open '%s': %s", path, strerror(errno ? errno : ENOENT));
+			return -1;
+		}
+		mkvparser::EBMLHeader header;
+		long long pos = 0;
+		if (header.Parse(&reader, pos) != 0) {
+			snprintf(err, errlen, "'%s' is not a Matroska/WebM file", path);
+			return -1;
+		}
+		util_strlcpy(doc_type, header.m_docType ? header.m_docType : "", sizeof(doc_type));
+		if (mkvparser::Segment::CreateInstance(&reader, pos, segment) != 0 || !segment) {
+			snprintf(err, errlen, "'%s' has no readable segment", path);
+			return -1;
+		}
+		if (segment->ParseHeaders() != 0 || !segment->GetInfo() || !segment->GetTracks()) {
+			snprintf(err, errlen, "'%s' has no readable segment headers", path);
+			return -1;
+		}
+		return 0;
+	}
+};
+
+// Calls 'fn(block, cluster)' for every block in file order until the end
+// or the first damaged element. Returns the number of blocks visited.
+template <typename Fn>
+uint64_t walk_blocks(ParsedFile &f, Fn fn)
+{
+	uint64_t n = 0;
+	mkvparser::Segment *seg = f.segment;
+	for (;;) {
+		long long pos;
+		long len;
+		long st = seg->LoadCluster(pos, len);
+		if (st != 0)
+			break; // no more clusters, or a cut/damaged one
+	}
+	for (const mkvparser::Cluster *c = seg->GetFirst(); c && !c->EOS(); c = seg->GetNext(c)) {
+		const mkvparser::BlockEntry *be = nullptr;
+		if (c->GetFirst(be) < 0)
+			break;
+		while (be && !be->EOS()) {
+			const mkvparser::Block *b = be->GetBlock();
+			if (!b || !fn(b, c))
+				return n;
+			n++;
+			if (c->GetNext(be, be) < 0)
+				return n;
+		}
+	}
+	return n;
+}
+
+} // namespace
+
+extern "C" int media_file_probe(const char *path, struct media_file_info *info, char *err,
+				size_t errlen)
+{
+	memset(info, 0, sizeof(*info));
+	ParsedFile f;
+	if (f.open(path, err, errlen) < 0)
+		return -1;
+	util_strlcpy(info->doc_type, f.doc_type, sizeof(info->doc_type));
+	const mkvparser::SegmentInfo *si = f.segment->GetInfo();
+	if (si->GetDuration() > 0)
+		info->duration_ns = si->GetDuration();
+	const mkvparser::Tracks *tracks = f.segment->GetTracks();
+	long long video_num = -1, audio_num = -1;
+	for (unsigned long i = 0; i < tracks->GetTracksCount(); i++) {
+		const mkvparser::Track *t = tracks->GetTrackByIndex(i);
+		if (!t)
+			continue;
+		if (t->GetType() == mkvparser::Track::kVideo && video_num < 0) {
+			const mkvparser::VideoTrack *vt = static_cast<const mkvparser::VideoTrack *>(t);
+			video_num = t->GetNumber();
+			util_strlcpy(info->video_codec, t->GetCodecId() ? t->GetCodecId() : "",
+				     sizeof(info->video_codec));
+			info->width = static_cast<int>(vt->GetWidth());
+			info->height = static_cast<int>(vt->GetHeight());
+		} else if (t->GetType() == mkvparser::Track::kAudio && audio_num < 0) {
+			const mkvparser::AudioTrack *at = static_cast<const mkvparser::AudioTrack *>(t);
+			audio_num = t->GetNumber();
+			util_strlcpy(info->audio_codec, t->GetCodecId() ? t->GetCodecId() : "",
+				     sizeof(info->audio_codec));
+			info->sample_rate = static_cast<int>(at->GetSamplingRate());
+			info->channels = static_cast<int>(at->GetChannels());
+		}
+	}
+	walk_blocks(f, [&](const mkvparser::Block *b, const mkvparser::Cluster *c) {
+		long long t = b->GetTime(c);
+		if (t > info->last_timestamp_ns)
+			info->last_timestamp_ns = t;
+		if (b->GetTrackNumber() == video_num)
+			info->video_frames += static_cast<uint64_t>(b->GetFrameCount());
+		else if (b->GetTrackNumber() == audio_num)
+			info->audio_frames += static_cast<uint64_t>(b->GetFrameCount());
+		return true;
+	});
+	const mkvparser::Cues *cues = f.segment->GetCues();
+	if (cues) {
+		while (!cues->DoneParsing() && cues->LoadCuePoint())
+			;
+		info->has_cues = cues->GetCount() > 0;
+	}
+	return 0;
+}
+
+// Rewrites every readable frame of 'path' into 'path.repair' through the
+// muxer, finalizes that file and renames it over the original.
+extern "C" int media_file_repair(const char *path, int64_t *duration_ns, char *err, size_t errlen)
+{
+	char tmp[4096];
+	int ret = -1;
+	struct media_mux *out = nullptr;
+	int track_map[128] = { 0 };
+	uint64_t written = 0;
+	int64_t last_end = 0;
+	bool failed = false;
+	unsigned char *frame = nullptr;
+	size_t frame_cap = 0;
+	ParsedFile f;
+	const mkvparser::Tracks *tracks;
+
+	if (snprintf(tmp, sizeof(tmp), "%s.repair", path) >= static_cast<int>(sizeof(tmp))) {
+		util_strlcpy(err, "path too long", errlen);
+		return -1;
+	}
+	if (f.open(path, err, errlen) < 0)
+		return -1;
+	out = mux_webm_open(tmp, strcmp(f.doc_type, "webm") == 0 ? "webm" : "matroska", err, errlen);
+	if (!out)
+		return -1;
+	tracks = f.segment->GetTracks();
+	for (unsigned long i = 0; i < tracks->GetTracksCount(); i++) {
+		const mkvparser::Track *t = tracks->GetTrackByIndex(i);
+		if (!t || t->GetNumber() <= 0 || t->GetNumber() >= 128)
+			continue;
+		struct media_mux_track mt;
+		memset(&mt, 0, sizeof(mt));
+		const char *id = t->GetCodecId() ? t->GetCodecId() : "";
+		if (strcmp(id, "V_VP8") == 0)
+			mt.codec = MEDIA_CODEC_VP8;
+		else if (strcmp(id, "V_VP9") == 0)
+			mt.codec = MEDIA_CODEC_VP9;
+		else if (strcmp(id, "A_OPUS") == 0)
+			mt.codec = MEDIA_CODEC_OPUS;
+		else
+			continue;
+		if (t->GetType() == mkvparser::Track::kVideo) {
+			const mkvparser::VideoTrack *vt = static_cast<const mkvparser::VideoTrack *>(t);
+			mt.kind = MEDIA_KIND_VIDEO;
+			mt.width = static_cast<int>(vt->GetWidth());
+			mt.height = static_cast<int>(vt->GetHeight());
+			mt.fps = vt->GetFrameRate();
+		} else {
+			const mkvparser::AudioTrack *at = static_cast<const mkvparser::AudioTrack *>(t);
+			mt.kind = MEDIA_KIND_AUDIO;
+			mt.sample_rate = static_cast<int>(at->GetSamplingRate());
+			mt.channels = static_cast<int>(at->GetChannels());
+		}
+		size_t plen = 0;
+		mt.codec_private = t->GetCodecPrivate(plen);
+		mt.codec_private_len = plen;
+		mt.codec_delay_ns = static_cast<int64_t>(t->GetCodecDelay());
+		mt.seek_preroll_ns = static_cast<int64_t>(t->GetSeekPreRoll());
+		int n = mux_webm_add_track(out, &mt);
+		if (n < 0) {
+			util_strlcpy(err, out->error, errlen);
+			goto fail;
+		}
+		track_map[t->GetNumber()] = n;
+	}
+	walk_blocks(f, [&](const mkvparser::Block *b, const mkvparser::Cluster *c) {
+		long long num = b->GetTrackNumber();
+		if (num <= 0 || num >= 128 || track_map[num] == 0)
+			return true;
+		long long t = b->GetTime(c);
+		for (int i = 0; i < b->GetFrameCount(); i++) {
+			const mkvparser::Block::Frame &fr = b->GetFrame(i);
+			if (fr.len <= 0 || fr.pos < 0)
+				return false;
+			if (static_cast<size_t>(fr.len) > frame_cap) {
+				unsigned char *nb = static_cast<unsigned char *>(realloc(frame, fr.len));
+				if (!nb)
+					return false;
+				frame = nb;
+				frame_cap = static_cast<size_t>(fr.len);
+			}
+			if (fr.Read(&f.reader, frame) != 0)
+				return false; // cut inside this frame: stop here
+			if (mux_webm_write(out, track_map[num], frame, static_cast<size_t>(fr.len), t,
+					   b->IsKey()) < 0) {
+				failed = true;
+				return false;
+			}
+			written++;
+			if (t > last_end)
+				last_end = t;
+		}
+		return true;
+	});
+	if (failed) {
+		util_strlcpy(err, out->error, errlen);
+		goto fail;
+	}
+	if (written == 0) {
+		snprintf(err, errlen, "'%s' holds no readable frames", path);
+		goto fail;
+	}
+	{
+		struct media_mux *m = out;
+		out = nullptr;
+		if (mux_webm_close(m, 0, err, errlen) < 0)
+			goto fail;
+	}
+	if (rename(tmp, path) != 0) {
+		snprintf(err, errlen, "cannot replace '%s': %s", path, strerror(errno));
+		goto fail;
+	}
+	{
+		struct media_file_info info;
+		char perr[200];
+		if (duration_ns)
+			*duration_ns = media_file_probe(path, &info, perr, sizeof(perr)) == 0 ?
+					       info.duration_ns : last_end;
+	}
+	LOG_INFO(&log_mux, "repaired %s: %llu frames", path, static_cast<unsigned long long>(written));
+	ret = 0;
+fail:
+	if (out)
+		mux_webm_abandon(out);
+	if (ret < 0)
+		unlink(tmp);
+	free(frame);
+	return ret;
+}

@@ -1,0 +1,868 @@
+/* media_pipeline: one recording: source -> encoders -> muxer, each on its
+ * own thread, joined by bounded queues.
+ *
+ *   source thread  reads packets, applies pause/resume (dropping input while
+ *                  paused and rebasing timestamps after), sends raw video and
+ *                  raw audio to their encoder queues and encoded packets
+ *                  straight to the mux queue. In real time a full encoder
+ *                  queue drops the frame (counted); in fast mode it waits.
+ *   video thread   VP8/VP9 encoder; audio thread: Opus encoder. Each ends
+ *                  its stream with an end-of-stream item.
+ *   mux thread     orders packets of both streams by timestamp, writes them
+ *                  (the muxer flushes every frame) and finalizes the file.
+ *
+ * A fault anywhere stops the source; the rest drains and the file is
+ * finalized with what was written. */
+#include "media.h"
+
+#include <errno.h>
+#include <libgen.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common_log.h"
+#include "common_queue.h"
+#include "common_time.h"
+#include "common_util.h"
+#include "media_enc.h"
+#include "media_mux.h"
+#include "media_source.h"
+
+static struct log_handle log_pipe = LOG_HANDLE("media/pipeline");
+
+#define PIPE_ENC_QUEUE 8          /* raw frames waiting for an encoder */
+#define PIPE_AUDIO_QUEUE 64       /* raw 10 ms audio chunks */
+#define PIPE_MUX_QUEUE 512        /* encoded packets waiting for the muxer */
+#define PIPE_READ_TIMEOUT_NS (100 * TIME_NS_PER_MS)
+#define PIPE_STALL_NS (2 * TIME_NS_PER_SEC)
+#define PIPE_INTERLEAVE_NS (1 * TIME_NS_PER_SEC)
+
+enum pipe_role { PIPE_VIDEO = 0, PIPE_AUDIO = 1, PIPE_ROLES };
+
+/* What travels on the queues. */
+struct pipe_item {
+	int role;
+	bool eos;              /* end of this role's stream */
+	bool keyframe;         /* encoded: a keyframe; raw video: force one */
+	int samples;
+	int64_t pts_ns, duration_ns;
+	struct buf *data;
+	struct pipe_item *next;  /* the mux thread's per-role lists */
+};
+
+struct media_pipeline {
+	/* Configuration (copied). */
+	char *source_name, *source_args, *format, *output_path;
+	const struct media_preset *preset;
+	const struct media_source_driver *src_driver;
+	void (*on_event)(void *opaque, enum media_event ev, const char *detail);
+	void *opaque;
+	struct media_pipeline_options opt;
+
+	/* Built by start(). */
+	struct media_source *src;
+	int src_stream[PIPE_ROLES];      /* source stream index per role, -1 if none */
+	bool passthrough[PIPE_ROLES];
+	struct media_enc *enc[PIPE_ROLES];
+	struct queue *enc_queue[PIPE_ROLES];
+	struct queue *mux_queue;
+	struct media_mux *mux;
+	int mux_track[PIPE_ROLES];
+	pthread_t src_thread, enc_thread[PIPE_ROLES], mux_thread;
+	bool src_started, enc_started[PIPE_ROLES], mux_started;
+	bool started, stopped;
+
+	/* Control, written by any thread. */
+	atomic_bool stop_requested;
+	atomic_bool pause_requested;
+	atomic_bool force_keyframe;
+
+	/* Shared state under 'lock'. */
+	pthread_mutex_t lock;
+	pthread_cond_t ended_cond;
+	bool ended;                   /* EOF or fault */
+	struct media_stats stats;
+	int64_t stop_duration_ns;     /* Duration written at finalization */
+	char final_error[256];
+};
+
+/* ---- small helpers ---- */
+
+static void pipe_item_free(void *it)
+{
+	struct pipe_item *item = it;
+	if (!item)
+		return;
+	buf_unref(item->data);
+	free(item);
+}
+
+static void pipe_event(struct media_pipeline *p, enum media_event ev, const char *detail)
+{
+	if (p->on_event)
+		p->on_event(p->opaque, ev, detail);
+}
+
+static void pipe_mark_ended(struct media_pipeline *p)
+{
+	pthread_mutex_lock(&p->lock);
+	p->ended = true;
+	pthread_cond_broadcast(&p->ended_cond);
+	pthread_mutex_unlock(&p->lock);
+}
+
+/* Records the first fault, stops the source and tells the owner. */
+static void pipe_fault(struct media_pipeline *p, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static void pipe_fault(struct media_pipeline *p, const char *fmt, ...)
+{
+	char msg[256];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	bool first;
+	pthread_mutex_lock(&p->lock);
+	first = !p->stats.failed;
+	if (first) {
+		p->stats.failed = true;
+		util_strlcpy(p->stats.error, msg, sizeof(p->stats.error));
+	}
+	pthread_mutex_unlock(&p->lock);
+	atomic_store(&p->stop_requested, true);
+	if (first) {
+		LOG_ERROR(&log_pipe, "%s: %s", p->output_path, msg);
+		pipe_event(p, MEDIA_EVENT_FAULT, msg);
+		pipe_mark_ended(p);
+	}
+}
+
+/* Pushes onto a queue that must not lose the item (encoded data, end of
+ * stream): waits while it is full. Returns 0, or -1 when the queue is
+ * closed (the item is then freed). */
+static int pipe_push_wait(struct queue *q, struct pipe_item *item)
+{
+	for (;;) {
+		int r = queue_push(q, item);
+		if (r == QUEUE_OK)
+			return 0;
+		if (r == QUEUE_CLOSED) {
+			pipe_item_free(item);
+			return -1;
+		}
+		time_sleep_ns(TIME_NS_PER_MS);
+	}
+}
+
+static struct pipe_item *pipe_item_new(int role, int64_t pts_ns, int64_t duration_ns)
+{
+	struct pipe_item *item = calloc(1, sizeof(*item));
+	if (item) {
+		item->role = role;
+		item->pts_ns = pts_ns;
+		item->duration_ns = duration_ns;
+	}
+	return item;
+}
+
+/* ---- source thread ---- */
+
+struct pipe_src_state {
+	bool have_base;
+	int64_t base_ns;          /* first pts seen: the file starts there */
+	int64_t offset_ns;        /* total paused source time */
+	bool in_pause;
+	int64_t pause_pts_ns;     /* first pts dropped by the current pause */
+	int sched;                /* next schedule entry */
+	bool need_key[PIPE_ROLES];/* passthrough: drop until a keyframe */
+	bool force_key;           /* raw video: force a keyframe on the next frame */
+	int64_t last_packet_mono;
+	bool stalled;
+};
+
+/* Decides from the schedule and the pause flag whether 'pts' falls in a
+ * pause. */
+static bool pipe_src_paused(struct media_pipeline *p, struct pipe_src_state *s, int64_t pts)
+{
+	const struct media_pipeline_options *o = &p->opt;
+	while (s->sched < o->nb_schedule && pts >= o->resume_at_ns[s->sched])
+		s->sched++;  /* that scheduled pause is behind us */
+	if (s->sched < o->nb_schedule && pts >= o->pause_at_ns[s->sched])
+		return true;
+	return atomic_load(&p->pause_requested);
+}
+
+/* Hands one accepted packet to its encoder queue or to the muxer. */
+static void pipe_src_forward(struct media_pipeline *p, struct pipe_src_state *s, int role,
+			     struct media_packet *pkt, int64_t out_pts)
+{
+	struct pipe_item *item = pipe_item_new(role, out_pts, pkt->duration_ns);
+	if (!item) {
+		media_packet_clear(pkt);
+		pipe_fault(p, "out of memory");
+		return;
+	}
+	item->samples = pkt->samples;
+	item->data = pkt->data;
+	pkt->data = NULL;
+	if (p->passthrough[role]) {
+		item->keyframe = pkt->keyframe;
+		pipe_push_wait(p->mux_queue, item);
+		return;
+	}
+	if (role == PIPE_VIDEO && (s->force_key || atomic_exchange(&p->force_keyframe, false))) {
+		item->keyframe = true;
+		s->force_key = false;
+	}
+	if (p->opt.fast) {
+		pipe_push_wait(p->enc_queue[role], item);
+		return;
+	}
+	if (queue_push(p->enc_queue[role], item) != QUEUE_OK) {
+		bool was_key = item->keyframe;
+		pipe_item_free(item);
+		if (was_key)
+			s->force_key = true;  /* the forced keyframe moves to the next frame */
+		pthread_mutex_lock(&p->lock);
+		if (role == PIPE_VIDEO)
+			p->stats.video_frames_dropped++;
+		else
+			p->stats.audio_frames_dropped++;
+		pthread_mutex_unlock(&p->lock);
+	}
+}
+
+static void *pipe_src_main(void *arg)
+{
+	struct media_pipeline *p = arg;
+	struct pipe_src_state s = { .last_packet_mono = time_mono_ns() };
+	struct media_packet pkt;
+
+	while (!atomic_load(&p->stop_requested)) {
+		int r = p->src->driver->read(p->src, &pkt, PIPE_READ_TIMEOUT_NS);
+		if (r == MEDIA_SOURCE_AGAIN) {
+			if (!s.stalled && time_mono_ns() - s.last_packet_mono > PIPE_STALL_NS) {
+				s.stalled = true;
+				pipe_event(p, MEDIA_EVENT_SOURCE_STALLED, "no input for 2 s");
+			}
+			continue;
+		}
+		if (r == MEDIA_SOURCE_EOF) {
+			LOG_DEBUG(&log_pipe, "source ended");
+			pipe_event(p, MEDIA_EVENT_EOF, NULL);
+			pipe_mark_ended(p);
+			break;
+		}
+		if (r != MEDIA_SOURCE_OK) {
+			pipe_fault(p, "source: %s", p->src->err[0] ? p->src->err : "read failed");
+			break;
+		}
+		s.last_packet_mono = time_mono_ns();
+		if (s.stalled) {
+			s.stalled = false;
+			pipe_event(p, MEDIA_EVENT_SOURCE_RESUMED, NULL);
+		}
+		int role = pkt.stream == p->src_stream[PIPE_VIDEO] ? PIPE_VIDEO :
+			   pkt.stream == p->src_stream[PIPE_AUDIO] ? PIPE_AUDIO : -1;
+		if (role < 0 || !pkt.data) {
+			media_packet_clear(&pkt);
+			continue;
+		}
+		if (!s.have_base) {
+			s.have_base = true;
+			s.base_ns = pkt.pts_ns;
+		}
+		int64_t pts = pkt.pts_ns - s.base_ns;
+		if (pipe_src_paused(p, &s, pts)) {
+			if (!s.in_pause) {
+				s.in_pause = true;
+				s.pause_pts_ns = pts;
+				LOG_DEBUG(&log_pipe, "paused at source %.3f s", pts / 1e9);
+			}
+			media_packet_clear(&pkt);
+			continue;
+		}
+		if (s.in_pause) {
+			s.in_pause = false;
+			s.offset_ns += pts - s.pause_pts_ns;
+			s.force_key = true;
+			for (int i = 0; i < PIPE_ROLES; i++)
+				s.need_key[i] = p->passthrough[i] && p->src->streams[p->src_stream[i]].kind == MEDIA_KIND_VIDEO;
+			if (p->passthrough[PIPE_VIDEO] && p->src->driver->request_keyframe)
+				p->src->driver->request_keyframe(p->src);
+			LOG_DEBUG(&log_pipe, "resumed at source %.3f s, %.3f s paused in all", pts / 1e9,
+				  s.offset_ns / 1e9);
+		}
+		if (p->passthrough[role] && s.need_key[role]) {
+			if (!pkt.keyframe) {
+				media_packet_clear(&pkt);
+				pthread_mutex_lock(&p->lock);
+				p->stats.video_frames_dropped++;
+				pthread_mutex_unlock(&p->lock);
+				continue;
+			}
+			s.need_key[role] = false;
+		}
+		int64_t out = pts - s.offset_ns;
+		pipe_src_forward(p, &s, role, &pkt, out < 0 ? 0 : out);
+	}
+	/* End every stream: encoder queues close (their threads then flush);
+	 * passthrough streams end at the muxer directly. */
+	for (int i = 0; i < PIPE_ROLES; i++) {
+		if (p->enc_queue[i])
+			queue_close(p->enc_queue[i]);
+		else if (p->passthrough[i]) {
+			struct pipe_item *eos = pipe_item_new(i, 0, 0);
+			if (eos) {
+				eos->eos = true;
+				pipe_push_wait(p->mux_queue, eos);
+			}
+		}
+	}
+	return NULL;
+}
+
+/* ---- encoder threads ---- */
+
+struct pipe_enc_ctx {
+	struct media_pipeline *p;
+	int role;
+};
+
+static int pipe_enc_output(void *opaque, struct media_enc_packet *ep)
+{
+	struct pipe_enc_ctx *c = opaque;
+	struct pipe_item *item = pipe_item_new(c->role, ep->pts_ns, ep->duration_ns);
+	if (!item) {
+		buf_unref(ep->data);
+		return -1;
+	}
+	item->data = ep->data;
+	item->keyframe = ep->keyframe;
+	return pipe_push_wait(c->p->mux_queue, item);
+}
+
+static void *pipe_enc_main(void *arg)
+{
+	struct pipe_enc_ctx *c = arg;
+	struct media_pipeline *p = c->p;
+	struct media_enc *enc = p->enc[c->role];
+	void *it;
+	bool failed = false;
+
+	while (queue_pop(p->enc_queue[c->role], &it, -1) == QUEUE_OK) {
+		struct pipe_item *item = it;
+		if (!failed) {
+			int64_t t0 = time_mono_ns();
+			int r = enc->driver->encode(enc, item->data, item->samples, item->pts_ns,
+						    item->keyframe, pipe_enc_output, c);
+			if (c->role == PIPE_VIDEO) {
+				int64_t dt = time_mono_ns() - t0;
+				pthread_mutex_lock(&p->lock);
+				p->stats.video_encode_ns += dt;
+				pthread_mutex_unlock(&p->lock);
+			}
+			if (r < 0) {
+				pipe_fault(p, "%s encoder: %s", enc->driver->name, enc->err[0] ? enc->err : "failed");
+				failed = true;
+			}
+		}
+		pipe_item_free(item);
+	}
+	if (!failed && enc->driver->encode(enc, NULL, 0, 0, false, pipe_enc_output, c) < 0)
+		pipe_fault(p, "%s encoder flush: %s", enc->driver->name, enc->err);
+	struct pipe_item *eos = pipe_item_new(c->role, 0, 0);
+	if (eos) {
+		eos->eos = true;
+		pipe_push_wait(p->mux_queue, eos);
+	}
+	free(c);
+	return NULL;
+}
+
+/* ---- mux thread ---- */
+
+struct pipe_list {
+	struct pipe_item *head, *tail;
+	bool eos;
+	int64_t last_pts;  /* newest queued */
+};
+
+static void pipe_list_push(struct pipe_list *l, struct pipe_item *item)
+{
+	item->next = NULL;
+	if (l->tail)
+		l->tail->next = item;
+	else
+		l->head = item;
+	l->tail = item;
+	l->last_pts = item->pts_ns;
+}
+
+static struct pipe_item *pipe_list_pop(struct pipe_list *l)
+{
+	struct pipe_item *item = l->head;
+	if (item) {
+		l->head = item->next;
+		if (!l->head)
+			l->tail = NULL;
+	}
+	return item;
+}
+
+/* Writes one packet, keeping the counters. */
+static void pipe_mux_write(struct media_pipeline *p, struct pipe_item *item, bool *first_video,
+			   bool *failed)
+{
+	int role = item->role;
+	if (*failed)
+		return;
+	if (role == PIPE_VIDEO && *first_video && !item->keyframe) {
+		pthread_mutex_lock(&p->lock);
+		p->stats.video_frames_dropped++;  /* a file starts with a keyframe */
+		pthread_mutex_unlock(&p->lock);
+		return;
+	}
+	if (media_mux_webm.write(p->mux, p->mux_track[role], item->data->data, item->data->size,
+				 item->pts_ns, item->keyframe) < 0) {
+		pipe_fault(p, "muxer: %s", media_mux_webm.last_error(p->mux));
+		*failed = true;
+		return;
+	}
+	bool first = false;
+	pthread_mutex_lock(&p->lock);
+	if (role == PIPE_VIDEO) {
+		*first_video = false;
+		p->stats.video_frames_encoded++;
+		if (item->keyframe)
+			p->stats.video_keyframes++;
+	} else {
+		p->stats.audio_frames_encoded++;
+	}
+	int64_t end = item->pts_ns + item->duration_ns;
+	if (end > p->stats.active_duration_ns)
+		p->stats.active_duration_ns = end;
+	p->stats.bytes_written = media_mux_webm.bytes(p->mux);
+	if (p->stats.first_frame_wall_ns == 0) {
+		p->stats.first_frame_wall_ns = time_wall_ns();
+		first = true;
+	}
+	pthread_mutex_unlock(&p->lock);
+	if (first)
+		pipe_event(p, MEDIA_EVENT_FIRST_FRAME, NULL);
+}
+
+static void *pipe_mux_main(void *arg)
+{
+	struct media_pipeline *p = arg;
+	struct pipe_list lists[PIPE_ROLES] = { 0 };
+	bool first_video = true, failed = false;
+
+	for (int i = 0; i < PIPE_ROLES; i++)
+		lists[i].eos = p->src_stream[i] < 0;
+	for (;;) {
+		void *it;
+		int r = queue_pop(p->mux_queue, &it, 50 * TIME_NS_PER_MS);
+		if (r == QUEUE_OK) {
+			struct pipe_item *item = it;
+			if (item->eos) {
+				lists[item->role].eos = true;
+				pipe_item_free(item);
+			} else {
+				pipe_list_push(&lists[item->role], item);
+			}
+		}
+		/* Write in timestamp order: the older head when both streams have
+		 * something; one stream alone when the other has ended or has
+		 * been silent while this one queued more than a second. */
+		for (;;) {
+			struct pipe_list *v = &lists[PIPE_VIDEO], *a = &lists[PIPE_AUDIO];
+			struct pipe_list *pick = NULL;
+			if (v->head && a->head)
+				pick = v->head->pts_ns <= a->head->pts_ns ? v : a;
+			else if (v->head && (a->eos || v->last_pts - v->head->pts_ns > PIPE_INTERLEAVE_NS))
+				pick = v;
+			else if (a->head && (v->eos || a->last_pts - a->head->pts_ns > PIPE_INTERLEAVE_NS))
+				pick = a;
+			if (!pick)
+				break;
+			struct pipe_item *item = pipe_list_pop(pick);
+			pipe_mux_write(p, item, &first_video, &failed);
+			pipe_item_free(item);
+		}
+		if (lists[PIPE_VIDEO].eos && lists[PIPE_AUDIO].eos && !lists[PIPE_VIDEO].head &&
+		    !lists[PIPE_AUDIO].head)
+			break;
+	}
+	/* Finalize: Duration is the end of the last frame written. */
+	struct media_mux *mux = p->mux;
+	p->mux = NULL;
+	char err[256] = "";
+	pthread_mutex_lock(&p->lock);
+	int64_t duration = p->stats.active_duration_ns;
+	pthread_mutex_unlock(&p->lock);
+	if (media_mux_webm.close(mux, duration, err, sizeof(err)) < 0)
+		pipe_fault(p, "finalizing: %s", err);
+	struct stat sb;
+	pthread_mutex_lock(&p->lock);
+	if (stat(p->output_path, &sb) == 0)
+		p->stats.bytes_written = (uint64_t)sb.st_size;
+	p->stop_duration_ns = duration;
+	pthread_mutex_unlock(&p->lock);
+	return NULL;
+}
+
+/* ---- public API ---- */
+
+static char *pipe_strdup(const char *s)
+{
+	return s ? strdup(s) : strdup("");
+}
+
+struct media_pipeline *media_pipeline_new(const struct media_pipeline_config *cfg,
+					  char *err, size_t errlen)
+{
+	struct media_pipeline *p = NULL;
+	char dir[4096];
+
+	if (!cfg || !cfg->source || !cfg->output_path || !cfg->output_path[0]) {
+		util_strlcpy(err, "missing source or output path", errlen);
+		return NULL;
+	}
+	const struct media_source_driver *drv = media_source_find(cfg->source);
+	if (!drv) {
+		snprintf(err, errlen, "unknown source '%s'", cfg->source);
+		return NULL;
+	}
+	if (media_preset_check(cfg->preset, cfg->format, err, errlen) < 0)
+		return NULL;
+	util_strlcpy(dir, cfg->output_path, sizeof(dir));
+	const char *d = dirname(dir);
+	if (access(d, W_OK) != 0) {
+		snprintf(err, errlen, "output directory '%s' is not writable: %s", d, strerror(errno));
+		return NULL;
+	}
+	p = calloc(1, sizeof(*p));
+	if (!p) {
+		util_strlcpy(err, "out of memory", errlen);
+		return NULL;
+	}
+	p->source_name = pipe_strdup(cfg->source);
+	p->source_args = pipe_strdup(cfg->source_args);
+	p->format = pipe_strdup(cfg->format);
+	p->output_path = pipe_strdup(cfg->output_path);
+	if (!p->source_name || !p->source_args || !p->format || !p->output_path) {
+		util_strlcpy(err, "out of memory", errlen);
+		media_pipeline_free(p);
+		return NULL;
+	}
+	p->preset = cfg->preset;
+	p->src_driver = drv;
+	p->on_event = cfg->on_event;
+	p->opaque = cfg->opaque;
+	pthread_mutex_init(&p->lock, NULL);
+	pthread_cond_init(&p->ended_cond, NULL);
+	for (int i = 0; i < PIPE_ROLES; i++)
+		p->src_stream[i] = -1;
+	return p;
+}
+
+int media_pipeline_set_options(struct media_pipeline *p, const struct media_pipeline_options *o)
+{
+	if (!p || !o || p->started || o->nb_schedule < 0 || o->nb_schedule > MEDIA_SCHEDULE_MAX)
+		return -1;
+	int64_t last = -1;
+	for (int i = 0; i < o->nb_schedule; i++) {
+		if (o->pause_at_ns[i] <= last || o->resume_at_ns[i] <= o->pause_at_ns[i])
+			return -1;
+		last = o->resume_at_ns[i];
+	}
+	p->opt = *o;
+	return 0;
+}
+
+/* Opens the encoder for 'role' from the source stream, or marks the stream
+ * for passthrough, and describes the output track. */
+static int pipe_setup_role(struct media_pipeline *p, int role, struct media_mux_track *t,
+			   char *err, size_t errlen)
+{
+	const struct media_stream_info *si = &p->src->streams[p->src_stream[role]];
+	bool vp9 = strcmp(p->format, "mp4") == 0;
+	memset(t, 0, sizeof(*t));
+	t->kind = si->kind;
+	if (si->codec == MEDIA_CODEC_I420 || si->codec == MEDIA_CODEC_S16) {
+		struct media_enc_params ep = { 0 };
+		const struct media_enc_driver *drv;
+		if (role == PIPE_VIDEO) {
+			int fps = si->fps_den > 0 ? (si->fps_num + si->fps_den / 2) / si->fps_den : p->preset->fps;
+			long cores = sysconf(_SC_NPROCESSORS_ONLN);
+			drv = vp9 ? &media_enc_vp9 : &media_enc_vp8;
+			ep.width = si->width;
+			ep.height = si->height;
+			ep.fps = fps > 0 ? fps : p->preset->fps;
+			ep.bitrate_bps = p->preset->video_bps;
+			ep.keyframe_interval = 2 * ep.fps;
+			ep.threads = si->width * si->height >= 1280 * 720 && cores > 1 ? 2 : 1;
+			t->width = si->width;
+			t->height = si->height;
+			t->fps = ep.fps;
+		} else {
+			drv = &media_enc_opus;
+			ep.sample_rate = si->sample_rate;
+			ep.channels = si->channels;
+			ep.bitrate_bps = p->preset->audio_bps;
+			t->sample_rate = si->sample_rate;
+			t->channels = si->channels;
+		}
+		p->enc[role] = media_enc_new(drv, &ep, err, errlen);
+		if (!p->enc[role])
+			return -1;
+		p->enc_queue[role] = queue_new(role == PIPE_VIDEO ? PIPE_ENC_QUEUE : PIPE_AUDIO_QUEUE);
+		if (!p->enc_queue[role]) {
+			util_strlcpy(err, "out of memory", errlen);
+			return -1;
+		}
+		t->codec = drv->codec;
+		t->codec_private = p->enc[role]->codec_private;
+		t->codec_private_len = p->enc[role]->codec_private_len;
+		t->codec_delay_ns = p->enc[role]->codec_delay_ns;
+		t->seek_preroll_ns = p->enc[role]->seek_preroll_ns;
+		return 0;
+	}
+	if (!media_mux_codec_id(si->codec)) {
+		util_strlcpy(err, "source delivers a codec that cannot be recorded", errlen);
+		return -1;
+	}
+	p->passthrough[role] = true;
+	t->codec = si->codec;
+	t->width = si->width;
+	t->height = si->height;
+	t->fps = si->fps_den > 0 ? (double)si->fps_num / si->fps_den : 0;
+	t->sample_rate = si->sample_rate;
+	t->channels = si->channels;
+	t->codec_private = si->codec_private;
+	t->codec_private_len = si->codec_private_len;
+	t->codec_delay_ns = si->codec_delay_ns;
+	t->seek_preroll_ns = si->seek_preroll_ns;
+	return 0;
+}
+
+/* Undoes a partial start(). */
+static void pipe_teardown(struct media_pipeline *p)
+{
+	if (p->mux) {
+		media_mux_webm.abandon(p->mux);
+		p->mux = NULL;
+	}
+	for (int i = 0; i < PIPE_ROLES; i++) {
+		media_enc_free(p->enc[i]);
+		p->enc[i] = NULL;
+		queue_free(p->enc_queue[i], pipe_item_free);
+		p->enc_queue[i] = NULL;
+	}
+	queue_free(p->mux_queue, pipe_item_free);
+	p->mux_queue = NULL;
+	media_source_free(p->src);
+	p->src = NULL;
+}
+
+int media_pipeline_start(struct media_pipeline *p, char *err, size_t errlen)
+{
+	struct media_mux_track tracks[PIPE_ROLES];
+	struct media_source_params sp = {
+		.args = p->source_args,
+		.width = p->preset->width,
+		.height = p->preset->height,
+		.fps = p->preset->fps,
+		.sample_rate = 48000,
+		.channels = 2,
+		.realtime = !p->opt.fast,
+		.duration_ns = p->opt.duration_ns,
+	};
+	if (p->started) {
+		util_strlcpy(err, "pipeline already started", errlen);
+		return -1;
+	}
+	p->src = media_source_new(p->src_driver, &sp, err, errlen);
+	if (!p->src)
+		goto fail;
+	for (int i = 0; i < p->src->nb_streams; i++) {
+		int role = p->src->streams[i].kind == MEDIA_KIND_VIDEO ? PIPE_VIDEO : PIPE_AUDIO;
+		if (p->src_stream[role] < 0)
+			p->src_stream[role] = i;
+	}
+	p->mux_queue = queue_new(PIPE_MUX_QUEUE);
+	if (!p->mux_queue) {
+		util_strlcpy(err, "out of memory", errlen);
+		goto fail;
+	}
+	for (int i = 0; i < PIPE_ROLES; i++)
+		if (p->src_stream[i] >= 0 && pipe_setup_role(p, i, &tracks[i], err, errlen) < 0)
+			goto fail;
+	p->mux = media_mux_webm.open(p->output_path,
+				     strcmp(p->format, "webm") == 0 ? "webm" : "matroska", err, errlen);
+	if (!p->mux)
+		goto fail;
+	for (int i = 0; i < PIPE_ROLES; i++) {
+		if (p->src_stream[i] < 0)
+			continue;
+		p->mux_track[i] = media_mux_webm.add_track(p->mux, &tracks[i]);
+		if (p->mux_track[i] < 0) {
+			util_strlcpy(err, media_mux_webm.last_error(p->mux), errlen);
+			goto fail;
+		}
+	}
+	p->started = true;
+	p->stats.started_wall_ns = time_wall_ns();
+	if (pthread_create(&p->mux_thread, NULL, pipe_mux_main, p) != 0)
+		goto thread_fail;
+	p->mux_started = true;
+	for (int i = 0; i < PIPE_ROLES; i++) {
+		if (!p->enc[i])
+			continue;
+		struct pipe_enc_ctx *c = malloc(sizeof(*c));
+		if (!c)
+			goto thread_fail;
+		c->p = p;
+		c->role = i;
+		if (pthread_create(&p->enc_thread[i], NULL, pipe_enc_main, c) != 0) {
+			free(c);
+			goto thread_fail;
+		}
+		p->enc_started[i] = true;
+	}
+	if (pthread_create(&p->src_thread, NULL, pipe_src_main, p) != 0)
+		goto thread_fail;
+	p->src_started = true;
+	LOG_INFO(&log_pipe, "recording %s: source %s, %s %s", p->output_path, p->source_name,
+		 p->format, p->preset->name);
+	return 0;
+
+thread_fail:
+	/* Some threads run: end every stream so they finish, then join them. */
+	util_strlcpy(err, "cannot start pipeline threads", errlen);
+	atomic_store(&p->stop_requested, true);
+	for (int i = 0; i < PIPE_ROLES; i++) {
+		if (p->enc_started[i]) {
+			queue_close(p->enc_queue[i]);
+		} else if (p->src_stream[i] >= 0) {
+			struct pipe_item *eos = pipe_item_new(i, 0, 0);
+			if (eos) {
+				eos->eos = true;
+				pipe_push_wait(p->mux_queue, eos);
+			}
+		}
+	}
+	media_pipeline_stop(p, NULL, 0);
+	return -1;
+fail:
+	pipe_teardown(p);
+	for (int i = 0; i < PIPE_ROLES; i++) {
+		p->src_stream[i] = -1;
+		p->passthrough[i] = false;
+	}
+	return -1;
+}
+
+int media_pipeline_pause(struct media_pipeline *p)
+{
+	if (!p || !p->started || p->stopped || atomic_load(&p->pause_requested))
+		return -1;
+	atomic_store(&p->pause_requested, true);
+	pthread_mutex_lock(&p->lock);
+	p->stats.paused = true;
+	pthread_mutex_unlock(&p->lock);
+	return 0;
+}
+
+int media_pipeline_resume(struct media_pipeline *p)
+{
+	if (!p || !p->started || p->stopped || !atomic_load(&p->pause_requested))
+		return -1;
+	atomic_store(&p->pause_requested, false);
+	pthread_mutex_lock(&p->lock);
+	p->stats.paused = false;
+	pthread_mutex_unlock(&p->lock);
+	return 0;
+}
+
+int media_pipeline_stop(struct media_pipeline *p, char *err, size_t errlen)
+{
+	if (!p || !p->started) {
+		if (err)
+			util_strlcpy(err, "pipeline not started", errlen);
+		return -1;
+	}
+	if (!p->stopped) {
+		p->stopped = true;
+		atomic_store(&p->stop_requested, true);
+		if (p->src_started)
+			pthread_join(p->src_thread, NULL);
+		for (int i = 0; i < PIPE_ROLES; i++)
+			if (p->enc_started[i])
+				pthread_join(p->enc_thread[i], NULL);
+		if (p->mux_started)
+			pthread_join(p->mux_thread, NULL);
+		pipe_teardown(p);
+		pipe_mark_ended(p);
+		LOG_INFO(&log_pipe, "stopped %s: %.3f s", p->output_path, p->stop_duration_ns / 1e9);
+	}
+	pthread_mutex_lock(&p->lock);
+	bool failed = p->stats.failed;
+	if (failed && err)
+		util_strlcpy(err, p->stats.error, errlen);
+	pthread_mutex_unlock(&p->lock);
+	return failed ? -1 : 0;
+}
+
+void media_pipeline_free(struct media_pipeline *p)
+{
+	if (!p)
+		return;
+	if (p->started)
+		media_pipeline_stop(p, NULL, 0);
+	pthread_cond_destroy(&p->ended_cond);
+	pthread_mutex_destroy(&p->lock);
+	free(p->source_name);
+	free(p->source_args);
+	free(p->format);
+	free(p->output_path);
+	free(p);
+}
+
+void media_pipeline_stats(struct media_pipeline *p, struct media_stats *st)
+{
+	pthread_mutex_lock(&p->lock);
+	*st = p->stats;
+	pthread_mutex_unlock(&p->lock);
+}
+
+int media_pipeline_wait(struct media_pipeline *p, int64_t timeout_ns)
+{
+	int64_t deadline = timeout_ns >= 0 ? time_mono_ns() + timeout_ns : 0;
+	pthread_mutex_lock(&p->lock);
+	while (!p->ended) {
+		if (timeout_ns >= 0) {
+			int64_t left = deadline - time_mono_ns();
+			if (left <= 0)
+				break;
+			struct timespec ts;
+			clock_gettime(CLOCK_REALTIME, &ts);
+			int64_t ns = ts.tv_nsec + left % TIME_NS_PER_SEC;
+			ts.tv_sec += left / TIME_NS_PER_SEC + ns / TIME_NS_PER_SEC;
+			ts.tv_nsec = ns % TIME_NS_PER_SEC;
+			pthread_cond_timedwait(&p->ended_cond, &p->lock, &ts);
+		} else {
+			pthread_cond_wait(&p->ended_cond, &p->lock);
+		}
+	}
+	bool ended = p->ended;
+	pthread_mutex_unlock(&p->lock);
+	return ended ? 1 : 0;
+}

@@ -1,0 +1,280 @@
+/* media_src_test: the test source. Video is a moving diagonal pattern with
+ * a bouncing box and the frame number burnt in; audio is a quiet 440 Hz
+ * tone. Every whole second the video frame is white and a loud 1 kHz beep
+ * of 100 ms starts on the very same sample, so the A/V offset of a recording
+ * can be measured from its output. Paced to the wall clock unless
+ * params.realtime is false (tests and benchmarks run it flat out).
+ *
+ * Args: "tone=HZ" (default 440), "beep=HZ" (default 1000). */
+#include "media_source.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common_log.h"
+#include "common_time.h"
+#include "common_util.h"
+
+static struct log_handle log_test = LOG_HANDLE("media/src_test");
+
+#define TEST_AUDIO_CHUNK_MS 10
+#define TEST_BEEP_MS 100
+#define TEST_FLASH_Y 235
+
+struct test_priv {
+	int width, height, fps, rate, channels;
+	bool realtime;
+	int64_t duration_ns;
+	int64_t start_mono_ns;
+	uint64_t video_n;      /* next video frame */
+	uint64_t audio_sample; /* next audio sample frame */
+	double tone_hz, beep_hz;
+	uint8_t *bars;         /* a periodic row of the pattern, width + 256 long */
+};
+
+/* 5x7 glyphs of the digits, one byte per row, bit 4 leftmost. */
+static const uint8_t test_font[10][7] = {
+	{ 0x0e, 0x11, 0x13, 0x15, 0x19, 0x11, 0x0e },
+	{ 0x04, 0x0c, 0x04, 0x04, 0x04, 0x04, 0x0e },
+	{ 0x0e, 0x11, 0x01, 0x02, 0x04, 0x08, 0x1f },
+	{ 0x1f, 0x02, 0x04, 0x02, 0x01, 0x11, 0x0e },
+	{ 0x02, 0x06, 0x0a, 0x12, 0x1f, 0x02, 0x02 },
+	{ 0x1f, 0x10, 0x1e, 0x01, 0x01, 0x11, 0x0e },
+	{ 0x06, 0x08, 0x10, 0x1e, 0x11, 0x11, 0x0e },
+	{ 0x1f, 0x01, 0x02, 0x04, 0x08, 0x08, 0x08 },
+	{ 0x0e, 0x11, 0x11, 0x0e, 0x11, 0x11, 0x0e },
+	{ 0x0e, 0x11, 0x11, 0x0f, 0x01, 0x02, 0x0c },
+};
+
+static int64_t test_video_pts(const struct test_priv *t, uint64_t n)
+{
+	return (int64_t)(n * (uint64_t)TIME_NS_PER_SEC / (uint64_t)t->fps);
+}
+
+static int64_t test_audio_pts(const struct test_priv *t, uint64_t s)
+{
+	return (int64_t)(s * (uint64_t)TIME_NS_PER_SEC / (uint64_t)t->rate);
+}
+
+static int test_open(struct media_source *src, const struct media_source_params *p,
+		     char *err, size_t errlen)
+{
+	char v[32];
+	struct test_priv *t;
+	if (p->width < 16 || p->height < 16 || p->width > 8192 || p->height > 8192 ||
+	    (p->width & 1) || (p->height & 1) || p->fps < 1 || p->fps > 240) {
+		snprintf(err, errlen, "test source: bad video size %dx%d@%d", p->width, p->height, p->fps);
+		return -1;
+	}
+	if (p->sample_rate < 8000 || p->sample_rate > 192000 || p->channels < 1 || p->channels > 2) {
+		snprintf(err, errlen, "test source: bad audio format %d Hz x %d", p->sample_rate, p->channels);
+		return -1;
+	}
+	t = calloc(1, sizeof(*t));
+	if (!t) {
+		util_strlcpy(err, "out of memory", errlen);
+		return -1;
+	}
+	t->width = p->width;
+	t->height = p->height;
+	t->fps = p->fps;
+	t->rate = p->sample_rate;
+	t->channels = p->channels;
+	t->realtime = p->realtime;
+	t->duration_ns = p->duration_ns;
+	t->tone_hz = 440;
+	t->beep_hz = 1000;
+	if (media_source_arg(p->args, "tone", v, sizeof(v)))
+		t->tone_hz = atof(v);
+	if (media_source_arg(p->args, "beep", v, sizeof(v)))
+		t->beep_hz = atof(v);
+	if (!(t->tone_hz >= 0 && t->tone_hz < t->rate / 2.0) ||
+	    !(t->beep_hz > 0 && t->beep_hz < t->rate / 2.0)) {
+		snprintf(err, errlen, "test source: tone/beep frequency out of range");
+		free(t);
+		return -1;
+	}
+	t->bars = malloc((size_t)t->width + 256);
+	if (!t->bars) {
+		free(t);
+		util_strlcpy(err, "out of memory", errlen);
+		return -1;
+	}
+	for (int i = 0; i < t->width + 256; i++) {
+		int k = i & 255;
+		int tri = k < 128 ? k : 255 - k;  /* a triangle wave: soft bars */
+		t->bars[i] = (uint8_t)(40 + tri * 3 / 2);
+	}
+	src->priv = t;
+	src->nb_streams = 2;
+	src->streams[0] = (struct media_stream_info){
+		.kind = MEDIA_KIND_VIDEO, .codec = MEDIA_CODEC_I420,
+		.width = t->width, .height = t->height, .fps_num = t->fps, .fps_den = 1,
+	};
+	src->streams[1] = (struct media_stream_info){
+		.kind = MEDIA_KIND_AUDIO, .codec = MEDIA_CODEC_S16,
+		.sample_rate = t->rate, .channels = t->channels,
+	};
+	t->start_mono_ns = time_mono_ns();
+	LOG_DEBUG(&log_test, "%dx%d@%d, %d Hz x %d, %s", t->width, t->height, t->fps, t->rate,
+		  t->channels, t->realtime ? "real time" : "as fast as possible");
+	return 0;
+}
+
+/* Draws the frame number 'n' at the top left, white on a black box. */
+static void test_draw_counter(struct test_priv *t, uint8_t *y, uint64_t n)
+{
+	char digits[24];
+	int len = snprintf(digits, sizeof(digits), "%llu", (unsigned long long)n);
+	int scale = t->height / 60 > 1 ? t->height / 60 : 1;
+	int x0 = scale * 2, y0 = scale * 2;
+	int box_w = len * 6 * scale + scale, box_h = 9 * scale;
+	if (x0 + box_w > t->width || y0 + box_h > t->height)
+		return;
+	for (int r = 0; r < box_h; r++)
+		memset(y + (size_t)(y0 + r) * t->width + x0, 16, (size_t)box_w);
+	for (int d = 0; d < len; d++) {
+		const uint8_t *g = test_font[digits[d] - '0'];
+		for (int gr = 0; gr < 7; gr++)
+			for (int gc = 0; gc < 5; gc++) {
+				if (!(g[gr] & (0x10 >> gc)))
+					continue;
+				int px = x0 + scale + (d * 6 + gc) * scale;
+				int py = y0 + scale + gr * scale;
+				for (int r = 0; r < scale; r++)
+					memset(y + (size_t)(py + r) * t->width + px, 235, (size_t)scale);
+			}
+	}
+}
+
+static struct buf *test_make_video(struct test_priv *t, uint64_t n)
+{
+	int w = t->width, h = t->height;
+	size_t ysize = (size_t)w * h, csize = ysize / 4;
+	struct buf *b = buf_new(ysize + 2 * csize);
+	if (!b)
+		return NULL;
+	uint8_t *y = b->data, *u = y + ysize, *v = u + csize;
+	if (n % (uint64_t)t->fps == 0) {
+		/* The marker: a whole white frame on every second. */
+		memset(y, TEST_FLASH_Y, ysize);
+		memset(u, 128, 2 * csize);
+		return b;
+	}
+	for (int r = 0; r < h; r++) {
+		int off = (int)((r / 2 + 4 * n) & 255);
+		memcpy(y + (size_t)r * w, t->bars + off, (size_t)w);
+	}
+	for (int r = 0; r < h / 2; r++) {
+		memset(u + (size_t)r * (w / 2), 128 + (r * 96 / (h / 2)) - 48, (size_t)(w / 2));
+		uint8_t *vr = v + (size_t)r * (w / 2);
+		for (int c = 0; c < w / 2; c++)
+			vr[c] = (uint8_t)(80 + (c * 96 / (w / 2)));
+	}
+	/* A box bouncing across the frame. */
+	int bw = w / 6, bh = h / 6;
+	int span_x = w - bw, span_y = h - bh;
+	int px = (int)((n * 7) % (uint64_t)(2 * span_x));
+	int py = (int)((n * 5) % (uint64_t)(2 * span_y));
+	if (px > span_x)
+		px = 2 * span_x - px;
+	if (py > span_y)
+		py = 2 * span_y - py;
+	for (int r = 0; r < bh; r++)
+		memset(y + (size_t)(py + r) * w + px, 200, (size_t)bw);
+	for (int r = 0; r < bh / 2; r++) {
+		memset(u + (size_t)(py / 2 + r) * (w / 2) + px / 2, 60, (size_t)(bw / 2));
+		memset(v + (size_t)(py / 2 + r) * (w / 2) + px / 2, 200, (size_t)(bw / 2));
+	}
+	test_draw_counter(t, y, n);
+	return b;
+}
+
+static struct buf *test_make_audio(struct test_priv *t, uint64_t first, int samples)
+{
+	struct buf *b = buf_new((size_t)samples * t->channels * sizeof(int16_t));
+	if (!b)
+		return NULL;
+	int16_t *out = (int16_t *)b->data;
+	uint64_t beep_len = (uint64_t)t->rate * TEST_BEEP_MS / 1000;
+	for (int i = 0; i < samples; i++) {
+		uint64_t s = first + (uint64_t)i;
+		uint64_t in_second = s % (uint64_t)t->rate;
+		double ph, val;
+		if (in_second < beep_len) {
+			ph = 2.0 * M_PI * t->beep_hz * (double)in_second / t->rate;
+			val = 0.5 * sin(ph);
+		} else {
+			ph = 2.0 * M_PI * t->tone_hz * (double)in_second / t->rate;
+			val = 0.02 * sin(ph);
+		}
+		int16_t sv = (int16_t)lrint(val * 32767.0);
+		for (int c = 0; c < t->channels; c++)
+			out[(size_t)i * t->channels + c] = sv;
+	}
+	return b;
+}
+
+static int test_read(struct media_source *src, struct media_packet *pkt, int64_t timeout_ns)
+{
+	struct test_priv *t = src->priv;
+	int64_t vpts = test_video_pts(t, t->video_n);
+	int64_t apts = test_audio_pts(t, t->audio_sample);
+	bool video = vpts <= apts;
+	int64_t pts = video ? vpts : apts;
+
+	memset(pkt, 0, sizeof(*pkt));
+	if (t->duration_ns > 0 && pts >= t->duration_ns)
+		return MEDIA_SOURCE_EOF;
+	if (t->realtime) {
+		int64_t due = t->start_mono_ns + pts;
+		int64_t now = time_mono_ns();
+		if (due > now) {
+			if (timeout_ns >= 0 && due - now > timeout_ns) {
+				time_sleep_ns(timeout_ns);
+				return MEDIA_SOURCE_AGAIN;
+			}
+			time_sleep_ns(due - now);
+		}
+	}
+	pkt->pts_ns = pts;
+	if (video) {
+		pkt->stream = 0;
+		pkt->duration_ns = test_video_pts(t, t->video_n + 1) - vpts;
+		pkt->keyframe = true;
+		pkt->data = test_make_video(t, t->video_n);
+		t->video_n++;
+	} else {
+		int samples = t->rate * TEST_AUDIO_CHUNK_MS / 1000;
+		pkt->stream = 1;
+		pkt->samples = samples;
+		pkt->duration_ns = test_audio_pts(t, t->audio_sample + (uint64_t)samples) - apts;
+		pkt->data = test_make_audio(t, t->audio_sample, samples);
+		t->audio_sample += (uint64_t)samples;
+	}
+	if (!pkt->data) {
+		util_strlcpy(src->err, "out of memory", sizeof(src->err));
+		return MEDIA_SOURCE_ERROR;
+	}
+	return MEDIA_SOURCE_OK;
+}
+
+static void test_close(struct media_source *src)
+{
+	struct test_priv *t = src->priv;
+	if (!t)
+		return;
+	free(t->bars);
+	free(t);
+	src->priv = NULL;
+}
+
+const struct media_source_driver media_source_test = {
+	.name = "test",
+	.open = test_open,
+	.read = test_read,
+	.close = test_close,
+	.request_keyframe = NULL,
+};
