@@ -40,7 +40,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include <cJSON.h>
+#include <cjson/cJSON.h>
 
 #include "recorder_fsm.h"
 

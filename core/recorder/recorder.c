@@ -1,0 +1,1080 @@
+/* recorder: the recording manager's requests (SPEC §2), live sessions and
+ * room events. The control thread is in recorder_control.c, processing in
+ * recorder_worker.c, start-up recovery in recorder_recover.c. */
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common_log.h"
+#include "common_time.h"
+#include "common_util.h"
+#include "config.h"
+#include "media.h"
+#include "recorder_internal.h"
+#include "state.h"
+
+static struct log_handle log_rec = LOG_HANDLE("recorder");
+
+/* ---- replies ------------------------------------------------------------ */
+
+static void reply_error(struct recorder_reply *out, int status, const char *code, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+static void reply_error(struct recorder_reply *out, int status, const char *code, const char *fmt, ...)
+{
+	char detail[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(detail, sizeof(detail), fmt, ap);
+	va_end(ap);
+	out->status = status;
+	out->body = cJSON_CreateObject();
+	if (out->body) {
+		cJSON_AddStringToObject(out->body, "detail", detail);
+		cJSON_AddStringToObject(out->body, "code", code);
+	}
+}
+
+/* Replies 200 with a copy of 'rec'. */
+static void reply_record(struct recorder_reply *out, const cJSON *rec)
+{
+	out->status = 200;
+	out->body = cJSON_Duplicate(rec, 1);
+	if (!out->body)
+		reply_error(out, 500, "internal", "out of memory");
+}
+
+/* Wraps an array of records as {"recordings": [...], "count": n}; takes 'arr'. */
+static void reply_list(struct recorder_reply *out, cJSON *arr)
+{
+	cJSON *body = cJSON_CreateObject();
+	if (!body) {
+		cJSON_Delete(arr);
+		reply_error(out, 500, "internal", "out of memory");
+		return;
+	}
+	int n = cJSON_GetArraySize(arr);
+	cJSON_AddItemToObject(body, "recordings", arr);
+	cJSON_AddNumberToObject(body, "count", n);
+	out->status = 200;
+	out->body = body;
+}
+
+/* ---- small helpers on records ------------------------------------------- */
+
+static enum recorder_status rec_status(const cJSON *rec)
+{
+	enum recorder_status s = RECORDER_FAILED;
+	if (recorder_status_parse(state_record_str(rec, "status"), &s) < 0)
+		return RECORDER_FAILED;
+	return s;
+}
+
+static void rec_set_status(cJSON *rec, enum recorder_status s)
+{
+	state_record_set_str(rec, "status", recorder_status_name(s));
+}
+
+/* Seconds with millisecond precision, as duration_seconds shows them. */
+static double seconds_ms(int64_t ns)
+{
+	return round((double)ns / 1e6) / 1e3;
+}
+
+/* Copies 'st' counters into the record: duration and bytes. */
+static void rec_apply_stats(cJSON *rec, const struct media_stats *st, const char *path)
+{
+	state_record_set_number(rec, "duration_seconds", seconds_ms(st->active_duration_ns));
+	struct stat sb;
+	double size = (double)st->bytes_written;
+	if (path && stat(path, &sb) == 0)
+		size = (double)sb.st_size;
+	state_record_set_number(rec, "file_size_bytes", size);
+}
+
+int recorder_put(struct recorder *r, const cJSON *rec)
+{
+	int rc = state_put(r->st, rec);
+	if (rc < 0)
+		LOG_ERROR(&log_rec, "%s: state write failed: %s", state_record_str(rec, "recording_id"),
+			  state_strerror(rc));
+	else if (rc == STATE_DEFERRED)
+		LOG_WARN(&log_rec, "%s: state write deferred (Redis unreachable), retrying",
+			 state_record_str(rec, "recording_id"));
+	return rc < 0 ? rc : 0;
+}
+
+void recorder_publish(struct recorder *r, const char *type, const cJSON *rec, const cJSON *extra)
+{
+	cJSON *ev = cJSON_CreateObject();
+	cJSON *data = cJSON_Duplicate(rec, 1);
+	char ts[40];
+	if (!ev || !data)
+		goto fail;
+	for (const cJSON *it = extra ? extra->child : NULL; it; it = it->next) {
+		cJSON *copy = cJSON_Duplicate(it, 1);
+		if (!copy)
+			continue;
+		if (cJSON_GetObjectItemCaseSensitive(data, it->string))
+			cJSON_ReplaceItemInObjectCaseSensitive(data, it->string, copy);
+		else
+			cJSON_AddItemToObject(data, it->string, copy);
+	}
+	const char *room = state_record_str(rec, "room_id");
+	cJSON_AddStringToObject(ev, "type", type);
+	cJSON_AddStringToObject(ev, "room_id", room ? room : "");
+	cJSON_AddItemToObject(ev, "data", data);
+	data = NULL;
+	cJSON_AddStringToObject(ev, "timestamp", time_iso8601(time_wall_ns(), ts, sizeof(ts)));
+	char *text = cJSON_PrintUnformatted(ev);
+	if (text) {
+		int rc = state_publish(r->st, room ? room : "", text);
+		if (rc < 0)
+			LOG_WARN(&log_rec, "publish %s failed: %s", type, state_strerror(rc));
+		free(text);
+	}
+fail:
+	cJSON_Delete(data);
+	cJSON_Delete(ev);
+}
+
+/* Adds a finished pipeline's counters to the totals (the live ones are
+ * added in recorder_metrics). */
+static void recorder_add_media_totals(struct recorder *r, const struct media_stats *st)
+{
+	pthread_mutex_lock(&r->lock);
+	r->m.bytes_written += st->bytes_written;
+	r->m.video_frames_encoded += st->video_frames_encoded;
+	r->m.video_frames_dropped += st->video_frames_dropped;
+	r->m.audio_frames_encoded += st->audio_frames_encoded;
+	pthread_mutex_unlock(&r->lock);
+}
+
+void recorder_count(struct recorder *r, enum recorder_status to)
+{
+	pthread_mutex_lock(&r->lock);
+	if (to == RECORDER_COMPLETED)
+		r->m.completed_total++;
+	else if (to == RECORDER_FAILED)
+		r->m.failed_total++;
+	else if (to == RECORDER_CANCELLED)
+		r->m.cancelled_total++;
+	pthread_mutex_unlock(&r->lock);
+}
+
+/* ---- sessions ----------------------------------------------------------- */
+
+static void session_free(struct recorder_session *s)
+{
+	media_pipeline_free(s->pipeline);
+	cJSON_Delete(s->rec);
+	pthread_mutex_destroy(&s->lock);
+	pthread_mutex_destroy(&s->ev_lock);
+	pthread_cond_destroy(&s->ev_cond);
+	free(s);
+}
+
+void recorder_session_unref(struct recorder_session *s)
+{
+	if (!s)
+		return;
+	struct recorder *r = s->r;
+	pthread_mutex_lock(&r->lock);
+	int left = --s->refs;
+	pthread_mutex_unlock(&r->lock);
+	if (left == 0)
+		session_free(s);
+}
+
+/* Returns the live session of 'id' with a reference for the caller, or NULL. */
+static struct recorder_session *session_find(struct recorder *r, const char *id)
+{
+	pthread_mutex_lock(&r->lock);
+	struct recorder_session *s = r->sessions;
+	while (s && strcmp(s->id, id) != 0)
+		s = s->next;
+	if (s)
+		s->refs++;
+	pthread_mutex_unlock(&r->lock);
+	return s;
+}
+
+/* Takes 's' out of the session list (its reference is dropped by the caller
+ * through recorder_session_unref). Session lock held. */
+static void session_detach(struct recorder_session *s)
+{
+	struct recorder *r = s->r;
+	s->ended = true;
+	pthread_mutex_lock(&r->lock);
+	for (struct recorder_session **pp = &r->sessions; *pp; pp = &(*pp)->next) {
+		if (*pp == s) {
+			*pp = s->next;
+			s->next = NULL;
+			s->refs--; /* the list's reference; the caller still holds one */
+			break;
+		}
+	}
+	if (r->m.active > 0)
+		r->m.active--;
+	pthread_mutex_unlock(&r->lock);
+}
+
+/* Called on pipeline threads: raise a flag and wake whoever waits. */
+static void session_on_media_event(void *opaque, enum media_event ev, const char *detail)
+{
+	struct recorder_session *s = opaque;
+	pthread_mutex_lock(&s->ev_lock);
+	switch (ev) {
+	case MEDIA_EVENT_FIRST_FRAME:
+		s->ev_first_frame = true;
+		break;
+	case MEDIA_EVENT_FAULT:
+		s->ev_fault = true;
+		util_strlcpy(s->ev_detail, detail ? detail : "pipeline fault", sizeof(s->ev_detail));
+		break;
+	case MEDIA_EVENT_EOF:
+		s->ev_eof = true;
+		break;
+	case MEDIA_EVENT_SOURCE_STALLED:
+	case MEDIA_EVENT_SOURCE_RESUMED:
+		break;
+	}
+	pthread_cond_broadcast(&s->ev_cond);
+	pthread_mutex_unlock(&s->ev_lock);
+	if (ev != MEDIA_EVENT_SOURCE_STALLED && ev != MEDIA_EVENT_SOURCE_RESUMED)
+		recorder_control_kick(s->r);
+}
+
+/* Ends a session on a pipeline fault: failed, files kept. Session lock held. */
+static void session_fail(struct recorder_session *s, const char *why)
+{
+	struct recorder *r = s->r;
+	struct media_stats st = { 0 };
+	if (s->pipeline) {
+		media_pipeline_stats(s->pipeline, &st);
+		media_pipeline_free(s->pipeline);
+		s->pipeline = NULL;
+		recorder_add_media_totals(r, &st);
+	}
+	LOG_ERROR(&log_rec, "%s: recording failed: %s", s->id, why);
+	rec_apply_stats(s->rec, &st, s->live_path);
+	rec_set_status(s->rec, RECORDER_FAILED);
+	state_record_set_time(s->rec, "stopped_at", time_wall_ns());
+	state_record_set_str(s->rec, "error", why);
+	s->status = RECORDER_FAILED;
+	session_detach(s);
+	recorder_put(r, s->rec);
+	state_release(r->st, s->id);
+	recorder_publish(r, recorder_op_event(RECORDER_EV_FAULT), s->rec, NULL);
+	recorder_count(r, RECORDER_FAILED);
+}
+
+void recorder_session_apply_events(struct recorder_session *s)
+{
+	if (s->ended)
+		return;
+	pthread_mutex_lock(&s->ev_lock);
+	bool first = s->ev_first_frame, fault = s->ev_fault, eof = s->ev_eof;
+	char detail[RECORDER_DETAIL_MAX];
+	util_strlcpy(detail, s->ev_detail, sizeof(detail));
+	pthread_mutex_unlock(&s->ev_lock);
+
+	enum recorder_status to;
+	if (first && !s->ev_first_frame_seen) {
+		s->ev_first_frame_seen = true;
+		if (recorder_fsm_step(s->status, RECORDER_EV_FIRST_FRAME, &to) == 200) {
+			s->status = to;
+			rec_set_status(s->rec, to);
+			recorder_put(s->r, s->rec);
+		}
+	}
+	if (fault) {
+		session_fail(s, detail);
+		return;
+	}
+	if (eof) {
+		char err[256];
+		if (s->status == RECORDER_PENDING)
+			session_fail(s, "the source ended before its first frame");
+		else if (recorder_session_stop(s, RECORDER_OP_STOP, "source_ended", err, sizeof(err)) < 0)
+			LOG_ERROR(&log_rec, "%s: stop at end of source: %s", s->id, err);
+	}
+}
+
+int recorder_session_stop(struct recorder_session *s, enum recorder_op op, const char *reason,
+			  char *err, size_t errlen)
+{
+	struct recorder *r = s->r;
+	enum recorder_status to;
+	if (recorder_fsm_step(s->status, op, &to) != 200) {
+		snprintf(err, errlen, "cannot stop a %s recording", recorder_status_name(s->status));
+		return -1;
+	}
+	struct media_stats st = { 0 };
+	bool repair = false;
+	if (s->pipeline) {
+		char perr[256] = "";
+		if (media_pipeline_stop(s->pipeline, perr, sizeof(perr)) < 0) {
+			/* The file may lack its Duration/Cues: the worker repairs it. */
+			LOG_WARN(&log_rec, "%s: finalize at stop failed (%s); repairing in processing", s->id, perr);
+			repair = true;
+		}
+		media_pipeline_stats(s->pipeline, &st);
+		media_pipeline_free(s->pipeline);
+		s->pipeline = NULL;
+		recorder_add_media_totals(r, &st);
+	}
+	rec_apply_stats(s->rec, &st, s->live_path);
+	rec_set_status(s->rec, to);
+	state_record_set_time(s->rec, "stopped_at", time_wall_ns());
+	s->status = to;
+	session_detach(s);
+	recorder_put(r, s->rec);
+	state_release(r->st, s->id);
+
+	cJSON *extra = cJSON_CreateObject();
+	if (extra) {
+		cJSON_AddNumberToObject(extra, "duration", seconds_ms(st.active_duration_ns));
+		cJSON_AddStringToObject(extra, "reason", reason);
+	}
+	recorder_publish(r, recorder_op_event(op), s->rec, extra);
+	cJSON_Delete(extra);
+	LOG_INFO(&log_rec, "%s: stopped (%s) after %.3f s, %llu bytes", s->id, reason,
+		 seconds_ms(st.active_duration_ns), (unsigned long long)st.bytes_written);
+
+	cJSON *copy = cJSON_Duplicate(s->rec, 1);
+	if (recorder_worker_submit(r, s->id, repair, copy) < 0)
+		LOG_WARN(&log_rec, "%s: processing queue full; the next rescan takes it", s->id);
+	return 0;
+}
+
+/* ---- the authorization decision ------------------------------------------ */
+
+bool recorder_authorize(struct recorder *r, const struct recorder_caller *caller,
+			enum recorder_op op, const cJSON *rec)
+{
+	bool known = caller && caller->user_id && caller->user_id[0];
+	bool owner = false;
+	if (known && rec) {
+		const char *uid = state_record_str(rec, "user_id");
+		owner = uid && strcmp(uid, caller->user_id) == 0;
+	}
+	bool def;
+	switch (op) {
+	case RECORDER_OP_START:
+	case RECORDER_OP_LIST:
+	case RECORDER_OP_STATUS:
+		def = known;
+		break;
+	default:
+		def = owner;
+		break;
+	}
+	pthread_mutex_lock(&r->lock);
+	recorder_authorize_fn fn = r->authz;
+	void *opaque = r->authz_opaque;
+	pthread_mutex_unlock(&r->lock);
+	if (fn && known)
+		return fn(opaque, caller, op, rec, def);
+	return def;
+}
+
+void recorder_set_authorizer(struct recorder *r, recorder_authorize_fn fn, void *opaque)
+{
+	pthread_mutex_lock(&r->lock);
+	r->authz = fn;
+	r->authz_opaque = opaque;
+	pthread_mutex_unlock(&r->lock);
+}
+
+/* ---- requests ------------------------------------------------------------ */
+
+/* Resolves what a room captures: room.<id>.source/args, else the test source. */
+static void start_source(struct recorder *r, const char *room_id, char *source, size_t slen,
+			 char *args, size_t alen)
+{
+	char key[RECORDER_ROOM_MAX + 16];
+	snprintf(key, sizeof(key), "room.%s.source", room_id);
+	const char *v = config_get_str(r->cfg, key);
+	util_strlcpy(source, v && v[0] ? v : "test", slen);
+	snprintf(key, sizeof(key), "room.%s.args", room_id);
+	v = config_get_str(r->cfg, key);
+	util_strlcpy(args, v ? v : "", alen);
+}
+
+void recorder_start(struct recorder *r, const struct recorder_caller *caller,
+		    const char *room_id, const char *format, const char *quality,
+		    struct recorder_reply *out)
+{
+	char err[256] = "", reason[256] = "";
+	struct recorder_session *s = NULL;
+	cJSON *rec = NULL;
+	bool admitted = false;
+	char id[UUID_STR_LEN];
+
+	out->status = 500;
+	out->body = NULL;
+	if (!recorder_room_id_valid(room_id)) {
+		reply_error(out, 400, "invalid_room_id", "room ids are 1 to 128 characters of A-Z a-z 0-9 . _ -");
+		return;
+	}
+	if (!format || !format[0])
+		format = r->default_format;
+	if (!recorder_format_valid(format)) {
+		reply_error(out, 400, "invalid_format", "unknown recording_format; use webm, mp4 or mkv");
+		return;
+	}
+	if (!quality || !quality[0])
+		quality = r->default_quality;
+	const struct media_preset *preset = media_preset_find(quality);
+	if (!preset) {
+		reply_error(out, 400, "invalid_quality", "unknown quality; use low, medium, high or ultra");
+		return;
+	}
+	if (media_preset_check(preset, format, err, sizeof(err)) < 0) {
+		reply_error(out, 400, "invalid_quality", "%s", err);
+		return;
+	}
+	if (!recorder_authorize(r, caller, RECORDER_OP_START, NULL)) {
+		reply_error(out, 403, "forbidden", "not allowed to start a recording in this room");
+		return;
+	}
+
+	util_uuid_v4(id);
+	int rc = state_admit(r->st, id, caller->user_id, r->max_concurrent, r->max_per_user,
+			     reason, sizeof(reason));
+	if (rc == STATE_REFUSED) {
+		pthread_mutex_lock(&r->lock);
+		r->m.refused_total++;
+		pthread_mutex_unlock(&r->lock);
+		reply_error(out, 400, "limit_reached", "%s", reason[0] ? reason : "concurrent recording limit reached");
+		return;
+	}
+	if (rc < 0) {
+		reply_error(out, 503, "state_unavailable", "recording state store unavailable: %s", state_strerror(rc));
+		return;
+	}
+	admitted = true;
+
+	char dir[RECORDER_PATH_MAX], resolution[32], file_name[64];
+	recorder_dir_of(r, id, dir, sizeof(dir));
+	snprintf(resolution, sizeof(resolution), "%dx%d", preset->width, preset->height);
+	snprintf(file_name, sizeof(file_name), "recording_%s.%s", id, format);
+	struct state_record_init init = {
+		.recording_id = id,
+		.room_id = room_id,
+		.user_id = caller->user_id,
+		.format = format,
+		.quality = preset->name,
+		.resolution = resolution,
+		.video_bitrate = preset->video_bitrate_text,
+		.audio_bitrate = preset->audio_bitrate_text,
+		.fps = preset->fps,
+		.storage_backend = r->storage_backend,
+		.local_path = dir,
+		.file_name = file_name,
+	};
+	rec = state_record_new(&init, err, sizeof(err));
+	if (!rec) {
+		reply_error(out, 500, "internal", "cannot build the recording: %s", err);
+		goto fail;
+	}
+	int mrc = util_mkdir_p(dir, 0755);
+	if (mrc < 0) {
+		reply_error(out, 500, "storage_unavailable", "cannot create %s: %s", dir, strerror(-mrc));
+		goto fail;
+	}
+
+	s = calloc(1, sizeof(*s));
+	if (!s) {
+		reply_error(out, 500, "internal", "out of memory");
+		goto fail;
+	}
+	s->r = r;
+	s->refs = 2; /* the list's and ours */
+	util_strlcpy(s->id, id, sizeof(s->id));
+	util_strlcpy(s->room_id, room_id, sizeof(s->room_id));
+	util_strlcpy(s->user_id, caller->user_id, sizeof(s->user_id));
+	recorder_live_path(r, id, format, s->live_path, sizeof(s->live_path));
+	pthread_mutex_init(&s->lock, NULL);
+	pthread_mutex_init(&s->ev_lock, NULL);
+	pthread_cond_init(&s->ev_cond, NULL);
+	s->status = RECORDER_PENDING;
+	s->max_duration_ns = r->max_duration_ms * TIME_NS_PER_MS;
+	s->rec = rec;
+	rec = NULL;
+
+	char source[64], args[512];
+	start_source(r, room_id, source, sizeof(source), args, sizeof(args));
+	struct media_pipeline_config pc = {
+		.source = source,
+		.source_args = args,
+		.preset = preset,
+		.format = format,
+		.output_path = s->live_path,
+		.on_event = session_on_media_event,
+		.opaque = s,
+	};
+	s->pipeline = media_pipeline_new(&pc, err, sizeof(err));
+	if (!s->pipeline) {
+		reply_error(out, 500, "pipeline_failed", "cannot set up the recording of room %s (source %s): %s",
+			    room_id, source, err);
+		goto fail;
+	}
+	recorder_put(r, s->rec);
+
+	pthread_mutex_lock(&s->lock);
+	pthread_mutex_lock(&r->lock);
+	s->next = r->sessions;
+	r->sessions = s;
+	r->m.active++;
+	r->m.started_total++;
+	pthread_mutex_unlock(&r->lock);
+	if (media_pipeline_start(s->pipeline, err, sizeof(err)) < 0) {
+		char why[400];
+		snprintf(why, sizeof(why), "the media pipeline did not start: %s", err);
+		session_fail(s, why);
+		reply_error(out, 500, "pipeline_failed", "cannot start the recording of room %s (source %s): %s",
+			    room_id, source, err);
+		pthread_mutex_unlock(&s->lock);
+		recorder_session_unref(s);
+		return;
+	}
+	pthread_mutex_unlock(&s->lock);
+	LOG_INFO(&log_rec, "%s: started in room %s for %s (%s, %s, source %s)", id, room_id,
+		 caller->user_id, format, preset->name, source);
+
+	/* Wait for the first frame (or a fault) so the reply usually shows
+	 * "recording"; the control thread applies it too if we time out. */
+	int64_t deadline = time_mono_ns() + RECORDER_START_WAIT_MS * TIME_NS_PER_MS;
+	pthread_mutex_lock(&s->ev_lock);
+	while (!s->ev_first_frame && !s->ev_fault && !s->ev_eof) {
+		int64_t left = deadline - time_mono_ns();
+		if (left <= 0)
+			break;
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		int64_t abs_ns = (int64_t)ts.tv_sec * TIME_NS_PER_SEC + ts.tv_nsec + left;
+		ts.tv_sec = abs_ns / TIME_NS_PER_SEC;
+		ts.tv_nsec = abs_ns % TIME_NS_PER_SEC;
+		pthread_cond_timedwait(&s->ev_cond, &s->ev_lock, &ts);
+	}
+	pthread_mutex_unlock(&s->ev_lock);
+
+	pthread_mutex_lock(&s->lock);
+	recorder_session_apply_events(s);
+	if (s->status == RECORDER_FAILED) {
+		reply_error(out, 500, "pipeline_failed", "the recording failed at start: %s",
+			    state_record_str(s->rec, "error") ? state_record_str(s->rec, "error") : "unknown");
+	} else {
+		if (s->status != RECORDER_CANCELLED)
+			recorder_publish(r, recorder_op_event(RECORDER_OP_START), s->rec, NULL);
+		reply_record(out, s->rec);
+	}
+	pthread_mutex_unlock(&s->lock);
+	recorder_session_unref(s);
+	return;
+
+fail:
+	if (s) {
+		cJSON_Delete(s->rec);
+		media_pipeline_free(s->pipeline);
+		pthread_mutex_destroy(&s->lock);
+		pthread_mutex_destroy(&s->ev_lock);
+		pthread_cond_destroy(&s->ev_cond);
+		free(s);
+	}
+	cJSON_Delete(rec);
+	if (admitted)
+		state_release(r->st, id);
+	if (!out->body)
+		reply_error(out, 500, "internal", "start failed");
+}
+
+/* What a request on one recording finds: the live session (locked, with a
+ * reference) or the stored record. Returns true when the request may go on;
+ * otherwise 'out' holds the error. */
+struct found {
+	struct recorder_session *s; /* locked, referenced; NULL when not live here */
+	cJSON *stored;              /* owned; NULL when 's' is set */
+	const cJSON *rec;           /* s->rec or stored */
+};
+
+static bool request_find(struct recorder *r, const struct recorder_caller *caller, const char *room_id,
+			 const char *id, enum recorder_op op, struct found *f, struct recorder_reply *out)
+{
+	memset(f, 0, sizeof(*f));
+	out->status = 500;
+	out->body = NULL;
+	if (!recorder_room_id_valid(room_id)) {
+		reply_error(out, 400, "invalid_room_id", "room ids are 1 to 128 characters of A-Z a-z 0-9 . _ -");
+		return false;
+	}
+	if (!recorder_recording_id_valid(id)) {
+		reply_error(out, 400, "invalid_recording_id", "recording ids are uuids");
+		return false;
+	}
+	f->s = session_find(r, id);
+	if (f->s) {
+		pthread_mutex_lock(&f->s->lock);
+		recorder_session_apply_events(f->s);
+		if (f->s->ended) {
+			pthread_mutex_unlock(&f->s->lock);
+			recorder_session_unref(f->s);
+			f->s = NULL;
+		}
+	}
+	if (f->s) {
+		f->rec = f->s->rec;
+	} else {
+		f->stored = state_get(r->st, id);
+		if (!f->stored) {
+			if (!state_healthy(r->st))
+				reply_error(out, 503, "state_unavailable", "recording state store unavailable");
+			else
+				reply_error(out, 404, "not_found", "recording %s not found", id);
+			return false;
+		}
+		f->rec = f->stored;
+	}
+	const char *room = state_record_str(f->rec, "room_id");
+	if (!room || strcmp(room, room_id) != 0) {
+		reply_error(out, 404, "not_found", "recording %s not found in room %s", id, room_id);
+		goto refuse;
+	}
+	if (!recorder_authorize(r, caller, op, f->rec)) {
+		reply_error(out, 403, "forbidden", "only the owner of recording %s may %s it", id,
+			    recorder_op_name(op));
+		goto refuse;
+	}
+	return true;
+refuse:
+	if (f->s) {
+		pthread_mutex_unlock(&f->s->lock);
+		recorder_session_unref(f->s);
+	}
+	cJSON_Delete(f->stored);
+	memset(f, 0, sizeof(*f));
+	return false;
+}
+
+static void request_done(struct found *f)
+{
+	if (f->s) {
+		pthread_mutex_unlock(&f->s->lock);
+		recorder_session_unref(f->s);
+	}
+	cJSON_Delete(f->stored);
+}
+
+/* Checks 'op' against the recording's status; fills 'out' and returns
+ * false when refused. A recording live on another node cannot be driven
+ * from here. */
+static bool request_transition(struct found *f, enum recorder_op op, enum recorder_status *to,
+			       struct recorder_reply *out)
+{
+	enum recorder_status from = f->s ? f->s->status : rec_status(f->rec);
+	if (recorder_fsm_step(from, op, to) != 200) {
+		reply_error(out, 400, "invalid_transition", "cannot %s a recording that is %s",
+			    recorder_op_name(op), recorder_status_name(from));
+		return false;
+	}
+	if (!f->s && recorder_status_live(from) && op != RECORDER_OP_STATUS) {
+		reply_error(out, 409, "wrong_node", "recording %s is captured by another node",
+			    state_record_str(f->rec, "recording_id"));
+		return false;
+	}
+	return true;
+}
+
+void recorder_stop(struct recorder *r, const struct recorder_caller *caller,
+		   const char *room_id, const char *recording_id, struct recorder_reply *out)
+{
+	struct found f;
+	enum recorder_status to;
+	char err[256];
+	if (!request_find(r, caller, room_id, recording_id, RECORDER_OP_STOP, &f, out))
+		return;
+	if (request_transition(&f, RECORDER_OP_STOP, &to, out)) {
+		if (recorder_session_stop(f.s, RECORDER_OP_STOP, "requested", err, sizeof(err)) < 0)
+			reply_error(out, 500, "internal", "%s", err);
+		else
+			reply_record(out, f.s->rec);
+	}
+	request_done(&f);
+}
+
+void recorder_pause(struct recorder *r, const struct recorder_caller *caller,
+		    const char *room_id, const char *recording_id, struct recorder_reply *out)
+{
+	struct found f;
+	enum recorder_status to;
+	if (!request_find(r, caller, room_id, recording_id, RECORDER_OP_PAUSE, &f, out))
+		return;
+	if (request_transition(&f, RECORDER_OP_PAUSE, &to, out)) {
+		struct recorder_session *s = f.s;
+		if (media_pipeline_pause(s->pipeline) < 0) {
+			reply_error(out, 500, "pipeline_failed", "the pipeline refused to pause");
+		} else {
+			struct media_stats st;
+			media_pipeline_stats(s->pipeline, &st);
+			s->status = to;
+			rec_set_status(s->rec, to);
+			state_record_set_time(s->rec, "paused_at", time_wall_ns());
+			rec_apply_stats(s->rec, &st, NULL);
+			recorder_put(r, s->rec);
+			recorder_publish(r, recorder_op_event(RECORDER_OP_PAUSE), s->rec, NULL);
+			reply_record(out, s->rec);
+		}
+	}
+	request_done(&f);
+}
+
+void recorder_resume(struct recorder *r, const struct recorder_caller *caller,
+		     const char *room_id, const char *recording_id, struct recorder_reply *out)
+{
+	struct found f;
+	enum recorder_status to;
+	if (!request_find(r, caller, room_id, recording_id, RECORDER_OP_RESUME, &f, out))
+		return;
+	if (request_transition(&f, RECORDER_OP_RESUME, &to, out)) {
+		struct recorder_session *s = f.s;
+		if (media_pipeline_resume(s->pipeline) < 0) {
+			reply_error(out, 500, "pipeline_failed", "the pipeline refused to resume");
+		} else {
+			s->status = to;
+			rec_set_status(s->rec, to);
+			state_record_set_time(s->rec, "resumed_at", time_wall_ns());
+			recorder_put(r, s->rec);
+			recorder_publish(r, recorder_op_event(RECORDER_OP_RESUME), s->rec, NULL);
+			reply_record(out, s->rec);
+			recorder_control_kick(r);
+		}
+	}
+	request_done(&f);
+}
+
+void recorder_cancel(struct recorder *r, const struct recorder_caller *caller,
+		     const char *room_id, const char *recording_id, struct recorder_reply *out)
+{
+	struct found f;
+	enum recorder_status to;
+	if (!request_find(r, caller, room_id, recording_id, RECORDER_OP_CANCEL, &f, out))
+		return;
+	if (request_transition(&f, RECORDER_OP_CANCEL, &to, out)) {
+		struct recorder_session *s = f.s;
+		struct media_stats st = { 0 };
+		if (s->pipeline) {
+			media_pipeline_stats(s->pipeline, &st);
+			media_pipeline_free(s->pipeline);
+			s->pipeline = NULL;
+			recorder_add_media_totals(r, &st);
+		}
+		char dir[RECORDER_PATH_MAX];
+		recorder_dir_of(r, s->id, dir, sizeof(dir));
+		int rc = util_rm_rf(dir);
+		if (rc < 0)
+			LOG_ERROR(&log_rec, "%s: cannot remove %s: %s", s->id, dir, strerror(-rc));
+		s->status = to;
+		rec_set_status(s->rec, to);
+		state_record_set_time(s->rec, "stopped_at", time_wall_ns());
+		state_record_set_number(s->rec, "duration_seconds", seconds_ms(st.active_duration_ns));
+		state_record_set_number(s->rec, "file_size_bytes", 0);
+		session_detach(s);
+		recorder_put(r, s->rec);
+		state_release(r->st, s->id);
+		recorder_publish(r, recorder_op_event(RECORDER_OP_CANCEL), s->rec, NULL);
+		recorder_count(r, RECORDER_CANCELLED);
+		LOG_INFO(&log_rec, "%s: cancelled, files removed", s->id);
+		reply_record(out, s->rec);
+	}
+	request_done(&f);
+}
+
+void recorder_status(struct recorder *r, const struct recorder_caller *caller,
+		     const char *room_id, const char *recording_id, struct recorder_reply *out)
+{
+	struct found f;
+	if (!request_find(r, caller, room_id, recording_id, RECORDER_OP_STATUS, &f, out))
+		return;
+	reply_record(out, f.rec);
+	/* A live recording shows its duration so far. */
+	if (out->status == 200 && f.s && f.s->pipeline) {
+		struct media_stats st;
+		media_pipeline_stats(f.s->pipeline, &st);
+		rec_apply_stats(out->body, &st, NULL);
+	}
+	request_done(&f);
+}
+
+void recorder_list_room(struct recorder *r, const struct recorder_caller *caller,
+			const char *room_id, struct recorder_reply *out)
+{
+	out->status = 500;
+	out->body = NULL;
+	if (!recorder_room_id_valid(room_id)) {
+		reply_error(out, 400, "invalid_room_id", "room ids are 1 to 128 characters of A-Z a-z 0-9 . _ -");
+		return;
+	}
+	if (!recorder_authorize(r, caller, RECORDER_OP_LIST, NULL)) {
+		reply_error(out, 403, "forbidden", "not allowed to list this room's recordings");
+		return;
+	}
+	cJSON *arr = state_list_room(r->st, room_id);
+	if (!arr) {
+		reply_error(out, 503, "state_unavailable", "recording state store unavailable");
+		return;
+	}
+	reply_list(out, arr);
+}
+
+void recorder_list_user(struct recorder *r, const struct recorder_caller *caller,
+			const char *status, struct recorder_reply *out)
+{
+	enum recorder_status s;
+	out->status = 500;
+	out->body = NULL;
+	if (status && status[0] && recorder_status_parse(status, &s) < 0) {
+		reply_error(out, 400, "invalid_status",
+			    "unknown status; use pending, recording, paused, processing, completed, failed or cancelled");
+		return;
+	}
+	if (!recorder_authorize(r, caller, RECORDER_OP_LIST, NULL)) {
+		reply_error(out, 403, "forbidden", "not allowed to list recordings");
+		return;
+	}
+	cJSON *arr = state_list_user(r->st, caller->user_id, status && status[0] ? status : NULL);
+	if (!arr) {
+		reply_error(out, 503, "state_unavailable", "recording state store unavailable");
+		return;
+	}
+	reply_list(out, arr);
+}
+
+/* ---- events, metrics, health -------------------------------------------- */
+
+static void recorder_event_trampoline(void *opaque, const char *room_id, const char *event_json)
+{
+	struct recorder *r = opaque;
+	pthread_mutex_lock(&r->lock);
+	void (*cb)(void *, const char *, const char *) = r->event_cb;
+	void *cb_opaque = r->event_opaque;
+	pthread_mutex_unlock(&r->lock);
+	if (cb)
+		cb(cb_opaque, room_id, event_json);
+}
+
+int recorder_on_event(struct recorder *r,
+		      void (*cb)(void *opaque, const char *room_id, const char *event_json),
+		      void *opaque)
+{
+	pthread_mutex_lock(&r->lock);
+	r->event_cb = cb;
+	r->event_opaque = opaque;
+	bool need = !r->subscribed;
+	r->subscribed = true;
+	pthread_mutex_unlock(&r->lock);
+	if (!need)
+		return 0;
+	int rc = state_subscribe(r->st, recorder_event_trampoline, r);
+	if (rc < 0) {
+		pthread_mutex_lock(&r->lock);
+		r->subscribed = false;
+		pthread_mutex_unlock(&r->lock);
+		LOG_ERROR(&log_rec, "cannot subscribe to room events: %s", state_strerror(rc));
+	}
+	return rc < 0 ? rc : 0;
+}
+
+void recorder_metrics(struct recorder *r, struct recorder_metrics *m)
+{
+	struct recorder_session **list = NULL;
+	size_t n = 0;
+	pthread_mutex_lock(&r->lock);
+	*m = r->m;
+	for (struct recorder_session *s = r->sessions; s; s = s->next)
+		n++;
+	list = n ? calloc(n, sizeof(*list)) : NULL;
+	n = 0;
+	for (struct recorder_session *s = r->sessions; s && list; s = s->next) {
+		s->refs++;
+		list[n++] = s;
+	}
+	pthread_mutex_unlock(&r->lock);
+
+	memset(m->by_status, 0, sizeof(m->by_status));
+	for (size_t i = 0; i < n; i++) {
+		struct recorder_session *s = list[i];
+		pthread_mutex_lock(&s->lock);
+		if (!s->ended) {
+			m->by_status[s->status]++;
+			if (s->pipeline) {
+				struct media_stats st;
+				media_pipeline_stats(s->pipeline, &st);
+				m->bytes_written += st.bytes_written;
+				m->video_frames_encoded += st.video_frames_encoded;
+				m->video_frames_dropped += st.video_frames_dropped;
+				m->audio_frames_encoded += st.audio_frames_encoded;
+			}
+		}
+		pthread_mutex_unlock(&s->lock);
+		recorder_session_unref(s);
+	}
+	free(list);
+	m->by_status[RECORDER_PROCESSING] = (uint64_t)atomic_load(&r->jobs_queued) +
+					    (uint64_t)atomic_load(&r->jobs_running);
+	m->by_status[RECORDER_COMPLETED] = m->completed_total;
+	m->by_status[RECORDER_FAILED] = m->failed_total;
+	m->by_status[RECORDER_CANCELLED] = m->cancelled_total;
+	m->jobs_queued = (uint64_t)atomic_load(&r->jobs_queued);
+	m->jobs_running = (uint64_t)atomic_load(&r->jobs_running);
+}
+
+bool recorder_healthy(struct recorder *r, char *why, size_t whylen)
+{
+	if (access(r->storage_path, W_OK) != 0) {
+		snprintf(why, whylen, "storage directory %s is not writable: %s", r->storage_path,
+			 strerror(errno));
+		return false;
+	}
+	if (!state_healthy(r->st)) {
+		snprintf(why, whylen, "the state store (Redis) does not answer");
+		return false;
+	}
+	if (why && whylen)
+		why[0] = 0;
+	return true;
+}
+
+/* ---- construction -------------------------------------------------------- */
+
+struct recorder *recorder_new(struct config *cfg, struct state *st, struct policy_host *pol,
+			      char *err, size_t errlen)
+{
+	struct recorder *r = calloc(1, sizeof(*r));
+	if (!r) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	r->cfg = cfg;
+	r->st = st;
+	r->pol = pol;
+	pthread_mutex_init(&r->lock, NULL);
+	pthread_mutex_init(&r->ctl_lock, NULL);
+	pthread_cond_init(&r->ctl_cond, NULL);
+	pthread_mutex_init(&r->idle_lock, NULL);
+	pthread_cond_init(&r->idle_cond, NULL);
+	util_strlcpy(r->node_id, state_node_id(st) ? state_node_id(st) : "", sizeof(r->node_id));
+
+	const char *v = config_get_str(cfg, "local_storage_path");
+	if (v && strlen(v) >= RECORDER_STORAGE_MAX) {
+		snprintf(err, errlen, "local_storage_path is longer than %d bytes", RECORDER_STORAGE_MAX - 1);
+		goto fail;
+	}
+	util_strlcpy(r->storage_path, v && v[0] ? v : "/tmp/webrtc_recordings", sizeof(r->storage_path));
+	v = config_get_str(cfg, "storage_backend");
+	if (!v || (strcmp(v, "local") != 0 && strcmp(v, "s3") != 0)) {
+		snprintf(err, errlen, "storage_backend must be local or s3, not '%s'", v ? v : "");
+		goto fail;
+	}
+	util_strlcpy(r->storage_backend, v, sizeof(r->storage_backend));
+	v = config_get_str(cfg, "default_format");
+	if (!recorder_format_valid(v)) {
+		snprintf(err, errlen, "default_format must be webm, mkv or mp4, not '%s'", v ? v : "");
+		goto fail;
+	}
+	util_strlcpy(r->default_format, v, sizeof(r->default_format));
+	v = config_get_str(cfg, "default_quality");
+	if (!media_preset_find(v)) {
+		snprintf(err, errlen, "default_quality must be low, medium, high or ultra, not '%s'", v ? v : "");
+		goto fail;
+	}
+	util_strlcpy(r->default_quality, v, sizeof(r->default_quality));
+	r->max_duration_ms = config_get_int(cfg, "max_recording_duration");
+	if (r->max_duration_ms <= 0) {
+		snprintf(err, errlen, "max_recording_duration must be positive");
+		goto fail;
+	}
+	long long lim = config_get_int(cfg, "max_concurrent_recordings");
+	if (lim <= 0 || lim > 1000000) {
+		snprintf(err, errlen, "max_concurrent_recordings must be at least 1");
+		goto fail;
+	}
+	r->max_concurrent = (int)lim;
+	lim = config_get_int(cfg, "max_recordings_per_user");
+	if (lim < 0 || lim > 1000000) {
+		snprintf(err, errlen, "max_recordings_per_user must be 0 (off) or positive");
+		goto fail;
+	}
+	r->max_per_user = (int)lim;
+	r->transcoding = config_get_bool(cfg, "enable_transcoding");
+	lim = config_get_int(cfg, "recorder.workers");
+	r->n_workers = lim < 1 ? 1 : lim > 16 ? 16 : (int)lim;
+
+	int rc = util_mkdir_p(r->storage_path, 0755);
+	if (rc < 0 || access(r->storage_path, W_OK) != 0) {
+		snprintf(err, errlen, "local_storage_path %s is not a writable directory: %s", r->storage_path,
+			 strerror(rc < 0 ? -rc : errno));
+		goto fail;
+	}
+	if (recorder_worker_start(r) < 0) {
+		snprintf(err, errlen, "cannot start the processing workers");
+		goto fail;
+	}
+	if (recorder_control_start(r) < 0) {
+		snprintf(err, errlen, "cannot start the control thread");
+		goto fail;
+	}
+	if (recorder_recover(r) < 0)
+		LOG_WARN(&log_rec, "start-up recovery incomplete; it is retried by the rescan");
+	LOG_INFO(&log_rec, "node %s, recordings in %s (%s), limits %d global / %d per user, max %lld s",
+		 r->node_id, r->storage_path, r->storage_backend, r->max_concurrent, r->max_per_user,
+		 (long long)(r->max_duration_ms / 1000));
+	return r;
+fail:
+	recorder_free(r);
+	return NULL;
+}
+
+void recorder_free(struct recorder *r)
+{
+	if (!r)
+		return;
+	/* Stop every live recording into processing; their jobs go to the
+	 * queue (or stay marked for the next start). */
+	for (;;) {
+		pthread_mutex_lock(&r->lock);
+		struct recorder_session *s = r->sessions;
+		if (s)
+			s->refs++;
+		pthread_mutex_unlock(&r->lock);
+		if (!s)
+			break;
+		char err[256];
+		pthread_mutex_lock(&s->lock);
+		if (!s->ended) {
+			enum recorder_status to;
+			if (recorder_fsm_step(s->status, RECORDER_OP_STOP, &to) == 200) {
+				if (recorder_session_stop(s, RECORDER_OP_STOP, "shutdown", err, sizeof(err)) < 0)
+					session_fail(s, err);
+			} else {
+				session_fail(s, "the node shut down before the first frame");
+			}
+		}
+		pthread_mutex_unlock(&s->lock);
+		recorder_session_unref(s);
+	}
+	recorder_control_stop(r);
+	recorder_worker_stop(r);
+	pthread_mutex_destroy(&r->lock);
+	pthread_mutex_destroy(&r->ctl_lock);
+	pthread_cond_destroy(&r->ctl_cond);
+	pthread_mutex_destroy(&r->idle_lock);
+	pthread_cond_destroy(&r->idle_cond);
+	free(r);
+}

@@ -1,0 +1,158 @@
+/* recorder_internal: what the recorder's files share: the manager, a live
+ * recording (session) and a processing job. Not for other modules.
+ *
+ * Locks, in the order they may nest:
+ *   recorder.lock      the session list and the counters
+ *   session.lock       one recording's operations (requests, control thread)
+ *   session.ev_lock    the flags the pipeline threads raise (leaf)
+ *   recorder.ctl_lock  the control thread's wake-up (leaf)
+ * recorder.lock is never held while a session lock is taken: callers take a
+ * reference under recorder.lock, drop it, then lock the session. */
+#ifndef EDGEREC_RECORDER_INTERNAL_H
+#define EDGEREC_RECORDER_INTERNAL_H
+
+#include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common_util.h"
+#include "recorder.h"
+
+struct media_pipeline;
+struct queue;
+
+#define RECORDER_ROOM_MAX 129
+#define RECORDER_USER_MAX 256
+#define RECORDER_PATH_MAX 1280
+#define RECORDER_STORAGE_MAX 768 /* local_storage_path, leaving room for what is below it */
+#define RECORDER_DETAIL_MAX 256
+
+/* One live recording (pending, recording or paused) held by this node. */
+struct recorder_session {
+	struct recorder_session *next; /* in recorder.sessions */
+	struct recorder *r;
+	int refs;                      /* under recorder.lock */
+	char id[UUID_STR_LEN];
+	char room_id[RECORDER_ROOM_MAX];
+	char user_id[RECORDER_USER_MAX];
+	char live_path[RECORDER_PATH_MAX]; /* the file the pipeline writes */
+
+	pthread_mutex_t lock;
+	enum recorder_status status;   /* under lock */
+	cJSON *rec;                    /* latest state object, under lock */
+	struct media_pipeline *pipeline; /* under lock; NULL once stopped */
+	int64_t max_duration_ns;       /* auto-stop after this much active time */
+	bool ended;                    /* left the live statuses; under lock */
+
+	pthread_mutex_t ev_lock;
+	pthread_cond_t ev_cond;
+	bool ev_first_frame;           /* raised by the pipeline, under ev_lock */
+	bool ev_fault;
+	bool ev_eof;
+	bool ev_first_frame_seen;      /* already applied (under lock) */
+	char ev_detail[RECORDER_DETAIL_MAX];
+};
+
+/* A processing job: one recording to take through the steps. */
+struct recorder_job {
+	char id[UUID_STR_LEN];
+	bool recovered;  /* left live by a crash: finalize by repairing the file */
+	cJSON *rec;      /* the record when known (owned), else read from state */
+};
+
+struct recorder {
+	struct config *cfg;
+	struct state *st;
+	struct policy_host *pol;
+	char node_id[128];
+
+	/* Options, read once in recorder_new. */
+	char storage_path[RECORDER_STORAGE_MAX];
+	char storage_backend[16];
+	char default_format[8];
+	char default_quality[16];
+	int64_t max_duration_ms;
+	int max_concurrent;
+	int max_per_user;
+	bool transcoding;
+	int n_workers;
+
+	pthread_mutex_t lock;
+	struct recorder_session *sessions;
+	recorder_authorize_fn authz;
+	void *authz_opaque;
+	void (*event_cb)(void *opaque, const char *room_id, const char *event_json);
+	void *event_opaque;
+	bool subscribed;
+	struct recorder_metrics m;     /* counters under lock */
+
+	/* The control thread: pipeline events and the maximum-duration timer. */
+	pthread_t ctl_thread;
+	bool ctl_started;
+	pthread_mutex_t ctl_lock;
+	pthread_cond_t ctl_cond;
+	bool ctl_kick;
+	bool ctl_quit;
+
+	/* The processing worker pool. */
+	struct queue *jobs;
+	pthread_t *workers;
+	int n_started_workers;
+	atomic_int jobs_running;
+	atomic_int jobs_queued;
+	char (*inflight)[UUID_STR_LEN]; /* ids queued or running, under lock */
+	size_t n_inflight, cap_inflight;
+	atomic_bool quit;
+	pthread_mutex_t idle_lock;
+	pthread_cond_t idle_cond;
+};
+
+/* recorder.c */
+void recorder_session_unref(struct recorder_session *s);
+/* Applies the pipeline's raised flags (first frame, fault, eof) to the
+ * session; 'reason' of an eof stop is "source_ended". Session lock held. */
+void recorder_session_apply_events(struct recorder_session *s);
+/* Stops a live session into processing (stop request, max duration, eof,
+ * shutdown) and queues its job. Session lock held; 'op' is RECORDER_OP_STOP
+ * or RECORDER_EV_MAX_DURATION; 'reason' goes into the event. Returns 0 or
+ * <0 with 'err'. */
+int recorder_session_stop(struct recorder_session *s, enum recorder_op op, const char *reason,
+			  char *err, size_t errlen);
+/* Publishes an event of 'type' about 'rec'; 'extra' (may be NULL, not
+ * taken) is merged into data. */
+void recorder_publish(struct recorder *r, const char *type, const cJSON *rec, const cJSON *extra);
+/* Writes 'rec' to state, logging a failure. */
+int recorder_put(struct recorder *r, const cJSON *rec);
+/* Counts a recording reaching 'to'. */
+void recorder_count(struct recorder *r, enum recorder_status to);
+
+/* recorder_control.c */
+int recorder_control_start(struct recorder *r);
+void recorder_control_stop(struct recorder *r);
+void recorder_control_kick(struct recorder *r);
+
+/* recorder_worker.c */
+int recorder_worker_start(struct recorder *r);
+void recorder_worker_stop(struct recorder *r);
+/* Queues a job for 'id'; takes 'rec' (may be NULL). Marks the recording's
+ * directory so a restart finds it. Returns 0 or -1 (queue full: the mark
+ * stays and the job is picked up by the next rescan), 1 when it is already
+ * queued or running. */
+int recorder_worker_submit(struct recorder *r, const char *id, bool recovered, cJSON *rec);
+/* Queues every recording whose directory carries the job mark. */
+int recorder_worker_rescan(struct recorder *r);
+/* The directory of a recording. Returns 0 or -1 when it does not fit. */
+int recorder_dir_of(const struct recorder *r, const char *id, char *out, size_t outlen);
+
+/* The file a recording's pipeline writes: the recording's directory and
+ * recording_{id}.{ext}, ext = mkv for mp4 (remuxed at processing). Returns 0
+ * or -1 when it does not fit. */
+int recorder_live_path(const struct recorder *r, const char *id, const char *format, char *out,
+		       size_t outlen);
+
+/* recorder_recover.c */
+int recorder_recover(struct recorder *r);
+
+#endif

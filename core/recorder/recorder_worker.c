@@ -1,0 +1,502 @@
+/* recorder_worker: the bounded pool that finishes stopped recordings.
+ *
+ * A job takes one recording in `processing` through a list of steps
+ * (worker_steps[] below). After each step the journal kept in state
+ * (state_journal_set: {"step": <last completed>, "at": ...}) names it, and
+ * the record's metadata.processing shows {"step", "percent"}; a job that
+ * starts again after a restart skips the steps its journal already names.
+ * The recording's directory holds a mark file (".processing") from the
+ * moment it is queued until it is completed or failed, so a restart, or the
+ * periodic rescan after a full queue, finds every unfinished job. The end:
+ * `completed` with processed_at and file_size_bytes, or `failed` with the
+ * step's error (files kept).
+ *
+ * The steps so far: finalize (repair a crash-left file, probe it) and facts
+ * (size, codecs, geometry into metadata). The storage module's remux,
+ * thumbnail and upload steps slot in between them and the end. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common_log.h"
+#include "common_queue.h"
+#include "common_time.h"
+#include "media.h"
+#include "recorder_internal.h"
+#include "state.h"
+
+static struct log_handle log_wrk = LOG_HANDLE("recorder/worker");
+
+#define RECORDER_JOB_QUEUE 1024
+#define RECORDER_MARK ".processing"
+
+/* What a step sees of its job; the paths are derived from the record. */
+struct worker_ctx {
+	struct recorder *r;
+	struct recorder_job *job;
+	cJSON *rec;               /* the record being finished (owned by the job) */
+	char dir[RECORDER_PATH_MAX];
+	char live_path[RECORDER_PATH_MAX];  /* the file the pipeline wrote */
+	char final_path[RECORDER_PATH_MAX]; /* the file the recording ends as */
+};
+
+struct recorder_step {
+	const char *name;
+	/* Returns 0, or <0 with a sentence in 'err' (the recording's error). */
+	int (*run)(struct worker_ctx *c, char *err, size_t errlen);
+};
+
+int recorder_dir_of(const struct recorder *r, const char *id, char *out, size_t outlen)
+{
+	int n = snprintf(out, outlen, "%s/%s", r->storage_path, id);
+	return n < 0 || (size_t)n >= outlen ? -1 : 0;
+}
+
+int recorder_live_path(const struct recorder *r, const char *id, const char *format, char *out,
+		       size_t outlen)
+{
+	if (!format || !recorder_format_valid(format))
+		format = "webm";
+	int n = snprintf(out, outlen, "%s/%s/recording_%s.%s", r->storage_path, id, id,
+			 strcmp(format, "mp4") == 0 ? "mkv" : format);
+	return n < 0 || (size_t)n >= outlen ? -1 : 0;
+}
+
+static cJSON *ctx_metadata(struct worker_ctx *c)
+{
+	cJSON *m = cJSON_GetObjectItemCaseSensitive(c->rec, "metadata");
+	if (!cJSON_IsObject(m)) {
+		m = cJSON_CreateObject();
+		if (!m)
+			return NULL;
+		cJSON_ReplaceItemInObjectCaseSensitive(c->rec, "metadata", m);
+	}
+	return m;
+}
+
+static void meta_set(cJSON *m, const char *key, cJSON *value)
+{
+	if (!m || !value) {
+		cJSON_Delete(value);
+		return;
+	}
+	if (cJSON_GetObjectItemCaseSensitive(m, key))
+		cJSON_ReplaceItemInObjectCaseSensitive(m, key, value);
+	else
+		cJSON_AddItemToObject(m, key, value);
+}
+
+/* finalize: a file stopped cleanly already has Duration and Cues; one left
+ * by a crash (or a failed stop) is rewritten by media_file_repair first.
+ * Either way the file must then parse. */
+static int step_finalize(struct worker_ctx *c, char *err, size_t errlen)
+{
+	char perr[256] = "";
+	struct stat sb;
+	if (stat(c->live_path, &sb) != 0) {
+		snprintf(err, errlen, "no recording file (%s): %s", c->live_path, strerror(errno));
+		return -1;
+	}
+	if (c->job->recovered) {
+		int64_t dur = 0;
+		if (media_file_repair(c->live_path, &dur, perr, sizeof(perr)) < 0) {
+			snprintf(err, errlen, "nothing usable remains of the interrupted recording: %s", perr);
+			return -1;
+		}
+		state_record_set_number(c->rec, "duration_seconds", (double)(dur / TIME_NS_PER_MS) / 1e3);
+		LOG_INFO(&log_wrk, "%s: repaired, %.3f s usable", c->job->id, (double)dur / 1e9);
+	}
+	struct media_file_info info;
+	if (media_file_probe(c->live_path, &info, perr, sizeof(perr)) < 0) {
+		snprintf(err, errlen, "the recording file does not parse: %s", perr);
+		return -1;
+	}
+	if (info.video_frames == 0 && info.audio_frames == 0) {
+		snprintf(err, errlen, "the recording file holds no media");
+		return -1;
+	}
+	return 0;
+}
+
+/* facts: what the finished file holds, into metadata. */
+static int step_facts(struct worker_ctx *c, char *err, size_t errlen)
+{
+	char perr[256] = "";
+	struct media_file_info info;
+	struct stat sb;
+	if (media_file_probe(c->live_path, &info, perr, sizeof(perr)) < 0) {
+		snprintf(err, errlen, "the recording file does not parse: %s", perr);
+		return -1;
+	}
+	cJSON *m = ctx_metadata(c);
+	meta_set(m, "container", cJSON_CreateString(info.doc_type));
+	meta_set(m, "video_codec", info.video_codec[0] ? cJSON_CreateString(info.video_codec) : cJSON_CreateNull());
+	meta_set(m, "audio_codec", info.audio_codec[0] ? cJSON_CreateString(info.audio_codec) : cJSON_CreateNull());
+	meta_set(m, "width", cJSON_CreateNumber(info.width));
+	meta_set(m, "height", cJSON_CreateNumber(info.height));
+	meta_set(m, "file_duration_seconds", cJSON_CreateNumber((double)(info.duration_ns / TIME_NS_PER_MS) / 1e3));
+	if (stat(c->live_path, &sb) == 0)
+		state_record_set_number(c->rec, "file_size_bytes", (double)sb.st_size);
+	return 0;
+}
+
+static const struct recorder_step worker_steps[] = {
+	{ "finalize", step_finalize },
+	{ "facts", step_facts },
+};
+
+/* ---- in-flight bookkeeping ---------------------------------------------- */
+
+/* Adds 'id' to the in-flight set; false when it is already there. */
+static bool inflight_add(struct recorder *r, const char *id)
+{
+	bool added = false;
+	pthread_mutex_lock(&r->lock);
+	for (size_t i = 0; i < r->n_inflight; i++)
+		if (strcmp(r->inflight[i], id) == 0)
+			goto out;
+	if (r->n_inflight == r->cap_inflight) {
+		size_t cap = r->cap_inflight ? r->cap_inflight * 2 : 16;
+		void *p = realloc(r->inflight, cap * sizeof(*r->inflight));
+		if (!p)
+			goto out;
+		r->inflight = p;
+		r->cap_inflight = cap;
+	}
+	util_strlcpy(r->inflight[r->n_inflight++], id, UUID_STR_LEN);
+	added = true;
+out:
+	pthread_mutex_unlock(&r->lock);
+	return added;
+}
+
+static void inflight_remove(struct recorder *r, const char *id)
+{
+	pthread_mutex_lock(&r->lock);
+	for (size_t i = 0; i < r->n_inflight; i++) {
+		if (strcmp(r->inflight[i], id) == 0) {
+			memmove(r->inflight[i], r->inflight[r->n_inflight - 1], UUID_STR_LEN);
+			r->n_inflight--;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&r->lock);
+}
+
+static void job_free(void *p)
+{
+	struct recorder_job *job = p;
+	if (!job)
+		return;
+	cJSON_Delete(job->rec);
+	free(job);
+}
+
+static int mark_path(const struct recorder *r, const char *id, char *out, size_t outlen)
+{
+	int n = snprintf(out, outlen, "%s/%s/" RECORDER_MARK, r->storage_path, id);
+	return n < 0 || (size_t)n >= outlen ? -1 : 0;
+}
+
+int recorder_worker_submit(struct recorder *r, const char *id, bool recovered, cJSON *rec)
+{
+	char mark[RECORDER_PATH_MAX];
+	mark_path(r, id, mark, sizeof(mark));
+	int fd = open(mark, O_WRONLY | O_CREAT, 0644);
+	if (fd >= 0) {
+		if (recovered && write(fd, "repair\n", 7) != 7)
+			LOG_WARN(&log_wrk, "%s: cannot write %s", id, mark);
+		close(fd);
+	} else {
+		LOG_WARN(&log_wrk, "%s: cannot create %s: %s", id, mark, strerror(errno));
+	}
+	if (!inflight_add(r, id)) {
+		cJSON_Delete(rec);
+		return 1; /* already queued or running */
+	}
+	struct recorder_job *job = calloc(1, sizeof(*job));
+	if (!job) {
+		inflight_remove(r, id);
+		cJSON_Delete(rec);
+		return -1;
+	}
+	util_strlcpy(job->id, id, sizeof(job->id));
+	job->recovered = recovered;
+	job->rec = rec;
+	atomic_fetch_add(&r->jobs_queued, 1);
+	if (!r->jobs || queue_push(r->jobs, job) != QUEUE_OK) {
+		atomic_fetch_sub(&r->jobs_queued, 1);
+		inflight_remove(r, id);
+		job_free(job);
+		return -1;
+	}
+	return 0;
+}
+
+int recorder_worker_rescan(struct recorder *r)
+{
+	DIR *d = opendir(r->storage_path);
+	if (!d)
+		return -1;
+	int queued = 0;
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		if (!util_uuid_valid(e->d_name))
+			continue;
+		char mark[RECORDER_PATH_MAX];
+		mark_path(r, e->d_name, mark, sizeof(mark));
+		char *text = util_read_file(mark, NULL);
+		if (!text)
+			continue;
+		bool repair = strncmp(text, "repair", 6) == 0;
+		free(text);
+		if (recorder_worker_submit(r, e->d_name, repair, NULL) == 0)
+			queued++; /* not counting those already queued */
+	}
+	closedir(d);
+	return queued;
+}
+
+/* ---- running a job ------------------------------------------------------ */
+
+static void journal_mark(struct recorder *r, const char *id, const char *step)
+{
+	cJSON *j = state_journal_get(r->st, id);
+	if (!j)
+		j = cJSON_CreateObject();
+	if (!j)
+		return;
+	char ts[40];
+	cJSON_DeleteItemFromObjectCaseSensitive(j, "step");
+	cJSON_DeleteItemFromObjectCaseSensitive(j, "at");
+	cJSON_AddStringToObject(j, "step", step);
+	cJSON_AddStringToObject(j, "at", time_iso8601(time_wall_ns(), ts, sizeof(ts)));
+	int rc = state_journal_set(r->st, id, j);
+	if (rc < 0)
+		LOG_WARN(&log_wrk, "%s: journal write failed: %s", id, state_strerror(rc));
+	cJSON_Delete(j);
+}
+
+/* Index of the first step still to run, from the journal. */
+static size_t journal_resume_index(struct recorder *r, const char *id)
+{
+	cJSON *j = state_journal_get(r->st, id);
+	size_t first = 0;
+	const cJSON *step = j ? cJSON_GetObjectItemCaseSensitive(j, "step") : NULL;
+	if (cJSON_IsString(step)) {
+		for (size_t i = 0; i < ARRAY_SIZE(worker_steps); i++)
+			if (strcmp(step->valuestring, worker_steps[i].name) == 0)
+				first = i + 1;
+	}
+	cJSON_Delete(j);
+	return first;
+}
+
+static void set_progress(struct worker_ctx *c, const char *step, double percent)
+{
+	cJSON *p = cJSON_CreateObject();
+	if (!p)
+		return;
+	cJSON_AddStringToObject(p, "step", step);
+	cJSON_AddNumberToObject(p, "percent", percent);
+	meta_set(ctx_metadata(c), "processing", p);
+	recorder_put(c->r, c->rec);
+}
+
+static void job_finish(struct worker_ctx *c, bool ok, const char *error)
+{
+	struct recorder *r = c->r;
+	enum recorder_status to;
+	enum recorder_op ev = ok ? RECORDER_EV_PROCESSED : RECORDER_EV_PROCESS_FAILED;
+	if (recorder_fsm_step(RECORDER_PROCESSING, ev, &to) != 200)
+		return;
+	cJSON *m = ctx_metadata(c);
+	if (m)
+		cJSON_DeleteItemFromObjectCaseSensitive(m, "processing");
+	state_record_set_str(c->rec, "status", recorder_status_name(to));
+	state_record_set_time(c->rec, "processed_at", time_wall_ns());
+	if (ok) {
+		const char *slash = strrchr(c->final_path, '/');
+		state_record_set_str(c->rec, "file_name", slash ? slash + 1 : c->final_path);
+		struct stat sb;
+		if (stat(c->final_path, &sb) == 0)
+			state_record_set_number(c->rec, "file_size_bytes", (double)sb.st_size);
+		state_record_set_str(c->rec, "error", NULL);
+	} else {
+		state_record_set_str(c->rec, "error", error);
+	}
+	recorder_put(r, c->rec);
+	recorder_publish(r, recorder_op_event(ev), c->rec, NULL);
+	recorder_count(r, to);
+	state_journal_delete(r->st, c->job->id);
+	char mark[RECORDER_PATH_MAX];
+	mark_path(r, c->job->id, mark, sizeof(mark));
+	unlink(mark);
+	if (ok)
+		LOG_INFO(&log_wrk, "%s: completed", c->job->id);
+	else
+		LOG_ERROR(&log_wrk, "%s: failed: %s", c->job->id, error);
+}
+
+/* Runs one job. Returns false when it must be retried later (state store
+ * unreachable, shutdown): the mark stays. */
+static bool job_run(struct recorder *r, struct recorder_job *job)
+{
+	struct worker_ctx c = { .r = r, .job = job };
+	if (!job->rec)
+		job->rec = state_get(r->st, job->id);
+	if (!job->rec) {
+		if (state_healthy(r->st)) {
+			/* The record expired or never existed: nothing to finish. */
+			LOG_WARN(&log_wrk, "%s: no record; dropping its processing mark", job->id);
+			char mark[RECORDER_PATH_MAX];
+			mark_path(r, job->id, mark, sizeof(mark));
+			unlink(mark);
+			return true;
+		}
+		return false;
+	}
+	c.rec = job->rec;
+	enum recorder_status s;
+	if (recorder_status_parse(state_record_str(c.rec, "status"), &s) < 0)
+		s = RECORDER_FAILED;
+	if (recorder_status_live(s)) {
+		/* Marked but still live in state: a crash came between the two
+		 * writes. Recover it like any orphan. */
+		enum recorder_status to;
+		recorder_fsm_step(s, RECORDER_EV_RECOVERED, &to);
+		state_record_set_str(c.rec, "status", recorder_status_name(to));
+		meta_set(ctx_metadata(&c), "recovered", cJSON_CreateTrue());
+		job->recovered = true;
+		recorder_put(r, c.rec);
+		state_release(r->st, job->id);
+		s = to;
+	}
+	if (s != RECORDER_PROCESSING) {
+		char mark[RECORDER_PATH_MAX];
+		mark_path(r, job->id, mark, sizeof(mark));
+		unlink(mark);
+		return true;
+	}
+
+	recorder_dir_of(r, job->id, c.dir, sizeof(c.dir));
+	recorder_live_path(r, job->id, state_record_str(c.rec, "format"), c.live_path, sizeof(c.live_path));
+	util_strlcpy(c.final_path, c.live_path, sizeof(c.final_path));
+
+	size_t first = journal_resume_index(r, job->id);
+	if (first > 0)
+		LOG_INFO(&log_wrk, "%s: resuming after step %s", job->id, worker_steps[first - 1].name);
+	for (size_t i = first; i < ARRAY_SIZE(worker_steps); i++) {
+		if (atomic_load(&r->quit))
+			return false;
+		char err[512] = "";
+		set_progress(&c, worker_steps[i].name, 100.0 * (double)i / (double)ARRAY_SIZE(worker_steps));
+		int64_t t0 = time_mono_ns();
+		if (worker_steps[i].run(&c, err, sizeof(err)) < 0) {
+			char why[600];
+			snprintf(why, sizeof(why), "%s: %s", worker_steps[i].name, err[0] ? err : "failed");
+			job_finish(&c, false, why);
+			return true;
+		}
+		LOG_DEBUG(&log_wrk, "%s: %s done in %.1f ms", job->id, worker_steps[i].name,
+			  (double)(time_mono_ns() - t0) / 1e6);
+		journal_mark(r, job->id, worker_steps[i].name);
+	}
+	job_finish(&c, true, NULL);
+	return true;
+}
+
+static void *worker_main(void *arg)
+{
+	struct recorder *r = arg;
+	for (;;) {
+		void *item = NULL;
+		int rc = queue_pop(r->jobs, &item, 200 * TIME_NS_PER_MS);
+		if (rc == QUEUE_CLOSED)
+			break;
+		if (rc != QUEUE_OK)
+			continue;
+		struct recorder_job *job = item;
+		atomic_fetch_add(&r->jobs_running, 1);
+		atomic_fetch_sub(&r->jobs_queued, 1);
+		if (atomic_load(&r->quit)) {
+			/* Shutting down: leave it marked for the next start. */
+			inflight_remove(r, job->id);
+			job_free(job);
+		} else {
+			bool done = job_run(r, job);
+			if (!done)
+				LOG_WARN(&log_wrk, "%s: processing postponed (state store unreachable or shutdown)",
+					 job->id);
+			inflight_remove(r, job->id);
+			job_free(job);
+		}
+		atomic_fetch_sub(&r->jobs_running, 1);
+		pthread_mutex_lock(&r->idle_lock);
+		pthread_cond_broadcast(&r->idle_cond);
+		pthread_mutex_unlock(&r->idle_lock);
+	}
+	return NULL;
+}
+
+int recorder_worker_start(struct recorder *r)
+{
+	r->jobs = queue_new(RECORDER_JOB_QUEUE);
+	if (!r->jobs)
+		return -1;
+	r->workers = calloc((size_t)r->n_workers, sizeof(*r->workers));
+	if (!r->workers)
+		return -1;
+	for (int i = 0; i < r->n_workers; i++) {
+		if (pthread_create(&r->workers[i], NULL, worker_main, r) != 0) {
+			LOG_ERROR(&log_wrk, "cannot start worker %d", i);
+			return -1;
+		}
+		r->n_started_workers++;
+	}
+	return 0;
+}
+
+void recorder_worker_stop(struct recorder *r)
+{
+	atomic_store(&r->quit, true);
+	if (r->jobs)
+		queue_close(r->jobs);
+	for (int i = 0; i < r->n_started_workers; i++)
+		pthread_join(r->workers[i], NULL);
+	r->n_started_workers = 0;
+	free(r->workers);
+	r->workers = NULL;
+	if (r->jobs)
+		queue_free(r->jobs, job_free);
+	r->jobs = NULL;
+	free(r->inflight);
+	r->inflight = NULL;
+	r->n_inflight = r->cap_inflight = 0;
+}
+
+int recorder_drain(struct recorder *r, int64_t timeout_ns)
+{
+	int64_t deadline = timeout_ns < 0 ? INT64_MAX : time_mono_ns() + timeout_ns;
+	pthread_mutex_lock(&r->idle_lock);
+	while (atomic_load(&r->jobs_queued) > 0 || atomic_load(&r->jobs_running) > 0) {
+		int64_t now = time_mono_ns();
+		if (now >= deadline)
+			break;
+		int64_t step = deadline - now < 50 * TIME_NS_PER_MS ? deadline - now : 50 * TIME_NS_PER_MS;
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		int64_t abs_ns = (int64_t)ts.tv_sec * TIME_NS_PER_SEC + ts.tv_nsec + step;
+		ts.tv_sec = abs_ns / TIME_NS_PER_SEC;
+		ts.tv_nsec = abs_ns % TIME_NS_PER_SEC;
+		pthread_cond_timedwait(&r->idle_cond, &r->idle_lock, &ts);
+	}
+	bool idle = atomic_load(&r->jobs_queued) == 0 && atomic_load(&r->jobs_running) == 0;
+	pthread_mutex_unlock(&r->idle_lock);
+	return idle ? 0 : -1;
+}

@@ -1,0 +1,568 @@
+/* itest_recorder: the recording manager against a real redis-server and the
+ * real test source at low quality: start/pause/resume/stop with the file's
+ * duration checked by ffprobe, ownership and id errors, invalid
+ * transitions, the concurrent limit, cancel removing files, the
+ * max-duration auto-stop and its event, and recovery after a SIGKILL of a
+ * process that was recording (this same binary run as "child"). */
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "common_log.h"
+#include "common_time.h"
+#include "common_util.h"
+#include "config.h"
+#include "media.h"
+#include "recorder.h"
+#include "state.h"
+
+static char tmpdir[256];
+static char redis_url[64];
+static pid_t redis_pid;
+
+/* ---- helpers ------------------------------------------------------------- */
+
+static int free_port(void)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof(a);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 ||
+	    getsockname(fd, (struct sockaddr *)&a, &len) < 0) {
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	close(fd);
+	return ntohs(a.sin_port);
+}
+
+static int start_redis(void)
+{
+	int port = free_port();
+	if (port < 0)
+		return -1;
+	char port_s[16];
+	snprintf(port_s, sizeof(port_s), "%d", port);
+	redis_pid = fork();
+	if (redis_pid == 0) {
+		int null = open("/dev/null", 1);
+		if (null >= 0) {
+			dup2(null, 1);
+			dup2(null, 2);
+		}
+		execlp("redis-server", "redis-server", "--port", port_s, "--bind", "127.0.0.1", "--save", "",
+		       "--appendonly", "no", "--dir", tmpdir, (char *)NULL);
+		_exit(127);
+	}
+	if (redis_pid < 0)
+		return -1;
+	snprintf(redis_url, sizeof(redis_url), "redis://127.0.0.1:%d", port);
+	return 0;
+}
+
+static struct state *connect_state(const char *node)
+{
+	char err[256] = "";
+	for (int i = 0; i < 100; i++) {
+		struct state *st = state_new(redis_url, tmpdir, node, err, sizeof(err));
+		if (st)
+			return st;
+		time_sleep_ns(100 * TIME_NS_PER_MS);
+	}
+	fprintf(stderr, "cannot reach redis at %s: %s\n", redis_url, err);
+	return NULL;
+}
+
+static struct config *make_config(const char *storage)
+{
+	char err[256];
+	struct config *c = config_new();
+	if (!c || recorder_config_register(c) < 0)
+		return NULL;
+	if (config_set(c, "local_storage_path", storage, err, sizeof(err)) < 0 ||
+	    config_set(c, "max_concurrent_recordings", "3", err, sizeof(err)) < 0 ||
+	    config_set(c, "max_recording_duration", "4s", err, sizeof(err)) < 0 ||
+	    config_set(c, "default_quality", "low", err, sizeof(err)) < 0) {
+		fprintf(stderr, "config: %s\n", err);
+		config_free(c);
+		return NULL;
+	}
+	return c;
+}
+
+static const char *str_of(const cJSON *o, const char *k)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+	return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+static double num_of(const cJSON *o, const char *k)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+	return cJSON_IsNumber(v) ? v->valuedouble : NAN;
+}
+
+static void reply_reset(struct recorder_reply *rep)
+{
+	cJSON_Delete(rep->body);
+	rep->body = NULL;
+	rep->status = 0;
+}
+
+/* Polls the status until it is final or 'secs' pass; the last body stays in
+ * 'rep'. */
+static void wait_final(struct recorder *r, const struct recorder_caller *who, const char *room,
+		       const char *id, struct recorder_reply *rep, double secs)
+{
+	int64_t end = time_mono_ns() + (int64_t)(secs * 1e9);
+	for (;;) {
+		reply_reset(rep);
+		recorder_status(r, who, room, id, rep);
+		const char *s = rep->body ? str_of(rep->body, "status") : NULL;
+		if (!s || strcmp(s, "completed") == 0 || strcmp(s, "failed") == 0 || time_mono_ns() > end)
+			return;
+		time_sleep_ns(50 * TIME_NS_PER_MS);
+	}
+}
+
+/* ffprobe's idea of a file's duration in seconds, or NAN. */
+static double ffprobe_duration(const char *path)
+{
+	char cmd[1200];
+	snprintf(cmd, sizeof(cmd), "ffprobe -v error -show_entries format=duration -of csv=p=0 '%s'", path);
+	FILE *p = popen(cmd, "r");
+	if (!p)
+		return NAN;
+	double d = NAN;
+	if (fscanf(p, "%lf", &d) != 1)
+		d = NAN;
+	pclose(p);
+	return d;
+}
+
+static void file_of(const cJSON *rec, char *out, size_t outlen)
+{
+	snprintf(out, outlen, "%s/%s", str_of(rec, "local_path"), str_of(rec, "file_name"));
+}
+
+/* Events seen by recorder_on_event. */
+static pthread_mutex_t ev_lock = PTHREAD_MUTEX_INITIALIZER;
+static char ev_log[65536];
+
+static void on_event(void *opaque, const char *room_id, const char *event_json)
+{
+	pthread_mutex_lock(&ev_lock);
+	size_t n = strlen(ev_log);
+	snprintf(ev_log + n, sizeof(ev_log) - n, "%s\n", event_json);
+	pthread_mutex_unlock(&ev_lock);
+}
+
+/* True when an event of 'type' about 'id' with 'needle' in it arrived
+ * within 'secs'. */
+static bool saw_event(const char *type, const char *id, const char *needle, double secs)
+{
+	int64_t end = time_mono_ns() + (int64_t)(secs * 1e9);
+	char t[64];
+	snprintf(t, sizeof(t), "\"type\":\"%s\"", type);
+	do {
+		bool found = false;
+		pthread_mutex_lock(&ev_lock);
+		for (char *line = ev_log; line && *line;) {
+			char *nl = strchr(line, '\n');
+			size_t len = nl ? (size_t)(nl - line) : strlen(line);
+			char buf[8192];
+			if (len < sizeof(buf)) {
+				memcpy(buf, line, len);
+				buf[len] = 0;
+				if (strstr(buf, t) && strstr(buf, id) && (!needle || strstr(buf, needle)))
+					found = true;
+			}
+			line = nl ? nl + 1 : NULL;
+		}
+		pthread_mutex_unlock(&ev_lock);
+		if (found)
+			return true;
+		time_sleep_ns(50 * TIME_NS_PER_MS);
+	} while (time_mono_ns() < end);
+	return false;
+}
+
+/* ---- the tests ----------------------------------------------------------- */
+
+static const struct recorder_caller alice = { .user_id = "alice" };
+static const struct recorder_caller bob = { .user_id = "bob" };
+
+static void test_lifecycle(struct recorder *r)
+{
+	struct recorder_reply rep = { 0 };
+	char id[UUID_STR_LEN], path[1200];
+
+	int64_t t0 = time_mono_ns();
+	recorder_start(r, &alice, "room-a", "webm", NULL, &rep);
+	CHECK_INT(rep.status, 200);
+	if (rep.status != 200) {
+		fprintf(stderr, "start: %s\n", rep.body ? cJSON_PrintUnformatted(rep.body) : "(null)");
+		reply_reset(&rep);
+		return;
+	}
+	fprintf(stderr, "start -> first frame reply in %.1f ms\n", (double)(time_mono_ns() - t0) / 1e6);
+	CHECK_STR(str_of(rep.body, "status"), "recording");
+	CHECK_STR(str_of(rep.body, "quality"), "low");
+	CHECK_STR(str_of(rep.body, "format"), "webm");
+	CHECK_STR(str_of(rep.body, "user_id"), "alice");
+	CHECK_STR(str_of(rep.body, "room_id"), "room-a");
+	util_strlcpy(id, str_of(rep.body, "recording_id"), sizeof(id));
+	CHECK(util_uuid_valid(id));
+	char want_name[80];
+	snprintf(want_name, sizeof(want_name), "recording_%s.webm", id);
+	CHECK_STR(str_of(rep.body, "file_name"), want_name);
+	const cJSON *qs = cJSON_GetObjectItemCaseSensitive(rep.body, "quality_settings");
+	CHECK_STR(str_of(qs, "resolution"), "854x480");
+	CHECK_STR(str_of(qs, "video_bitrate"), "1M");
+	CHECK(saw_event("recording_started", id, NULL, 2.0));
+	reply_reset(&rep);
+
+	/* Ownership and ids. */
+	recorder_status(r, &bob, "room-a", id, &rep);
+	CHECK_INT(rep.status, 200);
+	reply_reset(&rep);
+	recorder_pause(r, &bob, "room-a", id, &rep);
+	CHECK_INT(rep.status, 403);
+	CHECK_STR(str_of(rep.body, "code"), "forbidden");
+	reply_reset(&rep);
+	recorder_stop(r, &bob, "room-a", id, &rep);
+	CHECK_INT(rep.status, 403);
+	reply_reset(&rep);
+	recorder_stop(r, &alice, "room-b", id, &rep);
+	CHECK_INT(rep.status, 404);
+	reply_reset(&rep);
+	recorder_stop(r, &alice, "room-a", "not-a-uuid", &rep);
+	CHECK_INT(rep.status, 400);
+	CHECK_STR(str_of(rep.body, "code"), "invalid_recording_id");
+	reply_reset(&rep);
+	recorder_stop(r, &alice, "room a", id, &rep);
+	CHECK_INT(rep.status, 400);
+	reply_reset(&rep);
+	recorder_status(r, &alice, "room-a", "00000000-0000-4000-8000-000000000000", &rep);
+	CHECK_INT(rep.status, 404);
+	CHECK_STR(str_of(rep.body, "code"), "not_found");
+	reply_reset(&rep);
+	recorder_resume(r, &alice, "room-a", id, &rep);
+	CHECK_INT(rep.status, 400);
+	CHECK_STR(str_of(rep.body, "code"), "invalid_transition");
+	reply_reset(&rep);
+
+	/* 0.8 s recorded, 0.7 s paused, 0.8 s recorded. */
+	time_sleep_ns(800 * TIME_NS_PER_MS);
+	recorder_pause(r, &alice, "room-a", id, &rep);
+	CHECK_INT(rep.status, 200);
+	CHECK_STR(str_of(rep.body, "status"), "paused");
+	CHECK(str_of(rep.body, "paused_at") != NULL);
+	reply_reset(&rep);
+	CHECK(saw_event("recording_paused", id, NULL, 2.0));
+	recorder_pause(r, &alice, "room-a", id, &rep);
+	CHECK_INT(rep.status, 400);
+	reply_reset(&rep);
+	time_sleep_ns(700 * TIME_NS_PER_MS);
+	recorder_resume(r, &alice, "room-a", id, &rep);
+	CHECK_INT(rep.status, 200);
+	CHECK_STR(str_of(rep.body, "status"), "recording");
+	CHECK(str_of(rep.body, "resumed_at") != NULL);
+	reply_reset(&rep);
+	time_sleep_ns(800 * TIME_NS_PER_MS);
+
+	recorder_stop(r, &alice, "room-a", id, &rep);
+	CHECK_INT(rep.status, 200);
+	CHECK_STR(str_of(rep.body, "status"), "processing");
+	double dur = num_of(rep.body, "duration_seconds");
+	fprintf(stderr, "stopped: duration_seconds %.3f (1.6 s of active time asked)\n", dur);
+	CHECK(dur > 1.35 && dur < 1.95);
+	CHECK(str_of(rep.body, "stopped_at") != NULL);
+	reply_reset(&rep);
+	CHECK(saw_event("recording_stopped", id, "\"reason\":\"requested\"", 2.0));
+
+	CHECK_INT(recorder_drain(r, 10 * TIME_NS_PER_SEC), 0);
+	wait_final(r, &alice, "room-a", id, &rep, 5.0);
+	CHECK_STR(str_of(rep.body, "status"), "completed");
+	CHECK(str_of(rep.body, "processed_at") != NULL);
+	CHECK(num_of(rep.body, "file_size_bytes") > 1000);
+	CHECK(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(rep.body, "error")));
+	file_of(rep.body, path, sizeof(path));
+	struct stat sb;
+	CHECK(stat(path, &sb) == 0 && (double)sb.st_size == num_of(rep.body, "file_size_bytes"));
+	double probe = ffprobe_duration(path);
+	fprintf(stderr, "ffprobe %.3f s vs duration_seconds %.3f s\n", probe, num_of(rep.body, "duration_seconds"));
+	CHECK(fabs(probe - num_of(rep.body, "duration_seconds")) <= 0.050);
+	CHECK(saw_event("recording_completed", id, NULL, 2.0));
+	reply_reset(&rep);
+
+	/* Nothing may be done to a completed recording but read it. */
+	recorder_pause(r, &alice, "room-a", id, &rep);
+	CHECK_INT(rep.status, 400);
+	reply_reset(&rep);
+	recorder_cancel(r, &alice, "room-a", id, &rep);
+	CHECK_INT(rep.status, 400);
+	reply_reset(&rep);
+	recorder_stop(r, &alice, "room-a", id, &rep);
+	CHECK_INT(rep.status, 400);
+	reply_reset(&rep);
+
+	/* Listings. */
+	recorder_list_room(r, &bob, "room-a", &rep);
+	CHECK_INT(rep.status, 200);
+	CHECK(num_of(rep.body, "count") >= 1);
+	reply_reset(&rep);
+	recorder_list_user(r, &alice, "completed", &rep);
+	CHECK_INT(rep.status, 200);
+	CHECK(num_of(rep.body, "count") >= 1);
+	reply_reset(&rep);
+	recorder_list_user(r, &bob, NULL, &rep);
+	CHECK_INT(rep.status, 200);
+	CHECK_INT((int)num_of(rep.body, "count"), 0);
+	reply_reset(&rep);
+	recorder_list_user(r, &alice, "done", &rep);
+	CHECK_INT(rep.status, 400);
+	reply_reset(&rep);
+}
+
+static void test_bad_start(struct recorder *r)
+{
+	struct recorder_reply rep = { 0 };
+	recorder_start(r, &alice, "room-a", "avi", NULL, &rep);
+	CHECK_INT(rep.status, 400);
+	CHECK_STR(str_of(rep.body, "code"), "invalid_format");
+	reply_reset(&rep);
+	recorder_start(r, &alice, "room-a", NULL, "extreme", &rep);
+	CHECK_INT(rep.status, 400);
+	CHECK_STR(str_of(rep.body, "code"), "invalid_quality");
+	reply_reset(&rep);
+	recorder_start(r, &alice, "", NULL, NULL, &rep);
+	CHECK_INT(rep.status, 400);
+	CHECK_STR(str_of(rep.body, "code"), "invalid_room_id");
+	reply_reset(&rep);
+	struct recorder_caller nobody = { .user_id = "" };
+	recorder_start(r, &nobody, "room-a", NULL, NULL, &rep);
+	CHECK_INT(rep.status, 403);
+	reply_reset(&rep);
+}
+
+static void test_cancel_and_limit(struct recorder *r, struct state *st)
+{
+	struct recorder_reply rep = { 0 };
+	char ids[3][UUID_STR_LEN];
+	for (int i = 0; i < 3; i++) {
+		recorder_start(r, i == 2 ? &bob : &alice, "room-c", "mkv", "low", &rep);
+		CHECK_INT(rep.status, 200);
+		util_strlcpy(ids[i], rep.body ? str_of(rep.body, "recording_id") ? str_of(rep.body, "recording_id") : "" : "",
+			     UUID_STR_LEN);
+		reply_reset(&rep);
+	}
+	CHECK_INT(state_active_count(st), 3);
+	recorder_start(r, &bob, "room-c", NULL, NULL, &rep);
+	CHECK_INT(rep.status, 400);
+	CHECK_STR(str_of(rep.body, "code"), "limit_reached");
+	reply_reset(&rep);
+
+	struct recorder_metrics m;
+	recorder_metrics(r, &m);
+	CHECK_INT(m.active, 3);
+	CHECK(m.refused_total >= 1);
+
+	char dir[1100];
+	snprintf(dir, sizeof(dir), "%s/rec/%s", tmpdir, ids[0]);
+	struct stat sb;
+	time_sleep_ns(300 * TIME_NS_PER_MS);
+	CHECK(stat(dir, &sb) == 0);
+	recorder_cancel(r, &bob, "room-c", ids[0], &rep);
+	CHECK_INT(rep.status, 403);
+	reply_reset(&rep);
+	for (int i = 0; i < 3; i++) {
+		recorder_cancel(r, i == 2 ? &bob : &alice, "room-c", ids[i], &rep);
+		CHECK_INT(rep.status, 200);
+		CHECK_STR(str_of(rep.body, "status"), "cancelled");
+		reply_reset(&rep);
+	}
+	CHECK(stat(dir, &sb) != 0 && errno == ENOENT);
+	CHECK(saw_event("recording_cancelled", ids[0], NULL, 2.0));
+	CHECK_INT(state_active_count(st), 0);
+	recorder_cancel(r, &alice, "room-c", ids[0], &rep);
+	CHECK_INT(rep.status, 400);
+	reply_reset(&rep);
+	recorder_status(r, &alice, "room-c", ids[0], &rep);
+	CHECK_STR(str_of(rep.body, "status"), "cancelled");
+	reply_reset(&rep);
+}
+
+static void test_max_duration(struct recorder *r)
+{
+	struct recorder_reply rep = { 0 };
+	char id[UUID_STR_LEN] = "", path[1200];
+	recorder_start(r, &alice, "room-m", "webm", "low", &rep);
+	CHECK_INT(rep.status, 200);
+	if (rep.body && str_of(rep.body, "recording_id"))
+		util_strlcpy(id, str_of(rep.body, "recording_id"), sizeof(id));
+	reply_reset(&rep);
+	CHECK(saw_event("recording_stopped", id, "\"reason\":\"max_duration\"", 8.0));
+	CHECK_INT(recorder_drain(r, 10 * TIME_NS_PER_SEC), 0);
+	wait_final(r, &alice, "room-m", id, &rep, 5.0);
+	CHECK_STR(str_of(rep.body, "status"), "completed");
+	double dur = num_of(rep.body, "duration_seconds");
+	fprintf(stderr, "auto-stopped at %.3f s (limit 4 s)\n", dur);
+	CHECK(dur >= 3.95 && dur <= 4.30);
+	file_of(rep.body, path, sizeof(path));
+	double probe = ffprobe_duration(path);
+	CHECK(fabs(probe - dur) <= 0.050);
+	reply_reset(&rep);
+}
+
+/* The child: records in room-k on node "crashnode", prints the id, then
+ * waits to be killed. */
+static int child_main(const char *url, const char *storage)
+{
+	char err[256];
+	util_strlcpy(redis_url, url, sizeof(redis_url));
+	struct state *st = state_new(redis_url, tmpdir, "crashnode", err, sizeof(err));
+	struct config *c = make_config(storage);
+	struct recorder *r = st && c ? recorder_new(c, st, NULL, err, sizeof(err)) : NULL;
+	if (!r) {
+		fprintf(stderr, "child: %s\n", err);
+		return 1;
+	}
+	struct recorder_reply rep = { 0 };
+	recorder_start(r, &alice, "room-k", "webm", "low", &rep);
+	if (rep.status != 200)
+		return 1;
+	time_sleep_ns(1500 * TIME_NS_PER_MS);
+	printf("%s\n", str_of(rep.body, "recording_id"));
+	fflush(stdout);
+	for (;;)
+		pause();
+}
+
+static void test_recovery(const char *self, const char *storage)
+{
+	int fds[2];
+	if (pipe(fds) < 0) {
+		CHECK(0);
+		return;
+	}
+	pid_t pid = fork();
+	if (pid == 0) {
+		dup2(fds[1], 1);
+		close(fds[0]);
+		execl(self, self, "child", redis_url, storage, tmpdir, (char *)NULL);
+		_exit(127);
+	}
+	close(fds[1]);
+	char id[64] = "";
+	FILE *f = fdopen(fds[0], "r");
+	if (!f || !fgets(id, sizeof(id), f)) {
+		CHECK(0);
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+		return;
+	}
+	id[strcspn(id, "\n")] = 0;
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	fclose(f);
+	CHECK(util_uuid_valid(id));
+
+	/* The record still says recording and holds a slot: a phantom. */
+	char err[256];
+	struct state *st = connect_state("crashnode");
+	cJSON *rec = st ? state_get(st, id) : NULL;
+	CHECK_STR(rec ? str_of(rec, "status") : NULL, "recording");
+	cJSON_Delete(rec);
+	CHECK_INT(state_active_count(st), 1);
+
+	struct config *c = make_config(storage);
+	struct recorder *r = recorder_new(c, st, NULL, err, sizeof(err));
+	CHECK(r != NULL);
+	if (r) {
+		/* Right after start-up nothing is live any more. */
+		CHECK_INT(state_active_count(st), 0);
+		CHECK_INT(recorder_drain(r, 10 * TIME_NS_PER_SEC), 0);
+		struct recorder_reply rep = { 0 };
+		wait_final(r, &alice, "room-k", id, &rep, 5.0);
+		CHECK_STR(str_of(rep.body, "status"), "completed");
+		const cJSON *m = cJSON_GetObjectItemCaseSensitive(rep.body, "metadata");
+		CHECK(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(m, "recovered")));
+		double dur = num_of(rep.body, "duration_seconds");
+		fprintf(stderr, "recovered %.3f s of a recording killed after ~1.5 s\n", dur);
+		CHECK(dur > 0.8 && dur < 2.5);
+		char path[1200];
+		file_of(rep.body, path, sizeof(path));
+		double probe = ffprobe_duration(path);
+		CHECK(fabs(probe - dur) <= 0.050);
+		struct media_file_info info;
+		CHECK_INT(media_file_probe(path, &info, err, sizeof(err)), 0);
+		CHECK(info.has_cues);
+		reply_reset(&rep);
+		recorder_free(r);
+	}
+	config_free(c);
+	state_free(st);
+}
+
+int main(int argc, char **argv)
+{
+	log_set_level(-1);
+	if (argc == 5 && strcmp(argv[1], "child") == 0) {
+		util_strlcpy(tmpdir, argv[4], sizeof(tmpdir));
+		return child_main(argv[2], argv[3]);
+	}
+	snprintf(tmpdir, sizeof(tmpdir), "/tmp/itest_recorder.XXXXXX");
+	if (!mkdtemp(tmpdir)) {
+		perror("mkdtemp");
+		return 1;
+	}
+	if (start_redis() < 0) {
+		fprintf(stderr, "cannot start redis-server\n");
+		return 1;
+	}
+	char storage[512], err[256];
+	snprintf(storage, sizeof(storage), "%s/rec", tmpdir);
+
+	struct state *st = connect_state("node-a");
+	struct config *c = st ? make_config(storage) : NULL;
+	struct recorder *r = c ? recorder_new(c, st, NULL, err, sizeof(err)) : NULL;
+	CHECK(r != NULL);
+	if (r) {
+		CHECK_INT(recorder_on_event(r, on_event, NULL), 0);
+		time_sleep_ns(200 * TIME_NS_PER_MS); /* let the subscription settle */
+		char why[256];
+		CHECK(recorder_healthy(r, why, sizeof(why)));
+		test_bad_start(r);
+		test_lifecycle(r);
+		test_cancel_and_limit(r, st);
+		test_max_duration(r);
+		recorder_free(r);
+	} else {
+		fprintf(stderr, "recorder_new: %s\n", err);
+	}
+	config_free(c);
+	state_free(st);
+
+	test_recovery(argv[0], storage);
+
+	kill(redis_pid, SIGTERM);
+	waitpid(redis_pid, NULL, 0);
+	if (check_failures == 0)
+		util_rm_rf(tmpdir);
+	else
+		fprintf(stderr, "files kept in %s\n", tmpdir);
+	return check_exit();
+}
