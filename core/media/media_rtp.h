@@ -1,0 +1,374 @@
+/* media_rtp: plain RTP/RTCP ingest of VP8 and Opus, as pure objects.
+ *
+ * Provides the pieces the `rtp` source driver (media_src_rtp.c) is built
+ * from, each testable with synthetic packets and no sockets:
+ *   - RTP parsing (RFC 3550: version, padding, CSRCs, header extension) and
+ *     the rtcp-mux demultiplexing rule of RFC 5761;
+ *   - RTCP compound parsing (SR, RR, BYE, PLI, FIR) and building of the
+ *     receiver's compound RR + PLI (+ FIR, RFC 5104);
+ *   - 16-bit sequence and 32-bit timestamp unwrapping;
+ *   - a bounded jitter buffer (reorder, duplicates, late drops, loss);
+ *   - the VP8 payload descriptor (RFC 7741) and frame reassembly;
+ *   - Opus TOC parsing (RFC 7587 / RFC 6716 section 3.1);
+ *   - per-stream clock mapping onto the local monotonic clock, from RTCP
+ *     Sender Reports when they come and from arrival times otherwise;
+ *   - media_rtp_rx, one receive stream tying all of the above together.
+ * Uses: common (buf, log, time). No object here is thread-safe: one stream
+ * (and the sync group it shares with its sibling) belongs to one thread. */
+#ifndef EDGEREC_MEDIA_RTP_H
+#define EDGEREC_MEDIA_RTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common_buf.h"
+
+/* Error codes of the parsers (negative); media_rtp_strerror() names them. */
+enum {
+	MEDIA_RTP_OK = 0,
+	MEDIA_RTP_ERR_TRUNCATED = -1,
+	MEDIA_RTP_ERR_VERSION = -2,
+	MEDIA_RTP_ERR_PADDING = -3,
+	MEDIA_RTP_ERR_EXTENSION = -4,
+	MEDIA_RTP_ERR_LENGTH = -5,
+	MEDIA_RTP_ERR_PAYLOAD = -6,
+	MEDIA_RTP_ERR_NOMEM = -7,
+	MEDIA_RTP_ERR_RANGE = -8,
+};
+
+const char *media_rtp_strerror(int err);
+
+/* The largest datagram a stream accepts; bigger ones are counted and dropped. */
+#define MEDIA_RTP_MAX_PACKET 4096
+
+/* ---- RTP packets ---------------------------------------------------- */
+
+/* A parsed RTP packet. The pointers point into the bytes that were parsed,
+ * which must outlive the struct. */
+struct media_rtp_packet {
+	bool marker;
+	uint8_t payload_type;
+	uint16_t seq;
+	uint32_t timestamp;
+	uint32_t ssrc;
+	uint8_t csrc_count;
+	uint32_t csrc[15];
+	bool has_extension;
+	uint16_t ext_profile;
+	const uint8_t *ext;     /* extension body (after profile and length) */
+	size_t ext_len;
+	const uint8_t *payload; /* after CSRCs and extension, before padding */
+	size_t payload_len;
+	uint8_t padding_len;
+};
+
+/* Parses 'len' bytes of 'data' into '*p'. Returns 0 or a MEDIA_RTP_ERR_*:
+ * truncated header, version other than 2, padding longer than the packet,
+ * extension longer than the packet. An empty payload is valid here (the
+ * codec layers reject it). */
+int media_rtp_parse(const uint8_t *data, size_t len, struct media_rtp_packet *p);
+
+/* RFC 5761 section 4: on a port carrying both, a datagram is RTCP when its
+ * second byte (RTCP packet type) is 192..223. */
+bool media_rtp_is_rtcp(const uint8_t *data, size_t len);
+
+/* ---- RTCP ------------------------------------------------------------ */
+
+#define MEDIA_RTCP_SR 200
+#define MEDIA_RTCP_RR 201
+#define MEDIA_RTCP_SDES 202
+#define MEDIA_RTCP_BYE 203
+#define MEDIA_RTCP_RTPFB 205
+#define MEDIA_RTCP_PSFB 206
+
+/* What one RTCP compound packet said. Only the first SR is kept. */
+struct media_rtcp_info {
+	int packets;            /* RTCP packets in the compound */
+	uint32_t sender_ssrc;   /* SSRC of the first packet */
+	bool has_sr;
+	uint32_t sr_ssrc;
+	uint64_t sr_ntp;        /* 32.32 fixed point, seconds since 1900 */
+	uint32_t sr_rtp_ts;
+	uint32_t sr_packet_count;
+	uint32_t sr_octet_count;
+	bool has_bye;
+	int pli_count;          /* PSFB FMT 1 */
+	int fir_count;          /* PSFB FMT 4 */
+	int nack_count;         /* RTPFB FMT 1 */
+	uint32_t pli_media_ssrc;
+};
+
+/* Parses an RTCP compound packet. Every packet must have version 2 and a
+ * length that fits; the walk stops at the first one that does not and
+ * returns MEDIA_RTP_ERR_*, keeping what was parsed before it in '*info'.
+ * Returns 0 when the whole datagram was well-formed. */
+int media_rtcp_parse(const uint8_t *data, size_t len, struct media_rtcp_info *info);
+
+/* One RR report block (RFC 3550 section 6.4.1). */
+struct media_rtcp_report {
+	uint32_t ssrc;
+	uint8_t fraction_lost;
+	int32_t cumulative_lost;   /* clamped to 24 bits signed */
+	uint32_t ext_highest_seq;
+	uint32_t jitter;
+	uint32_t lsr;
+	uint32_t dlsr;
+};
+
+/* What the receiver asks for in its compound packet. */
+struct media_rtcp_feedback {
+	uint32_t sender_ssrc;             /* our own SSRC */
+	const struct media_rtcp_report *report; /* NULL: an empty RR */
+	uint32_t media_ssrc;              /* the stream the feedback is about */
+	bool pli;
+	bool fir;
+	uint8_t fir_seq;
+};
+
+/* Writes RR (+ PLI) (+ FIR) into 'out' as one compound packet. Returns its
+ * length, or 0 when 'cap' is too small (64 bytes always suffice). */
+size_t media_rtcp_build(const struct media_rtcp_feedback *fb, uint8_t *out, size_t cap);
+
+/* NTP 32.32 (since 1900) to nanoseconds since the Unix epoch and back. */
+int64_t media_rtcp_ntp_to_unix_ns(uint64_t ntp);
+uint64_t media_rtcp_unix_ns_to_ntp(int64_t ns);
+
+/* ---- unwrapping ------------------------------------------------------- */
+
+/* Extends a wrapping counter of 'bits' (16 or 32) to 64 bits, using the
+ * signed difference to the last value, so reordered packets around a wrap
+ * land on the right side. The first value is taken as is. */
+struct media_rtp_unwrap {
+	bool started;
+	int bits;
+	int64_t last;
+};
+
+void media_rtp_unwrap_init(struct media_rtp_unwrap *u, int bits);
+int64_t media_rtp_unwrap(struct media_rtp_unwrap *u, uint32_t value);
+
+/* ---- jitter buffer ---------------------------------------------------- */
+
+/* A packet leaving the jitter buffer, in sequence order. */
+struct media_rtp_jb_item {
+	struct buf *raw;            /* the datagram; the reference goes to the caller */
+	struct media_rtp_packet pkt; /* points into raw->data */
+	int64_t ext_seq;
+	int64_t arrival_ns;
+	uint32_t lost_before;       /* packets declared lost just before this one */
+};
+
+struct media_rtp_jb;
+
+/* A buffer of at most 'slots' packets (rounded up to a power of two) that
+ * holds a packet at most 'latency_ns' waiting for a missing predecessor. */
+struct media_rtp_jb *media_rtp_jb_new(size_t slots, int64_t latency_ns);
+void media_rtp_jb_free(struct media_rtp_jb *jb);
+/* Forgets every packet and the sequence position (after an SSRC change). */
+void media_rtp_jb_reset(struct media_rtp_jb *jb);
+
+enum {
+	MEDIA_RTP_JB_STORED = 0,
+	MEDIA_RTP_JB_DUPLICATE = 1,
+	MEDIA_RTP_JB_LATE = 2,
+	MEDIA_RTP_JB_FULL = 3,
+};
+
+/* Offers a packet: 'raw' holds the datagram and 'pkt' its parse (pointing
+ * into raw->data). On MEDIA_RTP_JB_STORED the buffer took a reference of
+ * its own; in every case the caller keeps its own reference. FULL means the
+ * packet is too far ahead: pop with force until it fits, then push again;
+ * if a forced pop finds nothing held, the sequence jumped: reset. */
+int media_rtp_jb_push(struct media_rtp_jb *jb, struct buf *raw, const struct media_rtp_packet *pkt,
+		      int64_t ext_seq, int64_t arrival_ns);
+/* Releases the next packet in order into '*out' (returns 1), or returns 0.
+ * A missing packet holds the line until the packet after it has waited
+ * 'latency_ns' (or 'force'), then it is declared lost. */
+int media_rtp_jb_pop(struct media_rtp_jb *jb, int64_t now_ns, bool force, struct media_rtp_jb_item *out);
+size_t media_rtp_jb_count(const struct media_rtp_jb *jb);
+/* The arrival time by which the next pop may release something, or -1. */
+int64_t media_rtp_jb_deadline(const struct media_rtp_jb *jb);
+
+/* ---- VP8 (RFC 7741) --------------------------------------------------- */
+
+struct media_rtp_vp8_desc {
+	bool non_reference;  /* N */
+	bool start;          /* S */
+	uint8_t partition;   /* PID */
+	bool has_picture_id;
+	bool picture_id_15;  /* M: 15-bit PictureID */
+	uint16_t picture_id;
+	bool has_tl0picidx;
+	uint8_t tl0picidx;
+	bool has_tid;
+	uint8_t tid;
+	bool layer_sync;     /* Y */
+	bool has_keyidx;
+	uint8_t keyidx;
+	size_t size;         /* bytes of descriptor before the VP8 payload */
+};
+
+/* Parses the payload descriptor at the start of an RTP payload. Returns 0,
+ * or MEDIA_RTP_ERR_TRUNCATED when it runs past the end or leaves no VP8
+ * payload behind it. */
+int media_rtp_vp8_parse_desc(const uint8_t *payload, size_t len, struct media_rtp_vp8_desc *d);
+
+/* Looks at the start of a VP8 frame: '*key' is true for a keyframe, whose
+ * 14-bit width and height are then read from its header. Returns 0, or
+ * MEDIA_RTP_ERR_PAYLOAD for a keyframe without the 9d 01 2a start code or
+ * too short to hold the header. */
+int media_rtp_vp8_frame_info(const uint8_t *frame, size_t len, bool *key, int *width, int *height);
+
+/* ---- Opus (RFC 7587) ------------------------------------------------- */
+
+/* Reads the TOC of an Opus packet. Returns the duration in 48 kHz samples
+ * (> 0) and sets '*stereo', or MEDIA_RTP_ERR_PAYLOAD when the packet is
+ * empty or its frame count code is invalid (more than 120 ms). */
+int media_rtp_opus_samples(const uint8_t *packet, size_t len, bool *stereo);
+
+/* ---- clocks and A/V sync --------------------------------------------- */
+
+/* Shared by the streams of one sender, so that streams mapped through
+ * their Sender Reports keep the relation the sender's NTP clock gives. */
+struct media_rtp_sync {
+	bool have_offset;
+	int64_t offset_ns;  /* local mono ns = sender NTP ns + offset */
+};
+
+/* Maps one stream's extended RTP timestamps onto the local monotonic
+ * clock. With a Sender Report: sender time = SR NTP + (ts - SR ts) / rate,
+ * moved onto the local clock by the group's offset. Without one (Janus
+ * forwards send none): the stream's own timeline anchored at arrival. The
+ * offsets follow the lowest observed delay quickly downwards and drift
+ * slowly upwards (clock skew), and the output never goes backwards. */
+struct media_rtp_clock {
+	uint32_t rate;
+	bool have_sr;
+	int64_t sr_ext_ts;
+	int64_t sr_ntp_ns;
+	bool have_offset;
+	int64_t offset_ns;     /* used without SR */
+	bool have_sr_offset;
+	int64_t sr_offset_ns;  /* used with SR when there is no sync group */
+	bool have_last;
+	int64_t last_out_ns;
+	int64_t last_ext_ts;
+};
+
+void media_rtp_clock_init(struct media_rtp_clock *c, uint32_t rate);
+/* Forgets the timeline (SSRC change) but keeps the last output so the
+ * track continues forward. */
+void media_rtp_clock_restart(struct media_rtp_clock *c);
+/* A Sender Report for this stream; 'ext_ts' is its RTP timestamp extended
+ * by the stream's own unwrapper. */
+void media_rtp_clock_on_sr(struct media_rtp_clock *c, uint64_t ntp, int64_t ext_ts);
+/* Local mono ns for a frame of 'ext_ts' whose first packet arrived at
+ * 'arrival_ns'. 'sync' may be NULL. */
+int64_t media_rtp_clock_map(struct media_rtp_clock *c, struct media_rtp_sync *sync, int64_t ext_ts,
+			    int64_t arrival_ns);
+
+/* ---- one receive stream ---------------------------------------------- */
+
+enum media_rtp_codec {
+	MEDIA_RTP_CODEC_VP8 = 1,
+	MEDIA_RTP_CODEC_OPUS = 2,
+};
+
+struct media_rtp_rx_config {
+	enum media_rtp_codec codec;
+	int payload_type;          /* -1: any */
+	uint32_t clock_rate;       /* 0: the codec's (90000, 48000) */
+	bool has_ssrc;
+	uint32_t ssrc;             /* only this SSRC when has_ssrc */
+	uint32_t local_ssrc;       /* our SSRC in RTCP; 0: random */
+	size_t jb_slots;           /* 0: 512 */
+	int64_t jb_latency_ns;     /* 0: 150 ms; negative: no waiting */
+	size_t max_frame_bytes;    /* 0: 4 MiB */
+	int64_t keyframe_min_interval_ns; /* 0: 500 ms between keyframe requests */
+	bool send_fir;             /* FIR as well as PLI */
+	int64_t rr_interval_ns;    /* 0: 1 s between plain receiver reports */
+	int64_t stall_timeout_ns;  /* 0: 5 s */
+};
+
+/* A frame ready for the muxer. */
+struct media_rtp_frame {
+	struct buf *data;     /* the codec frame; the reference goes to the caller */
+	int64_t pts_ns;       /* local monotonic clock, never backwards per stream */
+	int64_t ext_ts;       /* extended RTP timestamp */
+	uint32_t ssrc;
+	bool keyframe;        /* VP8 keyframe; always true for Opus */
+	int width, height;    /* VP8 keyframes */
+	bool size_changed;    /* a keyframe with a new width/height */
+	int samples;          /* Opus: 48 kHz samples in the packet */
+	bool stereo;          /* Opus TOC */
+};
+
+struct media_rtp_rx_stats {
+	uint64_t packets;          /* accepted RTP packets */
+	uint64_t bytes;
+	uint64_t packets_lost;
+	uint64_t packets_late;
+	uint64_t packets_duplicate;
+	uint64_t packets_malformed;
+	uint64_t packets_foreign;  /* wrong PT or SSRC */
+	uint64_t packets_oversize;
+	uint64_t rtcp_packets;
+	uint64_t sender_reports;
+	uint64_t frames;           /* frames handed out */
+	uint64_t frames_dropped;   /* incomplete, broken reference, before a keyframe, too big */
+	uint64_t keyframes;
+	uint64_t keyframe_requests; /* compound packets carrying a PLI */
+	uint64_t ssrc_changes;
+	int64_t start_ns;          /* when the stream was created */
+	int64_t first_packet_ns;   /* -1 until then */
+	int64_t first_keyframe_ns; /* -1 until then */
+	int64_t last_packet_ns;
+	int64_t last_keyframe_request_ns; /* -1 until then */
+	int64_t last_keyframe_ns;  /* -1 until then */
+	uint32_t ssrc;
+	bool waiting_keyframe;
+};
+
+struct media_rtp_rx;
+
+/* A new receive stream; 'sync' (may be NULL) is shared with the sibling
+ * stream of the same sender and must outlive both. 'now_ns' is the local
+ * monotonic time of the start (keyframe latency is measured from it). */
+struct media_rtp_rx *media_rtp_rx_new(const struct media_rtp_rx_config *cfg, struct media_rtp_sync *sync,
+				      int64_t now_ns);
+void media_rtp_rx_free(struct media_rtp_rx *rx);
+
+/* One datagram from the RTP port. With rtcp-mux, RTCP arriving there is
+ * recognised and handled as RTCP. Returns 0 when it was used, or a negative
+ * MEDIA_RTP_ERR_* / 1 when it was counted and ignored. */
+int media_rtp_rx_push(struct media_rtp_rx *rx, const uint8_t *data, size_t len, int64_t now_ns);
+/* One datagram from the RTCP port. */
+int media_rtp_rx_push_rtcp(struct media_rtp_rx *rx, const uint8_t *data, size_t len, int64_t now_ns);
+/* Hands out the next complete frame into '*out' (returns 1), or 0. */
+int media_rtp_rx_poll(struct media_rtp_rx *rx, int64_t now_ns, struct media_rtp_frame *out);
+/* Asks for a keyframe (resume after pause, operator request); honoured
+ * within the rate limit. Has no effect on Opus streams. */
+void media_rtp_rx_request_keyframe(struct media_rtp_rx *rx);
+/* Writes the compound RTCP packet that is due now (a keyframe request
+ * within its rate limit, or the periodic receiver report) into 'out' and
+ * returns its length, or 0 when nothing is due. */
+size_t media_rtp_rx_rtcp_due(struct media_rtp_rx *rx, int64_t now_ns, uint8_t *out, size_t cap);
+/* The next time something may become due (frames, RTCP); for poll timeouts. */
+int64_t media_rtp_rx_next_wakeup(const struct media_rtp_rx *rx, int64_t now_ns);
+/* True when packets came once but none for the stall timeout. */
+bool media_rtp_rx_stalled(const struct media_rtp_rx *rx, int64_t now_ns);
+void media_rtp_rx_stats(const struct media_rtp_rx *rx, struct media_rtp_rx_stats *st);
+
+/* ---- the `rtp` source driver (media_src_rtp.c) ------------------------ */
+
+struct media_source;
+
+/* Copies the counters of an open `rtp` source's streams (zeroed when the
+ * stream is absent; either pointer may be NULL). Any thread. Returns 0, or
+ * -1 when 'src' is not an open rtp source. Time to first keyframe is
+ * video->first_keyframe_ns - video->start_ns (monotonic ns). */
+int media_rtp_source_stats(struct media_source *src, struct media_rtp_rx_stats *video,
+			   struct media_rtp_rx_stats *audio);
+
+#endif

@@ -1,0 +1,570 @@
+/* media_src_rtp: the `rtp` source: plain RTP VP8 + Opus from an SFU (Janus
+ * rtp_forward, mediasoup PlainTransport) or any RTP sender, delivered as
+ * encoded packets for passthrough into webm/mkv.
+ *
+ * Args ("k=v,k=v"), each optional but at least one port (or an SDP file):
+ *   video_port, audio_port   UDP ports to listen on
+ *   video_pt=96, audio_pt=111  payload types (-1: any)
+ *   rtcp_mux=0|1             RTCP on the RTP port (RFC 5761)
+ *   video_rtcp_port, audio_rtcp_port  separate RTCP ports (default port+1)
+ *   video_ssrc (or ssrc), audio_ssrc  accept only this SSRC
+ *   pli_to=host:port         where video feedback (RR + PLI) goes; default:
+ *                            the source of the RTCP (or, muxed, RTP) received
+ *   audio_rtcp_to=host:port  where audio receiver reports go (same default)
+ *   bind=0.0.0.0             local address; allow=IP: ignore other senders
+ *   sdp=PATH                 an SDP file (ports, PTs, rtcp, ssrc); explicit
+ *                            args override it
+ *   latency_ms=150           jitter buffer wait for a missing packet
+ *   stall_ms=5000            silence after which a stream counts as stalled
+ *   idle_eof_ms=0            > 0: end of stream once every stream that sent
+ *                            something has been silent this long
+ *   fir=0|1                  send FIR with every PLI
+ *   max_frame_kb=4096        largest VP8 frame accepted
+ *
+ * One pass of read() drains the sockets into the media_rtp_rx streams, sends
+ * the RTCP that is due, and hands out the oldest ready frame. Frames of the
+ * two streams are held up to RTP_HOLD_NS so they leave in timestamp order.
+ * Video track width/height are the params' until the first keyframe says
+ * otherwise in-band (the sender decides the size). */
+#include "media_source.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "common_log.h"
+#include "common_time.h"
+#include "common_util.h"
+#include "media_rtp.h"
+#include "media_rtp_sdp.h"
+
+extern const struct media_source_driver media_source_rtp;
+
+static struct log_handle log_srtp = LOG_HANDLE("media/src_rtp");
+
+#define RTP_HOLD_NS (300 * TIME_NS_PER_MS)
+#define RTP_RECV_BATCH 64
+#define RTP_SOCKET_RCVBUF (1 << 20)
+
+struct rtp_stream {
+	bool video;
+	int index;             /* in src->streams */
+	int fd, rtcp_fd;       /* rtcp_fd is -1 with rtcp-mux */
+	struct media_rtp_rx *rx;
+	struct sockaddr_storage fb_addr;
+	socklen_t fb_len;
+	bool fb_fixed;         /* given by args: never re-learned */
+	bool have_pending;
+	struct media_rtp_frame pending;
+	bool stalled;
+};
+
+struct rtp_priv {
+	struct rtp_stream st[2];
+	int n;
+	struct media_rtp_sync sync;
+	int64_t start_ns;
+	int64_t duration_ns;
+	int64_t idle_eof_ns;
+	bool has_allow;
+	struct in_addr allow;
+	int keyframe_request;  /* atomic: set by request_keyframe() */
+	uint8_t opus_head[19];
+	uint8_t pkt[MEDIA_RTP_MAX_PACKET + 1];
+	pthread_mutex_t stats_lock;
+	struct media_rtp_rx_stats stats[2];
+};
+
+/* Parses "host:port" into a socket address. */
+static int rtp_parse_hostport(const char *text, struct sockaddr_storage *ss, socklen_t *len)
+{
+	char host[128];
+	const char *colon = strrchr(text, ':');
+	struct addrinfo hints = { .ai_family = AF_INET, .ai_socktype = SOCK_DGRAM }, *res = NULL;
+
+	if (!colon || colon == text || (size_t)(colon - text) >= sizeof(host))
+		return -1;
+	memcpy(host, text, (size_t)(colon - text));
+	host[colon - text] = 0;
+	if (atoi(colon + 1) <= 0 || atoi(colon + 1) > 65535)
+		return -1;
+	if (getaddrinfo(host, colon + 1, &hints, &res) != 0 || !res)
+		return -1;
+	memcpy(ss, res->ai_addr, res->ai_addrlen);
+	*len = res->ai_addrlen;
+	freeaddrinfo(res);
+	return 0;
+}
+
+static int rtp_bind(const char *addr, int port, char *err, size_t errlen)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+	int fd, rcvbuf = RTP_SOCKET_RCVBUF;
+
+	if (inet_pton(AF_INET, addr, &sa.sin_addr) != 1) {
+		snprintf(err, errlen, "rtp: bad bind address '%s'", addr);
+		return -1;
+	}
+	fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		snprintf(err, errlen, "rtp: socket: %s", strerror(errno));
+		return -1;
+	}
+	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		snprintf(err, errlen, "rtp: cannot listen on %s:%d: %s", addr, port, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* Reads an integer argument within [lo, hi]; absent leaves '*out'. */
+static int rtp_arg_int(const char *args, const char *key, long lo, long hi, long *out, char *err, size_t errlen)
+{
+	char v[64];
+	char *end;
+	long x;
+
+	if (!media_source_arg(args, key, v, sizeof(v)))
+		return 0;
+	x = strtol(v, &end, 0);
+	if (end == v || *end || x < lo || x > hi) {
+		snprintf(err, errlen, "rtp: %s=%s is not a number in %ld..%ld", key, v, lo, hi);
+		return -1;
+	}
+	*out = x;
+	return 0;
+}
+
+struct rtp_stream_args {
+	long port, pt, rtcp_port, ssrc;
+	bool has_ssrc;
+	char fb[160];
+};
+
+static int rtp_open_stream(struct rtp_priv *r, struct media_source *src, bool video, const struct rtp_stream_args *a,
+			   bool mux, const char *bind_addr, const struct media_rtp_rx_config *base,
+			   const struct media_source_params *p, char *err, size_t errlen)
+{
+	struct rtp_stream *s = &r->st[r->n];
+	struct media_rtp_rx_config cfg = *base;
+	struct media_stream_info *info = &src->streams[src->nb_streams];
+
+	s->fd = s->rtcp_fd = -1;
+	s->video = video;
+	s->fd = rtp_bind(bind_addr, (int)a->port, err, errlen);
+	if (s->fd < 0)
+		return -1;
+	if (!mux) {
+		s->rtcp_fd = rtp_bind(bind_addr, (int)a->rtcp_port, err, errlen);
+		if (s->rtcp_fd < 0)
+			return -1;
+	}
+	if (a->fb[0]) {
+		if (rtp_parse_hostport(a->fb, &s->fb_addr, &s->fb_len) < 0) {
+			snprintf(err, errlen, "rtp: cannot resolve feedback address '%s' (want host:port)", a->fb);
+			return -1;
+		}
+		s->fb_fixed = true;
+	}
+	cfg.codec = video ? MEDIA_RTP_CODEC_VP8 : MEDIA_RTP_CODEC_OPUS;
+	cfg.payload_type = (int)a->pt;
+	cfg.has_ssrc = a->has_ssrc;
+	cfg.ssrc = (uint32_t)a->ssrc;
+	s->rx = media_rtp_rx_new(&cfg, &r->sync, r->start_ns);
+	if (!s->rx) {
+		util_strlcpy(err, "rtp: out of memory", errlen);
+		return -1;
+	}
+	memset(info, 0, sizeof(*info));
+	if (video) {
+		info->kind = MEDIA_KIND_VIDEO;
+		info->codec = MEDIA_CODEC_VP8;
+		info->width = p->width > 0 ? p->width : 640;
+		info->height = p->height > 0 ? p->height : 360;
+		info->fps_num = p->fps > 0 ? p->fps : 30;
+		info->fps_den = 1;
+	} else {
+		/* RFC 7587: the rtpmap is always opus/48000/2; decoders output
+		 * stereo from mono packets too. Pre-skip is the sender's and
+		 * unknown here, so nothing is trimmed. */
+		static const uint8_t head[19] = { 'O', 'p', 'u', 's', 'H', 'e', 'a', 'd', 1, 2, 0, 0,
+						  0x80, 0xbb, 0, 0, 0, 0, 0 };
+		memcpy(r->opus_head, head, sizeof(head));
+		info->kind = MEDIA_KIND_AUDIO;
+		info->codec = MEDIA_CODEC_OPUS;
+		info->sample_rate = 48000;
+		info->channels = 2;
+		info->codec_private = r->opus_head;
+		info->codec_private_len = sizeof(r->opus_head);
+		info->codec_delay_ns = 0;
+		info->seek_preroll_ns = 80 * TIME_NS_PER_MS;
+	}
+	s->index = src->nb_streams++;
+	r->n++;
+	LOG_INFO(&log_srtp, "%s: listening on %s:%ld (pt %ld), rtcp %s %ld, feedback to %s", video ? "video" : "audio",
+		 bind_addr, a->port, a->pt, mux ? "muxed on" : "on", mux ? a->port : a->rtcp_port,
+		 a->fb[0] ? a->fb : "the sender");
+	return 0;
+}
+
+static void rtp_close(struct media_source *src)
+{
+	struct rtp_priv *r = src->priv;
+
+	if (!r)
+		return;
+	for (int i = 0; i < 2; i++) {
+		struct rtp_stream *s = &r->st[i];
+
+		if (s->fd >= 0)
+			close(s->fd);
+		if (s->rtcp_fd >= 0)
+			close(s->rtcp_fd);
+		if (s->have_pending)
+			buf_unref(s->pending.data);
+		media_rtp_rx_free(s->rx);
+	}
+	pthread_mutex_destroy(&r->stats_lock);
+	free(r);
+	src->priv = NULL;
+}
+
+static int rtp_open(struct media_source *src, const struct media_source_params *p, char *err, size_t errlen)
+{
+	const char *args = p->args ? p->args : "";
+	struct rtp_priv *r = calloc(1, sizeof(*r));
+	struct rtp_stream_args va = { .port = 0, .pt = 96 }, aa = { .port = 0, .pt = 111 };
+	struct media_rtp_rx_config base = { 0 };
+	char bind_addr[64] = "0.0.0.0", v[512];
+	long mux = 0, latency_ms = 150, stall_ms = 5000, idle_ms = 0, fir = 0, max_kb = 4096;
+	long vrtcp = 0, artcp = 0;
+
+	if (!r) {
+		util_strlcpy(err, "rtp: out of memory", errlen);
+		return -1;
+	}
+	src->priv = r;
+	r->st[0].fd = r->st[0].rtcp_fd = r->st[1].fd = r->st[1].rtcp_fd = -1;
+	pthread_mutex_init(&r->stats_lock, NULL);
+	r->start_ns = time_mono_ns();
+	r->duration_ns = p->duration_ns;
+
+	if (media_source_arg(args, "sdp", v, sizeof(v))) {
+		struct media_rtp_sdp sdp;
+		char *text = util_read_file(v, NULL);
+
+		if (!text) {
+			snprintf(err, errlen, "rtp: cannot read SDP file '%s': %s", v, strerror(errno));
+			goto fail;
+		}
+		if (media_rtp_sdp_parse(text, &sdp, err, errlen) < 0) {
+			free(text);
+			goto fail;
+		}
+		free(text);
+		if (sdp.video.present) {
+			va.port = sdp.video.port;
+			va.pt = sdp.video.payload_type;
+			vrtcp = sdp.video.rtcp_port;
+			va.has_ssrc = sdp.video.has_ssrc;
+			va.ssrc = sdp.video.ssrc;
+			mux |= sdp.video.rtcp_mux;
+		}
+		if (sdp.audio.present) {
+			aa.port = sdp.audio.port;
+			aa.pt = sdp.audio.payload_type;
+			artcp = sdp.audio.rtcp_port;
+			aa.has_ssrc = sdp.audio.has_ssrc;
+			aa.ssrc = sdp.audio.ssrc;
+			mux |= sdp.audio.rtcp_mux;
+		}
+	}
+	if (rtp_arg_int(args, "video_port", 1, 65535, &va.port, err, errlen) < 0 ||
+	    rtp_arg_int(args, "audio_port", 1, 65535, &aa.port, err, errlen) < 0 ||
+	    rtp_arg_int(args, "video_pt", -1, 127, &va.pt, err, errlen) < 0 ||
+	    rtp_arg_int(args, "audio_pt", -1, 127, &aa.pt, err, errlen) < 0 ||
+	    rtp_arg_int(args, "rtcp_mux", 0, 1, &mux, err, errlen) < 0 ||
+	    rtp_arg_int(args, "video_rtcp_port", 1, 65535, &vrtcp, err, errlen) < 0 ||
+	    rtp_arg_int(args, "audio_rtcp_port", 1, 65535, &artcp, err, errlen) < 0 ||
+	    rtp_arg_int(args, "latency_ms", 0, 5000, &latency_ms, err, errlen) < 0 ||
+	    rtp_arg_int(args, "stall_ms", 100, 3600000, &stall_ms, err, errlen) < 0 ||
+	    rtp_arg_int(args, "idle_eof_ms", 0, 3600000, &idle_ms, err, errlen) < 0 ||
+	    rtp_arg_int(args, "fir", 0, 1, &fir, err, errlen) < 0 ||
+	    rtp_arg_int(args, "max_frame_kb", 16, 65536, &max_kb, err, errlen) < 0)
+		goto fail;
+	{
+		long x = -1;
+
+		if (rtp_arg_int(args, "ssrc", 0, 0xffffffffL, &x, err, errlen) < 0 ||
+		    rtp_arg_int(args, "video_ssrc", 0, 0xffffffffL, &x, err, errlen) < 0)
+			goto fail;
+		if (x >= 0) {
+			va.has_ssrc = true;
+			va.ssrc = x;
+		}
+		x = -1;
+		if (rtp_arg_int(args, "audio_ssrc", 0, 0xffffffffL, &x, err, errlen) < 0)
+			goto fail;
+		if (x >= 0) {
+			aa.has_ssrc = true;
+			aa.ssrc = x;
+		}
+	}
+	if (!va.port && !aa.port) {
+		util_strlcpy(err, "rtp: no stream configured (set video_port and/or audio_port, or sdp=)", errlen);
+		goto fail;
+	}
+	if (va.port && aa.port && va.port == aa.port) {
+		util_strlcpy(err, "rtp: video_port and audio_port must differ", errlen);
+		goto fail;
+	}
+	va.rtcp_port = vrtcp ? vrtcp : va.port + 1;
+	aa.rtcp_port = artcp ? artcp : aa.port + 1;
+	if (!mux && ((va.port && va.rtcp_port > 65535) || (aa.port && aa.rtcp_port > 65535))) {
+		util_strlcpy(err, "rtp: RTCP port out of range (set *_rtcp_port or rtcp_mux=1)", errlen);
+		goto fail;
+	}
+	if (media_source_arg(args, "bind", v, sizeof(v)))
+		util_strlcpy(bind_addr, v, sizeof(bind_addr));
+	if (media_source_arg(args, "allow", v, sizeof(v))) {
+		if (inet_pton(AF_INET, v, &r->allow) != 1) {
+			snprintf(err, errlen, "rtp: allow=%s is not an IPv4 address", v);
+			goto fail;
+		}
+		r->has_allow = true;
+	}
+	media_source_arg(args, "pli_to", va.fb, sizeof(va.fb));
+	media_source_arg(args, "audio_rtcp_to", aa.fb, sizeof(aa.fb));
+	r->idle_eof_ns = idle_ms * TIME_NS_PER_MS;
+
+	base.jb_latency_ns = latency_ms ? latency_ms * TIME_NS_PER_MS : -1;
+	base.stall_timeout_ns = stall_ms * TIME_NS_PER_MS;
+	base.send_fir = fir != 0;
+	base.max_frame_bytes = (size_t)max_kb * 1024;
+	if (va.port && rtp_open_stream(r, src, true, &va, mux, bind_addr, &base, p, err, errlen) < 0)
+		goto fail;
+	if (aa.port && rtp_open_stream(r, src, false, &aa, mux, bind_addr, &base, p, err, errlen) < 0)
+		goto fail;
+	return 0;
+fail:
+	rtp_close(src);
+	return -1;
+}
+
+static bool rtp_sender_allowed(const struct rtp_priv *r, const struct sockaddr_storage *from)
+{
+	const struct sockaddr_in *in = (const struct sockaddr_in *)from;
+
+	return !r->has_allow || (from->ss_family == AF_INET && in->sin_addr.s_addr == r->allow.s_addr);
+}
+
+/* Reads what is waiting on one socket (at most a batch, for fairness). */
+static void rtp_drain_socket(struct rtp_priv *r, struct rtp_stream *s, int fd, bool is_rtcp, int64_t now)
+{
+	for (int i = 0; i < RTP_RECV_BATCH; i++) {
+		struct sockaddr_storage from;
+		socklen_t flen = sizeof(from);
+		ssize_t n = recvfrom(fd, r->pkt, sizeof(r->pkt), 0, (struct sockaddr *)&from, &flen);
+
+		if (n < 0)
+			break;
+		if (!rtp_sender_allowed(r, &from))
+			continue;
+		/* Learn where feedback goes: the sender of RTCP (ffmpeg's SR
+		 * port, Janus's latch packets), or of muxed RTP. */
+		if (!s->fb_fixed && (is_rtcp || s->rtcp_fd < 0 || !s->fb_len)) {
+			memcpy(&s->fb_addr, &from, flen);
+			s->fb_len = flen;
+		}
+		if (is_rtcp)
+			media_rtp_rx_push_rtcp(s->rx, r->pkt, (size_t)n, now);
+		else
+			media_rtp_rx_push(s->rx, r->pkt, (size_t)n, now);
+	}
+}
+
+static void rtp_send_feedback(struct rtp_stream *s, int64_t now)
+{
+	uint8_t out[128];
+	size_t n;
+	int fd = s->rtcp_fd >= 0 ? s->rtcp_fd : s->fd;
+
+	if (!s->fb_len)
+		return;
+	n = media_rtp_rx_rtcp_due(s->rx, now, out, sizeof(out));
+	if (n && sendto(fd, out, n, 0, (struct sockaddr *)&s->fb_addr, s->fb_len) < 0)
+		LOG_DEBUG(&log_srtp, "rtcp send failed: %s", strerror(errno));
+}
+
+static void rtp_update_stats(struct rtp_priv *r, int64_t now)
+{
+	pthread_mutex_lock(&r->stats_lock);
+	for (int i = 0; i < r->n; i++) {
+		struct rtp_stream *s = &r->st[i];
+		bool stalled = media_rtp_rx_stalled(s->rx, now);
+
+		media_rtp_rx_stats(s->rx, &r->stats[i]);
+		if (stalled != s->stalled) {
+			s->stalled = stalled;
+			if (stalled)
+				LOG_WARN(&log_srtp, "%s stream stalled (no packets)", s->video ? "video" : "audio");
+			else
+				LOG_INFO(&log_srtp, "%s stream resumed", s->video ? "video" : "audio");
+		}
+	}
+	pthread_mutex_unlock(&r->stats_lock);
+}
+
+/* The pending frame to hand out now, or NULL: the oldest one, once every
+ * stream that is flowing has one pending (or it has been held long enough). */
+static struct rtp_stream *rtp_pick(struct rtp_priv *r, int64_t now)
+{
+	struct rtp_stream *best = NULL;
+	bool all = true;
+
+	for (int i = 0; i < r->n; i++) {
+		struct rtp_stream *s = &r->st[i];
+		struct media_rtp_rx_stats st;
+
+		if (!s->have_pending) {
+			media_rtp_rx_stats(s->rx, &st);
+			if (st.first_packet_ns >= 0 && !s->stalled)
+				all = false;
+			continue;
+		}
+		if (!best || s->pending.pts_ns < best->pending.pts_ns)
+			best = s;
+	}
+	if (best && (all || now - best->pending.pts_ns >= RTP_HOLD_NS))
+		return best;
+	return NULL;
+}
+
+static bool rtp_idle_eof(struct rtp_priv *r, int64_t now)
+{
+	bool any = false;
+
+	if (r->idle_eof_ns <= 0)
+		return false;
+	for (int i = 0; i < r->n; i++) {
+		struct media_rtp_rx_stats st;
+
+		media_rtp_rx_stats(r->st[i].rx, &st);
+		if (st.first_packet_ns < 0)
+			continue;
+		any = true;
+		if (now - st.last_packet_ns < r->idle_eof_ns || r->st[i].have_pending)
+			return false;
+	}
+	return any;
+}
+
+static int rtp_read(struct media_source *src, struct media_packet *pkt, int64_t timeout_ns)
+{
+	struct rtp_priv *r = src->priv;
+	int64_t deadline = time_mono_ns() + (timeout_ns > 0 ? timeout_ns : 0);
+
+	for (;;) {
+		int64_t now = time_mono_ns(), wake = deadline;
+		struct pollfd pfd[4];
+		struct rtp_stream *s;
+		int nfd = 0;
+
+		if (__atomic_exchange_n(&r->keyframe_request, 0, __ATOMIC_ACQ_REL))
+			for (int i = 0; i < r->n; i++)
+				media_rtp_rx_request_keyframe(r->st[i].rx);
+		for (int i = 0; i < r->n; i++) {
+			s = &r->st[i];
+			rtp_drain_socket(r, s, s->fd, false, now);
+			if (s->rtcp_fd >= 0)
+				rtp_drain_socket(r, s, s->rtcp_fd, true, now);
+			if (!s->have_pending && media_rtp_rx_poll(s->rx, now, &s->pending) == 1)
+				s->have_pending = true;
+			rtp_send_feedback(s, now);
+		}
+		rtp_update_stats(r, now);
+		s = rtp_pick(r, now);
+		if (s) {
+			int64_t pts = s->pending.pts_ns - r->start_ns;
+
+			memset(pkt, 0, sizeof(*pkt));
+			pkt->stream = s->index;
+			pkt->pts_ns = pts > 0 ? pts : 0;
+			pkt->keyframe = s->pending.keyframe;
+			pkt->samples = s->pending.samples;
+			pkt->duration_ns = s->video ? 0 : (int64_t)s->pending.samples * TIME_NS_PER_SEC / 48000;
+			pkt->data = s->pending.data;
+			s->have_pending = false;
+			return MEDIA_SOURCE_OK;
+		}
+		if (r->duration_ns > 0 && now - r->start_ns >= r->duration_ns)
+			return MEDIA_SOURCE_EOF;
+		if (rtp_idle_eof(r, now))
+			return MEDIA_SOURCE_EOF;
+		if (now >= deadline)
+			return MEDIA_SOURCE_AGAIN;
+		for (int i = 0; i < r->n; i++) {
+			int64_t w;
+
+			s = &r->st[i];
+			w = media_rtp_rx_next_wakeup(s->rx, now);
+			if (s->have_pending && s->pending.pts_ns + RTP_HOLD_NS < w)
+				w = s->pending.pts_ns + RTP_HOLD_NS;
+			if (w < wake)
+				wake = w;
+			pfd[nfd++] = (struct pollfd){ .fd = s->fd, .events = POLLIN };
+			if (s->rtcp_fd >= 0)
+				pfd[nfd++] = (struct pollfd){ .fd = s->rtcp_fd, .events = POLLIN };
+		}
+		if (wake > now)
+			poll(pfd, (nfds_t)nfd, (int)((wake - now + TIME_NS_PER_MS - 1) / TIME_NS_PER_MS));
+	}
+}
+
+static void rtp_request_keyframe(struct media_source *src)
+{
+	struct rtp_priv *r = src->priv;
+
+	__atomic_store_n(&r->keyframe_request, 1, __ATOMIC_RELEASE);
+}
+
+int media_rtp_source_stats(struct media_source *src, struct media_rtp_rx_stats *video,
+			   struct media_rtp_rx_stats *audio)
+{
+	struct rtp_priv *r;
+
+	if (!src || src->driver != &media_source_rtp || !src->priv)
+		return -1;
+	r = src->priv;
+	if (video)
+		memset(video, 0, sizeof(*video));
+	if (audio)
+		memset(audio, 0, sizeof(*audio));
+	pthread_mutex_lock(&r->stats_lock);
+	for (int i = 0; i < r->n; i++) {
+		if (r->st[i].video && video)
+			*video = r->stats[i];
+		if (!r->st[i].video && audio)
+			*audio = r->stats[i];
+	}
+	pthread_mutex_unlock(&r->stats_lock);
+	return 0;
+}
+
+const struct media_source_driver media_source_rtp = {
+	.name = "rtp",
+	.open = rtp_open,
+	.read = rtp_read,
+	.close = rtp_close,
+	.request_keyframe = rtp_request_keyframe,
+};
