@@ -1,10 +1,324 @@
-/* main_serve: placeholder until the command is written. */
+/* main_serve: `edgerec serve`: reads the configuration (file < environment
+ * < --set), brings the modules up in dependency order (state, policy,
+ * recorder, http), prints where it listens and a development token, runs
+ * until SIGINT/SIGTERM, then takes the modules down in reverse order. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "common_log.h"
+#include "common_util.h"
+#include "config.h"
+#include "crypto.h"
+#include "crypto_jwt.h"
+#include "http.h"
 #include "main.h"
+#include "policy.h"
+#include "recorder.h"
+#include "state.h"
+#include "storage.h"
+
+#define SERVE_DEFAULT_CONFIG "/etc/edgerec/edgerec.conf"
+#define SERVE_DEV_USER "dev"
+#define SERVE_DEV_TOKEN_TTL_S (24 * 3600)
+
+static struct log_handle serve_log = LOG_HANDLE("serve");
+
+/* The options only this command reads. */
+static const struct config_option serve_options[] = {
+	{ "state_dir", CONFIG_STR, "/var/lib/edgerec", "where edgerec keeps its own state" },
+	{ "redis_url", CONFIG_STR, "",
+	  "redis://host:port[/db] or unix:///path; empty: an embedded redis-server in state_dir" },
+	{ "log_level", CONFIG_STR, "", "error, warn, info, debug or trace (EDGEREC_LOG wins when set)" },
+	{ "dev_token", CONFIG_BOOL, "true", "print a development token for user 'dev' at start" },
+	{ 0 },
+};
+
+/* The signal handler only writes one byte to this pipe; the main thread
+ * waits on its other end. */
+static int serve_signal_pipe[2] = { -1, -1 };
+
+static void serve_on_signal(int sig)
+{
+	int saved = errno;
+	unsigned char b = (unsigned char)sig;
+	if (write(serve_signal_pipe[1], &b, 1) < 0) {
+		/* Nothing can be done in a handler; the pipe is non-blocking. */
+	}
+	errno = saved;
+}
+
+static void serve_usage(FILE *out)
+{
+	fprintf(out,
+		"usage: edgerec serve [--config PATH] [--set KEY=VALUE]... [--print-config]\n"
+		"\n"
+		"Runs the recording appliance: HTTPS REST API, WebSocket events, Redis state.\n"
+		"Settings come from the file, then EDGEREC_<KEY> environment variables, then --set.\n"
+		"\n"
+		"  --config PATH     configuration file (default %s if it exists)\n"
+		"  --set KEY=VALUE   set one option (repeatable)\n"
+		"  --print-config    print every option with its value and origin, then exit\n",
+		SERVE_DEFAULT_CONFIG);
+}
+
+/* Registers every module's options, in dependency order. */
+static int serve_register(struct config *c)
+{
+	if (config_register(c, serve_options) < 0 || config_register(c, http_options) < 0 ||
+	    recorder_config_register(c) < 0 || config_register(c, policy_config_options) < 0 ||
+	    config_register(c, storage_config_options) < 0)
+		return -1;
+	return 0;
+}
+
+/* Makes sure a JWT verification key exists: jwt_secret from the
+ * configuration, else the secret kept in state_dir/jwt_secret (created on
+ * first start). Fills 'secret' (may end up empty when only an ES256 public
+ * key is configured). Returns 0 or -1. */
+static int serve_secret(struct config *c, char *secret, size_t len)
+{
+	char path[4096], err[512];
+	const char *s = config_get_str(c, "jwt_secret");
+	const char *pub = config_get_str(c, "jwt_public_key");
+	secret[0] = '\0';
+	if (s && *s) {
+		util_strlcpy(secret, s, len);
+		return 0;
+	}
+	if (pub && *pub)
+		return 0;
+	snprintf(path, sizeof(path), "%s/jwt_secret", config_get_str(c, "state_dir"));
+	int rc = crypto_load_or_create_secret(path, true, secret, len, err, sizeof(err));
+	if (rc < 0) {
+		LOG_ERROR(&serve_log, "jwt secret: %s", err);
+		return -1;
+	}
+	if (rc == 1)
+		LOG_INFO(&serve_log, "created a JWT secret in %s", path);
+	if (config_set(c, "jwt_secret", secret, err, sizeof(err)) < 0) {
+		LOG_ERROR(&serve_log, "jwt secret: %s", err);
+		return -1;
+	}
+	return 0;
+}
+
+/* A development token for user "dev", valid a day; malloc'd or NULL. */
+static char *serve_dev_token(const char *secret)
+{
+	cJSON *claims = cJSON_CreateObject();
+	char *tok = NULL;
+	time_t now = time(NULL);
+	if (claims && cJSON_AddStringToObject(claims, "sub", SERVE_DEV_USER) &&
+	    cJSON_AddNumberToObject(claims, "iat", (double)now) &&
+	    cJSON_AddNumberToObject(claims, "exp", (double)(now + SERVE_DEV_TOKEN_TTL_S)))
+		tok = crypto_jwt_sign_hs256(secret, claims);
+	cJSON_Delete(claims);
+	return tok;
+}
+
+static bool serve_policy_health(void *opaque, char *why, size_t whylen)
+{
+	return policy_healthy(opaque, why, whylen);
+}
 
 int main_serve(int argc, char **argv)
 {
-	(void)argc; (void)argv;
-	fprintf(stderr, "edgerec serve: not available in this build\n");
-	return 1;
+	static const struct option longopts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "set", required_argument, NULL, 's' },
+		{ "print-config", no_argument, NULL, 'p' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0, 0, 0, 0 },
+	};
+	const char *config_path = NULL;
+	bool print_config = false;
+	char **sets = calloc((size_t)argc + 1, sizeof(char *));
+	int nsets = 0, status = 1, opt;
+	char err[1024], secret[512], node_id[256];
+	struct config *cfg = NULL;
+	struct state *st = NULL;
+	struct policy_host *pol = NULL;
+	struct recorder *rec = NULL;
+	struct http_server *http = NULL;
+
+	if (!sets)
+		return 1;
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "c:s:ph", longopts, NULL)) != -1) {
+		switch (opt) {
+		case 'c': config_path = optarg; break;
+		case 's': sets[nsets++] = optarg; break;
+		case 'p': print_config = true; break;
+		case 'h': serve_usage(stdout); status = 0; goto out;
+		default: serve_usage(stderr); status = 2; goto out;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "edgerec serve: unexpected argument '%s'\n", argv[optind]);
+		serve_usage(stderr);
+		status = 2;
+		goto out;
+	}
+
+	cfg = config_new();
+	if (!cfg || serve_register(cfg) < 0) {
+		fprintf(stderr, "edgerec serve: cannot register the options\n");
+		goto out;
+	}
+	if (!config_path && access(SERVE_DEFAULT_CONFIG, R_OK) == 0)
+		config_path = SERVE_DEFAULT_CONFIG;
+	if (config_path && config_load_file(cfg, config_path, err, sizeof(err)) < 0) {
+		fprintf(stderr, "edgerec serve: %s\n", err);
+		status = 2;
+		goto out;
+	}
+	if (config_apply_env_checked(cfg, err, sizeof(err)) < 0) {
+		fprintf(stderr, "edgerec serve: %s\n", err);
+		status = 2;
+		goto out;
+	}
+	for (int i = 0; i < nsets; i++) {
+		char *eq = strchr(sets[i], '=');
+		if (!eq) {
+			fprintf(stderr, "edgerec serve: --set %s: expected KEY=VALUE\n", sets[i]);
+			status = 2;
+			goto out;
+		}
+		*eq = '\0';
+		if (config_set(cfg, sets[i], eq + 1, err, sizeof(err)) < 0) {
+			fprintf(stderr, "edgerec serve: --set: %s\n", err);
+			status = 2;
+			goto out;
+		}
+	}
+	const char *level = config_get_str(cfg, "log_level");
+	if (level && *level && !getenv("EDGEREC_LOG")) {
+		int l = log_level_from_name(level);
+		if (l < 0) {
+			fprintf(stderr, "edgerec serve: log_level '%s' is not error|warn|info|debug|trace\n", level);
+			status = 2;
+			goto out;
+		}
+		log_set_level(l);
+	}
+	if (print_config) {
+		config_dump(cfg, stdout);
+		status = 0;
+		goto out;
+	}
+
+	const char *state_dir = config_get_str(cfg, "state_dir");
+	if (!state_dir || !*state_dir || util_mkdir_p(state_dir, 0700) < 0) {
+		fprintf(stderr, "edgerec serve: state_dir '%s' cannot be created: %s\n",
+			state_dir ? state_dir : "", strerror(errno));
+		goto out;
+	}
+	if (serve_secret(cfg, secret, sizeof(secret)) < 0)
+		goto out;
+	if (recorder_node_id(cfg, node_id, sizeof(node_id)) < 0) {
+		fprintf(stderr, "edgerec serve: cannot determine the node id\n");
+		goto out;
+	}
+
+	if (pipe2(serve_signal_pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
+		fprintf(stderr, "edgerec serve: pipe: %s\n", strerror(errno));
+		goto out;
+	}
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = serve_on_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	/* Up, in dependency order. */
+	const char *redis_url = config_get_str(cfg, "redis_url");
+	st = state_new(redis_url && *redis_url ? redis_url : NULL, state_dir, node_id, err, sizeof(err));
+	if (!st) {
+		fprintf(stderr, "edgerec serve: state: %s\n", err);
+		goto out;
+	}
+	const char *policy_dir = config_get_str(cfg, "policy_dir");
+	/* Policies are optional: a default policy_dir that does not exist
+	 * means "none installed"; one the operator named must work. */
+	if (policy_dir && *policy_dir && !config_is_set(cfg, "policy_dir") && access(policy_dir, F_OK) != 0) {
+		LOG_INFO(&serve_log, "no policies in %s: built-in rules apply", policy_dir);
+	} else if (policy_dir && *policy_dir) {
+		pol = policy_host_new_from_config(cfg, err, sizeof(err));
+		if (!pol) {
+			fprintf(stderr, "edgerec serve: policies: %s\n", err);
+			goto out;
+		}
+	}
+	rec = recorder_new(cfg, st, pol, err, sizeof(err));
+	if (!rec) {
+		fprintf(stderr, "edgerec serve: recorder: %s\n", err);
+		goto out;
+	}
+	http = http_server_new(cfg, rec, err, sizeof(err));
+	if (!http) {
+		fprintf(stderr, "edgerec serve: http: %s\n", err);
+		goto out;
+	}
+	if (pol)
+		http_server_add_health_check(http, "policies", serve_policy_health, pol);
+
+	/* What a person (or a test harness) needs to start using it. */
+	if (http_server_url(http, true))
+		printf("edgerec serve: listening on %s\n", http_server_url(http, true));
+	if (http_server_url(http, false))
+		printf("edgerec serve: listening on %s\n", http_server_url(http, false));
+	printf("edgerec serve: node %s, state in %s, redis %s\n", node_id, state_dir,
+	       redis_url && *redis_url ? redis_url : "embedded");
+	if (secret[0] && config_get_bool(cfg, "dev_token")) {
+		char *tok = serve_dev_token(secret);
+		if (tok)
+			printf("edgerec serve: token for user '%s' (24 h): %s\n", SERVE_DEV_USER, tok);
+		free(tok);
+	}
+	printf("edgerec serve: ready (Ctrl-C stops)\n");
+	fflush(stdout);
+
+	for (;;) {
+		unsigned char sig;
+		ssize_t n = read(serve_signal_pipe[0], &sig, 1);
+		if (n == 1) {
+			LOG_INFO(&serve_log, "signal %d: shutting down", sig);
+			break;
+		}
+		if (n < 0 && errno != EAGAIN && errno != EINTR)
+			break;
+		struct pollfd pfd = { .fd = serve_signal_pipe[0], .events = POLLIN };
+		poll(&pfd, 1, -1);
+	}
+	status = 0;
+out:
+	/* Down, in reverse order. */
+	http_server_free(http);
+	recorder_free(rec);
+	policy_host_free(pol);
+	state_free(st);
+	config_free(cfg);
+	if (serve_signal_pipe[0] >= 0) {
+		signal(SIGINT, SIG_DFL);
+		signal(SIGTERM, SIG_DFL);
+		close(serve_signal_pipe[0]);
+		close(serve_signal_pipe[1]);
+		serve_signal_pipe[0] = serve_signal_pipe[1] = -1;
+	}
+	free(sets);
+	if (status == 0 && !print_config)
+		LOG_INFO(&serve_log, "stopped");
+	return status;
 }

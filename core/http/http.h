@@ -1,0 +1,57 @@
+/* http: edgerec's network face: the HTTPS REST API of SPEC §2, the
+ * WebSocket event hub of SPEC §7, /healthz, /metrics (Prometheus text) and
+ * the OpenAPI document.
+ *
+ * Provides: struct http_server (opaque), the option table http_options[],
+ * health-check registration for modules wired in by main.
+ * Uses: civetweb built with mbedTLS (this module is its only includer),
+ * cJSON, crypto (JWT verification, self-signed certificates), recorder (every
+ * route maps onto a recorder_* call; events come from recorder_on_event).
+ *
+ * Threads: civetweb runs a pool of worker threads; each request or
+ * WebSocket connection is served by one of them. The hub has one thread of
+ * its own that writes events to subscribers. http_server_new and
+ * http_server_free are called from the main thread. */
+#ifndef EDGEREC_HTTP_H
+#define EDGEREC_HTTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "config.h"
+
+struct recorder;
+struct http_server;
+
+/* The options this module reads (listen addresses, TLS files, JWT keys,
+ * limits). Register it with config_register before loading the file. */
+extern const struct config_option http_options[];
+
+/* Starts the server: reads its options from 'cfg', prepares the TLS
+ * certificate (a self-signed one under state_dir/tls when none is
+ * configured), binds the listeners and subscribes the hub to the
+ * recorder's room events. 'cfg' and 'rec' must outlive the server.
+ * Returns NULL with the reason in 'err' (bad listen address, unreadable
+ * certificate, port in use, ...). */
+struct http_server *http_server_new(struct config *cfg, struct recorder *rec,
+				    char *err, size_t errlen);
+
+/* Stops accepting, closes every connection (WebSocket subscribers get a
+ * close frame), stops the hub thread and frees 's'. NULL is a no-op. */
+void http_server_free(struct http_server *s);
+
+/* The base URL of the HTTPS listener ("https://127.0.0.1:8443"), or of the
+ * plain listener when HTTPS is disabled. 'tls' picks which; NULL when that
+ * listener is not configured. Valid until http_server_free. */
+const char *http_server_url(const struct http_server *s, bool tls);
+
+/* A check that /healthz runs on every call besides its own (Redis through
+ * the recorder, disk writable). The check returns true when healthy and may
+ * write a short reason into 'why'. Called from worker threads, concurrently:
+ * it must be thread-safe and quick. Register before traffic starts (right
+ * after http_server_new); returns 0 or -1 when the table is full. */
+typedef bool (*http_health_fn)(void *opaque, char *why, size_t whylen);
+int http_server_add_health_check(struct http_server *s, const char *name,
+				 http_health_fn fn, void *opaque);
+
+#endif

@@ -1,0 +1,93 @@
+/* http_auth: bearer tokens: where a request carries one, and the 401 reply
+ * naming what is wrong with it. Verification itself is crypto_jwt_verify. */
+#include "http_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <civetweb.h>
+
+#include "common_time.h"
+#include "crypto_jwt.h"
+
+/* The machine code of a verification failure, for the 401 body. */
+static const char *http_auth_code(int rc)
+{
+	switch (rc) {
+	case CRYPTO_JWT_EMALFORMED: return "malformed_token";
+	case CRYPTO_JWT_EALG: return "invalid_algorithm";
+	case CRYPTO_JWT_ESIGNATURE: return "invalid_signature";
+	case CRYPTO_JWT_EEXPIRED: return "token_expired";
+	case CRYPTO_JWT_ENOTYET: return "token_not_yet_valid";
+	case CRYPTO_JWT_ECLAIMS: return "invalid_claims";
+	case CRYPTO_JWT_ENOKEY: return "auth_not_configured";
+	default: return "invalid_token";
+	}
+}
+
+static int http_auth_refuse(struct http_request *req, const char *code, const char *detail)
+{
+	char body[640];
+	char challenge[128];
+	cJSON *o = cJSON_CreateObject();
+	char *text = NULL;
+	atomic_fetch_add(&req->s->metrics->auth_failures, 1);
+	if (o && cJSON_AddStringToObject(o, "detail", detail) && cJSON_AddStringToObject(o, "code", code))
+		text = cJSON_PrintUnformatted(o);
+	cJSON_Delete(o);
+	snprintf(body, sizeof(body), "%s", text ? text : "{\"detail\":\"unauthorized\",\"code\":\"unauthorized\"}");
+	cJSON_free(text);
+	snprintf(challenge, sizeof(challenge), "Bearer realm=\"edgerec\", error=\"invalid_token\"");
+	http_reply(req, 401, "application/json", body, strlen(body), "WWW-Authenticate", challenge);
+	return -1;
+}
+
+int http_auth_check(struct http_request *req, bool allow_query, cJSON **claims)
+{
+	const struct mg_request_info *ri = mg_get_request_info(req->conn);
+	const char *header = mg_get_header(req->conn, "Authorization");
+	char detail[300];
+	char *query_token = NULL;
+	const char *token = NULL;
+	int rc;
+
+	*claims = NULL;
+	if (header) {
+		while (*header == ' ')
+			header++;
+		if (strncasecmp(header, "Bearer ", 7) != 0)
+			return http_auth_refuse(req, "invalid_token",
+						"Authorization must be 'Bearer <token>'");
+		token = header + 7;
+		while (*token == ' ')
+			token++;
+	} else if (allow_query && ri->query_string) {
+		size_t qlen = strlen(ri->query_string);
+		query_token = malloc(CRYPTO_JWT_MAX_LEN + 2);
+		if (!query_token)
+			return http_auth_refuse(req, "invalid_token", "out of memory");
+		int n = mg_get_var2(ri->query_string, qlen, "access_token", query_token,
+				    CRYPTO_JWT_MAX_LEN + 2, 0);
+		if (n == -2 || n > CRYPTO_JWT_MAX_LEN) {
+			free(query_token);
+			return http_auth_refuse(req, "malformed_token", "token too long");
+		}
+		if (n >= 0)
+			token = query_token;
+	}
+	if (!token || !*token) {
+		free(query_token);
+		return http_auth_refuse(req, "missing_token",
+					allow_query ? "a bearer token is required (Authorization header or access_token)"
+						    : "a bearer token is required (Authorization: Bearer <token>)");
+	}
+	rc = crypto_jwt_verify(req->s->keys, token, time_wall_ns() / 1000000000LL, req->s->jwt_leeway_s,
+			       claims, detail, sizeof(detail));
+	free(query_token);
+	if (rc != 0) {
+		*claims = NULL;
+		return http_auth_refuse(req, http_auth_code(rc), detail);
+	}
+	return 0;
+}

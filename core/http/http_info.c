@@ -1,0 +1,177 @@
+/* http_info: the routes about the appliance itself: /healthz, /metrics,
+ * /api/openapi.json and the operator page at /. */
+#include "http_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <civetweb.h>
+
+#include "common_time.h"
+#include "config.h"
+#include "http_text.h"
+#include "recorder.h"
+
+/* True when a file can be created, written and removed in 'dir'. */
+static bool http_dir_writable(const char *dir, char *why, size_t whylen)
+{
+	char path[4200];
+	if (!dir || !*dir) {
+		snprintf(why, whylen, "no directory configured");
+		return false;
+	}
+	snprintf(path, sizeof(path), "%s/.edgerec-health-%d-%lx", dir, (int)getpid(),
+		 (unsigned long)pthread_self());
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		snprintf(why, whylen, "%s: %s", dir, strerror(errno));
+		return false;
+	}
+	bool ok = write(fd, "ok\n", 3) == 3;
+	int saved = errno;
+	ok = (close(fd) == 0) && ok;
+	unlink(path);
+	if (!ok)
+		snprintf(why, whylen, "%s: %s", dir, strerror(saved ? saved : EIO));
+	return ok;
+}
+
+static void http_health_add(cJSON *checks, const char *name, bool ok, const char *why)
+{
+	cJSON *c = cJSON_AddObjectToObject(checks, name);
+	if (!c)
+		return;
+	cJSON_AddBoolToObject(c, "ok", ok);
+	if (ok || !why || !*why)
+		cJSON_AddNullToObject(c, "detail");
+	else
+		cJSON_AddStringToObject(c, "detail", why);
+}
+
+void http_info_healthz(struct http_request *req)
+{
+	struct http_server *s = req->s;
+	char why[512];
+	bool all = true;
+	cJSON *o = cJSON_CreateObject();
+	cJSON *checks = o ? cJSON_AddObjectToObject(o, "checks") : NULL;
+	if (!checks) {
+		cJSON_Delete(o);
+		http_reply_error(req, 500, "internal", "out of memory");
+		return;
+	}
+	static const char *const dirs[][2] = { { "disk_state", "state_dir" },
+					       { "disk_recordings", "local_storage_path" } };
+	for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
+		const char *dir = config_get_str(s->cfg, dirs[i][1]);
+		if (!dir || !*dir)
+			continue;
+		why[0] = '\0';
+		bool ok = http_dir_writable(dir, why, sizeof(why));
+		all = all && ok;
+		http_health_add(checks, dirs[i][0], ok, why);
+	}
+	for (int i = 0; i < s->health_count; i++) {
+		why[0] = '\0';
+		bool ok = s->health[i].fn(s->health[i].opaque, why, sizeof(why));
+		all = all && ok;
+		http_health_add(checks, s->health[i].name, ok, why);
+	}
+	cJSON_AddStringToObject(o, "status", all ? "ok" : "unhealthy");
+	cJSON_AddNumberToObject(o, "uptime_seconds",
+				(double)((time_wall_ns() - s->started_wall_ns) / 1000000) / 1000.0);
+	http_reply_json(req, all ? 200 : 503, o);
+	cJSON_Delete(o);
+}
+
+void http_info_metrics(struct http_request *req)
+{
+	struct http_server *s = req->s;
+	struct recorder_metrics rm;
+	struct http_text t;
+	memset(&rm, 0, sizeof(rm));
+	recorder_metrics(s->rec, &rm);
+	http_text_init(&t);
+
+	http_text_printf(&t, "# HELP edgerec_recordings Recordings known to this node by status "
+			     "(live and processing now, final statuses reached since start).\n"
+			     "# TYPE edgerec_recordings gauge\n");
+	for (int i = 0; i < RECORDER_STATUS_COUNT; i++)
+		http_text_printf(&t, "edgerec_recordings{status=\"%s\"} %llu\n",
+				 recorder_status_name((enum recorder_status)i), (unsigned long long)rm.by_status[i]);
+	struct {
+		const char *name, *type, *help;
+		uint64_t v;
+	} rows[] = {
+		{ "edgerec_recordings_active", "gauge", "Live recordings on this node.", rm.active },
+		{ "edgerec_recordings_started_total", "counter", "Recordings started.", rm.started_total },
+		{ "edgerec_recordings_completed_total", "counter", "Recordings completed.", rm.completed_total },
+		{ "edgerec_recordings_failed_total", "counter", "Recordings failed.", rm.failed_total },
+		{ "edgerec_recordings_cancelled_total", "counter", "Recordings cancelled.", rm.cancelled_total },
+		{ "edgerec_recordings_refused_total", "counter", "Starts refused by admission.", rm.refused_total },
+		{ "edgerec_bytes_written_total", "counter", "Bytes written to recording files.", rm.bytes_written },
+		{ "edgerec_video_frames_encoded_total", "counter", "Video frames encoded.", rm.video_frames_encoded },
+		{ "edgerec_video_frames_dropped_total", "counter", "Video frames dropped.", rm.video_frames_dropped },
+		{ "edgerec_audio_frames_encoded_total", "counter", "Audio frames encoded.", rm.audio_frames_encoded },
+		{ "edgerec_processing_jobs_queued", "gauge", "Processing jobs waiting.", rm.jobs_queued },
+		{ "edgerec_processing_jobs_running", "gauge", "Processing jobs running.", rm.jobs_running },
+	};
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)
+		http_text_printf(&t, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", rows[i].name, rows[i].help,
+				 rows[i].name, rows[i].type, rows[i].name, (unsigned long long)rows[i].v);
+	http_text_printf(&t, "# HELP edgerec_uptime_seconds Seconds since the server started.\n"
+			     "# TYPE edgerec_uptime_seconds gauge\nedgerec_uptime_seconds %.3f\n",
+			 (double)(time_wall_ns() - s->started_wall_ns) / 1e9);
+	http_metrics_render(s->metrics, &t);
+	if (t.oom)
+		http_reply_error(req, 500, "internal", "out of memory");
+	else
+		http_reply(req, 200, "text/plain; version=0.0.4; charset=utf-8", t.data, t.len, NULL, NULL);
+	http_text_deinit(&t);
+}
+
+void http_info_openapi(struct http_request *req)
+{
+	http_reply(req, 200, "application/json", http_openapi_json, http_openapi_json_len, NULL, NULL);
+}
+
+/* A small page for operators: paste a token, list recordings, start and
+ * stop one in a room, watch the room's events. Everything it does goes
+ * through the public API. */
+static const char http_index_html[] =
+	"<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>edgerec</title>\n"
+	"<style>body{font:14px sans-serif;margin:2em;max-width:60em}input{margin:0 .5em}"
+	"pre{background:#f4f4f4;padding:1em;overflow:auto;max-height:20em}</style></head><body>\n"
+	"<h1>edgerec</h1>\n"
+	"<p><a href=\"/healthz\">health</a> &middot; <a href=\"/metrics\">metrics</a> &middot; "
+	"<a href=\"/api/openapi.json\">OpenAPI</a></p>\n"
+	"<p>Token<input id=\"tok\" size=\"60\"> Room<input id=\"room\" value=\"lobby\"> "
+	"Quality<select id=\"q\"><option>low</option><option selected>medium</option><option>high</option>"
+	"<option>ultra</option></select></p>\n"
+	"<p><button onclick=\"mine()\">my recordings</button><button onclick=\"start()\">start</button>"
+	"<button onclick=\"watch()\">watch room events</button></p>\n"
+	"<pre id=\"out\"></pre><pre id=\"ev\"></pre>\n<script>\n"
+	"const $=i=>document.getElementById(i);\n"
+	"async function call(m,p){const r=await fetch(p,{method:m,headers:{Authorization:'Bearer '+$('tok').value}});"
+	"const j=await r.json();$('out').textContent=r.status+'\\n'+JSON.stringify(j,null,2);return j;}\n"
+	"function mine(){call('GET','/api/webrtc/recordings');}\n"
+	"async function start(){const j=await call('POST','/api/webrtc/rooms/'+encodeURIComponent($('room').value)"
+	"+'/recording/start?quality='+$('q').value);if(j.recording_id){const b=document.createElement('button');"
+	"b.textContent='stop '+j.recording_id.slice(0,8);b.onclick=()=>call('POST','/api/webrtc/rooms/'+"
+	"encodeURIComponent(j.room_id)+'/recording/'+j.recording_id+'/stop');$('out').before(b);}}\n"
+	"function watch(){const u=(location.protocol=='https:'?'wss://':'ws://')+location.host+"
+	"'/api/webrtc/ws?room_id='+encodeURIComponent($('room').value)+'&access_token='+"
+	"encodeURIComponent($('tok').value);const w=new WebSocket(u);"
+	"w.onmessage=e=>{$('ev').textContent=e.data+'\\n'+$('ev').textContent;};}\n"
+	"</script></body></html>\n";
+
+void http_info_index(struct http_request *req)
+{
+	http_reply(req, 200, "text/html; charset=utf-8", http_index_html, sizeof(http_index_html) - 1, NULL,
+		   NULL);
+}

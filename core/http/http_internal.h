@@ -1,0 +1,111 @@
+/* http_internal: what the files of the http module share: the server
+ * struct, one request's context, the reply helpers, authentication and the
+ * hub's entry points. Not included outside core/http. */
+#ifndef EDGEREC_HTTP_INTERNAL_H
+#define EDGEREC_HTTP_INTERNAL_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+
+#include "common_log.h"
+#include "http.h"
+#include "http_metrics.h"
+#include "http_route.h"
+
+struct mg_connection;
+struct mg_context;
+struct crypto_jwt_keys;
+struct http_hub;
+
+#define HTTP_HEALTH_MAX 8
+#define HTTP_REQUEST_ID_LEN 40
+
+extern struct log_handle http_log;
+
+struct http_health_check {
+	const char *name;
+	http_health_fn fn;
+	void *opaque;
+};
+
+struct http_server {
+	struct config *cfg;
+	struct recorder *rec;
+	struct crypto_jwt_keys *keys;
+	int jwt_leeway_s;
+	long long max_body;
+	int ws_max;
+	struct mg_context *ctx;
+	bool lib_init;                /* mg_init_library was called */
+	struct http_hub *hub;
+	struct http_metrics *metrics;
+	char url_https[96];
+	char url_http[96];
+	char tls_pem[4200];           /* the combined key+certificate civetweb reads */
+	struct http_health_check health[HTTP_HEALTH_MAX];
+	int health_count;
+	char id_prefix[9];            /* request ids: prefix-counter */
+	atomic_ullong next_request;
+	int64_t started_wall_ns;
+};
+
+/* One request being served. */
+struct http_request {
+	struct http_server *s;
+	struct mg_connection *conn;
+	int route;                    /* route id or pseudo route, for metrics */
+	int status;                   /* the reply status once sent */
+	int64_t start_ns;
+	char id[HTTP_REQUEST_ID_LEN];
+};
+
+/* Gives 'req' an id: the client's X-Request-Id when it is short and plain,
+ * else prefix-counter. */
+void http_request_begin(struct http_server *s, struct mg_connection *conn, struct http_request *req);
+
+/* Replies. Each sends the status line, Content-Type, Content-Length,
+ * X-Request-Id and Cache-Control, then the body, and records the status in
+ * 'req'. 'extra_name'/'extra_value' add one more header (may be NULL). */
+void http_reply(struct http_request *req, int status, const char *content_type, const char *body,
+		size_t len, const char *extra_name, const char *extra_value);
+/* Serializes 'body' (not taken). */
+void http_reply_json(struct http_request *req, int status, const cJSON *body);
+/* {"detail": ..., "code": ...} */
+void http_reply_error(struct http_request *req, int status, const char *code, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+/* Checks the request's bearer token (Authorization header; with
+ * 'allow_query' also the access_token query parameter). Returns 0 and the
+ * verified claims (the reference goes to the caller), or replies 401 itself
+ * and returns -1. */
+int http_auth_check(struct http_request *req, bool allow_query, cJSON **claims);
+
+/* Routes of the API (http_api.c): serves a matched route. */
+void http_api_serve(struct http_request *req, const struct http_route_match *m);
+
+/* /healthz, /metrics, /api/openapi.json, / (http_info.c). */
+void http_info_healthz(struct http_request *req);
+void http_info_metrics(struct http_request *req);
+void http_info_openapi(struct http_request *req);
+void http_info_index(struct http_request *req);
+/* The OpenAPI document text (embedded at build time) and its length. */
+extern const char http_openapi_json[];
+extern const unsigned long http_openapi_json_len;
+
+/* How many TLS configurations were held to TLS 1.2+ (http_tls.c); the
+ * server checks it after start, which also keeps the wrapper linked. */
+int http_tls_min_version_applied(void);
+
+/* The WebSocket hub (http_ws.c). */
+struct http_hub *http_hub_new(struct http_server *s);
+/* Registers the civetweb handlers for the WebSocket path on 's->ctx'. */
+void http_hub_attach(struct http_hub *hub);
+/* Stops the hub thread; every connection must already be closed. */
+void http_hub_free(struct http_hub *hub);
+/* Queues one room event for the room's subscribers (any thread). */
+void http_hub_publish(struct http_hub *hub, const char *room_id, const char *event_json);
+
+#endif

@@ -1,0 +1,562 @@
+/* http_server: the civetweb context: listeners, TLS certificate, the one
+ * request handler that routes everything, replies, and request ids. */
+#include "http_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <civetweb.h>
+
+#include "common_time.h"
+#include "common_util.h"
+#include "config.h"
+#include "crypto.h"
+#include "crypto_jwt.h"
+#include "recorder.h"
+
+struct log_handle http_log = LOG_HANDLE("http");
+
+const struct config_option http_options[] = {
+	{ "listen_https", CONFIG_STR, "0.0.0.0:8443",
+	  "HTTPS listener as ipv4:port (port 0 picks a free one); empty disables it" },
+	{ "listen_http", CONFIG_STR, "",
+	  "plain HTTP listener, loopback only (127.0.0.1:8080); empty disables it" },
+	{ "tls_cert", CONFIG_STR, "",
+	  "PEM certificate (chain) for HTTPS; empty: a self-signed one kept in state_dir/tls" },
+	{ "tls_key", CONFIG_STR, "", "PEM private key of tls_cert (empty: inside tls_cert)" },
+	{ "jwt_secret", CONFIG_STR, NULL, "HS256 secret of bearer tokens" },
+	{ "jwt_public_key", CONFIG_STR, NULL, "ES256 public key of bearer tokens: a PEM file or PEM text" },
+	{ "state_dir", CONFIG_STR, "/var/lib/edgerec", "where edgerec keeps its own state" },
+	{ "http.threads", CONFIG_INT, "48", "worker threads (each WebSocket subscriber holds one)" },
+	{ "http.ws_max_subscribers", CONFIG_INT, "24", "WebSocket subscribers at once; more get 503" },
+	{ "http.max_body", CONFIG_SIZE, "64K", "largest request body accepted (413 beyond)" },
+	{ "http.request_timeout", CONFIG_DURATION, "30s", "socket read/write timeout of one request" },
+	{ "http.jwt_leeway", CONFIG_DURATION, "30s", "tolerance for token exp/nbf" },
+	{ 0 },
+};
+
+static const char *http_reason(int status)
+{
+	const char *r = mg_get_response_code_text(NULL, status);
+	return r ? r : "";
+}
+
+void http_request_begin(struct http_server *s, struct mg_connection *conn, struct http_request *req)
+{
+	memset(req, 0, sizeof(*req));
+	req->s = s;
+	req->conn = conn;
+	req->route = HTTP_ROUTE_NOT_FOUND;
+	req->start_ns = time_mono_ns();
+	const char *given = mg_get_header(conn, "X-Request-Id");
+	if (given) {
+		size_t n = strlen(given);
+		bool plain = n > 0 && n < sizeof(req->id);
+		for (size_t i = 0; plain && i < n; i++)
+			plain = (given[i] >= 'a' && given[i] <= 'z') || (given[i] >= 'A' && given[i] <= 'Z') ||
+				(given[i] >= '0' && given[i] <= '9') || given[i] == '-' || given[i] == '_' ||
+				given[i] == '.';
+		if (plain) {
+			util_strlcpy(req->id, given, sizeof(req->id));
+			return;
+		}
+	}
+	unsigned long long n = atomic_fetch_add(&s->next_request, 1) + 1;
+	snprintf(req->id, sizeof(req->id), "%s-%llu", s->id_prefix, n);
+}
+
+void http_reply(struct http_request *req, int status, const char *content_type, const char *body,
+		size_t len, const char *extra_name, const char *extra_value)
+{
+	char clen[32];
+	struct mg_connection *c = req->conn;
+	req->status = status;
+	snprintf(clen, sizeof(clen), "%zu", len);
+	mg_response_header_start(c, status);
+	mg_response_header_add(c, "Content-Type", content_type, -1);
+	mg_response_header_add(c, "Content-Length", clen, -1);
+	mg_response_header_add(c, "X-Request-Id", req->id, -1);
+	mg_response_header_add(c, "Cache-Control", "no-store", -1);
+	if (extra_name && extra_value)
+		mg_response_header_add(c, extra_name, extra_value, -1);
+	mg_response_header_send(c);
+	if (len && strcmp(mg_get_request_info(c)->request_method, "HEAD") != 0)
+		mg_write(c, body, len);
+}
+
+void http_reply_json(struct http_request *req, int status, const cJSON *body)
+{
+	char *text = body ? cJSON_PrintUnformatted(body) : NULL;
+	if (!text) {
+		static const char oom[] = "{\"detail\":\"out of memory\",\"code\":\"internal\"}";
+		http_reply(req, 500, "application/json", oom, sizeof(oom) - 1, NULL, NULL);
+		return;
+	}
+	http_reply(req, status, "application/json", text, strlen(text), NULL, NULL);
+	cJSON_free(text);
+}
+
+/* Builds the error body; shared by http_reply_error and the civetweb error
+ * callback. Returns a malloc'd string or NULL. */
+static char *http_error_body(const char *code, const char *detail)
+{
+	cJSON *o = cJSON_CreateObject();
+	char *text = NULL;
+	if (!o)
+		return NULL;
+	if (cJSON_AddStringToObject(o, "detail", detail) && cJSON_AddStringToObject(o, "code", code))
+		text = cJSON_PrintUnformatted(o);
+	cJSON_Delete(o);
+	return text;
+}
+
+void http_reply_error(struct http_request *req, int status, const char *code, const char *fmt, ...)
+{
+	char detail[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(detail, sizeof(detail), fmt, ap);
+	va_end(ap);
+	char *text = http_error_body(code, detail);
+	if (!text) {
+		static const char oom[] = "{\"detail\":\"out of memory\",\"code\":\"internal\"}";
+		http_reply(req, 500, "application/json", oom, sizeof(oom) - 1, NULL, NULL);
+		return;
+	}
+	http_reply(req, status, "application/json", text, strlen(text), NULL, NULL);
+	cJSON_free(text);
+}
+
+/* Counts and logs a finished request: errors at info (5xx at warn), the
+ * rest at debug, always with the request id. */
+static void http_request_end(struct http_request *req)
+{
+	const struct mg_request_info *ri = mg_get_request_info(req->conn);
+	int64_t elapsed = time_mono_ns() - req->start_ns;
+	http_metrics_observe(req->s->metrics, req->route, req->status, elapsed);
+	const char *method = ri->request_method ? ri->request_method : "-";
+	const char *uri = ri->local_uri_raw ? ri->local_uri_raw : (ri->local_uri ? ri->local_uri : "-");
+	if (req->status >= 500)
+		LOG_WARN(&http_log, "req=%s %s %s %s -> %d (%.2f ms)", req->id, ri->remote_addr, method,
+			 uri, req->status, (double)elapsed / 1e6);
+	else if (req->status >= 400)
+		LOG_INFO(&http_log, "req=%s %s %s %s -> %d (%.2f ms)", req->id, ri->remote_addr, method,
+			 uri, req->status, (double)elapsed / 1e6);
+	else
+		LOG_DEBUG(&http_log, "req=%s %s %s %s -> %d (%.2f ms)", req->id, ri->remote_addr, method,
+			  uri, req->status, (double)elapsed / 1e6);
+}
+
+/* The one request handler, registered for every path: matches the route,
+ * then hands over to the API or the info pages. Runs on a civetweb worker
+ * thread. Returns the status sent (civetweb's convention for "handled"). */
+static int http_handle(struct mg_connection *conn, void *cbdata)
+{
+	struct http_server *s = cbdata;
+	const struct mg_request_info *ri = mg_get_request_info(conn);
+	struct http_request req;
+	struct http_route_match m;
+	http_request_begin(s, conn, &req);
+
+	const char *path = ri->local_uri_raw ? ri->local_uri_raw : ri->local_uri;
+	const char *method = ri->request_method;
+	int rc = http_route_match(method, path ? path : "", &m);
+	if (rc == 404) {
+		req.route = HTTP_ROUTE_NOT_FOUND;
+		http_reply_error(&req, 404, "not_found", "no route for %s", path ? path : "(none)");
+		goto done;
+	}
+	if (rc == 405) {
+		char body[256];
+		req.route = HTTP_ROUTE_METHOD_NOT_ALLOWED;
+		char *text = http_error_body("method_not_allowed", "method not allowed here");
+		snprintf(body, sizeof(body), "%s", text ? text : "{}");
+		cJSON_free(text);
+		http_reply(&req, 405, "application/json", body, strlen(body), "Allow", m.allow);
+		goto done;
+	}
+	req.route = m.route->id;
+
+	/* No route takes a body beyond a small JSON object; refuse big ones
+	 * before reading anything. */
+	if (ri->content_length > s->max_body) {
+		http_reply_error(&req, 413, "body_too_large", "request body of %lld bytes exceeds %lld",
+				 ri->content_length, s->max_body);
+		goto done;
+	}
+
+	switch (m.route->id) {
+	case HTTP_ROUTE_HEALTHZ:
+		http_info_healthz(&req);
+		break;
+	case HTTP_ROUTE_METRICS:
+		http_info_metrics(&req);
+		break;
+	case HTTP_ROUTE_OPENAPI:
+		http_info_openapi(&req);
+		break;
+	case HTTP_ROUTE_INDEX:
+		http_info_index(&req);
+		break;
+	case HTTP_ROUTE_WS:
+		/* A WebSocket upgrade goes to the hub's handlers; a plain GET
+		 * lands here. */
+		http_reply_error(&req, 426, "upgrade_required",
+				 "this path speaks WebSocket: GET with Upgrade: websocket");
+		break;
+	default:
+		http_api_serve(&req, &m);
+		break;
+	}
+done:
+	http_request_end(&req);
+	return req.status;
+}
+
+/* civetweb's own errors (malformed request line, headers too large, ...)
+ * get the same JSON body as ours. Returns 0: handled. */
+static int http_on_error(struct mg_connection *conn, int status, const char *errmsg)
+{
+	const struct mg_context *ctx = mg_get_context(conn);
+	struct http_server *s = ctx ? mg_get_user_data(ctx) : NULL;
+	char *text = NULL;
+	const char *code = status == 413 || status == 431 ? "request_too_large"
+			   : status == 404			  ? "not_found"
+			   : status >= 500			  ? "internal"
+								  : "bad_request";
+	text = http_error_body(code, errmsg && *errmsg ? errmsg : http_reason(status));
+	if (!text)
+		return 1;
+	mg_printf(conn,
+		  "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
+		  "Cache-Control: no-store\r\nConnection: close\r\n\r\n%s",
+		  status, http_reason(status), strlen(text), text);
+	cJSON_free(text);
+	if (s)
+		http_metrics_observe(s->metrics, HTTP_ROUTE_NOT_FOUND, status, 0);
+	LOG_INFO(&http_log, "rejected before routing: %d %s", status, errmsg ? errmsg : "");
+	return 0;
+}
+
+static int http_on_log(const struct mg_connection *conn, const char *message)
+{
+	LOG_WARN(&http_log, "civetweb: %s", message);
+	return 1;
+}
+
+/* Turns "host:port" into civetweb's "ip:port" (+ 's' for TLS). Accepts an
+ * IPv4 address or "localhost"; with 'loopback_only' only 127.0.0.0/8.
+ * Returns 0 or -1 with 'err'. 'url_host' receives the host for URLs. */
+static int http_listen_spec(const char *what, const char *value, bool tls, bool loopback_only,
+			    char *out, size_t outlen, char *url_host, size_t hostlen,
+			    char *err, size_t errlen)
+{
+	char host[64];
+	const char *colon = strrchr(value, ':');
+	if (!colon || colon == value || (size_t)(colon - value) >= sizeof(host)) {
+		snprintf(err, errlen, "%s: '%s' is not host:port", what, value);
+		return -1;
+	}
+	memcpy(host, value, (size_t)(colon - value));
+	host[colon - value] = '\0';
+	if (strcmp(host, "localhost") == 0)
+		strcpy(host, "127.0.0.1");
+	unsigned a, b, c, d;
+	char tail;
+	if (sscanf(host, "%u.%u.%u.%u%c", &a, &b, &c, &d, &tail) != 4 || a > 255 || b > 255 ||
+	    c > 255 || d > 255) {
+		snprintf(err, errlen, "%s: '%s' is not an IPv4 address", what, host);
+		return -1;
+	}
+	if (loopback_only && a != 127) {
+		snprintf(err, errlen, "%s: plain HTTP is served on loopback only, not on %s", what, host);
+		return -1;
+	}
+	long long port;
+	if (config_parse_int(colon + 1, &port) < 0 || port < 0 || port > 65535) {
+		snprintf(err, errlen, "%s: '%s' is not a port", what, colon + 1);
+		return -1;
+	}
+	snprintf(out, outlen, "%s:%lld%s", host, port, tls ? "s" : "");
+	snprintf(url_host, hostlen, "%s", strcmp(host, "0.0.0.0") == 0 ? "127.0.0.1" : host);
+	return 0;
+}
+
+/* Writes 'a' then 'b' (texts) into 'path' with mode 0600 via a temporary
+ * file and rename. Returns 0 or -1 with 'err'. */
+static int http_write_private(const char *path, const char *a, const char *b, char *err, size_t errlen)
+{
+	char tmp[4300];
+	snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int)getpid());
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		snprintf(err, errlen, "%s: %s", tmp, strerror(errno));
+		return -1;
+	}
+	size_t la = strlen(a), lb = strlen(b);
+	bool ok = write(fd, a, la) == (ssize_t)la && (la == 0 || a[la - 1] == '\n' || write(fd, "\n", 1) == 1) &&
+		  write(fd, b, lb) == (ssize_t)lb;
+	ok = (close(fd) == 0) && ok;
+	if (!ok || rename(tmp, path) != 0) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		unlink(tmp);
+		return -1;
+	}
+	return 0;
+}
+
+/* Prepares the one PEM file civetweb's mbedTLS glue reads (private key and
+ * certificate chain together) in state_dir/tls/server.pem: from tls_cert
+ * and tls_key when configured, else from a self-signed pair created there
+ * on first start. Returns 0 or -1 with 'err'. */
+static int http_tls_prepare(struct http_server *s, char *err, size_t errlen)
+{
+	const char *state_dir = config_get_str(s->cfg, "state_dir");
+	const char *cert = config_get_str(s->cfg, "tls_cert");
+	const char *key = config_get_str(s->cfg, "tls_key");
+	char dir[4096], cert_path[4200], key_path[4200];
+	char *cert_text = NULL, *key_text = NULL;
+	int rc = -1;
+
+	if (!state_dir || !*state_dir) {
+		snprintf(err, errlen, "state_dir is not set");
+		goto fail;
+	}
+	snprintf(dir, sizeof(dir), "%s/tls", state_dir);
+	if (util_mkdir_p(dir, 0700) < 0) {
+		snprintf(err, errlen, "cannot create %s: %s", dir, strerror(errno));
+		goto fail;
+	}
+	if (cert && *cert) {
+		snprintf(cert_path, sizeof(cert_path), "%s", cert);
+		snprintf(key_path, sizeof(key_path), "%s", key && *key ? key : cert);
+	} else {
+		snprintf(cert_path, sizeof(cert_path), "%s/cert.pem", dir);
+		snprintf(key_path, sizeof(key_path), "%s/key.pem", dir);
+		if (access(cert_path, R_OK) != 0 || access(key_path, R_OK) != 0) {
+			if (crypto_selfsigned_cert(cert_path, key_path, "edgerec", err, errlen) < 0)
+				goto fail;
+			LOG_INFO(&http_log, "created a self-signed certificate in %s", dir);
+		}
+	}
+	cert_text = util_read_file(cert_path, NULL);
+	if (!cert_text || !strstr(cert_text, "-----BEGIN CERTIFICATE-----")) {
+		snprintf(err, errlen, "tls_cert %s: %s", cert_path,
+			 cert_text ? "no PEM certificate inside" : strerror(errno));
+		goto fail;
+	}
+	key_text = util_read_file(key_path, NULL);
+	if (!key_text || !strstr(key_text, "PRIVATE KEY-----")) {
+		snprintf(err, errlen, "tls_key %s: %s", key_path,
+			 key_text ? "no PEM private key inside" : strerror(errno));
+		goto fail;
+	}
+	snprintf(s->tls_pem, sizeof(s->tls_pem), "%s/server.pem", dir);
+	/* When key and certificate are one file already, the key text holds
+	 * both: write it once. */
+	if (strcmp(cert_path, key_path) == 0)
+		rc = http_write_private(s->tls_pem, key_text, "", err, errlen);
+	else
+		rc = http_write_private(s->tls_pem, key_text, cert_text, err, errlen);
+fail:
+	free(cert_text);
+	free(key_text);
+	return rc;
+}
+
+/* Builds the JWT verification keys from jwt_secret and jwt_public_key. */
+static int http_keys_prepare(struct http_server *s, char *err, size_t errlen)
+{
+	const char *secret = config_get_str(s->cfg, "jwt_secret");
+	const char *pub = config_get_str(s->cfg, "jwt_public_key");
+	char *pem = NULL;
+	if (pub && *pub && !strstr(pub, "-----BEGIN")) {
+		pem = util_read_file(pub, NULL);
+		if (!pem) {
+			snprintf(err, errlen, "jwt_public_key %s: %s", pub, strerror(errno));
+			return -1;
+		}
+	}
+	if ((!secret || !*secret) && (!pub || !*pub))
+		LOG_WARN(&http_log, "neither jwt_secret nor jwt_public_key is set: every token is refused");
+	s->keys = crypto_jwt_keys_new(secret, pem ? pem : pub, err, errlen);
+	free(pem);
+	return s->keys ? 0 : -1;
+}
+
+/* Room events from any node (the state subscriber thread) go to the hub. */
+static void http_on_room_event(void *opaque, const char *room_id, const char *event_json)
+{
+	struct http_server *s = opaque;
+	if (s->hub)
+		http_hub_publish(s->hub, room_id, event_json);
+}
+
+/* The built-in health check: the recorder (state store, storage). */
+static bool http_health_recorder(void *opaque, char *why, size_t whylen)
+{
+	return recorder_healthy(opaque, why, whylen);
+}
+
+struct http_server *http_server_new(struct config *cfg, struct recorder *rec, char *err, size_t errlen)
+{
+	struct http_server *s = calloc(1, sizeof(*s));
+	char ports[256] = "", spec[96], host_https[64] = "", host_http[64] = "";
+	const char *https = config_get_str(cfg, "listen_https");
+	const char *plain = config_get_str(cfg, "listen_http");
+	bool want_tls = https && *https, want_plain = plain && *plain;
+
+	if (!s) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	s->cfg = cfg;
+	s->rec = rec;
+	s->started_wall_ns = time_wall_ns();
+	s->metrics = calloc(1, sizeof(*s->metrics));
+	if (!s->metrics) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	{
+		uint8_t r[4];
+		util_random_bytes(r, sizeof(r));
+		snprintf(s->id_prefix, sizeof(s->id_prefix), "%02x%02x%02x%02x", r[0], r[1], r[2], r[3]);
+	}
+	s->max_body = config_get_int(cfg, "http.max_body");
+	s->jwt_leeway_s = (int)(config_get_int(cfg, "http.jwt_leeway") / 1000);
+	s->ws_max = (int)config_get_int(cfg, "http.ws_max_subscribers");
+	long long threads = config_get_int(cfg, "http.threads");
+	if (threads < 4 || threads > 1024) {
+		snprintf(err, errlen, "http.threads: %lld is outside 4..1024", threads);
+		goto fail;
+	}
+	if (s->ws_max < 0 || s->ws_max > threads - 2) {
+		snprintf(err, errlen, "http.ws_max_subscribers must leave at least 2 of %lld threads for requests",
+			 threads);
+		goto fail;
+	}
+	if (!want_tls && !want_plain) {
+		snprintf(err, errlen, "neither listen_https nor listen_http is set");
+		goto fail;
+	}
+	if (want_plain) {
+		if (http_listen_spec("listen_http", plain, false, true, spec, sizeof(spec), host_http,
+				     sizeof(host_http), err, errlen) < 0)
+			goto fail;
+		snprintf(ports, sizeof(ports), "%s", spec);
+	}
+	if (want_tls) {
+		if (http_listen_spec("listen_https", https, true, false, spec, sizeof(spec), host_https,
+				     sizeof(host_https), err, errlen) < 0)
+			goto fail;
+		size_t n = strlen(ports);
+		snprintf(ports + n, sizeof(ports) - n, "%s%s", n ? "," : "", spec);
+		if (http_tls_prepare(s, err, errlen) < 0)
+			goto fail;
+	}
+	if (http_keys_prepare(s, err, errlen) < 0)
+		goto fail;
+	s->hub = http_hub_new(s);
+	if (!s->hub) {
+		snprintf(err, errlen, "cannot start the WebSocket hub");
+		goto fail;
+	}
+
+	char threads_text[16], timeout_text[24];
+	snprintf(threads_text, sizeof(threads_text), "%lld", threads);
+	snprintf(timeout_text, sizeof(timeout_text), "%lld", config_get_int(cfg, "http.request_timeout"));
+	const char *options[] = {
+		"listening_ports", ports,
+		"num_threads", threads_text,
+		"request_timeout_ms", timeout_text,
+		"enable_keep_alive", "yes",
+		"keep_alive_timeout_ms", "5000",
+		"websocket_timeout_ms", "30000",
+		"enable_websocket_ping_pong", "yes",
+		"max_request_size", "16384",
+		"listen_backlog", "512",
+		"enable_auth_domain_check", "no",
+		want_tls ? "ssl_certificate" : NULL, s->tls_pem,
+		NULL, NULL,
+	};
+	struct mg_callbacks callbacks;
+	memset(&callbacks, 0, sizeof(callbacks));
+	callbacks.http_error = http_on_error;
+	callbacks.log_message = http_on_log;
+	struct mg_init_data init = { .callbacks = &callbacks, .user_data = s, .configuration_options = options };
+	char civet_err[256] = "";
+	struct mg_error_data error = { .text = civet_err, .text_buffer_size = sizeof(civet_err) };
+	mg_init_library(0);
+	s->lib_init = true;
+	s->ctx = mg_start2(&init, &error);
+	if (!s->ctx || civet_err[0]) {
+		/* civetweb keeps running when the TLS context fails; we do not. */
+		snprintf(err, errlen, "cannot start the server on %s: %s", ports,
+			 civet_err[0] ? civet_err : "unknown error");
+		goto fail;
+	}
+	if (want_tls && http_tls_min_version_applied() == 0) {
+		snprintf(err, errlen, "TLS could not be restricted to TLS 1.2 and later (link without "
+				      "-Wl,--wrap=mbedtls_ssl_config_defaults?)");
+		goto fail;
+	}
+	mg_set_request_handler(s->ctx, "**", http_handle, s);
+	http_hub_attach(s->hub);
+
+	struct mg_server_port sp[4];
+	int n = mg_get_server_ports(s->ctx, 4, sp);
+	for (int i = 0; i < n; i++) {
+		if (sp[i].is_ssl)
+			snprintf(s->url_https, sizeof(s->url_https), "https://%s:%d", host_https, sp[i].port);
+		else
+			snprintf(s->url_http, sizeof(s->url_http), "http://%s:%d", host_http, sp[i].port);
+	}
+	http_server_add_health_check(s, "recorder", http_health_recorder, rec);
+	if (recorder_on_event(rec, http_on_room_event, s) < 0)
+		LOG_WARN(&http_log, "room events unavailable: WebSocket clients will receive nothing");
+	LOG_INFO(&http_log, "serving%s%s%s%s", s->url_https[0] ? " " : "", s->url_https,
+		 s->url_http[0] ? " " : "", s->url_http);
+	return s;
+fail:
+	http_server_free(s);
+	return NULL;
+}
+
+void http_server_free(struct http_server *s)
+{
+	if (!s)
+		return;
+	/* Detach from the recorder first so no event arrives for a hub that
+	 * is going away. */
+	if (s->rec && s->ctx)
+		recorder_on_event(s->rec, NULL, NULL);
+	if (s->ctx)
+		mg_stop(s->ctx);
+	if (s->lib_init)
+		mg_exit_library();
+	http_hub_free(s->hub);
+	crypto_jwt_keys_free(s->keys);
+	free(s->metrics);
+	free(s);
+}
+
+const char *http_server_url(const struct http_server *s, bool tls)
+{
+	const char *u = tls ? s->url_https : s->url_http;
+	return u[0] ? u : NULL;
+}
+
+int http_server_add_health_check(struct http_server *s, const char *name, http_health_fn fn, void *opaque)
+{
+	if (!s || !fn || s->health_count >= HTTP_HEALTH_MAX)
+		return -1;
+	s->health[s->health_count++] = (struct http_health_check){ name, fn, opaque };
+	return 0;
+}

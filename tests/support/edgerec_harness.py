@@ -1,0 +1,579 @@
+"""edgerec_harness: start real servers for integration tests and talk to them.
+
+Everything a test needs to drive edgerec from the outside, with nothing of
+edgerec's own code on the client side:
+
+  Redis()                   a real redis-server on 127.0.0.1, a free port and
+                            a temp dir; .cli(...) runs redis-cli against it;
+                            .restart() keeps port and data directory.
+  Edgerec(redis=..., ...)   `edgerec serve` with a temp config and state_dir;
+                            .start() waits for /healthz; .request() speaks
+                            HTTPS pinned to the server's own certificate;
+                            .ws() opens a WebSocket subscription; .kill()
+                            and .restart() for crash tests.
+  mint_token(secret, sub)   an HS256 JWT made with Python's hmac, so tokens
+                            never depend on the code under test; the other
+                            arguments build every defect a test may want.
+  cleanup()                 stops every process started here (also run at
+                            exit, and on SIGTERM from ctest's timeout).
+
+Environment (set by tests/CMakeLists.txt): EDGEREC_BIN, the executable;
+EDGEREC_SOURCE_DIR; EDGEREC_BUILD_DIR. Set EDGEREC_HARNESS_KEEP=1 to keep
+temp dirs and print their place, EDGEREC_HARNESS_VERBOSE=1 to echo the
+server's log on stop.
+
+Typical use:
+
+    from edgerec_harness import Redis, Edgerec, mint_token, run_tests
+    def test_start_stop(ctx):
+        r = ctx.node.request("POST", "/api/webrtc/rooms/lobby/recording/start")
+        assert r.status == 200, r
+    run_tests(globals(), setup=...)   # or plain main()
+"""
+
+import atexit
+import base64
+import hashlib
+import hmac
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+import urllib.parse
+
+__all__ = ["Redis", "Edgerec", "Response", "mint_token", "b64url", "free_port",
+           "cleanup", "run_tests", "wait_until", "TEST_SECRET"]
+
+TEST_SECRET = "edgerec-test-secret-0123456789abcdef0123456789"
+
+_procs = []          # every Popen started here, for cleanup()
+_tmpdirs = []        # every temp dir made here
+_lock = threading.Lock()
+
+
+def _keep():
+    return os.environ.get("EDGEREC_HARNESS_KEEP") == "1"
+
+
+def _verbose():
+    return os.environ.get("EDGEREC_HARNESS_VERBOSE") == "1"
+
+
+def mktemp(prefix):
+    d = tempfile.mkdtemp(prefix="edgerec-" + prefix + "-")
+    _tmpdirs.append(d)
+    return d
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(pred, timeout=10.0, interval=0.05, what="condition"):
+    """Polls pred() until it returns a true value (returned) or raises
+    AssertionError after 'timeout' seconds."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = pred()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError("timed out after %.1fs waiting for %s (last: %r)" % (timeout, what, last))
+
+
+def b64url(data):
+    if isinstance(data, str):
+        data = data.encode()
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def mint_token(secret=TEST_SECRET, sub="alice", ttl=3600, alg="HS256", header=None,
+               claims=None, drop=(), sign_with=None, signature=None, now=None):
+    """Builds a JWT with Python's hmac. 'alg' goes in the header (HS256
+    signs with SHA-256; "none" leaves the signature empty; any other name is
+    signed with HMAC-SHA-512 so a test can offer a wrong algorithm).
+    'header'/'claims' add or override fields; 'drop' removes claims
+    ("sub", "exp"); 'sign_with' signs with another secret; 'signature'
+    replaces the signature part verbatim."""
+    now = int(time.time()) if now is None else now
+    hdr = {"alg": alg, "typ": "JWT"}
+    hdr.update(header or {})
+    body = {"sub": sub, "iat": now}
+    if ttl is not None:
+        body["exp"] = now + ttl
+    body.update(claims or {})
+    for k in drop:
+        body.pop(k, None)
+    signing_input = b64url(json.dumps(hdr, separators=(",", ":"))) + "." + \
+        b64url(json.dumps(body, separators=(",", ":")))
+    key = (sign_with if sign_with is not None else secret).encode()
+    if signature is not None:
+        sig = signature
+    elif alg == "none":
+        sig = ""
+    elif alg == "HS256":
+        sig = b64url(hmac.new(key, signing_input.encode(), hashlib.sha256).digest())
+    else:
+        sig = b64url(hmac.new(key, signing_input.encode(), hashlib.sha512).digest())
+    return signing_input + "." + sig
+
+
+def _start(argv, log_path, **kw):
+    log = open(log_path, "ab")
+    p = subprocess.Popen(argv, stdout=kw.pop("stdout", log), stderr=log, stdin=subprocess.DEVNULL,
+                         start_new_session=True, **kw)
+    p._edgerec_log = log
+    with _lock:
+        _procs.append(p)
+    return p
+
+
+def _stop(p, sig=signal.SIGTERM, timeout=15.0):
+    if p is None:
+        return None
+    if p.poll() is None:
+        try:
+            p.send_signal(sig)
+            p.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+    try:
+        p._edgerec_log.close()
+    except Exception:
+        pass
+    with _lock:
+        if p in _procs:
+            _procs.remove(p)
+    return p.returncode
+
+
+def cleanup():
+    """Stops every process started by this harness and removes temp dirs."""
+    with _lock:
+        procs = list(_procs)
+    for p in procs:
+        _stop(p, signal.SIGTERM, timeout=5)
+    if _keep():
+        for d in _tmpdirs:
+            print("harness: kept", d, file=sys.stderr)
+    else:
+        for d in _tmpdirs:
+            shutil.rmtree(d, ignore_errors=True)
+    _tmpdirs.clear()
+
+
+atexit.register(cleanup)
+
+
+def _on_term(signum, frame):
+    cleanup()
+    sys.exit(128 + signum)
+
+
+signal.signal(signal.SIGTERM, _on_term)
+
+
+class Redis:
+    """A real redis-server for one test run (127.0.0.1, free port, temp dir,
+    persistence on so restart() keeps the data)."""
+
+    def __init__(self, appendonly=True):
+        self.dir = mktemp("redis")
+        self.port = free_port()
+        self.appendonly = appendonly
+        self.proc = None
+        self.url = "redis://127.0.0.1:%d" % self.port
+
+    def start(self):
+        argv = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+                "--dir", self.dir, "--save", "", "--appendonly",
+                "yes" if self.appendonly else "no", "--daemonize", "no",
+                "--protected-mode", "no", "--logfile", ""]
+        self.proc = _start(argv, os.path.join(self.dir, "redis.log"))
+        wait_until(lambda: self.ping(), timeout=10, what="redis-server on %d" % self.port)
+        return self
+
+    def ping(self):
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
+                s.sendall(b"PING\r\n")
+                return s.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def cli(self, *args):
+        """Runs redis-cli with 'args'; returns its stdout stripped."""
+        out = subprocess.run(["redis-cli", "-p", str(self.port), "--no-raw"] + [str(a) for a in args],
+                             capture_output=True, text=True, timeout=10)
+        return out.stdout.strip()
+
+    def raw(self, *args):
+        """Runs redis-cli --raw (values printed without quoting)."""
+        out = subprocess.run(["redis-cli", "-p", str(self.port), "--raw"] + [str(a) for a in args],
+                             capture_output=True, text=True, timeout=10)
+        return out.stdout.rstrip("\n")
+
+    def stop(self):
+        _stop(self.proc)
+        self.proc = None
+
+    def restart(self, down_seconds=0.0):
+        self.stop()
+        if down_seconds:
+            time.sleep(down_seconds)
+        return self.start()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+class Response:
+    """One HTTP reply: status, headers (lower-case names), body bytes, and
+    .json (parsed, or None)."""
+
+    def __init__(self, status, headers, body):
+        self.status = status
+        self.headers = headers
+        self.body = body
+        try:
+            self.json = json.loads(body) if body else None
+        except ValueError:
+            self.json = None
+
+    def __repr__(self):
+        text = self.body[:400].decode("utf-8", "replace")
+        return "<%d %s>" % (self.status, text)
+
+
+class Edgerec:
+    """One `edgerec serve` process with its own temp config and state dir.
+
+    redis: a Redis() (its URL is configured) or None for the embedded one.
+    config: extra `key = value` options. storage: where recordings go
+    (default: a temp dir; share it between nodes if they must see files)."""
+
+    def __init__(self, redis=None, config=None, secret=TEST_SECRET, storage=None,
+                 state_dir=None, plain_http=True, name="node"):
+        self.bin = os.environ.get("EDGEREC_BIN") or os.path.join(
+            os.environ.get("EDGEREC_BUILD_DIR", "build"), "core", "edgerec")
+        self.redis = redis
+        self.secret = secret
+        self.name = name
+        self.dir = mktemp(name)
+        self.state_dir = state_dir or os.path.join(self.dir, "state")
+        self.storage = storage or os.path.join(self.dir, "recordings")
+        self.plain_http = plain_http
+        self.extra = dict(config or {})
+        self.proc = None
+        self.url = None
+        self.http_url = None
+        self.dev_token = None
+        self.lines = []
+        self.log_path = os.path.join(self.dir, "edgerec.log")
+        self._ssl = None
+        self._conn = None
+        self._https_port = None
+        self._http_port = None
+
+    # -- process ----------------------------------------------------------
+
+    def config_text(self):
+        # Ports are fixed at the first start so a restart keeps them.
+        if self._https_port is None:
+            self._https_port = free_port()
+            self._http_port = free_port()
+        opts = {
+            "state_dir": self.state_dir,
+            "local_storage_path": self.storage,
+            "listen_https": "127.0.0.1:%d" % self._https_port,
+            "listen_http": "127.0.0.1:%d" % self._http_port if self.plain_http else "",
+            "jwt_secret": self.secret,
+            "redis_url": self.redis.url if self.redis else "",
+        }
+        opts.update(self.extra)
+        return "".join('%s = "%s"\n' % (k, str(v).replace("\\", "\\\\").replace('"', '\\"'))
+                       for k, v in opts.items())
+
+    def start(self, timeout=20.0, wait_healthy=True):
+        cfg = os.path.join(self.dir, "edgerec.conf")
+        with open(cfg, "w") as f:
+            f.write(self.config_text())
+        env = dict(os.environ)
+        env.setdefault("EDGEREC_LOG", "info")
+        self.lines = []
+        self.proc = _start([self.bin, "serve", "--config", cfg], self.log_path,
+                           stdout=subprocess.PIPE, env=env)
+        threading.Thread(target=self._read_stdout, args=(self.proc,), daemon=True).start()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError("edgerec exited with %s during start:\n%s" %
+                                     (self.proc.returncode, self.log_tail()))
+            if any("ready" in l for l in self.lines):
+                break
+            time.sleep(0.05)
+        else:
+            raise AssertionError("edgerec did not print 'ready' in %.0fs:\n%s" % (timeout, self.log_tail()))
+        for l in self.lines:
+            if "listening on https://" in l:
+                self.url = l.split("listening on ", 1)[1].strip()
+            elif "listening on http://" in l:
+                self.http_url = l.split("listening on ", 1)[1].strip()
+            elif "token for user" in l:
+                self.dev_token = l.rsplit(" ", 1)[1].strip()
+        self._ssl = None
+        self._conn = None
+        if wait_healthy:
+            wait_until(lambda: self.healthz_status() == 200, timeout=timeout,
+                       what="/healthz 200 from %s" % self.name)
+        return self
+
+    def _read_stdout(self, proc):
+        for raw in proc.stdout:
+            line = raw.decode("utf-8", "replace").rstrip("\n")
+            self.lines.append(line)
+
+    def log_tail(self, n=60):
+        try:
+            with open(self.log_path, "rb") as f:
+                lines = f.read().decode("utf-8", "replace").splitlines()
+            return "\n".join(lines[-n:])
+        except OSError:
+            return "(no log)"
+
+    def log_text(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout=30.0):
+        """SIGTERM and wait; returns the exit status."""
+        if _verbose():
+            print(self.log_tail(200), file=sys.stderr)
+        self.close()
+        rc = _stop(self.proc, signal.SIGTERM, timeout=timeout)
+        self.proc = None
+        return rc
+
+    def kill(self):
+        """SIGKILL: the crash case."""
+        self.close()
+        rc = _stop(self.proc, signal.SIGKILL, timeout=5)
+        self.proc = None
+        return rc
+
+    def restart(self, **kw):
+        if self.alive():
+            self.stop()
+        return self.start(**kw)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        if exc[0] is not None:
+            print("--- %s log tail ---\n%s" % (self.name, self.log_tail()), file=sys.stderr)
+        self.stop()
+
+    # -- HTTP -------------------------------------------------------------
+
+    @property
+    def cert_path(self):
+        return os.path.join(self.state_dir, "tls", "cert.pem")
+
+    def ssl_context(self):
+        """TLS pinned to the server's self-signed certificate (its SAN holds
+        127.0.0.1, so host name checking stays on)."""
+        if self._ssl is None:
+            self._ssl = ssl.create_default_context(cafile=self.cert_path)
+        return self._ssl
+
+    def token(self, sub="alice", **kw):
+        return mint_token(self.secret, sub=sub, **kw)
+
+    def _connection(self, fresh=False):
+        u = urllib.parse.urlsplit(self.url)
+        if fresh or self._conn is None:
+            if self._conn is not None:
+                self._conn.close()
+            self._conn = http.client.HTTPSConnection(u.hostname, u.port, context=self.ssl_context(),
+                                                     timeout=30)
+        return self._conn
+
+    def close(self):
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def request(self, method, path, token="alice", headers=None, body=None, fresh=False):
+        """Sends one request over a kept-alive HTTPS connection. 'token' is a
+        user name (a token is minted for it), a ready token when it contains
+        dots, or None for no Authorization header. Returns a Response."""
+        hdrs = dict(headers or {})
+        if token is not None and "Authorization" not in hdrs:
+            tok = token if "." in token else self.token(token)
+            hdrs["Authorization"] = "Bearer " + tok
+        if isinstance(body, (dict, list)):
+            body = json.dumps(body)
+            hdrs.setdefault("Content-Type", "application/json")
+        for attempt in range(2):
+            conn = self._connection(fresh=fresh or attempt > 0)
+            try:
+                conn.request(method, path, body=body, headers=hdrs)
+                r = conn.getresponse()
+                data = r.read()
+                resp = Response(r.status, {k.lower(): v for k, v in r.getheaders()}, data)
+                if resp.headers.get("connection", "").lower() == "close":
+                    self.close()
+                return resp
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError,
+                    http.client.CannotSendRequest):
+                self.close()
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")
+
+    def healthz_status(self):
+        try:
+            return self.request("GET", "/healthz", token=None, fresh=True).status
+        except OSError:
+            return None
+
+    # -- the API, spelled out -----------------------------------------------
+
+    def start_recording(self, room, user="alice", fmt=None, quality=None):
+        q = {}
+        if fmt:
+            q["recording_format"] = fmt
+        if quality:
+            q["quality"] = quality
+        path = "/api/webrtc/rooms/%s/recording/start" % room
+        if q:
+            path += "?" + urllib.parse.urlencode(q)
+        return self.request("POST", path, token=user)
+
+    def op(self, op, room, rid, user="alice"):
+        """op: stop | pause | resume | cancel | status."""
+        base = "/api/webrtc/rooms/%s/recording/%s" % (room, rid)
+        if op == "cancel":
+            return self.request("DELETE", base, token=user)
+        if op == "status":
+            return self.request("GET", base + "/status", token=user)
+        return self.request("POST", base + "/" + op, token=user)
+
+    def wait_status(self, room, rid, statuses, user="alice", timeout=20.0):
+        """Polls status until it is one of 'statuses'; returns the object."""
+        if isinstance(statuses, str):
+            statuses = (statuses,)
+
+        def check():
+            r = self.op("status", room, rid, user)
+            return r.json if r.status == 200 and r.json.get("status") in statuses else None
+        return wait_until(check, timeout=timeout, interval=0.1,
+                          what="recording %s in %s" % (rid, "/".join(statuses)))
+
+    # -- WebSocket ----------------------------------------------------------
+
+    def ws(self, room, user="alice", via="query", token=None, timeout=10.0):
+        """Opens a subscription to 'room' and waits for the 'subscribed'
+        frame. via: "query" (access_token) or "header" (Authorization).
+        Returns the websocket (python3-websocket) object."""
+        import websocket  # Debian python3-websocket
+        tok = token or self.token(user)
+        u = urllib.parse.urlsplit(self.url)
+        url = "wss://%s:%d/api/webrtc/ws?room_id=%s" % (u.hostname, u.port, urllib.parse.quote(room))
+        headers = []
+        if via == "query":
+            url += "&access_token=" + urllib.parse.quote(tok)
+        else:
+            headers.append("Authorization: Bearer " + tok)
+        ws = websocket.create_connection(url, header=headers, timeout=timeout,
+                                         sslopt={"ca_certs": self.cert_path})
+        first = json.loads(ws.recv())
+        assert first.get("type") == "subscribed" and first.get("room_id") == room, first
+        return ws
+
+
+def ws_next(ws, want_type=None, timeout=10.0):
+    """Reads frames until one of type 'want_type' (any when None); returns
+    it parsed. Raises AssertionError on timeout."""
+    import websocket
+    deadline = time.monotonic() + timeout
+    seen = []
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError("no %s frame within %.1fs (saw %s)" % (want_type, timeout, seen))
+        ws.settimeout(left)
+        try:
+            ev = json.loads(ws.recv())
+        except websocket.WebSocketTimeoutException:
+            continue
+        seen.append(ev.get("type"))
+        if want_type is None or ev.get("type") == want_type:
+            return ev
+
+
+__all__.append("ws_next")
+
+
+def run_tests(namespace, setup=None, teardown=None):
+    """Runs every function named test_* in 'namespace' in definition order
+    with a shared context (what setup() returns), prints one line per test
+    and exits non-zero when any failed (EDGEREC_TEST_ONLY=substring runs a
+    subset)."""
+    tests = [(n, f) for n, f in namespace.items() if n.startswith("test_") and callable(f)]
+    only = os.environ.get("EDGEREC_TEST_ONLY")
+    if only:
+        tests = [(n, f) for n, f in tests if only in n]
+    failed = []
+    ctx = None
+    try:
+        ctx = setup() if setup else None
+        for name, fn in tests:
+            t0 = time.monotonic()
+            try:
+                fn(ctx)
+                print("ok   %-50s %.2fs" % (name, time.monotonic() - t0), flush=True)
+            except Exception:
+                failed.append(name)
+                print("FAIL %-50s %.2fs" % (name, time.monotonic() - t0), flush=True)
+                traceback.print_exc()
+                for node in getattr(ctx, "nodes", []) or []:
+                    print("--- %s log tail ---\n%s" % (node.name, node.log_tail(40)), file=sys.stderr)
+    except Exception:
+        traceback.print_exc()
+        failed.append("setup")
+    finally:
+        if teardown:
+            try:
+                teardown(ctx)
+            except Exception:
+                traceback.print_exc()
+                failed.append("teardown")
+        cleanup()
+    print("%d passed, %d failed" % (len(tests) - len([f for f in failed if f not in ("setup", "teardown")]),
+                                   len(failed)), flush=True)
+    sys.exit(1 if failed or not tests else 0)
