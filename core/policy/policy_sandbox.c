@@ -1,0 +1,564 @@
+/* policy_sandbox: one lua_State per policy file, fenced in.
+ *
+ * What a policy can reach is built here from an allow-list: a few base
+ * functions, string (without dump, with a cost guard on pattern matching),
+ * table, math, utf8, os.time/clock/date, the read-only `edge` table and
+ * lib("name") for the helpers in <policy_dir>/lib. Library tables are
+ * read-only views with locked metatables. Chunks are text only. Three
+ * budgets bound every call and every load: a memory cap in the allocator, an
+ * instruction count and a wall-clock deadline checked by a count hook. Once
+ * a budget is exceeded the hook is re-armed to fire on every instruction and
+ * raise again, so a policy that catches the error with pcall is stopped at
+ * its next instruction anyway. */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <lauxlib.h>
+#include <lualib.h>
+
+#include "common_time.h"
+#include "common_util.h"
+#include "policy_internal.h"
+
+/* Registry keys (addresses are unique) for the policy's environment, the
+ * base table its globals fall back to, and the loaded lib() modules. */
+static const char sandbox_key_env = 0;
+static const char sandbox_key_base = 0;
+static const char sandbox_key_libs = 0;
+static const char sandbox_key_module = 0;
+
+/* Pattern matching runs in C where the hook cannot interrupt it, so a
+ * subject/pattern pair whose backtracking could explode is refused before it
+ * runs: with q quantifiers the work is bounded by len^(q+1) steps (len^q
+ * when anchored), and that bound must stay under this many steps. */
+#define SANDBOX_PATTERN_BUDGET 2e7
+
+struct policy_sandbox *policy_sandbox_of(lua_State *L)
+{
+	void *ud = NULL;
+	lua_getallocf(L, &ud);
+	return ud;
+}
+
+static void sandbox_hook(lua_State *L, lua_Debug *ar);
+
+/* The allocator: realloc with a cap. A refused allocation during a call
+ * also marks the call as killed so a caught memory error cannot be retried
+ * forever. */
+static void *sandbox_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+	struct policy_sandbox *sb = ud;
+	if (!ptr)
+		osize = 0;
+	if (nsize == 0) {
+		free(ptr);
+		sb->used -= osize;
+		return NULL;
+	}
+	if (nsize > osize && sb->used + (nsize - osize) > sb->limits.max_memory) {
+		if (sb->armed && !sb->killed) {
+			sb->killed = "memory limit";
+			if (sb->L)
+				lua_sethook(sb->L, sandbox_hook, LUA_MASKCOUNT, 1);
+		}
+		return NULL;
+	}
+	void *p = realloc(ptr, nsize);
+	if (!p)
+		return NULL;
+	sb->used = sb->used - osize + nsize;
+	return p;
+}
+
+/* The count hook: charges the instructions, checks the deadline, and once
+ * anything is exceeded raises on every instruction. */
+static void sandbox_hook(lua_State *L, lua_Debug *ar)
+{
+	(void)ar;
+	struct policy_sandbox *sb = policy_sandbox_of(L);
+	if (!sb->armed)
+		return;
+	if (!sb->killed) {
+		sb->instructions += POLICY_HOOK_EVERY;
+		if (sb->instructions > sb->limits.max_instructions)
+			sb->killed = "instruction limit";
+		else if (time_mono_ns() > sb->deadline_ns)
+			sb->killed = "time limit";
+		if (!sb->killed)
+			return;
+		lua_sethook(L, sandbox_hook, LUA_MASKCOUNT, 1);
+	}
+	luaL_error(L, "policy stopped: %s exceeded", sb->killed);
+}
+
+void policy_sandbox_arm(struct policy_sandbox *sb)
+{
+	sb->instructions = 0;
+	sb->killed = NULL;
+	sb->deadline_ns = time_mono_ns() + sb->limits.max_call_ns;
+	sb->armed = true;
+	lua_sethook(sb->L, sandbox_hook, LUA_MASKCOUNT, POLICY_HOOK_EVERY);
+}
+
+void policy_sandbox_disarm(struct policy_sandbox *sb)
+{
+	lua_sethook(sb->L, NULL, 0, 0);
+	sb->armed = false;
+	if (sb->killed) {
+		/* Whatever the stopped call piled up goes now, not at the next call. */
+		lua_gc(sb->L, LUA_GCCOLLECT);
+	}
+	sb->killed = NULL;
+}
+
+/* ---- the allow-listed functions ----------------------------------------- */
+
+/* Counts the quantifiers of a Lua pattern (outside sets and escapes), %b
+ * counting as one. */
+static int sandbox_pattern_quantifiers(const char *p, size_t len)
+{
+	int q = 0;
+	size_t i = 0;
+	if (i < len && p[i] == '^')
+		i++;
+	while (i < len) {
+		char c = p[i];
+		if (c == '%') {
+			if (i + 1 < len && p[i + 1] == 'b') {
+				q++;
+				i += 4;
+			} else if (i + 1 < len && p[i + 1] == 'f') {
+				i += 2; /* the set that follows is skipped as a set below */
+			} else {
+				i += 2;
+			}
+			continue;
+		}
+		if (c == '[') {
+			i++;
+			if (i < len && p[i] == '^')
+				i++;
+			if (i < len && p[i] == ']')
+				i++;
+			while (i < len && p[i] != ']') {
+				if (p[i] == '%')
+					i++;
+				i++;
+			}
+			i++;
+			continue;
+		}
+		if (c == '*' || c == '+' || c == '-' || c == '?')
+			q++;
+		i++;
+	}
+	return q;
+}
+
+/* string.find/match/gmatch/gsub behind the cost guard. Upvalue 1 is the
+ * real function, upvalue 2 its name. */
+static int sandbox_pattern_call(lua_State *L)
+{
+	size_t slen = 0, plen = 0;
+	luaL_checklstring(L, 1, &slen);
+	const char *p = luaL_checklstring(L, 2, &plen);
+	const char *name = lua_tostring(L, lua_upvalueindex(2));
+	bool plain = strcmp(name, "find") == 0 && lua_toboolean(L, 4);
+	if (!plain) {
+		int q = sandbox_pattern_quantifiers(p, plen);
+		if (q > 0) {
+			int exp = q + (plen > 0 && p[0] == '^' ? 0 : 1);
+			double cost = pow((double)(slen > 1 ? slen : 1), exp);
+			if (cost > SANDBOX_PATTERN_BUDGET)
+				return luaL_error(L, "string.%s: pattern with %d quantifiers is too costly "
+						  "for a %d-byte subject", name, q, (int)slen);
+		}
+	}
+	lua_pushvalue(L, lua_upvalueindex(1));
+	lua_insert(L, 1);
+	lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+	return lua_gettop(L);
+}
+
+/* setmetatable that refuses __gc: a finalizer would run Lua code outside
+ * any call's budgets (at collection or at close). */
+static int sandbox_setmetatable(lua_State *L)
+{
+	luaL_checktype(L, 1, LUA_TTABLE);
+	if (lua_type(L, 2) == LUA_TTABLE) {
+		if (lua_getfield(L, 2, "__gc") != LUA_TNIL)
+			return luaL_error(L, "setmetatable: __gc is not allowed in policies");
+		lua_pop(L, 1);
+	} else if (!lua_isnil(L, 2)) {
+		return luaL_typeerror(L, 2, "nil or table");
+	}
+	if (luaL_getmetafield(L, 1, "__metatable") != LUA_TNIL)
+		return luaL_error(L, "cannot change a protected metatable");
+	lua_settop(L, 2);
+	lua_setmetatable(L, 1);
+	return 1;
+}
+
+/* collectgarbage("count") only: a policy may look, not steer. */
+static int sandbox_collectgarbage(lua_State *L)
+{
+	const char *opt = luaL_optstring(L, 1, "count");
+	if (strcmp(opt, "count") != 0)
+		return luaL_error(L, "collectgarbage: only \"count\" is allowed in policies");
+	int kb = lua_gc(L, LUA_GCCOUNT);
+	int b = lua_gc(L, LUA_GCCOUNTB);
+	lua_pushnumber(L, (lua_Number)kb + (lua_Number)b / 1024.0);
+	return 1;
+}
+
+/* load(text[, chunkname[, mode[, env]]]): text chunks only; the environment
+ * is the given table or the policy's own. A function reader is refused. */
+static int sandbox_load(lua_State *L)
+{
+	size_t len = 0;
+	const char *src = lua_tolstring(L, 1, &len);
+	if (!src || lua_type(L, 1) != LUA_TSTRING)
+		return luaL_error(L, "load: only source text is accepted in policies");
+	const char *name = luaL_optstring(L, 2, "=(load)");
+	const char *mode = luaL_optstring(L, 3, "t");
+	if (strcmp(mode, "t") != 0)
+		return luaL_error(L, "load: binary chunks are not allowed in policies");
+	if (len > 0 && src[0] == LUA_SIGNATURE[0])
+		return luaL_error(L, "load: binary chunks are not allowed in policies");
+	int env = lua_istable(L, 4) ? 4 : 0;
+	if (!env && !lua_isnoneornil(L, 4))
+		return luaL_typeerror(L, 4, "table");
+	if (luaL_loadbufferx(L, src, len, name, "t") != LUA_OK) {
+		lua_pushnil(L);
+		lua_insert(L, -2);
+		return 2; /* nil, message */
+	}
+	if (env)
+		lua_pushvalue(L, 4);
+	else
+		lua_rawgetp(L, LUA_REGISTRYINDEX, &sandbox_key_env);
+	lua_setupvalue(L, -2, 1);
+	return 1;
+}
+
+/* print(...) goes to the log at INFO under the policy's name. */
+static int sandbox_print(lua_State *L)
+{
+	struct policy_sandbox *sb = policy_sandbox_of(L);
+	int n = lua_gettop(L);
+	luaL_Buffer b;
+	luaL_buffinit(L, &b);
+	for (int i = 1; i <= n; i++) {
+		if (i > 1)
+			luaL_addchar(&b, '\t');
+		luaL_tolstring(L, i, NULL);
+		luaL_addvalue(&b);
+	}
+	luaL_pushresult(&b);
+	LOG_INFO(sb->log, "%.1000s", lua_tostring(L, -1));
+	return 0;
+}
+
+/* Pushes a new environment table whose reads fall back to the base table. */
+static void sandbox_push_env(lua_State *L)
+{
+	lua_newtable(L);                                  /* env */
+	lua_newtable(L);                                  /* env mt */
+	lua_rawgetp(L, LUA_REGISTRYINDEX, &sandbox_key_base);
+	lua_setfield(L, -2, "__index");
+	lua_pushliteral(L, "locked");
+	lua_setfield(L, -2, "__metatable");
+	lua_setmetatable(L, -2);                          /* env */
+	lua_pushvalue(L, -1);
+	lua_setfield(L, -2, "_G");                        /* env */
+}
+
+/* Reads <dir>/lib/<name>.lua into a userdata buffer (so nothing leaks if a
+ * later step raises) and pushes it; its length goes to '*len'. */
+static const char *sandbox_read_lib(lua_State *L, const char *path, size_t *len)
+{
+	struct stat st;
+	if (stat(path, &st) != 0 || !S_ISREG(st.st_mode)) {
+		luaL_error(L, "lib: cannot open %s", path);
+		return NULL;
+	}
+	if (st.st_size > (1 << 20)) {
+		luaL_error(L, "lib: %s is larger than 1 MiB", path);
+		return NULL;
+	}
+	char *buf = lua_newuserdatauv(L, (size_t)st.st_size + 1, 0);
+	FILE *f = fopen(path, "rb");
+	if (!f) {
+		luaL_error(L, "lib: cannot open %s: %s", path, strerror(errno));
+		return NULL;
+	}
+	size_t got = fread(buf, 1, (size_t)st.st_size, f);
+	fclose(f);
+	buf[got] = 0;
+	*len = got;
+	return buf;
+}
+
+/* lib("name"): loads <policy_dir>/lib/<name>.lua once per state, in its own
+ * environment over the same base, and returns what it returned. */
+static int sandbox_lib(lua_State *L)
+{
+	struct policy_sandbox *sb = policy_sandbox_of(L);
+	const char *name = luaL_checkstring(L, 1);
+	size_t n = strlen(name);
+	if (n == 0 || n > 64 || strspn(name, "abcdefghijklmnopqrstuvwxyz0123456789_") != n)
+		return luaL_error(L, "lib: '%s' is not a helper name ([a-z0-9_]+)", name);
+	lua_settop(L, 1);
+	lua_rawgetp(L, LUA_REGISTRYINDEX, &sandbox_key_libs); /* name libs */
+	if (lua_getfield(L, 2, name) != LUA_TNIL)              /* name libs mod */
+		return 1;
+	lua_pop(L, 1);                                         /* name libs */
+	char path[POLICY_PATH_MAX];
+	snprintf(path, sizeof(path), "%s/lib/%s.lua", policy_host_dir(sb->host), name);
+	size_t len = 0;
+	const char *src = sandbox_read_lib(L, path, &len);     /* name libs buf */
+	char chunk[96];
+	snprintf(chunk, sizeof(chunk), "@lib/%s.lua", name);
+	if (luaL_loadbufferx(L, src, len, chunk, "t") != LUA_OK) /* name libs buf fn|msg */
+		return lua_error(L);
+	sandbox_push_env(L);                                   /* name libs buf fn env */
+	lua_setupvalue(L, -2, 1);                              /* name libs buf fn */
+	lua_call(L, 0, 1);                                     /* name libs buf mod */
+	if (lua_isnil(L, -1)) {
+		lua_pop(L, 1);
+		lua_pushboolean(L, 1);
+	}
+	lua_pushvalue(L, -1);
+	lua_setfield(L, 2, name);                              /* name libs buf mod */
+	return 1;
+}
+
+/* Leaves a read-only view of the table at the top in its place: reads go
+ * through, writes raise, the metatable is locked. */
+static int sandbox_readonly_newindex(lua_State *L)
+{
+	return luaL_error(L, "attempt to modify a read-only table");
+}
+
+static void sandbox_make_readonly(lua_State *L)
+{
+	/* real */
+	lua_newtable(L);                                  /* real view */
+	lua_newtable(L);                                  /* real view mt */
+	lua_pushvalue(L, -3);
+	lua_setfield(L, -2, "__index");
+	lua_pushcfunction(L, sandbox_readonly_newindex);
+	lua_setfield(L, -2, "__newindex");
+	lua_pushliteral(L, "locked");
+	lua_setfield(L, -2, "__metatable");
+	lua_setmetatable(L, -2);                          /* real view */
+	lua_remove(L, -2);                                /* view */
+}
+
+/* Copies the named fields of the table at 'src' into a new table, leaving
+ * a read-only view of it on the stack. */
+static void sandbox_push_subset(lua_State *L, int src, const char *const *names)
+{
+	lua_newtable(L);
+	for (const char *const *n = names; *n; n++) {
+		lua_getfield(L, src, *n);
+		lua_setfield(L, -2, *n);
+	}
+	sandbox_make_readonly(L);
+}
+
+static const char *const sandbox_base_names[] = {
+	"assert", "error", "ipairs", "next", "pairs", "pcall", "rawequal", "rawget", "rawlen",
+	"select", "tonumber", "tostring", "type", "xpcall", "getmetatable", "_VERSION", NULL,
+};
+
+static const char *const sandbox_os_names[] = { "time", "clock", "date", NULL };
+
+static const char *const sandbox_pattern_names[] = { "find", "match", "gmatch", "gsub", NULL };
+
+/* Builds the base table every environment falls back to. Runs protected
+ * (it allocates). */
+static int sandbox_build(lua_State *L)
+{
+	luaL_requiref(L, LUA_GNAME, luaopen_base, 1);
+	luaL_requiref(L, LUA_STRLIBNAME, luaopen_string, 1);
+	luaL_requiref(L, LUA_TABLIBNAME, luaopen_table, 1);
+	luaL_requiref(L, LUA_MATHLIBNAME, luaopen_math, 1);
+	luaL_requiref(L, LUA_UTF8LIBNAME, luaopen_utf8, 1);
+	luaL_requiref(L, LUA_OSLIBNAME, luaopen_os, 1);
+	lua_settop(L, 0);
+
+	/* The real string table is the strings' __index: fix it in place. */
+	lua_getglobal(L, LUA_STRLIBNAME);                 /* string */
+	lua_pushnil(L);
+	lua_setfield(L, 1, "dump");
+	for (const char *const *n = sandbox_pattern_names; *n; n++) {
+		lua_getfield(L, 1, *n);
+		lua_pushstring(L, *n);
+		lua_pushcclosure(L, sandbox_pattern_call, 2);
+		lua_setfield(L, 1, *n);
+	}
+	lua_pushliteral(L, "");                           /* string "" */
+	lua_getmetatable(L, -1);                          /* string "" strmt */
+	lua_pushliteral(L, "locked");
+	lua_setfield(L, -2, "__metatable");
+	lua_settop(L, 0);
+
+	lua_pushglobaltable(L);                           /* G */
+	lua_newtable(L);                                  /* G base */
+	for (const char *const *n = sandbox_base_names; *n; n++) {
+		lua_getfield(L, 1, *n);
+		lua_setfield(L, 2, *n);
+	}
+	lua_pushcfunction(L, sandbox_setmetatable);
+	lua_setfield(L, 2, "setmetatable");
+	lua_pushcfunction(L, sandbox_collectgarbage);
+	lua_setfield(L, 2, "collectgarbage");
+	lua_pushcfunction(L, sandbox_load);
+	lua_setfield(L, 2, "load");
+	lua_pushcfunction(L, sandbox_print);
+	lua_setfield(L, 2, "print");
+	lua_pushcfunction(L, sandbox_lib);
+	lua_setfield(L, 2, "lib");
+
+	static const char *const libs[] = { LUA_STRLIBNAME, LUA_TABLIBNAME, LUA_MATHLIBNAME,
+					    LUA_UTF8LIBNAME, NULL };
+	for (const char *const *n = libs; *n; n++) {
+		lua_getfield(L, 1, *n);                   /* G base lib */
+		sandbox_make_readonly(L);                 /* G base view */
+		lua_setfield(L, 2, *n);                   /* G base */
+	}
+	lua_getfield(L, 1, LUA_OSLIBNAME);                /* G base os */
+	sandbox_push_subset(L, 3, sandbox_os_names);      /* G base os view */
+	lua_setfield(L, 2, LUA_OSLIBNAME);                /* G base os */
+	lua_pop(L, 1);                                    /* G base */
+	policy_edge_push(L);                              /* G base edge */
+	lua_setfield(L, 2, "edge");                       /* G base */
+
+	/* The real globals hold nothing a stray reference could use. */
+	static const char *const drop[] = { "dofile", "loadfile", "load", "require", "collectgarbage",
+					    "os", "print", NULL };
+	for (const char *const *n = drop; *n; n++) {
+		lua_pushnil(L);
+		lua_setfield(L, 1, *n);
+	}
+
+	lua_pushvalue(L, 2);
+	lua_rawsetp(L, LUA_REGISTRYINDEX, &sandbox_key_base);
+	lua_newtable(L);
+	lua_rawsetp(L, LUA_REGISTRYINDEX, &sandbox_key_libs);
+	sandbox_push_env(L);                              /* G base env */
+	lua_rawsetp(L, LUA_REGISTRYINDEX, &sandbox_key_env);
+	lua_settop(L, 0);
+	return 0;
+}
+
+/* Copies the error at the top of the stack (or why the call was stopped)
+ * into 'err'. */
+static void sandbox_error_text(struct policy_sandbox *sb, char *err, size_t errlen)
+{
+	lua_State *L = sb->L;
+	if (sb->killed)
+		snprintf(err, errlen, "policy stopped: %s exceeded", sb->killed);
+	else if (lua_type(L, -1) == LUA_TSTRING)
+		snprintf(err, errlen, "%s", lua_tostring(L, -1));
+	else
+		snprintf(err, errlen, "error object is a %s value", luaL_typename(L, -1));
+}
+
+int policy_sandbox_open(struct policy_sandbox *sb, struct policy_host *host, const char *name,
+			const struct log_handle *log, const struct policy_limits *limits,
+			char *err, size_t errlen)
+{
+	memset(sb, 0, sizeof(*sb));
+	sb->host = host;
+	sb->name = name;
+	sb->log = log;
+	sb->limits = *limits;
+	lua_State *L = lua_newstate(sandbox_alloc, sb);
+	if (!L) {
+		snprintf(err, errlen, "%s: cannot create a Lua state", name);
+		return -1;
+	}
+	sb->L = L;
+	lua_pushcfunction(L, sandbox_build);
+	if (lua_pcall(L, 0, 0, 0) != LUA_OK) {
+		sandbox_error_text(sb, err, errlen);
+		lua_close(L);
+		sb->L = NULL;
+		return -1;
+	}
+	lua_gc(L, LUA_GCGEN, 0, 0);
+	return 0;
+}
+
+void policy_sandbox_close(struct policy_sandbox *sb)
+{
+	if (!sb->L)
+		return;
+	policy_sandbox_arm(sb);
+	lua_close(sb->L);
+	sb->L = NULL;
+	sb->armed = false;
+}
+
+/* What sandbox_load_chunk needs. */
+struct sandbox_load_ctx {
+	const char *chunkname;
+	const char *src;
+	size_t len;
+};
+
+/* Compiles and runs the chunk; keeps what it returned in the registry. */
+static int sandbox_load_chunk(lua_State *L)
+{
+	struct sandbox_load_ctx *c = lua_touserdata(L, 1);
+	if (luaL_loadbufferx(L, c->src, c->len, c->chunkname, "t") != LUA_OK) /* ctx msg */
+		return lua_error(L);
+	lua_rawgetp(L, LUA_REGISTRYINDEX, &sandbox_key_env);   /* ctx fn env */
+	lua_setupvalue(L, -2, 1);                              /* ctx fn */
+	lua_call(L, 0, 1);                                     /* ctx result */
+	lua_rawsetp(L, LUA_REGISTRYINDEX, &sandbox_key_module); /* ctx */
+	return 0;
+}
+
+int policy_sandbox_load(struct policy_sandbox *sb, const char *chunkname, const char *src,
+			size_t len, char *err, size_t errlen)
+{
+	if (len > 0 && src[0] == LUA_SIGNATURE[0]) {
+		snprintf(err, errlen, "%s: binary chunks are not allowed", chunkname + 1);
+		return -1;
+	}
+	struct sandbox_load_ctx c = { .chunkname = chunkname, .src = src, .len = len };
+	bool killed = false;
+	return policy_sandbox_run(sb, sandbox_load_chunk, &c, &killed, err, errlen);
+}
+
+void policy_sandbox_push_module(lua_State *L)
+{
+	lua_rawgetp(L, LUA_REGISTRYINDEX, &sandbox_key_module);
+}
+
+int policy_sandbox_run(struct policy_sandbox *sb, lua_CFunction fn, void *ctx, bool *killed,
+		       char *err, size_t errlen)
+{
+	lua_State *L = sb->L;
+	int top = lua_gettop(L);
+	int rc = 0;
+	*killed = false;
+	policy_sandbox_arm(sb);
+	lua_pushcfunction(L, fn);
+	lua_pushlightuserdata(L, ctx);
+	if (lua_pcall(L, 1, 0, 0) != LUA_OK || sb->killed) {
+		sandbox_error_text(sb, err, errlen);
+		*killed = sb->killed != NULL;
+		rc = -1;
+	}
+	lua_settop(L, top);
+	policy_sandbox_disarm(sb);
+	return rc;
+}

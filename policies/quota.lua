@@ -1,0 +1,121 @@
+-- quota: admission beyond the global concurrent limit.
+--
+-- admit(facts) is asked before a recording starts. facts holds user_id,
+-- claims, room_id, quality, format, max_duration (seconds), disk_free (bytes
+-- free where recordings are written; nil when unknown) and presets
+-- ({ low = { video_bps, audio_bps, bps }, ... }). Answer one of
+--   { decision = "allow" }
+--   { decision = "refuse", status = 400 | 403 | 507, reason = "..." }
+--   { decision = "grant", quality = "low", max_duration = 1800 }
+-- (a grant may only lower the quality or the duration). Any answer may add
+-- user_limit = n: the per-user concurrent limit the atomic admission script
+-- enforces across nodes.
+--
+-- The limits below are the knobs; each may also be set in the configuration
+-- as policy.param.<name> (for instance policy.param.user_concurrent = 2).
+-- nil means no limit; the shipped values reproduce the reference, which
+-- only had the global limit and refused when the disk cannot hold the
+-- recording.
+local util = lib("util")
+local time = lib("time")
+
+local M = {}
+
+M.limits = {
+  user_concurrent = nil,       -- live recordings per user
+  user_minutes_per_day = nil,  -- recorded minutes per user per UTC day
+  degrade_on_low_disk = false, -- on a full disk: lower the quality rather than refuse
+}
+
+local function limit(name)
+  local v = edge.config("policy.param." .. name)
+  if v ~= nil then
+    if v == "true" then return true end
+    if v == "false" then return false end
+    return util.number_or(v, M.limits[name])
+  end
+  return M.limits[name]
+end
+
+-- Bytes a recording of 'preset' lasting 'seconds' needs.
+function M.estimate_bytes(preset, seconds)
+  return (preset.video_bps + preset.audio_bps) / 8 * seconds
+end
+
+-- Presets from the highest bitrate to the lowest.
+local function by_bitrate(presets)
+  local list = {}
+  for name, p in pairs(presets) do
+    list[#list + 1] = { name = name, preset = p }
+  end
+  table.sort(list, function(a, b) return a.preset.bps > b.preset.bps end)
+  return list
+end
+
+function M.admit(facts)
+  local user = facts.user_id
+  local answer = { decision = "allow" }
+  local duration = facts.max_duration
+
+  local concurrent = limit("user_concurrent")
+  if concurrent then
+    answer.user_limit = concurrent
+    local live = util.count(edge.user_recordings(user), util.is_live)
+    if live >= concurrent then
+      return {
+        decision = "refuse", status = 400,
+        reason = string.format("concurrent limit reached: %d live recordings for this user (limit %d)",
+                               live, concurrent),
+      }
+    end
+  end
+
+  local per_day = limit("user_minutes_per_day")
+  if per_day then
+    local used = time.seconds_today(edge.user_recordings(user), edge.now())
+    local left = math.floor(per_day * 60 - used)
+    if left < 1 then
+      return {
+        decision = "refuse", status = 403,
+        reason = string.format("daily recording quota of %d minutes is used up", per_day),
+      }
+    end
+    if left < duration then
+      answer.decision = "grant"
+      answer.max_duration = left
+      duration = left
+    end
+  end
+
+  local preset = facts.presets[facts.quality]
+  if facts.disk_free and preset then
+    local need = M.estimate_bytes(preset, duration)
+    if need > facts.disk_free then
+      if limit("degrade_on_low_disk") then
+        for _, p in ipairs(by_bitrate(facts.presets)) do
+          if p.preset.bps < preset.bps and M.estimate_bytes(p.preset, duration) <= facts.disk_free then
+            answer.decision = "grant"
+            answer.quality = p.name
+            return answer
+          end
+        end
+      end
+      return {
+        decision = "refuse", status = 507,
+        reason = string.format("not enough disk space: %s at %s for %d s needs about %d MB, %d MB free",
+                               facts.quality, facts.format or "?", duration,
+                               need // 1000000, facts.disk_free // 1000000),
+      }
+    end
+  end
+  return answer
+end
+
+function M.self_test()
+  local medium = { video_bps = 2500000, audio_bps = 128000, bps = 2628000 }
+  assert(M.estimate_bytes(medium, 8) == 2628000)
+  assert(time.parse("1970-01-02T00:00:00Z") == 86400)
+  return true
+end
+
+return M
