@@ -60,7 +60,8 @@ static int state_emb_write_conf(struct state_embedded *e, char *err, size_t errl
 	}
 	fprintf(f,
 		"# redis.conf of the embedded store; edgerec rewrites it at every start.\n"
-		"# Unix socket only, no TCP; the data persists as an append-only file here.\n"
+		"# Unix socket only, no TCP; the data persists as an append-only file here,\n"
+		"# synced at every write: state changes are few and must survive a power cut.\n"
 		"port 0\n"
 		"unixsocket \"%s\"\n"
 		"unixsocketperm 700\n"
@@ -68,7 +69,7 @@ static int state_emb_write_conf(struct state_embedded *e, char *err, size_t errl
 		"logfile \"%s\"\n"
 		"daemonize no\n"
 		"appendonly yes\n"
-		"appendfsync everysec\n"
+		"appendfsync always\n"
 		"save \"\"\n"
 		"databases 1\n",
 		e->sock, e->dir, e->log);

@@ -94,11 +94,12 @@ static const char state_lua_release[] =
 
 /* ---- The connection pool ---- */
 
+/* Notes that Redis is unreachable. The fail-fast window is set only where a
+ * connection attempt really failed (state_pool_take): calls refused inside
+ * the window must not extend it, or steady traffic would keep the store
+ * from ever trying again. */
 static void state_mark_down(struct state *st)
 {
-	pthread_mutex_lock(&st->pool_lock);
-	st->down_until_ns = time_mono_ns() + STATE_DOWN_HOLD_MS * TIME_NS_PER_MS;
-	pthread_mutex_unlock(&st->pool_lock);
 	if (atomic_exchange(&st->up, false))
 		LOG_WARN(&log_state, "redis unreachable; writes are kept and retried");
 }
