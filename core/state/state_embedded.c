@@ -25,6 +25,7 @@ static struct log_handle log_emb = LOG_HANDLE("state/redis");
 
 #define STATE_EMB_READY_TIMEOUT_MS 10000
 #define STATE_EMB_STOP_TIMEOUT_MS 5000
+#define STATE_EMB_BUSY_WAIT_MS 3000
 #define STATE_EMB_BACKOFF_MAX_MS 5000
 
 struct state_embedded {
@@ -222,10 +223,18 @@ struct state_embedded *state_embedded_start(const char *state_dir, struct state_
 	memset(url, 0, sizeof *url);
 	util_strlcpy(url->unix_path, e->sock, sizeof url->unix_path);
 
-	if (state_emb_ping(url)) {
-		snprintf(err, errlen, "another redis-server already serves %s (is another edgerec using %s?)",
-			 e->sock, e->dir);
-		goto fail;
+	/* A server still answering here is either the one of an edgerec that
+	 * just died (it got SIGTERM and is finishing its file) or the one of
+	 * another edgerec using the same directory. Give the first time to go;
+	 * never start a second server on the same append-only file. */
+	int64_t busy_deadline = time_mono_ns() + STATE_EMB_BUSY_WAIT_MS * TIME_NS_PER_MS;
+	while (state_emb_ping(url)) {
+		if (time_mono_ns() > busy_deadline) {
+			snprintf(err, errlen, "another redis-server already serves %s (is another edgerec using %s?)",
+				 e->sock, e->dir);
+			goto fail;
+		}
+		time_sleep_ns(50 * TIME_NS_PER_MS);
 	}
 	if (state_emb_write_conf(e, err, errlen) != 0)
 		goto fail;

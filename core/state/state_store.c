@@ -1007,8 +1007,8 @@ void state_stats(struct state *st, struct state_stats *out)
 	out->reconnects = atomic_load(&st->n_reconnects);
 	pthread_mutex_lock(&st->pending_lock);
 	out->pending_writes = st->pending_count;
-	pthread_mutex_unlock(&st->pending_lock);
 	out->events_received = st->sub ? state_sub_received(st->sub) : 0;
+	pthread_mutex_unlock(&st->pending_lock);
 	if (st->emb) {
 		out->embedded_restarts = state_embedded_restarts(st->emb);
 		out->embedded_pid = state_embedded_pid(st->emb);

@@ -459,6 +459,43 @@ static void test_embedded(void)
 	CHECK(kill(pid, 0) == -1 && errno == ESRCH);
 	cJSON_Delete(rec);
 
+	/* edgerec killed -9 with its embedded server: the server follows it
+	 * down, and the next start on the same directory finds the data. */
+	char dir2[300];
+	snprintf(dir2, sizeof dir2, "%s/crashed", tmpdir);
+	int sync[2];
+	char id[UUID_STR_LEN] = "";
+	CHECK(pipe(sync) == 0);
+	pid_t app = fork();
+	if (app == 0) {
+		struct state *cst = state_new(NULL, dir2, "node-c", err, sizeof err);
+		cJSON *crec = cst ? new_record("room-crash", "hank", 0) : NULL;
+		if (crec)
+			state_record_set_status(crec, STATE_STATUS_RECORDING);
+		if (!crec || state_put(cst, crec) != STATE_OK)
+			_exit(1);
+		if (write(sync[1], rid(crec), UUID_STR_LEN) != UUID_STR_LEN)
+			_exit(1);
+		pause();
+		_exit(0);
+	}
+	CHECK(read(sync[0], id, sizeof id) == (ssize_t)sizeof id);
+	close(sync[0]);
+	close(sync[1]);
+	kill(app, SIGKILL);
+	waitpid(app, NULL, 0);
+	st = state_new(NULL, dir2, "node-c", err, sizeof err);
+	CHECK(st != NULL);
+	if (st) {
+		cJSON *owned = state_list_owned_live(st, NULL);
+		CHECK_INT(cJSON_GetArraySize(owned), 1);
+		CHECK_STR(state_record_str(cJSON_GetArrayItem(owned, 0), "recording_id"), id);
+		cJSON_Delete(owned);
+		state_free(st);
+	} else {
+		fprintf(stderr, "restart after crash: %s\n", err);
+	}
+
 	/* A directory redis-server cannot use is a clear error, not a hang. */
 	st = state_new(NULL, "/proc/edgerec-no-such-dir", "x", err, sizeof err);
 	CHECK(st == NULL);
