@@ -322,8 +322,63 @@ static void test_bad_media(void)
 	}
 }
 
-int main(void)
+/* Signs requests read from stdin, one per record, for the cross-check
+ * against botocore and curl (tests/integration/test_storage_sigv4.py):
+ *   mode method path query amz_date region service access secret payload expires nheaders
+ * tab-separated on one line ("-" for an empty query), then nheaders lines
+ * "name<TAB>value". Prints the Authorization value (mode "header") or the
+ * presigned query (mode "presign"), one line each; "ERROR" when refused. */
+static int sign_stdin(void)
 {
+	char line[8192];
+	while (fgets(line, sizeof(line), stdin)) {
+		char *f[12];
+		int n = 0;
+		line[strcspn(line, "\n")] = '\0';
+		for (char *p = line, *t; n < 12 && (t = strsep(&p, "\t")) != NULL;)
+			f[n++] = t;
+		if (n != 12)
+			return 2;
+		int nh = atoi(f[11]);
+		struct storage_sigv4_header *h = calloc((size_t)nh + 1, sizeof(*h));
+		char (*hl)[4096] = calloc((size_t)nh + 1, sizeof(*hl));
+		for (int i = 0; i < nh; i++) {
+			if (!fgets(hl[i], sizeof(hl[i]), stdin))
+				return 2;
+			hl[i][strcspn(hl[i], "\n")] = '\0';
+			char *tab = strchr(hl[i], '\t');
+			if (!tab)
+				return 2;
+			*tab = '\0';
+			h[i] = (struct storage_sigv4_header){ hl[i], tab + 1 };
+		}
+		struct storage_sigv4_request r = {
+			.method = f[1], .path = f[2], .query = strcmp(f[3], "-") ? f[3] : NULL,
+			.headers = h, .nheaders = (size_t)nh,
+			.payload_sha256 = strcmp(f[9], "-") ? f[9] : NULL,
+		};
+		struct storage_sigv4_key k = { .access_key = f[7], .secret_key = f[8], .region = f[5],
+					       .service = f[6], .s3_path_rules = strcmp(f[6], "s3") == 0 };
+		if (strcmp(f[0], "presign") == 0) {
+			char *q = storage_sigv4_presign_query(&r, &k, f[4], atoll(f[10]));
+			printf("%s\n", q ? q : "ERROR");
+			free(q);
+		} else {
+			char auth[2048];
+			int rc = storage_sigv4_authorization(&r, &k, f[4], auth, sizeof(auth), NULL);
+			printf("%s\n", rc == 0 ? auth : "ERROR");
+		}
+		fflush(stdout);
+		free(h);
+		free(hl);
+	}
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc > 1 && strcmp(argv[1], "--sign") == 0)
+		return sign_stdin();
 	test_suite_vectors();
 	test_s3_examples();
 	test_journal();
