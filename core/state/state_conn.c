@@ -63,9 +63,10 @@ int state_url_parse(const char *url, struct state_url *out, char *err, size_t er
 	if (strncmp(url, "redis://", 8) != 0)
 		return state_url_fail(err, errlen, "expected redis://host:port or unix:///path", url);
 	const char *p = url + 8;
-	const char *slash = strchr(p, '/');
+	/* The last '@' ends the credentials, so a password may hold '@' or '/'. */
+	const char *at = strrchr(p, '@');
+	const char *slash = strchr(at ? at : p, '/');
 	const char *end = slash ? slash : p + strlen(p);
-	const char *at = memchr(p, '@', (size_t)(end - p));
 	if (at) {
 		const char *colon = memchr(p, ':', (size_t)(at - p));
 		const char *pw = colon ? colon + 1 : p;

@@ -222,13 +222,26 @@ static redisReply *state_script(redisContext *c, const char *sha, const char *te
 	return r;
 }
 
-/* Frees 'r' and maps it to STATE_OK or STATE_ERR_REDIS (logging the error). */
+/* True for the errors of a server that is up but cannot serve yet (loading
+ * its file after a restart, busy in a script): worth retrying later. */
+static bool state_reply_transient(const redisReply *r)
+{
+	return r->type == REDIS_REPLY_ERROR &&
+	       (strncmp(r->str, "LOADING", 7) == 0 || strncmp(r->str, "BUSY", 4) == 0 ||
+		strncmp(r->str, "TRYAGAIN", 8) == 0);
+}
+
+/* Frees 'r' and maps it to STATE_OK, STATE_ERR_CONN (transient: the write
+ * is kept and retried) or STATE_ERR_REDIS (logging the error). */
 static int state_reply_done(redisReply *r, const char *what)
 {
 	int rc = STATE_OK;
 	if (!r)
 		return STATE_ERR_REDIS;
-	if (r->type == REDIS_REPLY_ERROR) {
+	if (state_reply_transient(r)) {
+		LOG_DEBUG(&log_state, "%s: %s (will retry)", what, r->str);
+		rc = STATE_ERR_CONN;
+	} else if (r->type == REDIS_REPLY_ERROR) {
 		LOG_ERROR(&log_state, "%s: %s", what, r->str);
 		rc = STATE_ERR_REDIS;
 	}
@@ -727,10 +740,11 @@ static int state_op_get(struct state *st, redisContext *c, void *arg)
 	redisReply *r = redisCommand(c, "GET " STATE_KEY_PREFIX "state:%s", a->id);
 	if (!r)
 		return STATE_ERR_REDIS;
+	int rc = r->type == REDIS_REPLY_ERROR ? STATE_ERR_REDIS : STATE_OK;
 	if (r->type == REDIS_REPLY_STRING)
 		a->out = cJSON_ParseWithLength(r->str, r->len);
 	freeReplyObject(r);
-	return STATE_OK;
+	return rc;
 }
 
 cJSON *state_get(struct state *st, const char *id)
@@ -943,10 +957,11 @@ static int state_op_journal_get(struct state *st, redisContext *c, void *arg)
 	redisReply *r = redisCommand(c, "GET " STATE_KEY_PREFIX "job:%s", a->id);
 	if (!r)
 		return STATE_ERR_REDIS;
+	int rc = r->type == REDIS_REPLY_ERROR ? STATE_ERR_REDIS : STATE_OK;
 	if (r->type == REDIS_REPLY_STRING)
 		a->out = cJSON_ParseWithLength(r->str, r->len);
 	freeReplyObject(r);
-	return STATE_OK;
+	return rc;
 }
 
 cJSON *state_journal_get(struct state *st, const char *id)

@@ -410,6 +410,32 @@ static void test_outage(struct state *st, struct events *ev)
 	cJSON_Delete(other);
 }
 
+/* A server that is up but busy (a runaway script) answers BUSY: writes are
+ * kept and retried like in an outage, not lost. */
+static void test_busy(struct state *st)
+{
+	cJSON *rec = new_record("room-busy", "ivan", 0);
+	char cmd[512], k[128];
+	cli("CONFIG SET busy-reply-threshold 100");
+	snprintf(cmd, sizeof cmd, "redis-cli -s %s EVAL 'while true do end' 0 >/dev/null 2>&1 &", sock);
+	CHECK(system(cmd) == 0);
+	time_sleep_ns(400 * TIME_NS_PER_MS);
+	CHECK_INT(state_put(st, rec), STATE_DEFERRED);
+	CHECK_STR(cli("SCRIPT KILL"), "OK");
+	struct state_stats s;
+	int64_t deadline = time_mono_ns() + 5 * TIME_NS_PER_SEC;
+	do {
+		time_sleep_ns(20 * TIME_NS_PER_MS);
+		state_stats(st, &s);
+	} while (s.pending_writes && time_mono_ns() < deadline);
+	CHECK_INT(s.pending_writes, 0);
+	snprintf(k, sizeof k, "GET webrtc:recording:state:%s", rid(rec));
+	cJSON *stored = cJSON_Parse(cli("%s", k));
+	CHECK(stored && cJSON_Compare(stored, rec, true));
+	cJSON_Delete(stored);
+	cJSON_Delete(rec);
+}
+
 static void test_embedded(void)
 {
 	char dir[300], esock[320], err[256];
@@ -533,6 +559,7 @@ int main(void)
 		test_journal(st);
 		test_pubsub(st, st2, &ev);
 		test_outage(st, &ev);
+		test_busy(st);
 	} else {
 		fprintf(stderr, "state_new: %s\n", err);
 	}

@@ -233,6 +233,11 @@ static void test_url(void)
 	CHECK_STR(u.password, "s3cret");
 	CHECK_STR(u.user, "");
 	CHECK_STR(u.host, "db.local");
+	CHECK_INT(state_url_parse("redis://:p@ss/w0rd@cache:6390/4", &u, err, sizeof err), 0);
+	CHECK_STR(u.password, "p@ss/w0rd");
+	CHECK_STR(u.host, "cache");
+	CHECK_INT(u.port, 6390);
+	CHECK_INT(u.db, 4);
 	CHECK_INT(state_url_parse("redis://app:pw@[::1]:7001/1", &u, err, sizeof err), 0);
 	CHECK_STR(u.user, "app");
 	CHECK_STR(u.password, "pw");
