@@ -114,8 +114,24 @@ out:
 	return rc;
 }
 
-void http_api_serve(struct http_request *req, const struct http_route_match *m)
+/* Percent-decodes a captured path segment in place. Returns false when it
+ * does not decode cleanly (bad escape, an embedded NUL). */
+static bool http_decode_id(char *id)
 {
+	char tmp[HTTP_ID_MAX + 1];
+	size_t n = strlen(id);
+	if (!strchr(id, '%'))
+		return true;
+	int len = mg_url_decode(id, (int)n, tmp, sizeof(tmp), 0);
+	if (len < 0 || (size_t)len != strlen(tmp))
+		return false;
+	memcpy(id, tmp, (size_t)len + 1);
+	return true;
+}
+
+void http_api_serve(struct http_request *req, const struct http_route_match *cm)
+{
+	struct http_route_match copy = *cm, *m = &copy;
 	const struct mg_request_info *ri = mg_get_request_info(req->conn);
 	struct recorder *rec = req->s->rec;
 	struct recorder_reply out = { 0, NULL };
@@ -131,12 +147,14 @@ void http_api_serve(struct http_request *req, const struct http_route_match *m)
 		.claims = claims,
 	};
 
-	if (m->id_too_long || (m->room_id[0] && !recorder_room_id_valid(m->room_id))) {
+	if (m->room_too_long || !http_decode_id(m->room_id) ||
+	    (m->room_id[0] && !recorder_room_id_valid(m->room_id))) {
 		http_reply_error(req, 400, "invalid_room_id",
 				 "room ids are 1 to 128 characters of A-Z a-z 0-9 . _ -");
 		goto done;
 	}
-	if (m->recording_id[0] && !recorder_recording_id_valid(m->recording_id)) {
+	if (m->recording_too_long || !http_decode_id(m->recording_id) ||
+	    (m->recording_id[0] && !recorder_recording_id_valid(m->recording_id))) {
 		http_reply_error(req, 400, "invalid_recording_id", "recording ids are uuids");
 		goto done;
 	}

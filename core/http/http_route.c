@@ -49,15 +49,19 @@ static int route_fit(const char *t, const char *p, struct http_route_match *m)
 			return -1; /* empty segment: "//" or a trailing slash */
 		if (tl > 2 && t[0] == '{' && t[tl - 1] == '}') {
 			char *dst = NULL;
-			if (strncmp(t, "{room_id}", tl) == 0)
-				dst = m ? m->room_id : NULL;
-			else if (strncmp(t, "{recording_id}", tl) == 0)
-				dst = m ? m->recording_id : NULL;
+			bool *cut = NULL;
+			if (m && strncmp(t, "{room_id}", tl) == 0) {
+				dst = m->room_id;
+				cut = &m->room_too_long;
+			} else if (m && strncmp(t, "{recording_id}", tl) == 0) {
+				dst = m->recording_id;
+				cut = &m->recording_too_long;
+			}
 			if (dst) {
 				size_t n = pl;
 				if (n > HTTP_ID_MAX) {
 					n = HTTP_ID_MAX;
-					m->id_too_long = true;
+					*cut = true;
 				}
 				memcpy(dst, p, n);
 				dst[n] = '\0';

@@ -53,7 +53,8 @@ struct http_route_match {
 	const struct http_route *route;   /* NULL unless 0 is returned */
 	char room_id[HTTP_ID_MAX + 1];    /* "" when the route has none */
 	char recording_id[HTTP_ID_MAX + 1];
-	bool id_too_long;                 /* a captured segment was cut: reply 400 */
+	bool room_too_long;               /* a captured segment was cut: reply 400 */
+	bool recording_too_long;
 	char allow[64];                   /* on 405: the methods the path accepts */
 };
 

@@ -483,6 +483,8 @@ struct http_server *http_server_new(struct config *cfg, struct recorder *rec, ch
 		"max_request_size", "16384",
 		"listen_backlog", "512",
 		"enable_auth_domain_check", "no",
+		/* Routes match the path as sent; ids are decoded one by one. */
+		"decode_url", "no",
 		want_tls ? "ssl_certificate" : NULL, s->tls_pem,
 		NULL, NULL,
 	};

@@ -70,7 +70,7 @@ static int http_ws_connect(const struct mg_connection *cconn, void *cbdata)
 		http_reply_error(&req, 400, "invalid_room_id", "room_id query parameter is required");
 		goto refuse;
 	}
-	if (n < 0 || !recorder_room_id_valid(room)) {
+	if (n < 0 || (size_t)n != strlen(room) || !recorder_room_id_valid(room)) {
 		http_reply_error(&req, 400, "invalid_room_id",
 				 "room ids are 1 to 128 characters of A-Z a-z 0-9 . _ -");
 		goto refuse;

@@ -216,16 +216,14 @@ class Redis:
             return False
 
     def cli(self, *args):
-        """Runs redis-cli with 'args'; returns its stdout stripped."""
-        out = subprocess.run(["redis-cli", "-p", str(self.port), "--no-raw"] + [str(a) for a in args],
-                             capture_output=True, text=True, timeout=10)
-        return out.stdout.strip()
-
-    def raw(self, *args):
-        """Runs redis-cli --raw (values printed without quoting)."""
+        """Runs redis-cli --raw with 'args' (values printed as they are:
+        "604800", "string", the JSON text); returns stdout without the final
+        newline."""
         out = subprocess.run(["redis-cli", "-p", str(self.port), "--raw"] + [str(a) for a in args],
                              capture_output=True, text=True, timeout=10)
         return out.stdout.rstrip("\n")
+
+    raw = cli
 
     def stop(self):
         _stop(self.proc)

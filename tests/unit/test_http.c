@@ -59,7 +59,7 @@ static void test_match(void)
 			CHECK_INT(m.route->id, cases[i].route);
 			CHECK_STR(m.room_id, cases[i].room);
 			CHECK_STR(m.recording_id, cases[i].rec);
-			CHECK(!m.id_too_long);
+			CHECK(!m.room_too_long && !m.recording_too_long);
 		}
 	}
 	struct http_route_match m;
@@ -79,7 +79,7 @@ static void test_long_id(void)
 	snprintf(path, sizeof(path), "/api/webrtc/rooms/%s/recordings", room);
 	struct http_route_match m;
 	CHECK_INT(http_route_match("GET", path, &m), 0);
-	CHECK(m.id_too_long);
+	CHECK(m.room_too_long && !m.recording_too_long);
 	CHECK_INT(strlen(m.room_id), HTTP_ID_MAX);
 }
 
