@@ -15,8 +15,10 @@
 #include "common_util.h"
 #include "config.h"
 #include "media.h"
+#include "policy.h"
 #include "recorder_internal.h"
 #include "state.h"
+#include "storage_s3.h"
 
 static struct log_handle log_rec = LOG_HANDLE("recorder");
 
@@ -394,19 +396,6 @@ void recorder_set_authorizer(struct recorder *r, recorder_authorize_fn fn, void 
 
 /* ---- requests ------------------------------------------------------------ */
 
-/* Resolves what a room captures: room.<id>.source/args, else the test source. */
-static void start_source(struct recorder *r, const char *room_id, char *source, size_t slen,
-			 char *args, size_t alen)
-{
-	char key[RECORDER_ROOM_MAX + 16];
-	snprintf(key, sizeof(key), "room.%s.source", room_id);
-	const char *v = config_get_str(r->cfg, key);
-	util_strlcpy(source, v && v[0] ? v : "test", slen);
-	snprintf(key, sizeof(key), "room.%s.args", room_id);
-	v = config_get_str(r->cfg, key);
-	util_strlcpy(args, v ? v : "", alen);
-}
-
 void recorder_start(struct recorder *r, const struct recorder_caller *caller,
 		    const char *room_id, const char *format, const char *quality,
 		    struct recorder_reply *out)
@@ -445,8 +434,21 @@ void recorder_start(struct recorder *r, const struct recorder_caller *caller,
 		return;
 	}
 
+	int64_t max_duration_ms = r->max_duration_ms;
+	int user_limit = r->max_per_user;
+	int prc = recorder_policy_admit(r, caller, room_id, format, &preset, &max_duration_ms, &user_limit,
+					reason, sizeof(reason));
+	if (prc != 0) {
+		pthread_mutex_lock(&r->lock);
+		r->m.refused_total++;
+		pthread_mutex_unlock(&r->lock);
+		reply_error(out, prc, prc == 507 ? "insufficient_storage" : prc == 403 ? "forbidden" : "limit_reached",
+			    "%s", reason);
+		return;
+	}
+
 	util_uuid_v4(id);
-	int rc = state_admit(r->st, id, caller->user_id, r->max_concurrent, r->max_per_user,
+	int rc = state_admit(r->st, id, caller->user_id, r->max_concurrent, user_limit,
 			     reason, sizeof(reason));
 	if (rc == STATE_REFUSED) {
 		pthread_mutex_lock(&r->lock);
@@ -505,12 +507,13 @@ void recorder_start(struct recorder *r, const struct recorder_caller *caller,
 	pthread_mutex_init(&s->ev_lock, NULL);
 	pthread_cond_init(&s->ev_cond, NULL);
 	s->status = RECORDER_PENDING;
-	s->max_duration_ns = r->max_duration_ms * TIME_NS_PER_MS;
+	s->max_duration_ns = max_duration_ms * TIME_NS_PER_MS;
 	s->rec = rec;
 	rec = NULL;
+	recorder_lifecycle_event(r, RECORDER_PENDING, s->rec);
 
-	char source[64], args[512];
-	start_source(r, room_id, source, sizeof(source), args, sizeof(args));
+	char source[64], args[600];
+	recorder_policy_source(r, room_id, source, sizeof(source), args, sizeof(args));
 	struct media_pipeline_config pc = {
 		.source = source,
 		.source_args = args,
@@ -1013,6 +1016,9 @@ struct recorder *recorder_new(struct config *cfg, struct state *st, struct polic
 	}
 	r->max_per_user = (int)lim;
 	r->transcoding = config_get_bool(cfg, "enable_transcoding");
+	r->keep_local = config_get_bool(cfg, "recorder.keep_local");
+	r->disk_reserve = config_get_int(cfg, "recorder.disk_reserve");
+	r->disk_low_water = config_get_int(cfg, "recorder.disk_low_water");
 	lim = config_get_int(cfg, "recorder.workers");
 	r->n_workers = lim < 1 ? 1 : lim > 16 ? 16 : (int)lim;
 
@@ -1022,6 +1028,15 @@ struct recorder *recorder_new(struct config *cfg, struct state *st, struct polic
 			 strerror(rc < 0 ? -rc : errno));
 		goto fail;
 	}
+	if (strcmp(r->storage_backend, "s3") == 0) {
+		char s3err[256] = "";
+		r->s3 = storage_s3_new_from_config(cfg, s3err, sizeof(s3err));
+		if (!r->s3) {
+			snprintf(err, errlen, "storage_backend s3: %s", s3err);
+			goto fail;
+		}
+	}
+	recorder_policy_bind(r);
 	if (recorder_worker_start(r) < 0) {
 		snprintf(err, errlen, "cannot start the processing workers");
 		goto fail;
@@ -1071,6 +1086,9 @@ void recorder_free(struct recorder *r)
 	}
 	recorder_control_stop(r);
 	recorder_worker_stop(r);
+	if (r->pol)
+		policy_host_set_provider(r->pol, NULL);
+	storage_s3_free(r->s3);
 	pthread_mutex_destroy(&r->lock);
 	pthread_mutex_destroy(&r->ctl_lock);
 	pthread_cond_destroy(&r->ctl_cond);

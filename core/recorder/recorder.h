@@ -6,9 +6,10 @@
  * Provides: struct recorder (opaque), the request functions that the HTTP
  * layer maps its routes onto (each fills a struct recorder_reply: an HTTP
  * status and a JSON body), the option table of SPEC §6, metrics and health.
- * Uses: config (options), state (Redis records, admission, pub/sub), media
- * (pipelines, file repair/probe), policy (the authorization hook, later),
- * storage (processing steps, later), cJSON for every body.
+ * Uses: config (options), state (Redis records, admission, pub/sub, job
+ * journal), media (pipelines, file repair/probe), policy (auth, quota,
+ * sources and lifecycle decisions when a host is given), storage (remux,
+ * thumbnail, facts, S3 upload/verify steps of processing), cJSON.
  *
  * Replies. 'body' is the state object of SPEC §3 (start, stop, pause,
  * resume, cancel, status), {"recordings": [...], "count": n} (lists) or
@@ -17,10 +18,13 @@
  *   200  success
  *   400  invalid_room_id, invalid_recording_id, invalid_format,
  *        invalid_quality, invalid_status, invalid_transition, limit_reached
- *   403  forbidden (recorder_authorize said no)
+ *   403  forbidden (recorder_authorize or quota.lua said no)
  *   404  not_found (unknown id, or a recording of another room)
  *   500  internal (a fault of the appliance: pipeline would not start, disk)
+ *   409  wrong_node (the recording is live on another node: drive it there)
  *   503  state_unavailable (Redis unreachable when a decision needs it)
+ *   507  insufficient_storage (free disk minus recorder.disk_reserve cannot
+ *        hold the preset's bitrates for the allowed duration)
  *
  * Start replies once the first frame is on disk (status "recording"), or
  * after RECORDER_START_WAIT_MS with status "pending" when the source is
@@ -83,6 +87,9 @@ struct recorder_reply {
  *   enable_transcoding          mp4 remux at processing    (true)
  *   node_id                     this node's name in Redis  (see recorder_node_id)
  *   recorder.workers            processing threads         (2)
+ *   recorder.keep_local         keep the local file after a verified S3 upload (false)
+ *   recorder.disk_reserve       free space a start leaves (507 otherwise) (512M)
+ *   recorder.disk_low_water     live recordings stop below it, reason disk_low (256M)
  *   room.<id>.source            test | file | rtp          (test)
  *   room.<id>.args              driver arguments "k=v,k=v" ("") */
 int recorder_config_register(struct config *c);

@@ -31,11 +31,17 @@ void recorder_control_kick(struct recorder *r)
 /* Looks at one session: events, then the duration limit. Returns the
  * nanoseconds of active time left before its limit (INT64_MAX when it is
  * not recording). */
-static int64_t control_session(struct recorder_session *s)
+static int64_t control_session(struct recorder_session *s, bool disk_low)
 {
 	int64_t left = INT64_MAX;
 	pthread_mutex_lock(&s->lock);
 	recorder_session_apply_events(s);
+	if (disk_low && !s->ended && (s->status == RECORDER_RECORDING || s->status == RECORDER_PAUSED)) {
+		char err[256];
+		LOG_WARN(&log_ctl, "%s: free disk below the low-water mark; stopping", s->id);
+		if (recorder_session_stop(s, RECORDER_OP_STOP, "disk_low", err, sizeof(err)) < 0)
+			LOG_ERROR(&log_ctl, "%s: stop at low disk failed: %s", s->id, err);
+	}
 	if (!s->ended && s->pipeline &&
 	    (s->status == RECORDER_RECORDING || s->status == RECORDER_PAUSED)) {
 		struct media_stats st;
@@ -89,8 +95,13 @@ static void *control_main(void *arg)
 		pthread_mutex_unlock(&r->lock);
 
 		int64_t nearest = RECORDER_CONTROL_TICK_MS * TIME_NS_PER_MS;
+		bool disk_low = false;
+		if (n > 0) {
+			long long avail = recorder_disk_free(r);
+			disk_low = avail >= 0 && avail < r->disk_low_water;
+		}
 		for (size_t i = 0; i < n; i++) {
-			int64_t left = control_session(list[i]);
+			int64_t left = control_session(list[i], disk_low);
 			if (left < nearest)
 				nearest = left;
 			recorder_session_unref(list[i]);

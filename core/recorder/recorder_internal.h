@@ -77,7 +77,11 @@ struct recorder {
 	int max_concurrent;
 	int max_per_user;
 	bool transcoding;
+	bool keep_local;               /* keep the local copy after a verified upload */
+	long long disk_reserve;        /* bytes start admission leaves free */
+	long long disk_low_water;      /* below this, live recordings stop (disk_low) */
 	int n_workers;
+	struct storage_s3 *s3;         /* NULL unless storage_backend is s3 */
 
 	pthread_mutex_t lock;
 	struct recorder_session *sessions;
@@ -105,6 +109,7 @@ struct recorder {
 	char (*inflight)[UUID_STR_LEN]; /* ids queued or running, under lock */
 	size_t n_inflight, cap_inflight;
 	atomic_bool quit;
+	volatile int cancel_uploads;   /* raised at shutdown; uploads resume later */
 	pthread_mutex_t idle_lock;
 	pthread_cond_t idle_cond;
 };
@@ -151,6 +156,27 @@ int recorder_dir_of(const struct recorder *r, const char *id, char *out, size_t 
  * or -1 when it does not fit. */
 int recorder_live_path(const struct recorder *r, const char *id, const char *format, char *out,
 		       size_t outlen);
+
+/* recorder_policy.c */
+struct media_preset;
+/* Binds the policy host (provider for its edge API, authorization hook). */
+void recorder_policy_bind(struct recorder *r);
+/* Admission beyond the global limit: quota.lua (may lower '*preset' and
+ * '*max_duration_ms', sets '*user_limit') and free disk space. Returns 0,
+ * or the reply status (400, 403, 507) with 'reason'. */
+int recorder_policy_admit(struct recorder *r, const struct recorder_caller *caller, const char *room_id,
+			  const char *format, const struct media_preset **preset, int64_t *max_duration_ms,
+			  int *user_limit, char *reason, size_t reasonlen);
+/* What 'room_id' captures: sources.lua, else room.<id>.source/args, else test. */
+void recorder_policy_source(struct recorder *r, const char *room_id, char *source, size_t slen,
+			    char *args, size_t alen);
+/* lifecycle.lua on start (to = pending/recording), completion or failure:
+ * merges its tags into rec.metadata. */
+void recorder_lifecycle_event(struct recorder *r, enum recorder_status to, cJSON *rec);
+/* lifecycle.lua on stop: tags, and the S3 key and keep_local to use. */
+void recorder_lifecycle_stopped(struct recorder *r, cJSON *rec, char *s3_key, size_t keylen, bool *keep_local);
+/* Free bytes where recordings are written, or -1. */
+long long recorder_disk_free(const struct recorder *r);
 
 /* recorder_recover.c */
 int recorder_recover(struct recorder *r);

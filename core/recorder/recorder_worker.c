@@ -1,19 +1,23 @@
 /* recorder_worker: the bounded pool that finishes stopped recordings.
  *
  * A job takes one recording in `processing` through a list of steps
- * (worker_steps[] below). After each step the journal kept in state
- * (state_journal_set: {"step": <last completed>, "at": ...}) names it, and
- * the record's metadata.processing shows {"step", "percent"}; a job that
- * starts again after a restart skips the steps its journal already names.
- * The recording's directory holds a mark file (".processing") from the
- * moment it is queued until it is completed or failed, so a restart, or the
- * periodic rescan after a full queue, finds every unfinished job. The end:
- * `completed` with processed_at and file_size_bytes, or `failed` with the
- * step's error (files kept).
+ * (worker_steps[] below): finalize (repair a crash-left file, check it
+ * parses), remux (mp4: the live VP9/Opus Matroska into MP4, storage
+ * module), thumbnail (JPEG of the first keyframe after 1 s), facts (size,
+ * sha256, codecs, geometry into metadata), upload and verify (S3 backend
+ * only; the local copy goes only after the object is verified). A step that
+ * does not apply to a recording returns at once.
  *
- * The steps so far: finalize (repair a crash-left file, probe it) and facts
- * (size, codecs, geometry into metadata). The storage module's remux,
- * thumbnail and upload steps slot in between them and the end. */
+ * After each step the journal kept in state (state_journal_set:
+ * {"step": <last completed>, "at": ..., plus the storage module's
+ * "upload.*" fields}) names it, and the record's metadata.processing shows
+ * {"step", "percent"}; a job that starts again after a restart skips the
+ * steps its journal names and a multipart upload continues after its last
+ * acknowledged part. The recording's directory holds a mark file
+ * (".processing") from the moment it is queued until it is completed or
+ * failed, so a restart, or the periodic rescan after a full queue, finds
+ * every unfinished job. The end: `completed` with processed_at and
+ * file_size_bytes, or `failed` with the step's error (files kept). */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -26,9 +30,12 @@
 #include "common_log.h"
 #include "common_queue.h"
 #include "common_time.h"
+#include "config.h"
 #include "media.h"
 #include "recorder_internal.h"
 #include "state.h"
+#include "storage.h"
+#include "storage_s3.h"
 
 static struct log_handle log_wrk = LOG_HANDLE("recorder/worker");
 
@@ -43,6 +50,13 @@ struct worker_ctx {
 	char dir[RECORDER_PATH_MAX];
 	char live_path[RECORDER_PATH_MAX];  /* the file the pipeline wrote */
 	char final_path[RECORDER_PATH_MAX]; /* the file the recording ends as */
+	char mp4_path[RECORDER_PATH_MAX];   /* "" unless remuxed */
+	char thumb_path[RECORDER_PATH_MAX];
+	char object_key[RECORDER_PATH_MAX]; /* "" unless uploaded to S3 */
+	bool keep_local;                    /* keep the local copy after upload */
+	struct storage_journal journal;     /* bound to state_journal_* */
+	struct storage_job sj;
+	int64_t last_progress_ns;
 };
 
 struct recorder_step {
@@ -123,32 +137,143 @@ static int step_finalize(struct worker_ctx *c, char *err, size_t errlen)
 	return 0;
 }
 
+/* remux: mp4 recordings are written as VP9/Opus Matroska and remuxed
+ * here (no re-encode, index at the front). Without transcoding the
+ * Matroska file is the recording. */
+static int step_remux(struct worker_ctx *c, char *err, size_t errlen)
+{
+	if (!c->mp4_path[0])
+		return 0;
+	return storage_step_remux(&c->sj, err, errlen) < 0 ? -1 : 0;
+}
+
+static int step_thumbnail(struct worker_ctx *c, char *err, size_t errlen)
+{
+	int w = 0, h = 0;
+	if (storage_step_thumbnail(&c->sj, &w, &h, err, errlen) < 0)
+		return -1;
+	cJSON *m = ctx_metadata(c);
+	const char *slash = strrchr(c->thumb_path, '/');
+	meta_set(m, "thumbnail", cJSON_CreateString(slash ? slash + 1 : c->thumb_path));
+	meta_set(m, "thumbnail_width", cJSON_CreateNumber(w));
+	meta_set(m, "thumbnail_height", cJSON_CreateNumber(h));
+	return 0;
+}
+
 /* facts: what the finished file holds, into metadata. */
 static int step_facts(struct worker_ctx *c, char *err, size_t errlen)
 {
-	char perr[256] = "";
-	struct media_file_info info;
-	struct stat sb;
-	if (media_file_probe(c->live_path, &info, perr, sizeof(perr)) < 0) {
-		snprintf(err, errlen, "the recording file does not parse: %s", perr);
+	struct storage_facts f;
+	if (storage_file_facts(c->final_path, &f, err, errlen) < 0)
 		return -1;
-	}
 	cJSON *m = ctx_metadata(c);
-	meta_set(m, "container", cJSON_CreateString(info.doc_type));
-	meta_set(m, "video_codec", info.video_codec[0] ? cJSON_CreateString(info.video_codec) : cJSON_CreateNull());
-	meta_set(m, "audio_codec", info.audio_codec[0] ? cJSON_CreateString(info.audio_codec) : cJSON_CreateNull());
-	meta_set(m, "width", cJSON_CreateNumber(info.width));
-	meta_set(m, "height", cJSON_CreateNumber(info.height));
-	meta_set(m, "file_duration_seconds", cJSON_CreateNumber((double)(info.duration_ns / TIME_NS_PER_MS) / 1e3));
-	if (stat(c->live_path, &sb) == 0)
-		state_record_set_number(c->rec, "file_size_bytes", (double)sb.st_size);
+	meta_set(m, "container", cJSON_CreateString(f.container));
+	meta_set(m, "video_codec", f.video_codec[0] ? cJSON_CreateString(f.video_codec) : cJSON_CreateNull());
+	meta_set(m, "audio_codec", f.audio_codec[0] ? cJSON_CreateString(f.audio_codec) : cJSON_CreateNull());
+	meta_set(m, "width", cJSON_CreateNumber(f.width));
+	meta_set(m, "height", cJSON_CreateNumber(f.height));
+	meta_set(m, "checksum", cJSON_CreateString(f.sha256));
+	meta_set(m, "checksum_algorithm", cJSON_CreateString("sha256"));
+	meta_set(m, "file_duration_seconds", cJSON_CreateNumber((double)f.duration_ms / 1e3));
+	state_record_set_number(c->rec, "file_size_bytes", (double)f.size_bytes);
+	return 0;
+}
+
+static int step_upload(struct worker_ctx *c, char *err, size_t errlen)
+{
+	if (!c->sj.s3)
+		return 0;
+	char etag[96] = "";
+	int rc = storage_step_upload(&c->sj, etag, sizeof(etag), err, errlen);
+	if (rc == STORAGE_ERR_CANCELLED)
+		return 1; /* shutdown: the upload resumes at the next start */
+	if (rc < 0)
+		return -1;
+	state_record_set_str(c->rec, "s3_key", c->object_key);
+	meta_set(ctx_metadata(c), "s3_etag", cJSON_CreateString(etag));
+	return 0;
+}
+
+/* verify: the object must match the file before the local copy may go. */
+static int step_verify(struct worker_ctx *c, char *err, size_t errlen)
+{
+	if (!c->sj.s3)
+		return 0;
+	if (storage_step_verify(&c->sj, err, errlen) < 0)
+		return -1;
+	state_record_set_str(c->rec, "s3_key", c->object_key);
+	if (!c->keep_local) {
+		if (unlink(c->final_path) == 0)
+			LOG_INFO(&log_wrk, "%s: verified in S3 as %s; local copy removed", c->job->id, c->object_key);
+		meta_set(ctx_metadata(c), "local_copy", cJSON_CreateFalse());
+	} else {
+		meta_set(ctx_metadata(c), "local_copy", cJSON_CreateTrue());
+	}
 	return 0;
 }
 
 static const struct recorder_step worker_steps[] = {
 	{ "finalize", step_finalize },
+	{ "remux", step_remux },
+	{ "thumbnail", step_thumbnail },
 	{ "facts", step_facts },
+	{ "upload", step_upload },
+	{ "verify", step_verify },
 };
+
+/* ---- the journal, bound to the state store --------------------------------
+ * A JSON object of text fields per recording (state_journal_*), shared by
+ * the worker ("step", "at") and the storage module ("upload.*"). */
+
+static int sj_get(void *opaque, const char *field, char *out, size_t outlen)
+{
+	struct worker_ctx *c = opaque;
+	cJSON *j = state_journal_get(c->r->st, c->job->id);
+	if (!j)
+		return state_healthy(c->r->st) ? 1 : -1;
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, field);
+	int rc = 1;
+	if (cJSON_IsString(v)) {
+		util_strlcpy(out, v->valuestring, outlen);
+		rc = 0;
+	}
+	cJSON_Delete(j);
+	return rc;
+}
+
+static int sj_set(void *opaque, const char *field, const char *value)
+{
+	struct worker_ctx *c = opaque;
+	cJSON *j = state_journal_get(c->r->st, c->job->id);
+	if (!j && !state_healthy(c->r->st))
+		return -1;
+	if (!j)
+		j = cJSON_CreateObject();
+	if (!j)
+		return -1;
+	cJSON_DeleteItemFromObjectCaseSensitive(j, field);
+	cJSON_AddStringToObject(j, field, value);
+	int rc = state_journal_set(c->r->st, c->job->id, j);
+	cJSON_Delete(j);
+	return rc < 0 ? -1 : 0;
+}
+
+static int sj_del(void *opaque, const char *prefix)
+{
+	struct worker_ctx *c = opaque;
+	cJSON *j = state_journal_get(c->r->st, c->job->id);
+	if (!j)
+		return state_healthy(c->r->st) ? 0 : -1;
+	size_t n = strlen(prefix);
+	for (cJSON *it = j->child, *next; it; it = next) {
+		next = it->next;
+		if (it->string && strncmp(it->string, prefix, n) == 0)
+			cJSON_Delete(cJSON_DetachItemViaPointer(j, it));
+	}
+	int rc = state_journal_set(c->r->st, c->job->id, j);
+	cJSON_Delete(j);
+	return rc < 0 ? -1 : 0;
+}
 
 /* ---- in-flight bookkeeping ---------------------------------------------- */
 
@@ -264,41 +389,28 @@ int recorder_worker_rescan(struct recorder *r)
 
 /* ---- running a job ------------------------------------------------------ */
 
-static void journal_mark(struct recorder *r, const char *id, const char *step)
+static void journal_mark(struct worker_ctx *c, const char *step)
 {
-	cJSON *j = state_journal_get(r->st, id);
-	if (!j)
-		j = cJSON_CreateObject();
-	if (!j)
-		return;
 	char ts[40];
-	cJSON_DeleteItemFromObjectCaseSensitive(j, "step");
-	cJSON_DeleteItemFromObjectCaseSensitive(j, "at");
-	cJSON_AddStringToObject(j, "step", step);
-	cJSON_AddStringToObject(j, "at", time_iso8601(time_wall_ns(), ts, sizeof(ts)));
-	int rc = state_journal_set(r->st, id, j);
-	if (rc < 0)
-		LOG_WARN(&log_wrk, "%s: journal write failed: %s", id, state_strerror(rc));
-	cJSON_Delete(j);
+	if (sj_set(c, "step", step) < 0 || sj_set(c, "at", time_iso8601(time_wall_ns(), ts, sizeof(ts))) < 0)
+		LOG_WARN(&log_wrk, "%s: journal write failed after %s", c->job->id, step);
 }
 
 /* Index of the first step still to run, from the journal. */
-static size_t journal_resume_index(struct recorder *r, const char *id)
+static size_t journal_resume_index(struct worker_ctx *c)
 {
-	cJSON *j = state_journal_get(r->st, id);
-	size_t first = 0;
-	const cJSON *step = j ? cJSON_GetObjectItemCaseSensitive(j, "step") : NULL;
-	if (cJSON_IsString(step)) {
-		for (size_t i = 0; i < ARRAY_SIZE(worker_steps); i++)
-			if (strcmp(step->valuestring, worker_steps[i].name) == 0)
-				first = i + 1;
-	}
-	cJSON_Delete(j);
-	return first;
+	char step[64];
+	if (sj_get(c, "step", step, sizeof(step)) != 0)
+		return 0;
+	for (size_t i = 0; i < ARRAY_SIZE(worker_steps); i++)
+		if (strcmp(step, worker_steps[i].name) == 0)
+			return i + 1;
+	return 0;
 }
 
 static void set_progress(struct worker_ctx *c, const char *step, double percent)
 {
+	c->last_progress_ns = time_mono_ns();
 	cJSON *p = cJSON_CreateObject();
 	if (!p)
 		return;
@@ -306,6 +418,29 @@ static void set_progress(struct worker_ctx *c, const char *step, double percent)
 	cJSON_AddNumberToObject(p, "percent", percent);
 	meta_set(ctx_metadata(c), "processing", p);
 	recorder_put(c->r, c->rec);
+}
+
+/* The storage module's progress within a step, at most once a second. */
+static void on_storage_progress(void *opaque, const char *step, double percent)
+{
+	struct worker_ctx *c = opaque;
+	if (time_mono_ns() - c->last_progress_ns < TIME_NS_PER_SEC)
+		return;
+	size_t i = 0;
+	while (i < ARRAY_SIZE(worker_steps) && strcmp(worker_steps[i].name, step) != 0)
+		i++;
+	double base = i < ARRAY_SIZE(worker_steps) ? (double)i : 0;
+	set_progress(c, step, 100.0 * (base + percent / 100.0) / (double)ARRAY_SIZE(worker_steps));
+}
+
+static const char *content_type_of(const char *path)
+{
+	const char *dot = strrchr(path, '.');
+	if (dot && strcmp(dot, ".mp4") == 0)
+		return "video/mp4";
+	if (dot && strcmp(dot, ".webm") == 0)
+		return "video/webm";
+	return "video/x-matroska";
 }
 
 static void job_finish(struct worker_ctx *c, bool ok, const char *error)
@@ -327,9 +462,12 @@ static void job_finish(struct worker_ctx *c, bool ok, const char *error)
 		if (stat(c->final_path, &sb) == 0)
 			state_record_set_number(c->rec, "file_size_bytes", (double)sb.st_size);
 		state_record_set_str(c->rec, "error", NULL);
+		if (strcmp(c->final_path, c->live_path) != 0)
+			unlink(c->live_path); /* the Matroska file the mp4 was made from */
 	} else {
 		state_record_set_str(c->rec, "error", error);
 	}
+	recorder_lifecycle_event(r, to, c->rec);
 	recorder_put(r, c->rec);
 	recorder_publish(r, recorder_op_event(ev), c->rec, NULL);
 	recorder_count(r, to);
@@ -385,10 +523,48 @@ static bool job_run(struct recorder *r, struct recorder_job *job)
 	}
 
 	recorder_dir_of(r, job->id, c.dir, sizeof(c.dir));
-	recorder_live_path(r, job->id, state_record_str(c.rec, "format"), c.live_path, sizeof(c.live_path));
+	const char *format = state_record_str(c.rec, "format");
+	recorder_live_path(r, job->id, format, c.live_path, sizeof(c.live_path));
 	util_strlcpy(c.final_path, c.live_path, sizeof(c.final_path));
+	if (format && strcmp(format, "mp4") == 0 && r->transcoding) {
+		if (snprintf(c.mp4_path, sizeof(c.mp4_path), "%s/recording_%s.mp4", c.dir, job->id) >=
+		    (int)sizeof(c.mp4_path))
+			c.mp4_path[0] = 0;
+		else
+			util_strlcpy(c.final_path, c.mp4_path, sizeof(c.final_path));
+	}
+	if (snprintf(c.thumb_path, sizeof(c.thumb_path), "%s/thumbnail.jpg", c.dir) >= (int)sizeof(c.thumb_path))
+		c.thumb_path[0] = 0;
+	const char *slash = strrchr(c.final_path, '/');
+	if (r->s3) {
+		char name[RECORDER_PATH_MAX + UUID_STR_LEN + 1];
+		int n = snprintf(name, sizeof(name), "%s/%s", job->id, slash ? slash + 1 : c.final_path);
+		if (n < 0 || (size_t)n >= sizeof(name) ||
+		    storage_s3_key(r->s3, name, c.object_key, sizeof(c.object_key)) < 0)
+			c.object_key[0] = 0;
+	}
+	state_record_set_str(c.rec, "file_name", slash ? slash + 1 : c.final_path);
+	c.keep_local = r->keep_local;
+	recorder_lifecycle_stopped(r, c.rec, c.object_key, sizeof(c.object_key), &c.keep_local);
+	c.journal = (struct storage_journal){ .opaque = &c, .get = sj_get, .set = sj_set, .del = sj_del };
+	c.sj = (struct storage_job){
+		.recording_id = job->id,
+		.input_path = c.live_path,
+		.mp4_path = c.mp4_path[0] ? c.mp4_path : NULL,
+		.thumbnail_path = c.thumb_path[0] ? c.thumb_path : NULL,
+		.object_key = c.object_key[0] ? c.object_key : NULL,
+		.upload_path = c.final_path,
+		.content_type = content_type_of(c.final_path),
+		.thumbnail_width = (int)config_get_int(r->cfg, "thumbnail.width"),
+		.thumbnail_at_ms = config_get_int(r->cfg, "thumbnail.at"),
+		.s3 = r->s3,
+		.journal = &c.journal,
+		.cancel = &r->cancel_uploads,
+		.progress = on_storage_progress,
+		.opaque = &c,
+	};
 
-	size_t first = journal_resume_index(r, job->id);
+	size_t first = journal_resume_index(&c);
 	if (first > 0)
 		LOG_INFO(&log_wrk, "%s: resuming after step %s", job->id, worker_steps[first - 1].name);
 	for (size_t i = first; i < ARRAY_SIZE(worker_steps); i++) {
@@ -397,7 +573,10 @@ static bool job_run(struct recorder *r, struct recorder_job *job)
 		char err[512] = "";
 		set_progress(&c, worker_steps[i].name, 100.0 * (double)i / (double)ARRAY_SIZE(worker_steps));
 		int64_t t0 = time_mono_ns();
-		if (worker_steps[i].run(&c, err, sizeof(err)) < 0) {
+		int rc = worker_steps[i].run(&c, err, sizeof(err));
+		if (rc > 0)
+			return false; /* interrupted by shutdown; resumes from the journal */
+		if (rc < 0) {
 			char why[600];
 			snprintf(why, sizeof(why), "%s: %s", worker_steps[i].name, err[0] ? err : "failed");
 			job_finish(&c, false, why);
@@ -405,7 +584,7 @@ static bool job_run(struct recorder *r, struct recorder_job *job)
 		}
 		LOG_DEBUG(&log_wrk, "%s: %s done in %.1f ms", job->id, worker_steps[i].name,
 			  (double)(time_mono_ns() - t0) / 1e6);
-		journal_mark(r, job->id, worker_steps[i].name);
+		journal_mark(&c, worker_steps[i].name);
 	}
 	job_finish(&c, true, NULL);
 	return true;
@@ -465,6 +644,7 @@ int recorder_worker_start(struct recorder *r)
 void recorder_worker_stop(struct recorder *r)
 {
 	atomic_store(&r->quit, true);
+	r->cancel_uploads = 1;
 	if (r->jobs)
 		queue_close(r->jobs);
 	for (int i = 0; i < r->n_started_workers; i++)

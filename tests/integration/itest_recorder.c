@@ -48,11 +48,14 @@ static int free_port(void)
 	return ntohs(a.sin_port);
 }
 
+static int redis_port;
+
 static int start_redis(void)
 {
-	int port = free_port();
+	int port = redis_port ? redis_port : free_port();
 	if (port < 0)
 		return -1;
+	redis_port = port;
 	char port_s[16];
 	snprintf(port_s, sizeof(port_s), "%d", port);
 	redis_pid = fork();
@@ -63,7 +66,7 @@ static int start_redis(void)
 			dup2(null, 2);
 		}
 		execlp("redis-server", "redis-server", "--port", port_s, "--bind", "127.0.0.1", "--save", "",
-		       "--appendonly", "no", "--dir", tmpdir, (char *)NULL);
+		       "--appendonly", "yes", "--appendfsync", "always", "--dir", tmpdir, (char *)NULL);
 		_exit(127);
 	}
 	if (redis_pid < 0)
@@ -427,6 +430,203 @@ static void test_max_duration(struct recorder *r)
 	reply_reset(&rep);
 }
 
+/* mp4: recorded as VP9/Opus Matroska, remuxed at processing; thumbnail,
+ * checksum and codecs in metadata; the intermediate file removed. */
+static void test_mp4(struct recorder *r)
+{
+	struct recorder_reply rep = { 0 };
+	char id[UUID_STR_LEN] = "", path[1200];
+	recorder_start(r, &alice, "room-p", "mp4", "low", &rep);
+	CHECK_INT(rep.status, 200);
+	if (rep.body && str_of(rep.body, "recording_id"))
+		util_strlcpy(id, str_of(rep.body, "recording_id"), sizeof(id));
+	reply_reset(&rep);
+	time_sleep_ns(1500 * TIME_NS_PER_MS);
+	recorder_stop(r, &alice, "room-p", id, &rep);
+	CHECK_INT(rep.status, 200);
+	reply_reset(&rep);
+	CHECK_INT(recorder_drain(r, 20 * TIME_NS_PER_SEC), 0);
+	wait_final(r, &alice, "room-p", id, &rep, 10.0);
+	CHECK_STR(str_of(rep.body, "status"), "completed");
+	char want[80];
+	snprintf(want, sizeof(want), "recording_%s.mp4", id);
+	CHECK_STR(str_of(rep.body, "file_name"), want);
+	file_of(rep.body, path, sizeof(path));
+	struct stat sb;
+	CHECK(stat(path, &sb) == 0 && (double)sb.st_size == num_of(rep.body, "file_size_bytes"));
+	double probe = ffprobe_duration(path);
+	fprintf(stderr, "mp4: ffprobe %.3f s vs duration_seconds %.3f s\n", probe, num_of(rep.body, "duration_seconds"));
+	CHECK(fabs(probe - num_of(rep.body, "duration_seconds")) <= 0.050);
+	const cJSON *m = cJSON_GetObjectItemCaseSensitive(rep.body, "metadata");
+	CHECK_STR(str_of(m, "video_codec"), "vp9");
+	CHECK_STR(str_of(m, "audio_codec"), "opus");
+	CHECK_STR(str_of(m, "thumbnail"), "thumbnail.jpg");
+	CHECK(str_of(m, "checksum") && strlen(str_of(m, "checksum")) == 64);
+	CHECK(cJSON_GetObjectItemCaseSensitive(m, "processing") == NULL);
+	char other[1200];
+	snprintf(other, sizeof(other), "%s/recording_%s.mkv", str_of(rep.body, "local_path"), id);
+	CHECK(stat(other, &sb) != 0);
+	snprintf(other, sizeof(other), "%s/thumbnail.jpg", str_of(rep.body, "local_path"));
+	CHECK(stat(other, &sb) == 0 && sb.st_size > 500);
+	reply_reset(&rep);
+}
+
+/* Redis goes away mid-recording and comes back: the recording goes on, the
+ * requests made meanwhile succeed, and Redis holds the right state after. */
+static void test_redis_outage(struct recorder *r, const char *storage)
+{
+	struct recorder_reply rep = { 0 };
+	char id[UUID_STR_LEN] = "", path[1200];
+	recorder_start(r, &alice, "room-o", "webm", "low", &rep);
+	CHECK_INT(rep.status, 200);
+	if (rep.body && str_of(rep.body, "recording_id"))
+		util_strlcpy(id, str_of(rep.body, "recording_id"), sizeof(id));
+	reply_reset(&rep);
+	time_sleep_ns(500 * TIME_NS_PER_MS);
+
+	kill(redis_pid, SIGTERM);
+	waitpid(redis_pid, NULL, 0);
+	int64_t t0 = time_mono_ns();
+	recorder_pause(r, &alice, "room-o", id, &rep);
+	fprintf(stderr, "pause with Redis down answered %d in %.1f ms\n", rep.status,
+		(double)(time_mono_ns() - t0) / 1e6);
+	CHECK_INT(rep.status, 200);
+	reply_reset(&rep);
+	time_sleep_ns(300 * TIME_NS_PER_MS);
+	recorder_resume(r, &alice, "room-o", id, &rep);
+	CHECK_INT(rep.status, 200);
+	reply_reset(&rep);
+	recorder_status(r, &alice, "room-o", id, &rep);
+	CHECK_INT(rep.status, 200);
+	CHECK_STR(str_of(rep.body, "status"), "recording");
+	reply_reset(&rep);
+	time_sleep_ns(500 * TIME_NS_PER_MS);
+
+	CHECK_INT(start_redis(), 0);
+	struct state *probe_st = connect_state("observer");
+	/* The deferred writes land once Redis is back. */
+	cJSON *rec = NULL;
+	int64_t end = time_mono_ns() + 10 * TIME_NS_PER_SEC;
+	while (time_mono_ns() < end) {
+		cJSON_Delete(rec);
+		rec = probe_st ? state_get(probe_st, id) : NULL;
+		if (rec && str_of(rec, "resumed_at") && !cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(rec, "resumed_at")))
+			break;
+		time_sleep_ns(100 * TIME_NS_PER_MS);
+	}
+	CHECK_STR(rec ? str_of(rec, "status") : NULL, "recording");
+	CHECK(rec && str_of(rec, "paused_at") && str_of(rec, "resumed_at"));
+	cJSON_Delete(rec);
+
+	recorder_stop(r, &alice, "room-o", id, &rep);
+	CHECK_INT(rep.status, 200);
+	double dur = num_of(rep.body, "duration_seconds");
+	reply_reset(&rep);
+	CHECK_INT(recorder_drain(r, 20 * TIME_NS_PER_SEC), 0);
+	wait_final(r, &alice, "room-o", id, &rep, 10.0);
+	CHECK_STR(str_of(rep.body, "status"), "completed");
+	file_of(rep.body, path, sizeof(path));
+	CHECK(fabs(ffprobe_duration(path) - dur) <= 0.050);
+	reply_reset(&rep);
+	rec = probe_st ? state_get(probe_st, id) : NULL;
+	CHECK_STR(rec ? str_of(rec, "status") : NULL, "completed");
+	cJSON_Delete(rec);
+	CHECK_INT(probe_st ? state_active_count(probe_st) : -1, 0);
+	state_free(probe_st);
+	(void)storage;
+}
+
+/* A job left in processing resumes after the step its journal names: put a
+ * completed recording back into processing with the journal at "thumbnail"
+ * and the thumbnail gone; a new recorder finishes it without making one. */
+static void test_journal_resume(const char *storage)
+{
+	char err[256];
+	struct state *st = connect_state("node-j");
+	struct config *c = make_config(storage);
+	struct recorder *r = st && c ? recorder_new(c, st, NULL, err, sizeof(err)) : NULL;
+	CHECK(r != NULL);
+	if (!r) {
+		config_free(c);
+		state_free(st);
+		return;
+	}
+	struct recorder_reply rep = { 0 };
+	char id[UUID_STR_LEN] = "";
+	recorder_start(r, &alice, "room-j", "webm", "low", &rep);
+	if (rep.body && str_of(rep.body, "recording_id"))
+		util_strlcpy(id, str_of(rep.body, "recording_id"), sizeof(id));
+	reply_reset(&rep);
+	time_sleep_ns(1200 * TIME_NS_PER_MS);
+	recorder_stop(r, &alice, "room-j", id, &rep);
+	reply_reset(&rep);
+	recorder_drain(r, 20 * TIME_NS_PER_SEC);
+	recorder_free(r);
+
+	cJSON *rec = state_get(st, id);
+	CHECK_STR(rec ? str_of(rec, "status") : NULL, "completed");
+	if (rec) {
+		state_record_set_str(rec, "status", "processing");
+		state_record_set_time(rec, "processed_at", 0);
+		CHECK(state_put(st, rec) >= 0);
+	}
+	cJSON_Delete(rec);
+	cJSON *j = cJSON_CreateObject();
+	cJSON_AddStringToObject(j, "step", "thumbnail");
+	CHECK(state_journal_set(st, id, j) >= 0);
+	cJSON_Delete(j);
+	char mark[1200], thumb[1200];
+	snprintf(mark, sizeof(mark), "%s/%s/.processing", storage, id);
+	snprintf(thumb, sizeof(thumb), "%s/%s/thumbnail.jpg", storage, id);
+	FILE *f = fopen(mark, "w");
+	CHECK(f != NULL);
+	if (f)
+		fclose(f);
+	CHECK(unlink(thumb) == 0);
+
+	r = recorder_new(c, st, NULL, err, sizeof(err));
+	CHECK(r != NULL);
+	if (r) {
+		CHECK_INT(recorder_drain(r, 20 * TIME_NS_PER_SEC), 0);
+		wait_final(r, &alice, "room-j", id, &rep, 10.0);
+		CHECK_STR(str_of(rep.body, "status"), "completed");
+		CHECK(str_of(rep.body, "processed_at") != NULL);
+		reply_reset(&rep);
+		struct stat sb;
+		CHECK(stat(thumb, &sb) != 0); /* the thumbnail step was not run again */
+		CHECK(stat(mark, &sb) != 0);  /* the job's mark is gone */
+		cJSON *left = state_journal_get(st, id);
+		CHECK(left == NULL);
+		cJSON_Delete(left);
+		recorder_free(r);
+	}
+	config_free(c);
+	state_free(st);
+}
+
+/* Start refuses with 507 when the disk cannot hold what the recording may
+ * need plus the reserve. */
+static void test_disk_admission(const char *storage)
+{
+	char err[256];
+	struct state *st = connect_state("node-d");
+	struct config *c = make_config(storage);
+	CHECK(c && config_set(c, "recorder.disk_reserve", "1000000G", err, sizeof(err)) == 0);
+	struct recorder *r = st && c ? recorder_new(c, st, NULL, err, sizeof(err)) : NULL;
+	CHECK(r != NULL);
+	if (r) {
+		struct recorder_reply rep = { 0 };
+		recorder_start(r, &alice, "room-d", NULL, NULL, &rep);
+		CHECK_INT(rep.status, 507);
+		CHECK_STR(str_of(rep.body, "code"), "insufficient_storage");
+		reply_reset(&rep);
+		CHECK_INT(state_active_count(st), 0);
+		recorder_free(r);
+	}
+	config_free(c);
+	state_free(st);
+}
+
 /* The child: records in room-k on node "crashnode", prints the id, then
  * waits to be killed. */
 static int child_main(const char *url, const char *storage)
@@ -549,6 +749,8 @@ int main(int argc, char **argv)
 		test_lifecycle(r);
 		test_cancel_and_limit(r, st);
 		test_max_duration(r);
+		test_mp4(r);
+		test_redis_outage(r, storage);
 		recorder_free(r);
 	} else {
 		fprintf(stderr, "recorder_new: %s\n", err);
@@ -556,6 +758,8 @@ int main(int argc, char **argv)
 	config_free(c);
 	state_free(st);
 
+	test_journal_resume(storage);
+	test_disk_admission(storage);
 	test_recovery(argv[0], storage);
 
 	kill(redis_pid, SIGTERM);
