@@ -1,0 +1,129 @@
+"""rtp_impair: a seeded UDP relay that loses, reorders and duplicates datagrams.
+
+Used by the RTP integration tests between a real sender and the recorder:
+
+    relay = Relay([(6004, ("127.0.0.1", 5004))], loss=0.02, reorder=0.05, dup=0.01, seed=1)
+    relay.start(); ...; relay.stop(); relay.counts  # {'in':..,'lost':..,'reordered':..,'dup':..}
+
+or from a shell:
+
+    python3 rtp_impair.py --map 6004:5004 --loss 0.02 --reorder 0.05 --dup 0.01 --seed 1
+
+Decisions come from one random.Random(seed) per mapping, drawn per datagram
+in arrival order, so a run is reproducible up to the sender's own timing. A
+reordered datagram is held back and sent after the next 1-3 datagrams of the
+same mapping (or after 50 ms if none comes).
+"""
+
+import argparse
+import random
+import select
+import socket
+import threading
+import time
+
+
+class Relay:
+    def __init__(self, maps, loss=0.0, reorder=0.0, dup=0.0, seed=1, host="127.0.0.1"):
+        self.maps = maps
+        self.loss, self.reorder, self.dup = loss, reorder, dup
+        self.seed = seed
+        self.host = host
+        self.counts = {"in": 0, "lost": 0, "reordered": 0, "dup": 0}
+        self._stop = threading.Event()
+        self._thread = None
+        self._socks = []
+
+    def start(self):
+        for i, (port, target) in enumerate(self.maps):
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.bind((self.host, port))
+            s.setblocking(False)
+            out = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            self._socks.append({"in": s, "out": out, "target": target,
+                                "rng": random.Random(self.seed * 1000 + i), "held": []})
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self):
+        self._stop.set()
+        if self._thread:
+            self._thread.join(2)
+        for m in self._socks:
+            for held in m["held"]:
+                m["out"].sendto(held[0], m["target"])
+            m["in"].close()
+            m["out"].close()
+
+    def _forward(self, m, data):
+        rng = m["rng"]
+        self.counts["in"] += 1
+        r = rng.random()
+        if r < self.loss:
+            self.counts["lost"] += 1
+            return
+        if r < self.loss + self.reorder:
+            self.counts["reordered"] += 1
+            m["held"].append([data, rng.randint(1, 3), time.monotonic() + 0.05])
+            return
+        m["out"].sendto(data, m["target"])
+        if rng.random() < self.dup:
+            self.counts["dup"] += 1
+            m["out"].sendto(data, m["target"])
+        self._release(m, sent=True)
+
+    def _release(self, m, sent=False):
+        now = time.monotonic()
+        keep = []
+        for h in m["held"]:
+            if sent:
+                h[1] -= 1
+            if h[1] <= 0 or now >= h[2]:
+                m["out"].sendto(h[0], m["target"])
+            else:
+                keep.append(h)
+        m["held"] = keep
+
+    def _run(self):
+        socks = {m["in"]: m for m in self._socks}
+        while not self._stop.is_set():
+            ready, _, _ = select.select(list(socks), [], [], 0.01)
+            for s in ready:
+                while True:
+                    try:
+                        data = s.recv(65536)
+                    except BlockingIOError:
+                        break
+                    self._forward(socks[s], data)
+            for m in self._socks:
+                self._release(m)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--map", action="append", required=True, help="LISTEN:TARGET_PORT or LISTEN:HOST:PORT")
+    ap.add_argument("--loss", type=float, default=0.0)
+    ap.add_argument("--reorder", type=float, default=0.0)
+    ap.add_argument("--dup", type=float, default=0.0)
+    ap.add_argument("--seed", type=int, default=1)
+    a = ap.parse_args()
+    maps = []
+    for m in a.map:
+        parts = m.split(":")
+        if len(parts) == 2:
+            maps.append((int(parts[0]), ("127.0.0.1", int(parts[1]))))
+        else:
+            maps.append((int(parts[0]), (parts[1], int(parts[2]))))
+    relay = Relay(maps, a.loss, a.reorder, a.dup, a.seed).start()
+    try:
+        while True:
+            time.sleep(1)
+    except KeyboardInterrupt:
+        pass
+    relay.stop()
+    print(relay.counts)
+
+
+if __name__ == "__main__":
+    main()
