@@ -12,6 +12,7 @@
 
 #include <new>
 
+#include "common/webmids.h"
 #include "mkvmuxer/mkvmuxer.h"
 #include "mkvmuxer/mkvmuxerutil.h"
 #include "mkvparser/mkvparser.h"
@@ -135,13 +136,31 @@ public:
 	}
 
 	bool Seekable() const override { return true; }
-	void ElementStartNotify(mkvmuxer::uint64, mkvmuxer::int64) override {}
+
+	// mkvmuxer writes a placeholder Duration of 1 ms that it overwrites when
+	// it finalizes. Left in a crashed file it would tell players the
+	// recording lasts 1 ms, so the placeholder goes to disk as an EBML Void
+	// of the same 7 bytes (ID, size, 32-bit float); finalization then writes
+	// the real Duration over it.
+	void ElementStartNotify(mkvmuxer::uint64 id, mkvmuxer::int64 position) override
+	{
+		if (id == libwebm::kMkvDuration && !duration_voided_)
+			duration_pos_ = position;
+	}
 
 	// Hands the buffered bytes to the kernel. Returns 0 or -1 (errno kept).
 	int flush()
 	{
 		if (len_ == 0)
 			return 0;
+		if (duration_pos_ >= 0 && !duration_voided_) {
+			int64_t real = to_real(duration_pos_);
+			if (real >= buf_start_ && real + 7 <= buf_start_ + static_cast<int64_t>(len_)) {
+				static const uint8_t void7[7] = { 0xec, 0x85, 0, 0, 0, 0, 0 };
+				memcpy(buf_ + (real - buf_start_), void7, sizeof(void7));
+				duration_voided_ = true;
+			}
+		}
 		if (pwrite_all(buf_, len_, buf_start_) < 0)
 			return -1;
 		len_ = 0;
@@ -186,6 +205,8 @@ private:
 	int64_t skip_len_ = 0, own_header_len_ = 0;
 	uint64_t file_end_ = 0;
 	int errno_ = 0;
+	int64_t duration_pos_ = -1;
+	bool duration_voided_ = false;
 };
 
 } // namespace

@@ -544,6 +544,11 @@ struct media_pipeline *media_pipeline_new(const struct media_pipeline_config *cf
 		return NULL;
 	util_strlcpy(dir, cfg->output_path, sizeof(dir));
 	const char *d = dirname(dir);
+	struct stat sb;
+	if (stat(d, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+		snprintf(err, errlen, "output directory '%s' does not exist or is not a directory", d);
+		return NULL;
+	}
 	if (access(d, W_OK) != 0) {
 		snprintf(err, errlen, "output directory '%s' is not writable: %s", d, strerror(errno));
 		return NULL;

@@ -5,7 +5,9 @@
  * can be measured from its output. Paced to the wall clock unless
  * params.realtime is false (tests and benchmarks run it flat out).
  *
- * Args: "tone=HZ" (default 440), "beep=HZ" (default 1000). */
+ * Args: "tone=HZ" (default 440), "beep=HZ" (default 1000), "skew=MS" (start
+ * each beep MS later than its flash, 0..500: lets the A/V test prove it
+ * sees an offset when there is one). */
 #include "media_source.h"
 
 #include <math.h>
@@ -31,6 +33,7 @@ struct test_priv {
 	uint64_t video_n;      /* next video frame */
 	uint64_t audio_sample; /* next audio sample frame */
 	double tone_hz, beep_hz;
+	uint64_t skew_samples;   /* beep delay after the flash */
 	uint8_t *bars;         /* a periodic row of the pattern, width + 256 long */
 };
 
@@ -90,6 +93,15 @@ static int test_open(struct media_source *src, const struct media_source_params 
 		t->tone_hz = atof(v);
 	if (media_source_arg(p->args, "beep", v, sizeof(v)))
 		t->beep_hz = atof(v);
+	if (media_source_arg(p->args, "skew", v, sizeof(v))) {
+		int ms = atoi(v);
+		if (ms < 0 || ms > 500) {
+			snprintf(err, errlen, "test source: skew must be 0..500 ms");
+			free(t);
+			return -1;
+		}
+		t->skew_samples = (uint64_t)ms * (uint64_t)t->rate / 1000;
+	}
 	if (!(t->tone_hz >= 0 && t->tone_hz < t->rate / 2.0) ||
 	    !(t->beep_hz > 0 && t->beep_hz < t->rate / 2.0)) {
 		snprintf(err, errlen, "test source: tone/beep frequency out of range");
@@ -201,7 +213,8 @@ static struct buf *test_make_audio(struct test_priv *t, uint64_t first, int samp
 	uint64_t beep_len = (uint64_t)t->rate * TEST_BEEP_MS / 1000;
 	for (int i = 0; i < samples; i++) {
 		uint64_t s = first + (uint64_t)i;
-		uint64_t in_second = s % (uint64_t)t->rate;
+		uint64_t in_second = (s + (uint64_t)t->rate - t->skew_samples % (uint64_t)t->rate) %
+				     (uint64_t)t->rate;
 		double ph, val;
 		if (in_second < beep_len) {
 			ph = 2.0 * M_PI * t->beep_hz * (double)in_second / t->rate;
