@@ -78,7 +78,21 @@ void http_reply(struct http_request *req, int status, const char *content_type, 
 	struct mg_connection *c = req->conn;
 	req->status = status;
 	snprintf(clen, sizeof(clen), "%zu", len);
-	mg_response_header_start(c, status);
+	if (mg_response_header_start(c, status) < 0) {
+		/* A WebSocket upgrade being refused: civetweb's response API is
+		 * closed to it, so the reply is written as is and the connection
+		 * ends with it. */
+		mg_printf(c,
+			  "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\nX-Request-Id: %s\r\n"
+			  "Cache-Control: no-store\r\nConnection: close\r\n",
+			  status, http_reason(status), content_type, len, req->id);
+		if (extra_name && extra_value)
+			mg_printf(c, "%s: %s\r\n", extra_name, extra_value);
+		mg_printf(c, "\r\n");
+		if (len)
+			mg_write(c, body, len);
+		return;
+	}
 	mg_response_header_add(c, "Content-Type", content_type, -1);
 	mg_response_header_add(c, "Content-Length", clen, -1);
 	mg_response_header_add(c, "X-Request-Id", req->id, -1);
