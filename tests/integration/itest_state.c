@@ -6,7 +6,7 @@
 #include <errno.h>
 #include <signal.h>
 #include <stdarg.h>
-#include <stdatomic.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -299,46 +299,75 @@ static void test_journal(struct state *st)
 	cJSON_Delete(j);
 }
 
+/* What the subscriber callback saw; it runs on the subscriber thread. */
 struct events {
-	atomic_int count;
-	char last_room[128];
-	char last_event[512];
+	pthread_mutex_t lock;
+	int count;              /* every event */
+	char watch[64];         /* the room a check waits for */
+	int watch_hits;
+	char watch_event[512];  /* the last event text of that room */
 };
 
 static void on_event(void *opaque, const char *room_id, const char *event_json)
 {
 	struct events *ev = opaque;
-	util_strlcpy(ev->last_room, room_id, sizeof ev->last_room);
-	util_strlcpy(ev->last_event, event_json, sizeof ev->last_event);
-	atomic_fetch_add(&ev->count, 1);
+	pthread_mutex_lock(&ev->lock);
+	ev->count++;
+	if (strcmp(room_id, ev->watch) == 0) {
+		ev->watch_hits++;
+		util_strlcpy(ev->watch_event, event_json, sizeof ev->watch_event);
+	}
+	pthread_mutex_unlock(&ev->lock);
 }
 
-static bool wait_events(struct events *ev, int n, int64_t ms)
+static void watch_room(struct events *ev, const char *room)
 {
+	pthread_mutex_lock(&ev->lock);
+	util_strlcpy(ev->watch, room, sizeof ev->watch);
+	ev->watch_hits = 0;
+	ev->watch_event[0] = 0;
+	pthread_mutex_unlock(&ev->lock);
+}
+
+static int watch_hits(struct events *ev)
+{
+	pthread_mutex_lock(&ev->lock);
+	int n = ev->watch_hits;
+	pthread_mutex_unlock(&ev->lock);
+	return n;
+}
+
+/* Waits up to 'ms' for an event of the watched room; returns its text
+ * (a static copy) or "" when none came. */
+static const char *wait_watched(struct events *ev, int64_t ms)
+{
+	static char text[512];
 	int64_t deadline = time_mono_ns() + ms * TIME_NS_PER_MS;
-	while (atomic_load(&ev->count) < n && time_mono_ns() < deadline)
+	while (watch_hits(ev) == 0 && time_mono_ns() < deadline)
 		time_sleep_ns(10 * TIME_NS_PER_MS);
-	return atomic_load(&ev->count) >= n;
+	pthread_mutex_lock(&ev->lock);
+	util_strlcpy(text, ev->watch_event, sizeof text);
+	pthread_mutex_unlock(&ev->lock);
+	return text;
 }
 
 static void test_pubsub(struct state *st, struct state *other, struct events *ev)
 {
 	CHECK_INT(state_subscribe(st, on_event, ev), STATE_OK);
 	/* The subscription is asynchronous: publish until the first arrives. */
-	for (int i = 0; i < 100 && atomic_load(&ev->count) == 0; i++) {
+	watch_room(ev, "lobby");
+	for (int i = 0; i < 100 && watch_hits(ev) == 0; i++) {
 		state_publish(other, "lobby", "{\"type\":\"hello\"}");
 		time_sleep_ns(20 * TIME_NS_PER_MS);
 	}
-	CHECK(atomic_load(&ev->count) > 0);
-	int base = atomic_load(&ev->count);
+	CHECK(watch_hits(ev) > 0);
+	watch_room(ev, "room 7");
 	CHECK_INT(state_publish(other, "room 7", "{\"type\":\"recording_started\",\"room_id\":\"room 7\"}"), STATE_OK);
-	CHECK(wait_events(ev, base + 1, 2000));
-	CHECK_STR(ev->last_room, "room 7");
-	CHECK_STR(ev->last_event, "{\"type\":\"recording_started\",\"room_id\":\"room 7\"}");
+	CHECK_STR(wait_watched(ev, 2000), "{\"type\":\"recording_started\",\"room_id\":\"room 7\"}");
 	/* What goes out on the wire is the documented channel. */
+	watch_room(ev, "hall");
 	cli("PUBLISH webrtc:recording:events:hall '{\"type\":\"x\"}'");
-	CHECK(wait_events(ev, base + 2, 2000));
-	CHECK_STR(ev->last_room, "hall");
+	CHECK_STR(wait_watched(ev, 2000), "{\"type\":\"x\"}");
 }
 
 static void test_outage(struct state *st, struct events *ev)
@@ -400,12 +429,12 @@ static void test_outage(struct state *st, struct events *ev)
 	/* Scripts were lost with the server: admission reloads them. */
 	CHECK_INT(state_admit(st, rid(other), "frank", 10, 0, reason, sizeof reason), STATE_OK);
 	/* The subscriber reconnected. */
-	int base = atomic_load(&ev->count);
-	for (int i = 0; i < 150 && atomic_load(&ev->count) == base; i++) {
-		cli("PUBLISH webrtc:recording:events:room-outage '{\"type\":\"ping\"}'");
+	watch_room(ev, "room-outage-after");
+	for (int i = 0; i < 150 && watch_hits(ev) == 0; i++) {
+		cli("PUBLISH webrtc:recording:events:room-outage-after '{\"type\":\"ping\"}'");
 		time_sleep_ns(20 * TIME_NS_PER_MS);
 	}
-	CHECK(atomic_load(&ev->count) > base);
+	CHECK(watch_hits(ev) > 0);
 	cJSON_Delete(rec);
 	cJSON_Delete(other);
 }
@@ -548,7 +577,7 @@ int main(void)
 	struct state *st = state_new(url, tmpdir, "node-a", err, sizeof err);
 	struct state *st2 = state_new(url, tmpdir, "node-b", err, sizeof err);
 	CHECK(st && st2);
-	static struct events ev;
+	static struct events ev = { .lock = PTHREAD_MUTEX_INITIALIZER };
 	if (st && st2) {
 		CHECK_STR(state_node_id(st), "node-a");
 		CHECK(state_healthy(st));
