@@ -13,6 +13,7 @@
 
 #include "check.h"
 #include "common_log.h"
+#include "common_time.h"
 #include "common_util.h"
 #include "storage.h"
 
@@ -228,8 +229,49 @@ static void test_audio_only(void)
 	CHECK(access(jpg, F_OK) != 0);
 }
 
-int main(void)
+/* Remux time per recorded minute for scripts/bench.d/40-storage: a
+ * 'seconds'-long 1280x720 VP9/Opus recording made by ffmpeg, remuxed by
+ * edgerec and, as the peer, by `ffmpeg -c copy -movflags +faststart`. */
+static int bench_remux(int seconds)
 {
+	char mkv[300], mp4[300], peer[300], err[512];
+	snprintf(mkv, sizeof(mkv), "%s/bench.mkv", work);
+	snprintf(mp4, sizeof(mp4), "%s/bench.mp4", work);
+	snprintf(peer, sizeof(peer), "%s/peer.mp4", work);
+	if (run("ffmpeg -v error -y -f lavfi -i testsrc2=size=1280x720:rate=30 -f lavfi "
+		"-i sine=sample_rate=48000 -t %d -c:v libvpx-vp9 -deadline realtime -cpu-used 8 "
+		"-row-mt 1 -b:v 2500k -g 60 -c:a libopus -b:a 128k '%s'", seconds, mkv) != 0)
+		return 1;
+	struct stat sb;
+	stat(mkv, &sb);
+	struct storage_job job = { .input_path = mkv, .mp4_path = mp4 };
+	int64_t t0 = time_mono_ns();
+	if (storage_step_remux(&job, err, sizeof(err)) < 0) {
+		fprintf(stderr, "%s\n", err);
+		return 1;
+	}
+	double s = (double)(time_mono_ns() - t0) / 1e9;
+	t0 = time_mono_ns();
+	int rc = run("ffmpeg -v error -y -i '%s' -c copy -movflags +faststart '%s'", mkv, peer);
+	double ps = (double)(time_mono_ns() - t0) / 1e9;
+	printf("remux VP9/Opus mkv -> mp4 (%d s, 720p, %.1f MB)  %8s %14s\n", seconds, sb.st_size / 1e6,
+	       "seconds", "s per rec. min");
+	printf("%-48s %8.3f %14.3f\n", "edgerec storage_step_remux", s, s * 60.0 / seconds);
+	if (rc == 0)
+		printf("%-48s %8.3f %14.3f\n", "peer: ffmpeg -c copy -movflags +faststart", ps, ps * 60.0 / seconds);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc > 1 && strcmp(argv[1], "--bench") == 0) {
+		log_set_level(LOG_LEVEL_WARN);
+		if (!mkdtemp(work))
+			return 1;
+		int rc = bench_remux(argc > 2 ? atoi(argv[2]) : 60);
+		util_rm_rf(work);
+		return rc;
+	}
 	log_set_level(-1);
 	if (!mkdtemp(work))
 		return 1;

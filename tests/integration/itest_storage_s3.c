@@ -321,8 +321,66 @@ static void test_cancel_abort(void)
 	storage_s3_free(s3);
 }
 
-int main(void)
+/* Upload throughput for scripts/bench.d/40-storage: one 'mb' MiB file as a
+ * single PUT and as a multipart upload (8 MiB parts), and curl's own
+ * single PUT of the same file as the peer. Prints a table. */
+static int bench_upload(int mb)
 {
+	char path[300], key[64], err[512], cmd[1024];
+	snprintf(path, sizeof(path), "%s/bench.bin", work);
+	make_file(path, (size_t)mb * MiB, 9);
+	printf("%-34s %10s %10s\n", "upload to s3rver (loopback)", "seconds", "MiB/s");
+	struct { const char *name; int64_t part; } runs[] = {
+		{ "edgerec single PUT", (int64_t)(mb + 1) * MiB },
+		{ "edgerec multipart (8 MiB parts)", 8 * MiB },
+		{ "edgerec multipart (32 MiB parts)", 32 * MiB },
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(runs); i++) {
+		struct storage_s3_options o = {
+			.endpoint = srv.endpoint, .bucket = srv.bucket, .path_style = true,
+			.access_key = "S3RVER", .secret_key = "S3RVER", .part_size = runs[i].part,
+		};
+		struct storage_s3 *s3 = storage_s3_new(&o, err, sizeof(err));
+		if (!s3) {
+			fprintf(stderr, "%s\n", err);
+			return 1;
+		}
+		snprintf(key, sizeof(key), "bench-%zu.bin", i);
+		int64_t t0 = time_mono_ns();
+		int rc = storage_s3_put_file(s3, path, key, "application/octet-stream", NULL, NULL, NULL,
+					     NULL, NULL, 0, err, sizeof(err));
+		double s = (double)(time_mono_ns() - t0) / 1e9;
+		storage_s3_free(s3);
+		if (rc < 0) {
+			fprintf(stderr, "%s: %s\n", runs[i].name, err);
+			return 1;
+		}
+		printf("%-34s %10.2f %10.1f\n", runs[i].name, s, mb / s);
+	}
+	snprintf(cmd, sizeof(cmd), "curl -sf -o /dev/null --aws-sigv4 aws:amz:us-east-1:s3 --user S3RVER:S3RVER "
+		 "-H 'x-amz-content-sha256: UNSIGNED-PAYLOAD' "
+		 "-T '%s' '%s/%s/peer.bin'", path, srv.endpoint, srv.bucket);
+	int64_t t0 = time_mono_ns();
+	int rc = system(cmd);
+	double s = (double)(time_mono_ns() - t0) / 1e9;
+	if (rc == 0)
+		printf("%-34s %10.2f %10.1f\n", "peer: curl --aws-sigv4 -T", s, mb / s);
+	else
+		printf("%-34s %10s\n", "peer: curl --aws-sigv4 -T", "failed");
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc > 1 && strcmp(argv[1], "--bench") == 0) {
+		log_set_level(LOG_LEVEL_WARN);
+		if (!mkdtemp(work) || s3rver_start(&srv) < 0)
+			return 1;
+		int rc = bench_upload(argc > 2 ? atoi(argv[2]) : 200);
+		s3rver_stop(&srv);
+		util_rm_rf(work);
+		return rc;
+	}
 	log_set_level(-1);
 	if (!mkdtemp(work) || s3rver_start(&srv) < 0) {
 		fprintf(stderr, "cannot set up the test\n");
