@@ -22,6 +22,9 @@
 
 static struct log_handle log_rec = LOG_HANDLE("recorder");
 
+/* How long recorder_free lets processing jobs run before it stops them. */
+#define RECORDER_SHUTDOWN_DRAIN_MS 5000
+
 /* ---- replies ------------------------------------------------------------ */
 
 static void reply_error(struct recorder_reply *out, int status, const char *code, const char *fmt, ...)
@@ -1084,6 +1087,10 @@ void recorder_free(struct recorder *r)
 		pthread_mutex_unlock(&s->lock);
 		recorder_session_unref(s);
 	}
+	/* Give processing a short while to finish (remux and thumbnail of the
+	 * recordings just stopped); what is left resumes at the next start. */
+	if (r->n_started_workers > 0 && recorder_drain(r, RECORDER_SHUTDOWN_DRAIN_MS * TIME_NS_PER_MS) < 0)
+		LOG_WARN(&log_rec, "processing unfinished at shutdown; it resumes at the next start");
 	recorder_control_stop(r);
 	recorder_worker_stop(r);
 	if (r->pol)

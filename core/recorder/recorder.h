@@ -110,7 +110,8 @@ int recorder_node_id(const struct config *c, char *out, size_t outlen);
 struct recorder *recorder_new(struct config *cfg, struct state *st, struct policy_host *pol,
 			      char *err, size_t errlen);
 /* Stops every live recording cleanly (each goes to processing and its file
- * is finalized), lets the worker finish the step in progress, then frees.
+ * is finalized), lets processing run for up to 5 s (what is unfinished then
+ * stops after its current step and resumes at the next start), then frees.
  * recorder_free(NULL) is a no-op. */
 void recorder_free(struct recorder *r);
 

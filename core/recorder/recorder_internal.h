@@ -1,9 +1,9 @@
 /* recorder_internal: what the recorder's files share: the manager, a live
  * recording (session) and a processing job. Not for other modules.
  *
- * Locks, in the order they may nest:
- *   recorder.lock      the session list and the counters
+ * Locks, outermost first:
  *   session.lock       one recording's operations (requests, control thread)
+ *   recorder.lock      the session list, counters, in-flight jobs, hooks
  *   session.ev_lock    the flags the pipeline threads raise (leaf)
  *   recorder.ctl_lock  the control thread's wake-up (leaf)
  * recorder.lock is never held while a session lock is taken: callers take a

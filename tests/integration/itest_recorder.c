@@ -24,6 +24,7 @@
 #include "common_util.h"
 #include "config.h"
 #include "media.h"
+#include "policy.h"
 #include "recorder.h"
 #include "state.h"
 
@@ -627,6 +628,77 @@ static void test_disk_admission(const char *storage)
 	state_free(st);
 }
 
+/* max_recordings_per_user: the second live recording of one user is
+ * refused while another user still gets a slot. */
+static void test_user_limit(const char *storage)
+{
+	char err[256];
+	struct state *st = connect_state("node-u");
+	struct config *c = make_config(storage);
+	CHECK(c && config_set(c, "max_recordings_per_user", "1", err, sizeof(err)) == 0);
+	struct recorder *r = st && c ? recorder_new(c, st, NULL, err, sizeof(err)) : NULL;
+	CHECK(r != NULL);
+	if (r) {
+		struct recorder_reply rep = { 0 };
+		recorder_start(r, &alice, "room-u", NULL, NULL, &rep);
+		CHECK_INT(rep.status, 200);
+		reply_reset(&rep);
+		recorder_start(r, &alice, "room-u", NULL, NULL, &rep);
+		CHECK_INT(rep.status, 400);
+		CHECK_STR(str_of(rep.body, "code"), "limit_reached");
+		reply_reset(&rep);
+		recorder_start(r, &bob, "room-u", NULL, NULL, &rep);
+		CHECK_INT(rep.status, 200);
+		reply_reset(&rep);
+		CHECK_INT(state_active_count(st), 2);
+		recorder_free(r); /* stops both into processing, releasing the slots */
+		CHECK_INT(state_active_count(st), 0);
+	}
+	config_free(c);
+	state_free(st);
+}
+
+/* With a policy host the decision moves to auth.lua; its built-in default
+ * (no policy files here) lets an admin drive another user's recording. */
+static void test_policy_hook(const char *storage)
+{
+	char err[256], pdir[600];
+	snprintf(pdir, sizeof(pdir), "%s/policies", tmpdir);
+	util_mkdir_p(pdir, 0755);
+	struct policy_host_options po = { .dir = pdir };
+	struct policy_host *pol = policy_host_new(&po, err, sizeof(err));
+	CHECK(pol != NULL);
+	struct state *st = connect_state("node-p");
+	struct config *c = make_config(storage);
+	struct recorder *r = pol && st && c ? recorder_new(c, st, pol, err, sizeof(err)) : NULL;
+	CHECK(r != NULL);
+	if (r) {
+		cJSON *admin_claims = cJSON_Parse("{\"sub\":\"carol\",\"roles\":[\"admin\"]}");
+		struct recorder_caller carol = { .user_id = "carol", .claims = admin_claims };
+		struct recorder_reply rep = { 0 };
+		char id[UUID_STR_LEN] = "";
+		recorder_start(r, &alice, "room-q", NULL, NULL, &rep);
+		CHECK_INT(rep.status, 200);
+		if (rep.body && str_of(rep.body, "recording_id"))
+			util_strlcpy(id, str_of(rep.body, "recording_id"), sizeof(id));
+		reply_reset(&rep);
+		recorder_pause(r, &bob, "room-q", id, &rep);
+		CHECK_INT(rep.status, 403);
+		reply_reset(&rep);
+		recorder_pause(r, &carol, "room-q", id, &rep);
+		CHECK_INT(rep.status, 200);
+		reply_reset(&rep);
+		recorder_cancel(r, &alice, "room-q", id, &rep);
+		CHECK_INT(rep.status, 200);
+		reply_reset(&rep);
+		cJSON_Delete(admin_claims);
+		recorder_free(r);
+	}
+	config_free(c);
+	state_free(st);
+	policy_host_free(pol);
+}
+
 /* The child: records in room-k on node "crashnode", prints the id, then
  * waits to be killed. */
 static int child_main(const char *url, const char *storage)
@@ -758,6 +830,8 @@ int main(int argc, char **argv)
 	config_free(c);
 	state_free(st);
 
+	test_user_limit(storage);
+	test_policy_hook(storage);
 	test_journal_resume(storage);
 	test_disk_admission(storage);
 	test_recovery(argv[0], storage);
