@@ -18,7 +18,12 @@
  *   webrtc:recording:node:{node_id}   set of live ids a node owns, no TTL
  *   webrtc:recording:owner:{id}       hash {node, user, admitted_at}, TTL 7 days
  *   webrtc:recording:live:user:{uid}  set of a user's live ids (per-user limit), no TTL
+ *   webrtc:recording:alive:{node_id}  a node's heartbeat, refreshed every 5 s, TTL 30 s
  *   webrtc:recording:job:{id}         JSON journal of processing steps, TTL 7 days
+ * The active set is kept honest two ways: every live write re-adds its id
+ * (so a Redis that lost its data is rebuilt by the retried writes), and
+ * admission releases the live ids of nodes whose heartbeat has expired (a
+ * node that died for good does not hold slots forever).
  * Channel of room events: webrtc:recording:events:{room_id}.
  *
  * Threads: every function may be called from any thread. Commands run on a
@@ -139,7 +144,8 @@ const char *state_node_id(const struct state *st);
 
 /* Writes a record (validated first): SET state key EX 7d; SADD room and user
  * sets and refresh their 24 h TTL. A live status (pending/recording/paused)
- * marks the record as owned by this node; any other status also removes it
+ * marks the record as owned by this node and keeps it in the active set
+ * (write only admitted recordings as live); any other status removes it
  * from the active set and from the live bookkeeping (as state_release).
  * Atomic (one script). When Redis cannot be reached the write is kept in a
  * bounded buffer, latest record per recording id wins, and retried in the
@@ -183,7 +189,9 @@ int state_publish(struct state *st, const char *room_id, const char *event_json)
  * subscription on webrtc:recording:events:*). Called on the subscriber
  * thread with the room id and the event text; it must be quick and must not
  * call state_free. The thread reconnects (with backoff) after Redis
- * restarts. Up to 8 callbacks. Returns 0 or a negative error. */
+ * restarts; events published while it is disconnected are not replayed
+ * (Redis publish/subscribe keeps nothing). Up to 8 callbacks. Returns 0 or
+ * a negative error. */
 int state_subscribe(struct state *st,
 		    void (*cb)(void *opaque, const char *room_id, const char *event_json),
 		    void *opaque);

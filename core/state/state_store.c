@@ -22,6 +22,8 @@ static struct log_handle log_state = LOG_HANDLE("state");
 #define STATE_RETRY_MAX_MS 2000
 #define STATE_FREE_FLUSH_MS 3000     /* how long state_free tries to flush */
 #define STATE_MGET_BATCH 256
+#define STATE_ALIVE_TTL_S 30          /* a node silent this long is presumed dead */
+#define STATE_ALIVE_EVERY_S 5         /* heartbeat period */
 
 /* ---- The scripts ----
  *
@@ -36,8 +38,11 @@ static struct log_handle log_state = LOG_HANDLE("state");
 	"  if o[2] then redis.call('SREM', 'webrtc:recording:live:user:' .. o[2], id) end\n" \
 	"end\n"
 
-/* KEYS: state:{id} room:{room} user:{user} owner:{id} node:{node}
- * ARGV: id json record_ttl index_ttl live(0|1) node user */
+/* KEYS: state:{id} room:{room} user:{user} owner:{id} node:{node} active live:user:{user}
+ * ARGV: id json record_ttl index_ttl live(0|1) node user
+ * A live write also (re)asserts the admission: after Redis lost its data
+ * (restart without persistence) the retried writes rebuild the active set,
+ * so the limits keep counting recordings that are still running. */
 static const char state_lua_put[] =
 	STATE_LUA_RELEASE
 	"redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])\n"
@@ -53,19 +58,31 @@ static const char state_lua_put[] =
 	"  redis.call('HSET', KEYS[4], 'node', ARGV[6], 'user', ARGV[7])\n"
 	"  redis.call('EXPIRE', KEYS[4], ARGV[3])\n"
 	"  redis.call('SADD', KEYS[5], ARGV[1])\n"
+	"  redis.call('SADD', KEYS[6], ARGV[1])\n"
+	"  redis.call('SADD', KEYS[7], ARGV[1])\n"
 	"else\n"
 	"  release(ARGV[1])\n"
 	"end\n"
 	"return 1\n";
 
-/* KEYS: active live:user:{user} owner:{id} node:{node}
- * ARGV: id global_limit user_limit user node admitted_at owner_ttl
+/* KEYS: active live:user:{user} owner:{id} node:{node} alive:{node}
+ * ARGV: id global_limit user_limit user node admitted_at owner_ttl alive_ttl
  * Returns {0, n} admitted (n = active count after), {1, 'global', n} or
- * {1, 'user', n} refused. A user's live set is pruned of ids that left the
- * active set without a release (a crashed node) before it is counted. */
+ * {1, 'user', n} refused. Before counting, the caller's heartbeat is
+ * refreshed (it is plainly alive) and live ids of nodes whose heartbeat has
+ * expired are released: a node that died and never came back must not hold
+ * slots forever. A user's live set is pruned of ids no longer active. */
 static const char state_lua_admit[] =
+	STATE_LUA_RELEASE
+	"redis.call('SET', KEYS[5], ARGV[6], 'EX', ARGV[8])\n"
 	"if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 then\n"
 	"  return {0, redis.call('SCARD', KEYS[1])}\n"
+	"end\n"
+	"for _, m in ipairs(redis.call('SMEMBERS', KEYS[1])) do\n"
+	"  local node = redis.call('HGET', 'webrtc:recording:owner:' .. m, 'node')\n"
+	"  if node and redis.call('EXISTS', 'webrtc:recording:alive:' .. node) == 0 then\n"
+	"    release(m)\n"
+	"  end\n"
 	"end\n"
 	"local n = redis.call('SCARD', KEYS[1])\n"
 	"local g = tonumber(ARGV[2])\n"
@@ -259,11 +276,13 @@ static int state_op_put(struct state *st, redisContext *c, const struct state_pe
 	snprintf(k_room, sizeof k_room, STATE_KEY_PREFIX "room:%s", p->room_id);
 	snprintf(k_user, sizeof k_user, STATE_KEY_PREFIX "user:%s", p->user_id);
 	snprintf(k_owner, sizeof k_owner, STATE_KEY_PREFIX "owner:%s", p->id);
+	char k_live[512];
 	snprintf(k_node, sizeof k_node, STATE_KEY_PREFIX "node:%s", st->node_id);
+	snprintf(k_live, sizeof k_live, STATE_KEY_PREFIX "live:user:%s", p->user_id);
 	snprintf(ttl_rec, sizeof ttl_rec, "%d", STATE_TTL_RECORD_S);
 	snprintf(ttl_idx, sizeof ttl_idx, "%d", STATE_TTL_INDEX_S);
-	const char *args[] = { "5", k_state, k_room, k_user, k_owner, k_node,
-			       p->id, p->payload, ttl_rec, ttl_idx, p->live ? "1" : "0",
+	const char *args[] = { "7", k_state, k_room, k_user, k_owner, k_node, STATE_KEY_PREFIX "active",
+			       k_live, p->id, p->payload, ttl_rec, ttl_idx, p->live ? "1" : "0",
 			       st->node_id, p->user_id };
 	return state_reply_done(state_script(c, st->sha_put, state_lua_put, (int)ARRAY_SIZE(args), args),
 				"state write");
@@ -417,17 +436,37 @@ static void state_pending_wait_ms(struct state *st, int64_t ms)
 	pthread_cond_timedwait(&st->pending_cond, &st->pending_lock, &ts);
 }
 
+/* Refreshes this node's heartbeat key (webrtc:recording:alive:{node}). */
+static int state_op_heartbeat(struct state *st, redisContext *c, void *arg)
+{
+	char now[40];
+	time_iso8601(time_wall_ns(), now, sizeof now);
+	return state_reply_done(redisCommand(c, "SET " STATE_KEY_PREFIX "alive:%s %s EX %d", st->node_id, now,
+					     STATE_ALIVE_TTL_S),
+				"heartbeat");
+}
+
 /* The retry thread: writes the buffer out, oldest first, backing off while
  * Redis stays unreachable. On stop it keeps flushing while Redis answers and
- * gives up at the first failure past the deadline. */
+ * gives up at the first failure past the deadline. Between writes it keeps
+ * this node's heartbeat fresh. */
 static void *state_retry_main(void *arg)
 {
 	struct state *st = arg;
-	int64_t backoff_ms = STATE_RETRY_MIN_MS, stop_deadline = 0;
+	int64_t backoff_ms = STATE_RETRY_MIN_MS, stop_deadline = 0, next_beat = 0;
 	pthread_mutex_lock(&st->pending_lock);
 	for (;;) {
-		while (!st->pending_head && !st->stopping)
-			pthread_cond_wait(&st->pending_cond, &st->pending_lock);
+		while (!st->pending_head && !st->stopping) {
+			int64_t now = time_mono_ns();
+			if (now >= next_beat) {
+				pthread_mutex_unlock(&st->pending_lock);
+				state_run(st, state_op_heartbeat, NULL);
+				pthread_mutex_lock(&st->pending_lock);
+				next_beat = now + STATE_ALIVE_EVERY_S * TIME_NS_PER_SEC;
+				continue;
+			}
+			state_pending_wait_ms(st, (next_beat - now) / TIME_NS_PER_MS + 1);
+		}
 		if (!st->pending_head)
 			break;
 		if (st->stopping && !stop_deadline)
@@ -670,16 +709,18 @@ struct state_admit_args {
 static int state_op_admit(struct state *st, redisContext *c, void *arg)
 {
 	struct state_admit_args *a = arg;
-	char k_user[512], k_owner[512], k_node[512], g[16], u[16], ttl[16], now[40];
+	char k_user[512], k_owner[512], k_node[512], k_alive[512], g[16], u[16], ttl[16], alive_ttl[16], now[40];
 	snprintf(k_user, sizeof k_user, STATE_KEY_PREFIX "live:user:%s", a->user_id);
 	snprintf(k_owner, sizeof k_owner, STATE_KEY_PREFIX "owner:%s", a->id);
 	snprintf(k_node, sizeof k_node, STATE_KEY_PREFIX "node:%s", st->node_id);
+	snprintf(k_alive, sizeof k_alive, STATE_KEY_PREFIX "alive:%s", st->node_id);
 	snprintf(g, sizeof g, "%d", a->global_limit);
 	snprintf(u, sizeof u, "%d", a->user_limit);
 	snprintf(ttl, sizeof ttl, "%d", STATE_TTL_RECORD_S);
+	snprintf(alive_ttl, sizeof alive_ttl, "%d", STATE_ALIVE_TTL_S);
 	time_iso8601(time_wall_ns(), now, sizeof now);
-	const char *args[] = { "4", STATE_KEY_PREFIX "active", k_user, k_owner, k_node,
-			       a->id, g, u, a->user_id, st->node_id, now, ttl };
+	const char *args[] = { "5", STATE_KEY_PREFIX "active", k_user, k_owner, k_node, k_alive,
+			       a->id, g, u, a->user_id, st->node_id, now, ttl, alive_ttl };
 	redisReply *r = state_script(c, st->sha_admit, state_lua_admit, (int)ARRAY_SIZE(args), args);
 	if (!r)
 		return STATE_ERR_REDIS;

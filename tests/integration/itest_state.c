@@ -200,6 +200,24 @@ static void test_admission(struct state *st)
 	cli("%s", k);
 	CHECK_INT(state_admit(st, ids[0], "u1", 0, 1, reason, sizeof reason), STATE_OK);
 	CHECK_INT(state_admit(st, "", "u1", 0, 1, reason, sizeof reason), STATE_ERR_INVALID);
+
+	/* Heartbeats: this node's key is fresh and expires in 30 s. */
+	CHECK(in_range(cli_int("TTL webrtc:recording:alive:node-a"), 25, 30));
+	/* A live id of a node whose heartbeat expired is released at the next
+	 * admission; one of a live node (node-b) still counts. */
+	cli("DEL webrtc:recording:active webrtc:recording:live:user:zed");
+	cli("SADD webrtc:recording:active 33333333-3333-4333-8333-333333333333 44444444-4444-4444-8444-444444444444");
+	cli("HSET webrtc:recording:owner:33333333-3333-4333-8333-333333333333 node ghost user zed");
+	cli("HSET webrtc:recording:owner:44444444-4444-4444-8444-444444444444 node node-b user zed");
+	cli("SADD webrtc:recording:live:user:zed 33333333-3333-4333-8333-333333333333");
+	cli("SADD webrtc:recording:node:ghost 33333333-3333-4333-8333-333333333333");
+	CHECK(in_range(cli_int("EXISTS webrtc:recording:alive:node-b"), 1, 1));
+	CHECK_INT(state_admit(st, ids[1], "u9", 2, 0, reason, sizeof reason), STATE_OK);
+	CHECK_INT(cli_int("SISMEMBER webrtc:recording:active 33333333-3333-4333-8333-333333333333"), 0);
+	CHECK_INT(cli_int("SCARD webrtc:recording:live:user:zed"), 0);
+	CHECK_INT(cli_int("SCARD webrtc:recording:node:ghost"), 0);
+	CHECK_INT(cli_int("SISMEMBER webrtc:recording:active 44444444-4444-4444-8444-444444444444"), 1);
+	CHECK_INT(state_admit(st, ids[2], "u9", 2, 0, reason, sizeof reason), STATE_REFUSED);
 	cli("DEL webrtc:recording:active");
 }
 
@@ -374,6 +392,7 @@ static void test_outage(struct state *st, struct events *ev)
 {
 	cJSON *rec = new_record("room-outage", "frank", 0);
 	char reason[128], k[128];
+	cli("DEL webrtc:recording:active");
 	CHECK_INT(state_admit(st, rid(rec), "frank", 10, 0, reason, sizeof reason), STATE_OK);
 	state_record_set_status(rec, STATE_STATUS_RECORDING);
 	CHECK_INT(state_put(st, rec), STATE_OK);
@@ -424,6 +443,9 @@ static void test_outage(struct state *st, struct events *ev)
 	snprintf(k, sizeof k, "TTL webrtc:recording:state:%s", rid(rec));
 	CHECK(in_range(cli_int(k), 7 * 86400 - 15, 7 * 86400));
 	CHECK_INT(cli_int("SCARD webrtc:recording:room:room-outage"), 2);
+	/* The server lost its data: the live writes rebuilt the active set. */
+	snprintf(k, sizeof k, "SISMEMBER webrtc:recording:active %s", rid(rec));
+	CHECK_INT(cli_int(k), 1);
 	CHECK(state_healthy(st));
 
 	/* Scripts were lost with the server: admission reloads them. */
