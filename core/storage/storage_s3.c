@@ -110,9 +110,9 @@ struct storage_s3 *storage_s3_new(const struct storage_s3_options *o, char *err,
 	}
 	s3->path_style = o->path_style;
 	s3->part_size = o->part_size ? o->part_size : 8LL * 1024 * 1024;
-	s3->max_attempts = o->max_attempts > 0 ? o->max_attempts : 5;
-	s3->backoff_base_ms = o->backoff_base_ms > 0 ? o->backoff_base_ms : 200;
-	s3->backoff_max_ms = o->backoff_max_ms > 0 ? o->backoff_max_ms : 20000;
+	s3->max_attempts = o->max_attempts > 0 ? o->max_attempts : 8;
+	s3->backoff_base_ms = o->backoff_base_ms > 0 ? o->backoff_base_ms : 500;
+	s3->backoff_max_ms = o->backoff_max_ms > 0 ? o->backoff_max_ms : 30000;
 	s3->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : 60000;
 	return s3;
 fail:

@@ -34,9 +34,9 @@ struct storage_s3_options {
 	const char *secret_key;   /* required */
 	const char *session_token;/* may be NULL */
 	int64_t part_size;        /* bytes, >= 5 MiB; 0 = 8 MiB. Objects up to it are one PUT */
-	int max_attempts;         /* per request, >= 1; 0 = 5 */
-	int64_t backoff_base_ms;  /* first backoff; 0 = 200 */
-	int64_t backoff_max_ms;   /* cap; 0 = 20000 */
+	int max_attempts;         /* per request, >= 1; 0 = 8 */
+	int64_t backoff_base_ms;  /* first backoff; 0 = 500 */
+	int64_t backoff_max_ms;   /* cap; 0 = 30000 */
 	int64_t timeout_ms;       /* a request making no progress this long fails; 0 = 60000 */
 };
 
