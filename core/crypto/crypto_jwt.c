@@ -21,13 +21,28 @@ static struct log_handle log_jwt = LOG_HANDLE("crypto/jwt");
 
 /* The ES256 signature: R and S of P-256, 32 bytes each, big-endian. */
 #define ES256_PART 32
+/* ES256 verification costs milliseconds, and mbedtls caches tables inside
+ * the key's group while multiplying, so one key copy serves one thread at a
+ * time: a few copies let the cores verify in parallel. */
+#define ES256_SLOTS 4
+/* Clients send the same token with every request: a verified ES256 token
+ * is remembered (by the SHA-256 of the whole token) so that its signature
+ * is checked once; exp/nbf are still checked on every call. */
+#define ES256_CACHE 2048
+
+struct es256_slot {
+	pthread_mutex_t lock;
+	mbedtls_pk_context pk;
+};
 
 struct crypto_jwt_keys {
 	char *secret;        /* HS256, NULL when none */
 	size_t secret_len;
 	bool has_es256;
-	mbedtls_pk_context es256; /* public key */
-	pthread_mutex_t es256_lock;
+	struct es256_slot slots[ES256_SLOTS];
+	unsigned next_slot;  /* round robin, under cache_lock */
+	pthread_mutex_t cache_lock;
+	uint8_t (*cache)[CRYPTO_SHA256_LEN]; /* direct-mapped, ES256_CACHE entries */
 };
 
 static void seterr(char *err, size_t errlen, const char *fmt, ...)
@@ -82,8 +97,11 @@ struct crypto_jwt_keys *crypto_jwt_keys_new_bin(const void *secret, size_t secre
 		seterr(err, errlen, "out of memory");
 		return NULL;
 	}
-	mbedtls_pk_init(&k->es256);
-	pthread_mutex_init(&k->es256_lock, NULL);
+	for (int i = 0; i < ES256_SLOTS; i++) {
+		mbedtls_pk_init(&k->slots[i].pk);
+		pthread_mutex_init(&k->slots[i].lock, NULL);
+	}
+	pthread_mutex_init(&k->cache_lock, NULL);
 	if (secret && secret_len) {
 		k->secret = malloc(secret_len);
 		if (!k->secret) {
@@ -96,14 +114,21 @@ struct crypto_jwt_keys *crypto_jwt_keys_new_bin(const void *secret, size_t secre
 			LOG_WARN(&log_jwt, "the HS256 secret is only %zu bytes; use at least 32", k->secret_len);
 	}
 	if (es256_public_pem && *es256_public_pem) {
-		r = mbedtls_pk_parse_public_key(&k->es256, (const unsigned char *)es256_public_pem,
-						strlen(es256_public_pem) + 1);
-		if (r != 0) {
-			seterr(err, errlen, "ES256 public key: not a PEM public key (-0x%04x)", (unsigned)-r);
-			goto fail;
+		for (int i = 0; i < ES256_SLOTS; i++) {
+			r = mbedtls_pk_parse_public_key(&k->slots[i].pk, (const unsigned char *)es256_public_pem,
+							strlen(es256_public_pem) + 1);
+			if (r != 0) {
+				seterr(err, errlen, "ES256 public key: not a PEM public key (-0x%04x)", (unsigned)-r);
+				goto fail;
+			}
+			if (!pk_is_p256(&k->slots[i].pk)) {
+				seterr(err, errlen, "ES256 public key: not an EC P-256 key");
+				goto fail;
+			}
 		}
-		if (!pk_is_p256(&k->es256)) {
-			seterr(err, errlen, "ES256 public key: not an EC P-256 key");
+		k->cache = calloc(ES256_CACHE, sizeof(*k->cache));
+		if (!k->cache) {
+			seterr(err, errlen, "out of memory");
 			goto fail;
 		}
 		k->has_es256 = true;
@@ -122,9 +147,33 @@ void crypto_jwt_keys_free(struct crypto_jwt_keys *k)
 		memset(k->secret, 0, k->secret_len);
 		free(k->secret);
 	}
-	mbedtls_pk_free(&k->es256);
-	pthread_mutex_destroy(&k->es256_lock);
+	for (int i = 0; i < ES256_SLOTS; i++) {
+		mbedtls_pk_free(&k->slots[i].pk);
+		pthread_mutex_destroy(&k->slots[i].lock);
+	}
+	pthread_mutex_destroy(&k->cache_lock);
+	free(k->cache);
 	free(k);
+}
+
+/* Looks the token's digest up in the cache of verified tokens, or (when
+ * 'store') remembers it. The cache is two-way set associative: a new entry
+ * replaces the older of the two in its set. */
+static bool es256_cache(struct crypto_jwt_keys *k, const uint8_t id[CRYPTO_SHA256_LEN], bool store)
+{
+	size_t set = (((size_t)id[0] << 8 | id[1]) % (ES256_CACHE / 2)) * 2;
+	bool hit = false;
+	pthread_mutex_lock(&k->cache_lock);
+	if (store) {
+		/* Slot set+1 holds the newer entry; move it down and add. */
+		memcpy(k->cache[set], k->cache[set + 1], CRYPTO_SHA256_LEN);
+		memcpy(k->cache[set + 1], id, CRYPTO_SHA256_LEN);
+	} else {
+		hit = memcmp(k->cache[set], id, CRYPTO_SHA256_LEN) == 0 ||
+		      memcmp(k->cache[set + 1], id, CRYPTO_SHA256_LEN) == 0;
+	}
+	pthread_mutex_unlock(&k->cache_lock);
+	return hit;
 }
 
 /* Verifies a raw R||S signature over 'hash' with the public key. */
@@ -133,17 +182,25 @@ static bool es256_verify(struct crypto_jwt_keys *k, const uint8_t hash[CRYPTO_SH
 {
 	mbedtls_mpi r, s;
 	bool ok = false;
+	struct es256_slot *slot = NULL;
 	mbedtls_mpi_init(&r);
 	mbedtls_mpi_init(&s);
 	if (mbedtls_mpi_read_binary(&r, sig, ES256_PART) != 0 ||
 	    mbedtls_mpi_read_binary(&s, sig + ES256_PART, ES256_PART) != 0)
 		goto out;
-	/* mbedtls may cache tables in the group while multiplying; one
-	 * verification at a time per key keeps that safe. */
-	pthread_mutex_lock(&k->es256_lock);
-	mbedtls_ecp_keypair *ec = mbedtls_pk_ec(k->es256);
+	/* A free copy of the key if there is one, else wait for the next. */
+	for (int i = 0; i < ES256_SLOTS && !slot; i++)
+		if (pthread_mutex_trylock(&k->slots[i].lock) == 0)
+			slot = &k->slots[i];
+	if (!slot) {
+		pthread_mutex_lock(&k->cache_lock);
+		slot = &k->slots[k->next_slot++ % ES256_SLOTS];
+		pthread_mutex_unlock(&k->cache_lock);
+		pthread_mutex_lock(&slot->lock);
+	}
+	mbedtls_ecp_keypair *ec = mbedtls_pk_ec(slot->pk);
 	ok = mbedtls_ecdsa_verify(&ec->grp, hash, CRYPTO_SHA256_LEN, &ec->Q, &r, &s) == 0;
-	pthread_mutex_unlock(&k->es256_lock);
+	pthread_mutex_unlock(&slot->lock);
 out:
 	mbedtls_mpi_free(&r);
 	mbedtls_mpi_free(&s);
@@ -272,9 +329,15 @@ int crypto_jwt_verify(const struct crypto_jwt_keys *keys, const char *token, int
 		crypto_hmac_sha256(k->secret, k->secret_len, token, signed_len, mac);
 		good = siglen == sizeof(mac) && crypto_memeq(mac, sig, sizeof(mac));
 	} else {
-		uint8_t hash[CRYPTO_SHA256_LEN];
-		crypto_sha256(token, signed_len, hash);
-		good = siglen == 2 * ES256_PART && es256_verify(k, hash, sig);
+		uint8_t hash[CRYPTO_SHA256_LEN], id[CRYPTO_SHA256_LEN];
+		crypto_sha256(token, len, id);
+		good = es256_cache(k, id, false);
+		if (!good) {
+			crypto_sha256(token, signed_len, hash);
+			good = siglen == 2 * ES256_PART && es256_verify(k, hash, sig);
+			if (good)
+				es256_cache(k, id, true);
+		}
 	}
 	if (!good) {
 		seterr(err, errlen, "token signature does not verify");

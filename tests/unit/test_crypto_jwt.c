@@ -382,6 +382,22 @@ static void test_es256(const char *py)
 	}
 	CHECK_INT(ok, 6);
 
+	/* A verified token is remembered, but its exp is still checked and a
+	 * token differing in one signature byte is still refused. */
+	snprintf(cmd, sizeof(cmd), "/usr/bin/python3 '%s' es256-sign '%s' dave %lld", py, keyp, (long long)now + 300);
+	char *again = run(cmd);
+	CHECK(again != NULL);
+	if (again) {
+		CHECK_INT(crypto_jwt_verify(keys, again, now, 30, NULL, err, sizeof(err)), 0);
+		CHECK_INT(crypto_jwt_verify(keys, again, now, 30, NULL, err, sizeof(err)), 0);
+		CHECK_INT(crypto_jwt_verify(keys, again, now + 1000, 30, NULL, err, sizeof(err)), CRYPTO_JWT_EEXPIRED);
+		char *last = again + strlen(again) - 3;
+		*last = *last == 'A' ? 'B' : 'A';
+		int r = crypto_jwt_verify(keys, again, now, 30, NULL, err, sizeof(err));
+		CHECK(r == CRYPTO_JWT_ESIGNATURE || r == CRYPTO_JWT_EMALFORMED);
+		free(again);
+	}
+
 	/* We sign, openssl verifies. */
 	cJSON *c = cJSON_CreateObject();
 	cJSON_AddStringToObject(c, "sub", "erin");
@@ -450,6 +466,63 @@ out:
 	free(priv);
 }
 
+static double mono(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+/* EDGEREC_BENCH=1: prints the cost of one verification (the figures the
+ * HTTP server's per-request budget depends on). */
+static void bench(void)
+{
+	char *priv = NULL, *pub = NULL, err[256];
+	if (crypto_ec_keypair_pem(&priv, &pub) < 0)
+		return;
+	struct crypto_jwt_keys *k = crypto_jwt_keys_new(SECRET, pub, err, sizeof(err));
+	cJSON *c = cJSON_CreateObject();
+	cJSON_AddStringToObject(c, "sub", "alice");
+	cJSON_AddNumberToObject(c, "exp", (double)(now + 3600));
+	char *hs = crypto_jwt_sign_hs256(SECRET, c), *es = crypto_jwt_sign_es256(priv, c, err, sizeof(err));
+	int n = 20000;
+	double t0 = mono();
+	for (int i = 0; i < n; i++) {
+		cJSON *cl = NULL;
+		crypto_jwt_verify(k, hs, now, 30, &cl, err, sizeof(err));
+		cJSON_Delete(cl);
+	}
+	double hs_us = (mono() - t0) / n * 1e6;
+	t0 = mono();
+	for (int i = 0; i < 50; i++)
+		free(crypto_jwt_sign_es256(priv, c, err, sizeof(err)));
+	double sign_us = (mono() - t0) / 50 * 1e6;
+	/* Fresh tokens each time: the full ECDSA verification. */
+	char *toks[50];
+	for (int i = 0; i < 50; i++) {
+		cJSON_ReplaceItemInObject(c, "exp", cJSON_CreateNumber((double)(now + 3600 + i)));
+		toks[i] = crypto_jwt_sign_es256(priv, c, err, sizeof(err));
+	}
+	t0 = mono();
+	for (int i = 0; i < 50; i++)
+		crypto_jwt_verify(k, toks[i], now, 30, NULL, err, sizeof(err));
+	double es_us = (mono() - t0) / 50 * 1e6;
+	t0 = mono();
+	for (int i = 0; i < n; i++)
+		crypto_jwt_verify(k, toks[i % 50], now, 30, NULL, err, sizeof(err));
+	double es_cached_us = (mono() - t0) / n * 1e6;
+	printf("bench: HS256 verify %.1f us, ES256 verify %.0f us (first time) / %.1f us (repeat token), "
+	       "ES256 sign %.0f us\n", hs_us, es_us, es_cached_us, sign_us);
+	for (int i = 0; i < 50; i++)
+		free(toks[i]);
+	free(hs);
+	free(es);
+	free(priv);
+	free(pub);
+	cJSON_Delete(c);
+	crypto_jwt_keys_free(k);
+}
+
 int main(void)
 {
 	snprintf(tmpdir, sizeof(tmpdir), "/tmp/test_crypto_jwt.XXXXXX");
@@ -464,6 +537,8 @@ int main(void)
 	test_defects();
 	test_independent_hs256(py);
 	test_es256(py);
+	if (getenv("EDGEREC_BENCH"))
+		bench();
 	util_rm_rf(tmpdir);
 	return check_exit();
 }
