@@ -635,6 +635,20 @@ int storage_s3_head(struct storage_s3 *s3, const char *key, int64_t *size, char 
 	return rc;
 }
 
+int storage_s3_check(struct storage_s3 *s3, char *err, size_t errlen)
+{
+	struct s3_req req = { .method = "HEAD" };
+	struct s3_resp resp = { 0 };
+	int rc = s3_request(s3, &req, &resp, err, errlen);
+	if (rc == 0 && resp.status / 100 != 2) {
+		rc = s3_refused(&req, &resp, err, errlen);
+		if (resp.status == 404)
+			snprintf(err, errlen, "S3 bucket %s does not exist", s3->bucket);
+	}
+	s3_resp_reset(&resp);
+	return rc;
+}
+
 int storage_s3_delete(struct storage_s3 *s3, const char *key, char *err, size_t errlen)
 {
 	struct s3_req req = { .method = "DELETE", .key = key };

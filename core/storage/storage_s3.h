@@ -90,6 +90,11 @@ int storage_s3_put_file(struct storage_s3 *s3, const char *path, const char *key
 int storage_s3_head(struct storage_s3 *s3, const char *key, int64_t *size, char *etag,
 		    size_t etaglen, char *err, size_t errlen);
 
+/* Checks that the bucket exists and the credentials are accepted (HEAD of
+ * the bucket), for start-up and health checks. 0, or <0 with 'err'
+ * ("S3 refused HEAD /: HTTP 403 ..." or "cannot reach S3 at ..."). */
+int storage_s3_check(struct storage_s3 *s3, char *err, size_t errlen);
+
 /* Downloads 'key' into 'path' (written whole, then renamed into place). */
 int storage_s3_get_file(struct storage_s3 *s3, const char *key, const char *path,
 			char *err, size_t errlen);

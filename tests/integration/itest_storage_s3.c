@@ -101,6 +101,7 @@ static void test_single(void)
 	CHECK_INT(storage_s3_file_etag(path, 5 * MiB, want, sizeof(want), whole, err, sizeof(err)), 0);
 	CHECK_STR(etag, want);
 	CHECK_STR(want, whole);
+	CHECK_INT(storage_s3_check(s3, err, sizeof(err)), 0);
 	CHECK_INT(storage_step_verify(&job, err, sizeof(err)), 0);
 	CHECK_INT(storage_s3_get_file(s3, key, back, err, sizeof(err)), 0);
 	CHECK(same_file(path, back));
@@ -277,6 +278,8 @@ static void test_unknown_key(void)
 	CHECK_INT(st.retries, 0);
 	struct stat sb;
 	CHECK(stat(path, &sb) == 0 && sb.st_size == 1 * MiB);
+	CHECK_INT(storage_s3_check(s3, err, sizeof(err)), STORAGE_ERR_REFUSED);
+	CHECK(strstr(err, "403") != NULL);
 	storage_s3_free(s3);
 }
 
