@@ -241,7 +241,9 @@ struct media_rtp_sync {
  * moved onto the local clock by the group's offset. Without one (Janus
  * forwards send none): the stream's own timeline anchored at arrival. The
  * offsets follow the lowest observed delay quickly downwards and drift
- * slowly upwards (clock skew), and the output never goes backwards. */
+ * slowly upwards (clock skew). Changes of the mapping are slewed in, so the
+ * output increases strictly with the RTP timestamp (frames sharing one keep
+ * one) and never goes backwards. */
 struct media_rtp_clock {
 	uint32_t rate;
 	bool have_sr;
@@ -252,6 +254,7 @@ struct media_rtp_clock {
 	bool have_sr_offset;
 	int64_t sr_offset_ns;  /* used with SR when there is no sync group */
 	bool have_last;
+	bool restarted;
 	int64_t last_out_ns;
 	int64_t last_ext_ts;
 };

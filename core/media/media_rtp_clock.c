@@ -7,6 +7,7 @@
  * drift is followed within seconds. */
 #define CLOCK_DOWN_SHIFT 2
 #define CLOCK_UP_SHIFT 9
+#define TIME_NS_PER_SEC_ 1000000000LL
 
 void media_rtp_clock_init(struct media_rtp_clock *c, uint32_t rate)
 {
@@ -21,6 +22,7 @@ void media_rtp_clock_init(struct media_rtp_clock *c, uint32_t rate)
 	c->have_last = false;
 	c->last_out_ns = 0;
 	c->last_ext_ts = 0;
+	c->restarted = false;
 }
 
 void media_rtp_clock_restart(struct media_rtp_clock *c)
@@ -28,6 +30,7 @@ void media_rtp_clock_restart(struct media_rtp_clock *c)
 	c->have_sr = false;
 	c->have_offset = false;
 	c->have_sr_offset = false;
+	c->restarted = true;
 }
 
 /* ticks / rate in ns without overflowing for any realistic session. */
@@ -76,8 +79,32 @@ int64_t media_rtp_clock_map(struct media_rtp_clock *c, struct media_rtp_sync *sy
 		offset_follow(&c->have_offset, &c->offset_ns, arrival_ns - sender_ns);
 		out = sender_ns + c->offset_ns;
 	}
-	if (c->have_last && out < c->last_out_ns)
-		out = c->last_out_ns;
+	/* Steps of the mapping (the first SR replacing arrival anchoring, an
+	 * offset following the delay down) are slewed in at up to 1/8 of the
+	 * media time that passes, so timestamps stay strictly increasing and
+	 * never collapse; a step over a second (or a restarted timeline) is
+	 * taken at once. */
+	if (c->have_last) {
+		int64_t step = c->restarted ? -1 : ticks_to_ns(ext_ts - c->last_ext_ts, c->rate);
+		int64_t natural = c->last_out_ns + step;
+		int64_t err = out - natural;
+
+		if (step < 0 || err > TIME_NS_PER_SEC_ || err < -TIME_NS_PER_SEC_) {
+			if (out < c->last_out_ns + 1000000)
+				out = c->last_out_ns + 1000000;
+		} else if (step == 0) {
+			out = c->last_out_ns;
+		} else {
+			int64_t lim = step / 8;
+
+			if (err > lim)
+				err = lim;
+			if (err < -lim)
+				err = -lim;
+			out = natural + err;
+		}
+	}
+	c->restarted = false;
 	c->have_last = true;
 	c->last_out_ns = out;
 	c->last_ext_ts = ext_ts;

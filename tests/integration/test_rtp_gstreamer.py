@@ -17,7 +17,7 @@ import sys
 import time
 
 from rtp_impair import Relay
-from rtp_testlib import (TempDir, check, contiguous_at, decode_errors, fail, finish_record, free_ports, gst_sender,
+from rtp_testlib import (TempDir, check, contiguous_at, wait_sender, decode_errors, fail, finish_record, free_ports, gst_sender,
                          keyframe_flags, packet_md5s, probe, start_record, subsequence_positions)
 
 
@@ -30,7 +30,7 @@ def clean_mid_stream(tmp):
     rec = start_record("video_port=%d,audio_port=%d,video_pt=96,audio_pt=97,bind=127.0.0.1,"
                        "pli_to=127.0.0.1:%d,audio_rtcp_to=127.0.0.1:%d,idle_eof_ms=1200" % (vport, aport, pli, artcp),
                        out, 15)
-    sender.wait(20)
+    wait_sender(sender, 10)
     st = finish_record(rec)
 
     check(st["first_video_key"] == 1, "first recorded video frame is a keyframe")
@@ -73,7 +73,7 @@ def impaired(tmp):
     time.sleep(0.3)
     # the sender's video goes to the relay; its SR still goes to vport+1
     sender = gst_sender(ref, relay_v, aport, pli, artcp, seconds=6)
-    sender.wait(20)
+    wait_sender(sender, 10)
     time.sleep(0.3)
     relay.stop()
     st = finish_record(rec)

@@ -152,6 +152,22 @@ def flash_beep_times(path):
     return flashes, beeps
 
 
+def wait_sender(proc, timeout):
+    """Waits for a sender to end. rtpbin sometimes never finishes EOS on its
+    RTCP branches after the media has ended (and the reference file has been
+    finalized): it is then terminated."""
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        print("sender still running after %ds: terminating it" % timeout)
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 class TempDir:
     def __enter__(self):
         self.path = tempfile.mkdtemp(prefix="edgerec_rtp_")
@@ -175,14 +191,14 @@ def gst_sender(ref_path, vport, aport, pli_port, artcp_port, seconds, key_dist=1
         "video/x-raw,width={w},height={h},framerate=30/1 ! "
         "vp8enc deadline=1 cpu-used=8 target-bitrate=600000 keyframe-max-dist={kd} ! tee name=t "
         "t. ! queue ! rtpvp8pay pt=96 mtu=1200 picture-id-mode=15-bit ! rb.send_rtp_sink_0 "
-        "t. ! queue ! webmmux name=mux ! filesink location={ref} "
+        "t. ! queue max-size-buffers=0 max-size-time=0 max-size-bytes=0 ! webmmux name=mux ! filesink location={ref} "
         "rb.send_rtp_src_0 ! udpsink host=127.0.0.1 port={vp} "
         "rb.send_rtcp_src_0 ! udpsink host=127.0.0.1 port={vr} sync=false async=false "
         "udpsrc address=127.0.0.1 port={pp} ! rb.recv_rtcp_sink_0 "
         "audiotestsrc is-live=true wave=sine freq=440 num-buffers={bufs} samplesperbuffer=960 ! "
         "audio/x-raw,rate=48000,channels=2 ! opusenc bitrate=64000 frame-size=20 ! tee name=ta "
         "ta. ! queue ! rtpopuspay pt=97 ! rb.send_rtp_sink_1 "
-        "ta. ! queue ! mux. "
+        "ta. ! queue max-size-buffers=0 max-size-time=0 max-size-bytes=0 ! mux. "
         "rb.send_rtp_src_1 ! udpsink host=127.0.0.1 port={ap} "
         "rb.send_rtcp_src_1 ! udpsink host=127.0.0.1 port={ar} sync=false async=false "
         "udpsrc address=127.0.0.1 port={arp} ! rb.recv_rtcp_sink_1"

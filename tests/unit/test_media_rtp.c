@@ -1,5 +1,6 @@
 /* test_media_rtp: RTP/RTCP parsing, unwrapping, jitter buffer, VP8/Opus depacketizing and clock mapping,
  * all driven by synthetic packets. */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -7,6 +8,7 @@
 #include "media_rtp.h"
 
 #define MS 1000000LL
+#define TIME_NS_PER_SEC_TEST 1000000000LL
 
 /* ---- a synthetic sender ---------------------------------------------- */
 
@@ -767,6 +769,28 @@ static void test_clock(void)
 			tv = media_rtp_clock_map(&v, &sync, 900000 + (int64_t)i * 1800, 50 * MS + t + 60 * MS);
 		}
 		CHECK(llabs(ta - tv) < 1 * MS);
+	}
+	/* the first SR arrives 3 s in; the group's offset (set by a sibling
+	 * stream with a shorter path) puts this stream 55 ms earlier than arrival
+	 * anchoring did: no step back, no repeated or crowded timestamps, and the
+	 * new mapping is reached within a second */
+	{
+		struct media_rtp_clock s;
+		struct media_rtp_sync grp = { .have_offset = true, .offset_ns = 245 * MS };
+		int64_t prev_out = -1, o = 0, arrival = 0, min_step = INT64_MAX;
+
+		media_rtp_clock_init(&s, 90000);
+		for (int i = 0; i < 150; i++) {
+			arrival = 10 * TIME_NS_PER_SEC_TEST + (int64_t)i * 33333333LL;
+			if (i == 90)
+				media_rtp_clock_on_sr(&s, media_rtcp_unix_ns_to_ntp(arrival - 300 * MS), (int64_t)i * 3000);
+			o = media_rtp_clock_map(&s, &grp, (int64_t)i * 3000, arrival);
+			if (prev_out >= 0 && o - prev_out < min_step)
+				min_step = o - prev_out;
+			prev_out = o;
+		}
+		CHECK(min_step >= 29 * MS);
+		CHECK(arrival - o > 40 * MS && arrival - o < 60 * MS);
 	}
 	/* restart keeps the output moving forward */
 	media_rtp_clock_restart(&c);
