@@ -176,6 +176,16 @@ int64_t storage_s3_part_size(const struct storage_s3 *s3)
 	return s3->part_size;
 }
 
+int64_t storage_s3_part_size_for(const struct storage_s3 *s3, int64_t size)
+{
+	int64_t ps = s3->part_size, mib = 1024 * 1024;
+	if (size > ps * 10000) {
+		ps = (size + 9999) / 10000;
+		ps = (ps + mib - 1) / mib * mib;
+	}
+	return ps;
+}
+
 #define S3_STAT_ADD(s3, field, n) \
 	do { pthread_mutex_lock(&(s3)->lock); (s3)->stats.field += (n); pthread_mutex_unlock(&(s3)->lock); } while (0)
 
@@ -939,7 +949,7 @@ static int s3_put_multipart(struct storage_s3 *s3, int fd, int64_t size, const c
 			    const volatile int *cancel, struct s3_progress *pg,
 			    char *etag_out, size_t etaglen, char *err, size_t errlen)
 {
-	int64_t ps = s3->part_size;
+	int64_t ps = storage_s3_part_size_for(s3, size);
 	int nparts = (int)((size + ps - 1) / ps);
 	char (*etags)[80] = NULL, (*server)[80] = NULL;
 	uint8_t *buf = NULL;

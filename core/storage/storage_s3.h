@@ -66,6 +66,11 @@ void storage_s3_get_stats(struct storage_s3 *s3, struct storage_s3_stats *st);
 
 /* The part size in use (bytes). */
 int64_t storage_s3_part_size(const struct storage_s3 *s3);
+/* The part size used for an object of 'size' bytes: the configured one,
+ * raised to a whole number of MiB when the object would otherwise need more
+ * than S3's 10000 parts. The same size always gives the same answer, so a
+ * resumed upload and the verify step agree with the first attempt. */
+int64_t storage_s3_part_size_for(const struct storage_s3 *s3, int64_t size);
 
 /* Writes prefix + 'name' into 'out'. Returns 0 or -1 if it does not fit. */
 int storage_s3_key(const struct storage_s3 *s3, const char *name, char *out, size_t outlen);

@@ -82,12 +82,12 @@ int storage_step_verify(const struct storage_job *job, char *err, size_t errlen)
 	}
 	if (rc < 0)
 		return rc;
-	rc = storage_s3_file_etag(job->upload_path, storage_s3_part_size(job->s3), expect, sizeof(expect),
-				  whole, err, errlen);
-	if (rc < 0)
-		return rc;
 	struct stat sb;
 	long long lsize = stat(job->upload_path, &sb) == 0 ? (long long)sb.st_size : -1;
+	rc = storage_s3_file_etag(job->upload_path, storage_s3_part_size_for(job->s3, lsize), expect,
+				  sizeof(expect), whole, err, errlen);
+	if (rc < 0)
+		return rc;
 	if (rsize != lsize) {
 		snprintf(err, errlen, "verify: %s holds %lld bytes, the file %lld", job->object_key,
 			 (long long)rsize, lsize);

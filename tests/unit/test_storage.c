@@ -235,6 +235,10 @@ static void test_s3_options(void)
 	CHECK_STR(key, "rec/x/y.webm");
 	CHECK_INT(storage_s3_key(s3, "x/y.webm", key, 4), -1);
 	CHECK_INT(storage_s3_part_size(s3), 8 * 1024 * 1024);
+	CHECK_INT(storage_s3_part_size_for(s3, 1000), 8 * 1024 * 1024);
+	CHECK_INT(storage_s3_part_size_for(s3, 80000LL * 1024 * 1024), 8 * 1024 * 1024);
+	CHECK_INT(storage_s3_part_size_for(s3, 80000LL * 1024 * 1024 + 1), 9 * 1024 * 1024);
+	CHECK_INT(storage_s3_part_size_for(s3, 200000LL * 1024 * 1024), 20 * 1024 * 1024);
 	char *url = storage_s3_presign_get(s3, "rec/a b.webm", 300, "attachment; filename=\"a b.webm\"",
 					   err, sizeof(err));
 	CHECK(url && strncmp(url, "http://b.127.0.0.1:9/rec/a%20b.webm?", 36) == 0);
