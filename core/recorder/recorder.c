@@ -255,8 +255,7 @@ static void session_on_media_event(void *opaque, enum media_event ev, const char
 		recorder_control_kick(s->r);
 }
 
-/* Ends a session on a pipeline fault: failed, files kept. Session lock held. */
-static void session_fail(struct recorder_session *s, const char *why)
+void recorder_session_fail(struct recorder_session *s, const char *why)
 {
 	struct recorder *r = s->r;
 	struct media_stats st = { 0 };
@@ -299,13 +298,13 @@ void recorder_session_apply_events(struct recorder_session *s)
 		}
 	}
 	if (fault) {
-		session_fail(s, detail);
+		recorder_session_fail(s, detail);
 		return;
 	}
 	if (eof) {
 		char err[256];
 		if (s->status == RECORDER_PENDING)
-			session_fail(s, "the source ended before its first frame");
+			recorder_session_fail(s, "the source ended before its first frame");
 		else if (recorder_session_stop(s, RECORDER_OP_STOP, "source_ended", err, sizeof(err)) < 0)
 			LOG_ERROR(&log_rec, "%s: stop at end of source: %s", s->id, err);
 	}
@@ -541,10 +540,11 @@ void recorder_start(struct recorder *r, const struct recorder_caller *caller,
 	r->m.active++;
 	r->m.started_total++;
 	pthread_mutex_unlock(&r->lock);
+	s->started_mono_ns = time_mono_ns();
 	if (media_pipeline_start(s->pipeline, err, sizeof(err)) < 0) {
 		char why[400];
 		snprintf(why, sizeof(why), "the media pipeline did not start: %s", err);
-		session_fail(s, why);
+		recorder_session_fail(s, why);
 		reply_error(out, 500, "pipeline_failed", "cannot start the recording of room %s (source %s): %s",
 			    room_id, source, err);
 		pthread_mutex_unlock(&s->lock);
@@ -1022,6 +1022,7 @@ struct recorder *recorder_new(struct config *cfg, struct state *st, struct polic
 	r->keep_local = config_get_bool(cfg, "recorder.keep_local");
 	r->disk_reserve = config_get_int(cfg, "recorder.disk_reserve");
 	r->disk_low_water = config_get_int(cfg, "recorder.disk_low_water");
+	r->first_frame_timeout_ms = config_get_int(cfg, "recorder.first_frame_timeout");
 	lim = config_get_int(cfg, "recorder.workers");
 	r->n_workers = lim < 1 ? 1 : lim > 16 ? 16 : (int)lim;
 
@@ -1079,9 +1080,9 @@ void recorder_free(struct recorder *r)
 			enum recorder_status to;
 			if (recorder_fsm_step(s->status, RECORDER_OP_STOP, &to) == 200) {
 				if (recorder_session_stop(s, RECORDER_OP_STOP, "shutdown", err, sizeof(err)) < 0)
-					session_fail(s, err);
+					recorder_session_fail(s, err);
 			} else {
-				session_fail(s, "the node shut down before the first frame");
+				recorder_session_fail(s, "the node shut down before the first frame");
 			}
 		}
 		pthread_mutex_unlock(&s->lock);

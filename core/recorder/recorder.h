@@ -87,6 +87,7 @@ struct recorder_reply {
  *   enable_transcoding          mp4 remux at processing    (true)
  *   node_id                     this node's name in Redis  (see recorder_node_id)
  *   recorder.workers            processing threads         (2)
+ *   recorder.first_frame_timeout  a recording still pending this long fails (60s; 0 = never)
  *   recorder.keep_local         keep the local file after a verified S3 upload (false)
  *   recorder.disk_reserve       free space a start leaves (507 otherwise) (512M)
  *   recorder.disk_low_water     live recordings stop below it, reason disk_low (256M)

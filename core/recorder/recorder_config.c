@@ -38,6 +38,8 @@ static const struct config_option recorder_options[] = {
 	{ "recorder.workers", CONFIG_INT, "2", "processing threads (finalize, remux, upload)" },
 	{ "recorder.keep_local", CONFIG_BOOL, "false",
 	  "keep the local file after its S3 copy is verified (lifecycle.lua may decide instead)" },
+	{ "recorder.first_frame_timeout", CONFIG_DURATION, "60s",
+	  "a recording whose source sends nothing this long fails and frees its slot (0: wait forever)" },
 	{ "recorder.disk_reserve", CONFIG_SIZE, "512M",
 	  "free space a start must leave beyond what the recording may need (else 507)" },
 	{ "recorder.disk_low_water", CONFIG_SIZE, "256M",

@@ -6,6 +6,7 @@
  * follows each recording's active (written) media time, so pauses do not
  * count: the thread sleeps until the nearest recording could reach its
  * limit, at most RECORDER_CONTROL_TICK_MS. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -41,6 +42,18 @@ static int64_t control_session(struct recorder_session *s, bool disk_low)
 		LOG_WARN(&log_ctl, "%s: free disk below the low-water mark; stopping", s->id);
 		if (recorder_session_stop(s, RECORDER_OP_STOP, "disk_low", err, sizeof(err)) < 0)
 			LOG_ERROR(&log_ctl, "%s: stop at low disk failed: %s", s->id, err);
+	}
+	int64_t ff_timeout = s->r->first_frame_timeout_ms * TIME_NS_PER_MS;
+	if (!s->ended && s->status == RECORDER_PENDING && ff_timeout > 0) {
+		int64_t waited = time_mono_ns() - s->started_mono_ns;
+		if (waited >= ff_timeout) {
+			char why[128];
+			snprintf(why, sizeof(why), "no media arrived from the source within %.1f s",
+				 (double)ff_timeout / 1e9);
+			recorder_session_fail(s, why);
+		} else {
+			left = ff_timeout - waited;
+		}
 	}
 	if (!s->ended && s->pipeline &&
 	    (s->status == RECORDER_RECORDING || s->status == RECORDER_PAUSED)) {

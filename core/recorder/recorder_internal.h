@@ -44,6 +44,7 @@ struct recorder_session {
 	cJSON *rec;                    /* latest state object, under lock */
 	struct media_pipeline *pipeline; /* under lock; NULL once stopped */
 	int64_t max_duration_ns;       /* auto-stop after this much active time */
+	int64_t started_mono_ns;       /* when the pipeline was started */
 	bool ended;                    /* left the live statuses; under lock */
 
 	pthread_mutex_t ev_lock;
@@ -80,6 +81,7 @@ struct recorder {
 	bool keep_local;               /* keep the local copy after a verified upload */
 	long long disk_reserve;        /* bytes start admission leaves free */
 	long long disk_low_water;      /* below this, live recordings stop (disk_low) */
+	int64_t first_frame_timeout_ms; /* a recording still pending after this fails; 0: never */
 	int n_workers;
 	struct storage_s3 *s3;         /* NULL unless storage_backend is s3 */
 
@@ -119,6 +121,9 @@ void recorder_session_unref(struct recorder_session *s);
 /* Applies the pipeline's raised flags (first frame, fault, eof) to the
  * session; 'reason' of an eof stop is "source_ended". Session lock held. */
 void recorder_session_apply_events(struct recorder_session *s);
+/* Ends a live session as failed with 'why' (pipeline fault, no media):
+ * pipeline freed, files kept, slot released. Session lock held. */
+void recorder_session_fail(struct recorder_session *s, const char *why);
 /* Stops a live session into processing (stop request, max duration, eof,
  * shutdown) and queues its job. Session lock held; 'op' is RECORDER_OP_STOP
  * or RECORDER_EV_MAX_DURATION; 'reason' goes into the event. Returns 0 or

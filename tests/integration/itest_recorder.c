@@ -658,6 +658,45 @@ static void test_user_limit(const char *storage)
 	state_free(st);
 }
 
+/* A source that never sends (RTP, nobody sending): start answers with the
+ * recording pending, and after recorder.first_frame_timeout it fails with a
+ * reason and gives its slot back. */
+static void test_silent_source(const char *storage)
+{
+	char err[256], args[64];
+	struct state *st = connect_state("node-s");
+	struct config *c = make_config(storage);
+	snprintf(args, sizeof(args), "video_port=%d", free_port());
+	CHECK(c && config_set(c, "room.silent.source", "rtp", err, sizeof(err)) == 0);
+	CHECK(c && config_set(c, "room.silent.args", args, err, sizeof(err)) == 0);
+	CHECK(c && config_set(c, "recorder.first_frame_timeout", "3s", err, sizeof(err)) == 0);
+	struct recorder *r = st && c ? recorder_new(c, st, NULL, err, sizeof(err)) : NULL;
+	CHECK(r != NULL);
+	if (r) {
+		struct recorder_reply rep = { 0 };
+		char id[UUID_STR_LEN] = "";
+		recorder_start(r, &alice, "silent", "webm", "low", &rep);
+		CHECK_INT(rep.status, 200);
+		CHECK_STR(rep.body ? str_of(rep.body, "status") : NULL, "pending");
+		if (rep.body && str_of(rep.body, "recording_id"))
+			util_strlcpy(id, str_of(rep.body, "recording_id"), sizeof(id));
+		reply_reset(&rep);
+		recorder_stop(r, &alice, "silent", id, &rep);
+		CHECK_INT(rep.status, 400); /* nothing recorded yet to stop */
+		reply_reset(&rep);
+		CHECK_INT(state_active_count(st), 1);
+		wait_final(r, &alice, "silent", id, &rep, 5.0);
+		CHECK_STR(str_of(rep.body, "status"), "failed");
+		const char *e = str_of(rep.body, "error");
+		CHECK(e && strstr(e, "no media"));
+		reply_reset(&rep);
+		CHECK_INT(state_active_count(st), 0);
+		recorder_free(r);
+	}
+	config_free(c);
+	state_free(st);
+}
+
 /* With a policy host the decision moves to auth.lua; its built-in default
  * (no policy files here) lets an admin drive another user's recording. */
 static void test_policy_hook(const char *storage)
@@ -831,6 +870,7 @@ int main(int argc, char **argv)
 	state_free(st);
 
 	test_user_limit(storage);
+	test_silent_source(storage);
 	test_policy_hook(storage);
 	test_journal_resume(storage);
 	test_disk_admission(storage);
