@@ -131,6 +131,11 @@ static bool serve_policy_health(void *opaque, char *why, size_t whylen)
 	return policy_healthy(opaque, why, whylen);
 }
 
+static cJSON *serve_policy_status(void *opaque)
+{
+	return policy_status_json(opaque);
+}
+
 int main_serve(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -271,8 +276,10 @@ int main_serve(int argc, char **argv)
 		fprintf(stderr, "edgerec serve: http: %s\n", err);
 		goto out;
 	}
-	if (pol)
+	if (pol) {
 		http_server_add_health_check(http, "policies", serve_policy_health, pol);
+		http_server_set_policy_status(http, serve_policy_status, pol);
+	}
 
 	/* What a person (or a test harness) needs to start using it. */
 	if (http_server_url(http, true))
@@ -294,6 +301,9 @@ int main_serve(int argc, char **argv)
 		unsigned char sig;
 		ssize_t n = read(serve_signal_pipe[0], &sig, 1);
 		if (n == 1) {
+			/* A second signal while shutting down ends the process. */
+			signal(SIGINT, SIG_DFL);
+			signal(SIGTERM, SIG_DFL);
 			LOG_INFO(&serve_log, "signal %d: shutting down", sig);
 			break;
 		}

@@ -18,6 +18,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include <cjson/cJSON.h>
+
 #include "config.h"
 
 struct recorder;
@@ -53,5 +55,12 @@ const char *http_server_url(const struct http_server *s, bool tls);
 typedef bool (*http_health_fn)(void *opaque, char *why, size_t whylen);
 int http_server_add_health_check(struct http_server *s, const char *name,
 				 http_health_fn fn, void *opaque);
+
+/* The source of GET /api/system/policies (the policy host's status report):
+ * 'fn' returns a new JSON object (the server frees it) or NULL. Only callers
+ * whose token carries the role "admin" (claim "roles": [...]) may read it.
+ * Without a source the route answers 404. Set before traffic starts. */
+typedef cJSON *(*http_policy_status_fn)(void *opaque);
+void http_server_set_policy_status(struct http_server *s, http_policy_status_fn fn, void *opaque);
 
 #endif

@@ -135,6 +135,37 @@ void http_info_metrics(struct http_request *req)
 	http_text_deinit(&t);
 }
 
+/* True when the claims carry "admin" in their "roles" array. */
+static bool http_claims_admin(const cJSON *claims)
+{
+	const cJSON *roles = cJSON_GetObjectItemCaseSensitive(claims, "roles");
+	const cJSON *r;
+	cJSON_ArrayForEach(r, roles)
+		if (cJSON_IsString(r) && strcmp(r->valuestring, "admin") == 0)
+			return true;
+	return false;
+}
+
+void http_info_policies(struct http_request *req)
+{
+	cJSON *claims = NULL;
+	if (http_auth_check(req, false, &claims) < 0)
+		return;
+	if (!http_claims_admin(claims)) {
+		http_reply_error(req, 403, "forbidden", "policy status needs the admin role");
+	} else if (!req->s->policy_status) {
+		http_reply_error(req, 404, "not_found", "no policy host is configured (policy_dir)");
+	} else {
+		cJSON *st = req->s->policy_status(req->s->policy_opaque);
+		if (st)
+			http_reply_json(req, 200, st);
+		else
+			http_reply_error(req, 500, "internal", "the policy host gave no status");
+		cJSON_Delete(st);
+	}
+	cJSON_Delete(claims);
+}
+
 void http_info_openapi(struct http_request *req)
 {
 	http_reply(req, 200, "application/json", http_openapi_json, http_openapi_json_len, NULL, NULL);

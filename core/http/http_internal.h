@@ -45,6 +45,8 @@ struct http_server {
 	char url_https[96];
 	char url_http[96];
 	char tls_pem[4200];           /* the combined key+certificate civetweb reads */
+	http_policy_status_fn policy_status;
+	void *policy_opaque;
 	struct http_health_check health[HTTP_HEALTH_MAX];
 	int health_count;
 	char id_prefix[9];            /* request ids: prefix-counter */
@@ -91,6 +93,7 @@ void http_info_healthz(struct http_request *req);
 void http_info_metrics(struct http_request *req);
 void http_info_openapi(struct http_request *req);
 void http_info_index(struct http_request *req);
+void http_info_policies(struct http_request *req);
 /* The OpenAPI document text (embedded at build time) and its length. */
 extern const char http_openapi_json[];
 extern const unsigned long http_openapi_json_len;

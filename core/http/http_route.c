@@ -17,6 +17,7 @@ const struct http_route http_routes[HTTP_ROUTE_COUNT] = {
 	{ HTTP_ROUTE_METRICS, "GET", "/metrics", "metrics", false },
 	{ HTTP_ROUTE_OPENAPI, "GET", "/api/openapi.json", "openapi", false },
 	{ HTTP_ROUTE_INDEX, "GET", "/", "index", false },
+	{ HTTP_ROUTE_POLICIES, "GET", "/api/system/policies", "policies", true },
 };
 
 const char *http_route_label(int id)
@@ -27,6 +28,8 @@ const char *http_route_label(int id)
 		return "not_found";
 	if (id == HTTP_ROUTE_METHOD_NOT_ALLOWED)
 		return "method_not_allowed";
+	if (id == HTTP_ROUTE_REJECTED)
+		return "rejected";
 	return "unknown";
 }
 

@@ -25,10 +25,12 @@ enum http_route_id {
 	HTTP_ROUTE_METRICS,
 	HTTP_ROUTE_OPENAPI,
 	HTTP_ROUTE_INDEX,
+	HTTP_ROUTE_POLICIES,
 	HTTP_ROUTE_COUNT,
 	/* Pseudo routes, for metrics labels of requests that matched none. */
 	HTTP_ROUTE_NOT_FOUND = HTTP_ROUTE_COUNT,
 	HTTP_ROUTE_METHOD_NOT_ALLOWED,
+	HTTP_ROUTE_REJECTED,        /* refused by civetweb before routing */
 	HTTP_ROUTE_LABEL_COUNT,
 };
 

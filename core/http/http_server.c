@@ -218,6 +218,9 @@ static int http_handle(struct mg_connection *conn, void *cbdata)
 	case HTTP_ROUTE_INDEX:
 		http_info_index(&req);
 		break;
+	case HTTP_ROUTE_POLICIES:
+		http_info_policies(&req);
+		break;
 	case HTTP_ROUTE_WS:
 		/* A WebSocket upgrade goes to the hub's handlers; a plain GET
 		 * lands here. */
@@ -253,7 +256,7 @@ static int http_on_error(struct mg_connection *conn, int status, const char *err
 		  status, http_reason(status), strlen(text), text);
 	cJSON_free(text);
 	if (s)
-		http_metrics_observe(s->metrics, HTTP_ROUTE_NOT_FOUND, status, 0);
+		http_metrics_observe(s->metrics, HTTP_ROUTE_REJECTED, status, 0);
 	LOG_INFO(&http_log, "rejected before routing: %d %s", status, errmsg ? errmsg : "");
 	return 0;
 }
@@ -570,6 +573,12 @@ const char *http_server_url(const struct http_server *s, bool tls)
 {
 	const char *u = tls ? s->url_https : s->url_http;
 	return u[0] ? u : NULL;
+}
+
+void http_server_set_policy_status(struct http_server *s, http_policy_status_fn fn, void *opaque)
+{
+	s->policy_status = fn;
+	s->policy_opaque = opaque;
 }
 
 int http_server_add_health_check(struct http_server *s, const char *name, http_health_fn fn, void *opaque)

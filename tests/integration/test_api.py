@@ -7,6 +7,7 @@ limit, Redis keys and TTLs read with redis-cli, and the files (ffprobe)."""
 import json
 import os
 import re
+import shutil
 import subprocess
 import time
 import uuid
@@ -35,8 +36,14 @@ class Ctx:
 def setup():
     c = Ctx()
     c.redis = Redis().start()
+    # The shipped policies, as scripts/run deploys them (a copy, so nothing
+    # in the checkout is touched).
+    c.policy_dir = os.path.join(c.redis.dir, "policies")
+    shutil.copytree(os.path.join(os.environ.get("EDGEREC_SOURCE_DIR", os.path.join(
+        os.path.dirname(os.path.abspath(__file__)), "..", "..")), "policies"), c.policy_dir)
     c.node = Edgerec(redis=c.redis, config={"max_concurrent_recordings": LIMIT,
-                                            "default_quality": "low"}, name="api")
+                                            "default_quality": "low", "policy_dir": c.policy_dir},
+                     name="api")
     c.node.start()
     c.nodes = [c.node]
     return c
@@ -211,7 +218,11 @@ def test_ownership_and_rooms(c):
         for op in ("stop", "pause", "resume", "cancel"):
             r = c.node.op(op, room, rid, user="mallory")
             assert r.status == 403 and r.json["code"] == "forbidden", (op, r)
-        assert c.node.op("status", room, rid, user="mallory").status == 200
+        # The shipped auth policy lets only the owner (or an admin) read it.
+        r = c.node.op("status", room, rid, user="mallory")
+        assert r.status == 403 and r.json["code"] == "forbidden", r
+        admin = c.node.token("root", claims={"roles": ["admin"]})
+        assert c.node.op("status", room, rid, user=admin).status == 200
         r = c.node.op("status", "another-room", rid)
         assert r.status == 404 and r.json["code"] == "not_found", r
         r = c.node.op("stop", "another-room", rid)
@@ -284,6 +295,19 @@ def test_redis_keys_and_ttls(c):
     assert R.raw("SISMEMBER", "webrtc:recording:active", rid) == "0"
     stored = json.loads(R.raw("GET", key))
     assert stored == done, (stored, done)
+
+
+def test_policy_status(c):
+    r = c.node.request("GET", "/api/system/policies", token=None)
+    assert r.status == 401, r
+    r = c.node.request("GET", "/api/system/policies")
+    assert r.status == 403 and r.json["code"] == "forbidden", r
+    admin = c.node.token("root", claims={"roles": ["viewer", "admin"]})
+    r = c.node.request("GET", "/api/system/policies", token=admin)
+    assert r.status == 200 and r.json["dir"] == c.policy_dir, r
+    assert isinstance(r.json["policies"], list) and r.json["count"] == len(r.json["policies"]), r
+    h = c.node.request("GET", "/healthz", token=None).json
+    assert h["checks"]["policies"]["ok"] is True, h
 
 
 def test_request_ids_and_keepalive(c):

@@ -547,6 +547,7 @@ def run_tests(namespace, setup=None, teardown=None):
     if only:
         tests = [(n, f) for n, f in tests if only in n]
     failed = []
+    passed = 0
     ctx = None
     try:
         ctx = setup() if setup else None
@@ -554,6 +555,7 @@ def run_tests(namespace, setup=None, teardown=None):
             t0 = time.monotonic()
             try:
                 fn(ctx)
+                passed += 1
                 print("ok   %-50s %.2fs" % (name, time.monotonic() - t0), flush=True)
             except Exception:
                 failed.append(name)
@@ -572,6 +574,5 @@ def run_tests(namespace, setup=None, teardown=None):
                 traceback.print_exc()
                 failed.append("teardown")
         cleanup()
-    print("%d passed, %d failed" % (len(tests) - len([f for f in failed if f not in ("setup", "teardown")]),
-                                   len(failed)), flush=True)
+    print("%d passed, %d failed" % (passed, len(failed)), flush=True)
     sys.exit(1 if failed or not tests else 0)
