@@ -290,6 +290,40 @@ static void test_s3_options(void)
 		free(url);
 	}
 	storage_s3_free(s3);
+
+	/* Credentials and region missing from the file come from the standard
+	 * AWS variables; the file wins when it has them. */
+	struct config *c2 = config_new();
+	CHECK_INT(config_register(c2, storage_config_options), 0);
+	CHECK_INT(config_register(c2, rec_opts), 0);
+	CHECK_INT(config_set(c2, "s3_bucket", "bk", err, sizeof(err)), 0);
+	unsetenv("AWS_ACCESS_KEY_ID");
+	unsetenv("AWS_SECRET_ACCESS_KEY");
+	s3 = storage_s3_new_from_config(c2, err, sizeof(err));
+	CHECK(s3 == NULL);
+	setenv("AWS_ACCESS_KEY_ID", "ENVKEY", 1);
+	setenv("AWS_SECRET_ACCESS_KEY", "ENVSECRET", 1);
+	setenv("AWS_REGION", "eu-north-1", 1);
+	s3 = storage_s3_new_from_config(c2, err, sizeof(err));
+	CHECK(s3 != NULL);
+	if (s3) {
+		url = storage_s3_presign_get(s3, "a", 60, NULL, err, sizeof(err));
+		CHECK(url && strncmp(url, "https://bk.s3.eu-north-1.amazonaws.com/a?", 41) == 0);
+		CHECK(url && strstr(url, "X-Amz-Credential=ENVKEY%2F") && strstr(url, "%2Feu-north-1%2Fs3%2F"));
+		free(url);
+	}
+	storage_s3_free(s3);
+	s3 = storage_s3_new_from_config(cfg, err, sizeof(err));
+	if (s3) {
+		url = storage_s3_presign_get(s3, "a", 60, NULL, err, sizeof(err));
+		CHECK(url && strstr(url, "X-Amz-Credential=AK%2F") && strstr(url, "%2Feu-north-1%2F"));
+		free(url);
+	}
+	storage_s3_free(s3);
+	unsetenv("AWS_ACCESS_KEY_ID");
+	unsetenv("AWS_SECRET_ACCESS_KEY");
+	unsetenv("AWS_REGION");
+	config_free(c2);
 	config_free(cfg);
 
 	CHECK_STR(storage_strerror(STORAGE_ERR_VERIFY), "uploaded object does not match the file");
