@@ -19,11 +19,13 @@
  *   webrtc:recording:owner:{id}       hash {node, user, admitted_at}, TTL 7 days
  *   webrtc:recording:live:user:{uid}  set of a user's live ids (per-user limit), no TTL
  *   webrtc:recording:alive:{node_id}  a node's heartbeat, refreshed every 5 s, TTL 30 s
+ *   webrtc:recording:nodes            set of the node ids known to hold live ids, no TTL
  *   webrtc:recording:job:{id}         JSON journal of processing steps, TTL 7 days
  * The active set is kept honest two ways: every live write re-adds its id
  * (so a Redis that lost its data is rebuilt by the retried writes), and
- * admission releases the live ids of nodes whose heartbeat has expired (a
- * node that died for good does not hold slots forever).
+ * admission takes the slots of nodes whose heartbeat has expired (a node
+ * that died for good does not hold them forever; its node set is kept for
+ * its own recovery if it returns).
  * Channel of room events: webrtc:recording:events:{room_id}.
  *
  * Threads: every function may be called from any thread. Commands run on a

@@ -60,28 +60,36 @@ static const char state_lua_put[] =
 	"  redis.call('SADD', KEYS[5], ARGV[1])\n"
 	"  redis.call('SADD', KEYS[6], ARGV[1])\n"
 	"  redis.call('SADD', KEYS[7], ARGV[1])\n"
+	"  redis.call('SADD', 'webrtc:recording:nodes', ARGV[6])\n"
 	"else\n"
 	"  release(ARGV[1])\n"
 	"end\n"
 	"return 1\n";
 
-/* KEYS: active live:user:{user} owner:{id} node:{node} alive:{node}
+/* KEYS: active live:user:{user} owner:{id} node:{node} alive:{node} nodes
  * ARGV: id global_limit user_limit user node admitted_at owner_ttl alive_ttl
  * Returns {0, n} admitted (n = active count after), {1, 'global', n} or
  * {1, 'user', n} refused. Before counting, the caller's heartbeat is
- * refreshed (it is plainly alive) and live ids of nodes whose heartbeat has
- * expired are released: a node that died and never came back must not hold
- * slots forever. A user's live set is pruned of ids no longer active. */
+ * refreshed (it is plainly alive) and every registered node whose heartbeat
+ * has expired loses its slots: its live ids leave the active set and their
+ * users' live sets, so a node that died for good does not hold slots
+ * forever. Its node set stays, for its own recovery should it come back.
+ * The cost is one EXISTS per known node, not per live recording. A user's
+ * live set is pruned of ids no longer active before it is counted. */
 static const char state_lua_admit[] =
-	STATE_LUA_RELEASE
 	"redis.call('SET', KEYS[5], ARGV[6], 'EX', ARGV[8])\n"
+	"redis.call('SADD', KEYS[6], ARGV[5])\n"
 	"if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 then\n"
 	"  return {0, redis.call('SCARD', KEYS[1])}\n"
 	"end\n"
-	"for _, m in ipairs(redis.call('SMEMBERS', KEYS[1])) do\n"
-	"  local node = redis.call('HGET', 'webrtc:recording:owner:' .. m, 'node')\n"
-	"  if node and redis.call('EXISTS', 'webrtc:recording:alive:' .. node) == 0 then\n"
-	"    release(m)\n"
+	"for _, node in ipairs(redis.call('SMEMBERS', KEYS[6])) do\n"
+	"  if redis.call('EXISTS', 'webrtc:recording:alive:' .. node) == 0 then\n"
+	"    for _, m in ipairs(redis.call('SMEMBERS', 'webrtc:recording:node:' .. node)) do\n"
+	"      local u = redis.call('HGET', 'webrtc:recording:owner:' .. m, 'user')\n"
+	"      redis.call('SREM', KEYS[1], m)\n"
+	"      if u then redis.call('SREM', 'webrtc:recording:live:user:' .. u, m) end\n"
+	"    end\n"
+	"    redis.call('SREM', KEYS[6], node)\n"
 	"  end\n"
 	"end\n"
 	"local n = redis.call('SCARD', KEYS[1])\n"
@@ -436,14 +444,19 @@ static void state_pending_wait_ms(struct state *st, int64_t ms)
 	pthread_cond_timedwait(&st->pending_cond, &st->pending_lock, &ts);
 }
 
-/* Refreshes this node's heartbeat key (webrtc:recording:alive:{node}). */
+/* Refreshes this node's heartbeat key (webrtc:recording:alive:{node}) and
+ * its place in the registry of nodes (webrtc:recording:nodes). */
 static int state_op_heartbeat(struct state *st, redisContext *c, void *arg)
 {
 	char now[40];
 	time_iso8601(time_wall_ns(), now, sizeof now);
-	return state_reply_done(redisCommand(c, "SET " STATE_KEY_PREFIX "alive:%s %s EX %d", st->node_id, now,
-					     STATE_ALIVE_TTL_S),
-				"heartbeat");
+	int rc = state_reply_done(redisCommand(c, "SET " STATE_KEY_PREFIX "alive:%s %s EX %d", st->node_id,
+					       now, STATE_ALIVE_TTL_S),
+				  "heartbeat");
+	if (rc == STATE_OK)
+		rc = state_reply_done(redisCommand(c, "SADD " STATE_KEY_PREFIX "nodes %s", st->node_id),
+				      "heartbeat");
+	return rc;
 }
 
 /* The retry thread: writes the buffer out, oldest first, backing off while
@@ -719,8 +732,9 @@ static int state_op_admit(struct state *st, redisContext *c, void *arg)
 	snprintf(ttl, sizeof ttl, "%d", STATE_TTL_RECORD_S);
 	snprintf(alive_ttl, sizeof alive_ttl, "%d", STATE_ALIVE_TTL_S);
 	time_iso8601(time_wall_ns(), now, sizeof now);
-	const char *args[] = { "5", STATE_KEY_PREFIX "active", k_user, k_owner, k_node, k_alive,
-			       a->id, g, u, a->user_id, st->node_id, now, ttl, alive_ttl };
+	const char *args[] = { "6", STATE_KEY_PREFIX "active", k_user, k_owner, k_node, k_alive,
+			       STATE_KEY_PREFIX "nodes", a->id, g, u, a->user_id, st->node_id, now, ttl,
+			       alive_ttl };
 	redisReply *r = state_script(c, st->sha_admit, state_lua_admit, (int)ARRAY_SIZE(args), args);
 	if (!r)
 		return STATE_ERR_REDIS;

@@ -211,11 +211,17 @@ static void test_admission(struct state *st)
 	cli("HSET webrtc:recording:owner:44444444-4444-4444-8444-444444444444 node node-b user zed");
 	cli("SADD webrtc:recording:live:user:zed 33333333-3333-4333-8333-333333333333");
 	cli("SADD webrtc:recording:node:ghost 33333333-3333-4333-8333-333333333333");
+	cli("SADD webrtc:recording:node:node-b 44444444-4444-4444-8444-444444444444");
+	cli("SADD webrtc:recording:nodes ghost");
 	CHECK(in_range(cli_int("EXISTS webrtc:recording:alive:node-b"), 1, 1));
+	CHECK_INT(cli_int("SISMEMBER webrtc:recording:nodes node-b"), 1);
 	CHECK_INT(state_admit(st, ids[1], "u9", 2, 0, reason, sizeof reason), STATE_OK);
 	CHECK_INT(cli_int("SISMEMBER webrtc:recording:active 33333333-3333-4333-8333-333333333333"), 0);
 	CHECK_INT(cli_int("SCARD webrtc:recording:live:user:zed"), 0);
-	CHECK_INT(cli_int("SCARD webrtc:recording:node:ghost"), 0);
+	CHECK_INT(cli_int("SISMEMBER webrtc:recording:nodes ghost"), 0);
+	/* The dead node's own list stays, for its recovery if it returns. */
+	CHECK_INT(cli_int("SCARD webrtc:recording:node:ghost"), 1);
+	cli("SREM webrtc:recording:node:node-b 44444444-4444-4444-8444-444444444444");
 	CHECK_INT(cli_int("SISMEMBER webrtc:recording:active 44444444-4444-4444-8444-444444444444"), 1);
 	CHECK_INT(state_admit(st, ids[2], "u9", 2, 0, reason, sizeof reason), STATE_REFUSED);
 	cli("DEL webrtc:recording:active");
