@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <setjmp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -265,29 +266,50 @@ static uint8_t media_clamp(int v)
 	return (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
 }
 
-/* Scales 'p' to ow x oh by averaging boxes of source pixels and writes a
- * JFIF JPEG (full-range YCbCr: the video's limited range is expanded). */
-static int media_write_jpeg(const struct media_picture *p, int ow, int oh, const char *path,
-			    char *err, size_t errlen)
+/* libjpeg reports fatal errors through error_exit, which by default calls
+ * exit(). This one jumps back to the encoder with the message instead. */
+struct media_jpeg_error {
+	struct jpeg_error_mgr mgr;
+	jmp_buf jump;
+	char msg[JMSG_LENGTH_MAX];
+};
+
+static void media_jpeg_error_exit(j_common_ptr cinfo)
+{
+	struct media_jpeg_error *e = (struct media_jpeg_error *)cinfo->err;
+	e->mgr.format_message(cinfo, e->msg);
+	longjmp(e->jump, 1);
+}
+
+/* Scales 'p' to ow x oh by averaging boxes of source pixels and encodes a
+ * JFIF JPEG (full-range YCbCr: the video's limited range is expanded) into
+ * memory. Returns 0 with '*out'/'*outlen' (malloc'd by libjpeg, caller frees)
+ * or -1 with 'err' filled. */
+static int media_encode_jpeg(const struct media_picture *p, int ow, int oh, unsigned char **out,
+			     unsigned long *outlen, char *err, size_t errlen)
 {
 	struct jpeg_compress_struct cinfo;
-	struct jpeg_error_mgr jerr;
-	char *tmp = NULL;
-	uint8_t *row = NULL;
-	FILE *f = NULL;
-	int rc = STORAGE_ERR_IO;
-
-	if (asprintf(&tmp, "%s.part", path) < 0)
-		return STORAGE_ERR_NOMEM;
-	row = malloc((size_t)ow * 3);
-	f = fopen(tmp, "wb");
-	if (!row || !f) {
-		snprintf(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
-		goto fail;
+	struct media_jpeg_error jerr;
+	/* Written after setjmp and read after a longjmp: volatile. */
+	uint8_t *volatile row = malloc((size_t)ow * 3);
+	if (!row) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
 	}
-	cinfo.err = jpeg_std_error(&jerr);
+	*out = NULL;
+	*outlen = 0;
+	cinfo.err = jpeg_std_error(&jerr.mgr);
+	jerr.mgr.error_exit = media_jpeg_error_exit;
+	if (setjmp(jerr.jump)) {
+		snprintf(err, errlen, "JPEG encoder: %s", jerr.msg);
+		jpeg_destroy_compress(&cinfo);
+		free(*out);
+		*out = NULL;
+		free(row);
+		return -1;
+	}
 	jpeg_create_compress(&cinfo);
-	jpeg_stdio_dest(&cinfo, f);
+	jpeg_mem_dest(&cinfo, out, outlen);
 	cinfo.image_width = (JDIMENSION)ow;
 	cinfo.image_height = (JDIMENSION)oh;
 	cinfo.input_components = 3;
@@ -317,6 +339,34 @@ static int media_write_jpeg(const struct media_picture *p, int ow, int oh, const
 	}
 	jpeg_finish_compress(&cinfo);
 	jpeg_destroy_compress(&cinfo);
+	free(row);
+	return 0;
+}
+
+/* Writes the thumbnail to 'path' through "<path>.part" and a rename, so a
+ * reader never sees half a JPEG. */
+static int media_write_jpeg(const struct media_picture *p, int ow, int oh, const char *path,
+			    char *err, size_t errlen)
+{
+	unsigned char *jpg = NULL;
+	unsigned long len = 0;
+	char *tmp = NULL;
+	FILE *f = NULL;
+	int rc = STORAGE_ERR_MEDIA;
+
+	if (media_encode_jpeg(p, ow, oh, &jpg, &len, err, errlen) < 0)
+		return rc;
+	rc = STORAGE_ERR_IO;
+	if (asprintf(&tmp, "%s.part", path) < 0) {
+		tmp = NULL;
+		rc = STORAGE_ERR_NOMEM;
+		goto fail;
+	}
+	f = fopen(tmp, "wb");
+	if (!f || fwrite(jpg, 1, len, f) != len) {
+		snprintf(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
+		goto fail;
+	}
 	if (fclose(f) != 0) {
 		f = NULL;
 		snprintf(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
@@ -331,10 +381,10 @@ static int media_write_jpeg(const struct media_picture *p, int ow, int oh, const
 fail:
 	if (f)
 		fclose(f);
-	if (rc < 0)
+	if (rc < 0 && tmp)
 		unlink(tmp);
-	free(row);
 	free(tmp);
+	free(jpg);
 	return rc;
 }
 

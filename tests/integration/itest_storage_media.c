@@ -153,6 +153,14 @@ static void test_vp9_mkv(void)
 	double yavg = atof(ystat);
 	CHECK(yavg > 20 && yavg < 235);
 
+	/* Unwritable destinations fail with the path in the message. */
+	struct storage_job bad = { .input_path = mkv, .mp4_path = "/nonexistent/dir/a.mp4",
+				   .thumbnail_path = "/nonexistent/dir/t.jpg" };
+	CHECK_INT(storage_step_thumbnail(&bad, NULL, NULL, err, sizeof(err)), STORAGE_ERR_IO);
+	CHECK(strstr(err, "/nonexistent/dir/t.jpg") != NULL);
+	CHECK(storage_step_remux(&bad, err, sizeof(err)) < 0);
+	CHECK(strstr(err, "/nonexistent/dir/a.mp4") != NULL);
+
 	job.thumbnail_width = 100;
 	CHECK_INT(storage_step_thumbnail(&job, &w, &h, err, sizeof(err)), 0);
 	CHECK_INT(w, 100);
