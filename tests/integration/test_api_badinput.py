@@ -231,6 +231,50 @@ def test_tls_below_1_2_refused(c):
             assert t.version() == "TLSv1.2"
 
 
+def es256_token(private_key, sub, ttl=3600):
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+    now = int(time.time())
+    signing_input = b64url(json.dumps({"alg": "ES256", "typ": "JWT"})) + "." + \
+        b64url(json.dumps({"sub": sub, "iat": now, "exp": now + ttl}))
+    der = private_key.sign(signing_input.encode(), ec.ECDSA(hashes.SHA256()))
+    r, s = decode_dss_signature(der)
+    return signing_input + "." + b64url(r.to_bytes(32, "big") + s.to_bytes(32, "big"))
+
+
+def test_es256_public_key(c):
+    """A node configured with an ES256 public key (and the HS256 secret)
+    accepts tokens signed by the matching private key (signed here with
+    python3-cryptography) and refuses other keys."""
+    import os
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    key = ec.generate_private_key(ec.SECP256R1())
+    other = ec.generate_private_key(ec.SECP256R1())
+    pem = key.public_key().public_bytes(serialization.Encoding.PEM,
+                                        serialization.PublicFormat.SubjectPublicKeyInfo)
+    n = Edgerec(redis=c.redis, name="es256")
+    os.makedirs(n.dir, exist_ok=True)
+    pub = os.path.join(n.dir, "jwt_es256.pem")
+    with open(pub, "wb") as f:
+        f.write(pem)
+    n.extra["jwt_public_key"] = pub
+    n.start()
+    c.nodes.append(n)
+    try:
+        r = n.request("GET", "/api/webrtc/recordings", token=es256_token(key, "eve"))
+        assert r.status == 200, r
+        r = n.request("GET", "/api/webrtc/recordings", token=n.token("hs-user"))
+        assert r.status == 200, r
+        expect(n.request("GET", "/api/webrtc/recordings", token=es256_token(other, "eve")), 401,
+               "invalid_signature")
+        expect(n.request("GET", "/api/webrtc/recordings", token=es256_token(key, "eve", ttl=-3600)), 401,
+               "token_expired")
+    finally:
+        assert n.stop() == 0
+
+
 def test_still_serving_nothing_lost(c):
     assert c.node.alive()
     r = c.node.request("GET", "/healthz", token=None, fresh=True)
