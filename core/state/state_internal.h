@@ -85,6 +85,7 @@ struct state {
 	pthread_cond_t pending_cond;
 	struct state_pending *pending_head, *pending_tail;
 	size_t pending_count, pending_events;
+	struct state_pending *inflight; /* taken off the list, being written */
 	bool stopping;
 	pthread_t retry_thread;
 	bool retry_started;

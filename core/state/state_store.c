@@ -406,6 +406,21 @@ static int state_pending_append(struct state *st, struct state_pending *p)
 	return STATE_DEFERRED;
 }
 
+/* The newest write of 'kind' for 'id' not yet in Redis: in the buffer, or
+ * the one the retry thread is writing right now (older than any buffered
+ * one). Under pending_lock; NULL when none. */
+static const struct state_pending *state_pending_latest(struct state *st, enum state_pending_kind kind,
+							const char *id)
+{
+	const struct state_pending *found = NULL;
+	if (st->inflight && st->inflight->kind == kind && strcmp(st->inflight->id, id) == 0)
+		found = st->inflight;
+	for (const struct state_pending *p = st->pending_head; p; p = p->next)
+		if (p->kind == kind && strcmp(p->id, id) == 0)
+			found = p;
+	return found;
+}
+
 /* The write path: runs 'p' (taken) now, unless Redis is unreachable or
  * earlier writes still wait, in which case it joins the buffer (keeping the
  * order of writes). Returns STATE_OK, STATE_DEFERRED or an error. */
@@ -492,11 +507,13 @@ static void *state_retry_main(void *arg)
 		st->pending_head = p->next;
 		if (!st->pending_head)
 			st->pending_tail = NULL;
+		st->inflight = p;
 		pthread_mutex_unlock(&st->pending_lock);
 
 		int rc = state_run(st, state_op_pending, p);
 
 		pthread_mutex_lock(&st->pending_lock);
+		st->inflight = NULL;
 		if (rc == STATE_ERR_CONN) {
 			/* Nobody else writes while write_lock is held, so the
 			 * entry goes back to the front unchanged. */
@@ -807,14 +824,11 @@ cJSON *state_get(struct state *st, const char *id)
 	if (!st || !id || !id[0])
 		return NULL;
 	cJSON *out = NULL;
-	bool found = false;
 	pthread_mutex_lock(&st->pending_lock);
-	for (struct state_pending *p = st->pending_head; p; p = p->next) {
-		if (p->kind == STATE_PENDING_PUT && strcmp(p->id, id) == 0) {
-			out = cJSON_Parse(p->payload);
-			found = true;
-		}
-	}
+	const struct state_pending *p = state_pending_latest(st, STATE_PENDING_PUT, id);
+	bool found = p != NULL;
+	if (p)
+		out = cJSON_Parse(p->payload);
 	pthread_mutex_unlock(&st->pending_lock);
 	if (found)
 		return out;
@@ -1024,15 +1038,11 @@ cJSON *state_journal_get(struct state *st, const char *id)
 	if (!st || !id || !id[0])
 		return NULL;
 	cJSON *out = NULL;
-	bool found = false;
 	pthread_mutex_lock(&st->pending_lock);
-	for (struct state_pending *p = st->pending_head; p; p = p->next) {
-		if (p->kind == STATE_PENDING_JOURNAL && strcmp(p->id, id) == 0) {
-			cJSON_Delete(out);
-			out = p->payload ? cJSON_Parse(p->payload) : NULL;
-			found = true;
-		}
-	}
+	const struct state_pending *p = state_pending_latest(st, STATE_PENDING_JOURNAL, id);
+	bool found = p != NULL;
+	if (p && p->payload)
+		out = cJSON_Parse(p->payload);
 	pthread_mutex_unlock(&st->pending_lock);
 	if (found)
 		return out;

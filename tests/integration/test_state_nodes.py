@@ -12,6 +12,7 @@
 """
 
 import http.client
+import json
 import os
 import socket
 import subprocess
@@ -77,7 +78,6 @@ def test_race_two_nodes(ctx):
     assert len(ok) == 10, (len(ok), [r[2] for r in ok])
     assert len(refused) == 90
     active = set(redis.cli("SMEMBERS", "webrtc:recording:active").split())
-    import json
     admitted = {json.loads(r[1])["recording_id"] for r in ok}
     assert active == admitted, (active, admitted)
     print("admitted per node: a=%d b=%d" % (sum(r[2] == "race-a" for r in ok),
