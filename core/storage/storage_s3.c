@@ -768,17 +768,30 @@ int storage_s3_abort(struct storage_s3 *s3, const char *key, const char *upload_
 static int s3_list_parts(struct storage_s3 *s3, const char *key, const char *upload_id,
 			 char (*etags)[80], int nparts, char *err, size_t errlen)
 {
-	char *q = s3_upload_query(upload_id, 0);
-	if (!q)
-		return STORAGE_ERR_NOMEM;
-	struct s3_req req = { .method = "GET", .key = key, .query = q };
+	char *base = s3_upload_query(upload_id, 0), *q = NULL;
+	char marker[32] = "";
 	struct s3_resp resp = { 0 };
-	int rc = s3_request(s3, &req, &resp, err, errlen);
-	if (rc == 0 && resp.status / 100 != 2)
-		rc = s3_refused(&req, &resp, err, errlen);
-	if (rc == 0) {
+	int count = 0, rc = 0;
+	if (!base)
+		return STORAGE_ERR_NOMEM;
+	/* S3 lists at most 1000 parts per answer; follow the marker. */
+	for (int page = 0; page < 20; page++) {
+		free(q);
+		q = NULL;
+		if ((marker[0] ? asprintf(&q, "part-number-marker=%s&%s", marker, base)
+			       : asprintf(&q, "%s", base)) < 0) {
+			q = NULL;
+			rc = STORAGE_ERR_NOMEM;
+			break;
+		}
+		struct s3_req req = { .method = "GET", .key = key, .query = q };
+		rc = s3_request(s3, &req, &resp, err, errlen);
+		if (rc == 0 && resp.status / 100 != 2)
+			rc = s3_refused(&req, &resp, err, errlen);
+		if (rc < 0)
+			break;
 		const char *p = resp.body;
-		char num[32], etag[128];
+		char num[32], etag[128], flag[16] = "";
 		while (p && (p = strstr(p, "<Part>")) != NULL) {
 			const char *end = strstr(p, "</Part>");
 			if (!end)
@@ -788,14 +801,19 @@ static int s3_list_parts(struct storage_s3 *s3, const char *key, const char *upl
 				int n = atoi(num);
 				if (etags && n >= 1 && n <= nparts)
 					s3_unquote(etag, etags[n], sizeof(etags[n]));
-				rc++;
+				count++;
 			}
 			p = end;
 		}
+		s3_xml_text(resp.body, "IsTruncated", flag, sizeof(flag));
+		if (strcmp(flag, "true") != 0 ||
+		    !s3_xml_text(resp.body, "NextPartNumberMarker", marker, sizeof(marker)) || !marker[0])
+			break;
 	}
 	s3_resp_reset(&resp);
 	free(q);
-	return rc;
+	free(base);
+	return rc < 0 ? rc : count;
 }
 
 int storage_s3_list_parts(struct storage_s3 *s3, const char *key, const char *upload_id,
