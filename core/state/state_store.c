@@ -194,7 +194,8 @@ typedef int (*state_op_fn)(struct state *st, redisContext *c, void *arg);
 
 /* Runs 'op' on a borrowed connection. A connection that had served before
  * and fails may just be stale (Redis restarted): the op is tried once more
- * on a fresh one, which is safe because every op here is idempotent.
+ * on a fresh one. That is safe: a write on a dead connection never reached
+ * the server (a repeated op would at worst publish an event twice).
  * Returns what 'op' returns, or STATE_ERR_CONN when Redis is unreachable. */
 static int state_run(struct state *st, state_op_fn op, void *arg)
 {
