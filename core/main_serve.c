@@ -222,6 +222,11 @@ int main_serve(int argc, char **argv)
 		goto out;
 	}
 
+	if (http_config_check(cfg, err, sizeof(err)) < 0) {
+		fprintf(stderr, "edgerec serve: %s\n", err);
+		status = 2;
+		goto out;
+	}
 	const char *state_dir = config_get_str(cfg, "state_dir");
 	if (!state_dir || !*state_dir || util_mkdir_p(state_dir, 0700) < 0) {
 		fprintf(stderr, "edgerec serve: state_dir '%s' cannot be created: %s\n",

@@ -29,6 +29,11 @@ struct http_server;
  * limits). Register it with config_register before loading the file. */
 extern const struct config_option http_options[];
 
+/* Checks this module's options without starting anything (listen
+ * addresses, thread counts), so `edgerec serve` can refuse a bad file before
+ * it brings other modules up. Returns 0 or -1 with the reason in 'err'. */
+int http_config_check(const struct config *cfg, char *err, size_t errlen);
+
 /* Starts the server: reads its options from 'cfg', prepares the TLS
  * certificate (a self-signed one under state_dir/tls when none is
  * configured), binds the listeners and subscribes the hub to the

@@ -421,6 +421,35 @@ static bool http_health_recorder(void *opaque, char *why, size_t whylen)
 	return recorder_healthy(opaque, why, whylen);
 }
 
+int http_config_check(const struct config *cfg, char *err, size_t errlen)
+{
+	char spec[96], host[64];
+	const char *https = config_get_str(cfg, "listen_https");
+	const char *plain = config_get_str(cfg, "listen_http");
+	long long threads = config_get_int(cfg, "http.threads");
+	long long ws_max = config_get_int(cfg, "http.ws_max_subscribers");
+	if (threads < 4 || threads > 1024) {
+		snprintf(err, errlen, "http.threads: %lld is outside 4..1024", threads);
+		return -1;
+	}
+	if (ws_max < 0 || ws_max > threads - 2) {
+		snprintf(err, errlen, "http.ws_max_subscribers must leave at least 2 of %lld threads for requests",
+			 threads);
+		return -1;
+	}
+	if ((!https || !*https) && (!plain || !*plain)) {
+		snprintf(err, errlen, "neither listen_https nor listen_http is set");
+		return -1;
+	}
+	if (plain && *plain &&
+	    http_listen_spec("listen_http", plain, false, true, spec, sizeof(spec), host, sizeof(host), err, errlen) < 0)
+		return -1;
+	if (https && *https &&
+	    http_listen_spec("listen_https", https, true, false, spec, sizeof(spec), host, sizeof(host), err, errlen) < 0)
+		return -1;
+	return 0;
+}
+
 struct http_server *http_server_new(struct config *cfg, struct recorder *rec, char *err, size_t errlen)
 {
 	struct http_server *s = calloc(1, sizeof(*s));
@@ -450,19 +479,8 @@ struct http_server *http_server_new(struct config *cfg, struct recorder *rec, ch
 	s->jwt_leeway_s = (int)(config_get_int(cfg, "http.jwt_leeway") / 1000);
 	s->ws_max = (int)config_get_int(cfg, "http.ws_max_subscribers");
 	long long threads = config_get_int(cfg, "http.threads");
-	if (threads < 4 || threads > 1024) {
-		snprintf(err, errlen, "http.threads: %lld is outside 4..1024", threads);
+	if (http_config_check(cfg, err, errlen) < 0)
 		goto fail;
-	}
-	if (s->ws_max < 0 || s->ws_max > threads - 2) {
-		snprintf(err, errlen, "http.ws_max_subscribers must leave at least 2 of %lld threads for requests",
-			 threads);
-		goto fail;
-	}
-	if (!want_tls && !want_plain) {
-		snprintf(err, errlen, "neither listen_https nor listen_http is set");
-		goto fail;
-	}
 	if (want_plain) {
 		if (http_listen_spec("listen_http", plain, false, true, spec, sizeof(spec), host_http,
 				     sizeof(host_http), err, errlen) < 0)

@@ -50,7 +50,7 @@ import time
 import traceback
 import urllib.parse
 
-__all__ = ["Redis", "Edgerec", "Response", "mint_token", "b64url", "free_port",
+__all__ = ["Redis", "Edgerec", "Response", "mint_token", "b64url", "free_port", "mktemp",
            "cleanup", "run_tests", "wait_until", "TEST_SECRET"]
 
 TEST_SECRET = "edgerec-test-secret-0123456789abcdef0123456789"
