@@ -134,11 +134,11 @@ fail:
 
 static struct policy_unit *host_acquire(struct policy_host *h, enum policy_kind_id k)
 {
-	pthread_mutex_lock(&h->mu);
+	pthread_rwlock_rdlock(&h->lock);
 	struct policy_unit *u = h->slots[k].live;
 	if (u)
 		atomic_fetch_add(&u->refs, 1);
-	pthread_mutex_unlock(&h->mu);
+	pthread_rwlock_unlock(&h->lock);
 	return u;
 }
 
@@ -236,9 +236,9 @@ static void host_lib_digest(struct policy_host *h, char out[65])
 
 static void host_set_error(struct policy_host *h, struct policy_slot *s, const char *msg)
 {
-	pthread_mutex_lock(&h->mu);
+	pthread_rwlock_wrlock(&h->lock);
 	util_strlcpy(s->last_error, msg, sizeof(s->last_error));
-	pthread_mutex_unlock(&h->mu);
+	pthread_rwlock_unlock(&h->lock);
 }
 
 /* Brings one slot up to date with its file. Returns 1 when a new version
@@ -253,9 +253,9 @@ static int host_reload_slot(struct policy_host *h, enum policy_kind_id k, bool l
 	char *src = util_read_file(path, &len);
 	if (!src) {
 		snprintf(err, sizeof(err), "%s: cannot read: %s", kind->file, strerror(errno));
-		pthread_mutex_lock(&h->mu);
+		pthread_rwlock_rdlock(&h->lock);
 		bool same = strcmp(s->last_error, err) == 0;
-		pthread_mutex_unlock(&h->mu);
+		pthread_rwlock_unlock(&h->lock);
 		if (!same) {
 			LOG_ERROR(&kind_logs[k], "%s (%s)", err,
 				  s->live ? "the last good version stays in force"
@@ -268,12 +268,12 @@ static int host_reload_slot(struct policy_host *h, enum policy_kind_id k, bool l
 	crypto_sha256(src, len, sum);
 	crypto_hex(sum, sizeof(sum), sha);
 
-	pthread_mutex_lock(&h->mu);
+	pthread_rwlock_wrlock(&h->lock);
 	bool is_live = s->live && strcmp(s->live->sha256, sha) == 0;
 	bool failed_before = strcmp(s->failed_sha256, sha) == 0;
 	if (is_live && !lib_changed)
 		s->last_error[0] = 0; /* back to the version in force */
-	pthread_mutex_unlock(&h->mu);
+	pthread_rwlock_unlock(&h->lock);
 	if (!lib_changed && (is_live || failed_before)) {
 		free(src);
 		return 0;
@@ -283,21 +283,21 @@ static int host_reload_slot(struct policy_host *h, enum policy_kind_id k, bool l
 	free(src);
 	if (!u) {
 		atomic_fetch_add(&h->reload_failures, 1);
-		pthread_mutex_lock(&h->mu);
+		pthread_rwlock_wrlock(&h->lock);
 		util_strlcpy(s->last_error, err, sizeof(s->last_error));
 		util_strlcpy(s->failed_sha256, sha, sizeof(s->failed_sha256));
 		bool had = s->live != NULL;
-		pthread_mutex_unlock(&h->mu);
+		pthread_rwlock_unlock(&h->lock);
 		LOG_ERROR(&kind_logs[k], "not loaded: %s (%s)", err,
 			  had ? "the last good version stays in force" : "the built-in default decides");
 		return 0;
 	}
-	pthread_mutex_lock(&h->mu);
+	pthread_rwlock_wrlock(&h->lock);
 	struct policy_unit *old = s->live;
 	s->live = u;
 	s->last_error[0] = 0;
 	s->failed_sha256[0] = 0;
-	pthread_mutex_unlock(&h->mu);
+	pthread_rwlock_unlock(&h->lock);
 	unit_release(old);
 	atomic_fetch_add(&s->reloads, 1);
 	LOG_INFO(&kind_logs[k], "%s %s (sha256 %.12s)", kind->file, old ? "reloaded" : "loaded", sha);
@@ -348,7 +348,11 @@ struct policy_host *policy_host_new(const struct policy_host_options *o, char *e
 							     : POLICY_DEFAULT_MAX_INSTRUCTIONS;
 	h->limits.max_memory = o->max_memory > 0 ? o->max_memory : POLICY_DEFAULT_MAX_MEMORY;
 	h->limits.max_call_ns = o->max_call_ns > 0 ? o->max_call_ns : POLICY_DEFAULT_MAX_CALL_NS;
-	pthread_mutex_init(&h->mu, NULL);
+	pthread_rwlockattr_t attr;
+	pthread_rwlockattr_init(&attr);
+	pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	pthread_rwlock_init(&h->lock, &attr);
+	pthread_rwlockattr_destroy(&attr);
 	pthread_mutex_init(&h->reload_mu, NULL);
 	policy_host_reload(h);
 	if (o->watch) {
@@ -386,25 +390,25 @@ void policy_host_free(struct policy_host *h)
 	for (int k = 0; k < POLICY_KIND__COUNT; k++)
 		unit_release(h->slots[k].live);
 	pthread_mutex_destroy(&h->reload_mu);
-	pthread_mutex_destroy(&h->mu);
+	pthread_rwlock_destroy(&h->lock);
 	free(h);
 }
 
 void policy_host_set_provider(struct policy_host *h, const struct policy_provider *p)
 {
-	pthread_mutex_lock(&h->mu);
+	pthread_rwlock_wrlock(&h->lock);
 	if (p)
 		h->provider = *p;
 	else
 		memset(&h->provider, 0, sizeof(h->provider));
-	pthread_mutex_unlock(&h->mu);
+	pthread_rwlock_unlock(&h->lock);
 }
 
 void policy_host_provider(struct policy_host *h, struct policy_provider *out)
 {
-	pthread_mutex_lock(&h->mu);
+	pthread_rwlock_rdlock(&h->lock);
 	*out = h->provider;
-	pthread_mutex_unlock(&h->mu);
+	pthread_rwlock_unlock(&h->lock);
 }
 
 const struct config *policy_host_config(struct policy_host *h)
@@ -435,7 +439,7 @@ cJSON *policy_status_json(struct policy_host *h)
 		}
 		cJSON_AddStringToObject(o, "name", policy_kinds[k].name);
 		cJSON_AddStringToObject(o, "file", policy_kinds[k].file);
-		pthread_mutex_lock(&h->mu);
+		pthread_rwlock_rdlock(&h->lock);
 		if (s->live) {
 			char when[40];
 			cJSON_AddStringToObject(o, "sha256", s->live->sha256);
@@ -450,7 +454,7 @@ cJSON *policy_status_json(struct policy_host *h)
 		else
 			cJSON_AddNullToObject(o, "last_error");
 		cJSON_AddBoolToObject(o, "in_force", s->live != NULL);
-		pthread_mutex_unlock(&h->mu);
+		pthread_rwlock_unlock(&h->lock);
 		cJSON_AddNumberToObject(o, "calls", (double)atomic_load(&s->calls));
 		cJSON_AddNumberToObject(o, "fallbacks", (double)atomic_load(&s->fallbacks));
 		cJSON_AddNumberToObject(o, "kills", (double)atomic_load(&s->kills));
@@ -468,7 +472,7 @@ bool policy_healthy(struct policy_host *h, char *why, size_t whylen)
 	bool ok = true;
 	if (why && whylen)
 		why[0] = 0;
-	pthread_mutex_lock(&h->mu);
+	pthread_rwlock_rdlock(&h->lock);
 	for (int k = 0; k < POLICY_KIND__COUNT && ok; k++) {
 		struct policy_slot *s = &h->slots[k];
 		if (s->last_error[0] || !s->live) {
@@ -478,7 +482,7 @@ bool policy_healthy(struct policy_host *h, char *why, size_t whylen)
 					 s->last_error[0] ? s->last_error : "not loaded");
 		}
 	}
-	pthread_mutex_unlock(&h->mu);
+	pthread_rwlock_unlock(&h->lock);
 	return ok;
 }
 

@@ -141,7 +141,10 @@ struct policy_host {
 	char dir[POLICY_DIR_MAX];
 	const struct config *cfg;
 	struct policy_limits limits;
-	pthread_mutex_t mu;          /* slots' pointers and status, the provider */
+	/* Slots' pointers and status, the provider. Calls only read; writers
+	 * (a swap, an error, the provider) are preferred so that a reload is
+	 * never starved by a steady stream of calls. */
+	pthread_rwlock_t lock;
 	pthread_mutex_t reload_mu;   /* one reload at a time */
 	struct policy_provider provider;
 	struct policy_slot slots[POLICY_KIND__COUNT];

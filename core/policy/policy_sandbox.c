@@ -245,6 +245,46 @@ static int sandbox_load(lua_State *L)
 	return 1;
 }
 
+/* xpcall's message handler runs inside the failing call, and when the
+ * failure is a raise from the count hook it would run with hooks disabled:
+ * a handler that loops would never be stopped. So the policy's handler is
+ * wrapped: once a budget is exceeded the error passes through untouched and
+ * no policy code runs. Upvalue 1 is the policy's handler. */
+static int sandbox_xpcall_handler(lua_State *L)
+{
+	if (policy_sandbox_of(L)->killed)
+		return 1;
+	lua_pushvalue(L, lua_upvalueindex(1));
+	lua_insert(L, 1);
+	lua_call(L, lua_gettop(L) - 1, 1);
+	return 1;
+}
+
+static int sandbox_xpcall_finish(lua_State *L, int status, lua_KContext extra)
+{
+	if (status != LUA_OK && status != LUA_YIELD) {
+		lua_pushboolean(L, 0);
+		lua_pushvalue(L, -2);
+		return 2;
+	}
+	return lua_gettop(L) - (int)extra;
+}
+
+/* xpcall(f, handler, ...): as the standard one, with the wrapped handler. */
+static int sandbox_xpcall(lua_State *L)
+{
+	int n = lua_gettop(L);
+	luaL_checktype(L, 2, LUA_TFUNCTION);
+	lua_pushvalue(L, 2);
+	lua_pushcclosure(L, sandbox_xpcall_handler, 1);
+	lua_replace(L, 2);                                 /* f handler' args... */
+	lua_pushboolean(L, 1);
+	lua_pushvalue(L, 1);
+	lua_rotate(L, 3, 2);                               /* f handler' true f args... */
+	int status = lua_pcallk(L, n - 2, LUA_MULTRET, 2, 2, sandbox_xpcall_finish);
+	return sandbox_xpcall_finish(L, status, 2);
+}
+
 /* print(...) goes to the log at INFO under the policy's name. */
 static int sandbox_print(lua_State *L)
 {
@@ -373,7 +413,7 @@ static void sandbox_push_subset(lua_State *L, int src, const char *const *names)
 
 static const char *const sandbox_base_names[] = {
 	"assert", "error", "ipairs", "next", "pairs", "pcall", "rawequal", "rawget", "rawlen",
-	"select", "tonumber", "tostring", "type", "xpcall", "getmetatable", "_VERSION", NULL,
+	"select", "tonumber", "tostring", "type", "getmetatable", "_VERSION", NULL,
 };
 
 static const char *const sandbox_os_names[] = { "time", "clock", "date", NULL };
@@ -416,6 +456,8 @@ static int sandbox_build(lua_State *L)
 	}
 	lua_pushcfunction(L, sandbox_setmetatable);
 	lua_setfield(L, 2, "setmetatable");
+	lua_pushcfunction(L, sandbox_xpcall);
+	lua_setfield(L, 2, "xpcall");
 	lua_pushcfunction(L, sandbox_collectgarbage);
 	lua_setfield(L, 2, "collectgarbage");
 	lua_pushcfunction(L, sandbox_load);
@@ -441,7 +483,7 @@ static int sandbox_build(lua_State *L)
 
 	/* The real globals hold nothing a stray reference could use. */
 	static const char *const drop[] = { "dofile", "loadfile", "load", "require", "collectgarbage",
-					    "os", "print", NULL };
+					    "os", "print", "xpcall", NULL };
 	for (const char *const *n = drop; *n; n++) {
 		lua_pushnil(L);
 		lua_setfield(L, 1, *n);

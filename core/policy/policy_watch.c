@@ -23,6 +23,8 @@
 static struct log_handle log_watch = LOG_HANDLE("policy/watch");
 
 #define WATCH_QUIET_MS 30
+/* A file rewritten without pause is still picked up this often. */
+#define WATCH_MAX_DELAY_MS 200
 #define WATCH_RESCAN_MS 2000
 #define WATCH_MASK (IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_CREATE | IN_DELETE | \
 		    IN_DELETE_SELF | IN_MOVE_SELF | IN_ATTRIB)
@@ -82,13 +84,18 @@ static void *watch_main(void *arg)
 {
 	struct policy_watch *w = arg;
 	bool pending = false;
+	int64_t pending_since = 0;
 	int64_t next_rescan = time_mono_ns() + WATCH_RESCAN_MS * TIME_NS_PER_MS;
 	for (;;) {
 		struct pollfd pf[2] = { { .fd = w->stop_fd, .events = POLLIN },
 					{ .fd = w->ifd, .events = POLLIN } };
 		int64_t now = time_mono_ns();
-		int timeout = pending ? WATCH_QUIET_MS
-				      : (int)((next_rescan - now) / TIME_NS_PER_MS) + 1;
+		int timeout = (int)((next_rescan - now) / TIME_NS_PER_MS) + 1;
+		if (pending) {
+			int left = (int)((pending_since + WATCH_MAX_DELAY_MS * TIME_NS_PER_MS - now) /
+					 TIME_NS_PER_MS);
+			timeout = left < WATCH_QUIET_MS ? left : WATCH_QUIET_MS;
+		}
 		if (timeout < 0)
 			timeout = 0;
 		int rc = poll(pf, 2, timeout);
@@ -101,11 +108,14 @@ static void *watch_main(void *arg)
 			break;
 		if (rc > 0 && (pf[1].revents & POLLIN)) {
 			bool rewatch = false;
-			if (watch_drain(w, &rewatch))
+			if (watch_drain(w, &rewatch) && !pending) {
 				pending = true; /* wait for a quiet moment: more writes may follow */
+				pending_since = time_mono_ns();
+			}
 			if (rewatch)
 				watch_add(w);
-			continue;
+			if (!pending || time_mono_ns() - pending_since < WATCH_MAX_DELAY_MS * TIME_NS_PER_MS)
+				continue;
 		}
 		/* Timed out: after a burst of events, or time for the slow rescan. */
 		if (pending || time_mono_ns() >= next_rescan) {

@@ -1,0 +1,47 @@
+-- lifecycle_spec: policies/lifecycle.lua against the fake edge.
+package.path = "tests/policies/?.lua;" .. package.path
+local fake = require("fake_edge")
+
+describe("lifecycle.lua", function()
+  local life
+  local rec = { recording_id = "r1", room_id = "room1", user_id = "alice",
+                file_name = "recording_r1.webm", storage_backend = "s3", status = "completed" }
+
+  before_each(function()
+    life = fake.load_policy("lifecycle", (fake.new()))
+  end)
+
+  it("answers every event with the reference's key layout", function()
+    for _, hook in ipairs({ "on_started", "on_stopped", "on_completed", "on_failed" }) do
+      local a = life[hook](rec)
+      assert.are.equal("{prefix}{recording_id}/{file_name}", a.s3_key_template)
+      assert.is_false(a.keep_local)
+      assert.are.equal("table", type(a.tags))
+    end
+  end)
+
+  it("tags with plain values only", function()
+    for _, hook in ipairs({ "on_started", "on_stopped", "on_completed", "on_failed" }) do
+      for k, v in pairs(life[hook](rec).tags) do
+        assert.are.equal("string", type(k))
+        assert.is_true(type(v) == "string" or type(v) == "number" or type(v) == "boolean")
+      end
+    end
+  end)
+
+  it("marks archives and failures", function()
+    assert.are.equal(30, life.on_started(rec).tags.retention_days)
+    assert.is_true(life.on_completed(rec).tags.archived)
+    local local_rec = { storage_backend = "local" }
+    assert.is_false(life.on_completed(local_rec).tags.archived)
+    assert.is_true(life.on_failed(rec).tags.needs_attention)
+  end)
+
+  it("follows its knobs", function()
+    life.keep_local = true
+    life.s3_key_template = "{prefix}{room_id}/{date}/{file_name}"
+    local a = life.on_completed(rec)
+    assert.is_true(a.keep_local)
+    assert.are.equal("{prefix}{room_id}/{date}/{file_name}", a.s3_key_template)
+  end)
+end)
