@@ -143,6 +143,19 @@ int main_token(int argc, char **argv)
 	}
 
 	rc = 1;
+	time_t now = time(NULL);
+	claims = cJSON_CreateObject();
+	if (!claims || !cJSON_AddStringToObject(claims, "sub", user) ||
+	    !cJSON_AddNumberToObject(claims, "iat", (double)now) ||
+	    !cJSON_AddNumberToObject(claims, "exp", (double)(now + ttl_ms / 1000))) {
+		fprintf(stderr, "edgerec token: out of memory\n");
+		goto out;
+	}
+	if (roles && token_add_roles(claims, roles) < 0) {
+		fprintf(stderr, "edgerec token: --roles '%s' is not a comma-separated list\n", roles);
+		rc = 2;
+		goto out;
+	}
 	c = config_new();
 	if (!c || config_register(c, token_options) < 0) {
 		fprintf(stderr, "edgerec token: cannot set up the configuration\n");
@@ -161,20 +174,6 @@ int main_token(int argc, char **argv)
 	}
 	if (token_secret(c, secret, sizeof(secret)) < 0)
 		goto out;
-
-	time_t now = time(NULL);
-	claims = cJSON_CreateObject();
-	if (!claims || !cJSON_AddStringToObject(claims, "sub", user) ||
-	    !cJSON_AddNumberToObject(claims, "iat", (double)now) ||
-	    !cJSON_AddNumberToObject(claims, "exp", (double)(now + ttl_ms / 1000))) {
-		fprintf(stderr, "edgerec token: out of memory\n");
-		goto out;
-	}
-	if (roles && token_add_roles(claims, roles) < 0) {
-		fprintf(stderr, "edgerec token: --roles '%s' is not a comma-separated list\n", roles);
-		rc = 2;
-		goto out;
-	}
 	token = crypto_jwt_sign_hs256(secret, claims);
 	if (!token) {
 		fprintf(stderr, "edgerec token: signing failed\n");
