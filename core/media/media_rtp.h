@@ -329,6 +329,7 @@ struct media_rtp_rx_stats {
 	int64_t last_packet_ns;
 	int64_t last_keyframe_request_ns; /* -1 until then */
 	int64_t last_keyframe_ns;  /* -1 until then */
+	int64_t first_sr_ns;       /* -1 until the first Sender Report */
 	uint32_t ssrc;
 	bool waiting_keyframe;
 };

@@ -128,6 +128,7 @@ struct media_rtp_rx *media_rtp_rx_new(const struct media_rtp_rx_config *cfg, str
 	rx->st.first_keyframe_ns = -1;
 	rx->st.last_keyframe_ns = -1;
 	rx->st.last_keyframe_request_ns = -1;
+	rx->st.first_sr_ns = -1;
 	return rx;
 }
 
@@ -519,6 +520,8 @@ int media_rtp_rx_push_rtcp(struct media_rtp_rx *rx, const uint8_t *data, size_t 
 		int64_t ext = media_rtp_unwrap(&rx->ts_uw, info.sr_rtp_ts);
 
 		rx->st.sender_reports++;
+		if (rx->st.first_sr_ns < 0)
+			rx->st.first_sr_ns = now_ns;
 		media_rtp_clock_on_sr(&rx->clock, info.sr_ntp, ext);
 		rx->lsr = (uint32_t)(info.sr_ntp >> 16);
 		rx->lsr_arrival_ns = now_ns;

@@ -184,19 +184,21 @@ done:
 static void print_result(const struct rec_result *r)
 {
 	double ttfk = r->v.first_keyframe_ns >= 0 ? (double)(r->v.first_keyframe_ns - r->v.start_ns) / 1e6 : -1;
+	int64_t sr_ns = r->v.first_sr_ns > r->a.first_sr_ns ? r->v.first_sr_ns : r->a.first_sr_ns;
+	double first_sr = r->v.first_sr_ns >= 0 && r->a.first_sr_ns >= 0 ? (double)(sr_ns - r->v.start_ns) / 1e6 : -1;
 	double first_pkt = r->v.first_packet_ns >= 0 ? (double)(r->v.first_packet_ns - r->v.start_ns) / 1e6 : -1;
 
 	printf("video_frames=%llu audio_frames=%llu keyframes=%llu first_video_key=%d clamped=%llu "
 	       "first_packet_ms=%.1f first_keyframe_ms=%.1f keyframe_requests=%llu video_lost=%llu "
 	       "video_late=%llu video_dup=%llu video_dropped=%llu ssrc_changes=%llu video_sr=%llu audio_sr=%llu "
-	       "audio_lost=%llu\n",
+	       "audio_lost=%llu first_sr_ms=%.1f\n",
 	       (unsigned long long)r->video_frames, (unsigned long long)r->audio_frames,
 	       (unsigned long long)r->keyframes, r->first_video_key, (unsigned long long)r->clamped, first_pkt, ttfk,
 	       (unsigned long long)r->v.keyframe_requests, (unsigned long long)r->v.packets_lost,
 	       (unsigned long long)r->v.packets_late, (unsigned long long)r->v.packets_duplicate,
 	       (unsigned long long)r->v.frames_dropped, (unsigned long long)r->v.ssrc_changes,
 	       (unsigned long long)r->v.sender_reports, (unsigned long long)r->a.sender_reports,
-	       (unsigned long long)r->a.packets_lost);
+	       (unsigned long long)r->a.packets_lost, first_sr);
 	fflush(stdout);
 }
 

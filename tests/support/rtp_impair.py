@@ -5,6 +5,10 @@ Used by the RTP integration tests between a real sender and the recorder:
     relay = Relay([(6004, ("127.0.0.1", 5004))], loss=0.02, reorder=0.05, dup=0.01, seed=1)
     relay.start(); ...; relay.stop(); relay.counts  # {'in':..,'lost':..,'reordered':..,'dup':..}
 
+A mapping may carry options as a third element: {"clean": True} relays it
+untouched (RTCP beside impaired RTP), {"drop": [i, ...]} also drops exactly
+those datagrams (0-based arrival index) of it.
+
 or from a shell:
 
     python3 rtp_impair.py --map 6004:5004 --loss 0.02 --reorder 0.05 --dup 0.01 --seed 1
@@ -35,13 +39,17 @@ class Relay:
         self._socks = []
 
     def start(self):
-        for i, (port, target) in enumerate(self.maps):
+        for i, m in enumerate(self.maps):
+            port, target = m[0], m[1]
+            opts = m[2] if len(m) > 2 else {}
             s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             s.bind((self.host, port))
             s.setblocking(False)
             out = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             self._socks.append({"in": s, "out": out, "target": target,
-                                "rng": random.Random(self.seed * 1000 + i), "held": []})
+                                "rng": random.Random(self.seed * 1000 + i), "held": [],
+                                "clean": opts.get("clean", False), "drop": set(opts.get("drop", ())),
+                                "n": 0})
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
         return self
@@ -59,6 +67,14 @@ class Relay:
     def _forward(self, m, data):
         rng = m["rng"]
         self.counts["in"] += 1
+        index = m["n"]
+        m["n"] += 1
+        if index in m["drop"]:
+            self.counts["lost"] += 1
+            return
+        if m["clean"]:
+            m["out"].sendto(data, m["target"])
+            return
         r = rng.random()
         if r < self.loss:
             self.counts["lost"] += 1
