@@ -131,6 +131,54 @@ static bool serve_policy_health(void *opaque, char *why, size_t whylen)
 	return policy_healthy(opaque, why, whylen);
 }
 
+/* The state store's figures for /metrics (Redis reachability, the retry
+ * buffer, the subscriber). */
+static char *serve_state_metrics(void *opaque)
+{
+	struct state_stats ss;
+	char *text = NULL;
+	state_stats(opaque, &ss);
+	if (asprintf(&text,
+		     "# HELP edgerec_redis_up 1 when Redis answered the last command.\n"
+		     "# TYPE edgerec_redis_up gauge\nedgerec_redis_up %d\n"
+		     "# HELP edgerec_state_deferred_writes_total State writes kept for retry while Redis was away.\n"
+		     "# TYPE edgerec_state_deferred_writes_total counter\nedgerec_state_deferred_writes_total %llu\n"
+		     "# HELP edgerec_state_retried_writes_total Deferred state writes written later.\n"
+		     "# TYPE edgerec_state_retried_writes_total counter\nedgerec_state_retried_writes_total %llu\n"
+		     "# HELP edgerec_state_dropped_writes_total State writes lost (retry buffer full).\n"
+		     "# TYPE edgerec_state_dropped_writes_total counter\nedgerec_state_dropped_writes_total %llu\n"
+		     "# HELP edgerec_state_pending_writes State writes waiting for Redis now.\n"
+		     "# TYPE edgerec_state_pending_writes gauge\nedgerec_state_pending_writes %zu\n"
+		     "# HELP edgerec_state_events_received_total Room events received from Redis.\n"
+		     "# TYPE edgerec_state_events_received_total counter\nedgerec_state_events_received_total %llu\n",
+		     ss.redis_up ? 1 : 0, (unsigned long long)ss.deferred_writes,
+		     (unsigned long long)ss.retried_writes, (unsigned long long)ss.dropped_writes, ss.pending_writes,
+		     (unsigned long long)ss.events_received) < 0)
+		return NULL;
+	return text;
+}
+
+static char *serve_policy_metrics(void *opaque)
+{
+	struct policy_metrics pm;
+	char *text = NULL;
+	policy_metrics(opaque, &pm);
+	if (asprintf(&text,
+		     "# HELP edgerec_policy_calls_total Policy decisions asked.\n"
+		     "# TYPE edgerec_policy_calls_total counter\nedgerec_policy_calls_total %llu\n"
+		     "# HELP edgerec_policy_fallbacks_total Decisions answered by the built-in default.\n"
+		     "# TYPE edgerec_policy_fallbacks_total counter\nedgerec_policy_fallbacks_total %llu\n"
+		     "# HELP edgerec_policy_kills_total Policy calls stopped by a limit.\n"
+		     "# TYPE edgerec_policy_kills_total counter\nedgerec_policy_kills_total %llu\n"
+		     "# HELP edgerec_policy_reloads_total New policy versions swapped in.\n"
+		     "# TYPE edgerec_policy_reloads_total counter\nedgerec_policy_reloads_total %llu\n"
+		     "# HELP edgerec_policy_reload_failures_total Policy versions refused.\n"
+		     "# TYPE edgerec_policy_reload_failures_total counter\nedgerec_policy_reload_failures_total %llu\n",
+		     pm.calls, pm.fallbacks, pm.kills, pm.reloads, pm.reload_failures) < 0)
+		return NULL;
+	return text;
+}
+
 static cJSON *serve_policy_status(void *opaque)
 {
 	return policy_status_json(opaque);
@@ -281,9 +329,11 @@ int main_serve(int argc, char **argv)
 		fprintf(stderr, "edgerec serve: http: %s\n", err);
 		goto out;
 	}
+	http_server_add_metrics(http, serve_state_metrics, st);
 	if (pol) {
 		http_server_add_health_check(http, "policies", serve_policy_health, pol);
 		http_server_set_policy_status(http, serve_policy_status, pol);
+		http_server_add_metrics(http, serve_policy_metrics, pol);
 	}
 
 	/* What a person (or a test harness) needs to start using it. */

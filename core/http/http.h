@@ -61,6 +61,14 @@ typedef bool (*http_health_fn)(void *opaque, char *why, size_t whylen);
 int http_server_add_health_check(struct http_server *s, const char *name,
 				 http_health_fn fn, void *opaque);
 
+/* More metrics for GET /metrics from modules this one does not link (the
+ * state store, the policy host): 'fn' returns malloc'd Prometheus text
+ * (complete lines with # HELP/# TYPE) that the server appends and frees,
+ * or NULL. Called from worker threads, concurrently. Register before
+ * traffic starts; returns 0 or -1 when the table is full. */
+typedef char *(*http_metrics_fn)(void *opaque);
+int http_server_add_metrics(struct http_server *s, http_metrics_fn fn, void *opaque);
+
 /* The source of GET /api/system/policies (the policy host's status report):
  * 'fn' returns a new JSON object (the server frees it) or NULL. Only callers
  * whose token carries the role "admin" (claim "roles": [...]) may read it.

@@ -128,6 +128,13 @@ void http_info_metrics(struct http_request *req)
 			     "# TYPE edgerec_uptime_seconds gauge\nedgerec_uptime_seconds %.3f\n",
 			 (double)(time_wall_ns() - s->started_wall_ns) / 1e9);
 	http_metrics_render(s->metrics, &t);
+	for (int i = 0; i < s->metrics_extra_count; i++) {
+		char *more = s->metrics_extra[i].fn(s->metrics_extra[i].opaque);
+		if (more) {
+			http_text_append(&t, more, strlen(more));
+			free(more);
+		}
+	}
 	if (t.oom)
 		http_reply_error(req, 500, "internal", "out of memory");
 	else

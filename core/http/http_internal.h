@@ -45,6 +45,11 @@ struct http_server {
 	char url_https[96];
 	char url_http[96];
 	char tls_pem[4200];           /* the combined key+certificate civetweb reads */
+	struct {
+		http_metrics_fn fn;
+		void *opaque;
+	} metrics_extra[HTTP_HEALTH_MAX];
+	int metrics_extra_count;
 	http_policy_status_fn policy_status;
 	void *policy_opaque;
 	struct http_health_check health[HTTP_HEALTH_MAX];

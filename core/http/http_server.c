@@ -593,6 +593,16 @@ const char *http_server_url(const struct http_server *s, bool tls)
 	return u[0] ? u : NULL;
 }
 
+int http_server_add_metrics(struct http_server *s, http_metrics_fn fn, void *opaque)
+{
+	if (!s || !fn || s->metrics_extra_count >= HTTP_HEALTH_MAX)
+		return -1;
+	s->metrics_extra[s->metrics_extra_count].fn = fn;
+	s->metrics_extra[s->metrics_extra_count].opaque = opaque;
+	s->metrics_extra_count++;
+	return 0;
+}
+
 void http_server_set_policy_status(struct http_server *s, http_policy_status_fn fn, void *opaque)
 {
 	s->policy_status = fn;

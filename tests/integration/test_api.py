@@ -98,6 +98,7 @@ def test_healthz_metrics_openapi(c):
     for name in ("edgerec_recordings{status=\"recording\"}", "edgerec_recordings_active",
                  "edgerec_recordings_started_total", "edgerec_bytes_written_total",
                  "edgerec_video_frames_encoded_total", "edgerec_video_frames_dropped_total",
+                 "edgerec_redis_up 1", "edgerec_state_deferred_writes_total", "edgerec_policy_calls_total",
                  "edgerec_http_requests_total{route=\"healthz\",code=\"200\"}",
                  "edgerec_http_request_duration_seconds_bucket{route=\"healthz\",le=\"+Inf\"}"):
         assert name in text, name

@@ -90,6 +90,8 @@ def test_redis_restart_mid_recording(c):
     time.sleep(2.0)
     # While Redis is away the appliance answers, and says it is unhealthy.
     assert n.healthz_status() == 503
+    m = n.request("GET", "/metrics", token=None).body.decode()
+    assert "edgerec_redis_up 0" in m, m
     c.redis.start()
     wait_until(lambda: n.healthz_status() == 200, timeout=20, what="healthy after Redis restart")
     r = n.op("status", room, rid)
