@@ -158,9 +158,6 @@ int config_parse_size(const char *s, long long *bytes)
 			p++;
 		if (*p == 'b' || *p == 'B')
 			p++;
-		/* "1i" or "1iB" without a unit letter is not a size. */
-		if (mult == 1.0 && p > s && (p[-1] == 'i' || p[-1] == 'I'))
-			return -1;
 	}
 	if (*p)
 		return -1;
@@ -630,7 +627,7 @@ int config_load_string(struct config *c, const char *name, const char *text, siz
 		memcpy(line, start, l);
 		line[l] = '\0';
 		char *s = trim(line);
-		if (!*s || *s == '#' || *s == ';')
+		if (!*s || *s == '#')
 			continue;
 		if (*s == '[') {
 			char *close = strchr(s, ']');
