@@ -14,6 +14,7 @@
 #include "common_util.h"
 #include "main.h"
 #include "media.h"
+#include "media_source.h"
 
 static volatile sig_atomic_t record_interrupted;
 
@@ -41,7 +42,9 @@ static void record_usage(FILE *out)
 		"  --resume-at SEC     resume at this source time\n"
 		"  --fast              do not pace to the wall clock (tests, benchmarks)\n"
 		"  --probe PATH        print what libwebm's parser reads from a recording\n"
-		"  --repair PATH       finalize a recording left unfinished by a crash\n");
+		"  --repair PATH       finalize a recording left unfinished by a crash\n"
+		"  --export-y4m PATH   write the source's raw video as Y4M instead of recording\n"
+		"                      (the benchmark feeds the same frames to ffmpeg)\n");
 }
 
 /* Parses a non-negative number of seconds into ns. */
@@ -107,6 +110,69 @@ static int record_repair(const char *path)
 	return record_print_json(o);
 }
 
+/* Writes the raw video of 'source' (at the preset's size and rate) into a
+ * YUV4MPEG2 file, without encoding. */
+static int record_export_y4m(const char *source, const char *args, const struct media_preset *preset,
+			     int64_t duration_ns, const char *path)
+{
+	char err[256];
+	const struct media_source_driver *drv = media_source_find(source);
+	if (!drv) {
+		fprintf(stderr, "edgerec record: unknown source '%s'\n", source);
+		return 2;
+	}
+	struct media_source_params sp = {
+		.args = args, .width = preset->width, .height = preset->height, .fps = preset->fps,
+		.sample_rate = 48000, .channels = 2, .realtime = false, .duration_ns = duration_ns,
+	};
+	struct media_source *src = media_source_new(drv, &sp, err, sizeof(err));
+	if (!src) {
+		fprintf(stderr, "edgerec record: %s\n", err);
+		return 2;
+	}
+	FILE *out = fopen(path, "wb");
+	int rc = 1, r;
+	uint64_t frames = 0;
+	struct media_packet pkt;
+	const struct media_stream_info *vi = NULL;
+	for (int i = 0; i < src->nb_streams; i++)
+		if (src->streams[i].kind == MEDIA_KIND_VIDEO && src->streams[i].codec == MEDIA_CODEC_I420)
+			vi = &src->streams[i];
+	if (!out) {
+		fprintf(stderr, "edgerec record: cannot create '%s': %s\n", path, strerror(errno));
+		goto done;
+	}
+	if (!vi) {
+		fprintf(stderr, "edgerec record: source '%s' has no raw video\n", source);
+		goto done;
+	}
+	fprintf(out, "YUV4MPEG2 W%d H%d F%d:%d Ip A1:1 C420jpeg\n", vi->width, vi->height,
+		vi->fps_num, vi->fps_den);
+	while ((r = src->driver->read(src, &pkt, -1)) == MEDIA_SOURCE_OK) {
+		if (&src->streams[pkt.stream] == vi) {
+			fputs("FRAME\n", out);
+			fwrite(pkt.data->data, 1, pkt.data->size, out);
+			frames++;
+		}
+		media_packet_clear(&pkt);
+	}
+	if (r != MEDIA_SOURCE_EOF) {
+		fprintf(stderr, "edgerec record: source: %s\n", src->err);
+		goto done;
+	}
+	if (fflush(out) != 0 || ferror(out)) {
+		fprintf(stderr, "edgerec record: writing '%s' failed\n", path);
+		goto done;
+	}
+	printf("{\"export_y4m\":%llu}\n", (unsigned long long)frames);
+	rc = 0;
+done:
+	if (out)
+		fclose(out);
+	media_source_free(src);
+	return rc;
+}
+
 static double record_cpu_seconds(void)
 {
 	struct rusage ru;
@@ -119,7 +185,7 @@ int main_record(int argc, char **argv)
 {
 	enum { OPT_SOURCE = 256, OPT_VIDEO, OPT_AUDIO, OPT_ARGS, OPT_QUALITY, OPT_FORMAT,
 	       OPT_DURATION, OPT_OUTPUT, OPT_PAUSE, OPT_RESUME, OPT_FAST, OPT_PROBE, OPT_REPAIR,
-	       OPT_HELP };
+	       OPT_EXPORT, OPT_HELP };
 	static const struct option longopts[] = {
 		{ "source", required_argument, NULL, OPT_SOURCE },
 		{ "video", required_argument, NULL, OPT_VIDEO },
@@ -134,11 +200,12 @@ int main_record(int argc, char **argv)
 		{ "fast", no_argument, NULL, OPT_FAST },
 		{ "probe", required_argument, NULL, OPT_PROBE },
 		{ "repair", required_argument, NULL, OPT_REPAIR },
+		{ "export-y4m", required_argument, NULL, OPT_EXPORT },
 		{ "help", no_argument, NULL, OPT_HELP },
 		{ 0 },
 	};
 	const char *source = NULL, *video = NULL, *audio = NULL, *extra = NULL;
-	const char *quality = "medium", *format = "webm", *output = NULL;
+	const char *quality = "medium", *format = "webm", *output = NULL, *export_y4m = NULL;
 	struct media_pipeline_options opt = { 0 };
 	int nb_pause = 0, nb_resume = 0;
 	char err[256], args[2048];
@@ -159,6 +226,7 @@ int main_record(int argc, char **argv)
 		case OPT_FAST: opt.fast = true; break;
 		case OPT_PROBE: return record_probe(optarg);
 		case OPT_REPAIR: return record_repair(optarg);
+		case OPT_EXPORT: export_y4m = optarg; break;
 		case OPT_HELP: record_usage(stdout); return 0;
 		case OPT_DURATION:
 			if (record_parse_seconds(optarg, &opt.duration_ns) < 0 || opt.duration_ns == 0) {
@@ -189,6 +257,13 @@ int main_record(int argc, char **argv)
 	}
 	if (optind < argc) {
 		fprintf(stderr, "edgerec record: unexpected argument '%s'\n", argv[optind]);
+		return 2;
+	}
+	if (export_y4m && source && opt.duration_ns > 0 && media_preset_find(quality))
+		return record_export_y4m(source, extra, media_preset_find(quality), opt.duration_ns,
+					 export_y4m);
+	if (export_y4m) {
+		fprintf(stderr, "edgerec record: --export-y4m needs --source, --duration and a known --quality\n");
 		return 2;
 	}
 	if (!source || !output) {

@@ -9,7 +9,8 @@ sys.path.insert(0, os.path.join(os.environ.get("EDGEREC_SOURCE_DIR", "."), "test
 from mediacheck import (check, finish, workdir, record, streams, packets, mkvinfo,  # noqa: E402
                         flash_times, beep_times, make_y4m, make_wav)
 
-PRESETS = {"low": (854, 480, 24, 1_000_000), "medium": (1280, 720, 30, 2_500_000)}
+PRESETS = {"low": (854, 480, 24, 1_000_000), "medium": (1280, 720, 30, 2_500_000),
+           "high": (1920, 1080, 30, 5_000_000)}
 tmp = workdir()
 
 
@@ -41,13 +42,13 @@ def check_clip(name, path, quality, fmt, expect_duration, want_codec):
 
 
 # 1. Each preset (fast mode): codec, size, rate, bitrate, duration, keyframes, cues.
-for q in ("low", "medium"):
+for q, seconds in (("low", 4), ("medium", 4), ("high", 3)):
     out = os.path.join(tmp, f"{q}.webm")
     rc, so, se = record("--source", "test", "--quality", q, "--format", "webm",
-                        "--duration", "4", "--fast", "--output", out)
+                        "--duration", str(seconds), "--fast", "--output", out)
     if check(rc == 0, f"{q}: record exit 0 ({se.strip()[-200:]})"):
         check(so.strip().startswith("{") and '"duration_seconds"' in so, f"{q}: one-line JSON summary")
-        check_clip(q, out, q, "webm", 4.0, "vp8")
+        check_clip(q, out, q, "webm", float(seconds), "vp8")
         d = mkvinfo(out)
         check("Document type: webm" in d, f"{q}: DocType webm")
         check("Codec-inherent delay" in d, f"{q}: Opus CodecDelay present")
