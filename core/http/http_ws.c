@@ -3,11 +3,16 @@
  * the access_token parameter); every room event of SPEC §7, from any node,
  * reaches the room's subscribers as one text frame.
  *
- * Events arrive on the state subscriber thread and are queued (bounded: a
- * full queue drops and counts); the hub thread writes each one to the
- * room's subscribers under the hub lock. A connection's close handler takes
- * the same lock to unlink itself, so no write ever targets a connection
- * civetweb has freed. */
+ * Events arrive on the state subscriber thread. http_hub_publish puts a
+ * reference to the event (one refcounted buffer shared by all) into the
+ * outbox of every subscriber of the room: a bounded FIFO that drops its
+ * oldest event (and counts it) when a client does not keep up. A small
+ * pool of writer threads drains the outboxes; a subscriber is served by at
+ * most one writer at a time (so its frames keep their order), and a client
+ * whose socket blocks holds up only the writer serving it, never the
+ * others or the publisher. A connection's close handler unlinks its
+ * subscriber and waits until no writer is using it before civetweb frees
+ * the connection. */
 #include "http_internal.h"
 
 #include <pthread.h>
@@ -16,37 +21,38 @@
 
 #include <civetweb.h>
 
-#include "common_queue.h"
+#include "common_buf.h"
 #include "common_time.h"
 #include "common_util.h"
 #include "recorder.h"
 
-#define HTTP_HUB_QUEUE 1024
 #define HTTP_WS_PATH "/api/webrtc/ws"
+#define HTTP_HUB_WRITERS 4
+#define HTTP_SUB_OUTBOX 64
 
 struct http_sub {
 	struct mg_connection *conn;
 	char room_id[HTTP_ID_MAX + 1];
 	char user_id[128];
 	char request_id[HTTP_REQUEST_ID_LEN];
-	bool linked;
+	/* Under the hub lock: */
+	bool linked;                      /* greeted: writers may serve it */
+	bool busy;                        /* a writer is writing to it */
+	struct buf *outbox[HTTP_SUB_OUTBOX];
+	int head, count;
 	struct http_sub *next;
-};
-
-struct http_hub_event {
-	char room_id[HTTP_ID_MAX + 1];
-	size_t len;
-	char text[]; /* NUL-terminated */
 };
 
 struct http_hub {
 	struct http_server *s;
 	pthread_mutex_t lock;
-	struct http_sub *subs;    /* linked (ready) subscribers */
-	int reserved;             /* accepted connections, ready or not */
-	struct queue *q;
-	pthread_t thread;
-	bool thread_started;
+	pthread_cond_t work;              /* an outbox got an event, or stopping */
+	pthread_cond_t idle;              /* a writer put a subscriber down */
+	struct http_sub *subs;            /* subscribers past the handshake */
+	int reserved;                     /* accepted connections, ready or not */
+	bool stopping;
+	pthread_t writers[HTTP_HUB_WRITERS];
+	int nwriters;
 };
 
 /* Accepts or refuses an upgrade before the handshake: room id, token, the
@@ -113,7 +119,7 @@ refuse:
 	return 1;
 }
 
-/* The handshake is done: link the subscriber and greet it, so a client
+/* The handshake is done: list the subscriber and greet it, so a client
  * knows from which moment events reach it. */
 static void http_ws_ready(struct mg_connection *conn, void *cbdata)
 {
@@ -122,10 +128,11 @@ static void http_ws_ready(struct mg_connection *conn, void *cbdata)
 	char ts[40];
 	if (!sub)
 		return;
+	/* In the list at once (events start collecting in the outbox), but
+	 * not handed to writers until the greeting is out. */
 	pthread_mutex_lock(&hub->lock);
 	sub->next = hub->subs;
 	hub->subs = sub;
-	sub->linked = true;
 	pthread_mutex_unlock(&hub->lock);
 	atomic_fetch_add(&hub->s->metrics->ws_subscribers, 1);
 	LOG_INFO(&http_log, "req=%s websocket: user '%s' subscribed to room '%s'", sub->request_id,
@@ -139,11 +146,17 @@ static void http_ws_ready(struct mg_connection *conn, void *cbdata)
 		text = cJSON_PrintUnformatted(hello);
 	cJSON_Delete(hello);
 	if (text) {
-		pthread_mutex_lock(&hub->lock);
+		/* Written before the subscriber is linked, so no writer can
+		 * interleave with it; events published meanwhile wait in the
+		 * outbox. */
 		mg_websocket_write(conn, MG_WEBSOCKET_OPCODE_TEXT, text, strlen(text));
-		pthread_mutex_unlock(&hub->lock);
 		cJSON_free(text);
 	}
+	pthread_mutex_lock(&hub->lock);
+	sub->linked = true;
+	if (sub->count)
+		pthread_cond_signal(&hub->work);
+	pthread_mutex_unlock(&hub->lock);
 }
 
 /* Frames from the client: nothing to act on (pongs are civetweb's); a
@@ -155,6 +168,16 @@ static int http_ws_data(struct mg_connection *conn, int bits, char *data, size_t
 	return 1;
 }
 
+/* Drops what a subscriber's outbox still holds. Hub lock held. */
+static void http_sub_clear(struct http_sub *sub)
+{
+	while (sub->count) {
+		buf_unref(sub->outbox[sub->head]);
+		sub->head = (sub->head + 1) % HTTP_SUB_OUTBOX;
+		sub->count--;
+	}
+}
+
 static void http_ws_close(const struct mg_connection *cconn, void *cbdata)
 {
 	struct http_hub *hub = cbdata;
@@ -163,45 +186,60 @@ static void http_ws_close(const struct mg_connection *cconn, void *cbdata)
 	if (!sub)
 		return;
 	pthread_mutex_lock(&hub->lock);
-	if (sub->linked) {
-		for (struct http_sub **pp = &hub->subs; *pp; pp = &(*pp)->next)
-			if (*pp == sub) {
-				*pp = sub->next;
-				break;
-			}
-		atomic_fetch_sub(&hub->s->metrics->ws_subscribers, 1);
-	}
+	bool was_listed = false;
+	for (struct http_sub **pp = &hub->subs; *pp; pp = &(*pp)->next)
+		if (*pp == sub) {
+			*pp = sub->next;
+			was_listed = true;
+			break;
+		}
+	sub->linked = false;
+	while (sub->busy)
+		pthread_cond_wait(&hub->idle, &hub->lock);
+	http_sub_clear(sub);
 	hub->reserved--;
 	pthread_mutex_unlock(&hub->lock);
+	if (was_listed)
+		atomic_fetch_sub(&hub->s->metrics->ws_subscribers, 1);
 	mg_set_user_connection_data(conn, NULL);
 	LOG_DEBUG(&http_log, "req=%s websocket closed", sub->request_id);
 	free(sub);
 }
 
-/* The hub thread: one event at a time to every subscriber of its room. */
-static void *http_hub_main(void *arg)
+/* A writer: takes a subscriber with events that no other writer serves,
+ * writes its oldest event outside the lock, puts it down, repeats. */
+static void *http_hub_writer(void *arg)
 {
 	struct http_hub *hub = arg;
-	void *item;
+	pthread_mutex_lock(&hub->lock);
 	for (;;) {
-		int rc = queue_pop(hub->q, &item, -1);
-		if (rc == QUEUE_CLOSED)
-			break;
-		if (rc != QUEUE_OK)
+		struct http_sub *sub = NULL;
+		for (struct http_sub *it = hub->subs; it && !sub; it = it->next)
+			if (it->linked && !it->busy && it->count)
+				sub = it;
+		if (!sub) {
+			if (hub->stopping)
+				break;
+			pthread_cond_wait(&hub->work, &hub->lock);
 			continue;
-		struct http_hub_event *ev = item;
-		pthread_mutex_lock(&hub->lock);
-		for (struct http_sub *sub = hub->subs; sub; sub = sub->next) {
-			if (strcmp(sub->room_id, ev->room_id) != 0)
-				continue;
-			if (mg_websocket_write(sub->conn, MG_WEBSOCKET_OPCODE_TEXT, ev->text, ev->len) > 0)
-				atomic_fetch_add(&hub->s->metrics->ws_frames_sent, 1);
-			else
-				LOG_DEBUG(&http_log, "req=%s websocket write failed", sub->request_id);
 		}
+		struct buf *ev = sub->outbox[sub->head];
+		sub->head = (sub->head + 1) % HTTP_SUB_OUTBOX;
+		sub->count--;
+		sub->busy = true;
 		pthread_mutex_unlock(&hub->lock);
-		free(ev);
+
+		if (mg_websocket_write(sub->conn, MG_WEBSOCKET_OPCODE_TEXT, (const char *)ev->data, ev->size) > 0)
+			atomic_fetch_add(&hub->s->metrics->ws_frames_sent, 1);
+		else
+			LOG_DEBUG(&http_log, "req=%s websocket write failed", sub->request_id);
+		buf_unref(ev);
+
+		pthread_mutex_lock(&hub->lock);
+		sub->busy = false;
+		pthread_cond_broadcast(&hub->idle);
 	}
+	pthread_mutex_unlock(&hub->lock);
 	return NULL;
 }
 
@@ -209,20 +247,29 @@ void http_hub_publish(struct http_hub *hub, const char *room_id, const char *eve
 {
 	if (!hub || !room_id || !event_json)
 		return;
-	size_t len = strlen(event_json);
-	struct http_hub_event *ev = malloc(sizeof(*ev) + len + 1);
+	struct buf *ev = buf_new_copy(event_json, strlen(event_json));
 	if (!ev) {
 		atomic_fetch_add(&hub->s->metrics->ws_events_dropped, 1);
 		return;
 	}
-	util_strlcpy(ev->room_id, room_id, sizeof(ev->room_id));
-	ev->len = len;
-	memcpy(ev->text, event_json, len + 1);
 	atomic_fetch_add(&hub->s->metrics->ws_events_received, 1);
-	if (queue_push(hub->q, ev) != QUEUE_OK) {
-		atomic_fetch_add(&hub->s->metrics->ws_events_dropped, 1);
-		free(ev);
+	pthread_mutex_lock(&hub->lock);
+	for (struct http_sub *sub = hub->subs; sub; sub = sub->next) {
+		if (strcmp(sub->room_id, room_id) != 0)
+			continue;
+		if (sub->count == HTTP_SUB_OUTBOX) {
+			/* The client does not keep up: its oldest event goes. */
+			buf_unref(sub->outbox[sub->head]);
+			sub->head = (sub->head + 1) % HTTP_SUB_OUTBOX;
+			sub->count--;
+			atomic_fetch_add(&hub->s->metrics->ws_events_dropped, 1);
+		}
+		sub->outbox[(sub->head + sub->count) % HTTP_SUB_OUTBOX] = buf_ref(ev);
+		sub->count++;
 	}
+	pthread_cond_broadcast(&hub->work);
+	pthread_mutex_unlock(&hub->lock);
+	buf_unref(ev);
 }
 
 struct http_hub *http_hub_new(struct http_server *s)
@@ -232,16 +279,16 @@ struct http_hub *http_hub_new(struct http_server *s)
 		return NULL;
 	hub->s = s;
 	pthread_mutex_init(&hub->lock, NULL);
-	hub->q = queue_new(HTTP_HUB_QUEUE);
-	if (!hub->q)
-		goto fail;
-	if (pthread_create(&hub->thread, NULL, http_hub_main, hub) != 0)
-		goto fail;
-	hub->thread_started = true;
+	pthread_cond_init(&hub->work, NULL);
+	pthread_cond_init(&hub->idle, NULL);
+	for (int i = 0; i < HTTP_HUB_WRITERS; i++) {
+		if (pthread_create(&hub->writers[i], NULL, http_hub_writer, hub) != 0) {
+			http_hub_free(hub);
+			return NULL;
+		}
+		hub->nwriters++;
+	}
 	return hub;
-fail:
-	http_hub_free(hub);
-	return NULL;
 }
 
 void http_hub_attach(struct http_hub *hub)
@@ -254,18 +301,22 @@ void http_hub_free(struct http_hub *hub)
 {
 	if (!hub)
 		return;
-	if (hub->q)
-		queue_close(hub->q);
-	if (hub->thread_started)
-		pthread_join(hub->thread, NULL);
-	if (hub->q)
-		queue_free(hub->q, free);
-	/* Subscribers left only if a handshake failed after being accepted. */
+	pthread_mutex_lock(&hub->lock);
+	hub->stopping = true;
+	pthread_cond_broadcast(&hub->work);
+	pthread_mutex_unlock(&hub->lock);
+	for (int i = 0; i < hub->nwriters; i++)
+		pthread_join(hub->writers[i], NULL);
+	/* Every connection is closed by now (mg_stop ran first), so the list
+	 * is empty unless a handshake failed after being accepted. */
 	while (hub->subs) {
 		struct http_sub *next = hub->subs->next;
+		http_sub_clear(hub->subs);
 		free(hub->subs);
 		hub->subs = next;
 	}
+	pthread_cond_destroy(&hub->idle);
+	pthread_cond_destroy(&hub->work);
 	pthread_mutex_destroy(&hub->lock);
 	free(hub);
 }
