@@ -184,6 +184,64 @@ static int sandbox_pattern_call(lua_State *L)
 	return lua_gettop(L);
 }
 
+/* Longest sequence a table function may walk. A table this long does not
+ * fit under the memory cap anyway; the limit matters when __len lies and
+ * the C loop would otherwise run (unhookable) for as long as it claims. */
+#define SANDBOX_MAX_SEQUENCE (1 << 22)
+
+/* table.insert/remove/concat/unpack behind a length check. Upvalue 1 is
+ * the real function, upvalue 2 its name. */
+static int sandbox_table_call(lua_State *L)
+{
+	const char *name = lua_tostring(L, lua_upvalueindex(2));
+	luaL_checktype(L, 1, LUA_TTABLE);
+	lua_Integer n = luaL_len(L, 1);
+	if (n > SANDBOX_MAX_SEQUENCE || n < 0)
+		return luaL_error(L, "table.%s: a length of %I is beyond what policies may use",
+				  name, (LUAI_UACINT)n);
+	if (strcmp(name, "concat") == 0 || strcmp(name, "unpack") == 0) {
+		lua_Integer i = luaL_optinteger(L, strcmp(name, "concat") == 0 ? 3 : 2, 1);
+		lua_Integer j = luaL_optinteger(L, strcmp(name, "concat") == 0 ? 4 : 3, n);
+		if (j >= i && (lua_Unsigned)j - (lua_Unsigned)i >= SANDBOX_MAX_SEQUENCE)
+			return luaL_error(L, "table.%s: range too long for a policy", name);
+	}
+	lua_pushvalue(L, lua_upvalueindex(1));
+	lua_insert(L, 1);
+	lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+	return lua_gettop(L);
+}
+
+/* table.move(a1, f, e, t[, a2]) with a bounded range. */
+static int sandbox_table_move(lua_State *L)
+{
+	lua_Integer f = luaL_checkinteger(L, 2);
+	lua_Integer e = luaL_checkinteger(L, 3);
+	if (e >= f && (lua_Unsigned)e - (lua_Unsigned)f >= SANDBOX_MAX_SEQUENCE)
+		return luaL_error(L, "table.move: range too long for a policy");
+	lua_pushvalue(L, lua_upvalueindex(1));
+	lua_insert(L, 1);
+	lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+	return lua_gettop(L);
+}
+
+/* string.rep: the standard one loops n times even when every copy is
+ * empty; that case is answered at once. */
+static int sandbox_string_rep(lua_State *L)
+{
+	size_t l = 0, lsep = 0;
+	luaL_checklstring(L, 1, &l);
+	lua_Integer n = luaL_checkinteger(L, 2);
+	luaL_optlstring(L, 3, "", &lsep);
+	if (n > 0 && l + lsep == 0) {
+		lua_pushliteral(L, "");
+		return 1;
+	}
+	lua_pushvalue(L, lua_upvalueindex(1));
+	lua_insert(L, 1);
+	lua_call(L, lua_gettop(L) - 1, 1);
+	return 1;
+}
+
 /* setmetatable that refuses __gc: a finalizer would run Lua code outside
  * any call's budgets (at collection or at close). */
 static int sandbox_setmetatable(lua_State *L)
@@ -227,6 +285,8 @@ static int sandbox_load(lua_State *L)
 	const char *mode = luaL_optstring(L, 3, "t");
 	if (strcmp(mode, "t") != 0)
 		return luaL_error(L, "load: binary chunks are not allowed in policies");
+	if (len > (1 << 20))
+		return luaL_error(L, "load: source text longer than 1 MiB");
 	if (len > 0 && src[0] == LUA_SIGNATURE[0])
 		return luaL_error(L, "load: binary chunks are not allowed in policies");
 	int env = lua_istable(L, 4) ? 4 : 0;
@@ -442,10 +502,26 @@ static int sandbox_build(lua_State *L)
 		lua_pushcclosure(L, sandbox_pattern_call, 2);
 		lua_setfield(L, 1, *n);
 	}
+	lua_getfield(L, 1, "rep");
+	lua_pushcclosure(L, sandbox_string_rep, 1);
+	lua_setfield(L, 1, "rep");
 	lua_pushliteral(L, "");                           /* string "" */
 	lua_getmetatable(L, -1);                          /* string "" strmt */
 	lua_pushliteral(L, "locked");
 	lua_setfield(L, -2, "__metatable");
+	lua_settop(L, 0);
+
+	static const char *const table_fns[] = { "insert", "remove", "concat", "unpack", NULL };
+	lua_getglobal(L, LUA_TABLIBNAME);                 /* table */
+	for (const char *const *n = table_fns; *n; n++) {
+		lua_getfield(L, 1, *n);
+		lua_pushstring(L, *n);
+		lua_pushcclosure(L, sandbox_table_call, 2);
+		lua_setfield(L, 1, *n);
+	}
+	lua_getfield(L, 1, "move");
+	lua_pushcclosure(L, sandbox_table_move, 1);
+	lua_setfield(L, 1, "move");
 	lua_settop(L, 0);
 
 	lua_pushglobaltable(L);                           /* G */

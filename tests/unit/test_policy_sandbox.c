@@ -158,6 +158,19 @@ static void test_escapes(struct policy_host *h)
 	PROBE_HAS(h, "return string.find(string.rep('a', 5000), string.rep('a-', 12) .. 'b')", "too costly");
 	PROBE_HAS(h, "return (string.rep('a', 5000)):match(string.rep('.-', 6) .. 'x')", "too costly");
 	PROBE_IS(h, "return ('room-42'):match('^room%-(%d+)$')", "ok:42");
+	/* C loops whose length a policy controls are bounded before they start. */
+	PROBE_IS(h, "return #string.rep('', 1e15)", "ok:0");
+	PROBE_IS(h, "return #string.rep('', 1e15, '')", "ok:0");
+	PROBE_HAS(h, "return table.move({}, 1, 1e15, 2)", "range too long");
+	PROBE_HAS(h, "return table.remove(setmetatable({}, { __len = function() return 1e15 end }), 1)",
+		  "beyond what policies may use");
+	PROBE_HAS(h, "return table.insert(setmetatable({}, { __len = function() return 1e15 end }), 1, 1)",
+		  "beyond what policies may use");
+	PROBE_HAS(h, "return table.concat({}, '', 1, 1e15)", "range too long");
+	PROBE_HAS(h, "return load(string.rep(' ', 2 << 20))", "longer than 1 MiB");
+	PROBE_IS(h, "local t = {3, 1, 2} table.insert(t, 4) table.sort(t) "
+		    "return table.concat(t, ',') .. table.remove(t) .. select('#', table.unpack(t))",
+		 "ok:1,2,3,443");
 }
 
 /* A call that must be stopped: the default decides (START is allowed by
