@@ -2,6 +2,7 @@
  * numbers), environment overrides, sizes and durations, families, and
  * readers running while a value changes. */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -383,18 +384,18 @@ static void test_foreach(void)
 
 struct race {
 	struct config *c;
-	volatile int stop;
-	int bad;
+	atomic_int stop;
+	atomic_int bad;
 };
 
 static void *reader(void *arg)
 {
 	struct race *r = arg;
-	while (!r->stop) {
+	while (!atomic_load(&r->stop)) {
 		const char *v = config_get_str(r->c, "redis_url");
 		long long n = config_get_int(r->c, "max_concurrent_recordings");
 		if (!v || (strcmp(v, "redis://one") != 0 && strcmp(v, "redis://two") != 0) || (n != 1 && n != 2))
-			r->bad++;
+			atomic_fetch_add(&r->bad, 1);
 	}
 	return NULL;
 }
@@ -412,10 +413,10 @@ static void test_threads(void)
 		config_set(r.c, "redis_url", i & 1 ? "redis://one" : "redis://two", err, sizeof(err));
 		config_set(r.c, "max_concurrent_recordings", i & 1 ? "1" : "2", err, sizeof(err));
 	}
-	r.stop = 1;
+	atomic_store(&r.stop, 1);
 	for (int i = 0; i < 3; i++)
 		pthread_join(t[i], NULL);
-	CHECK_INT(r.bad, 0);
+	CHECK_INT(atomic_load(&r.bad), 0);
 	config_free(r.c);
 }
 

@@ -1,6 +1,8 @@
 /* test_crypto_jwt: JWT verification and signing: the RFC 7515 A.1 example,
  * tokens made by independent tools (python3's hmac, the openssl tool for
  * ES256) in both directions, and every defect the verifier must refuse. */
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -334,6 +336,57 @@ static void test_independent_hs256(const char *py)
 	free(tok);
 }
 
+struct es_race {
+	struct crypto_jwt_keys *keys;
+	char *toks[8];
+	atomic_int bad;
+};
+
+static void *es_verifier(void *arg)
+{
+	struct es_race *r = arg;
+	char err[256];
+	for (int round = 0; round < 2; round++)
+		for (int i = 0; i < 8; i++) {
+			cJSON *claims = NULL;
+			if (crypto_jwt_verify(r->keys, r->toks[i], now, 30, &claims, err, sizeof(err)) != 0 ||
+			    !claims)
+				atomic_fetch_add(&r->bad, 1);
+			cJSON_Delete(claims);
+		}
+	return NULL;
+}
+
+/* Four threads verify the same ES256 tokens at once: the first round runs
+ * the full ECDSA check on several key copies in parallel, the second hits
+ * the cache. */
+static void test_es256_threads(void)
+{
+	char *priv = NULL, *pub = NULL, err[256];
+	struct es_race r = { 0 };
+	CHECK_INT(crypto_ec_keypair_pem(&priv, &pub), 0);
+	r.keys = crypto_jwt_keys_new(NULL, pub, err, sizeof(err));
+	cJSON *c = cJSON_CreateObject();
+	cJSON_AddStringToObject(c, "sub", "frank");
+	for (int i = 0; i < 8; i++) {
+		cJSON_DeleteItemFromObject(c, "exp");
+		cJSON_AddNumberToObject(c, "exp", (double)(now + 100 + i));
+		r.toks[i] = crypto_jwt_sign_es256(priv, c, err, sizeof(err));
+	}
+	pthread_t t[4];
+	for (int i = 0; i < 4; i++)
+		pthread_create(&t[i], NULL, es_verifier, &r);
+	for (int i = 0; i < 4; i++)
+		pthread_join(t[i], NULL);
+	CHECK_INT(atomic_load(&r.bad), 0);
+	for (int i = 0; i < 8; i++)
+		free(r.toks[i]);
+	cJSON_Delete(c);
+	crypto_jwt_keys_free(r.keys);
+	free(priv);
+	free(pub);
+}
+
 static void test_es256(const char *py)
 {
 	char cmd[2048], err[256];
@@ -537,6 +590,7 @@ int main(void)
 	test_defects();
 	test_independent_hs256(py);
 	test_es256(py);
+	test_es256_threads();
 	if (getenv("EDGEREC_BENCH"))
 		bench();
 	util_rm_rf(tmpdir);
