@@ -405,8 +405,8 @@ void recorder_start(struct recorder *r, const struct recorder_caller *caller,
 	char err[256] = "", reason[256] = "";
 	struct recorder_session *s = NULL;
 	cJSON *rec = NULL;
-	bool admitted = false;
-	char id[UUID_STR_LEN];
+	bool admitted = false, dir_made = false;
+	char id[UUID_STR_LEN], dir[RECORDER_PATH_MAX] = "";
 
 	out->status = 500;
 	out->body = NULL;
@@ -465,7 +465,7 @@ void recorder_start(struct recorder *r, const struct recorder_caller *caller,
 	}
 	admitted = true;
 
-	char dir[RECORDER_PATH_MAX], resolution[32], file_name[64];
+	char resolution[32], file_name[64];
 	recorder_dir_of(r, id, dir, sizeof(dir));
 	snprintf(resolution, sizeof(resolution), "%dx%d", preset->width, preset->height);
 	snprintf(file_name, sizeof(file_name), "recording_%s.%s", id, format);
@@ -493,6 +493,7 @@ void recorder_start(struct recorder *r, const struct recorder_caller *caller,
 		reply_error(out, 500, "storage_unavailable", "cannot create %s: %s", dir, strerror(-mrc));
 		goto fail;
 	}
+	dir_made = true;
 
 	s = calloc(1, sizeof(*s));
 	if (!s) {
@@ -596,6 +597,8 @@ fail:
 		free(s);
 	}
 	cJSON_Delete(rec);
+	if (dir_made)
+		util_rm_rf(dir);
 	if (admitted)
 		state_release(r->st, id);
 	if (!out->body)

@@ -4,6 +4,7 @@
  * transitions, the concurrent limit, cancel removing files, the
  * max-duration auto-stop and its event, and recovery after a SIGKILL of a
  * process that was recording (this same binary run as "child"). */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -658,6 +659,18 @@ static void test_user_limit(const char *storage)
 	state_free(st);
 }
 
+static int count_entries(const char *dir)
+{
+	DIR *d = opendir(dir);
+	int n = 0;
+	if (!d)
+		return -1;
+	for (struct dirent *e; (e = readdir(d));)
+		n++;
+	closedir(d);
+	return n;
+}
+
 /* A source that never sends (RTP, nobody sending): start answers with the
  * recording pending, and after recorder.first_frame_timeout it fails with a
  * reason and gives its slot back. */
@@ -690,6 +703,17 @@ static void test_silent_source(const char *storage)
 		const char *e = str_of(rep.body, "error");
 		CHECK(e && strstr(e, "no media"));
 		reply_reset(&rep);
+		CHECK_INT(state_active_count(st), 0);
+
+		/* A room mapped to a source driver that does not exist: 500, the
+		 * slot released and no directory left behind. */
+		CHECK(config_set(c, "room.broken.source", "nosuchdriver", err, sizeof(err)) == 0);
+		int before = count_entries(storage);
+		recorder_start(r, &alice, "broken", "webm", "low", &rep);
+		CHECK_INT(rep.status, 500);
+		CHECK_STR(rep.body ? str_of(rep.body, "code") : NULL, "pipeline_failed");
+		reply_reset(&rep);
+		CHECK_INT(count_entries(storage), before);
 		CHECK_INT(state_active_count(st), 0);
 		recorder_free(r);
 	}

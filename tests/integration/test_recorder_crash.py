@@ -92,7 +92,7 @@ def test_redis_restart_mid_recording(c):
     t0 = time.monotonic()
     p = n.op("pause", "outage-room", rid)
     assert p.status == 200 and p.json["status"] == "paused", p
-    assert time.monotonic() - t0 < 1.0
+    assert time.monotonic() - t0 < 2.0, "a request waited on the Redis outage"
     time.sleep(0.3)
     assert n.op("resume", "outage-room", rid).status == 200
     time.sleep(0.5)
@@ -123,7 +123,7 @@ def test_max_duration_event(c):
         ws_next(ws, "recording_started")
         ev = ws_next(ws, "recording_stopped", timeout=10)
         assert ev["data"]["recording_id"] == rid and ev["data"]["reason"] == "max_duration", ev
-        assert 2.95 <= ev["data"]["duration"] <= 3.3, ev
+        assert 2.95 <= ev["data"]["duration"] <= 3.5, ev
         done = ws_next(ws, "recording_completed", timeout=20)
         assert done["data"]["recording_id"] == rid and done["data"]["status"] == "completed", done
     finally:
