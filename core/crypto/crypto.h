@@ -17,7 +17,9 @@
 #define CRYPTO_SHA256_LEN 32
 #define CRYPTO_MD5_LEN 16
 
-/* One-shot digests and MACs; 'out' receives the raw digest. */
+/* One-shot digests and MACs; 'out' receives the raw digest. 'out' may be
+ * the same buffer as 'key' or 'data' (SigV4 derives keys in place): the
+ * inputs are consumed before the result is written. */
 void crypto_sha256(const void *data, size_t len, uint8_t out[CRYPTO_SHA256_LEN]);
 void crypto_hmac_sha256(const void *key, size_t klen, const void *data, size_t len,
 			uint8_t out[CRYPTO_SHA256_LEN]);

@@ -86,6 +86,20 @@ static void test_hmac(void)
 			 "algorithm.";
 	crypto_hmac_sha256(key, 131, d7, strlen(d7), out);
 	HEXEQ(out, 32, "9b09ffa71b942fcb27635fbcd5b0e944bfdc63644f0713938a7f51535c3a35e2");
+
+	/* The output may overwrite the key or the data (SigV4's key chain). */
+	uint8_t k[32], d[32], want[32];
+	memset(k, 0x11, sizeof(k));
+	memset(d, 0x22, sizeof(d));
+	crypto_hmac_sha256(k, 32, d, 32, want);
+	crypto_hmac_sha256(k, 32, d, 32, k);
+	CHECK(memcmp(k, want, 32) == 0);
+	memset(k, 0x11, sizeof(k));
+	crypto_hmac_sha256(k, 32, d, 32, d);
+	CHECK(memcmp(d, want, 32) == 0);
+	memcpy(d, "abc", 3);
+	crypto_sha256(d, 3, d);
+	HEXEQ(d, 32, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
 }
 
 static void test_md5(void)
