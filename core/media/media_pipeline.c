@@ -333,6 +333,7 @@ static void *pipe_src_main(void *arg)
 struct pipe_enc_ctx {
 	struct media_pipeline *p;
 	int role;
+	int64_t frame_duration_ns;  /* video: the source's duration of the frame being encoded */
 };
 
 static int pipe_enc_output(void *opaque, struct media_enc_packet *ep)
@@ -345,6 +346,10 @@ static int pipe_enc_output(void *opaque, struct media_enc_packet *ep)
 	}
 	item->data = ep->data;
 	item->keyframe = ep->keyframe;
+	/* The video encoder runs without lag: what comes out is the frame just
+	 * put in, whose exact duration the source knows. */
+	if (c->role == PIPE_VIDEO && c->frame_duration_ns > 0)
+		item->duration_ns = c->frame_duration_ns;
 	return pipe_push_wait(c->p->mux_queue, item);
 }
 
@@ -360,6 +365,7 @@ static void *pipe_enc_main(void *arg)
 		struct pipe_item *item = it;
 		if (!failed) {
 			int64_t t0 = time_mono_ns();
+			c->frame_duration_ns = item->duration_ns;
 			int r = enc->driver->encode(enc, item->data, item->samples, item->pts_ns,
 						    item->keyframe, pipe_enc_output, c);
 			if (c->role == PIPE_VIDEO) {

@@ -213,6 +213,12 @@ fail:
 	return -1;
 }
 
+/* Presentation time of video frame 'n'. */
+static int64_t file_video_pts(const struct file_priv *f, uint64_t n)
+{
+	return (int64_t)(n * (uint64_t)f->fps_den * (uint64_t)TIME_NS_PER_SEC / (uint64_t)f->fps_num);
+}
+
 /* Reads the next Y4M frame. Returns OK, EOF or ERROR. */
 static int file_read_video(struct media_source *src, struct file_priv *f, struct media_packet *pkt)
 {
@@ -242,8 +248,8 @@ static int file_read_video(struct media_source *src, struct file_priv *f, struct
 		return MEDIA_SOURCE_ERROR;
 	}
 	pkt->stream = f->video_stream;
-	pkt->pts_ns = (int64_t)(f->video_n * (uint64_t)f->fps_den * TIME_NS_PER_SEC / (uint64_t)f->fps_num);
-	pkt->duration_ns = (int64_t)((uint64_t)f->fps_den * TIME_NS_PER_SEC / (uint64_t)f->fps_num);
+	pkt->pts_ns = file_video_pts(f, f->video_n);
+	pkt->duration_ns = file_video_pts(f, f->video_n + 1) - pkt->pts_ns;
 	pkt->keyframe = true;
 	pkt->data = b;
 	f->video_n++;
@@ -274,7 +280,8 @@ static int file_read_audio(struct media_source *src, struct file_priv *f, struct
 	pkt->stream = f->audio_stream;
 	pkt->samples = (int)(got / frame_bytes);
 	pkt->pts_ns = (int64_t)(f->audio_sample * (uint64_t)TIME_NS_PER_SEC / (uint64_t)f->rate);
-	pkt->duration_ns = (int64_t)pkt->samples * TIME_NS_PER_SEC / f->rate;
+	pkt->duration_ns = (int64_t)((f->audio_sample + (uint64_t)pkt->samples) * (uint64_t)TIME_NS_PER_SEC /
+				     (uint64_t)f->rate) - pkt->pts_ns;
 	pkt->data = b;
 	f->audio_sample += (uint64_t)pkt->samples;
 	return MEDIA_SOURCE_OK;
@@ -287,8 +294,7 @@ static int file_read(struct media_source *src, struct media_packet *pkt, int64_t
 	for (;;) {
 		if (f->video_eof && f->audio_eof)
 			return MEDIA_SOURCE_EOF;
-		int64_t vpts = f->video_eof ? INT64_MAX :
-			(int64_t)(f->video_n * (uint64_t)f->fps_den * TIME_NS_PER_SEC / (uint64_t)f->fps_num);
+		int64_t vpts = f->video_eof ? INT64_MAX : file_video_pts(f, f->video_n);
 		int64_t apts = f->audio_eof ? INT64_MAX :
 			(int64_t)(f->audio_sample * (uint64_t)TIME_NS_PER_SEC / (uint64_t)f->rate);
 		bool video = vpts <= apts;

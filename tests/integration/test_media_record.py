@@ -7,7 +7,7 @@ import sys
 
 sys.path.insert(0, os.path.join(os.environ.get("EDGEREC_SOURCE_DIR", "."), "tests/fixtures/media"))
 from mediacheck import (check, finish, workdir, record, streams, packets, mkvinfo,  # noqa: E402
-                        flash_times, beep_times, make_y4m, make_wav)
+                        flash_times, beep_times, make_y4m, make_wav, cluster_times)
 
 PRESETS = {"low": (854, 480, 24, 1_000_000), "medium": (1280, 720, 30, 2_500_000),
            "high": (1920, 1080, 30, 5_000_000)}
@@ -38,6 +38,9 @@ def check_clip(name, path, quality, fmt, expect_duration, want_codec):
     info = mkvinfo(path)
     check("Cue point" in info and "Cue track" in info, f"{name}: mkvinfo finds Cues")
     check("Duration" in info, f"{name}: mkvinfo finds Duration")
+    ct = cluster_times(path)
+    steps = [b - a for a, b in zip(ct, ct[1:])] + ([expect_duration - ct[-1]] if ct else [])
+    check(ct and max(steps) <= 1.05, f"{name}: clusters of about 1 s at most ({len(ct)} clusters, longest {max(steps) if steps else 0:.3f} s)")
     return vp
 
 
