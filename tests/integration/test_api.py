@@ -15,6 +15,7 @@ import uuid
 from edgerec_harness import Edgerec, Redis, run_tests, wait_until
 
 LIMIT = 3
+BROKEN_ROOM = "broken-source"
 
 STATE_FIELDS = {
     "recording_id": str, "room_id": str, "user_id": str, "format": str, "quality": str,
@@ -41,8 +42,18 @@ def setup():
     c.policy_dir = os.path.join(c.redis.dir, "policies")
     shutil.copytree(os.path.join(os.environ.get("EDGEREC_SOURCE_DIR", os.path.join(
         os.path.dirname(os.path.abspath(__file__)), "..", "..")), "policies"), c.policy_dir)
+    # A room whose source breaks a third of a second in (a Y4M file cut in
+    # the middle of a frame): its recordings end "failed".
+    c.broken_y4m = os.path.join(c.redis.dir, "truncated.y4m")
+    with open(c.broken_y4m, "wb") as f:
+        f.write(b"YUV4MPEG2 W64 H48 F30:1 Ip C420jpeg\n")
+        for i in range(10):
+            f.write(b"FRAME\n" + bytes([i * 20]) * (64 * 48 * 3 // 2))
+        f.write(b"FRAME\n" + b"\x10" * 100)
     c.node = Edgerec(redis=c.redis, config={"max_concurrent_recordings": LIMIT,
-                                            "default_quality": "low", "policy_dir": c.policy_dir},
+                                            "default_quality": "low", "policy_dir": c.policy_dir,
+                                            "room.%s.source" % BROKEN_ROOM: "file",
+                                            "room.%s.args" % BROKEN_ROOM: "video=" + c.broken_y4m},
                      name="api")
     c.node.start()
     c.nodes = [c.node]
@@ -175,12 +186,18 @@ TABLE = {
     "paused": {"stop": 200, "pause": 400, "resume": 200, "cancel": 200, "status": 200},
     "completed": {"stop": 400, "pause": 400, "resume": 400, "cancel": 400, "status": 200},
     "cancelled": {"stop": 400, "pause": 400, "resume": 400, "cancel": 400, "status": 200},
+    "failed": {"stop": 400, "pause": 400, "resume": 400, "cancel": 400, "status": 200},
 }
 AFTER = {"stop": ("processing", "completed"), "pause": ("paused",), "resume": ("recording",),
          "cancel": ("cancelled",)}
 
 
 def make_in_status(c, room, status):
+    if status == "failed":
+        rid = start(c, BROKEN_ROOM)["recording_id"]
+        rec = c.node.wait_status(BROKEN_ROOM, rid, "failed")
+        assert "truncated" in rec["error"], rec
+        return BROKEN_ROOM, rid
     rid = start(c, room)["recording_id"]
     c.node.wait_status(room, rid, "recording")
     if status == "paused":
@@ -190,14 +207,13 @@ def make_in_status(c, room, status):
         c.node.wait_status(room, rid, "completed")
     elif status == "cancelled":
         assert c.node.op("cancel", room, rid).status == 200
-    return rid
+    return room, rid
 
 
 def test_state_operation_table(c):
-    room = "table-" + uuid.uuid4().hex[:8]
     for status, ops in TABLE.items():
         for op, want in ops.items():
-            rid = make_in_status(c, room, status)
+            room, rid = make_in_status(c, "table-" + uuid.uuid4().hex[:8], status)
             r = c.node.op(op, room, rid)
             assert r.status == want, "%s on %s: %r (expected %d)" % (op, status, r, want)
             if want == 200:

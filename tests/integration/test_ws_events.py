@@ -5,6 +5,7 @@ room_id, data (the state object) and timestamp; subscribers of other rooms
 get nothing; upgrades without a valid token or room are refused."""
 
 import json
+import os
 import re
 import time
 import uuid
@@ -23,7 +24,15 @@ class Ctx:
 def setup():
     c = Ctx()
     c.redis = Redis().start()
-    cfg = {"default_quality": "low", "max_concurrent_recordings": 4}
+    # A room whose source breaks a third of a second in (a truncated Y4M).
+    y4m = os.path.join(c.redis.dir, "truncated.y4m")
+    with open(y4m, "wb") as f:
+        f.write(b"YUV4MPEG2 W64 H48 F30:1 Ip C420jpeg\n")
+        for i in range(10):
+            f.write(b"FRAME\n" + bytes([i * 20]) * (64 * 48 * 3 // 2))
+        f.write(b"FRAME\n" + b"\x10" * 100)
+    cfg = {"default_quality": "low", "max_concurrent_recordings": 4,
+           "room.broken.source": "file", "room.broken.args": "video=" + y4m}
     c.a = Edgerec(redis=c.redis, config=cfg, name="node-a").start()
     c.b = Edgerec(redis=c.redis, config=cfg, name="node-b").start()
     c.nodes = [c.a, c.b]
@@ -108,6 +117,20 @@ def test_event_order_on_one_subscriber(c):
             if ev["data"].get("recording_id") == rid:
                 got.append(ev["type"])
         assert got == want, got
+    finally:
+        w.close()
+
+
+def test_failed_event(c):
+    w = c.b.ws("broken")
+    try:
+        r = c.a.start_recording("broken", "alice")
+        assert r.status == 200, r
+        rid = r.json["recording_id"]
+        check_event(ws_next(w, "recording_started"), "recording_started", "broken", rid)
+        ev = ws_next(w, "recording_failed")
+        check_event(ev, "recording_failed", "broken", rid)
+        assert ev["data"]["status"] == "failed" and "truncated" in ev["data"]["error"], ev
     finally:
         w.close()
 
