@@ -21,7 +21,12 @@
  * and optionally self_test() which must return true for a new version to be
  * swapped in. The shipped files say what each hook receives.
  *
- * Safety: every file runs in its own lua_State with an allow-listed _ENV,
+ * Each file is loaded into a few independent states so calls run in
+ * parallel: a policy must not rely on module-level variables being shared
+ * between calls (each state has its own copy); cross-call facts come from
+ * the `edge` queries.
+ *
+ * Safety: every file runs in its own lua_States with an allow-listed _ENV,
  * text chunks only, an instruction budget, a memory cap and a wall-clock
  * budget per call. Whatever goes wrong (load error, raise, limit, a decision
  * that does not validate) the call returns the built-in default decision

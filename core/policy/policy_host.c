@@ -59,8 +59,10 @@ static void unit_free(struct policy_unit *u)
 {
 	if (!u)
 		return;
-	policy_sandbox_close(&u->sb);
-	pthread_mutex_destroy(&u->mu);
+	for (int i = 0; i < POLICY_STATES_PER_UNIT; i++) {
+		policy_sandbox_close(&u->states[i].sb);
+		pthread_mutex_destroy(&u->states[i].mu);
+	}
 	free(u);
 }
 
@@ -112,16 +114,18 @@ static struct policy_unit *unit_build(struct policy_host *h, enum policy_kind_id
 		return NULL;
 	}
 	atomic_init(&u->refs, 1);
-	pthread_mutex_init(&u->mu, NULL);
-	if (policy_sandbox_open(&u->sb, h, kind->name, &kind_logs[k], &h->limits, err, errlen) < 0)
-		goto fail;
+	for (int i = 0; i < POLICY_STATES_PER_UNIT; i++)
+		pthread_mutex_init(&u->states[i].mu, NULL);
 	char chunk[64];
 	snprintf(chunk, sizeof(chunk), "@%s", kind->file);
-	if (policy_sandbox_load(&u->sb, chunk, src, len, err, errlen) < 0)
-		goto fail;
-	bool killed = false;
-	if (policy_sandbox_run(&u->sb, unit_check, (void *)kind, &killed, err, errlen) < 0)
-		goto fail;
+	for (int i = 0; i < POLICY_STATES_PER_UNIT; i++) {
+		struct policy_sandbox *sb = &u->states[i].sb;
+		bool killed = false;
+		if (policy_sandbox_open(sb, h, kind->name, &kind_logs[k], &h->limits, err, errlen) < 0 ||
+		    policy_sandbox_load(sb, chunk, src, len, err, errlen) < 0 ||
+		    policy_sandbox_run(sb, unit_check, (void *)kind, &killed, err, errlen) < 0)
+			goto fail;
+	}
 	util_strlcpy(u->sha256, sha, sizeof(u->sha256));
 	u->loaded_wall_ns = time_wall_ns();
 	return u;
@@ -153,10 +157,21 @@ int policy_host_call(struct policy_host *h, enum policy_kind_id k, lua_CFunction
 		atomic_fetch_add(&s->fallbacks, 1);
 		return -1;
 	}
+	/* A free state if there is one, else wait for the next in turn. */
+	unsigned first = atomic_fetch_add(&u->next, 1) % POLICY_STATES_PER_UNIT;
+	struct policy_state *st = NULL;
+	for (unsigned i = 0; i < POLICY_STATES_PER_UNIT && !st; i++) {
+		struct policy_state *c = &u->states[(first + i) % POLICY_STATES_PER_UNIT];
+		if (pthread_mutex_trylock(&c->mu) == 0)
+			st = c;
+	}
+	if (!st) {
+		st = &u->states[first];
+		pthread_mutex_lock(&st->mu);
+	}
 	bool killed = false;
-	pthread_mutex_lock(&u->mu);
-	int rc = policy_sandbox_run(&u->sb, fn, ctx, &killed, err, errlen);
-	pthread_mutex_unlock(&u->mu);
+	int rc = policy_sandbox_run(&st->sb, fn, ctx, &killed, err, errlen);
+	pthread_mutex_unlock(&st->mu);
 	unit_release(u);
 	if (rc == 0)
 		return 0;

@@ -116,12 +116,22 @@ struct policy_kind {
 
 extern const struct policy_kind policy_kinds[POLICY_KIND__COUNT];
 
-/* One loaded version of one file. Callers hold a reference while they use
- * it; 'mu' serializes calls into its state. */
-struct policy_unit {
-	atomic_int refs;
+/* Independent states per loaded file: calls run in parallel up to this
+ * many, and a call stuck in a slow provider query (Redis) holds only one. */
+#define POLICY_STATES_PER_UNIT 4
+
+/* One lua_State of a unit; 'mu' serializes the calls into it. */
+struct policy_state {
 	pthread_mutex_t mu;
 	struct policy_sandbox sb;
+};
+
+/* One loaded version of one file, in POLICY_STATES_PER_UNIT states built
+ * from the same text. Callers hold a reference while they use it. */
+struct policy_unit {
+	atomic_int refs;
+	atomic_uint next; /* round-robin start for picking a state */
+	struct policy_state states[POLICY_STATES_PER_UNIT];
 	char sha256[65];
 	int64_t loaded_wall_ns;
 };

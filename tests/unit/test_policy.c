@@ -2,12 +2,14 @@
  * API, validation), the built-in defaults, the status report, and the check
  * that the specs' fake `edge` offers exactly the functions the host
  * registers. */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "check.h"
 #include "common_log.h"
+#include "common_time.h"
 #include "common_util.h"
 #include "config.h"
 #include "policy.h"
@@ -290,6 +292,55 @@ static void test_sources(struct policy_host *h, struct config *cfg)
 	CHECK_STR(s.source, "test");
 }
 
+/* A provider query that hangs (Redis stalled) holds one state of the
+ * policy, not the policy: other admissions still answer at once. */
+static cJSON *slow_user_recordings(void *opaque, const char *user, const char *status)
+{
+	if (strcmp(user, "slow") == 0)
+		time_sleep_ns(400 * TIME_NS_PER_MS);
+	return cJSON_CreateArray();
+}
+
+static void *slow_admit(void *arg)
+{
+	struct policy_host *h = arg;
+	struct policy_caller slow = { "slow", NULL };
+	struct policy_admit_facts f = {
+		.caller = &slow, .room_id = "room1", .quality = "medium", .format = "webm",
+		.max_duration_s = 60, .disk_free_bytes = 1LL << 40, .presets = presets, .n_presets = 4,
+	};
+	struct policy_admission a;
+	policy_admit(h, &f, &a);
+	return NULL;
+}
+
+static void test_slow_provider(struct policy_host *h, struct config *cfg)
+{
+	char err[256];
+	CHECK_INT(config_set(cfg, "policy.param.user_concurrent", "3", err, sizeof(err)), 0);
+	CHECK_INT(config_set(cfg, "policy.param.user_minutes_per_day", "100000", err, sizeof(err)), 0);
+	struct policy_provider prov = { .user_recordings = slow_user_recordings };
+	policy_host_set_provider(h, &prov);
+	pthread_t t[2];
+	for (int i = 0; i < 2; i++)
+		pthread_create(&t[i], NULL, slow_admit, h);
+	time_sleep_ns(50 * TIME_NS_PER_MS);
+	struct policy_caller alice = { "alice", NULL };
+	struct policy_admit_facts f = {
+		.caller = &alice, .room_id = "room1", .quality = "medium", .format = "webm",
+		.max_duration_s = 60, .disk_free_bytes = 1LL << 40, .presets = presets, .n_presets = 4,
+	};
+	struct policy_admission a;
+	int64_t t0 = time_mono_ns();
+	CHECK_INT(policy_admit(h, &f, &a), POLICY_ADMIT_ALLOW);
+	int64_t took = time_mono_ns() - t0;
+	CHECK(!a.fallback);
+	CHECK(took < 100 * TIME_NS_PER_MS);
+	for (int i = 0; i < 2; i++)
+		pthread_join(t[i], NULL);
+	policy_host_set_provider(h, NULL);
+}
+
 /* The fake's function names, listed by the real Lua interpreter. */
 static void test_fake_matches(void)
 {
@@ -342,6 +393,7 @@ int main(void)
 		test_quota(h, cfg);
 		test_lifecycle(h);
 		test_sources(h, cfg);
+		test_slow_provider(h, cfg);
 		struct policy_metrics m;
 		policy_metrics(h, &m);
 		CHECK(m.calls > 20);
