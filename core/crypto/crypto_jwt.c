@@ -207,20 +207,39 @@ out:
 	return ok;
 }
 
-/* Decodes one base64url part as a JSON object. */
+/* Decodes one base64url part as a JSON object: the whole part must be one
+ * JSON object (no NUL bytes, nothing after it but blanks). */
 static cJSON *decode_object(const char *part, size_t len)
 {
 	size_t n = 0;
 	char *json = crypto_base64url_decode(part, len, &n);
 	if (!json)
 		return NULL;
-	cJSON *o = cJSON_ParseWithLength(json, n);
+	cJSON *o = NULL;
+	/* The decoder leaves a NUL at json[n]; cJSON checks it is reached. */
+	if (!memchr(json, '\0', n))
+		o = cJSON_ParseWithLengthOpts(json, n + 1, NULL, true);
 	free(json);
 	if (o && !cJSON_IsObject(o)) {
 		cJSON_Delete(o);
 		return NULL;
 	}
 	return o;
+}
+
+/* True when a member this module reads appears more than once (which copy
+ * counts would be up to the parser: refuse instead). */
+static bool has_duplicate(const cJSON *obj, const char *const *names, size_t nnames)
+{
+	for (size_t i = 0; i < nnames; i++) {
+		int count = 0;
+		for (const cJSON *m = obj->child; m; m = m->next)
+			if (m->string && strcmp(m->string, names[i]) == 0)
+				count++;
+		if (count > 1)
+			return true;
+	}
+	return false;
 }
 
 /* Reads an optional NumericDate claim; returns false when present but not
@@ -279,6 +298,12 @@ int crypto_jwt_verify(const struct crypto_jwt_keys *keys, const char *token, int
 	header = decode_object(token, hlen);
 	if (!header) {
 		seterr(err, errlen, "token header is not base64url of a JSON object");
+		rc = CRYPTO_JWT_EMALFORMED;
+		goto out;
+	}
+	static const char *const header_names[] = { "alg", "crit", "typ" };
+	if (has_duplicate(header, header_names, 3)) {
+		seterr(err, errlen, "token header repeats a member");
 		rc = CRYPTO_JWT_EMALFORMED;
 		goto out;
 	}
@@ -348,6 +373,12 @@ int crypto_jwt_verify(const struct crypto_jwt_keys *keys, const char *token, int
 	claims = decode_object(dot1 + 1, plen);
 	if (!claims) {
 		seterr(err, errlen, "token payload is not base64url of a JSON object");
+		rc = CRYPTO_JWT_EMALFORMED;
+		goto out;
+	}
+	static const char *const claim_names[] = { "sub", "exp", "nbf", "iat" };
+	if (has_duplicate(claims, claim_names, 4)) {
+		seterr(err, errlen, "token payload repeats a claim");
 		rc = CRYPTO_JWT_EMALFORMED;
 		goto out;
 	}

@@ -68,7 +68,9 @@ static void signed_case(const uint8_t *data, size_t size, bool es)
 		if (t) {
 			cJSON *claims = NULL;
 			int r = crypto_jwt_verify(keys, t, 1700000000, 30, &claims, err, sizeof(err));
-			if (r == CRYPTO_JWT_ESIGNATURE || r == CRYPTO_JWT_EMALFORMED || r == CRYPTO_JWT_EALG)
+			/* Our own signature and header always pass; the claims
+			 * may still be refused (no sub, expired, a repeated claim). */
+			if (r == CRYPTO_JWT_ESIGNATURE || r == CRYPTO_JWT_EALG)
 				abort();
 			cJSON_Delete(claims);
 			free(t);

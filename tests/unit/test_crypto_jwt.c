@@ -126,6 +126,12 @@ static void test_defects(void)
 	char *t = forge(hs, payload, SECRET, NULL);
 	CHECK_INT(verify(keys, t, err, sizeof(err)), 0);
 	free(t);
+	/* Blanks around the JSON (as some libraries print it) are fine. */
+	char spaced[300];
+	snprintf(spaced, sizeof(spaced), " %s\r\n", payload);
+	t = forge("{\r\n \"typ\":\"JWT\",\r\n \"alg\":\"HS256\"}", spaced, SECRET, NULL);
+	CHECK_INT(verify(keys, t, err, sizeof(err)), 0);
+	free(t);
 
 	struct {
 		const char *what;
@@ -149,6 +155,13 @@ static void test_defects(void)
 		{ "payload an array", "{\"alg\":\"HS256\"}", "[1,2]", NULL, CRYPTO_JWT_EMALFORMED },
 		{ "payload a string", "{\"alg\":\"HS256\"}", "\"sub\"", NULL, CRYPTO_JWT_EMALFORMED },
 		{ "payload not JSON", "{\"alg\":\"HS256\"}", "{\"sub\":", NULL, CRYPTO_JWT_EMALFORMED },
+		{ "header with trailing text", "{\"alg\":\"HS256\"} x", NULL, NULL, CRYPTO_JWT_EMALFORMED },
+		{ "header alg twice", "{\"alg\":\"HS256\",\"alg\":\"none\"}", NULL, NULL, CRYPTO_JWT_EMALFORMED },
+		{ "payload with trailing text", "{\"alg\":\"HS256\"}", "{\"sub\":\"x\"}{}", NULL, CRYPTO_JWT_EMALFORMED },
+		{ "sub twice", "{\"alg\":\"HS256\"}", "{\"sub\":\"x\",\"sub\":\"admin\"}", NULL,
+		  CRYPTO_JWT_EMALFORMED },
+		{ "exp twice", "{\"alg\":\"HS256\"}", "{\"sub\":\"x\",\"exp\":1,\"exp\":9999999999}", NULL,
+		  CRYPTO_JWT_EMALFORMED },
 		{ "missing sub", "{\"alg\":\"HS256\"}", "{\"exp\":9999999999}", NULL, CRYPTO_JWT_ECLAIMS },
 		{ "sub a number", "{\"alg\":\"HS256\"}", "{\"sub\":42}", NULL, CRYPTO_JWT_ECLAIMS },
 		{ "sub empty", "{\"alg\":\"HS256\"}", "{\"sub\":\"\"}", NULL, CRYPTO_JWT_ECLAIMS },
@@ -170,6 +183,22 @@ static void test_defects(void)
 		CHECK(err[0] != '\0');
 		free(t);
 	}
+
+	/* A NUL byte after the header JSON, correctly signed. */
+	static const char hnul[] = "{\"alg\":\"HS256\"}";
+	char *h64 = crypto_base64url_encode(hnul, sizeof(hnul));
+	char *p64 = crypto_base64url_encode(payload, strlen(payload));
+	char nul_tok[1024];
+	uint8_t mac[32];
+	snprintf(nul_tok, sizeof(nul_tok), "%s.%s", h64, p64);
+	crypto_hmac_sha256(SECRET, strlen(SECRET), nul_tok, strlen(nul_tok), mac);
+	char *s64 = crypto_base64url_encode(mac, sizeof(mac));
+	strcat(nul_tok, ".");
+	strcat(nul_tok, s64);
+	CHECK_INT(verify(keys, nul_tok, err, sizeof(err)), CRYPTO_JWT_EMALFORMED);
+	free(h64);
+	free(p64);
+	free(s64);
 
 	/* exp and nbf with the leeway: 30 s each way. */
 	struct {
