@@ -358,8 +358,10 @@ void media_rtp_rx_request_keyframe(struct media_rtp_rx *rx);
  * within its rate limit, or the periodic receiver report) into 'out' and
  * returns its length, or 0 when nothing is due. */
 size_t media_rtp_rx_rtcp_due(struct media_rtp_rx *rx, int64_t now_ns, uint8_t *out, size_t cap);
-/* The next time something may become due (frames, RTCP); for poll timeouts. */
-int64_t media_rtp_rx_next_wakeup(const struct media_rtp_rx *rx, int64_t now_ns);
+/* The next time something may become due (a frame leaving the jitter
+ * buffer; with 'rtcp', a report or keyframe request too: pass false while
+ * there is nowhere to send RTCP). For poll timeouts. */
+int64_t media_rtp_rx_next_wakeup(const struct media_rtp_rx *rx, int64_t now_ns, bool rtcp);
 /* True when packets came once but none for the stall timeout. */
 bool media_rtp_rx_stalled(const struct media_rtp_rx *rx, int64_t now_ns);
 void media_rtp_rx_stats(const struct media_rtp_rx *rx, struct media_rtp_rx_stats *st);

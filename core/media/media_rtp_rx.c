@@ -617,20 +617,27 @@ size_t media_rtp_rx_rtcp_due(struct media_rtp_rx *rx, int64_t now_ns, uint8_t *o
 	return n;
 }
 
-int64_t media_rtp_rx_next_wakeup(const struct media_rtp_rx *rx, int64_t now_ns)
+int64_t media_rtp_rx_next_wakeup(const struct media_rtp_rx *rx, int64_t now_ns, bool rtcp)
 {
-	int64_t t = rx->last_rtcp_ns + rx->cfg.rr_interval_ns;
+	int64_t t = now_ns + rx->cfg.stall_timeout_ns;
 	int64_t jb = media_rtp_jb_deadline(rx->jb);
 
 	if (rx->ready_count)
 		return now_ns;
 	if (jb >= 0 && jb < t)
 		t = jb;
-	if (rx->kf_wanted && rx->have_ssrc) {
-		int64_t k = rx->st.last_keyframe_request_ns < 0 ? now_ns :
-			rx->st.last_keyframe_request_ns + rx->cfg.keyframe_min_interval_ns;
-		if (k < t)
-			t = k;
+	/* RTCP can only be due once the sender's SSRC is known. */
+	if (rtcp && rx->have_ssrc) {
+		int64_t rr = rx->last_rtcp_ns + rx->cfg.rr_interval_ns;
+
+		if (rr < t)
+			t = rr;
+		if (rx->kf_wanted) {
+			int64_t k = rx->st.last_keyframe_request_ns < 0 ? now_ns :
+				rx->st.last_keyframe_request_ns + rx->cfg.keyframe_min_interval_ns;
+			if (k < t)
+				t = k;
+		}
 	}
 	return t;
 }

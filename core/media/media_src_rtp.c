@@ -517,9 +517,12 @@ static int rtp_read(struct media_source *src, struct media_packet *pkt, int64_t 
 			int64_t w;
 
 			s = &r->st[i];
-			w = media_rtp_rx_next_wakeup(s->rx, now);
-			if (s->have_pending && s->pending.pts_ns + RTP_HOLD_NS < w)
-				w = s->pending.pts_ns + RTP_HOLD_NS;
+			w = media_rtp_rx_next_wakeup(s->rx, now, s->fb_len > 0);
+			/* With a frame pending, the stream's own next frame may be
+			 * ready already; it is not taken before the pending one
+			 * leaves, so only the hold limit (and new input) matters. */
+			if (s->have_pending && w < s->pending.pts_ns + RTP_HOLD_NS)
+				w = w > now ? w : s->pending.pts_ns + RTP_HOLD_NS;
 			if (w < wake)
 				wake = w;
 			pfd[nfd++] = (struct pollfd){ .fd = s->fd, .events = POLLIN };

@@ -11,7 +11,14 @@
  *     itest_media_rtp record ARGS OUT.webm MAX_SECONDS
  * records the rtp source with ARGS until it reports EOF (use idle_eof_ms)
  * or MAX_SECONDS pass, finalizes OUT.webm, and prints one line of
- * "key=value" counters on stdout. */
+ * "key=value" counters on stdout; and the replayer of the benchmark
+ * (scripts/bench.d/50-rtp):
+ *     itest_media_rtp replay CAPTURE N BASEPORT SECONDS
+ * sends a captured RTP session (records of u8 stream 0=video 1=audio,
+ * u32le offset in us, u16le length, bytes) to N recorders at once, video to
+ * 127.0.0.1:BASEPORT+4i and audio to BASEPORT+4i+2, each with its own SSRC,
+ * looping with continuous sequence numbers and timestamps, paced by the
+ * capture's offsets. */
 #include <arpa/inet.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -381,8 +388,131 @@ static void self_test(void)
 	rmdir(path);
 }
 
+/* ---- the benchmark's replayer ------------------------------------------ */
+
+struct cap_pkt {
+	int stream;
+	int64_t offset_ns;
+	size_t len;
+	uint8_t data[1500];
+};
+
+static int replay(const char *path, int n, int base, double seconds)
+{
+	FILE *f = fopen(path, "rb");
+	struct cap_pkt *pk = NULL;
+	size_t npk = 0, cap = 0;
+	uint32_t count[2] = { 0, 0 };
+	uint64_t frames_sent = 0, audio_sent = 0;
+	struct sockaddr_in *to;
+	struct mmsghdr *msgs;
+	struct iovec *iov;
+	uint8_t (*bufs)[1500];
+	int fd = socket(AF_INET, SOCK_DGRAM, 0), sndbuf = 4 << 20;
+	int64_t period, start, end;
+	uint64_t sent = 0;
+
+	if (!f || fd < 0) {
+		fprintf(stderr, "replay: cannot open %s\n", path);
+		return 1;
+	}
+	setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
+	for (;;) {
+		uint8_t h[7];
+
+		if (fread(h, 1, 7, f) != 7)
+			break;
+		if (npk == cap) {
+			cap = cap ? cap * 2 : 4096;
+			pk = realloc(pk, cap * sizeof(*pk));
+		}
+		pk[npk].stream = h[0] & 1;
+		pk[npk].offset_ns = (int64_t)(h[1] | (h[2] << 8) | (h[3] << 16) | ((uint32_t)h[4] << 24)) * 1000;
+		pk[npk].len = (size_t)(h[5] | (h[6] << 8));
+		if (pk[npk].len < 12 || pk[npk].len > 1500 || fread(pk[npk].data, 1, pk[npk].len, f) != pk[npk].len)
+			break;
+		count[pk[npk].stream]++;
+		npk++;
+	}
+	fclose(f);
+	if (!npk) {
+		fprintf(stderr, "replay: empty capture\n");
+		return 1;
+	}
+	period = pk[npk - 1].offset_ns + 40 * TIME_NS_PER_MS;
+	to = calloc((size_t)n * 2, sizeof(*to));
+	msgs = calloc((size_t)n, sizeof(*msgs));
+	iov = calloc((size_t)n, sizeof(*iov));
+	bufs = calloc((size_t)n, sizeof(*bufs));
+	for (int i = 0; i < 2 * n; i++) {
+		to[i].sin_family = AF_INET;
+		to[i].sin_port = htons((uint16_t)(base + 4 * (i / 2) + 2 * (i % 2)));
+		inet_pton(AF_INET, "127.0.0.1", &to[i].sin_addr);
+	}
+	start = time_mono_ns();
+	end = start + (int64_t)(seconds * 1e9);
+	for (int64_t loop = 0;; loop++) {
+		for (size_t k = 0; k < npk; k++) {
+			const struct cap_pkt *c = &pk[k];
+			int64_t at = start + loop * period + c->offset_ns;
+			int rate = c->stream ? 48000 : 90000;
+			uint32_t ts_add = (uint32_t)(loop * (period / 1000) * rate / 1000000);
+			uint16_t seq_add = (uint16_t)(loop * count[c->stream]);
+
+			if (at >= end)
+				goto done;
+			if (at > time_mono_ns())
+				time_sleep_ns(at - time_mono_ns());
+			for (int i = 0; i < n; i++) {
+				uint8_t *b = bufs[i];
+				uint16_t seq;
+				uint32_t ts, ssrc = (c->stream ? 0xa0000000u : 0x50000000u) + (uint32_t)i;
+
+				memcpy(b, c->data, c->len);
+				seq = (uint16_t)(((b[2] << 8) | b[3]) + seq_add);
+				ts = (((uint32_t)b[4] << 24) | ((uint32_t)b[5] << 16) | ((uint32_t)b[6] << 8) | b[7]) + ts_add;
+				b[2] = (uint8_t)(seq >> 8);
+				b[3] = (uint8_t)seq;
+				put32(b + 4, ts);
+				put32(b + 8, ssrc);
+				iov[i].iov_base = b;
+				iov[i].iov_len = c->len;
+				memset(&msgs[i], 0, sizeof(msgs[i]));
+				msgs[i].msg_hdr.msg_iov = &iov[i];
+				msgs[i].msg_hdr.msg_iovlen = 1;
+				msgs[i].msg_hdr.msg_name = &to[2 * i + c->stream];
+				msgs[i].msg_hdr.msg_namelen = sizeof(to[0]);
+			}
+			if (c->stream)
+				audio_sent++;
+			else if (c->data[1] & 0x80)
+				frames_sent++;
+			for (int done = 0; done < n;) {
+				int r = sendmmsg(fd, msgs + done, (unsigned)(n - done), 0);
+
+				if (r <= 0)
+					break;
+				done += r;
+				sent += (uint64_t)r;
+			}
+		}
+	}
+done:
+	printf("sent=%llu video_frames_each=%llu audio_packets_each=%llu\n", (unsigned long long)sent,
+	       (unsigned long long)frames_sent, (unsigned long long)audio_sent);
+	free(pk);
+	free(to);
+	free(msgs);
+	free(iov);
+	free(bufs);
+	close(fd);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
+	if (argc == 6 && strcmp(argv[1], "replay") == 0)
+		return replay(argv[2], atoi(argv[3]), atoi(argv[4]), atof(argv[5]));
 	if (argc == 5 && strcmp(argv[1], "record") == 0) {
 		struct rec_result r;
 
