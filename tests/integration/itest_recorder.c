@@ -432,6 +432,80 @@ static void test_max_duration(struct recorder *r)
 	reply_reset(&rep);
 }
 
+/* Races: 8 threads start at once against the limit of 3 (exactly 3 get
+ * in); then on each admitted recording a stop and a cancel race (exactly
+ * one wins, the other sees an invalid transition). */
+struct race_arg {
+	struct recorder *r;
+	const char *op; /* "start", "stop", "cancel" */
+	char id[UUID_STR_LEN];
+	pthread_barrier_t *barrier;
+	int status;
+};
+
+static void *race_main(void *p)
+{
+	struct race_arg *a = p;
+	struct recorder_reply rep = { 0 };
+	pthread_barrier_wait(a->barrier);
+	if (strcmp(a->op, "start") == 0) {
+		recorder_start(a->r, &alice, "room-race", "webm", "low", &rep);
+		if (rep.status == 200 && str_of(rep.body, "recording_id"))
+			util_strlcpy(a->id, str_of(rep.body, "recording_id"), sizeof(a->id));
+	} else if (strcmp(a->op, "stop") == 0) {
+		recorder_stop(a->r, &alice, "room-race", a->id, &rep);
+	} else {
+		recorder_cancel(a->r, &alice, "room-race", a->id, &rep);
+	}
+	a->status = rep.status;
+	cJSON_Delete(rep.body);
+	return NULL;
+}
+
+static void test_races(struct recorder *r, struct state *st)
+{
+	enum { N = 8 };
+	pthread_t t[N];
+	struct race_arg a[N];
+	pthread_barrier_t b;
+	pthread_barrier_init(&b, NULL, N);
+	for (int i = 0; i < N; i++) {
+		a[i] = (struct race_arg){ .r = r, .op = "start", .barrier = &b };
+		pthread_create(&t[i], NULL, race_main, &a[i]);
+	}
+	int admitted = 0, refused = 0;
+	char ids[N][UUID_STR_LEN];
+	for (int i = 0; i < N; i++) {
+		pthread_join(t[i], NULL);
+		if (a[i].status == 200)
+			util_strlcpy(ids[admitted++], a[i].id, UUID_STR_LEN);
+		else if (a[i].status == 400)
+			refused++;
+	}
+	pthread_barrier_destroy(&b);
+	CHECK_INT(admitted, 3);
+	CHECK_INT(refused, N - 3);
+	CHECK_INT(state_active_count(st), 3);
+
+	for (int k = 0; k < admitted; k++) {
+		struct race_arg pair[2] = { { .r = r, .op = "stop" }, { .r = r, .op = "cancel" } };
+		pthread_barrier_t b2;
+		pthread_barrier_init(&b2, NULL, 2);
+		for (int i = 0; i < 2; i++) {
+			util_strlcpy(pair[i].id, ids[k], UUID_STR_LEN);
+			pair[i].barrier = &b2;
+			pthread_create(&t[i], NULL, race_main, &pair[i]);
+		}
+		pthread_join(t[0], NULL);
+		pthread_join(t[1], NULL);
+		pthread_barrier_destroy(&b2);
+		CHECK((pair[0].status == 200) != (pair[1].status == 200));
+		CHECK(pair[0].status == 400 || pair[1].status == 400);
+	}
+	CHECK_INT(state_active_count(st), 0);
+	CHECK_INT(recorder_drain(r, 20 * TIME_NS_PER_SEC), 0);
+}
+
 /* mp4: recorded as VP9/Opus Matroska, remuxed at processing; thumbnail,
  * checksum and codecs in metadata; the intermediate file removed. */
 static void test_mp4(struct recorder *r)
@@ -884,6 +958,7 @@ int main(int argc, char **argv)
 		test_lifecycle(r);
 		test_cancel_and_limit(r, st);
 		test_max_duration(r);
+		test_races(r, st);
 		test_mp4(r);
 		test_redis_outage(r, storage);
 		recorder_free(r);
