@@ -64,7 +64,10 @@ void policy_edge_push_json(lua_State *L, const cJSON *j, int depth)
 		else
 			lua_pushnumber(L, d);
 	} else if (cJSON_IsString(j)) {
-		lua_pushstring(L, j->valuestring ? j->valuestring : "");
+		/* pushlstring: lua_pushstring's address cache costs a strcmp per
+		 * call, more than the strlen here. */
+		const char *v = j->valuestring ? j->valuestring : "";
+		lua_pushlstring(L, v, strlen(v));
 	} else if (cJSON_IsArray(j)) {
 		lua_createtable(L, cJSON_GetArraySize(j), 0);
 		lua_Integer i = 1;
@@ -77,7 +80,7 @@ void policy_edge_push_json(lua_State *L, const cJSON *j, int depth)
 		for (const cJSON *c = j->child; c; c = c->next) {
 			if (!c->string)
 				continue;
-			lua_pushstring(L, c->string);
+			lua_pushlstring(L, c->string, strlen(c->string));
 			policy_edge_push_json(L, c, depth + 1);
 			lua_rawset(L, -3);
 		}
