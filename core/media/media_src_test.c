@@ -7,8 +7,14 @@
  *
  * Args: "tone=HZ" (default 440), "beep=HZ" (default 1000), "skew=MS" (start
  * each beep MS later than its flash, 0..500: lets the A/V test prove it
- * sees an offset when there is one). */
+ * sees an offset when there is one), "encoded=1" (deliver VP8 and Opus
+ * packets instead of raw frames, as an SFU feed would: the pipeline records
+ * them by passthrough; "gop=SEC" (default 10) spaces the sender's own
+ * keyframes, so a keyframe after a resume comes from request_keyframe(),
+ * and "bitrate=BPS" (default 1000000) sets the sender's video rate). */
 #include "media_source.h"
+
+#include <stdatomic.h>
 
 #include <math.h>
 #include <stdio.h>
@@ -18,6 +24,7 @@
 #include "common_log.h"
 #include "common_time.h"
 #include "common_util.h"
+#include "media_enc.h"
 
 static struct log_handle log_test = LOG_HANDLE("media/src_test");
 
@@ -35,6 +42,13 @@ struct test_priv {
 	double tone_hz, beep_hz;
 	uint64_t skew_samples;   /* beep delay after the flash */
 	uint8_t *bars;         /* a periodic row of the pattern, width + 256 long */
+	/* encoded=1: the sender's encoders and the packets they produced. */
+	bool encoded;
+	struct media_enc *venc, *aenc;
+	atomic_bool key_request;
+	int cur_stream;
+	struct media_packet out[8];
+	int out_head, out_len;
 };
 
 /* 5x7 glyphs of the digits, one byte per row, bit 4 leftmost. */
@@ -50,6 +64,10 @@ static const uint8_t test_font[10][7] = {
 	{ 0x0e, 0x11, 0x11, 0x0e, 0x11, 0x11, 0x0e },
 	{ 0x0e, 0x11, 0x11, 0x0f, 0x01, 0x02, 0x0c },
 };
+
+static void test_close(struct media_source *src);
+static int test_open_encoded(struct media_source *src, struct test_priv *t, const char *args,
+			     char *err, size_t errlen);
 
 static int64_t test_video_pts(const struct test_priv *t, uint64_t n)
 {
@@ -129,6 +147,13 @@ static int test_open(struct media_source *src, const struct media_source_params 
 		.kind = MEDIA_KIND_AUDIO, .codec = MEDIA_CODEC_S16,
 		.sample_rate = t->rate, .channels = t->channels,
 	};
+	if (media_source_arg(p->args, "encoded", v, sizeof(v)) && strcmp(v, "0") != 0 &&
+	    test_open_encoded(src, t, p->args, err, errlen) < 0) {
+		src->priv = t;
+		test_close(src);
+		src->nb_streams = 0;
+		return -1;
+	}
 	t->start_mono_ns = time_mono_ns();
 	LOG_DEBUG(&log_test, "%dx%d@%d, %d Hz x %d, %s", t->width, t->height, t->fps, t->rate,
 		  t->channels, t->realtime ? "real time" : "as fast as possible");
@@ -230,7 +255,7 @@ static struct buf *test_make_audio(struct test_priv *t, uint64_t first, int samp
 	return b;
 }
 
-static int test_read(struct media_source *src, struct media_packet *pkt, int64_t timeout_ns)
+static int test_read_raw(struct media_source *src, struct media_packet *pkt, int64_t timeout_ns)
 {
 	struct test_priv *t = src->priv;
 	int64_t vpts = test_video_pts(t, t->video_n);
@@ -274,11 +299,108 @@ static int test_read(struct media_source *src, struct media_packet *pkt, int64_t
 	return MEDIA_SOURCE_OK;
 }
 
+/* Collects what the sender's encoders produce. */
+static int test_enc_out(void *opaque, struct media_enc_packet *ep)
+{
+	struct test_priv *t = opaque;
+	if (t->out_len == (int)ARRAY_SIZE(t->out)) {
+		buf_unref(ep->data);
+		return -1;
+	}
+	struct media_packet *pkt = &t->out[(t->out_head + t->out_len) % (int)ARRAY_SIZE(t->out)];
+	memset(pkt, 0, sizeof(*pkt));
+	pkt->stream = t->cur_stream;
+	pkt->pts_ns = ep->pts_ns;
+	pkt->duration_ns = ep->duration_ns;
+	pkt->keyframe = ep->keyframe;
+	pkt->data = ep->data;
+	t->out_len++;
+	return 0;
+}
+
+static int test_read(struct media_source *src, struct media_packet *pkt, int64_t timeout_ns)
+{
+	struct test_priv *t = src->priv;
+	if (!t->encoded)
+		return test_read_raw(src, pkt, timeout_ns);
+	while (t->out_len == 0) {
+		struct media_packet raw;
+		int r = test_read_raw(src, &raw, timeout_ns);
+		if (r != MEDIA_SOURCE_OK)
+			return r;
+		struct media_enc *enc = raw.stream == 0 ? t->venc : t->aenc;
+		bool force = raw.stream == 0 && atomic_exchange(&t->key_request, false);
+		t->cur_stream = raw.stream;
+		r = enc->driver->encode(enc, raw.data, raw.samples, raw.pts_ns, force, test_enc_out, t);
+		media_packet_clear(&raw);
+		if (r < 0) {
+			snprintf(src->err, sizeof(src->err), "test sender: %s", enc->err);
+			return MEDIA_SOURCE_ERROR;
+		}
+		if (raw.stream == 0 && t->out_len > 0)
+			t->out[(t->out_head + t->out_len - 1) % (int)ARRAY_SIZE(t->out)].duration_ns =
+				raw.duration_ns;
+	}
+	*pkt = t->out[t->out_head];
+	t->out_head = (t->out_head + 1) % (int)ARRAY_SIZE(t->out);
+	t->out_len--;
+	return MEDIA_SOURCE_OK;
+}
+
+static void test_request_keyframe(struct media_source *src)
+{
+	struct test_priv *t = src->priv;
+	atomic_store(&t->key_request, true);
+}
+
+/* encoded=1: opens the sender's encoders and describes encoded streams. */
+static int test_open_encoded(struct media_source *src, struct test_priv *t, const char *args,
+			     char *err, size_t errlen)
+{
+	char v[32];
+	double gop = 10;
+	int bitrate = 1000000;
+	if (media_source_arg(args, "gop", v, sizeof(v)))
+		gop = atof(v);
+	if (media_source_arg(args, "bitrate", v, sizeof(v)))
+		bitrate = atoi(v);
+	if (!(gop > 0 && gop <= 60) || bitrate < 50000 || bitrate > 50000000) {
+		snprintf(err, errlen, "test source: gop must be 0..60 s and bitrate 50k..50M");
+		return -1;
+	}
+	struct media_enc_params vp = { .width = t->width, .height = t->height, .fps = t->fps,
+				       .bitrate_bps = bitrate, .keyframe_interval = (int)(gop * t->fps),
+				       .threads = 1 };
+	struct media_enc_params ap = { .sample_rate = t->rate, .channels = t->channels,
+				       .bitrate_bps = 64000 };
+	t->venc = media_enc_new(&media_enc_vp8, &vp, err, errlen);
+	if (!t->venc)
+		return -1;
+	t->aenc = media_enc_new(&media_enc_opus, &ap, err, errlen);
+	if (!t->aenc)
+		return -1;
+	src->streams[0].codec = MEDIA_CODEC_VP8;
+	src->streams[1].codec = MEDIA_CODEC_OPUS;
+	src->streams[1].codec_private = t->aenc->codec_private;
+	src->streams[1].codec_private_len = t->aenc->codec_private_len;
+	src->streams[1].codec_delay_ns = t->aenc->codec_delay_ns;
+	src->streams[1].seek_preroll_ns = t->aenc->seek_preroll_ns;
+	t->encoded = true;
+	return 0;
+}
+
 static void test_close(struct media_source *src)
 {
 	struct test_priv *t = src->priv;
 	if (!t)
 		return;
+	while (t->out_len > 0) {
+		media_packet_clear(&t->out[t->out_head]);
+		t->out_head = (t->out_head + 1) % (int)ARRAY_SIZE(t->out);
+		t->out_len--;
+	}
+	media_enc_free(t->venc);
+	media_enc_free(t->aenc);
 	free(t->bars);
 	free(t);
 	src->priv = NULL;
@@ -289,5 +411,5 @@ const struct media_source_driver media_source_test = {
 	.open = test_open,
 	.read = test_read,
 	.close = test_close,
-	.request_keyframe = NULL,
+	.request_keyframe = test_request_keyframe,
 };

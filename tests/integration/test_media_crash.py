@@ -55,6 +55,18 @@ for fmt in ("webm", "mkv"):
     check(seek.returncode == 0, f"{fmt}: ffmpeg seeks into the repaired file")
     check(not os.path.exists(out + ".repair"), f"{fmt}: no temp file left")
 
+# SIGTERM is a clean stop: the summary is printed and the file is finalized.
+out = os.path.join(tmp, "terminated.webm")
+proc = subprocess.Popen([BIN, "record", "--source", "test", "--quality", "low", "--duration", "60",
+                         "--output", out], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+time.sleep(2.2)
+proc.send_signal(signal.SIGTERM)
+so, _ = proc.communicate(timeout=30)
+check(proc.returncode == 0 and '"interrupted":true' in so, f"SIGTERM: clean exit with a summary (exit {proc.returncode})")
+dur = float(ffprobe_json(out, "-show_format")["format"].get("duration", 0))
+check(1.5 <= dur <= 2.6, f"SIGTERM: finalized with Duration {dur:.3f} s")
+check("Cue point" in mkvinfo(out), "SIGTERM: Cues written")
+
 # Nothing usable: a file cut inside its headers, and a file that is not Matroska.
 good = os.path.join(tmp, "killed.webm")
 for name, data in (("headers.webm", open(good, "rb").read()[:60]), ("text.webm", b"hello world\n" * 10)):

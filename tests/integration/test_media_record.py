@@ -107,6 +107,28 @@ if check(rc == 0, "skew: record exit 0"):
     check(offsets and all(abs(o - 0.040) <= 0.005 for o in offsets),
           f"skew: a 40 ms late beep is measured as such ({[round(o * 1000, 1) for o in offsets]})")
 
+# 4b. Passthrough: the test source as a sender of VP8/Opus packets (its own
+# keyframes only every 10 s). The recording copies the packets; after a
+# resume it asks the sender for a keyframe and starts video on it.
+out = os.path.join(tmp, "passthrough.webm")
+rc, so, se = record("--source", "test", "--args", "encoded=1,gop=10", "--quality", "low",
+                    "--duration", "6", "--pause-at", "2", "--resume-at", "4", "--fast", "--output", out)
+if check(rc == 0, f"passthrough: record exit 0 ({se.strip()[-200:]})"):
+    f, v, a = streams(out)
+    check(v and v["codec_name"] == "vp8" and a and a["codec_name"] == "opus", "passthrough: vp8 + opus")
+    check(abs(float(f.get("duration", 0)) - 4.0) <= 0.05, f"passthrough: duration {f.get('duration')} ≈ 4 s")
+    vp = packets(out, "v")
+    keys = [t for t, _, k in vp if k]
+    check(vp and vp[0][2], "passthrough: starts with a keyframe")
+    after = [p for p in vp if p[0] >= 2.0 - 1e-6]
+    check(after and after[0][2] and after[0][0] < 2.1,
+          f"passthrough: first frame after resume ({after[0][0] if after else None}) is a keyframe, on request")
+    check(len(keys) == 2, f"passthrough: keyframes only at start and resume ({keys})")
+    flashes, beeps = flash_times(out), beep_times(out)
+    offsets = [min((b - f for b in beeps), key=abs) for f in flashes] if beeps else []
+    check(len(flashes) >= 3 and offsets and max(abs(o) for o in offsets) <= 0.020,
+          f"passthrough: A/V offset <= 20 ms ({[round(o * 1000, 1) for o in offsets]})")
+
 # 5. File source: Y4M + WAV in, their size and length out.
 y4m, wav = os.path.join(tmp, "in.y4m"), os.path.join(tmp, "in.wav")
 make_y4m(y4m, 320, 240, 25, 2)
