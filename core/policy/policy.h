@@ -85,7 +85,9 @@ struct policy_provider {
 };
 
 /* How a host is built. Zero limits take the defaults (1,000,000
- * instructions, 16 MiB, 50 ms). 'cfg' (may be NULL) is what edge.config
+ * instructions, 16 MiB, 200 ms: the instruction count stops runaway code
+ * within milliseconds; the wall clock catches what the count cannot see,
+ * and must not fire on a call that was merely descheduled). 'cfg' (may be NULL) is what edge.config
  * reads; it must outlive the host. */
 struct policy_host_options {
 	const char *dir;

@@ -3,8 +3,9 @@
  * Times each decision of the shipped policies through the real host
  * (sandbox, budgets, facts in, validation out) beside the built-in C
  * default that answers the same question, and prints p50/p99 per call and
- * their ratio. As a test it runs a short round and fails when a shipped
- * decision's p99 exceeds a generous bound (the machine is shared); as a
+ * their ratio. As a test it runs a short round and fails when a decision
+ * falls back or its median exceeds a generous bound (the machine is
+ * shared); as a
  * benchmark (scripts/bench.d/30-policy, EDGEREC_BENCH_ITERATIONS set) it
  * runs longer. The goal for the shipped policies is p99 < 20 us. */
 #include <stdlib.h>
@@ -132,7 +133,9 @@ int main(void)
 		cJSON_AddItemToArray(user_recs, r);
 	}
 
-	struct policy_host_options o = { .dir = dir, .cfg = cfg };
+	/* A generous wall budget: on a busy machine a descheduled call must not
+	 * be counted as a stopped one here. */
+	struct policy_host_options o = { .dir = dir, .cfg = cfg, .max_call_ns = TIME_NS_PER_SEC };
 	struct policy_host *h = policy_host_new(&o, err, sizeof(err));
 	CHECK(h != NULL);
 	if (!h) {
@@ -162,7 +165,7 @@ int main(void)
 	};
 	printf("%-28s %10s %10s %12s %12s %8s\n", "decision", "lua p50", "lua p99", "default p50",
 	       "default p99", "p50 x");
-	double worst_p99 = 0;
+	double worst_p50 = 0;
 	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
 		if (i == 2)
 			config_set(cfg, "policy.param.user_concurrent", "5", err, sizeof(err));
@@ -171,15 +174,15 @@ int main(void)
 		measure(rows[i].fn, &def, n, &d50, &d99);
 		printf("%-28s %8.2fus %8.2fus %10.2fus %10.2fus %7.1fx\n", rows[i].name, l50 / 1e3,
 		       l99 / 1e3, d50 / 1e3, d99 / 1e3, d50 > 0 ? l50 / d50 : 0);
-		if (l99 > worst_p99)
-			worst_p99 = l99;
+		if (l50 > worst_p50)
+			worst_p50 = l50;
 	}
 	printf("iterations per row: %d; goal: p99 < 20us for the shipped policies\n", n);
 	fflush(stdout);
 	CHECK_INT(lua.fallbacks, 0);
-	/* A loose bound for a shared machine: a regression by an order of
-	 * magnitude fails, scheduling noise does not. */
-	CHECK(worst_p99 < 500e3);
+	/* A loose bound on the median for a shared machine: a regression by an
+	 * order of magnitude fails, scheduling noise (which moves p99) does not. */
+	CHECK(worst_p50 < 200e3);
 
 	policy_host_free(h);
 	cJSON_Delete(lua.rec);
