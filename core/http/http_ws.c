@@ -33,7 +33,6 @@
 struct http_sub {
 	struct mg_connection *conn;
 	char room_id[HTTP_ID_MAX + 1];
-	char user_id[128];
 	char request_id[HTTP_REQUEST_ID_LEN];
 	/* Under the hub lock: */
 	bool linked;                      /* greeted: writers may serve it */
@@ -49,66 +48,62 @@ struct http_hub {
 	pthread_cond_t work;              /* an outbox got an event, or stopping */
 	pthread_cond_t idle;              /* a writer put a subscriber down */
 	struct http_sub *subs;            /* subscribers past the handshake */
-	int reserved;                     /* accepted connections, ready or not */
+	int count;                        /* subscribers in the list */
 	bool stopping;
 	pthread_t writers[HTTP_HUB_WRITERS];
 	int nwriters;
 };
 
+/* Reads and checks the room_id query parameter into 'room' (at least
+ * HTTP_ID_MAX + 2 bytes). Returns 0 or -1. */
+static int http_ws_room(const struct mg_request_info *ri, char *room, size_t roomlen)
+{
+	room[0] = '\0';
+	if (!ri->query_string)
+		return -1;
+	int n = mg_get_var2(ri->query_string, strlen(ri->query_string), "room_id", room, roomlen, 0);
+	if (n <= 0 || (size_t)n != strlen(room) || !recorder_room_id_valid(room))
+		return -1;
+	return 0;
+}
+
 /* Accepts or refuses an upgrade before the handshake: room id, token, the
- * subscriber limit. A refusal is a normal JSON reply; returns 1 then. */
+ * subscriber limit. A refusal is a normal JSON reply; returns 1 then.
+ * Nothing is allocated here: civetweb calls no close handler when the
+ * handshake that follows fails, so the subscriber is made in the ready
+ * handler (the limit is therefore checked here and counted there; a burst
+ * of upgrades may pass it by a few). */
 static int http_ws_connect(const struct mg_connection *cconn, void *cbdata)
 {
 	struct http_hub *hub = cbdata;
 	struct mg_connection *conn = (struct mg_connection *)cconn;
 	const struct mg_request_info *ri = mg_get_request_info(conn);
 	struct http_request req;
-	char room[HTTP_ID_MAX + 2] = "";
+	char room[HTTP_ID_MAX + 2];
 	cJSON *claims = NULL;
-	struct http_sub *sub = NULL;
 
 	http_request_begin(hub->s, conn, &req);
 	req.route = HTTP_ROUTE_WS;
-	int n = ri->query_string ? mg_get_var2(ri->query_string, strlen(ri->query_string), "room_id",
-					       room, sizeof(room), 0)
-				 : -1;
-	if (n == -1 || room[0] == '\0') {
-		http_reply_error(&req, 400, "invalid_room_id", "room_id query parameter is required");
-		goto refuse;
-	}
-	if (n < 0 || (size_t)n != strlen(room) || !recorder_room_id_valid(room)) {
+	if (http_ws_room(ri, room, sizeof(room)) < 0) {
 		http_reply_error(&req, 400, "invalid_room_id",
-				 "room ids are 1 to 128 characters of A-Z a-z 0-9 . _ -");
+				 "room_id is required: 1 to 128 characters of A-Z a-z 0-9 . _ -");
 		goto refuse;
 	}
 	if (http_auth_check(&req, true, &claims) < 0)
 		goto refuse;
-
+	const cJSON *sub = cJSON_GetObjectItemCaseSensitive(claims, "sub");
+	LOG_INFO(&http_log, "req=%s websocket upgrade by '%s' for room '%s'", req.id,
+		 cJSON_IsString(sub) ? sub->valuestring : "", room);
+	cJSON_Delete(claims);
+	claims = NULL;
 	pthread_mutex_lock(&hub->lock);
-	bool full = hub->reserved >= hub->s->ws_max;
-	if (!full)
-		hub->reserved++;
+	bool full = hub->count >= hub->s->ws_max;
 	pthread_mutex_unlock(&hub->lock);
 	if (full) {
 		http_reply_error(&req, 503, "too_many_subscribers",
 				 "the WebSocket subscriber limit (%d) is reached", hub->s->ws_max);
 		goto refuse;
 	}
-	sub = calloc(1, sizeof(*sub));
-	if (!sub) {
-		pthread_mutex_lock(&hub->lock);
-		hub->reserved--;
-		pthread_mutex_unlock(&hub->lock);
-		http_reply_error(&req, 500, "internal", "out of memory");
-		goto refuse;
-	}
-	sub->conn = conn;
-	util_strlcpy(sub->room_id, room, sizeof(sub->room_id));
-	const cJSON *subj = cJSON_GetObjectItemCaseSensitive(claims, "sub");
-	util_strlcpy(sub->user_id, cJSON_IsString(subj) ? subj->valuestring : "", sizeof(sub->user_id));
-	util_strlcpy(sub->request_id, req.id, sizeof(sub->request_id));
-	mg_set_user_connection_data(conn, sub);
-	cJSON_Delete(claims);
 	http_metrics_observe(hub->s->metrics, HTTP_ROUTE_WS, 101, time_mono_ns() - req.start_ns);
 	return 0;
 refuse:
@@ -119,24 +114,37 @@ refuse:
 	return 1;
 }
 
-/* The handshake is done: list the subscriber and greet it, so a client
- * knows from which moment events reach it. */
+/* The handshake is done: make the subscriber, list it and greet it, so a
+ * client knows from which moment events reach it. The room and token were
+ * checked by http_ws_connect. */
 static void http_ws_ready(struct mg_connection *conn, void *cbdata)
 {
 	struct http_hub *hub = cbdata;
-	struct http_sub *sub = mg_get_user_connection_data(conn);
-	char ts[40];
-	if (!sub)
+	const struct mg_request_info *ri = mg_get_request_info(conn);
+	struct http_sub *sub = calloc(1, sizeof(*sub));
+	char room[HTTP_ID_MAX + 2], ts[40];
+	struct http_request req;
+	if (!sub || http_ws_room(ri, room, sizeof(room)) < 0) {
+		free(sub);
+		LOG_WARN(&http_log, "websocket: cannot set up a subscriber; closing");
+		mg_websocket_write(conn, MG_WEBSOCKET_OPCODE_CONNECTION_CLOSE, "\x03\xf3", 2);
 		return;
+	}
+	http_request_begin(hub->s, conn, &req);
+	sub->conn = conn;
+	util_strlcpy(sub->room_id, room, sizeof(sub->room_id));
+	util_strlcpy(sub->request_id, req.id, sizeof(sub->request_id));
+	mg_set_user_connection_data(conn, sub);
+
 	/* In the list at once (events start collecting in the outbox), but
 	 * not handed to writers until the greeting is out. */
 	pthread_mutex_lock(&hub->lock);
 	sub->next = hub->subs;
 	hub->subs = sub;
+	hub->count++;
 	pthread_mutex_unlock(&hub->lock);
 	atomic_fetch_add(&hub->s->metrics->ws_subscribers, 1);
-	LOG_INFO(&http_log, "req=%s websocket: user '%s' subscribed to room '%s'", sub->request_id,
-		 sub->user_id, sub->room_id);
+	LOG_INFO(&http_log, "req=%s websocket: subscribed to room '%s'", sub->request_id, sub->room_id);
 
 	cJSON *hello = cJSON_CreateObject();
 	char *text = NULL;
@@ -146,16 +154,16 @@ static void http_ws_ready(struct mg_connection *conn, void *cbdata)
 		text = cJSON_PrintUnformatted(hello);
 	cJSON_Delete(hello);
 	if (text) {
-		/* Written before the subscriber is linked, so no writer can
-		 * interleave with it; events published meanwhile wait in the
-		 * outbox. */
+		/* Written before the subscriber is handed to writers, so no
+		 * writer can interleave with it; events published meanwhile
+		 * wait in the outbox. */
 		mg_websocket_write(conn, MG_WEBSOCKET_OPCODE_TEXT, text, strlen(text));
 		cJSON_free(text);
 	}
 	pthread_mutex_lock(&hub->lock);
 	sub->linked = true;
 	if (sub->count)
-		pthread_cond_signal(&hub->work);
+		pthread_cond_broadcast(&hub->work);
 	pthread_mutex_unlock(&hub->lock);
 }
 
@@ -197,7 +205,8 @@ static void http_ws_close(const struct mg_connection *cconn, void *cbdata)
 	while (sub->busy)
 		pthread_cond_wait(&hub->idle, &hub->lock);
 	http_sub_clear(sub);
-	hub->reserved--;
+	if (was_listed)
+		hub->count--;
 	pthread_mutex_unlock(&hub->lock);
 	if (was_listed)
 		atomic_fetch_sub(&hub->s->metrics->ws_subscribers, 1);

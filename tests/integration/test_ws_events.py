@@ -178,5 +178,24 @@ def test_subscriber_count_and_close(c):
     assert c.a.healthz_status() == 200
 
 
+def test_subscriber_limit(c):
+    n = Edgerec(redis=c.redis, config={"http.ws_max_subscribers": 2, "http.threads": 8}, name="ws-limit").start()
+    c.nodes.append(n)
+    try:
+        a, b = n.ws("lim"), n.ws("lim")
+        good = mint_token(TEST_SECRET, "alice")
+        assert handshake_status(n, "?room_id=lim&access_token=" + good) == 503
+        # REST still has its threads.
+        assert n.request("GET", "/api/webrtc/recordings").status == 200
+        a.close()
+        deadline = time.monotonic() + 5
+        while handshake_status(n, "?room_id=lim&access_token=" + good) != 101:
+            assert time.monotonic() < deadline, "slot not given back after close"
+            time.sleep(0.1)
+        b.close()
+    finally:
+        assert n.stop() == 0
+
+
 if __name__ == "__main__":
     run_tests(globals(), setup=setup, teardown=teardown)
