@@ -357,6 +357,20 @@ int recorder_session_stop(struct recorder_session *s, enum recorder_op op, const
 	return 0;
 }
 
+void recorder_session_refresh(struct recorder_session *s)
+{
+	if (s->ended || !s->pipeline || s->status != RECORDER_RECORDING)
+		return;
+	int64_t now = time_mono_ns();
+	if (now - s->refreshed_mono_ns < RECORDER_REFRESH_MS * TIME_NS_PER_MS)
+		return;
+	s->refreshed_mono_ns = now;
+	struct media_stats st;
+	media_pipeline_stats(s->pipeline, &st);
+	rec_apply_stats(s->rec, &st, NULL);
+	recorder_put(s->r, s->rec);
+}
+
 /* ---- the authorization decision ------------------------------------------ */
 
 bool recorder_authorize(struct recorder *r, const struct recorder_caller *caller,
@@ -542,6 +556,7 @@ void recorder_start(struct recorder *r, const struct recorder_caller *caller,
 	r->m.started_total++;
 	pthread_mutex_unlock(&r->lock);
 	s->started_mono_ns = time_mono_ns();
+	s->refreshed_mono_ns = s->started_mono_ns;
 	if (media_pipeline_start(s->pipeline, err, sizeof(err)) < 0) {
 		char why[400];
 		snprintf(why, sizeof(why), "the media pipeline did not start: %s", err);

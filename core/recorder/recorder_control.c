@@ -66,6 +66,7 @@ static int64_t control_session(struct recorder_session *s, bool disk_low)
 				LOG_ERROR(&log_ctl, "%s: auto-stop failed: %s", s->id, err);
 		} else if (s->status == RECORDER_RECORDING) {
 			left = s->max_duration_ns - st.active_duration_ns;
+			recorder_session_refresh(s);
 		}
 	}
 	pthread_mutex_unlock(&s->lock);

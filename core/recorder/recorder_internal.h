@@ -45,6 +45,7 @@ struct recorder_session {
 	struct media_pipeline *pipeline; /* under lock; NULL once stopped */
 	int64_t max_duration_ns;       /* auto-stop after this much active time */
 	int64_t started_mono_ns;       /* when the pipeline was started */
+	int64_t refreshed_mono_ns;     /* when duration/size were last stored */
 	bool ended;                    /* left the live statuses; under lock */
 
 	pthread_mutex_t ev_lock;
@@ -124,6 +125,11 @@ void recorder_session_apply_events(struct recorder_session *s);
 /* Ends a live session as failed with 'why' (pipeline fault, no media):
  * pipeline freed, files kept, slot released. Session lock held. */
 void recorder_session_fail(struct recorder_session *s, const char *why);
+/* While recording, stores duration_seconds and file_size_bytes so far at
+ * most every RECORDER_REFRESH_MS (listings and other nodes see progress).
+ * Session lock held. */
+#define RECORDER_REFRESH_MS 5000
+void recorder_session_refresh(struct recorder_session *s);
 /* Stops a live session into processing (stop request, max duration, eof,
  * shutdown) and queues its job. Session lock held; 'op' is RECORDER_OP_STOP
  * or RECORDER_EV_MAX_DURATION; 'reason' goes into the event. Returns 0 or
