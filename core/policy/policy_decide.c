@@ -90,8 +90,8 @@ static bool decide_opt_int(lua_State *L, int idx, const char *field, long long l
 	return true;
 }
 
-/* Reads an optional string field (NULL when absent); the string stays
- * valid while the table is on the stack... so it is copied to 'buf'. */
+/* Reads an optional string field into 'buf' (NULL when absent); raises
+ * when it is not a string or does not fit. */
 static const char *decide_opt_str(lua_State *L, int idx, const char *field, char *buf, size_t buflen)
 {
 	int t = lua_getfield(L, idx, field);

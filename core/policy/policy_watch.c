@@ -42,6 +42,8 @@ struct policy_watch {
 static void watch_add(struct policy_watch *w)
 {
 	char lib[POLICY_PATH_MAX];
+	if (w->ifd < 0)
+		return;
 	if (w->wd_dir >= 0)
 		inotify_rm_watch(w->ifd, w->wd_dir);
 	if (w->wd_lib >= 0)
@@ -98,7 +100,7 @@ static void *watch_main(void *arg)
 		}
 		if (timeout < 0)
 			timeout = 0;
-		int rc = poll(pf, 2, timeout);
+		int rc = poll(pf, w->ifd >= 0 ? 2 : 1, timeout);
 		if (rc < 0 && errno != EINTR) {
 			LOG_ERROR(&log_watch, "poll: %s", strerror(errno));
 			time_sleep_ns(100 * TIME_NS_PER_MS);
@@ -133,14 +135,20 @@ struct policy_watch *policy_watch_start(struct policy_host *h, const char *dir)
 	if (!w)
 		return NULL;
 	w->host = h;
+	w->ifd = w->stop_fd = -1;
 	w->wd_dir = w->wd_lib = -1;
 	snprintf(w->dir, sizeof(w->dir), "%s", dir);
-	w->ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
 	w->stop_fd = eventfd(0, EFD_CLOEXEC);
-	if (w->ifd < 0 || w->stop_fd < 0) {
-		LOG_ERROR(&log_watch, "inotify/eventfd: %s", strerror(errno));
+	if (w->stop_fd < 0) {
+		LOG_ERROR(&log_watch, "eventfd: %s", strerror(errno));
 		goto fail;
 	}
+	/* Without inotify (instances exhausted) the rescan still sees changes,
+	 * only later. */
+	w->ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	if (w->ifd < 0)
+		LOG_WARN(&log_watch, "inotify: %s; changes are seen by the rescan every %d ms",
+			 strerror(errno), WATCH_RESCAN_MS);
 	watch_add(w);
 	if (pthread_create(&w->thread, NULL, watch_main, w) != 0) {
 		LOG_ERROR(&log_watch, "cannot start the watcher thread");
@@ -164,7 +172,8 @@ void policy_watch_stop(struct policy_watch *w)
 	if (write(w->stop_fd, &one, sizeof(one)) != sizeof(one))
 		LOG_ERROR(&log_watch, "cannot signal the watcher: %s", strerror(errno));
 	pthread_join(w->thread, NULL);
-	close(w->ifd);
+	if (w->ifd >= 0)
+		close(w->ifd);
 	close(w->stop_fd);
 	free(w);
 }
