@@ -70,6 +70,9 @@ def test_events_cross_node(c):
         # Node B reads the state node A wrote.
         r = c.b.op("status", room, rid)
         assert r.status == 200 and r.json["status"] == "paused", r
+        # Node B cannot control a capture that runs on node A.
+        r = c.b.op("resume", room, rid)
+        assert r.status == 409 and r.json["code"] == "wrong_node", r
         assert c.a.op("resume", room, rid).status == 200
         check_event(ws_next(on_a, "recording_resumed"), "recording_resumed", room, rid)
         check_event(ws_next(on_b, "recording_resumed"), "recording_resumed", room, rid)
