@@ -222,6 +222,57 @@ static void test_concurrent(struct policy_host *h)
 	CHECK(after.reload_failures - before.reload_failures >= 3);
 }
 
+/* A deploy that swaps a symlink to a new directory is invisible to
+ * inotify (the watch follows the old directory); the rescan finds it. */
+static void test_symlink_swap(void)
+{
+	char a[300], b[300], link[300], tmp[320];
+	snprintf(a, sizeof(a), "%s/release-a", dir);
+	snprintf(b, sizeof(b), "%s/release-b", dir);
+	snprintf(link, sizeof(link), "%s/current", dir);
+	snprintf(tmp, sizeof(tmp), "%s/current.new", dir);
+	const char *files[][2] = {
+		{ "quota.lua", "return { admit = function() return { decision = 'allow' } end }\n" },
+		{ "lifecycle.lua", "local n = function() return nil end\n"
+				   "return { on_started = n, on_stopped = n, on_completed = n, on_failed = n }\n" },
+		{ "sources.lua", "return { resolve = function() return 'test' end }\n" },
+	};
+	const char *releases[2] = { a, b };
+	for (int r = 0; r < 2; r++) {
+		CHECK_INT(util_mkdir_p(releases[r], 0755), 0);
+		for (size_t i = 0; i < 3; i++) {
+			char path[400];
+			snprintf(path, sizeof(path), "%s/%s", releases[r], files[i][0]);
+			FILE *f = fopen(path, "w");
+			if (f) {
+				fputs(files[i][1], f);
+				fclose(f);
+			}
+		}
+		char path[400];
+		snprintf(path, sizeof(path), "%s/auth.lua", releases[r]);
+		FILE *f = fopen(path, "w");
+		if (f) {
+			fputs(auth_version(r ? "release-b" : "release-a", NULL), f);
+			fclose(f);
+		}
+	}
+	CHECK_INT(symlink(a, link), 0);
+	char err[256] = "";
+	struct policy_host_options o = { .dir = link, .watch = true };
+	struct policy_host *h = policy_host_new(&o, err, sizeof(err));
+	CHECK(h != NULL);
+	if (!h)
+		return;
+	CHECK_STR(decide(h, NULL), "release-a");
+	CHECK_INT(symlink(b, tmp), 0);
+	CHECK_INT(rename(tmp, link), 0);
+	double ms = wait_reason(h, "release-b", 3000);
+	CHECK(ms >= 0);
+	fprintf(stderr, "symlink swap in force after %.0f ms\n", ms);
+	policy_host_free(h);
+}
+
 int main(void)
 {
 	log_set_level(LOG_LEVEL_ERROR);
@@ -247,6 +298,7 @@ int main(void)
 		test_concurrent(h);
 		policy_host_free(h);
 	}
+	test_symlink_swap();
 	util_rm_rf(dir);
 	return check_exit();
 }
