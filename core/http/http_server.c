@@ -179,7 +179,10 @@ static int http_handle(struct mg_connection *conn, void *cbdata)
 	http_request_begin(s, conn, &req);
 
 	const char *path = ri->local_uri_raw ? ri->local_uri_raw : ri->local_uri;
+	/* HEAD is GET without the body (http_reply leaves it out). */
 	const char *method = ri->request_method;
+	if (method && strcmp(method, "HEAD") == 0)
+		method = "GET";
 	int rc = http_route_match(method, path ? path : "", &m);
 	if (rc == 404) {
 		req.route = HTTP_ROUTE_NOT_FOUND;

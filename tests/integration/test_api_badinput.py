@@ -150,6 +150,8 @@ def test_wrong_methods_and_routes(c):
         expect(c.node.request("GET", path), 404, "not_found")
     r = c.node.request("GET", "/api/webrtc/ws?room_id=" + ROOM)
     expect(r, 426, "upgrade_required")
+    r = c.node.request("HEAD", "/healthz", token=None)
+    assert r.status == 200 and r.body == b"" and int(r.headers["content-length"]) > 0, r
 
 
 def test_huge_headers_and_bodies(c):
