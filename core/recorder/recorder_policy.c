@@ -164,6 +164,11 @@ int recorder_policy_admit(struct recorder *r, const struct recorder_caller *call
 	if (avail >= 0) {
 		double need = ((double)(*preset)->video_bps + (double)(*preset)->audio_bps) / 8.0 *
 			      ((double)*max_duration_ms / 1000.0);
+		if (avail < r->disk_low_water) {
+			snprintf(reason, reasonlen, "not enough free disk: %lld MB free, below the low-water mark of %lld MB",
+				 avail >> 20, (long long)(r->disk_low_water >> 20));
+			return 507;
+		}
 		if ((double)(avail - r->disk_reserve) < need) {
 			snprintf(reason, reasonlen,
 				 "not enough free disk: %lld MB free, %lld MB reserved, the recording may need %.0f MB",

@@ -836,6 +836,59 @@ static void test_policy_hook(const char *storage)
 	policy_host_free(pol);
 }
 
+/* Free space falls below recorder.disk_low_water while recording (on a
+ * small tmpfs this test mounts; skipped where mounting is not allowed):
+ * the recording stops cleanly with reason disk_low and its file plays;
+ * a start while the disk stays low is refused with 507. */
+static void test_disk_low(void)
+{
+	char small[300], cmd[1400], err[256];
+	snprintf(small, sizeof(small), "%s/small", tmpdir);
+	util_mkdir_p(small, 0755);
+	snprintf(cmd, sizeof(cmd), "mount -t tmpfs -o size=24m tmpfs '%s' 2>/dev/null", small);
+	if (system(cmd) != 0) {
+		fprintf(stderr, "test_disk_low: SKIPPED (cannot mount a tmpfs here)\n");
+		return;
+	}
+	struct state *st = connect_state("node-low");
+	struct config *c = make_config(small);
+	CHECK(c && config_set(c, "recorder.disk_reserve", "0", err, sizeof(err)) == 0);
+	CHECK(c && config_set(c, "recorder.disk_low_water", "16M", err, sizeof(err)) == 0);
+	struct recorder *r = st && c ? recorder_new(c, st, NULL, err, sizeof(err)) : NULL;
+	CHECK(r != NULL);
+	if (r) {
+		CHECK_INT(recorder_on_event(r, on_event, NULL), 0);
+		struct recorder_reply rep = { 0 };
+		char id[UUID_STR_LEN] = "", path[1200];
+		recorder_start(r, &alice, "room-low", "webm", "low", &rep);
+		CHECK_INT(rep.status, 200);
+		if (rep.body && str_of(rep.body, "recording_id"))
+			util_strlcpy(id, str_of(rep.body, "recording_id"), sizeof(id));
+		reply_reset(&rep);
+		time_sleep_ns(800 * TIME_NS_PER_MS);
+		/* Leave about 12 MB free: below the 16 MB mark. */
+		snprintf(cmd, sizeof(cmd), "fallocate -l 11M '%s/filler' || dd if=/dev/zero of='%s/filler' bs=1M count=11 2>/dev/null",
+			 small, small);
+		CHECK(system(cmd) == 0);
+		CHECK(saw_event("recording_stopped", id, "\"reason\":\"disk_low\"", 3.0));
+		CHECK_INT(recorder_drain(r, 20 * TIME_NS_PER_SEC), 0);
+		wait_final(r, &alice, "room-low", id, &rep, 5.0);
+		CHECK_STR(str_of(rep.body, "status"), "completed");
+		file_of(rep.body, path, sizeof(path));
+		CHECK(fabs(ffprobe_duration(path) - num_of(rep.body, "duration_seconds")) <= 0.050);
+		reply_reset(&rep);
+		recorder_start(r, &alice, "room-low", "webm", "low", &rep);
+		CHECK_INT(rep.status, 507);
+		reply_reset(&rep);
+		recorder_free(r);
+	}
+	config_free(c);
+	state_free(st);
+	snprintf(cmd, sizeof(cmd), "umount -l '%s'", small);
+	if (system(cmd) != 0)
+		fprintf(stderr, "could not unmount %s\n", small);
+}
+
 /* The child: records in room-k on node "crashnode", prints the id, then
  * waits to be killed. */
 static int child_main(const char *url, const char *storage)
@@ -973,6 +1026,7 @@ int main(int argc, char **argv)
 	test_policy_hook(storage);
 	test_journal_resume(storage);
 	test_disk_admission(storage);
+	test_disk_low();
 	test_recovery(argv[0], storage);
 
 	kill(redis_pid, SIGTERM);
