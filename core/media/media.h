@@ -98,7 +98,9 @@ int media_pipeline_start(struct media_pipeline *p, char *err, size_t errlen);
 int media_pipeline_pause(struct media_pipeline *p);
 int media_pipeline_resume(struct media_pipeline *p);
 /* Stops the source, drains the encoders and finalizes the file (Duration,
- * Cues). Returns 0, or <0 with a reason in 'err'. Safe to call twice. */
+ * Cues). Returns 0, or <0 with a reason in 'err'. Safe to call twice. It
+ * joins the pipeline threads: never call it (or _free) from an on_event
+ * handler. */
 int media_pipeline_stop(struct media_pipeline *p, char *err, size_t errlen);
 /* Stops first if needed, then frees. media_pipeline_free(NULL) is a no-op. */
 void media_pipeline_free(struct media_pipeline *p);

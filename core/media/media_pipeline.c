@@ -42,6 +42,7 @@ static struct log_handle log_pipe = LOG_HANDLE("media/pipeline");
 #define PIPE_READ_TIMEOUT_NS (100 * TIME_NS_PER_MS)
 #define PIPE_STALL_NS (2 * TIME_NS_PER_SEC)
 #define PIPE_INTERLEAVE_NS (1 * TIME_NS_PER_SEC)
+#define PIPE_KEY_REQUEST_NS (500 * TIME_NS_PER_MS)
 
 enum pipe_role { PIPE_VIDEO = 0, PIPE_AUDIO = 1, PIPE_ROLES };
 
@@ -183,6 +184,7 @@ struct pipe_src_state {
 	bool need_key[PIPE_ROLES];/* passthrough: drop until a keyframe */
 	bool force_key;           /* raw video: force a keyframe on the next frame */
 	int64_t last_packet_mono;
+	int64_t last_key_request_mono;
 	bool stalled;
 };
 
@@ -244,6 +246,10 @@ static void *pipe_src_main(void *arg)
 	struct pipe_src_state s = { .last_packet_mono = time_mono_ns() };
 	struct media_packet pkt;
 
+	/* An encoded video stream is recorded from a keyframe on. */
+	for (int i = 0; i < PIPE_ROLES; i++)
+		s.need_key[i] = p->passthrough[i] && p->src->streams[p->src_stream[i]].kind == MEDIA_KIND_VIDEO;
+
 	while (!atomic_load(&p->stop_requested)) {
 		int r = p->src->driver->read(p->src, &pkt, PIPE_READ_TIMEOUT_NS);
 		if (r == MEDIA_SOURCE_AGAIN) {
@@ -294,13 +300,22 @@ static void *pipe_src_main(void *arg)
 			s.force_key = true;
 			for (int i = 0; i < PIPE_ROLES; i++)
 				s.need_key[i] = p->passthrough[i] && p->src->streams[p->src_stream[i]].kind == MEDIA_KIND_VIDEO;
-			if (p->passthrough[PIPE_VIDEO] && p->src->driver->request_keyframe)
+			if (p->passthrough[PIPE_VIDEO] && p->src->driver->request_keyframe) {
 				p->src->driver->request_keyframe(p->src);
+				s.last_key_request_mono = time_mono_ns();
+			}
 			LOG_DEBUG(&log_pipe, "resumed at source %.3f s, %.3f s paused in all", pts / 1e9,
 				  s.offset_ns / 1e9);
 		}
 		if (p->passthrough[role] && s.need_key[role]) {
 			if (!pkt.keyframe) {
+				/* Waiting for a keyframe (start, resume): ask again now and then. */
+				int64_t now = time_mono_ns();
+				if (p->src->driver->request_keyframe &&
+				    now - s.last_key_request_mono > PIPE_KEY_REQUEST_NS) {
+					p->src->driver->request_keyframe(p->src);
+					s.last_key_request_mono = now;
+				}
 				media_packet_clear(&pkt);
 				pthread_mutex_lock(&p->lock);
 				p->stats.video_frames_dropped++;

@@ -11,7 +11,9 @@
  * packets instead of raw frames, as an SFU feed would: the pipeline records
  * them by passthrough; "gop=SEC" (default 10) spaces the sender's own
  * keyframes, so a keyframe after a resume comes from request_keyframe(),
- * and "bitrate=BPS" (default 1000000) sets the sender's video rate). */
+ * "bitrate=BPS" (default 1000000) sets the sender's video rate, and
+ * "join=SEC" hides what the sender sent before SEC, as when a recorder joins
+ * a running stream mid-GOP). */
 #include "media_source.h"
 
 #include <stdatomic.h>
@@ -47,6 +49,7 @@ struct test_priv {
 	struct media_enc *venc, *aenc;
 	atomic_bool key_request;
 	int cur_stream;
+	int64_t join_ns;
 	struct media_packet out[8];
 	int out_head, out_len;
 };
@@ -344,6 +347,10 @@ static int test_read(struct media_source *src, struct media_packet *pkt, int64_t
 	*pkt = t->out[t->out_head];
 	t->out_head = (t->out_head + 1) % (int)ARRAY_SIZE(t->out);
 	t->out_len--;
+	if (pkt->pts_ns < t->join_ns) {
+		media_packet_clear(pkt);
+		return MEDIA_SOURCE_AGAIN;
+	}
 	return MEDIA_SOURCE_OK;
 }
 
@@ -364,6 +371,8 @@ static int test_open_encoded(struct media_source *src, struct test_priv *t, cons
 		gop = atof(v);
 	if (media_source_arg(args, "bitrate", v, sizeof(v)))
 		bitrate = atoi(v);
+	if (media_source_arg(args, "join", v, sizeof(v)))
+		t->join_ns = (int64_t)(atof(v) * 1e9);
 	if (!(gop > 0 && gop <= 60) || bitrate < 50000 || bitrate > 50000000) {
 		snprintf(err, errlen, "test source: gop must be 0..60 s and bitrate 50k..50M");
 		return -1;

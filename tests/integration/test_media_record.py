@@ -129,6 +129,16 @@ if check(rc == 0, f"passthrough: record exit 0 ({se.strip()[-200:]})"):
     check(len(flashes) >= 3 and offsets and max(abs(o) for o in offsets) <= 0.020,
           f"passthrough: A/V offset <= 20 ms ({[round(o * 1000, 1) for o in offsets]})")
 
+# Joining a running sender mid-GOP: the recording asks for a keyframe and
+# starts on it instead of waiting for the sender's next one (10 s away).
+out = os.path.join(tmp, "joined.webm")
+rc, so, se = record("--source", "test", "--args", "encoded=1,gop=10,join=0.5", "--quality", "low",
+                    "--duration", "3", "--fast", "--output", out)
+if check(rc == 0, "join: record exit 0"):
+    vp = packets(out, "v")
+    check(vp and vp[0][2] and vp[0][0] < 0.1, f"join: starts on a requested keyframe at {vp[0][0] if vp else None} s")
+    check(sum(1 for p in vp if p[2]) == 1 and len(vp) >= 58, f"join: one keyframe, {len(vp)} frames")
+
 # 5. File source: Y4M + WAV in, their size and length out.
 y4m, wav = os.path.join(tmp, "in.y4m"), os.path.join(tmp, "in.wav")
 make_y4m(y4m, 320, 240, 25, 2)
