@@ -182,7 +182,7 @@ const char *policy_host_dir(struct policy_host *h);
 
 struct policy_watch;
 /* Starts the thread that calls policy_host_reload when a file in 'dir' or
- * 'dir'/lib changes (and every few seconds regardless). NULL on failure
+ * 'dir'/lib changes (and every second regardless). NULL on failure
  * (logged). */
 struct policy_watch *policy_watch_start(struct policy_host *h, const char *dir);
 void policy_watch_stop(struct policy_watch *w);

@@ -3,7 +3,7 @@
  * inotify on the policy directory and its lib/ folder reports writes that
  * finished (close after write) and renames into place (how editors and
  * deploy tools replace a file); after a short quiet period the host
- * rescans. A full rescan also runs every few seconds, which catches what
+ * rescans. A full rescan also runs every second, which catches what
  * inotify cannot see (the directory reached through a symlink that a deploy
  * swapped, a lib/ folder created later). A rescan of unchanged files costs
  * a few reads and hashes. */
@@ -25,7 +25,7 @@ static struct log_handle log_watch = LOG_HANDLE("policy/watch");
 #define WATCH_QUIET_MS 30
 /* A file rewritten without pause is still picked up this often. */
 #define WATCH_MAX_DELAY_MS 200
-#define WATCH_RESCAN_MS 2000
+#define WATCH_RESCAN_MS 1000
 #define WATCH_MASK (IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_CREATE | IN_DELETE | \
 		    IN_DELETE_SELF | IN_MOVE_SELF | IN_ATTRIB)
 
