@@ -58,7 +58,7 @@ struct policy_host;
  * configuration file is loaded:
  *   policy_dir               directory holding the live policies
  *   policy.max_instructions  Lua VM instructions per call
- *   policy.max_memory        bytes one policy's Lua state may hold
+ *   policy.max_memory        bytes each Lua state of a policy may hold
  *   policy.max_call_time     wall-clock budget per call
  *   policy.param.*           free-form values policies may read with edge.config */
 extern const struct config_option policy_config_options[];
@@ -84,11 +84,12 @@ struct policy_provider {
 	long long (*disk_free_bytes)(void *opaque);
 };
 
-/* How a host is built. Zero limits take the defaults (1,000,000
- * instructions, 16 MiB, 200 ms: the instruction count stops runaway code
- * within milliseconds; the wall clock catches what the count cannot see,
- * and must not fire on a call that was merely descheduled). 'cfg' (may be NULL) is what edge.config
- * reads; it must outlive the host. */
+/* How a host is built. Zero limits take the defaults: 1,000,000
+ * instructions and 200 ms per call, 8 MiB per Lua state. The instruction
+ * count stops runaway code within milliseconds; the wall clock catches what
+ * the count cannot see and must not fire on a call that was merely
+ * descheduled. 'cfg' (may be NULL) is what edge.config reads; it must
+ * outlive the host. */
 struct policy_host_options {
 	const char *dir;
 	const struct config *cfg;
