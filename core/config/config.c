@@ -529,10 +529,64 @@ out:
 
 /* ---- the file parser -------------------------------------------------- */
 
+/* A list of checked (key, value, origin) triples waiting to be stored:
+ * a file or the environment is read completely before anything changes. */
 struct pending {
 	char *key, *value, *origin;
 	const struct config_option *opt;
 };
+
+struct plist {
+	struct pending *v;
+	size_t n, cap;
+};
+
+static int plist_push(struct plist *l, const char *key, const char *value, const char *origin,
+		      const struct config_option *opt)
+{
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 32;
+		struct pending *nv = realloc(l->v, cap * sizeof(*nv));
+		if (!nv)
+			return -1;
+		l->v = nv;
+		l->cap = cap;
+	}
+	struct pending *p = &l->v[l->n];
+	p->key = strdup(key);
+	p->value = strdup(value);
+	p->origin = strdup(origin);
+	p->opt = opt;
+	if (!p->key || !p->value || !p->origin) {
+		free(p->key);
+		free(p->value);
+		free(p->origin);
+		return -1;
+	}
+	l->n++;
+	return 0;
+}
+
+static void plist_free(struct plist *l)
+{
+	for (size_t i = 0; i < l->n; i++) {
+		free(l->v[i].key);
+		free(l->v[i].value);
+		free(l->v[i].origin);
+	}
+	free(l->v);
+	l->v = NULL;
+	l->n = l->cap = 0;
+}
+
+/* Stores every pending value in 'c' (caller holds the write lock). */
+static int plist_apply(struct config *c, const struct plist *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		if (entry_store(c, l->v[i].key, l->v[i].value, l->v[i].origin, l->v[i].opt) < 0)
+			return -1;
+	return 0;
+}
 
 static char *trim(char *s)
 {
@@ -586,24 +640,17 @@ static char *parse_value(char *s, char *err, size_t errlen)
 	return s;
 }
 
-int config_load_string(struct config *c, const char *name, const char *text, size_t len,
-		       char *err, size_t errlen)
+/* Parses and checks 'text' into 'out'. Caller holds the lock (for the
+ * option lookups). Returns 0 or -1 with "name:line: reason" in 'err'. */
+static int parse_text(const struct config *c, const char *name, const char *text, size_t len,
+		      struct plist *out, char *err, size_t errlen)
 {
-	struct pending *pend = NULL;
-	size_t npend = 0, cappend = 0;
 	char *line = NULL, prefix[CONFIG_KEY_MAX + 2] = "";
 	char why[256];
 	int rc = -1;
 	unsigned lineno = 0;
 	size_t pos = 0;
 
-	if (!c || !text) {
-		seterr(err, errlen, "no configuration text");
-		return -1;
-	}
-	if (!name)
-		name = "(config)";
-	pthread_rwlock_wrlock(&c->lock);
 	while (pos < len) {
 		const char *start = text + pos;
 		const char *nl = memchr(start, '\n', len - pos);
@@ -679,45 +726,41 @@ int config_load_string(struct config *c, const char *name, const char *text, siz
 			seterr(err, errlen, "%s:%u: %s", name, lineno, why);
 			goto out;
 		}
-		if (npend == cappend) {
-			size_t cap = cappend ? cappend * 2 : 32;
-			struct pending *np = realloc(pend, cap * sizeof(*np));
-			if (!np) {
-				seterr(err, errlen, "%s:%u: out of memory", name, lineno);
-				goto out;
-			}
-			pend = np;
-			cappend = cap;
-		}
 		char origin[512];
 		snprintf(origin, sizeof(origin), "%s:%u", name, lineno);
-		struct pending *p = &pend[npend];
-		p->key = strdup(full);
-		p->value = strdup(value);
-		p->origin = strdup(origin);
-		p->opt = opt;
-		npend++;
-		if (!p->key || !p->value || !p->origin) {
+		if (plist_push(out, full, value, origin, opt) < 0) {
 			seterr(err, errlen, "%s:%u: out of memory", name, lineno);
 			goto out;
 		}
 	}
-	/* Everything parsed and checked: apply. */
-	for (size_t i = 0; i < npend; i++)
-		if (entry_store(c, pend[i].key, pend[i].value, pend[i].origin, pend[i].opt) < 0) {
-			seterr(err, errlen, "%s: out of memory while applying", name);
-			goto out;
-		}
+	rc = 0;
+out:
+	free(line);
+	return rc;
+}
+
+int config_load_string(struct config *c, const char *name, const char *text, size_t len,
+		       char *err, size_t errlen)
+{
+	struct plist pend = { 0 };
+	int rc = -1;
+	if (!c || !text) {
+		seterr(err, errlen, "no configuration text");
+		return -1;
+	}
+	if (!name)
+		name = "(config)";
+	pthread_rwlock_wrlock(&c->lock);
+	if (parse_text(c, name, text, len, &pend, err, errlen) < 0)
+		goto out;
+	if (plist_apply(c, &pend) < 0) {
+		seterr(err, errlen, "%s: out of memory while applying", name);
+		goto out;
+	}
 	rc = 0;
 out:
 	pthread_rwlock_unlock(&c->lock);
-	for (size_t i = 0; i < npend; i++) {
-		free(pend[i].key);
-		free(pend[i].value);
-		free(pend[i].origin);
-	}
-	free(pend);
-	free(line);
+	plist_free(&pend);
 	return rc;
 }
 
@@ -754,64 +797,48 @@ static void env_name(char *out, size_t outlen, const char *k, size_t klen)
 	out[j] = '\0';
 }
 
-static int env_set_one(struct config *c, const char *var, const char *key, const char *value,
-		       char *err, size_t errlen)
+/* Checks one environment value and queues it. An invalid one is logged;
+ * with 'strict' it is also an error (-1, 'err' filled). */
+static int env_take(const struct config *c, const char *var, const char *key, const char *value,
+		    struct plist *out, bool strict, char *err, size_t errlen)
 {
 	char why[256], origin[CONFIG_KEY_MAX + 16];
 	const struct config_option *opt;
-	int rc = -1;
-	pthread_rwlock_wrlock(&c->lock);
 	if (check_pair(c, key, value, &opt, why, sizeof(why)) < 0) {
+		LOG_WARN(&log_cfg, "ignoring %s: %s", var, why);
+		if (!strict)
+			return 0;
 		seterr(err, errlen, "%s: %s", var, why);
-		goto out;
-	}
-	snprintf(origin, sizeof(origin), "env %s", var);
-	if (entry_store(c, key, value, origin, opt) < 0) {
-		seterr(err, errlen, "%s: out of memory", var);
-		goto out;
-	}
-	rc = 0;
-out:
-	pthread_rwlock_unlock(&c->lock);
-	return rc;
-}
-
-static int apply_env(struct config *c, bool stop_on_error, char *err, size_t errlen)
-{
-	char errbuf[320];
-	int rc = 0;
-	/* Snapshot the options: setting values does not change them. */
-	pthread_rwlock_rdlock(&c->lock);
-	size_t n = c->nopts;
-	const struct config_option **opts = malloc((n ? n : 1) * sizeof(*opts));
-	if (opts)
-		memcpy(opts, c->opts, n * sizeof(*opts));
-	pthread_rwlock_unlock(&c->lock);
-	if (!opts) {
-		seterr(err, errlen, "out of memory");
 		return -1;
 	}
-	for (size_t i = 0; i < n && rc == 0; i++) {
-		const char *key = opts[i]->key;
+	snprintf(origin, sizeof(origin), "env %s", var);
+	if (plist_push(out, key, value, origin, opt) < 0) {
+		seterr(err, errlen, "%s: out of memory", var);
+		return -1;
+	}
+	return 0;
+}
+
+/* Collects the EDGEREC_* variables of every registered option into 'out'.
+ * Caller holds the lock. */
+static int collect_env(const struct config *c, struct plist *out, bool strict, char *err, size_t errlen)
+{
+	for (size_t i = 0; i < c->nopts; i++) {
+		const char *key = c->opts[i]->key;
 		const char *star = strchr(key, '*');
 		char pre[CONFIG_KEY_MAX + 16] = "EDGEREC_", suf[CONFIG_KEY_MAX + 8];
 		if (!star) {
 			env_name(pre + 8, sizeof(pre) - 8, key, strlen(key));
 			const char *v = getenv(pre);
-			if (v && env_set_one(c, pre, key, v, errbuf, sizeof(errbuf)) < 0) {
-				LOG_WARN(&log_cfg, "ignoring %s", errbuf);
-				if (stop_on_error) {
-					seterr(err, errlen, "%s", errbuf);
-					rc = -1;
-				}
-			}
+			if (v && env_take(c, pre, key, v, out, strict, err, errlen) < 0)
+				return -1;
 			continue;
 		}
 		/* A family: EDGEREC_<before>_<segment>_<after>=value. */
 		env_name(pre + 8, sizeof(pre) - 8, key, (size_t)(star - key));
 		env_name(suf, sizeof(suf), star + 1, strlen(star + 1));
 		size_t plen = strlen(pre), slen = strlen(suf);
-		for (char **e = environ; e && *e && rc == 0; e++) {
+		for (char **e = environ; e && *e; e++) {
 			const char *eq = strchr(*e, '=');
 			if (!eq || strncmp(*e, pre, plen) != 0)
 				continue;
@@ -829,16 +856,28 @@ static int apply_env(struct config *c, bool stop_on_error, char *err, size_t err
 			snprintf(full, sizeof(full), "%.*s%s%s", (int)(star - key), key, seg, star + 1);
 			if (!key_match(key, full))
 				continue;
-			if (env_set_one(c, var, full, eq + 1, errbuf, sizeof(errbuf)) < 0) {
-				LOG_WARN(&log_cfg, "ignoring %s", errbuf);
-				if (stop_on_error) {
-					seterr(err, errlen, "%s", errbuf);
-					rc = -1;
-				}
-			}
+			if (env_take(c, var, full, eq + 1, out, strict, err, errlen) < 0)
+				return -1;
 		}
 	}
-	free(opts);
+	return 0;
+}
+
+static int apply_env(struct config *c, bool strict, char *err, size_t errlen)
+{
+	struct plist pend = { 0 };
+	int rc = -1;
+	pthread_rwlock_wrlock(&c->lock);
+	if (collect_env(c, &pend, strict, err, errlen) < 0)
+		goto out;
+	if (plist_apply(c, &pend) < 0) {
+		seterr(err, errlen, "out of memory");
+		goto out;
+	}
+	rc = 0;
+out:
+	pthread_rwlock_unlock(&c->lock);
+	plist_free(&pend);
 	return rc;
 }
 
@@ -853,6 +892,102 @@ int config_apply_env_checked(struct config *c, char *err, size_t errlen)
 	if (!c)
 		return -1;
 	return apply_env(c, true, err, errlen);
+}
+
+/* ---- reload ------------------------------------------------------------------ */
+
+/* The effective value of entry 'key' in an entry array, or the option's
+ * default. */
+static const char *effective(const struct config *c, const char *key)
+{
+	long i = entry_search(c, key);
+	if (i >= 0)
+		return c->entries[i].value;
+	const struct config_option *o = opt_find(c, key);
+	return o ? o->def : NULL;
+}
+
+static bool same_text(const char *a, const char *b)
+{
+	return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+int config_reload_file(struct config *c, const char *path, char *err, size_t errlen)
+{
+	struct plist file = { 0 }, env = { 0 };
+	struct config fresh = { 0 };
+	size_t len = 0;
+	int rc = -1, changed = 0;
+	char *text = NULL;
+
+	if (!c || !path) {
+		seterr(err, errlen, "no configuration file given");
+		return -1;
+	}
+	text = util_read_file(path, &len);
+	if (!text) {
+		seterr(err, errlen, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	pthread_rwlock_wrlock(&c->lock);
+	if (parse_text(c, path, text, len, &file, err, errlen) < 0 ||
+	    collect_env(c, &env, true, err, errlen) < 0)
+		goto out;
+	/* Build the new set beside the live one: file < environment < set. */
+	fresh.opts = c->opts;
+	fresh.nopts = c->nopts;
+	if (plist_apply(&fresh, &file) < 0 || plist_apply(&fresh, &env) < 0)
+		goto oom;
+	for (size_t i = 0; i < c->nentries; i++)
+		if (strcmp(c->entries[i].origin, "set") == 0 &&
+		    entry_store(&fresh, c->entries[i].key, c->entries[i].value, "set", c->entries[i].opt) < 0)
+			goto oom;
+	/* Count what changes: keys in either set whose effective value differs. */
+	for (size_t i = 0; i < c->nentries; i++)
+		changed += !same_text(c->entries[i].value, effective(&fresh, c->entries[i].key));
+	for (size_t i = 0; i < fresh.nentries; i++)
+		if (entry_search(c, fresh.entries[i].key) < 0)
+			changed += !same_text(fresh.entries[i].value, effective(c, fresh.entries[i].key));
+	/* Swap. Every old string stays valid for readers holding it. */
+	if (c->nretired + 3 * c->nentries > c->capretired) {
+		size_t cap = c->nretired + 3 * c->nentries + 16;
+		char **n = realloc(c->retired, cap * sizeof(*n));
+		if (!n)
+			goto oom;
+		c->retired = n;
+		c->capretired = cap;
+	}
+	for (size_t i = 0; i < c->nentries; i++) {
+		retire(c, c->entries[i].key);
+		retire(c, c->entries[i].value);
+		retire(c, c->entries[i].origin);
+	}
+	free(c->entries);
+	c->entries = fresh.entries;
+	c->nentries = fresh.nentries;
+	c->capentries = fresh.capentries;
+	fresh.entries = NULL;
+	fresh.nentries = 0;
+	rc = changed;
+	LOG_INFO(&log_cfg, "reloaded %s: %d value%s changed", path, changed, changed == 1 ? "" : "s");
+	goto out;
+oom:
+	seterr(err, errlen, "%s: out of memory while reloading", path);
+out:
+	pthread_rwlock_unlock(&c->lock);
+	for (size_t i = 0; i < fresh.nentries; i++) {
+		free(fresh.entries[i].key);
+		free(fresh.entries[i].value);
+		free(fresh.entries[i].origin);
+	}
+	free(fresh.entries);
+	for (size_t i = 0; i < fresh.nretired; i++)
+		free(fresh.retired[i]);
+	free(fresh.retired);
+	plist_free(&file);
+	plist_free(&env);
+	free(text);
+	return rc;
 }
 
 int config_set(struct config *c, const char *key, const char *value, char *err, size_t errlen)

@@ -97,9 +97,20 @@ int config_load_string(struct config *c, const char *name, const char *text, siz
  * EDGEREC_ROOM_lobby_SOURCE sets room.lobby.source. An invalid value is
  * logged and ignored; config_apply_env_checked reports it instead. */
 void config_apply_env(struct config *c);
-/* As config_apply_env, but stops at the first invalid value: -1 and 'err'
- * says "EDGEREC_X: reason" (values applied before it stay). */
+/* As config_apply_env, but an invalid value is an error: -1, 'err' says
+ * "EDGEREC_X: reason" and no variable is applied. */
 int config_apply_env_checked(struct config *c, char *err, size_t errlen);
+
+/* Reloads the configuration, validate-then-swap: reads 'path' and the
+ * environment again into a new value set beside the live one (values given
+ * with config_set are kept; keys no longer in the file return to their
+ * defaults), checks all of it, and only then swaps it in under the lock.
+ * On any error the live values stay as they were and -1 comes back with
+ * 'err' ("path:line: reason"). Otherwise returns how many keys changed
+ * value. Strings returned earlier by the getters stay valid. Modules that
+ * copied a value at start-up keep their copy: a reload changes what the
+ * getters return from now on. */
+int config_reload_file(struct config *c, const char *path, char *err, size_t errlen);
 
 /* Sets one value after checking it. Returns 0, or -1 with 'err' filled
  * ("unknown option 'x'", "max_concurrent_recordings: 'ten' is not an

@@ -350,6 +350,63 @@ static void test_env(void)
 	config_free(c);
 }
 
+static void test_reload(void)
+{
+	char path[] = "/tmp/test_config_reload.XXXXXX", err[512];
+	int fd = mkstemp(path);
+	CHECK(fd >= 0);
+	close(fd);
+	FILE *f = fopen(path, "w");
+	fputs("redis_url = redis://a\nmax_concurrent_recordings = 3\n[s3]\nbucket = b\n", f);
+	fclose(f);
+	struct config *c = fresh();
+	CHECK_INT(config_load_file(c, path, err, sizeof(err)), 0);
+	setenv("EDGEREC_S3_PATH_STYLE", "true", 1);
+	config_apply_env(c);
+	CHECK_INT(config_set(c, "policy_dir", "/srv/policies", err, sizeof(err)), 0);
+	const char *old_url = config_get_str(c, "redis_url");
+	CHECK_STR(old_url, "redis://a");
+
+	f = fopen(path, "w");
+	fputs("redis_url = redis://b\n[s3]\nbucket = b\n[]\nratio = 0.75\n", f);
+	fclose(f);
+	/* redis_url changed, max_concurrent_recordings back to its default,
+	 * ratio set: three changes; the env and config_set values stay. */
+	CHECK_INT(config_reload_file(c, path, err, sizeof(err)), 3);
+	CHECK_STR(config_get_str(c, "redis_url"), "redis://b");
+	CHECK_STR(old_url, "redis://a");
+	CHECK_INT(config_get_int(c, "max_concurrent_recordings"), 10);
+	CHECK_STR(config_origin(c, "max_concurrent_recordings"), "default");
+	CHECK(config_get_double(c, "ratio") == 0.75);
+	CHECK_STR(config_get_str(c, "s3.bucket"), "b");
+	CHECK(config_get_bool(c, "s3.path_style"));
+	CHECK_STR(config_get_str(c, "policy_dir"), "/srv/policies");
+	CHECK_INT(config_reload_file(c, path, err, sizeof(err)), 0);
+
+	/* A broken file or environment changes nothing. */
+	f = fopen(path, "w");
+	fputs("redis_url = redis://c\nratio = lots\n", f);
+	fclose(f);
+	CHECK_INT(config_reload_file(c, path, err, sizeof(err)), -1);
+	char want[600];
+	snprintf(want, sizeof(want), "%s:2: ratio", path);
+	CHECK(strstr(err, want) != NULL);
+	CHECK_STR(config_get_str(c, "redis_url"), "redis://b");
+	f = fopen(path, "w");
+	fputs("redis_url = redis://c\n", f);
+	fclose(f);
+	setenv("EDGEREC_S3_PATH_STYLE", "sometimes", 1);
+	CHECK_INT(config_reload_file(c, path, err, sizeof(err)), -1);
+	CHECK(strstr(err, "EDGEREC_S3_PATH_STYLE") != NULL);
+	CHECK_STR(config_get_str(c, "redis_url"), "redis://b");
+	unsetenv("EDGEREC_S3_PATH_STYLE");
+	unlink(path);
+	CHECK_INT(config_reload_file(c, path, err, sizeof(err)), -1);
+	CHECK(strstr(err, path) != NULL);
+	CHECK_STR(config_get_str(c, "redis_url"), "redis://b");
+	config_free(c);
+}
+
 struct collected {
 	char text[1024];
 };
@@ -418,6 +475,31 @@ static void test_threads(void)
 		pthread_join(t[i], NULL);
 	CHECK_INT(atomic_load(&r.bad), 0);
 	config_free(r.c);
+
+	/* The same readers while whole files are reloaded. */
+	char p1[] = "/tmp/test_config_r1.XXXXXX", p2[] = "/tmp/test_config_r2.XXXXXX";
+	int f1 = mkstemp(p1), f2 = mkstemp(p2);
+	const char *t1 = "redis_url = redis://one\nmax_concurrent_recordings = 1\n";
+	const char *t2 = "redis_url = redis://two\nmax_concurrent_recordings = 2\n";
+	CHECK(write(f1, t1, strlen(t1)) == (ssize_t)strlen(t1));
+	CHECK(write(f2, t2, strlen(t2)) == (ssize_t)strlen(t2));
+	close(f1);
+	close(f2);
+	struct race r2 = { .c = fresh() };
+	CHECK_INT(config_load_file(r2.c, p1, err, sizeof(err)), 0);
+	for (int i = 0; i < 3; i++)
+		pthread_create(&t[i], NULL, reader, &r2);
+	int reloads_ok = 0;
+	for (int i = 0; i < 500; i++)
+		reloads_ok += config_reload_file(r2.c, i & 1 ? p1 : p2, err, sizeof(err)) == 2;
+	atomic_store(&r2.stop, 1);
+	for (int i = 0; i < 3; i++)
+		pthread_join(t[i], NULL);
+	CHECK_INT(reloads_ok, 500);
+	CHECK_INT(atomic_load(&r2.bad), 0);
+	unlink(p1);
+	unlink(p2);
+	config_free(r2.c);
 }
 
 int main(void)
@@ -429,6 +511,7 @@ int main(void)
 	test_file_errors();
 	test_load_file();
 	test_env();
+	test_reload();
 	test_foreach();
 	test_threads();
 	return check_exit();
