@@ -55,8 +55,8 @@ const char *http_server_url(const struct http_server *s, bool tls);
 /* A check that /healthz runs on every call besides its own (Redis through
  * the recorder, disk writable). The check returns true when healthy and may
  * write a short reason into 'why'. Called from worker threads, concurrently:
- * it must be thread-safe and quick. Register before traffic starts (right
- * after http_server_new); returns 0 or -1 when the table is full. */
+ * it must be thread-safe and quick. May be registered at any time after
+ * http_server_new (the table is locked); returns 0 or -1 when it is full. */
 typedef bool (*http_health_fn)(void *opaque, char *why, size_t whylen);
 int http_server_add_health_check(struct http_server *s, const char *name,
 				 http_health_fn fn, void *opaque);
@@ -64,15 +64,15 @@ int http_server_add_health_check(struct http_server *s, const char *name,
 /* More metrics for GET /metrics from modules this one does not link (the
  * state store, the policy host): 'fn' returns malloc'd Prometheus text
  * (complete lines with # HELP/# TYPE) that the server appends and frees,
- * or NULL. Called from worker threads, concurrently. Register before
- * traffic starts; returns 0 or -1 when the table is full. */
+ * or NULL. Called from worker threads, concurrently. May be registered at
+ * any time; returns 0 or -1 when the table is full. */
 typedef char *(*http_metrics_fn)(void *opaque);
 int http_server_add_metrics(struct http_server *s, http_metrics_fn fn, void *opaque);
 
 /* The source of GET /api/system/policies (the policy host's status report):
  * 'fn' returns a new JSON object (the server frees it) or NULL. Only callers
  * whose token carries the role "admin" (claim "roles": [...]) may read it.
- * Without a source the route answers 404. Set before traffic starts. */
+ * Without a source the route answers 404. May be set at any time. */
 typedef cJSON *(*http_policy_status_fn)(void *opaque);
 void http_server_set_policy_status(struct http_server *s, http_policy_status_fn fn, void *opaque);
 

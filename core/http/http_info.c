@@ -76,11 +76,16 @@ void http_info_healthz(struct http_request *req)
 		all = all && ok;
 		http_health_add(checks, dirs[i][0], ok, why);
 	}
-	for (int i = 0; i < s->health_count; i++) {
+	struct http_health_check hc[HTTP_HEALTH_MAX];
+	pthread_mutex_lock(&s->hooks_lock);
+	int n = s->health_count;
+	memcpy(hc, s->health, sizeof(hc[0]) * (size_t)n);
+	pthread_mutex_unlock(&s->hooks_lock);
+	for (int i = 0; i < n; i++) {
 		why[0] = '\0';
-		bool ok = s->health[i].fn(s->health[i].opaque, why, sizeof(why));
+		bool ok = hc[i].fn(hc[i].opaque, why, sizeof(why));
 		all = all && ok;
-		http_health_add(checks, s->health[i].name, ok, why);
+		http_health_add(checks, hc[i].name, ok, why);
 	}
 	cJSON_AddStringToObject(o, "status", all ? "ok" : "unhealthy");
 	cJSON_AddNumberToObject(o, "uptime_seconds",
@@ -128,8 +133,17 @@ void http_info_metrics(struct http_request *req)
 			     "# TYPE edgerec_uptime_seconds gauge\nedgerec_uptime_seconds %.3f\n",
 			 (double)(time_wall_ns() - s->started_wall_ns) / 1e9);
 	http_metrics_render(s->metrics, &t);
-	for (int i = 0; i < s->metrics_extra_count; i++) {
-		char *more = s->metrics_extra[i].fn(s->metrics_extra[i].opaque);
+	pthread_mutex_lock(&s->hooks_lock);
+	int n = s->metrics_extra_count;
+	http_metrics_fn fns[HTTP_HEALTH_MAX];
+	void *opaques[HTTP_HEALTH_MAX];
+	for (int i = 0; i < n; i++) {
+		fns[i] = s->metrics_extra[i].fn;
+		opaques[i] = s->metrics_extra[i].opaque;
+	}
+	pthread_mutex_unlock(&s->hooks_lock);
+	for (int i = 0; i < n; i++) {
+		char *more = fns[i](opaques[i]);
 		if (more) {
 			http_text_append(&t, more, strlen(more));
 			free(more);
@@ -158,12 +172,16 @@ void http_info_policies(struct http_request *req)
 	cJSON *claims = NULL;
 	if (http_auth_check(req, false, &claims) < 0)
 		return;
+	pthread_mutex_lock(&req->s->hooks_lock);
+	http_policy_status_fn fn = req->s->policy_status;
+	void *opaque = req->s->policy_opaque;
+	pthread_mutex_unlock(&req->s->hooks_lock);
 	if (!http_claims_admin(claims)) {
 		http_reply_error(req, 403, "forbidden", "policy status needs the admin role");
-	} else if (!req->s->policy_status) {
+	} else if (!fn) {
 		http_reply_error(req, 404, "not_found", "no policy host is configured (policy_dir)");
 	} else {
-		cJSON *st = req->s->policy_status(req->s->policy_opaque);
+		cJSON *st = fn(opaque);
 		if (st)
 			http_reply_json(req, 200, st);
 		else

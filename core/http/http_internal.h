@@ -4,6 +4,7 @@
 #ifndef EDGEREC_HTTP_INTERNAL_H
 #define EDGEREC_HTTP_INTERNAL_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -45,6 +46,10 @@ struct http_server {
 	char url_https[96];
 	char url_http[96];
 	char tls_pem[4200];           /* the combined key+certificate civetweb reads */
+	/* The hooks main registers (health checks, metrics, policy status)
+	 * may arrive while workers already serve: they are written and read
+	 * under this lock, readers copy what they need. */
+	pthread_mutex_t hooks_lock;
 	struct {
 		http_metrics_fn fn;
 		void *opaque;

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <civetweb.h>
@@ -97,6 +98,14 @@ void http_reply(struct http_request *req, int status, const char *content_type, 
 	mg_response_header_add(c, "Content-Length", clen, -1);
 	mg_response_header_add(c, "X-Request-Id", req->id, -1);
 	mg_response_header_add(c, "Cache-Control", "no-store", -1);
+	/* Our own Date: civetweb's formats it with gmtime(), whose shared
+	 * buffer races between worker threads. */
+	char date[64];
+	time_t now = time(NULL);
+	struct tm tm;
+	gmtime_r(&now, &tm);
+	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+	mg_response_header_add(c, "Date", date, -1);
 	if (extra_name && extra_value)
 		mg_response_header_add(c, extra_name, extra_value, -1);
 	mg_response_header_send(c);
@@ -468,6 +477,7 @@ struct http_server *http_server_new(struct config *cfg, struct recorder *rec, ch
 	s->cfg = cfg;
 	s->rec = rec;
 	s->started_wall_ns = time_wall_ns();
+	pthread_mutex_init(&s->hooks_lock, NULL);
 	s->metrics = calloc(1, sizeof(*s->metrics));
 	if (!s->metrics) {
 		snprintf(err, errlen, "out of memory");
@@ -587,6 +597,7 @@ void http_server_free(struct http_server *s)
 	http_hub_free(s->hub);
 	crypto_jwt_keys_free(s->keys);
 	free(s->metrics);
+	pthread_mutex_destroy(&s->hooks_lock);
 	free(s);
 }
 
@@ -598,24 +609,38 @@ const char *http_server_url(const struct http_server *s, bool tls)
 
 int http_server_add_metrics(struct http_server *s, http_metrics_fn fn, void *opaque)
 {
-	if (!s || !fn || s->metrics_extra_count >= HTTP_HEALTH_MAX)
+	int rc = -1;
+	if (!s || !fn)
 		return -1;
-	s->metrics_extra[s->metrics_extra_count].fn = fn;
-	s->metrics_extra[s->metrics_extra_count].opaque = opaque;
-	s->metrics_extra_count++;
-	return 0;
+	pthread_mutex_lock(&s->hooks_lock);
+	if (s->metrics_extra_count < HTTP_HEALTH_MAX) {
+		s->metrics_extra[s->metrics_extra_count].fn = fn;
+		s->metrics_extra[s->metrics_extra_count].opaque = opaque;
+		s->metrics_extra_count++;
+		rc = 0;
+	}
+	pthread_mutex_unlock(&s->hooks_lock);
+	return rc;
 }
 
 void http_server_set_policy_status(struct http_server *s, http_policy_status_fn fn, void *opaque)
 {
+	pthread_mutex_lock(&s->hooks_lock);
 	s->policy_status = fn;
 	s->policy_opaque = opaque;
+	pthread_mutex_unlock(&s->hooks_lock);
 }
 
 int http_server_add_health_check(struct http_server *s, const char *name, http_health_fn fn, void *opaque)
 {
-	if (!s || !fn || s->health_count >= HTTP_HEALTH_MAX)
+	int rc = -1;
+	if (!s || !fn)
 		return -1;
-	s->health[s->health_count++] = (struct http_health_check){ name, fn, opaque };
-	return 0;
+	pthread_mutex_lock(&s->hooks_lock);
+	if (s->health_count < HTTP_HEALTH_MAX) {
+		s->health[s->health_count++] = (struct http_health_check){ name, fn, opaque };
+		rc = 0;
+	}
+	pthread_mutex_unlock(&s->hooks_lock);
+	return rc;
 }
