@@ -85,7 +85,7 @@ struct policy_provider {
 };
 
 /* How a host is built. Zero limits take the defaults: 1,000,000
- * instructions and 200 ms per call, 8 MiB per Lua state. The instruction
+ * instructions and 200 ms per call, 16 MiB per Lua state. The instruction
  * count stops runaway code within milliseconds; the wall clock catches what
  * the count cannot see and must not fire on a call that was merely
  * descheduled. 'cfg' (may be NULL) is what edge.config reads; it must

@@ -47,7 +47,7 @@ const struct policy_kind policy_kinds[POLICY_KIND__COUNT] = {
 const struct config_option policy_config_options[] = {
 	{ "policy_dir", CONFIG_STR, "/etc/edgerec/policies", "directory of the live Lua policies" },
 	{ "policy.max_instructions", CONFIG_INT, "1000000", "Lua VM instructions one policy call may run" },
-	{ "policy.max_memory", CONFIG_SIZE, "8M", "memory each Lua state of a policy may hold" },
+	{ "policy.max_memory", CONFIG_SIZE, "16M", "memory each Lua state of a policy may hold" },
 	{ "policy.max_call_time", CONFIG_DURATION, "200ms", "wall-clock budget of one policy call" },
 	{ "policy.param.*", CONFIG_STR, NULL, "a value policies read with edge.config" },
 	{ 0 },

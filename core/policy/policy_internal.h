@@ -19,7 +19,7 @@
 #include "policy.h"
 
 #define POLICY_DEFAULT_MAX_INSTRUCTIONS 1000000LL
-#define POLICY_DEFAULT_MAX_MEMORY (8u << 20)
+#define POLICY_DEFAULT_MAX_MEMORY (16u << 20)
 #define POLICY_DEFAULT_MAX_CALL_NS (200LL * 1000000LL)
 /* The count hook fires every this many VM instructions while a call runs. */
 #define POLICY_HOOK_EVERY 1000
