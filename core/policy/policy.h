@@ -13,7 +13,7 @@
  * Files: <policy_dir>/auth.lua, quota.lua, lifecycle.lua, sources.lua, and
  * pure-Lua helpers in <policy_dir>/lib/<name>.lua that a policy loads with
  * lib("name"). Each file returns a table of hooks:
- *   auth.lua       authorize(action, caller, recording) -> true | false, reason[, status]
+ *   auth.lua       authorize(action, caller, recording, room_id) -> true | false, reason[, 404]
  *   quota.lua      admit(facts) -> { decision = "allow" | "refuse" | "grant", ... }
  *   lifecycle.lua  on_started / on_stopped / on_completed / on_failed(recording)
  *                    -> { tags = {...}, keep_local = bool, s3_key_template = "..." }
