@@ -97,6 +97,10 @@ int media_pipeline_start(struct media_pipeline *p, char *err, size_t errlen);
  * or <0 when not running / already in that state. Any thread. */
 int media_pipeline_pause(struct media_pipeline *p);
 int media_pipeline_resume(struct media_pipeline *p);
+/* Asks for a keyframe soon: the video encoder codes its next frame as one,
+ * or an encoded source is asked for one (e.g. RTCP PLI). Returns 0, or <0
+ * when not running. Any thread. */
+int media_pipeline_request_keyframe(struct media_pipeline *p);
 /* Stops the source, drains the encoders and finalizes the file (Duration,
  * Cues). Returns 0, or <0 with a reason in 'err'. Safe to call twice. It
  * joins the pipeline threads: never call it (or _free) from an on_event

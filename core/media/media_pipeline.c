@@ -821,6 +821,19 @@ int media_pipeline_resume(struct media_pipeline *p)
 	return 0;
 }
 
+int media_pipeline_request_keyframe(struct media_pipeline *p)
+{
+	if (!p || !p->started || p->stopped)
+		return -1;
+	if (p->passthrough[PIPE_VIDEO]) {
+		if (p->src->driver->request_keyframe)
+			p->src->driver->request_keyframe(p->src);
+	} else {
+		atomic_store(&p->force_keyframe, true);
+	}
+	return 0;
+}
+
 int media_pipeline_stop(struct media_pipeline *p, char *err, size_t errlen)
 {
 	if (!p || !p->started) {

@@ -348,6 +348,22 @@ static void test_pipeline(void)
 		media_pipeline_free(p);
 	}
 
+	/* A keyframe on demand, between the regular ones (every 2 s). */
+	p = media_pipeline_new(&cfg, err, sizeof(err));
+	CHECK(p != NULL);
+	if (p) {
+		CHECK_INT(media_pipeline_request_keyframe(p), -1); /* not started */
+		CHECK_INT(media_pipeline_start(p, err, sizeof(err)), 0);
+		time_sleep_ns(400 * TIME_NS_PER_MS);
+		CHECK_INT(media_pipeline_request_keyframe(p), 0);
+		time_sleep_ns(400 * TIME_NS_PER_MS);
+		CHECK_INT(media_pipeline_stop(p, err, sizeof(err)), 0);
+		media_pipeline_stats(p, &st);
+		CHECK_INT(st.video_keyframes, 2);
+		CHECK_INT(media_pipeline_request_keyframe(p), -1); /* stopped */
+		media_pipeline_free(p);
+	}
+
 	/* Bad configurations fail in _new with a reason. */
 	cfg.source = "nope";
 	CHECK(media_pipeline_new(&cfg, err, sizeof(err)) == NULL);
