@@ -73,9 +73,10 @@ struct media_packet {
 	struct buf *data;
 };
 
-/* What the pipeline asks of a source. Raw sources should deliver at this
- * size and rate (the test source does; the file source refuses a mismatch
- * it cannot convert); encoded sources deliver what the sender sends. */
+/* What the pipeline asks of a source. The test source delivers at this
+ * size and rate; the file source delivers the file's own size and rate (the
+ * encoder follows the stream info); encoded sources deliver what the sender
+ * sends. */
 struct media_source_params {
 	const char *args;     /* "k=v,k=v" from the configuration, may be NULL */
 	int width, height, fps;
