@@ -26,6 +26,7 @@
 #include "recorder.h"
 #include "state.h"
 #include "storage.h"
+#include "storage_s3.h"
 
 #define SERVE_DEFAULT_CONFIG "/etc/edgerec/edgerec.conf"
 #define SERVE_DEV_USER "dev"
@@ -179,6 +180,13 @@ static char *serve_policy_metrics(void *opaque)
 	return text;
 }
 
+/* Downloads of recordings that only S3 holds: a presigned GET URL. */
+static char *serve_presign(void *opaque, const char *key, long long expires_s, const char *disposition,
+			   char *err, size_t errlen)
+{
+	return storage_s3_presign_get(opaque, key, expires_s, disposition, err, errlen);
+}
+
 static cJSON *serve_policy_status(void *opaque)
 {
 	return policy_status_json(opaque);
@@ -203,6 +211,7 @@ int main_serve(int argc, char **argv)
 	struct policy_host *pol = NULL;
 	struct recorder *rec = NULL;
 	struct http_server *http = NULL;
+	struct storage_s3 *s3 = NULL;
 
 	if (!sets)
 		return 1;
@@ -330,6 +339,14 @@ int main_serve(int argc, char **argv)
 		goto out;
 	}
 	http_server_add_metrics(http, serve_state_metrics, st);
+	const char *backend = config_get_str(cfg, "storage_backend");
+	if (backend && strcmp(backend, "s3") == 0) {
+		s3 = storage_s3_new_from_config(cfg, err, sizeof(err));
+		if (s3)
+			http_server_set_presigner(http, serve_presign, s3);
+		else
+			LOG_WARN(&serve_log, "downloads from S3 unavailable: %s", err);
+	}
 	if (pol) {
 		http_server_add_health_check(http, "policies", serve_policy_health, pol);
 		http_server_set_policy_status(http, serve_policy_status, pol);
@@ -371,6 +388,7 @@ int main_serve(int argc, char **argv)
 out:
 	/* Down, in reverse order. */
 	http_server_free(http);
+	storage_s3_free(s3);
 	recorder_free(rec);
 	policy_host_free(pol);
 	state_free(st);

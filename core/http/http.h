@@ -69,6 +69,16 @@ int http_server_add_health_check(struct http_server *s, const char *name,
 typedef char *(*http_metrics_fn)(void *opaque);
 int http_server_add_metrics(struct http_server *s, http_metrics_fn fn, void *opaque);
 
+/* How GET .../download reaches a completed recording whose file is no
+ * longer on this node but in S3: 'fn' returns a malloc'd presigned GET URL
+ * for 'key', valid 'expires_s' seconds, with S3 answering 'disposition'
+ * as Content-Disposition (NULL with 'err' on failure); the client gets a
+ * 302 to it. Without one such downloads answer 404. Any thread; may be
+ * set at any time. */
+typedef char *(*http_presign_fn)(void *opaque, const char *key, long long expires_s,
+				 const char *disposition, char *err, size_t errlen);
+void http_server_set_presigner(struct http_server *s, http_presign_fn fn, void *opaque);
+
 /* The source of GET /api/system/policies (the policy host's status report):
  * 'fn' returns a new JSON object (the server frees it) or NULL. Only callers
  * whose token carries the role "admin" (claim "roles": [...]) may read it.

@@ -191,6 +191,16 @@ void http_api_serve(struct http_request *req, const struct http_route_match *cm)
 	case HTTP_ROUTE_STATUS:
 		recorder_status(rec, &caller, m->room_id, m->recording_id, &out);
 		break;
+	case HTTP_ROUTE_DOWNLOAD:
+	case HTTP_ROUTE_THUMBNAIL:
+		/* The status request applies the same checks (room, read
+		 * authorization) and gives the state the files are found by. */
+		recorder_status(rec, &caller, m->room_id, m->recording_id, &out);
+		if (out.status == 200 && out.body) {
+			http_file_serve(req, m->route->id == HTTP_ROUTE_THUMBNAIL, out.body);
+			goto done;
+		}
+		break;
 	case HTTP_ROUTE_LIST_ROOM:
 		recorder_list_room(rec, &caller, m->room_id, &out);
 		break;

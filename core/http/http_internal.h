@@ -55,6 +55,8 @@ struct http_server {
 		void *opaque;
 	} metrics_extra[HTTP_HEALTH_MAX];
 	int metrics_extra_count;
+	http_presign_fn presign;
+	void *presign_opaque;
 	http_policy_status_fn policy_status;
 	void *policy_opaque;
 	struct http_health_check health[HTTP_HEALTH_MAX];
@@ -78,6 +80,12 @@ struct http_request {
  * else prefix-counter. */
 void http_request_begin(struct http_server *s, struct mg_connection *conn, struct http_request *req);
 
+/* Sends the status line and headers (Content-Type, Content-Length 'len',
+ * X-Request-Id, Cache-Control, Date, then 'extra': name, value, ...,
+ * NULL) and records the status. Returns 1 when a body should follow, 0 for
+ * HEAD. */
+int http_reply_headers(struct http_request *req, int status, const char *content_type, long long len,
+		       const char *const *extra);
 /* Replies. Each sends the status line, Content-Type, Content-Length,
  * X-Request-Id and Cache-Control, then the body, and records the status in
  * 'req'. 'extra_name'/'extra_value' add one more header (may be NULL). */
@@ -97,6 +105,10 @@ int http_auth_check(struct http_request *req, bool allow_query, cJSON **claims);
 
 /* Routes of the API (http_api.c): serves a matched route. */
 void http_api_serve(struct http_request *req, const struct http_route_match *m);
+
+/* GET .../download and .../thumbnail of the recording 'rec' (the state
+ * object the recorder returned for this caller) (http_file.c). */
+void http_file_serve(struct http_request *req, bool thumbnail, const cJSON *rec);
 
 /* /healthz, /metrics, /api/openapi.json, / (http_info.c). */
 void http_info_healthz(struct http_request *req);

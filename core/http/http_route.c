@@ -18,7 +18,71 @@ const struct http_route http_routes[HTTP_ROUTE_COUNT] = {
 	{ HTTP_ROUTE_OPENAPI, "GET", "/api/openapi.json", "openapi", false },
 	{ HTTP_ROUTE_INDEX, "GET", "/", "index", false },
 	{ HTTP_ROUTE_POLICIES, "GET", "/api/system/policies", "policies", true },
+	{ HTTP_ROUTE_DOWNLOAD, "GET", "/api/webrtc/rooms/{room_id}/recording/{recording_id}/download", "download", true },
+	{ HTTP_ROUTE_THUMBNAIL, "GET", "/api/webrtc/rooms/{room_id}/recording/{recording_id}/thumbnail", "thumbnail",
+	  true },
 };
+
+/* Reads a decimal number of up to 18 digits. Returns the characters used,
+ * 0 when there is no digit or it is too long. */
+static size_t range_number(const char *s, long long *out)
+{
+	size_t n = 0;
+	long long v = 0;
+	while (s[n] >= '0' && s[n] <= '9') {
+		if (n == 18)
+			return 0;
+		v = v * 10 + (s[n] - '0');
+		n++;
+	}
+	*out = v;
+	return n;
+}
+
+int http_range_parse(const char *header, long long size, long long *first, long long *last)
+{
+	long long a = -1, b = -1;
+	if (!header)
+		return 0;
+	while (*header == ' ')
+		header++;
+	if (strncmp(header, "bytes=", 6) != 0)
+		return 0;
+	const char *p = header + 6;
+	while (*p == ' ')
+		p++;
+	if (strchr(p, ','))
+		return 0;
+	size_t n = range_number(p, &a);
+	if (!n)
+		a = -1;
+	p += n;
+	if (*p++ != '-')
+		return 0;
+	n = range_number(p, &b);
+	if (!n)
+		b = -1;
+	p += n;
+	while (*p == ' ')
+		p++;
+	if (*p != '\0' || (a < 0 && b < 0))
+		return 0;
+	if (a < 0) {
+		/* The last b bytes. */
+		if (b == 0 || size == 0)
+			return -1;
+		*first = b >= size ? 0 : size - b;
+		*last = size - 1;
+		return 1;
+	}
+	if (b >= 0 && b < a)
+		return 0; /* malformed: ignored */
+	if (a >= size)
+		return -1;
+	*first = a;
+	*last = (b < 0 || b >= size) ? size - 1 : b;
+	return 1;
+}
 
 const char *http_route_label(int id)
 {

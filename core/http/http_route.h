@@ -26,6 +26,8 @@ enum http_route_id {
 	HTTP_ROUTE_OPENAPI,
 	HTTP_ROUTE_INDEX,
 	HTTP_ROUTE_POLICIES,
+	HTTP_ROUTE_DOWNLOAD,
+	HTTP_ROUTE_THUMBNAIL,
 	HTTP_ROUTE_COUNT,
 	/* Pseudo routes, for metrics labels of requests that matched none. */
 	HTTP_ROUTE_NOT_FOUND = HTTP_ROUTE_COUNT,
@@ -67,6 +69,13 @@ struct http_route_match {
  * one fits but not with this method ('m->allow' lists the methods). Pure
  * and thread-safe. */
 int http_route_match(const char *method, const char *path, struct http_route_match *m);
+
+/* Parses a Range header ("bytes=a-b", "bytes=a-", "bytes=-n") against a
+ * representation of 'size' bytes. Returns 1 with the inclusive range in
+ * '*first'..'*last'; 0 when the header is absent, not a bytes range, or
+ * asks for several ranges (the whole file is served, as RFC 9110 allows);
+ * -1 when no byte of it exists (416). Pure. */
+int http_range_parse(const char *header, long long size, long long *first, long long *last);
 
 /* The label of a route id or pseudo route ("start", "not_found", ...). */
 const char *http_route_label(int id);

@@ -72,29 +72,28 @@ void http_request_begin(struct http_server *s, struct mg_connection *conn, struc
 	snprintf(req->id, sizeof(req->id), "%s-%llu", s->id_prefix, n);
 }
 
-void http_reply(struct http_request *req, int status, const char *content_type, const char *body,
-		size_t len, const char *extra_name, const char *extra_value)
+int http_reply_headers(struct http_request *req, int status, const char *content_type, long long len,
+		       const char *const *extra)
 {
 	char clen[32];
 	struct mg_connection *c = req->conn;
 	req->status = status;
-	snprintf(clen, sizeof(clen), "%zu", len);
+	snprintf(clen, sizeof(clen), "%lld", len);
 	if (mg_response_header_start(c, status) < 0) {
 		/* A WebSocket upgrade being refused: civetweb's response API is
 		 * closed to it, so the reply is written as is and the connection
 		 * ends with it. */
 		mg_printf(c,
-			  "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\nX-Request-Id: %s\r\n"
+			  "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %s\r\nX-Request-Id: %s\r\n"
 			  "Cache-Control: no-store\r\nConnection: close\r\n",
-			  status, http_reason(status), content_type, len, req->id);
-		if (extra_name && extra_value)
-			mg_printf(c, "%s: %s\r\n", extra_name, extra_value);
+			  status, http_reason(status), content_type, clen, req->id);
+		for (int i = 0; extra && extra[i] && extra[i + 1]; i += 2)
+			mg_printf(c, "%s: %s\r\n", extra[i], extra[i + 1]);
 		mg_printf(c, "\r\n");
-		if (len)
-			mg_write(c, body, len);
-		return;
+		return 1;
 	}
-	mg_response_header_add(c, "Content-Type", content_type, -1);
+	if (content_type)
+		mg_response_header_add(c, "Content-Type", content_type, -1);
 	mg_response_header_add(c, "Content-Length", clen, -1);
 	mg_response_header_add(c, "X-Request-Id", req->id, -1);
 	mg_response_header_add(c, "Cache-Control", "no-store", -1);
@@ -106,11 +105,18 @@ void http_reply(struct http_request *req, int status, const char *content_type, 
 	gmtime_r(&now, &tm);
 	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S GMT", &tm);
 	mg_response_header_add(c, "Date", date, -1);
-	if (extra_name && extra_value)
-		mg_response_header_add(c, extra_name, extra_value, -1);
+	for (int i = 0; extra && extra[i] && extra[i + 1]; i += 2)
+		mg_response_header_add(c, extra[i], extra[i + 1], -1);
 	mg_response_header_send(c);
-	if (len && strcmp(mg_get_request_info(c)->request_method, "HEAD") != 0)
-		mg_write(c, body, len);
+	return strcmp(mg_get_request_info(c)->request_method, "HEAD") != 0;
+}
+
+void http_reply(struct http_request *req, int status, const char *content_type, const char *body,
+		size_t len, const char *extra_name, const char *extra_value)
+{
+	const char *extra[] = { extra_name, extra_value, NULL };
+	if (http_reply_headers(req, status, content_type, (long long)len, extra_name ? extra : NULL) && len)
+		mg_write(req->conn, body, len);
 }
 
 void http_reply_json(struct http_request *req, int status, const cJSON *body)
@@ -621,6 +627,14 @@ int http_server_add_metrics(struct http_server *s, http_metrics_fn fn, void *opa
 	}
 	pthread_mutex_unlock(&s->hooks_lock);
 	return rc;
+}
+
+void http_server_set_presigner(struct http_server *s, http_presign_fn fn, void *opaque)
+{
+	pthread_mutex_lock(&s->hooks_lock);
+	s->presign = fn;
+	s->presign_opaque = opaque;
+	pthread_mutex_unlock(&s->hooks_lock);
 }
 
 void http_server_set_policy_status(struct http_server *s, http_policy_status_fn fn, void *opaque)

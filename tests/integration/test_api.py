@@ -314,6 +314,61 @@ def test_redis_keys_and_ttls(c):
     assert stored == done, (stored, done)
 
 
+def test_download_and_thumbnail(c):
+    room = "dl-" + uuid.uuid4().hex[:8]
+    rid = start(c, room, fmt="webm", quality="low")["recording_id"]
+    base = "/api/webrtc/rooms/%s/recording/%s" % (room, rid)
+    r = c.node.request("GET", base + "/download")
+    assert r.status == 409 and r.json["code"] == "not_ready", r
+    time.sleep(1.5)
+    assert c.node.op("stop", room, rid).status == 200
+    rec = c.node.wait_status(room, rid, "completed")
+    with open(os.path.join(rec["local_path"], rec["file_name"]), "rb") as f:
+        data = f.read()
+    size = len(data)
+    assert size == rec["file_size_bytes"] and size > 1000
+
+    r = c.node.request("GET", base + "/download")
+    assert r.status == 200 and r.body == data, (r.status, len(r.body), size)
+    assert r.headers["content-type"] == "video/webm"
+    assert r.headers["accept-ranges"] == "bytes"
+    assert r.headers["content-disposition"] == 'attachment; filename="%s"' % rec["file_name"]
+    etag = r.headers["etag"]
+    assert etag.startswith('"') and not etag.startswith("W/"), etag
+
+    r = c.node.request("GET", base + "/download", headers={"Range": "bytes=0-99"})
+    assert r.status == 206 and r.body == data[:100], r
+    assert r.headers["content-range"] == "bytes 0-99/%d" % size
+    r = c.node.request("GET", base + "/download", headers={"Range": "bytes=-50"})
+    assert r.status == 206 and r.body == data[-50:], r
+    r = c.node.request("GET", base + "/download", headers={"Range": "bytes=%d-" % (size - 10)})
+    assert r.status == 206 and r.body == data[-10:], r
+    r = c.node.request("GET", base + "/download", headers={"Range": "bytes=%d-" % size})
+    assert r.status == 416 and r.headers["content-range"] == "bytes */%d" % size, r
+    r = c.node.request("GET", base + "/download", headers={"Range": "bytes=0-1,5-6"})
+    assert r.status == 200 and r.body == data, r
+    r = c.node.request("GET", base + "/download", headers={"Range": "bytes=0-9", "If-Range": '"stale"'})
+    assert r.status == 200 and len(r.body) == size, r
+    r = c.node.request("GET", base + "/download", headers={"If-None-Match": etag})
+    assert r.status == 304 and r.body == b"", r
+    r = c.node.request("HEAD", base + "/download")
+    assert r.status == 200 and r.body == b"" and int(r.headers["content-length"]) == size, r
+    # The bytes a client gets play (ffprobe reads the downloaded copy).
+    path = os.path.join(c.redis.dir, "downloaded.webm")
+    with open(path, "wb") as f:
+        f.write(c.node.request("GET", base + "/download").body)
+    assert abs(ffprobe_duration(path) - rec["duration_seconds"]) < 0.25
+
+    r = c.node.request("GET", base + "/thumbnail")
+    assert r.status == 200 and r.headers["content-type"] == "image/jpeg", r
+    assert r.body[:3] == b"\xff\xd8\xff" and r.body[-2:] == b"\xff\xd9", r.body[:8]
+    # Who may not read the recording may not download it either.
+    r = c.node.request("GET", base + "/download", token="mallory")
+    assert r.status == 403, r
+    r = c.node.request("GET", "/api/webrtc/rooms/other/recording/%s/download" % rid)
+    assert r.status == 404, r
+
+
 def test_policy_status(c):
     r = c.node.request("GET", "/api/system/policies", token=None)
     assert r.status == 401, r

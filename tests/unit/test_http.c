@@ -151,6 +151,47 @@ static void test_openapi(void)
 	cJSON_Delete(doc);
 }
 
+static void test_range(void)
+{
+	static const struct {
+		const char *h;
+		long long size;
+		int rc;
+		long long first, last;
+	} cases[] = {
+		{ NULL, 100, 0, 0, 0 },
+		{ "bytes=0-9", 100, 1, 0, 9 },
+		{ "bytes=10-", 100, 1, 10, 99 },
+		{ "bytes=-10", 100, 1, 90, 99 },
+		{ "bytes=-1000", 100, 1, 0, 99 },
+		{ "bytes=90-1000", 100, 1, 90, 99 },
+		{ "bytes=99-99", 100, 1, 99, 99 },
+		{ "bytes=100-", 100, -1, 0, 0 },
+		{ "bytes=100-200", 100, -1, 0, 0 },
+		{ "bytes=-0", 100, -1, 0, 0 },
+		{ "bytes=0-", 0, -1, 0, 0 },
+		{ "bytes=5-3", 100, 0, 0, 0 },
+		{ "bytes=0-1,5-6", 100, 0, 0, 0 },
+		{ "items=0-1", 100, 0, 0, 0 },
+		{ "bytes=", 100, 0, 0, 0 },
+		{ "bytes=-", 100, 0, 0, 0 },
+		{ "bytes=a-b", 100, 0, 0, 0 },
+		{ "bytes=1-2x", 100, 0, 0, 0 },
+		{ "bytes=9999999999999999999999-", 100, 0, 0, 0 },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		long long first = -7, last = -7;
+		int rc = http_range_parse(cases[i].h, cases[i].size, &first, &last);
+		if (rc != cases[i].rc)
+			fprintf(stderr, "range case %zu: %s\n", i, cases[i].h ? cases[i].h : "(null)");
+		CHECK_INT(rc, cases[i].rc);
+		if (rc == 1 && cases[i].rc == 1) {
+			CHECK_INT(first, cases[i].first);
+			CHECK_INT(last, cases[i].last);
+		}
+	}
+}
+
 static void test_text(void)
 {
 	struct http_text t;
@@ -171,6 +212,7 @@ int main(void)
 	test_long_id();
 	test_metrics();
 	test_openapi();
+	test_range();
 	test_text();
 	return check_exit();
 }
