@@ -156,8 +156,7 @@ void http_info_metrics(struct http_request *req)
 	http_text_deinit(&t);
 }
 
-/* True when the claims carry "admin" in their "roles" array. */
-static bool http_claims_admin(const cJSON *claims)
+bool http_claims_admin(const cJSON *claims)
 {
 	const cJSON *roles = cJSON_GetObjectItemCaseSensitive(claims, "roles");
 	const cJSON *r;
