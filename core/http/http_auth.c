@@ -9,6 +9,7 @@
 #include <civetweb.h>
 
 #include "common_time.h"
+#include "crypto.h"
 #include "crypto_jwt.h"
 
 /* The machine code of a verification failure, for the 401 body. */
@@ -24,6 +25,24 @@ static const char *http_auth_code(int rc)
 	case CRYPTO_JWT_ENOKEY: return "auth_not_configured";
 	default: return "invalid_token";
 	}
+}
+
+/* True when the (already verified) token's payload holds an escaped NUL. */
+static bool http_auth_payload_has_nul(const char *token)
+{
+	const char *dot1 = strchr(token, '.');
+	const char *dot2 = dot1 ? strchr(dot1 + 1, '.') : NULL;
+	size_t len = 0;
+	bool found = false;
+	if (!dot2)
+		return false;
+	char *payload = crypto_base64url_decode(dot1 + 1, (size_t)(dot2 - dot1 - 1), &len);
+	if (!payload)
+		return false;
+	for (size_t i = 0; i + 6 <= len && !found; i++)
+		found = memcmp(payload + i, "\\u0000", 6) == 0;
+	free(payload);
+	return found;
 }
 
 static int http_auth_refuse(struct http_request *req, const char *code, const char *detail)
@@ -88,6 +107,23 @@ int http_auth_check(struct http_request *req, bool allow_query, cJSON **claims)
 	if (rc != 0) {
 		*claims = NULL;
 		return http_auth_refuse(req, http_auth_code(rc), detail);
+	}
+	/* The user id ends up in Redis keys, file metadata and logs: a short
+	 * printable name only. */
+	const cJSON *sub = cJSON_GetObjectItemCaseSensitive(*claims, "sub");
+	size_t n = cJSON_IsString(sub) ? strlen(sub->valuestring) : 0;
+	bool plain = n > 0 && n <= HTTP_USER_ID_MAX;
+	for (size_t i = 0; plain && i < n; i++)
+		plain = (unsigned char)sub->valuestring[i] >= 0x20 && sub->valuestring[i] != 0x7f;
+	/* cJSON ends a string at an escaped NUL, so "ali\u0000ce" would read
+	 * as "ali": a payload carrying one is refused outright. */
+	if (plain && http_auth_payload_has_nul(token))
+		plain = false;
+	if (!plain) {
+		cJSON_Delete(*claims);
+		*claims = NULL;
+		return http_auth_refuse(req, "invalid_claims",
+					"sub must be 1 to 128 bytes without control characters");
 	}
 	return 0;
 }

@@ -23,6 +23,7 @@ struct http_hub;
 
 #define HTTP_HEALTH_MAX 8
 #define HTTP_REQUEST_ID_LEN 40
+#define HTTP_USER_ID_MAX 128
 
 extern struct log_handle http_log;
 

@@ -105,6 +105,10 @@ def jwt_defects():
         ("numeric sub", "Bearer " + mint_token(TEST_SECRET, "alice", claims={"sub": 42}), "invalid_claims"),
         ("exp string", "Bearer " + mint_token(TEST_SECRET, "alice", claims={"exp": "tomorrow"}),
          "invalid_claims"),
+        ("empty sub", "Bearer " + mint_token(TEST_SECRET, ""), "invalid_claims"),
+        ("sub with newline", "Bearer " + mint_token(TEST_SECRET, "ali\nce"), "invalid_claims"),
+        ("sub with NUL", "Bearer " + mint_token(TEST_SECRET, "ali\u0000ce"), "invalid_claims"),
+        ("sub too long", "Bearer " + mint_token(TEST_SECRET, "a" * 129), "invalid_claims"),
         ("huge token", "Bearer " + "a" * 9000 + "." + "b" * 10 + "." + "c", "malformed_token"),
     ]
 
