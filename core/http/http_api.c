@@ -10,7 +10,7 @@
 #include "recorder.h"
 
 /* Reads one query parameter into 'out'. Returns 1 when present, 0 when
- * absent, -1 when longer than 'outlen' - 1. */
+ * absent, -1 when longer than 'outlen' - 1 or holding a NUL ("%00"). */
 static int http_query(const struct mg_request_info *ri, const char *name, char *out, size_t outlen)
 {
 	if (!ri->query_string)
@@ -18,7 +18,7 @@ static int http_query(const struct mg_request_info *ri, const char *name, char *
 	int n = mg_get_var2(ri->query_string, strlen(ri->query_string), name, out, outlen, 0);
 	if (n == -1)
 		return 0;
-	if (n < 0)
+	if (n < 0 || (size_t)n != strlen(out))
 		return -1;
 	return 1;
 }
