@@ -6,14 +6,17 @@
    PLI->keyframe latency, every recorded VP8 packet identical to the
    sender's own encoded frames and contiguous with them to the end, Opus
    packets identical too, Sender Reports seen, clean decode.
-2. Through the seeded loss/reorder/duplicate relay: the recording holds only
+2. The same through the product's command, `edgerec record --source rtp`
+   (the media pipeline in passthrough): the file holds the sender's VP8
+   packets, contiguous, starting on a keyframe, and its Opus packets.
+3. Through the seeded loss/reorder/duplicate relay: the recording holds only
    the sender's frames, in order, and every gap is followed by a keyframe
    (nothing decodes from a broken reference); the recorder asked for
    keyframes again and got them.
 """
 
 import os
-import sys
+import subprocess
 import time
 
 from rtp_impair import Relay
@@ -62,6 +65,31 @@ def clean_mid_stream(tmp):
     check(errs == "", "decodes without errors" + ("" if not errs else ": " + errs[:200]))
 
 
+def through_edgerec(tmp):
+    vport, aport, pli, artcp = free_ports(4)
+    ref = os.path.join(tmp, "ref3.webm")
+    out = os.path.join(tmp, "rec3.webm")
+    sender = gst_sender(ref, vport, aport, pli, artcp, seconds=4)
+    time.sleep(1.0)
+    r = subprocess.run([os.environ["EDGEREC_BIN"], "record", "--source", "rtp", "--args",
+                        "video_port=%d,audio_port=%d,video_pt=96,audio_pt=97,bind=127.0.0.1,pli_to=127.0.0.1:%d,"
+                        "audio_rtcp_to=127.0.0.1:%d,idle_eof_ms=1200" % (vport, aport, pli, artcp),
+                        "--output", out], capture_output=True, text=True, timeout=30)
+    wait_sender(sender, 10)
+    print("edgerec record: " + r.stdout.strip())
+    check(r.returncode == 0, "edgerec record --source rtp succeeded" + ("" if r.returncode == 0 else ": " + r.stderr[-300:]))
+    ref_v, rec_v = packet_md5s(ref, "v"), packet_md5s(out, "v")
+    start = contiguous_at(rec_v, ref_v)
+    check(len(rec_v) > 30 and start > 0, "recorded VP8 packets are the sender's, contiguous, joined mid-stream")
+    check(len(rec_v) >= len(ref_v) - start - 2, "no frames missing up to the end")
+    flags = keyframe_flags(out)
+    check(flags and flags[0], "first video packet is a keyframe")
+    ref_a, rec_a = packet_md5s(ref, "a"), packet_md5s(out, "a")
+    check(len(rec_a) > 100 and contiguous_at(rec_a, ref_a) >= 0, "Opus packets are the sender's, contiguous")
+    errs = decode_errors(out)
+    check(errs == "", "decodes without errors" + ("" if not errs else ": " + errs[:200]))
+
+
 def impaired(tmp):
     vport, aport, pli, artcp, relay_v = free_ports(5)
     ref = os.path.join(tmp, "ref2.webm")
@@ -99,6 +127,7 @@ def impaired(tmp):
 def main():
     with TempDir() as tmp:
         clean_mid_stream(tmp)
+        through_edgerec(tmp)
         impaired(tmp)
     print("all ok")
 
