@@ -1,16 +1,18 @@
 /* http: edgerec's network face: the HTTPS REST API of SPEC §2, the
- * WebSocket event hub of SPEC §7, /healthz, /metrics (Prometheus text) and
- * the OpenAPI document.
+ * WebSocket event hub of SPEC §7, recording download (byte ranges) and
+ * thumbnail, /healthz, /metrics (Prometheus text), /api/system/policies,
+ * the OpenAPI document (/api/openapi.json) and a small operator page (/).
  *
  * Provides: struct http_server (opaque), the option table http_options[],
- * health-check registration for modules wired in by main.
+ * hooks through which main wires in what this module does not link
+ * (health checks, extra metrics, the S3 presigner, the policy status).
  * Uses: civetweb built with mbedTLS (this module is its only includer),
  * cJSON, crypto (JWT verification, self-signed certificates), recorder (every
  * route maps onto a recorder_* call; events come from recorder_on_event).
  *
  * Threads: civetweb runs a pool of worker threads; each request or
- * WebSocket connection is served by one of them. The hub has one thread of
- * its own that writes events to subscribers. http_server_new and
+ * WebSocket connection is served by one of them. The hub has a small pool
+ * of writer threads that send events to subscribers. http_server_new and
  * http_server_free are called from the main thread. */
 #ifndef EDGEREC_HTTP_H
 #define EDGEREC_HTTP_H
