@@ -366,6 +366,19 @@ int64_t media_rtp_rx_next_wakeup(const struct media_rtp_rx *rx, int64_t now_ns, 
 bool media_rtp_rx_stalled(const struct media_rtp_rx *rx, int64_t now_ns);
 void media_rtp_rx_stats(const struct media_rtp_rx *rx, struct media_rtp_rx_stats *st);
 
+/* ---- port allocation (media_rtp_ports.c) ------------------------------ */
+
+/* Takes 'streams' port pairs for one recording from [min, max]: each an even
+ * RTP port with its odd RTCP port after it, none held by another recording
+ * of this process, each pair bindable (UDP, any address) at the time of the
+ * call. Writes the RTP ports to 'ports_out'. Returns 0, or -1 with 'err'
+ * (range exhausted or invalid). Any thread. The caller passes the ports to
+ * the rtp source ("video_port=...,audio_port=...") and to whoever sends
+ * (the state's metadata, an SFU forward) and releases them afterwards. */
+int media_rtp_ports_alloc(int min, int max, int streams, int *ports_out, char *err, size_t errlen);
+/* Gives the pairs back; unknown or already free ports are ignored. */
+void media_rtp_ports_release(const int *ports, int streams);
+
 /* ---- the `rtp` source driver (media_src_rtp.c) ------------------------ */
 
 struct media_source;
