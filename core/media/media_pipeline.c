@@ -185,6 +185,7 @@ struct pipe_src_state {
 	bool force_key;           /* raw video: force a keyframe on the next frame */
 	int64_t last_packet_mono;
 	int64_t last_key_request_mono;
+	int64_t last_drop_log_mono;
 	bool stalled;
 };
 
@@ -236,7 +237,16 @@ static void pipe_src_forward(struct media_pipeline *p, struct pipe_src_state *s,
 			p->stats.video_frames_dropped++;
 		else
 			p->stats.audio_frames_dropped++;
+		uint64_t total = p->stats.video_frames_dropped + p->stats.audio_frames_dropped;
 		pthread_mutex_unlock(&p->lock);
+		/* Said once, then every 10 s at most: the counters carry the rest. */
+		int64_t now = time_mono_ns();
+		if (s->last_drop_log_mono == 0 || now - s->last_drop_log_mono > 10 * TIME_NS_PER_SEC) {
+			s->last_drop_log_mono = now;
+			LOG_WARN(&log_pipe, "%s: the %s encoder is behind, dropping input (%llu dropped so far)",
+				 p->output_path, role == PIPE_VIDEO ? "video" : "audio",
+				 (unsigned long long)total);
+		}
 	}
 }
 
