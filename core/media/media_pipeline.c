@@ -678,6 +678,10 @@ static int pipe_setup_role(struct media_pipeline *p, int role, struct media_mux_
 		util_strlcpy(err, "source delivers a codec that cannot be recorded", errlen);
 		return -1;
 	}
+	if (vp9 && si->codec == MEDIA_CODEC_VP8) {
+		util_strlcpy(err, "format mp4 records VP9, but the source sends VP8 (record webm or mkv)", errlen);
+		return -1;
+	}
 	p->passthrough[role] = true;
 	t->codec = si->codec;
 	t->width = si->width;

@@ -49,6 +49,8 @@ cases = [
     ("broken WAV", ["--source", "file", "--audio", notwav, "--output", out], "no data chunk"),
     ("8-bit WAV", ["--source", "file", "--audio", f8, "--output", out], "16-bit PCM"),
     ("file source without files", ["--source", "file", "--output", out], "video=PATH"),
+    ("mp4 from a VP8 sender", ["--source", "test", "--args", "encoded=1", "--format", "mp4", "--duration", "1",
+                               "--fast", "--output", out], "records VP9"),
     ("bad skew", ["--source", "test", "--args", "skew=900", "--duration", "1", "--output", out], "skew"),
     ("probe missing file", ["--probe", os.path.join(tmp, "none.webm")], "cannot open"),
     ("probe non-Matroska", ["--probe", wav], "not a Matroska"),
