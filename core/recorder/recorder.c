@@ -882,35 +882,76 @@ void recorder_list_user(struct recorder *r, const struct recorder_caller *caller
 
 /* ---- events, metrics, health -------------------------------------------- */
 
-static void recorder_event_trampoline(void *opaque, const char *room_id, const char *event_json)
+/* Room events arrive on the state module's subscriber thread, which has no
+ * way to unsubscribe and may outlive the recorder (main frees the recorder
+ * before the state). So the subscription's opaque is a small relay, not the
+ * recorder: relays stay on one list for the life of the process and
+ * recorder_free detaches its relay under the same lock that every delivery
+ * holds, so no delivery runs into a freed recorder. */
+struct recorder_relay {
+	struct recorder_relay *next;
+	struct recorder *r; /* NULL once the recorder is gone */
+};
+
+static pthread_mutex_t relay_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct recorder_relay *relays;
+
+static void recorder_event_relay(void *opaque, const char *room_id, const char *event_json)
 {
-	struct recorder *r = opaque;
-	pthread_mutex_lock(&r->lock);
-	void (*cb)(void *, const char *, const char *) = r->event_cb;
-	void *cb_opaque = r->event_opaque;
-	pthread_mutex_unlock(&r->lock);
-	if (cb)
-		cb(cb_opaque, room_id, event_json);
+	struct recorder_relay *relay = opaque;
+	pthread_mutex_lock(&relay_lock);
+	struct recorder *r = relay->r;
+	if (r) {
+		pthread_mutex_lock(&r->lock);
+		void (*cb)(void *, const char *, const char *) = r->event_cb;
+		void *cb_opaque = r->event_opaque;
+		pthread_mutex_unlock(&r->lock);
+		if (cb)
+			cb(cb_opaque, room_id, event_json);
+	}
+	pthread_mutex_unlock(&relay_lock);
+}
+
+/* Detaches the recorder from its relay; waits for a delivery in progress. */
+static void recorder_relay_detach(struct recorder *r)
+{
+	pthread_mutex_lock(&relay_lock);
+	if (r->relay)
+		r->relay->r = NULL;
+	r->relay = NULL;
+	pthread_mutex_unlock(&relay_lock);
 }
 
 int recorder_on_event(struct recorder *r,
 		      void (*cb)(void *opaque, const char *room_id, const char *event_json),
 		      void *opaque)
 {
+	/* Under relay_lock: a delivery in progress finishes first, so once this
+	 * returns the previous callback is neither running nor called again. */
+	pthread_mutex_lock(&relay_lock);
 	pthread_mutex_lock(&r->lock);
 	r->event_cb = cb;
 	r->event_opaque = opaque;
-	bool need = !r->subscribed;
-	r->subscribed = true;
 	pthread_mutex_unlock(&r->lock);
-	if (!need)
+	if (r->relay) {
+		pthread_mutex_unlock(&relay_lock);
 		return 0;
-	int rc = state_subscribe(r->st, recorder_event_trampoline, r);
+	}
+	struct recorder_relay *relay = calloc(1, sizeof(*relay));
+	if (!relay) {
+		pthread_mutex_unlock(&relay_lock);
+		return -1;
+	}
+	relay->r = r;
+	relay->next = relays;
+	relays = relay;
+	r->relay = relay;
+	pthread_mutex_unlock(&relay_lock);
+
+	int rc = state_subscribe(r->st, recorder_event_relay, relay);
 	if (rc < 0) {
-		pthread_mutex_lock(&r->lock);
-		r->subscribed = false;
-		pthread_mutex_unlock(&r->lock);
 		LOG_ERROR(&log_rec, "cannot subscribe to room events: %s", state_strerror(rc));
+		recorder_relay_detach(r);
 	}
 	return rc < 0 ? rc : 0;
 }
@@ -1110,6 +1151,7 @@ void recorder_free(struct recorder *r)
 	 * recordings just stopped); what is left resumes at the next start. */
 	if (r->n_started_workers > 0 && recorder_drain(r, RECORDER_SHUTDOWN_DRAIN_MS * TIME_NS_PER_MS) < 0)
 		LOG_WARN(&log_rec, "processing unfinished at shutdown; it resumes at the next start");
+	recorder_relay_detach(r);
 	recorder_control_stop(r);
 	recorder_worker_stop(r);
 	if (r->pol)

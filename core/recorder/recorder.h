@@ -151,8 +151,10 @@ void recorder_set_authorizer(struct recorder *r, recorder_authorize_fn fn, void 
 
 /* Calls 'cb' for every room event (SPEC §7 JSON text) published by any
  * node sharing the Redis, on the state module's subscriber thread. One
- * subscriber per recorder; a second call replaces the first. Returns 0 or
- * <0 when the subscription could not be set up. */
+ * subscriber per recorder; a second call replaces the first (cb NULL:
+ * none). Once it returns, the previous callback is neither running nor
+ * called again; the callback must not call recorder_on_event itself.
+ * Returns 0 or <0 when the subscription could not be set up. */
 int recorder_on_event(struct recorder *r,
 		      void (*cb)(void *opaque, const char *room_id, const char *event_json),
 		      void *opaque);

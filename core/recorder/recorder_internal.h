@@ -22,6 +22,7 @@
 
 struct media_pipeline;
 struct queue;
+struct recorder_relay;
 
 #define RECORDER_ROOM_MAX 129
 #define RECORDER_USER_MAX 256
@@ -92,7 +93,7 @@ struct recorder {
 	void *authz_opaque;
 	void (*event_cb)(void *opaque, const char *room_id, const char *event_json);
 	void *event_opaque;
-	bool subscribed;
+	struct recorder_relay *relay;  /* room events; see recorder_on_event */
 	struct recorder_metrics m;     /* counters under lock */
 
 	/* The control thread: pipeline events and the maximum-duration timer. */

@@ -5,10 +5,11 @@ and redis-server when things go wrong.
   restart of the same node: no phantom live recording stays (active set
   empty, statuses final), each is completed with metadata.recovered = true,
   and the repaired file plays for its duration_seconds (ffprobe, 50 ms).
+- max_recording_duration auto-stop seen over WebSocket (reason max_duration).
 - Redis restarted mid-recording: the recording goes on, pause/resume during
   the outage answer 200, Redis holds the right state once it is back, and
-  the finished file is as long as the reply says.
-- max_recording_duration auto-stop seen over WebSocket (reason max_duration).
+  the finished file is as long as the reply says. (Last: events published
+  while the subscriber reconnects are lost, as Redis pub/sub keeps nothing.)
 """
 
 import json
@@ -82,6 +83,23 @@ def test_kill9_then_restart_recovers(c):
     assert listed["count"] == 0, listed
 
 
+def test_max_duration_event(c):
+    n = c.node
+    ws = n.ws("max-room")
+    try:
+        r = n.start_recording("max-room")
+        assert r.status == 200, r
+        rid = r.json["recording_id"]
+        ws_next(ws, "recording_started")
+        ev = ws_next(ws, "recording_stopped", timeout=10)
+        assert ev["data"]["recording_id"] == rid and ev["data"]["reason"] == "max_duration", ev
+        assert 2.95 <= ev["data"]["duration"] <= 3.5, ev
+        done = ws_next(ws, "recording_completed", timeout=20)
+        assert done["data"]["recording_id"] == rid and done["data"]["status"] == "completed", done
+    finally:
+        ws.close()
+
+
 def test_redis_restart_mid_recording(c):
     n = c.node
     r = n.start_recording("outage-room")
@@ -111,23 +129,6 @@ def test_redis_restart_mid_recording(c):
     assert abs(ffprobe_duration(file_of(rec)) - s.json["duration_seconds"]) <= 0.05
     assert json.loads(c.redis.cli("GET", "webrtc:recording:state:" + rid))["status"] == "completed"
     assert c.redis.cli("SISMEMBER", "webrtc:recording:active", rid) == "0"
-
-
-def test_max_duration_event(c):
-    n = c.node
-    ws = n.ws("max-room")
-    try:
-        r = n.start_recording("max-room")
-        assert r.status == 200, r
-        rid = r.json["recording_id"]
-        ws_next(ws, "recording_started")
-        ev = ws_next(ws, "recording_stopped", timeout=10)
-        assert ev["data"]["recording_id"] == rid and ev["data"]["reason"] == "max_duration", ev
-        assert 2.95 <= ev["data"]["duration"] <= 3.5, ev
-        done = ws_next(ws, "recording_completed", timeout=20)
-        assert done["data"]["recording_id"] == rid and done["data"]["status"] == "completed", done
-    finally:
-        ws.close()
 
 
 run_tests(globals(), setup, teardown)
