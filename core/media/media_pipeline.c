@@ -36,7 +36,7 @@
 
 static struct log_handle log_pipe = LOG_HANDLE("media/pipeline");
 
-#define PIPE_ENC_QUEUE_MIN 8      /* raw frames waiting for an encoder: half a second, at least 8 */
+#define PIPE_ENC_QUEUE_MIN 8      /* raw frames waiting for an encoder: a second, at least 8 */
 #define PIPE_AUDIO_QUEUE 64       /* raw 10 ms audio chunks */
 #define PIPE_MUX_QUEUE 512        /* encoded packets waiting for the muxer */
 #define PIPE_READ_TIMEOUT_NS (100 * TIME_NS_PER_MS)
@@ -661,7 +661,7 @@ static int pipe_setup_role(struct media_pipeline *p, int role, struct media_mux_
 			return -1;
 		size_t cap = PIPE_AUDIO_QUEUE;
 		if (role == PIPE_VIDEO)
-			cap = ep.fps / 2 > PIPE_ENC_QUEUE_MIN ? (size_t)(ep.fps / 2) : PIPE_ENC_QUEUE_MIN;
+			cap = ep.fps > PIPE_ENC_QUEUE_MIN ? (size_t)ep.fps : PIPE_ENC_QUEUE_MIN;
 		p->enc_queue[role] = queue_new(cap);
 		if (!p->enc_queue[role]) {
 			util_strlcpy(err, "out of memory", errlen);

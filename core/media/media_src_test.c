@@ -44,6 +44,7 @@ struct test_priv {
 	double tone_hz, beep_hz;
 	uint64_t skew_samples;   /* beep delay after the flash */
 	uint8_t *bars;         /* a periodic row of the pattern, width + 256 long */
+	uint8_t *v_row;        /* the V plane's row, the same on every line */
 	/* encoded=1: the sender's encoders and the packets they produced. */
 	bool encoded;
 	struct media_enc *venc, *aenc;
@@ -135,6 +136,15 @@ static int test_open(struct media_source *src, const struct media_source_params 
 		util_strlcpy(err, "out of memory", errlen);
 		return -1;
 	}
+	t->v_row = malloc((size_t)t->width / 2);
+	if (!t->v_row) {
+		free(t->bars);
+		free(t);
+		util_strlcpy(err, "out of memory", errlen);
+		return -1;
+	}
+	for (int c = 0; c < t->width / 2; c++)
+		t->v_row[c] = (uint8_t)(80 + (c * 96 / (t->width / 2)));
 	for (int i = 0; i < t->width + 256; i++) {
 		int k = i & 255;
 		int tri = k < 128 ? k : 255 - k;  /* a triangle wave: soft bars */
@@ -209,9 +219,7 @@ static struct buf *test_make_video(struct test_priv *t, uint64_t n)
 	}
 	for (int r = 0; r < h / 2; r++) {
 		memset(u + (size_t)r * (w / 2), 128 + (r * 96 / (h / 2)) - 48, (size_t)(w / 2));
-		uint8_t *vr = v + (size_t)r * (w / 2);
-		for (int c = 0; c < w / 2; c++)
-			vr[c] = (uint8_t)(80 + (c * 96 / (w / 2)));
+		memcpy(v + (size_t)r * (w / 2), t->v_row, (size_t)(w / 2));
 	}
 	/* A box bouncing across the frame. */
 	int bw = w / 6, bh = h / 6;
@@ -411,6 +419,7 @@ static void test_close(struct media_source *src)
 	media_enc_free(t->venc);
 	media_enc_free(t->aenc);
 	free(t->bars);
+	free(t->v_row);
 	free(t);
 	src->priv = NULL;
 }
