@@ -72,6 +72,12 @@ struct media_rtp_rx {
 	uint32_t lsr;
 	int64_t lsr_arrival_ns;
 
+	/* an SR of an SSRC not (yet) followed, e.g. sent before its first RTP */
+	bool have_early_sr;
+	uint32_t early_sr_ssrc, early_sr_ts;
+	uint64_t early_sr_ntp;
+	int64_t early_sr_arrival;
+
 	struct media_rtp_rx_stats st;
 };
 
@@ -380,6 +386,27 @@ static void rx_restart(struct media_rtp_rx *rx, int64_t now_ns)
 	}
 }
 
+static void rx_apply_sr(struct media_rtp_rx *rx, uint64_t ntp, uint32_t rtp_ts, int64_t arrival_ns)
+{
+	int64_t ext = media_rtp_unwrap(&rx->ts_uw, rtp_ts);
+
+	rx->st.sender_reports++;
+	if (rx->st.first_sr_ns < 0)
+		rx->st.first_sr_ns = arrival_ns;
+	media_rtp_clock_on_sr(&rx->clock, ntp, ext);
+	rx->lsr = (uint32_t)(ntp >> 16);
+	rx->lsr_arrival_ns = arrival_ns;
+}
+
+/* Applies a Sender Report that came before the stream followed its SSRC. */
+static void rx_apply_early_sr(struct media_rtp_rx *rx)
+{
+	if (rx->have_early_sr && rx->early_sr_ssrc == rx->ssrc) {
+		rx->have_early_sr = false;
+		rx_apply_sr(rx, rx->early_sr_ntp, rx->early_sr_ts, rx->early_sr_arrival);
+	}
+}
+
 /* Which SSRC this stream follows: the configured one, else the first one
  * seen; another one takes over after a few packets in a row, or at once if
  * the current one went quiet (a republish). */
@@ -391,6 +418,7 @@ static bool rx_accept_ssrc(struct media_rtp_rx *rx, uint32_t ssrc, int64_t now_n
 		rx->have_ssrc = true;
 		rx->ssrc = ssrc;
 		LOG_DEBUG(&log_rtp, "latched ssrc %08x", ssrc);
+		rx_apply_early_sr(rx);
 		return true;
 	}
 	if (ssrc == rx->ssrc) {
@@ -408,6 +436,7 @@ static bool rx_accept_ssrc(struct media_rtp_rx *rx, uint32_t ssrc, int64_t now_n
 		rx->ssrc = ssrc;
 		rx->cand_count = 0;
 		rx->st.ssrc_changes++;
+		rx_apply_early_sr(rx);
 		return true;
 	}
 	return false;
@@ -517,14 +546,13 @@ int media_rtp_rx_push_rtcp(struct media_rtp_rx *rx, const uint8_t *data, size_t 
 	}
 	rx->st.rtcp_packets++;
 	if (info.has_sr && rx->have_ssrc && info.sr_ssrc == rx->ssrc) {
-		int64_t ext = media_rtp_unwrap(&rx->ts_uw, info.sr_rtp_ts);
-
-		rx->st.sender_reports++;
-		if (rx->st.first_sr_ns < 0)
-			rx->st.first_sr_ns = now_ns;
-		media_rtp_clock_on_sr(&rx->clock, info.sr_ntp, ext);
-		rx->lsr = (uint32_t)(info.sr_ntp >> 16);
-		rx->lsr_arrival_ns = now_ns;
+		rx_apply_sr(rx, info.sr_ntp, info.sr_rtp_ts, now_ns);
+	} else if (info.has_sr && (!rx->cfg.has_ssrc || info.sr_ssrc == rx->cfg.ssrc)) {
+		rx->have_early_sr = true;
+		rx->early_sr_ssrc = info.sr_ssrc;
+		rx->early_sr_ntp = info.sr_ntp;
+		rx->early_sr_ts = info.sr_rtp_ts;
+		rx->early_sr_arrival = now_ns;
 	}
 	return 0;
 }

@@ -11,6 +11,9 @@ Checks:
 - Sender Reports arrived on both streams;
 - A/V offset: every flash in the recording has its beep within 40 ms;
 - it decodes without errors.
+A second run sends no RTCP at all (as Janus rtp_forward does): the streams
+are then anchored to arrival time, and the flash/beep offset must still be
+within 40 ms.
 """
 
 import os
@@ -102,7 +105,45 @@ def main():
         check(worst <= 0.040, "A/V offset within 40 ms (worst %.1f ms)" % (worst * 1000))
         errs = decode_errors(out)
         check(errs == "", "decodes without errors" + ("" if not errs else ": " + errs[:200]))
+
+        no_sender_reports(tmp, ref)
     print("all ok")
+
+
+def av_offsets(path):
+    flashes, beeps = flash_beep_times(path)
+    pairs = []
+    for f in flashes[:-1]:  # the last black_end is the end of the stream
+        near = min(beeps, key=lambda b: abs(b - f)) if beeps else None
+        if near is not None and abs(near - f) < 0.5:
+            pairs.append(near - f)
+    return pairs
+
+
+def no_sender_reports(tmp, ref):
+    out = os.path.join(tmp, "rec_nosr.webm")
+    vport, aport, relay_v, relay_a = free_ports(4)
+    # RTP only: ffmpeg's RTCP goes to the relay's port+1, where nobody listens
+    relay = Relay([(relay_v, ("127.0.0.1", vport), {"clean": True}),
+                   (relay_a, ("127.0.0.1", aport), {"clean": True})]).start()
+    rec = start_record("video_port=%d,audio_port=%d,video_pt=96,audio_pt=97,bind=127.0.0.1,idle_eof_ms=1200" %
+                       (vport, aport), out, 20)
+    time.sleep(0.3)
+    sender = subprocess.Popen(
+        ["ffmpeg", "-v", "error", "-re", "-i", ref,
+         "-map", "0:v", "-c", "copy", "-payload_type", "96", "-f", "rtp", "rtp://127.0.0.1:%d?pkt_size=1200" % relay_v,
+         "-map", "0:a", "-c", "copy", "-payload_type", "97", "-f", "rtp", "rtp://127.0.0.1:%d?pkt_size=1200" % relay_a],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    wait_sender(sender, SECONDS + 5)
+    time.sleep(0.2)
+    relay.stop()
+    st = finish_record(rec)
+    check(st["video_sr"] == 0 and st["audio_sr"] == 0, "no sender reports reached the recorder")
+    pairs = av_offsets(out)
+    print("flash -> beep offsets without SR (ms): %s" % [round(x * 1000, 1) for x in pairs])
+    check(len(pairs) >= 3, "flash/beep pairs found (%d)" % len(pairs))
+    worst = max(abs(p) for p in pairs)
+    check(worst <= 0.040, "A/V offset from arrival anchoring within 40 ms (worst %.1f ms)" % (worst * 1000))
 
 
 if __name__ == "__main__":

@@ -725,6 +725,34 @@ static void test_opus_dtx(void)
 /* Jittery arrivals: output follows the RTP clock, not the jitter, and never
  * goes backwards. Two streams with Sender Reports keep the sender's A/V
  * relation even when one path is slower. */
+/* A Sender Report sent before the first RTP packet (ffmpeg does) is kept
+ * and applied once the stream follows that SSRC. */
+static void test_early_sr(void)
+{
+	struct media_rtp_rx_config cfg = { .codec = MEDIA_RTP_CODEC_OPUS, .payload_type = 111 };
+	struct media_rtp_rx *rx = media_rtp_rx_new(&cfg, NULL, 0);
+	struct media_rtp_rx_stats st;
+	struct gen g = { .seq = 1, .ts = 48000, .ssrc = 0xabcd, .pt = 111 };
+	uint8_t sr[28] = { 0x80, 200, 0, 6, 0, 0, 0xab, 0xcd };
+	uint8_t p[40];
+	uint64_t ntp = media_rtcp_unix_ns_to_ntp(1700000000LL * 1000000000LL);
+	size_t h;
+
+	for (int i = 0; i < 8; i++)
+		sr[8 + i] = (uint8_t)(ntp >> (56 - 8 * i));
+	sr[16] = 0; sr[17] = 0; sr[18] = 0xbb; sr[19] = 0x80; /* rtp ts 48000 */
+	CHECK_INT(media_rtp_rx_push_rtcp(rx, sr, sizeof(sr), 0), 0);
+	media_rtp_rx_stats(rx, &st);
+	CHECK_INT(st.sender_reports, 0);
+	h = rtp_header(p, &g, false);
+	p[h] = (uint8_t)(31 << 3);
+	media_rtp_rx_push(rx, p, h + 10, 5 * MS);
+	media_rtp_rx_stats(rx, &st);
+	CHECK_INT(st.sender_reports, 1);
+	CHECK_INT(st.first_sr_ns, 0);
+	media_rtp_rx_free(rx);
+}
+
 static void test_clock(void)
 {
 	struct media_rtp_clock c;
@@ -810,6 +838,7 @@ int main(void)
 	test_ssrc_change();
 	test_oversize_and_garbage();
 	test_opus_dtx();
+	test_early_sr();
 	test_clock();
 	return check_exit();
 }
