@@ -316,6 +316,10 @@ class Edgerec:
         env = dict(os.environ)
         env.setdefault("EDGEREC_LOG", "info")
         self.lines = []
+        try:
+            self._log_start = os.path.getsize(self.log_path)
+        except OSError:
+            self._log_start = 0
         self.proc = _start([self.bin, "serve", "--config", cfg], self.log_path,
                            stdout=subprocess.PIPE, env=env)
         threading.Thread(target=self._read_stdout, args=(self.proc,), daemon=True).start()
@@ -341,6 +345,13 @@ class Edgerec:
         if wait_healthy:
             wait_until(lambda: self.healthz_status() == 200, timeout=timeout,
                        what="/healthz 200 from %s" % self.name)
+            # Room events published before the node's Redis subscription is
+            # in place never reach it (pub/sub keeps no backlog): wait for
+            # the state module to say it subscribed (logged at info).
+            if env.get("EDGEREC_LOG", "info") in ("info", "debug", "trace"):
+                wait_until(lambda: "subscribed to room events" in self.log_text(since_start=True),
+                           timeout=timeout,
+                           what="%s to subscribe to room events" % self.name)
         return self
 
     def _read_stdout(self, proc):
@@ -356,9 +367,13 @@ class Edgerec:
         except OSError:
             return "(no log)"
 
-    def log_text(self):
+    def log_text(self, since_start=False):
+        """The server's log (stderr); with since_start, only what the
+        current process wrote (the file is kept across restarts)."""
         try:
             with open(self.log_path, "rb") as f:
+                if since_start:
+                    f.seek(getattr(self, "_log_start", 0))
                 return f.read().decode("utf-8", "replace")
         except OSError:
             return ""
