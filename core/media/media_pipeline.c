@@ -41,7 +41,7 @@ static struct log_handle log_pipe = LOG_HANDLE("media/pipeline");
 #define PIPE_MUX_QUEUE 512        /* encoded packets waiting for the muxer */
 #define PIPE_READ_TIMEOUT_NS (100 * TIME_NS_PER_MS)
 #define PIPE_STALL_NS (2 * TIME_NS_PER_SEC)
-#define PIPE_INTERLEAVE_NS (1 * TIME_NS_PER_SEC)
+#define PIPE_INTERLEAVE_NS (2 * TIME_NS_PER_SEC) /* > the encoder queue's second */
 #define PIPE_KEY_REQUEST_NS (500 * TIME_NS_PER_MS)
 
 enum pipe_role { PIPE_VIDEO = 0, PIPE_AUDIO = 1, PIPE_ROLES };
@@ -510,16 +510,20 @@ static void *pipe_mux_main(void *arg)
 			}
 		}
 		/* Write in timestamp order: the older head when both streams have
-		 * something; one stream alone when the other has ended or has
-		 * been silent while this one queued more than a second. */
+		 * something; one stream alone when the other has ended, or (in real
+		 * time) has been silent while this one queued more than the
+		 * encoders can hold back, e.g. a live source lost its video. In
+		 * fast mode the source waits for the encoders, so waiting here is
+		 * bounded and keeps every timestamp exact. */
+		bool may_lag = !p->opt.fast;
 		for (;;) {
 			struct pipe_list *v = &lists[PIPE_VIDEO], *a = &lists[PIPE_AUDIO];
 			struct pipe_list *pick = NULL;
 			if (v->head && a->head)
 				pick = v->head->pts_ns <= a->head->pts_ns ? v : a;
-			else if (v->head && (a->eos || v->last_pts - v->head->pts_ns > PIPE_INTERLEAVE_NS))
+			else if (v->head && (a->eos || (may_lag && v->last_pts - v->head->pts_ns > PIPE_INTERLEAVE_NS)))
 				pick = v;
-			else if (a->head && (v->eos || a->last_pts - a->head->pts_ns > PIPE_INTERLEAVE_NS))
+			else if (a->head && (v->eos || (may_lag && a->last_pts - a->head->pts_ns > PIPE_INTERLEAVE_NS)))
 				pick = a;
 			if (!pick)
 				break;
