@@ -85,7 +85,7 @@ static void http_file_send(struct http_request *req, const char *path, const cha
 	const char *inm = mg_get_header(req->conn, "If-None-Match");
 	if (inm && (strcmp(inm, etag) == 0 || strcmp(inm, "*") == 0)) {
 		const char *extra[] = { "ETag", etag, NULL };
-		http_reply_headers(req, 304, NULL, 0, extra);
+		http_reply_headers(req, 304, NULL, -1, extra);
 		goto out;
 	}
 	const char *range = mg_get_header(req->conn, "Range");

@@ -81,10 +81,10 @@ struct http_request {
  * else prefix-counter. */
 void http_request_begin(struct http_server *s, struct mg_connection *conn, struct http_request *req);
 
-/* Sends the status line and headers (Content-Type, Content-Length 'len',
- * X-Request-Id, Cache-Control, Date, then 'extra': name, value, ...,
- * NULL) and records the status. Returns 1 when a body should follow, 0 for
- * HEAD. */
+/* Sends the status line and headers (Content-Type, Content-Length 'len'
+ * (omitted when 'len' < 0, as a 304 must), X-Request-Id, Cache-Control,
+ * Date, then 'extra': name, value, ..., NULL) and records the status.
+ * Returns 1 when a body should follow, 0 for HEAD. */
 int http_reply_headers(struct http_request *req, int status, const char *content_type, long long len,
 		       const char *const *extra);
 /* Replies. Each sends the status line, Content-Type, Content-Length,

@@ -94,7 +94,8 @@ int http_reply_headers(struct http_request *req, int status, const char *content
 	}
 	if (content_type)
 		mg_response_header_add(c, "Content-Type", content_type, -1);
-	mg_response_header_add(c, "Content-Length", clen, -1);
+	if (len >= 0)
+		mg_response_header_add(c, "Content-Length", clen, -1);
 	mg_response_header_add(c, "X-Request-Id", req->id, -1);
 	mg_response_header_add(c, "Cache-Control", "no-store", -1);
 	/* Our own Date: civetweb's formats it with gmtime(), whose shared
