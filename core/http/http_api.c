@@ -175,6 +175,11 @@ void http_api_serve(struct http_request *req, const struct http_route_match *cm)
 			goto done;
 		recorder_start(rec, &caller, m->room_id, format[0] ? format : NULL,
 			       quality[0] ? quality : NULL, &out);
+		if (out.status == 200) {
+			const cJSON *id = cJSON_GetObjectItemCaseSensitive(out.body, "recording_id");
+			if (cJSON_IsString(id))
+				snprintf(req->note, sizeof(req->note), "recording=%s", id->valuestring);
+		}
 		break;
 	case HTTP_ROUTE_STOP:
 		recorder_stop(rec, &caller, m->room_id, m->recording_id, &out);

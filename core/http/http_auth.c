@@ -125,5 +125,6 @@ int http_auth_check(struct http_request *req, bool allow_query, cJSON **claims)
 		return http_auth_refuse(req, "invalid_claims",
 					"sub must be 1 to 128 bytes without control characters");
 	}
+	memcpy(req->user, sub->valuestring, n + 1);
 	return 0;
 }

@@ -75,6 +75,8 @@ struct http_request {
 	int status;                   /* the reply status once sent */
 	int64_t start_ns;
 	char id[HTTP_REQUEST_ID_LEN];
+	char user[HTTP_USER_ID_MAX + 1];  /* the token's sub once verified */
+	char note[64];                    /* added to the log line ("recording=...") */
 };
 
 /* Gives 'req' an id: the client's X-Request-Id when it is short and plain,

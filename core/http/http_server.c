@@ -163,8 +163,9 @@ void http_reply_error(struct http_request *req, int status, const char *code, co
 	cJSON_free(text);
 }
 
-/* Counts and logs a finished request: errors at info (5xx at warn), the
- * rest at debug, always with the request id. */
+/* Counts and logs a finished request with its id and user: errors at
+ * info (5xx at warn), requests that change something (POST, DELETE) at
+ * info too, as an audit trail; reads at debug. */
 static void http_request_end(struct http_request *req)
 {
 	const struct mg_request_info *ri = mg_get_request_info(req->conn);
@@ -172,15 +173,13 @@ static void http_request_end(struct http_request *req)
 	http_metrics_observe(req->s->metrics, req->route, req->status, elapsed);
 	const char *method = ri->request_method ? ri->request_method : "-";
 	const char *uri = ri->local_uri_raw ? ri->local_uri_raw : (ri->local_uri ? ri->local_uri : "-");
-	if (req->status >= 500)
-		LOG_WARN(&http_log, "req=%s %s %s %s -> %d (%.2f ms)", req->id, ri->remote_addr, method,
-			 uri, req->status, (double)elapsed / 1e6);
-	else if (req->status >= 400)
-		LOG_INFO(&http_log, "req=%s %s %s %s -> %d (%.2f ms)", req->id, ri->remote_addr, method,
-			 uri, req->status, (double)elapsed / 1e6);
-	else
-		LOG_DEBUG(&http_log, "req=%s %s %s %s -> %d (%.2f ms)", req->id, ri->remote_addr, method,
-			  uri, req->status, (double)elapsed / 1e6);
+	enum log_level level = req->status >= 500   ? LOG_LEVEL_WARN
+			       : req->status >= 400 ? LOG_LEVEL_INFO
+			       : (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) ? LOG_LEVEL_INFO
+										: LOG_LEVEL_DEBUG;
+	LOG_AT(&http_log, level, "req=%s %s user=%s %s %s -> %d (%.2f ms)%s%s", req->id, ri->remote_addr,
+	       req->user[0] ? req->user : "-", method, uri, req->status, (double)elapsed / 1e6,
+	       req->note[0] ? " " : "", req->note);
 }
 
 /* The one request handler, registered for every path: matches the route,
