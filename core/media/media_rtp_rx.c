@@ -56,6 +56,7 @@ struct media_rtp_rx {
 	/* frames ready to hand out */
 	struct media_rtp_frame ready[RX_READY_MAX];
 	size_t ready_head, ready_count;
+	size_t ready_bytes;  /* at most 2 x max_frame_bytes */
 
 	/* keyframe requests and receiver reports */
 	bool kf_wanted;
@@ -152,15 +153,24 @@ void media_rtp_rx_free(struct media_rtp_rx *rx)
 	free(rx);
 }
 
+/* Frames wait here until polled; nobody polling must not grow memory, so
+ * the count and the bytes are capped and what does not fit is dropped (for
+ * VP8 that breaks the references: wait for a keyframe). */
+static void vp8_lost_reference(struct media_rtp_rx *rx);
+
 static void rx_enqueue(struct media_rtp_rx *rx, const struct media_rtp_frame *f)
 {
-	if (rx->ready_count == RX_READY_MAX) {
+	if (rx->ready_count == RX_READY_MAX || rx->ready_bytes + f->data->size > 2 * rx->cfg.max_frame_bytes) {
 		buf_unref(f->data);
 		rx->st.frames_dropped++;
+		rx->st.frames--;
+		if (rx->cfg.codec == MEDIA_RTP_CODEC_VP8)
+			vp8_lost_reference(rx);
 		return;
 	}
 	rx->ready[(rx->ready_head + rx->ready_count) % RX_READY_MAX] = *f;
 	rx->ready_count++;
+	rx->ready_bytes += f->data->size;
 }
 
 /* The reference chain is broken: drop until a keyframe, and ask for one. */
@@ -566,6 +576,7 @@ int media_rtp_rx_poll(struct media_rtp_rx *rx, int64_t now_ns, struct media_rtp_
 			*out = rx->ready[rx->ready_head];
 			rx->ready_head = (rx->ready_head + 1) % RX_READY_MAX;
 			rx->ready_count--;
+			rx->ready_bytes -= out->data->size;
 			return 1;
 		}
 		if (media_rtp_jb_pop(rx->jb, now_ns, false, &it) != 1)

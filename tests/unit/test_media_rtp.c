@@ -669,6 +669,25 @@ static void test_oversize_and_garbage(void)
 	}
 }
 
+/* Nobody polls: whatever the sender does, the stream holds a bounded
+ * number of packets and frames. */
+static void test_memory_bound(void)
+{
+	struct media_rtp_rx *rx = vp8_rx(64 * 1024);
+	struct gen g = { .seq = 1, .ts = 1000, .ssrc = 3, .pt = 96 };
+	struct media_rtp_rx_stats st;
+	int frames;
+
+	for (int i = 0; i < 3000; i++)
+		send_frame(rx, &g, i % 100 == 0, 640, 360, (uint8_t)i, 1400, (int64_t)i * MS, -1, false);
+	media_rtp_rx_stats(rx, &st);
+	CHECK(st.frames_dropped > 0);
+	frames = drain(rx, 10000 * MS, NULL, NULL, NULL);
+	CHECK(frames <= 64 + 512 * 2);
+	CHECK(frames > 0);
+	media_rtp_rx_free(rx);
+}
+
 static void test_opus_dtx(void)
 {
 	struct media_rtp_rx_config cfg = { .codec = MEDIA_RTP_CODEC_OPUS, .payload_type = 111, .jb_latency_ns = 20 * MS };
@@ -837,6 +856,7 @@ int main(void)
 	test_vp8_reorder_content();
 	test_ssrc_change();
 	test_oversize_and_garbage();
+	test_memory_bound();
 	test_opus_dtx();
 	test_early_sr();
 	test_clock();
