@@ -92,6 +92,14 @@ def test_redis_restart_mid_recording(c):
     assert n.healthz_status() == 503
     m = n.request("GET", "/metrics", token=None).body.decode()
     assert "edgerec_redis_up 0" in m, m
+    # Requests get a quick answer: the live recording from memory, what
+    # needs Redis a 503 (an appliance fault, never a 500 or a hang).
+    t1 = time.monotonic()
+    r = n.op("status", room, rid)
+    assert r.status == 200 and r.json["status"] == "recording", r
+    for r in (n.request("GET", "/api/webrtc/recordings"), n.start_recording("other-" + room, "bob")):
+        assert r.status == 503 and r.json["code"] == "state_unavailable", r
+    assert time.monotonic() - t1 < 3.0
     c.redis.start()
     wait_until(lambda: n.healthz_status() == 200, timeout=20, what="healthy after Redis restart")
     r = n.op("status", room, rid)
