@@ -448,28 +448,57 @@ static struct pipe_item *pipe_list_pop(struct pipe_list *l)
 }
 
 /* Writes one packet, keeping the counters. */
-static void pipe_mux_write(struct media_pipeline *p, struct pipe_item *item, bool *first_video,
-			   bool *failed)
+/* The mux thread's view of what it has written. */
+struct pipe_mux_state {
+	bool need_video_key;   /* start, or video dropped: wait for a keyframe */
+	bool failed;
+	int64_t last_pts_ns;   /* newest timestamp written */
+};
+
+static void pipe_mux_drop(struct media_pipeline *p, int role)
+{
+	pthread_mutex_lock(&p->lock);
+	if (role == PIPE_VIDEO)
+		p->stats.video_frames_dropped++;
+	else
+		p->stats.audio_frames_dropped++;
+	pthread_mutex_unlock(&p->lock);
+}
+
+/* Writes one packet, keeping the counters. A packet older than what the
+ * file already holds (a stream that fell more than the interleave window
+ * behind) is dropped rather than written with a false timestamp; for video
+ * the file then waits for a keyframe, which is asked for. */
+static void pipe_mux_write(struct media_pipeline *p, struct pipe_item *item, struct pipe_mux_state *ms)
 {
 	int role = item->role;
-	if (*failed)
+	if (ms->failed)
 		return;
-	if (role == PIPE_VIDEO && *first_video && !item->keyframe) {
-		pthread_mutex_lock(&p->lock);
-		p->stats.video_frames_dropped++;  /* a file starts with a keyframe */
-		pthread_mutex_unlock(&p->lock);
+	if (item->pts_ns < ms->last_pts_ns) {
+		pipe_mux_drop(p, role);
+		if (role == PIPE_VIDEO && !ms->need_video_key) {
+			ms->need_video_key = true;
+			media_pipeline_request_keyframe(p);
+		}
 		return;
+	}
+	if (role == PIPE_VIDEO && ms->need_video_key) {
+		if (!item->keyframe) {
+			pipe_mux_drop(p, role);  /* video starts (again) with a keyframe */
+			return;
+		}
+		ms->need_video_key = false;
 	}
 	if (media_mux_webm.write(p->mux, p->mux_track[role], item->data->data, item->data->size,
 				 item->pts_ns, item->keyframe) < 0) {
 		pipe_fault(p, "muxer: %s", media_mux_webm.last_error(p->mux));
-		*failed = true;
+		ms->failed = true;
 		return;
 	}
+	ms->last_pts_ns = item->pts_ns;
 	bool first = false;
 	pthread_mutex_lock(&p->lock);
 	if (role == PIPE_VIDEO) {
-		*first_video = false;
 		p->stats.video_frames_encoded++;
 		if (item->keyframe)
 			p->stats.video_keyframes++;
@@ -493,7 +522,7 @@ static void *pipe_mux_main(void *arg)
 {
 	struct media_pipeline *p = arg;
 	struct pipe_list lists[PIPE_ROLES] = { 0 };
-	bool first_video = true, failed = false;
+	struct pipe_mux_state ms = { .need_video_key = true };
 
 	for (int i = 0; i < PIPE_ROLES; i++)
 		lists[i].eos = p->src_stream[i] < 0;
@@ -528,7 +557,7 @@ static void *pipe_mux_main(void *arg)
 			if (!pick)
 				break;
 			struct pipe_item *item = pipe_list_pop(pick);
-			pipe_mux_write(p, item, &first_video, &failed);
+			pipe_mux_write(p, item, &ms);
 			pipe_item_free(item);
 		}
 		if (lists[PIPE_VIDEO].eos && lists[PIPE_AUDIO].eos && !lists[PIPE_VIDEO].head &&
