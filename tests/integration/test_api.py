@@ -12,10 +12,11 @@ import subprocess
 import time
 import uuid
 
-from edgerec_harness import Edgerec, Redis, run_tests, wait_until
+from edgerec_harness import Edgerec, Redis, free_port, run_tests, wait_until
 
 LIMIT = 3
 BROKEN_ROOM = "broken-source"
+SILENT_ROOM = "silent-source"   # an RTP source nobody sends to: stays pending
 
 STATE_FIELDS = {
     "recording_id": str, "room_id": str, "user_id": str, "format": str, "quality": str,
@@ -53,7 +54,10 @@ def setup():
     c.node = Edgerec(redis=c.redis, config={"max_concurrent_recordings": LIMIT,
                                             "default_quality": "low", "policy_dir": c.policy_dir,
                                             "room.%s.source" % BROKEN_ROOM: "file",
-                                            "room.%s.args" % BROKEN_ROOM: "video=" + c.broken_y4m},
+                                            "room.%s.args" % BROKEN_ROOM: "video=" + c.broken_y4m,
+                                            "room.%s.source" % SILENT_ROOM: "rtp",
+                                            "room.%s.args" % SILENT_ROOM: "video_port=%d,bind=127.0.0.1"
+                                            % free_port()},
                      name="api")
     c.node.start()
     c.nodes = [c.node]
@@ -182,6 +186,7 @@ def test_start_defaults_and_formats(c):
 # The documented status of each operation in each status (SPEC §3):
 # transitions that exist answer 200, the others 400; status always 200.
 TABLE = {
+    "pending": {"stop": 400, "pause": 400, "resume": 400, "cancel": 200, "status": 200},
     "recording": {"stop": 200, "pause": 200, "resume": 400, "cancel": 200, "status": 200},
     "paused": {"stop": 200, "pause": 400, "resume": 200, "cancel": 200, "status": 200},
     "completed": {"stop": 400, "pause": 400, "resume": 400, "cancel": 400, "status": 200},
@@ -193,6 +198,10 @@ AFTER = {"stop": ("processing", "completed"), "pause": ("paused",), "resume": ("
 
 
 def make_in_status(c, room, status):
+    if status == "pending":
+        r = start(c, SILENT_ROOM)
+        assert r["status"] == "pending", r
+        return SILENT_ROOM, r["recording_id"]
     if status == "failed":
         rid = start(c, BROKEN_ROOM)["recording_id"]
         rec = c.node.wait_status(BROKEN_ROOM, rid, "failed")
