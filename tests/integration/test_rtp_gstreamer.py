@@ -7,8 +7,11 @@
    sender's own encoded frames and contiguous with them to the end, Opus
    packets identical too, Sender Reports seen, clean decode.
 2. The same through the product's command, `edgerec record --source rtp`
-   (the media pipeline in passthrough): the file holds the sender's VP8
-   packets, contiguous, starting on a keyframe, and its Opus packets.
+   (the media pipeline in passthrough), paused from 1 s to 2 s: the file
+   holds the sender's VP8 packets in two contiguous runs, each starting on a
+   keyframe; the second keyframe exists only because the resume asked the
+   source for one and our PLI reached the sender. Opus packets are the
+   sender's too.
 3. Through the seeded loss/reorder/duplicate relay: the recording holds only
    the sender's frames, in order, and every gap is followed by a keyframe
    (nothing decodes from a broken reference); the recorder asked for
@@ -20,7 +23,7 @@ import subprocess
 import time
 
 from rtp_impair import Relay
-from rtp_testlib import (TempDir, check, contiguous_at, wait_sender, decode_errors, fail, finish_record, free_ports, gst_sender,
+from rtp_testlib import (TempDir, check, contiguous_at, wait_sender, subsequence_positions, decode_errors, fail, finish_record, free_ports, gst_sender,
                          keyframe_flags, packet_md5s, probe, start_record, subsequence_positions)
 
 
@@ -74,18 +77,24 @@ def through_edgerec(tmp):
     r = subprocess.run([os.environ["EDGEREC_BIN"], "record", "--source", "rtp", "--args",
                         "video_port=%d,audio_port=%d,video_pt=96,audio_pt=97,bind=127.0.0.1,pli_to=127.0.0.1:%d,"
                         "audio_rtcp_to=127.0.0.1:%d,idle_eof_ms=1200" % (vport, aport, pli, artcp),
-                        "--output", out], capture_output=True, text=True, timeout=30)
+                        "--pause-at", "1", "--resume-at", "2", "--output", out],
+                       capture_output=True, text=True, timeout=30)
     wait_sender(sender, 10)
     print("edgerec record: " + r.stdout.strip())
     check(r.returncode == 0, "edgerec record --source rtp succeeded" + ("" if r.returncode == 0 else ": " + r.stderr[-300:]))
     ref_v, rec_v = packet_md5s(ref, "v"), packet_md5s(out, "v")
-    start = contiguous_at(rec_v, ref_v)
-    check(len(rec_v) > 30 and start > 0, "recorded VP8 packets are the sender's, contiguous, joined mid-stream")
-    check(len(rec_v) >= len(ref_v) - start - 2, "no frames missing up to the end")
-    flags = keyframe_flags(out)
-    check(flags and flags[0], "first video packet is a keyframe")
+    flags, ref_flags = keyframe_flags(out), keyframe_flags(ref)
+    pos = subsequence_positions(rec_v, ref_v)
+    check(pos is not None and len(rec_v) > 30, "recorded VP8 packets are the sender's, in order (%d)" % len(rec_v))
+    check(pos[0] > 0 and flags[0], "joined mid-stream on a keyframe")
+    gaps = [i for i in range(1, len(pos)) if pos[i] != pos[i - 1] + 1]
+    check(len(gaps) == 1, "one gap: the pause (%d)" % len(gaps))
+    g = gaps[0]
+    check(flags[g] and 20 <= pos[g] - pos[g - 1] <= 45, "resumed on a keyframe after ~1 s (%d frames)" % (pos[g] - pos[g - 1]))
+    check(sum(ref_flags[1:]) >= 1 and ref_flags[pos[g]], "that keyframe was made on request (no periodic keyframes)")
+    check(pos[-1] >= len(ref_v) - 3, "no frames missing up to the end")
     ref_a, rec_a = packet_md5s(ref, "a"), packet_md5s(out, "a")
-    check(len(rec_a) > 100 and contiguous_at(rec_a, ref_a) >= 0, "Opus packets are the sender's, contiguous")
+    check(len(rec_a) > 100 and subsequence_positions(rec_a, ref_a) is not None, "Opus packets are the sender's, in order")
     errs = decode_errors(out)
     check(errs == "", "decodes without errors" + ("" if not errs else ": " + errs[:200]))
 
