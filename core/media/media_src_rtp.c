@@ -25,7 +25,13 @@
  * the RTCP that is due, and hands out the oldest ready frame. Frames of the
  * two streams are held up to RTP_HOLD_NS so they leave in timestamp order.
  * Video track width/height are the params' until the first keyframe says
- * otherwise in-band (the sender decides the size). */
+ * otherwise in-band (the sender decides the size).
+ *
+ * Only webm/mkv can take what this source delivers: VP8 as it was sent. An
+ * mp4 recording (VP9) would mean decoding and re-encoding every stream, about
+ * 0.25 core per 720p30 stream on the target box against ~0.003 for
+ * passthrough, so rtp rooms are not recorded as mp4; the pipeline refuses
+ * that combination. */
 #include "media_source.h"
 
 #include <arpa/inet.h>
