@@ -30,8 +30,8 @@
  * Only webm/mkv can take what this source delivers: VP8 as it was sent. An
  * mp4 recording (VP9) would mean decoding and re-encoding every stream, about
  * 0.25 core per 720p30 stream on the target box against ~0.003 for
- * passthrough, so rtp rooms are not recorded as mp4; the pipeline refuses
- * that combination. */
+ * passthrough, so rtp rooms are not recorded as mp4: asked for mp4 from this
+ * source, the pipeline is to refuse rather than put VP8 where VP9 belongs. */
 #include "media_source.h"
 
 #include <arpa/inet.h>
