@@ -8,6 +8,7 @@ cleanly."""
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import time
 
@@ -107,6 +108,33 @@ def test_secret_and_certificate_kept(c):
         assert f.read() == cert, "certificate changed across restarts"
     assert n.request("GET", "/api/webrtc/recordings", token=token).status == 200
     n.stop()
+
+
+def test_configured_certificate(c):
+    d = mktemp("cert")
+    key, cert = os.path.join(d, "key.pem"), os.path.join(d, "cert.pem")
+    out = subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                          "-nodes", "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=edgerec-test",
+                          "-addext", "subjectAltName=IP:127.0.0.1"], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    n = Edgerec(redis=c.redis, name="owncert", config={"tls_cert": cert, "tls_key": key})
+    c.nodes.append(n)
+    n.start(wait_healthy=False)
+    ctx = ssl.create_default_context(cafile=cert)
+    u = n.url[len("https://"):].split(":")
+    with socket.create_connection((u[0], int(u[1])), timeout=5) as s:
+        with ctx.wrap_socket(s, server_hostname=u[0]) as t:
+            served = t.getpeercert(binary_form=True)
+    with open(cert) as f:
+        assert served == ssl.PEM_cert_to_DER_cert(f.read()), "the server presents another certificate"
+    n.stop()
+    # A certificate file that holds none is refused at start.
+    bad = os.path.join(d, "bad.pem")
+    with open(bad, "w") as f:
+        f.write("not a certificate\n")
+    out, _ = serve(c, "state_dir = @DIR@/state\nredis_url = %s\nlisten_https = 127.0.0.1:0\ntls_cert = %s\n"
+                   "tls_key = %s\n" % (c.redis.url, bad, key))
+    assert out.returncode != 0 and "no PEM certificate" in out.stderr, out.stderr
 
 
 def test_sigint_clean_exit(c):
