@@ -9,7 +9,7 @@
 
 int main(void)
 {
-	int a[2], b[2], c[2], d[1];
+	int a[2], b[2], c[4], d[1];
 	char err[128];
 	int base = 40000 + (getpid() % 1000) * 16;
 	int blocker;
