@@ -12,7 +12,8 @@ import urllib.error
 import urllib.request
 import uuid
 
-from edgerec_harness import Edgerec, Redis, free_port, mktemp, run_tests, wait_until, _start, _stop
+from edgerec_harness import (Edgerec, Redis, free_port, mktemp, run_tests, start_process, stop_process,
+                             wait_until)
 
 BUCKET = "edgerec-test"
 
@@ -27,7 +28,7 @@ def setup():
     src = os.environ.get("EDGEREC_SOURCE_DIR") or os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
     c.s3_dir = mktemp("s3rver")
     c.s3_port = free_port()
-    c.s3 = _start(["sh", os.path.join(src, "tests", "support", "s3", "start"), str(c.s3_port), c.s3_dir, BUCKET],
+    c.s3 = start_process(["sh", os.path.join(src, "tests", "support", "s3", "start"), str(c.s3_port), c.s3_dir, BUCKET],
                   os.path.join(c.s3_dir, "s3rver.log"))
     wait_until(lambda: b"ready" in open(os.path.join(c.s3_dir, "s3rver.log"), "rb").read() or c.s3.poll() is not None,
                timeout=60, what="s3rver")
@@ -46,7 +47,7 @@ def teardown(c):
         return
     if c.node.alive():
         assert c.node.stop() == 0
-    _stop(c.s3)
+    stop_process(c.s3)
 
 
 def test_download_redirects_to_s3(c):

@@ -14,6 +14,8 @@ edgerec's own code on the client side:
   mint_token(secret, sub)   an HS256 JWT made with Python's hmac, so tokens
                             never depend on the code under test; the other
                             arguments build every defect a test may want.
+  ws_next(ws, type)         the next event frame of a type from .ws().
+  start_process(argv, log)  any other helper server, stopped by cleanup().
   cleanup()                 stops every process started here (also run at
                             exit, and on SIGTERM from ctest's timeout).
 
@@ -552,6 +554,20 @@ def ws_next(ws, want_type=None, timeout=10.0):
 
 
 __all__.append("ws_next")
+
+
+def start_process(argv, log_path, **kw):
+    """Starts a helper process (its own session, output to 'log_path') that
+    cleanup() stops; returns the Popen."""
+    return _start(argv, log_path, **kw)
+
+
+def stop_process(p, timeout=15.0):
+    """SIGTERM, then SIGKILL after 'timeout'; returns the exit status."""
+    return _stop(p, signal.SIGTERM, timeout=timeout)
+
+
+__all__ += ["start_process", "stop_process"]
 
 
 def run_tests(namespace, setup=None, teardown=None):
