@@ -330,6 +330,50 @@ static int free_port_pair(void)
 	return 0;
 }
 
+/* allow=IP: datagrams from any other address are ignored. */
+static void allow_test(void)
+{
+	int port = free_port_pair();
+	char args[160], err[256];
+	struct media_source_params p = { .args = args };
+	struct media_source *src;
+	struct media_packet pkt;
+	struct media_rtp_rx_stats st;
+	struct sockaddr_in to = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+	struct sockaddr_in from2 = { .sin_family = AF_INET };
+	int f1, f2, dummy;
+	uint8_t rtp[40] = { 0x80, 111, 0, 1, 0, 0, 0, 0, 0, 0, 0, 7, 0xfc };
+
+	snprintf(args, sizeof(args), "audio_port=%d,bind=127.0.0.1,allow=127.0.0.2,latency_ms=0", port);
+	src = media_source_new(&media_source_rtp, &p, err, sizeof(err));
+	CHECK(src != NULL);
+	if (!src)
+		return;
+	inet_pton(AF_INET, "127.0.0.1", &to.sin_addr);
+	f1 = udp_socket(&dummy);
+	f2 = socket(AF_INET, SOCK_DGRAM, 0);
+	inet_pton(AF_INET, "127.0.0.2", &from2.sin_addr);
+	CHECK(bind(f2, (struct sockaddr *)&from2, sizeof(from2)) == 0);
+	for (int i = 0; i < 5; i++) {
+		rtp[3] = (uint8_t)(1 + i);
+		sendto(f1, rtp, 20, 0, (struct sockaddr *)&to, sizeof(to));
+	}
+	CHECK_INT(src->driver->read(src, &pkt, 200 * TIME_NS_PER_MS), MEDIA_SOURCE_AGAIN);
+	media_rtp_source_stats(src, NULL, &st);
+	CHECK_INT(st.packets, 0);
+	for (int i = 0; i < 5; i++) {
+		rtp[3] = (uint8_t)(10 + i);
+		sendto(f2, rtp, 20, 0, (struct sockaddr *)&to, sizeof(to));
+	}
+	CHECK_INT(src->driver->read(src, &pkt, 1000 * TIME_NS_PER_MS), MEDIA_SOURCE_OK);
+	media_packet_clear(&pkt);
+	media_rtp_source_stats(src, NULL, &st);
+	CHECK_INT(st.packets, 5);
+	close(f1);
+	close(f2);
+	media_source_free(src);
+}
+
 static void self_test(void)
 {
 	struct sender s = { 0 };
@@ -522,5 +566,6 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	self_test();
+	allow_test();
 	return check_exit();
 }
