@@ -13,7 +13,9 @@
  * keyframes, so a keyframe after a resume comes from request_keyframe(),
  * "bitrate=BPS" (default 1000000) sets the sender's video rate, and
  * "join=SEC" hides what the sender sent before SEC, as when a recorder joins
- * a running stream mid-GOP). */
+ * a running stream mid-GOP, and "hold=SEC" holds the video sent from SEC on
+ * back for 3 s and then delivers it all at once, as a congested network
+ * would). */
 #include "media_source.h"
 
 #include <stdatomic.h>
@@ -51,6 +53,12 @@ struct test_priv {
 	atomic_bool key_request;
 	int cur_stream;
 	int64_t join_ns;
+	int64_t hold_ns;             /* -1: no hold */
+	struct media_packet *held;   /* video held back, in order */
+	int held_len, held_cap, held_next;
+	bool releasing;
+	bool has_stash;
+	struct media_packet stash;   /* the packet that ended the hold */
 	struct media_packet out[8];
 	int out_head, out_len;
 };
@@ -329,11 +337,12 @@ static int test_enc_out(void *opaque, struct media_enc_packet *ep)
 	return 0;
 }
 
-static int test_read(struct media_source *src, struct media_packet *pkt, int64_t timeout_ns)
+#define TEST_HOLD_NS (3 * TIME_NS_PER_SEC)
+
+/* The next packet of the encoded sender (before any hold). */
+static int test_next_encoded(struct media_source *src, struct media_packet *pkt, int64_t timeout_ns)
 {
 	struct test_priv *t = src->priv;
-	if (!t->encoded)
-		return test_read_raw(src, pkt, timeout_ns);
 	while (t->out_len == 0) {
 		struct media_packet raw;
 		int r = test_read_raw(src, &raw, timeout_ns);
@@ -362,6 +371,52 @@ static int test_read(struct media_source *src, struct media_packet *pkt, int64_t
 	return MEDIA_SOURCE_OK;
 }
 
+static int test_read(struct media_source *src, struct media_packet *pkt, int64_t timeout_ns)
+{
+	struct test_priv *t = src->priv;
+	if (!t->encoded)
+		return test_read_raw(src, pkt, timeout_ns);
+	if (t->releasing) {
+		if (t->held_next < t->held_len) {
+			*pkt = t->held[t->held_next++];
+			return MEDIA_SOURCE_OK;
+		}
+		t->releasing = false;
+		t->held_len = t->held_next = 0;
+		*pkt = t->stash;
+		t->has_stash = false;
+		return MEDIA_SOURCE_OK;
+	}
+	int r = test_next_encoded(src, pkt, timeout_ns);
+	if (r != MEDIA_SOURCE_OK || t->hold_ns < 0)
+		return r;
+	if (pkt->stream == 0 && pkt->pts_ns >= t->hold_ns && pkt->pts_ns < t->hold_ns + TEST_HOLD_NS) {
+		if (t->held_len == t->held_cap) {
+			int cap = t->held_cap ? 2 * t->held_cap : 64;
+			struct media_packet *n = realloc(t->held, (size_t)cap * sizeof(*n));
+			if (!n) {
+				media_packet_clear(pkt);
+				util_strlcpy(src->err, "out of memory", sizeof(src->err));
+				return MEDIA_SOURCE_ERROR;
+			}
+			t->held = n;
+			t->held_cap = cap;
+		}
+		t->held[t->held_len++] = *pkt;
+		memset(pkt, 0, sizeof(*pkt));
+		return MEDIA_SOURCE_AGAIN;
+	}
+	if (t->held_len > 0 && pkt->pts_ns >= t->hold_ns + TEST_HOLD_NS) {
+		/* The hold ends: everything held goes out first. */
+		t->stash = *pkt;
+		t->has_stash = true;
+		t->releasing = true;
+		t->hold_ns = -1;
+		*pkt = t->held[t->held_next++];
+	}
+	return MEDIA_SOURCE_OK;
+}
+
 static void test_request_keyframe(struct media_source *src)
 {
 	struct test_priv *t = src->priv;
@@ -381,6 +436,9 @@ static int test_open_encoded(struct media_source *src, struct test_priv *t, cons
 		bitrate = atoi(v);
 	if (media_source_arg(args, "join", v, sizeof(v)))
 		t->join_ns = (int64_t)(atof(v) * 1e9);
+	t->hold_ns = -1;
+	if (media_source_arg(args, "hold", v, sizeof(v)))
+		t->hold_ns = (int64_t)(atof(v) * 1e9);
 	if (!(gop > 0 && gop <= 60) || bitrate < 50000 || bitrate > 50000000) {
 		snprintf(err, errlen, "test source: gop must be 0..60 s and bitrate 50k..50M");
 		return -1;
@@ -416,6 +474,11 @@ static void test_close(struct media_source *src)
 		t->out_head = (t->out_head + 1) % (int)ARRAY_SIZE(t->out);
 		t->out_len--;
 	}
+	for (int i = t->held_next; i < t->held_len; i++)
+		media_packet_clear(&t->held[i]);
+	free(t->held);
+	if (t->has_stash)
+		media_packet_clear(&t->stash);
 	media_enc_free(t->venc);
 	media_enc_free(t->aenc);
 	free(t->bars);

@@ -139,6 +139,26 @@ if check(rc == 0, "join: record exit 0"):
     check(vp and vp[0][2] and vp[0][0] < 0.1, f"join: starts on a requested keyframe at {vp[0][0] if vp else None} s")
     check(sum(1 for p in vp if p[2]) == 1 and len(vp) >= 58, f"join: one keyframe, {len(vp)} frames")
 
+# Late video (real time): the sender's video from 1.5 s arrives 3 s late.
+# The muxer writes audio on without it; late packets are dropped (never
+# written with false timestamps) and video restarts on a requested keyframe.
+out = os.path.join(tmp, "late.webm")
+rc, so, se = record("--source", "test", "--args", "encoded=1,gop=10,hold=1.5", "--quality", "low",
+                    "--duration", "6", "--output", out)
+if check(rc == 0, "late video: record exit 0"):
+    vp = packets(out, "v")
+    ts = [t for t, _, _ in vp]
+    check(all(b > a for a, b in zip(ts, ts[1:])), "late video: video timestamps strictly increase (none clamped)")
+    grid = all(abs(t * 24 - round(t * 24)) < 0.05 for t in ts)
+    check(grid, "late video: every video timestamp is the sender's (on the 1/24 s grid)")
+    gaps = [(a, b, i + 1) for i, (a, b) in enumerate(zip(ts, ts[1:])) if b - a > 0.05]
+    check(len(gaps) == 1 and vp[gaps[0][2]][2], f"late video: one gap, video resumes on a keyframe ({[(a, b) for a, b, _ in gaps]})")
+    at = [t for t, _, _ in packets(out, "a")]
+    check(at and max(b - a for a, b in zip(at, at[1:])) < 0.05 and at[-1] > 5.9, "late video: audio continuous to the end")
+    flashes, beeps = flash_times(out), beep_times(out)
+    offsets = [min((b - f for b in beeps), key=abs) for f in flashes] if beeps else []
+    check(offsets and max(abs(o) for o in offsets) <= 0.020, f"late video: A/V offset still <= 20 ms ({[round(o * 1000, 1) for o in offsets]})")
+
 # 5. File source: Y4M + WAV in, their size and length out.
 y4m, wav = os.path.join(tmp, "in.y4m"), os.path.join(tmp, "in.wav")
 make_y4m(y4m, 320, 240, 25, 2)
