@@ -52,7 +52,7 @@ struct media_pipeline_config {
 
 struct media_stats {
 	int64_t active_duration_ns;   /* media time written, pauses excluded */
-	uint64_t bytes_written;       /* bytes in the output file so far */
+	uint64_t bytes_written;       /* bytes in the output file so far (its size after stop) */
 	uint64_t video_frames_encoded;
 	uint64_t video_frames_dropped; /* encoder behind, or queue full */
 	uint64_t video_keyframes;
@@ -60,7 +60,7 @@ struct media_stats {
 	uint64_t audio_frames_dropped;
 	int64_t first_frame_wall_ns;  /* wall clock of the first frame, 0 if none */
 	int64_t started_wall_ns;      /* wall clock of media_pipeline_start */
-	int64_t video_encode_ns;      /* CPU-side time spent in the video encoder */
+	int64_t video_encode_ns;      /* wall-clock time spent inside the video encoder */
 	bool paused;
 	bool failed;
 	char error[256];              /* why it failed, "" otherwise */
@@ -116,7 +116,7 @@ int media_pipeline_wait(struct media_pipeline *p, int64_t timeout_ns);
 
 struct media_file_info {
 	int64_t duration_ns;       /* from the Duration element; 0 if absent */
-	int64_t last_timestamp_ns; /* end of the last block found */
+	int64_t last_timestamp_ns; /* timestamp of the last block found */
 	char doc_type[16];         /* "webm" or "matroska" */
 	char video_codec[16];      /* "V_VP8" "V_VP9", "" if no video */
 	char audio_codec[16];      /* "A_OPUS", "" if no audio */
