@@ -694,7 +694,9 @@ static int pipe_setup_role(struct media_pipeline *p, int role, struct media_mux_
 			return -1;
 		size_t cap = PIPE_AUDIO_QUEUE;
 		if (role == PIPE_VIDEO)
-			cap = ep.fps > PIPE_ENC_QUEUE_MIN ? (size_t)ep.fps : PIPE_ENC_QUEUE_MIN;
+			/* A second of slack in real time; in fast mode the source
+			 * waits instead, so a short queue is enough. */
+			cap = !p->opt.fast && ep.fps > PIPE_ENC_QUEUE_MIN ? (size_t)ep.fps : PIPE_ENC_QUEUE_MIN;
 		p->enc_queue[role] = queue_new(cap);
 		if (!p->enc_queue[role]) {
 			util_strlcpy(err, "out of memory", errlen);
