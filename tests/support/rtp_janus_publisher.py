@@ -1,0 +1,171 @@
+"""rtp_janus_publisher: a WebRTC publisher (GStreamer webrtcbin) into a Janus
+VideoRoom, which then asks Janus to rtp_forward it to a plain-RTP recorder.
+
+    python3 rtp_janus_publisher.py --janus http://127.0.0.1:8088/janus --local-ip 10.77.0.2 \
+        --video-port 5004 --video-rtcp-port 5005 --audio-port 5002 --seconds 6
+
+VP8 is encoded without periodic keyframes (keyframe-max-dist is huge), so
+after the first one every keyframe is one somebody asked for: the room is
+configured with fir_freq = 0, so only the recorder's PLI, relayed by Janus,
+can cause one. Prints one JSON line: the publisher id and when (seconds since
+start) the forward began. Exits non-zero on any failure. Meant to run inside
+the test's network namespace (libnice skips loopback, so the veth address is
+added to the ICE agent explicitly).
+"""
+
+import argparse
+import faulthandler
+import json
+import sys
+import threading
+import time
+import urllib.request
+
+import gi
+
+gi.require_version("Gst", "1.0")
+gi.require_version("GstWebRTC", "1.0")
+gi.require_version("GstSdp", "1.0")
+gi.require_version("Nice", "0.1")
+from gi.repository import Gst, GstSdp, GstWebRTC, Nice  # noqa: E402
+
+
+def die(msg):
+    print("publisher: " + msg, file=sys.stderr)
+    sys.exit(1)
+
+
+class Janus:
+    def __init__(self, url):
+        self.url = url
+        self.n = 0
+
+    def post(self, path, body):
+        self.n += 1
+        body["transaction"] = "t%d" % self.n
+        req = urllib.request.Request(self.url + path, json.dumps(body).encode(),
+                                     {"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return json.loads(r.read())
+
+    def poll(self, session):
+        with urllib.request.urlopen("%s/%d?maxev=5" % (self.url, session), timeout=35) as r:
+            ev = json.loads(r.read())
+        return ev if isinstance(ev, list) else [ev]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--janus", required=True)
+    ap.add_argument("--local-ip", required=True)
+    ap.add_argument("--room", type=int, default=1234)
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--video-port", type=int, required=True)
+    ap.add_argument("--video-rtcp-port", type=int, required=True)
+    ap.add_argument("--audio-port", type=int, required=True)
+    ap.add_argument("--seconds", type=float, default=6)
+    a = ap.parse_args()
+
+    faulthandler.enable()
+    Gst.init(None)
+    t0 = time.monotonic()
+    janus = Janus(a.janus)
+    for _ in range(100):
+        try:
+            session = janus.post("", {"janus": "create"})["data"]["id"]
+            break
+        except OSError:
+            time.sleep(0.1)
+    else:
+        die("Janus does not answer at " + a.janus)
+    handle = janus.post("/%d" % session, {"janus": "attach", "plugin": "janus.plugin.videoroom"})["data"]["id"]
+
+    pipe = Gst.parse_launch(
+        "webrtcbin name=wb bundle-policy=max-bundle "
+        "videotestsrc is-live=true pattern=ball ! video/x-raw,width=320,height=240,framerate=30/1 ! "
+        "vp8enc deadline=1 cpu-used=8 target-bitrate=500000 keyframe-max-dist=100000 ! "
+        "rtpvp8pay pt=96 picture-id-mode=15-bit ! application/x-rtp,media=video,encoding-name=VP8,payload=96,clock-rate=90000 ! wb. "
+        "audiotestsrc is-live=true wave=sine freq=440 ! audioconvert ! audioresample ! opusenc ! "
+        "rtpopuspay pt=111 ! application/x-rtp,media=audio,encoding-name=OPUS,payload=111,clock-rate=48000 ! wb.")
+    wb = pipe.get_by_name("wb")
+    ice = wb.get_property("ice-agent")   # keep the reference: the agent lives as long as it does
+    agent = ice.get_property("agent")
+    agent.set_property("upnp", False)
+    addr = Nice.Address()
+    addr.set_from_string(a.local_ip)
+    agent.add_local_address(addr)
+    negotiate = threading.Event()
+    wb.connect("on-negotiation-needed", lambda *_: negotiate.set())
+    pipe.set_state(Gst.State.PLAYING)
+    if not negotiate.wait(10):
+        die("webrtcbin never asked for negotiation")
+    # Both sink pads link at about the same time; let the second one settle.
+    time.sleep(0.5)
+    offered = threading.Event()
+    result = {}
+
+    def on_offer(promise):
+        # The reply (and the offer in it) belongs to the promise: take the text now.
+        reply = promise.get_reply()
+        offer = reply.get_value("offer") if reply else None
+        result["sdp"] = offer.sdp.as_text() if offer and offer.sdp else None
+        offered.set()
+    wb.emit("create-offer", None, Gst.Promise.new_with_change_func(on_offer))
+    if not offered.wait(10) or not result.get("sdp"):
+        die("webrtcbin made no offer")
+    ok, msg = GstSdp.SDPMessage.new_from_text(result["sdp"])
+    wb.emit("set-local-description",
+            GstWebRTC.WebRTCSessionDescription.new(GstWebRTC.WebRTCSDPType.OFFER, msg), None)
+    deadline = time.monotonic() + 10
+    while wb.get_property("ice-gathering-state") != GstWebRTC.WebRTCICEGatheringState.COMPLETE:
+        if time.monotonic() > deadline:
+            die("ICE gathering did not complete")
+        time.sleep(0.05)
+    sdp = wb.get_property("local-description").sdp.as_text()
+    janus.post("/%d/%d" % (session, handle), {
+        "janus": "message",
+        "body": {"request": "joinandconfigure", "room": a.room, "ptype": "publisher", "display": "edgerec-test",
+                 "audio": True, "video": True},
+        "jsep": {"type": "offer", "sdp": sdp, "trickle": False}})
+    publisher_id, answered, up = None, False, False
+    deadline = time.monotonic() + 15
+    while not (answered and up and publisher_id):
+        if time.monotonic() > deadline:
+            die("no answer / webrtcup from Janus (answered=%s up=%s id=%s)" % (answered, up, publisher_id))
+        for ev in janus.poll(session):
+            if ev.get("janus") == "webrtcup":
+                up = True
+            data = ev.get("plugindata", {}).get("data", {})
+            if data.get("videoroom") == "joined":
+                publisher_id = data.get("id")
+            if "error" in data:
+                die("Janus: %s" % data["error"])
+            jsep = ev.get("jsep")
+            if jsep and jsep.get("type") == "answer" and not answered:
+                ok, msg = GstSdp.SDPMessage.new_from_text(jsep["sdp"])
+                desc = GstWebRTC.WebRTCSessionDescription.new(GstWebRTC.WebRTCSDPType.ANSWER, msg)
+                wb.emit("set-remote-description", desc, None)
+                answered = True
+    # Let the publisher's first keyframe go by: from now on only a PLI makes one.
+    time.sleep(1.0)
+    r = janus.post("/%d/%d" % (session, handle), {
+        "janus": "message",
+        "body": {"request": "rtp_forward", "room": a.room, "publisher_id": publisher_id, "host": a.host,
+                 "host_family": "ipv4", "video_port": a.video_port, "video_rtcp_port": a.video_rtcp_port,
+                 "video_pt": 96, "audio_port": a.audio_port, "audio_pt": 111}})
+    data = r.get("plugindata", {}).get("data", {})
+    if data.get("videoroom") != "rtp_forward":
+        die("rtp_forward failed: %s" % json.dumps(r))
+    forward_at = time.monotonic() - t0
+    print("forwarding", flush=True)
+    time.sleep(a.seconds)
+    pipe.set_state(Gst.State.NULL)
+    try:
+        janus.post("/%d" % session, {"janus": "destroy"})
+    except OSError:
+        pass
+    print(json.dumps({"publisher_id": publisher_id, "forward_at": forward_at, "forward": data}))
+
+
+if __name__ == "__main__":
+    main()
