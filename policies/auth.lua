@@ -2,8 +2,8 @@
 --
 -- authorize(action, caller, recording, room_id) is asked before every
 -- request. 'action' is one of start, stop, pause, resume, cancel, read
--- (status, download, thumbnail), list_room, list_user, admin (the
--- /api/system routes). 'caller' is { user_id = "...", claims = {...} } with
+-- (a recording's status), download (its file and thumbnail), list_room,
+-- list_user, admin (the /api/system routes). 'caller' is { user_id = "...", claims = {...} } with
 -- every claim of the caller's token. 'recording' is the state object the
 -- request is about (nil for start and the lists). Answer true to allow, or
 -- false and a reason (shown to the client as "detail"), optionally followed
@@ -18,6 +18,7 @@ local M = {}
 
 local owner_actions = {
   stop = true, pause = true, resume = true, cancel = true, read = true,
+  download = true,
 }
 
 local open_actions = { start = true, list_room = true, list_user = true }
@@ -54,6 +55,8 @@ function M.self_test()
   assert(M.authorize("stop", { user_id = "bob", claims = {} }, rec, "r1") == true)
   assert(M.authorize("cancel", root, rec, "r1") == true)
   assert(M.authorize("admin", alice) == false)
+  assert(M.authorize("download", alice, rec, "r1") == false)
+  assert(M.authorize("download", root, rec, "r1") == true)
   return true
 end
 

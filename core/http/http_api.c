@@ -198,19 +198,11 @@ void http_api_serve(struct http_request *req, const struct http_route_match *cm)
 		break;
 	case HTTP_ROUTE_DOWNLOAD:
 	case HTTP_ROUTE_THUMBNAIL:
-		/* The status request applies the same checks (room, read
-		 * authorization) and gives the state the files are found by. */
-		recorder_status(rec, &caller, m->room_id, m->recording_id, &out);
+		/* The recorder applies the checks (room, the download
+		 * authorization the policy may widen) and gives the state the
+		 * files are found by. */
+		recorder_download(rec, &caller, m->room_id, m->recording_id, &out);
 		if (out.status == 200 && out.body) {
-			/* Reading a state object may be open to every user (the
-			 * built-in rule); its content is not: the owner or an
-			 * admin only. */
-			const cJSON *owner = cJSON_GetObjectItemCaseSensitive(out.body, "user_id");
-			if (!(cJSON_IsString(owner) && strcmp(owner->valuestring, caller.user_id) == 0) &&
-			    !http_claims_admin(claims)) {
-				http_reply_error(req, 403, "forbidden", "only the owner of the recording may fetch its files");
-				goto done;
-			}
 			http_file_serve(req, m->route->id == HTTP_ROUTE_THUMBNAIL, out.body);
 			goto done;
 		}

@@ -156,16 +156,6 @@ void http_info_metrics(struct http_request *req)
 	http_text_deinit(&t);
 }
 
-bool http_claims_admin(const cJSON *claims)
-{
-	const cJSON *roles = cJSON_GetObjectItemCaseSensitive(claims, "roles");
-	const cJSON *r;
-	cJSON_ArrayForEach(r, roles)
-		if (cJSON_IsString(r) && strcmp(r->valuestring, "admin") == 0)
-			return true;
-	return false;
-}
-
 void http_info_policies(struct http_request *req)
 {
 	cJSON *claims = NULL;
@@ -175,8 +165,19 @@ void http_info_policies(struct http_request *req)
 	http_policy_status_fn fn = req->s->policy_status;
 	void *opaque = req->s->policy_opaque;
 	pthread_mutex_unlock(&req->s->hooks_lock);
-	if (!http_claims_admin(claims)) {
-		http_reply_error(req, 403, "forbidden", "policy status needs the admin role");
+	const cJSON *sub = cJSON_GetObjectItemCaseSensitive(claims, "sub");
+	struct recorder_caller caller = {
+		.user_id = cJSON_IsString(sub) ? sub->valuestring : "",
+		.claims = claims,
+	};
+	/* Who may see the policies is itself a policy decision (auth.lua,
+	 * action "admin"; built in: the admin role). */
+	struct recorder_verdict v = { .allow = false, .status = 403, .reason = "the admin role is required" };
+	if (req->s->rec)
+		recorder_authorize(req->s->rec, &caller, RECORDER_OP_ADMIN, NULL, &v);
+	if (!v.allow) {
+		http_reply_error(req, v.status == 404 ? 404 : 403, v.status == 404 ? "not_found" : "forbidden",
+				 "%s", v.reason[0] ? v.reason : "the admin role is required");
 	} else if (!fn) {
 		http_reply_error(req, 404, "not_found", "no policy host is configured (policy_dir)");
 	} else {

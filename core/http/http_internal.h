@@ -106,8 +106,6 @@ void http_reply_error(struct http_request *req, int status, const char *code, co
  * and returns -1. */
 int http_auth_check(struct http_request *req, bool allow_query, cJSON **claims);
 
-/* True when verified claims carry "admin" in their "roles" array. */
-bool http_claims_admin(const cJSON *claims);
 
 /* Routes of the API (http_api.c): serves a matched route. */
 void http_api_serve(struct http_request *req, const struct http_route_match *m);

@@ -129,10 +129,11 @@ enum policy_action {
 	POLICY_ACTION_PAUSE,
 	POLICY_ACTION_RESUME,
 	POLICY_ACTION_CANCEL,
-	POLICY_ACTION_READ,      /* status, download, thumbnail of one recording */
+	POLICY_ACTION_READ,      /* the state object of one recording (status) */
 	POLICY_ACTION_LIST_ROOM, /* GET .../rooms/{room_id}/recordings */
 	POLICY_ACTION_LIST_USER, /* GET /api/webrtc/recordings */
 	POLICY_ACTION_ADMIN,     /* /api/system/... */
+	POLICY_ACTION_DOWNLOAD,  /* the files of one recording (download, thumbnail) */
 	POLICY_ACTION__COUNT,
 };
 
@@ -154,9 +155,9 @@ struct policy_verdict {
 
 /* May 'caller' do 'action' in 'room_id' (NULL for LIST_USER/ADMIN) on
  * 'recording' (the state object, NULL for START and the lists)? The
- * default: any authenticated caller may start, read and list; only the
- * owner, or a caller whose "roles" claim holds "admin", may stop, pause,
- * resume or cancel; only admins may use ADMIN. Returns out->allow. */
+ * default: any authenticated caller may start and list; only the owner, or
+ * a caller whose "roles" claim holds "admin", may stop, pause, resume,
+ * cancel, read or download; only admins may use ADMIN. Returns out->allow. */
 bool policy_authorize(struct policy_host *h, enum policy_action action,
 		      const struct policy_caller *caller, const char *room_id,
 		      const cJSON *recording, struct policy_verdict *out);

@@ -19,6 +19,7 @@
 
 static const char *const decide_action_names[POLICY_ACTION__COUNT] = {
 	"start", "stop", "pause", "resume", "cancel", "read", "list_room", "list_user", "admin",
+	"download",
 };
 
 static const char *const decide_event_names[POLICY_EVENT__COUNT] = {
@@ -195,6 +196,7 @@ static void decide_default_authorize(enum policy_action action, const struct pol
 	case POLICY_ACTION_RESUME:
 	case POLICY_ACTION_CANCEL:
 	case POLICY_ACTION_READ:
+	case POLICY_ACTION_DOWNLOAD:
 		out->allow = is_owner || admin;
 		if (!out->allow)
 			util_strlcpy(out->reason, "only the owner of the recording may do this",

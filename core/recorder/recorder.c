@@ -45,6 +45,16 @@ static void reply_error(struct recorder_reply *out, int status, const char *code
 	}
 }
 
+/* Replies with what an authorization refused: 403 forbidden, or 404
+ * not_found when the policy hides the recording; the policy's reason is the
+ * detail. */
+static void reply_denied(struct recorder_reply *out, const struct recorder_verdict *v)
+{
+	bool hide = v->status == 404;
+	reply_error(out, hide ? 404 : 403, hide ? "not_found" : "forbidden", "%s",
+		    v->reason[0] ? v->reason : "forbidden");
+}
+
 /* Replies 200 with a copy of 'rec'. */
 static void reply_record(struct recorder_reply *out, const cJSON *rec)
 {
@@ -373,9 +383,24 @@ void recorder_session_refresh(struct recorder_session *s)
 
 /* ---- the authorization decision ------------------------------------------ */
 
-bool recorder_authorize(struct recorder *r, const struct recorder_caller *caller,
-			enum recorder_op op, const cJSON *rec)
+static bool caller_is_admin(const struct recorder_caller *caller)
 {
+	const cJSON *roles = caller->claims ? cJSON_GetObjectItemCaseSensitive(caller->claims, "roles") : NULL;
+	if (cJSON_IsString(roles))
+		return strcmp(roles->valuestring, "admin") == 0;
+	const cJSON *it;
+	cJSON_ArrayForEach(it, roles)
+		if (cJSON_IsString(it) && strcmp(it->valuestring, "admin") == 0)
+			return true;
+	return false;
+}
+
+bool recorder_authorize(struct recorder *r, const struct recorder_caller *caller,
+			enum recorder_op op, const cJSON *rec, struct recorder_verdict *v)
+{
+	struct recorder_verdict local;
+	if (!v)
+		v = &local;
 	bool known = caller && caller->user_id && caller->user_id[0];
 	bool owner = false;
 	if (known && rec) {
@@ -383,23 +408,50 @@ bool recorder_authorize(struct recorder *r, const struct recorder_caller *caller
 		owner = uid && strcmp(uid, caller->user_id) == 0;
 	}
 	bool def;
+	const char *why = "only the owner of the recording may do this";
 	switch (op) {
 	case RECORDER_OP_START:
 	case RECORDER_OP_LIST:
+	case RECORDER_OP_LIST_USER:
 	case RECORDER_OP_STATUS:
 		def = known;
+		break;
+	case RECORDER_OP_DOWNLOAD:
+		def = owner || (known && caller_is_admin(caller));
+		why = "only the owner of the recording may fetch its files";
+		break;
+	case RECORDER_OP_ADMIN:
+		def = known && caller_is_admin(caller);
+		why = "the admin role is required";
 		break;
 	default:
 		def = owner;
 		break;
 	}
+	if (!known)
+		why = "authentication required";
 	pthread_mutex_lock(&r->lock);
 	recorder_authorize_fn fn = r->authz;
 	void *opaque = r->authz_opaque;
 	pthread_mutex_unlock(&r->lock);
-	if (fn && known)
-		return fn(opaque, caller, op, rec, def);
-	return def;
+	v->allow = def;
+	v->status = def ? 0 : 403;
+	util_strlcpy(v->reason, def ? "" : why, sizeof(v->reason));
+	if (fn && known) {
+		struct recorder_verdict hv = { .allow = false, .status = 403, .reason = "" };
+		hv.allow = fn(opaque, caller, op, rec, def, &hv);
+		if (!hv.allow) {
+			if (hv.status != 404)
+				hv.status = 403;
+			if (!hv.reason[0])
+				util_strlcpy(hv.reason, "forbidden by policy", sizeof(hv.reason));
+		} else {
+			hv.status = 0;
+			hv.reason[0] = 0;
+		}
+		*v = hv;
+	}
+	return v->allow;
 }
 
 void recorder_set_authorizer(struct recorder *r, recorder_authorize_fn fn, void *opaque)
@@ -445,8 +497,9 @@ void recorder_start(struct recorder *r, const struct recorder_caller *caller,
 		reply_error(out, 400, "invalid_quality", "%s", err);
 		return;
 	}
-	if (!recorder_authorize(r, caller, RECORDER_OP_START, NULL)) {
-		reply_error(out, 403, "forbidden", "not allowed to start a recording in this room");
+	struct recorder_verdict v;
+	if (!recorder_authorize(r, caller, RECORDER_OP_START, NULL, &v)) {
+		reply_denied(out, &v);
 		return;
 	}
 
@@ -671,9 +724,9 @@ static bool request_find(struct recorder *r, const struct recorder_caller *calle
 		reply_error(out, 404, "not_found", "recording %s not found in room %s", id, room_id);
 		goto refuse;
 	}
-	if (!recorder_authorize(r, caller, op, f->rec)) {
-		reply_error(out, 403, "forbidden", "only the owner of recording %s may %s it", id,
-			    recorder_op_name(op));
+	struct recorder_verdict v;
+	if (!recorder_authorize(r, caller, op, f->rec, &v)) {
+		reply_denied(out, &v);
 		goto refuse;
 	}
 	return true;
@@ -790,7 +843,25 @@ void recorder_cancel(struct recorder *r, const struct recorder_caller *caller,
 	enum recorder_status to;
 	if (!request_find(r, caller, room_id, recording_id, RECORDER_OP_CANCEL, &f, out))
 		return;
-	if (request_transition(&f, RECORDER_OP_CANCEL, &to, out)) {
+	if (!f.s && rec_status(f.rec) == RECORDER_PROCESSING) {
+		/* Processing: the worker stops, aborts the upload and removes
+		 * the files (recorder_worker_cancel). */
+		cJSON *cur = NULL;
+		char err[256] = "";
+		int rc = recorder_worker_cancel(r, f.rec, &cur, err, sizeof(err));
+		if (rc == 0) {
+			LOG_INFO(&log_rec, "%s: cancelled during processing", recording_id);
+			reply_record(out, cur);
+		} else if (rc == 1) {
+			reply_error(out, 400, "invalid_transition", "cannot cancel a recording that is %s",
+				    recorder_status_name(rec_status(cur)));
+		} else if (rc == -2) {
+			reply_error(out, 409, "wrong_node", "%s", err);
+		} else {
+			reply_error(out, 500, "internal", "cancel failed: %s", err);
+		}
+		cJSON_Delete(cur);
+	} else if (request_transition(&f, RECORDER_OP_CANCEL, &to, out)) {
 		struct recorder_session *s = f.s;
 		struct media_stats st = { 0 };
 		if (s->pipeline) {
@@ -836,6 +907,16 @@ void recorder_status(struct recorder *r, const struct recorder_caller *caller,
 	request_done(&f);
 }
 
+void recorder_download(struct recorder *r, const struct recorder_caller *caller,
+		       const char *room_id, const char *recording_id, struct recorder_reply *out)
+{
+	struct found f;
+	if (!request_find(r, caller, room_id, recording_id, RECORDER_OP_DOWNLOAD, &f, out))
+		return;
+	reply_record(out, f.rec);
+	request_done(&f);
+}
+
 void recorder_list_room(struct recorder *r, const struct recorder_caller *caller,
 			const char *room_id, struct recorder_reply *out)
 {
@@ -845,8 +926,9 @@ void recorder_list_room(struct recorder *r, const struct recorder_caller *caller
 		reply_error(out, 400, "invalid_room_id", "room ids are 1 to 128 characters of A-Z a-z 0-9 . _ -");
 		return;
 	}
-	if (!recorder_authorize(r, caller, RECORDER_OP_LIST, NULL)) {
-		reply_error(out, 403, "forbidden", "not allowed to list this room's recordings");
+	struct recorder_verdict v;
+	if (!recorder_authorize(r, caller, RECORDER_OP_LIST, NULL, &v)) {
+		reply_denied(out, &v);
 		return;
 	}
 	cJSON *arr = state_list_room(r->st, room_id);
@@ -868,8 +950,9 @@ void recorder_list_user(struct recorder *r, const struct recorder_caller *caller
 			    "unknown status; use pending, recording, paused, processing, completed, failed or cancelled");
 		return;
 	}
-	if (!recorder_authorize(r, caller, RECORDER_OP_LIST, NULL)) {
-		reply_error(out, 403, "forbidden", "not allowed to list recordings");
+	struct recorder_verdict v;
+	if (!recorder_authorize(r, caller, RECORDER_OP_LIST_USER, NULL, &v)) {
+		reply_denied(out, &v);
 		return;
 	}
 	cJSON *arr = state_list_user(r->st, caller->user_id, status && status[0] ? status : NULL);

@@ -18,8 +18,10 @@
  *   200  success
  *   400  invalid_room_id, invalid_recording_id, invalid_format,
  *        invalid_quality, invalid_status, invalid_transition, limit_reached
- *   403  forbidden (recorder_authorize or quota.lua said no)
- *   404  not_found (unknown id, or a recording of another room)
+ *   403  forbidden (recorder_authorize or quota.lua said no; the
+ *        policy's reason is the detail)
+ *   404  not_found (unknown id, a recording of another room, or one the
+ *        authorization policy hides)
  *   500  internal (a fault of the appliance: pipeline would not start, disk)
  *   409  wrong_node (the recording is live on another node: drive it there)
  *   503  state_unavailable (Redis unreachable when a decision needs it)
@@ -135,17 +137,35 @@ void recorder_list_room(struct recorder *r, const struct recorder_caller *caller
 			const char *room_id, struct recorder_reply *out);
 void recorder_list_user(struct recorder *r, const struct recorder_caller *caller,
 			const char *status, struct recorder_reply *out);
+/* The files of a recording: the same checks as recorder_status (room,
+ * existence) with the download authorization (RECORDER_OP_DOWNLOAD); on
+ * 200 'body' is the state object the files are found by. The caller
+ * serves the file and answers 409 when it is not completed. */
+void recorder_download(struct recorder *r, const struct recorder_caller *caller,
+		       const char *room_id, const char *recording_id, struct recorder_reply *out);
+
+/* The answer of an authorization: 'status' (403, or 404 when the policy
+ * hides the recording) and 'reason' (the reply's detail) when refused. */
+struct recorder_verdict {
+	bool allow;
+	int status;
+	char reason[256];
+};
 
 /* The one place that decides whether 'caller' may do 'op' on 'rec' (a
- * state object; NULL for start and lists). Without a hook: the owner
- * (rec.user_id == caller.user_id) may do anything to a recording; anyone
- * authenticated may start and list (lists only show what the request
- * names: a room's recordings, or the caller's own). With a hook, the hook
- * decides and receives the owner rule's answer as 'owner_default'. */
+ * state object; NULL for start, the lists and admin). Without a hook: the
+ * owner (rec.user_id == caller.user_id) may do anything to a recording;
+ * anyone authenticated may start, read a state object and list (lists only
+ * show what the request names: a room's recordings, or the caller's own);
+ * a recording's files (download) go to its owner or a caller whose "roles"
+ * claim holds "admin"; admin needs that role. With a hook, the hook decides
+ * and receives the built-in rule's answer as 'builtin'. 'v' (may be NULL)
+ * receives the verdict; the return value is v->allow. */
 typedef bool (*recorder_authorize_fn)(void *opaque, const struct recorder_caller *caller,
-				      enum recorder_op op, const cJSON *rec, bool owner_default);
+				      enum recorder_op op, const cJSON *rec, bool builtin,
+				      struct recorder_verdict *v);
 bool recorder_authorize(struct recorder *r, const struct recorder_caller *caller,
-			enum recorder_op op, const cJSON *rec);
+			enum recorder_op op, const cJSON *rec, struct recorder_verdict *v);
 /* Installs (or with fn NULL removes) the hook; the policy host calls this. */
 void recorder_set_authorizer(struct recorder *r, recorder_authorize_fn fn, void *opaque);
 

@@ -7,8 +7,9 @@
  * without media, Redis or threads (tests/unit/test_recorder.c).
  *
  * Statuses: pending -> recording <-> paused -> processing -> completed|failed;
- * pending|recording|paused -> cancelled; any live status -> failed on a
- * pipeline fault; recording|paused -> processing also at the maximum
+ * pending|recording|paused -> cancelled; processing -> cancelled too (an
+ * extension of SPEC §3: the processing job stops, its S3 upload is aborted
+ * and the files removed); any live status -> failed on a pipeline fault; recording|paused -> processing also at the maximum
  * duration. */
 #ifndef EDGEREC_RECORDER_FSM_H
 #define EDGEREC_RECORDER_FSM_H
@@ -37,7 +38,10 @@ enum recorder_op {
 	RECORDER_OP_RESUME,
 	RECORDER_OP_CANCEL,
 	RECORDER_OP_STATUS,
-	RECORDER_OP_LIST,           /* list of a room or of a user */
+	RECORDER_OP_LIST,           /* list of a room's recordings */
+	RECORDER_OP_LIST_USER,      /* list of the caller's own recordings */
+	RECORDER_OP_DOWNLOAD,       /* the files of one recording (download, thumbnail) */
+	RECORDER_OP_ADMIN,          /* the /api/system routes (no recording) */
 	RECORDER_OP_REQUEST_COUNT,  /* ops below are internal events */
 	RECORDER_EV_FIRST_FRAME = RECORDER_OP_REQUEST_COUNT,
 	RECORDER_EV_FAULT,          /* the pipeline failed while live */

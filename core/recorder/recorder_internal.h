@@ -63,6 +63,8 @@ struct recorder_job {
 	char id[UUID_STR_LEN];
 	bool recovered;  /* left live by a crash: finalize by repairing the file */
 	cJSON *rec;      /* the record when known (owned), else read from state */
+	volatile int stop;    /* raised to interrupt its step (cancel or shutdown) */
+	bool cancel;          /* a cancel request: end as cancelled; under recorder.lock */
 };
 
 struct recorder {
@@ -110,10 +112,9 @@ struct recorder {
 	int n_started_workers;
 	atomic_int jobs_running;
 	atomic_int jobs_queued;
-	char (*inflight)[UUID_STR_LEN]; /* ids queued or running, under lock */
+	struct recorder_job **inflight; /* jobs queued or running, under lock */
 	size_t n_inflight, cap_inflight;
 	atomic_bool quit;
-	volatile int cancel_uploads;   /* raised at shutdown; uploads resume later */
 	pthread_mutex_t idle_lock;
 	pthread_cond_t idle_cond;
 };
@@ -158,6 +159,14 @@ void recorder_worker_stop(struct recorder *r);
  * stays and the job is picked up by the next rescan), 1 when it is already
  * queued or running. */
 int recorder_worker_submit(struct recorder *r, const char *id, bool recovered, cJSON *rec);
+/* Cancels the processing of 'rec' (a state object in processing, not
+ * taken): a job queued or running here is stopped at once (its S3 upload
+ * interrupted); then the multipart upload is aborted, any object deleted,
+ * the local files removed and the record stored as cancelled (event
+ * recording_cancelled). Returns 0 with 'out' (owned by the caller) the
+ * cancelled record; 1 with 'out' the record when processing ended first
+ * (completed or failed: too late to cancel); <0 with 'err' filled. */
+int recorder_worker_cancel(struct recorder *r, const cJSON *rec, cJSON **out, char *err, size_t errlen);
 /* Queues every recording whose directory carries the job mark. */
 int recorder_worker_rescan(struct recorder *r);
 /* The directory of a recording. Returns 0 or -1 when it does not fit. */

@@ -79,6 +79,9 @@ static enum policy_action policy_action_of(enum recorder_op op)
 	case RECORDER_OP_RESUME: return POLICY_ACTION_RESUME;
 	case RECORDER_OP_CANCEL: return POLICY_ACTION_CANCEL;
 	case RECORDER_OP_LIST: return POLICY_ACTION_LIST_ROOM;
+	case RECORDER_OP_LIST_USER: return POLICY_ACTION_LIST_USER;
+	case RECORDER_OP_DOWNLOAD: return POLICY_ACTION_DOWNLOAD;
+	case RECORDER_OP_ADMIN: return POLICY_ACTION_ADMIN;
 	default: return POLICY_ACTION_READ;
 	}
 }
@@ -86,15 +89,21 @@ static enum policy_action policy_action_of(enum recorder_op op)
 /* The hook recorder_new installs when a policy host is given: auth.lua
  * decides; its built-in default is the owner rule (plus admins). */
 static bool recorder_policy_authorize(void *opaque, const struct recorder_caller *caller,
-				      enum recorder_op op, const cJSON *rec, bool owner_default)
+				      enum recorder_op op, const cJSON *rec, bool builtin,
+				      struct recorder_verdict *out)
 {
 	struct recorder *r = opaque;
 	struct policy_caller pc = { .user_id = caller->user_id, .claims = caller->claims };
 	struct policy_verdict v;
 	const char *room = rec ? state_record_str(rec, "room_id") : NULL;
+	(void)builtin; /* the policy host has its own default, the same rule */
 	bool allow = policy_authorize(r->pol, policy_action_of(op), &pc, room, rec, &v);
+	out->allow = allow;
+	out->status = allow ? 0 : (v.status == 404 ? 404 : 403);
+	util_strlcpy(out->reason, allow ? "" : v.reason, sizeof(out->reason));
 	if (!allow)
-		LOG_DEBUG(&log_pol, "%s denied to %s: %s", recorder_op_name(op), caller->user_id, v.reason);
+		LOG_DEBUG(&log_pol, "%s denied to %s (%d): %s", recorder_op_name(op), caller->user_id,
+			  out->status, v.reason);
 	return allow;
 }
 

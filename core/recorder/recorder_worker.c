@@ -277,13 +277,14 @@ static int sj_del(void *opaque, const char *prefix)
 
 /* ---- in-flight bookkeeping ---------------------------------------------- */
 
-/* Adds 'id' to the in-flight set; false when it is already there. */
-static bool inflight_add(struct recorder *r, const char *id)
+/* Adds 'job' to the in-flight set; false when a job for its id is already
+ * there. */
+static bool inflight_add(struct recorder *r, struct recorder_job *job)
 {
 	bool added = false;
 	pthread_mutex_lock(&r->lock);
 	for (size_t i = 0; i < r->n_inflight; i++)
-		if (strcmp(r->inflight[i], id) == 0)
+		if (strcmp(r->inflight[i]->id, job->id) == 0)
 			goto out;
 	if (r->n_inflight == r->cap_inflight) {
 		size_t cap = r->cap_inflight ? r->cap_inflight * 2 : 16;
@@ -293,24 +294,60 @@ static bool inflight_add(struct recorder *r, const char *id)
 		r->inflight = p;
 		r->cap_inflight = cap;
 	}
-	util_strlcpy(r->inflight[r->n_inflight++], id, UUID_STR_LEN);
+	r->inflight[r->n_inflight++] = job;
 	added = true;
 out:
 	pthread_mutex_unlock(&r->lock);
 	return added;
 }
 
-static void inflight_remove(struct recorder *r, const char *id)
+static void inflight_remove(struct recorder *r, const struct recorder_job *job)
 {
 	pthread_mutex_lock(&r->lock);
 	for (size_t i = 0; i < r->n_inflight; i++) {
-		if (strcmp(r->inflight[i], id) == 0) {
-			memmove(r->inflight[i], r->inflight[r->n_inflight - 1], UUID_STR_LEN);
+		if (r->inflight[i] == job) {
+			r->inflight[i] = r->inflight[r->n_inflight - 1];
 			r->n_inflight--;
 			break;
 		}
 	}
 	pthread_mutex_unlock(&r->lock);
+}
+
+/* Raises the cancel request of the job in flight for 'id'. Returns false
+ * when none is queued or running here. */
+static bool inflight_cancel(struct recorder *r, const char *id)
+{
+	bool found = false;
+	pthread_mutex_lock(&r->lock);
+	for (size_t i = 0; i < r->n_inflight; i++) {
+		if (strcmp(r->inflight[i]->id, id) == 0) {
+			r->inflight[i]->cancel = true;
+			r->inflight[i]->stop = 1;
+			found = true;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&r->lock);
+	return found;
+}
+
+static bool inflight_has(struct recorder *r, const char *id)
+{
+	bool found = false;
+	pthread_mutex_lock(&r->lock);
+	for (size_t i = 0; i < r->n_inflight && !found; i++)
+		found = strcmp(r->inflight[i]->id, id) == 0;
+	pthread_mutex_unlock(&r->lock);
+	return found;
+}
+
+static bool job_cancel_requested(struct recorder *r, const struct recorder_job *job)
+{
+	pthread_mutex_lock(&r->lock);
+	bool c = job->cancel;
+	pthread_mutex_unlock(&r->lock);
+	return c;
 }
 
 static void job_free(void *p)
@@ -340,23 +377,22 @@ int recorder_worker_submit(struct recorder *r, const char *id, bool recovered, c
 	} else {
 		LOG_WARN(&log_wrk, "%s: cannot create %s: %s", id, mark, strerror(errno));
 	}
-	if (!inflight_add(r, id)) {
-		cJSON_Delete(rec);
-		return 1; /* already queued or running */
-	}
 	struct recorder_job *job = calloc(1, sizeof(*job));
 	if (!job) {
-		inflight_remove(r, id);
 		cJSON_Delete(rec);
 		return -1;
 	}
 	util_strlcpy(job->id, id, sizeof(job->id));
 	job->recovered = recovered;
 	job->rec = rec;
+	if (!inflight_add(r, job)) {
+		job_free(job);
+		return 1; /* already queued or running */
+	}
 	atomic_fetch_add(&r->jobs_queued, 1);
 	if (!r->jobs || queue_push(r->jobs, job) != QUEUE_OK) {
 		atomic_fetch_sub(&r->jobs_queued, 1);
-		inflight_remove(r, id);
+		inflight_remove(r, job);
 		job_free(job);
 		return -1;
 	}
@@ -481,6 +517,86 @@ static void job_finish(struct worker_ctx *c, bool ok, const char *error)
 		LOG_ERROR(&log_wrk, "%s: failed: %s", c->job->id, error);
 }
 
+/* Derives a job's paths, object key and storage job from its record. */
+static void ctx_prepare(struct worker_ctx *c)
+{
+	struct recorder *r = c->r;
+	struct recorder_job *job = c->job;
+	recorder_dir_of(r, job->id, c->dir, sizeof(c->dir));
+	const char *format = state_record_str(c->rec, "format");
+	recorder_live_path(r, job->id, format, c->live_path, sizeof(c->live_path));
+	util_strlcpy(c->final_path, c->live_path, sizeof(c->final_path));
+	if (format && strcmp(format, "mp4") == 0 && r->transcoding) {
+		if (snprintf(c->mp4_path, sizeof(c->mp4_path), "%s/recording_%s.mp4", c->dir, job->id) >=
+		    (int)sizeof(c->mp4_path))
+			c->mp4_path[0] = 0;
+		else
+			util_strlcpy(c->final_path, c->mp4_path, sizeof(c->final_path));
+	}
+	if (snprintf(c->thumb_path, sizeof(c->thumb_path), "%s/thumbnail.jpg", c->dir) >= (int)sizeof(c->thumb_path))
+		c->thumb_path[0] = 0;
+	const char *slash = strrchr(c->final_path, '/');
+	if (r->s3) {
+		char name[RECORDER_PATH_MAX + UUID_STR_LEN + 1];
+		int n = snprintf(name, sizeof(name), "%s/%s", job->id, slash ? slash + 1 : c->final_path);
+		if (n < 0 || (size_t)n >= sizeof(name) ||
+		    storage_s3_key(r->s3, name, c->object_key, sizeof(c->object_key)) < 0)
+			c->object_key[0] = 0;
+	}
+	state_record_set_str(c->rec, "file_name", slash ? slash + 1 : c->final_path);
+	c->keep_local = r->keep_local;
+	recorder_lifecycle_stopped(r, c->rec, c->object_key, sizeof(c->object_key), &c->keep_local);
+	c->journal = (struct storage_journal){ .opaque = c, .get = sj_get, .set = sj_set, .del = sj_del };
+	c->sj = (struct storage_job){
+		.recording_id = job->id,
+		.input_path = c->live_path,
+		.mp4_path = c->mp4_path[0] ? c->mp4_path : NULL,
+		.thumbnail_path = c->thumb_path[0] ? c->thumb_path : NULL,
+		.object_key = c->object_key[0] ? c->object_key : NULL,
+		.upload_path = c->final_path,
+		.content_type = content_type_of(c->final_path),
+		.thumbnail_width = (int)config_get_int(r->cfg, "thumbnail.width"),
+		.thumbnail_at_ms = config_get_int(r->cfg, "thumbnail.at"),
+		.s3 = r->s3,
+		.journal = &c->journal,
+		.cancel = &job->stop,
+		.progress = on_storage_progress,
+		.opaque = c,
+	};
+}
+
+/* The end of a cancelled job: the multipart upload aborted and any object
+ * of it deleted, the local files removed, the record cancelled. An abort S3
+ * refuses or cannot be reached for is logged and named in the record's
+ * error (the object store's own lifecycle rules must then clean up). */
+static void job_cancelled(struct worker_ctx *c)
+{
+	struct recorder *r = c->r;
+	char err[512] = "";
+	int rc = c->sj.s3 && c->sj.object_key ? storage_step_abort(&c->sj, err, sizeof(err)) : 0;
+	if (rc < 0)
+		LOG_ERROR(&log_wrk, "%s: cancel could not abort the S3 upload: %s", c->job->id, err);
+	int rm = util_rm_rf(c->dir);
+	if (rm < 0)
+		LOG_ERROR(&log_wrk, "%s: cannot remove %s: %s", c->job->id, c->dir, strerror(-rm));
+	cJSON *m = ctx_metadata(c);
+	if (m)
+		cJSON_DeleteItemFromObjectCaseSensitive(m, "processing");
+	state_record_set_str(c->rec, "status", recorder_status_name(RECORDER_CANCELLED));
+	state_record_set_number(c->rec, "file_size_bytes", 0);
+	state_record_set_str(c->rec, "s3_key", NULL);
+	if (rc < 0) {
+		char why[600];
+		snprintf(why, sizeof(why), "cancelled; the S3 upload could not be aborted: %s", err);
+		state_record_set_str(c->rec, "error", why);
+	}
+	recorder_put(r, c->rec);
+	recorder_publish(r, recorder_op_event(RECORDER_OP_CANCEL), c->rec, NULL);
+	recorder_count(r, RECORDER_CANCELLED);
+	state_journal_delete(r->st, c->job->id);
+	LOG_INFO(&log_wrk, "%s: cancelled during processing; upload aborted, files removed", c->job->id);
+}
+
 /* Runs one job. Returns false when it must be retried later (state store
  * unreachable, shutdown): the mark stays. */
 static bool job_run(struct recorder *r, struct recorder_job *job)
@@ -522,58 +638,25 @@ static bool job_run(struct recorder *r, struct recorder_job *job)
 		return true;
 	}
 
-	recorder_dir_of(r, job->id, c.dir, sizeof(c.dir));
-	const char *format = state_record_str(c.rec, "format");
-	recorder_live_path(r, job->id, format, c.live_path, sizeof(c.live_path));
-	util_strlcpy(c.final_path, c.live_path, sizeof(c.final_path));
-	if (format && strcmp(format, "mp4") == 0 && r->transcoding) {
-		if (snprintf(c.mp4_path, sizeof(c.mp4_path), "%s/recording_%s.mp4", c.dir, job->id) >=
-		    (int)sizeof(c.mp4_path))
-			c.mp4_path[0] = 0;
-		else
-			util_strlcpy(c.final_path, c.mp4_path, sizeof(c.final_path));
-	}
-	if (snprintf(c.thumb_path, sizeof(c.thumb_path), "%s/thumbnail.jpg", c.dir) >= (int)sizeof(c.thumb_path))
-		c.thumb_path[0] = 0;
-	const char *slash = strrchr(c.final_path, '/');
-	if (r->s3) {
-		char name[RECORDER_PATH_MAX + UUID_STR_LEN + 1];
-		int n = snprintf(name, sizeof(name), "%s/%s", job->id, slash ? slash + 1 : c.final_path);
-		if (n < 0 || (size_t)n >= sizeof(name) ||
-		    storage_s3_key(r->s3, name, c.object_key, sizeof(c.object_key)) < 0)
-			c.object_key[0] = 0;
-	}
-	state_record_set_str(c.rec, "file_name", slash ? slash + 1 : c.final_path);
-	c.keep_local = r->keep_local;
-	recorder_lifecycle_stopped(r, c.rec, c.object_key, sizeof(c.object_key), &c.keep_local);
-	c.journal = (struct storage_journal){ .opaque = &c, .get = sj_get, .set = sj_set, .del = sj_del };
-	c.sj = (struct storage_job){
-		.recording_id = job->id,
-		.input_path = c.live_path,
-		.mp4_path = c.mp4_path[0] ? c.mp4_path : NULL,
-		.thumbnail_path = c.thumb_path[0] ? c.thumb_path : NULL,
-		.object_key = c.object_key[0] ? c.object_key : NULL,
-		.upload_path = c.final_path,
-		.content_type = content_type_of(c.final_path),
-		.thumbnail_width = (int)config_get_int(r->cfg, "thumbnail.width"),
-		.thumbnail_at_ms = config_get_int(r->cfg, "thumbnail.at"),
-		.s3 = r->s3,
-		.journal = &c.journal,
-		.cancel = &r->cancel_uploads,
-		.progress = on_storage_progress,
-		.opaque = &c,
-	};
-
+	ctx_prepare(&c);
 	size_t first = journal_resume_index(&c);
 	if (first > 0)
 		LOG_INFO(&log_wrk, "%s: resuming after step %s", job->id, worker_steps[first - 1].name);
 	for (size_t i = first; i < ARRAY_SIZE(worker_steps); i++) {
+		if (job_cancel_requested(r, job)) {
+			job_cancelled(&c);
+			return true;
+		}
 		if (atomic_load(&r->quit))
 			return false;
 		char err[512] = "";
 		set_progress(&c, worker_steps[i].name, 100.0 * (double)i / (double)ARRAY_SIZE(worker_steps));
 		int64_t t0 = time_mono_ns();
 		int rc = worker_steps[i].run(&c, err, sizeof(err));
+		if (job_cancel_requested(r, job)) {
+			job_cancelled(&c);
+			return true;
+		}
 		if (rc > 0)
 			return false; /* interrupted by shutdown; resumes from the journal */
 		if (rc < 0) {
@@ -586,8 +669,102 @@ static bool job_run(struct recorder *r, struct recorder_job *job)
 			  (double)(time_mono_ns() - t0) / 1e6);
 		journal_mark(&c, worker_steps[i].name);
 	}
+	if (job_cancel_requested(r, job)) {
+		job_cancelled(&c);
+		return true;
+	}
 	job_finish(&c, true, NULL);
 	return true;
+}
+
+/* How long a cancel request waits for a running step to notice it. */
+#define RECORDER_CANCEL_WAIT_MS 30000
+
+int recorder_worker_cancel(struct recorder *r, const cJSON *rec, cJSON **out, char *err, size_t errlen)
+{
+	*out = NULL;
+	const char *rid = state_record_str(rec, "recording_id");
+	if (!rid || !util_uuid_valid(rid)) {
+		snprintf(err, errlen, "the record has no recording id");
+		return -1;
+	}
+	char id[UUID_STR_LEN];
+	util_strlcpy(id, rid, sizeof(id));
+	int64_t deadline = time_mono_ns() + RECORDER_CANCEL_WAIT_MS * TIME_NS_PER_MS;
+	for (;;) {
+		/* A job here: raise its flag and wait until it has ended as
+		 * cancelled (or finished first). */
+		if (inflight_cancel(r, id)) {
+			pthread_mutex_lock(&r->idle_lock);
+			while (inflight_has(r, id) && time_mono_ns() < deadline) {
+				struct timespec ts;
+				clock_gettime(CLOCK_REALTIME, &ts);
+				int64_t abs_ns = (int64_t)ts.tv_sec * TIME_NS_PER_SEC + ts.tv_nsec + 50 * TIME_NS_PER_MS;
+				ts.tv_sec = abs_ns / TIME_NS_PER_SEC;
+				ts.tv_nsec = abs_ns % TIME_NS_PER_SEC;
+				pthread_cond_timedwait(&r->idle_cond, &r->idle_lock, &ts);
+			}
+			pthread_mutex_unlock(&r->idle_lock);
+			if (inflight_has(r, id)) {
+				snprintf(err, errlen, "processing of %s did not stop within %d s", id,
+					 RECORDER_CANCEL_WAIT_MS / 1000);
+				return -1;
+			}
+		}
+		cJSON *cur = state_get(r->st, id);
+		if (!cur) {
+			snprintf(err, errlen, "recording state store unavailable");
+			return -1;
+		}
+		enum recorder_status s;
+		if (recorder_status_parse(state_record_str(cur, "status"), &s) < 0)
+			s = RECORDER_FAILED;
+		if (s == RECORDER_CANCELLED) {
+			*out = cur;
+			return 0;
+		}
+		if (s != RECORDER_PROCESSING) {
+			*out = cur;
+			return 1;
+		}
+		/* Still processing and no job here (a full queue, a postponed
+		 * job, or a shutdown in between): cancel it on this thread,
+		 * holding its in-flight place so no worker takes it meanwhile. */
+		struct recorder_job *job = calloc(1, sizeof(*job));
+		if (!job) {
+			cJSON_Delete(cur);
+			snprintf(err, errlen, "out of memory");
+			return -1;
+		}
+		util_strlcpy(job->id, id, sizeof(job->id));
+		job->rec = cur;
+		if (!inflight_add(r, job)) {
+			job_free(job); /* a worker took it meanwhile: cancel that job */
+			if (time_mono_ns() >= deadline) {
+				snprintf(err, errlen, "processing of %s could not be stopped", id);
+				return -1;
+			}
+			continue;
+		}
+		struct worker_ctx c = { .r = r, .job = job, .rec = cur };
+		ctx_prepare(&c);
+		struct stat sb;
+		if (stat(c.dir, &sb) != 0) {
+			inflight_remove(r, job);
+			job_free(job);
+			snprintf(err, errlen, "recording %s is being processed by another node", id);
+			return -2;
+		}
+		job_cancelled(&c);
+		*out = cJSON_Duplicate(cur, true);
+		inflight_remove(r, job);
+		job_free(job);
+		if (!*out) {
+			snprintf(err, errlen, "out of memory");
+			return -1;
+		}
+		return 0;
+	}
 }
 
 static void *worker_main(void *arg)
@@ -605,14 +782,14 @@ static void *worker_main(void *arg)
 		atomic_fetch_sub(&r->jobs_queued, 1);
 		if (atomic_load(&r->quit)) {
 			/* Shutting down: leave it marked for the next start. */
-			inflight_remove(r, job->id);
+			inflight_remove(r, job);
 			job_free(job);
 		} else {
 			bool done = job_run(r, job);
 			if (!done)
 				LOG_WARN(&log_wrk, "%s: processing postponed (state store unreachable or shutdown)",
 					 job->id);
-			inflight_remove(r, job->id);
+			inflight_remove(r, job);
 			job_free(job);
 		}
 		atomic_fetch_sub(&r->jobs_running, 1);
@@ -644,7 +821,10 @@ int recorder_worker_start(struct recorder *r)
 void recorder_worker_stop(struct recorder *r)
 {
 	atomic_store(&r->quit, true);
-	r->cancel_uploads = 1;
+	pthread_mutex_lock(&r->lock);
+	for (size_t i = 0; i < r->n_inflight; i++)
+		r->inflight[i]->stop = 1; /* running uploads stop; they resume at the next start */
+	pthread_mutex_unlock(&r->lock);
 	if (r->jobs)
 		queue_close(r->jobs);
 	for (int i = 0; i < r->n_started_workers; i++)

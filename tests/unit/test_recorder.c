@@ -30,6 +30,7 @@ static const struct {
 	{ RECORDER_PAUSED, RECORDER_EV_FAULT, RECORDER_FAILED },
 	{ RECORDER_PAUSED, RECORDER_EV_MAX_DURATION, RECORDER_PROCESSING },
 	{ RECORDER_PAUSED, RECORDER_EV_RECOVERED, RECORDER_PROCESSING },
+	{ RECORDER_PROCESSING, RECORDER_OP_CANCEL, RECORDER_CANCELLED },
 	{ RECORDER_PROCESSING, RECORDER_EV_PROCESSED, RECORDER_COMPLETED },
 	{ RECORDER_PROCESSING, RECORDER_EV_PROCESS_FAILED, RECORDER_FAILED },
 };
@@ -45,7 +46,8 @@ static void test_table(void)
 			int got = recorder_fsm_step((enum recorder_status)s, (enum recorder_op)o, &to);
 			int want = 400;
 			enum recorder_status want_to = RECORDER_STATUS_COUNT;
-			if (o == RECORDER_OP_STATUS || o == RECORDER_OP_LIST) {
+			if (o == RECORDER_OP_STATUS || o == RECORDER_OP_LIST || o == RECORDER_OP_LIST_USER ||
+			    o == RECORDER_OP_DOWNLOAD || o == RECORDER_OP_ADMIN) {
 				want = 200;
 				want_to = (enum recorder_status)s;
 			}

@@ -1,0 +1,207 @@
+"""test_finish_cancel: cancel of a recording while it is processing, through
+`edgerec serve` against a real s3rver (tests/support/s3/start) reached
+through a throttling TCP proxy, so the multipart upload is slow enough to be
+caught in the middle.
+
+Checks: while processing, the state's metadata.processing names the running
+step and a percentage; DELETE during the upload (after part 1 was
+acknowledged, part 2 in flight) answers 200 with status cancelled; the
+room's subscribers get recording_cancelled; no object and no upload (no
+parts) remain in the bucket, the local files are gone, and the journal in
+Redis is cleared. A completed recording still refuses cancel with 400."""
+
+import os
+import socket
+import threading
+import time
+import uuid
+
+from edgerec_harness import (Edgerec, Redis, free_port, mktemp, run_tests, start_process, stop_process,
+                             wait_until, ws_next)
+
+BUCKET = "edgerec-cancel"
+ROOM = "bigroom"
+
+
+class Throttle:
+    """A TCP proxy to 'port' whose client-to-server direction is limited to
+    'rate' bytes a second (None: unlimited); the rate may change at any
+    time."""
+
+    def __init__(self, port, rate=None):
+        self.port = port
+        self.rate = rate
+        self.listen = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.listen.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listen.bind(("127.0.0.1", 0))
+        self.listen.listen(16)
+        self.local_port = self.listen.getsockname()[1]
+        self.stopped = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while not self.stopped:
+            try:
+                c, _ = self.listen.accept()
+            except OSError:
+                return
+            try:
+                u = socket.create_connection(("127.0.0.1", self.port))
+            except OSError:
+                c.close()
+                continue
+            threading.Thread(target=self._pump, args=(c, u, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(u, c, False), daemon=True).start()
+
+    def _pump(self, src, dst, limited):
+        try:
+            while True:
+                rate = self.rate if limited else None
+                data = src.recv(4096 if rate else 65536)
+                if not data:
+                    break
+                dst.sendall(data)
+                if rate:
+                    time.sleep(len(data) / float(rate))
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+
+    def close(self):
+        self.stopped = True
+        self.listen.close()
+
+
+class Ctx:
+    pass
+
+
+def uploads_dir(c):
+    return os.path.join(c.s3_dir, BUCKET, "._S3rver_uploads")
+
+
+def uploads(c):
+    d = uploads_dir(c)
+    return sorted(os.listdir(d)) if os.path.isdir(d) else []
+
+
+def objects(c):
+    """Every object file s3rver holds in the bucket."""
+    found = []
+    for root, dirs, files in os.walk(os.path.join(c.s3_dir, BUCKET)):
+        dirs[:] = [d for d in dirs if d != "._S3rver_uploads"]
+        found += [os.path.join(root, f) for f in files if f.endswith("._S3rver_object")]
+    return found
+
+
+def setup():
+    c = Ctx()
+    c.redis = Redis().start()
+    src = os.environ.get("EDGEREC_SOURCE_DIR") or os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
+    c.s3_dir = mktemp("s3rver")
+    c.s3_port = free_port()
+    c.s3 = start_process(["sh", os.path.join(src, "tests", "support", "s3", "start"), str(c.s3_port), c.s3_dir, BUCKET],
+                         os.path.join(c.s3_dir, "s3rver.log"))
+    wait_until(lambda: b"ready" in open(os.path.join(c.s3_dir, "s3rver.log"), "rb").read() or c.s3.poll() is not None,
+               timeout=60, what="s3rver")
+    assert c.s3.poll() is None, open(os.path.join(c.s3_dir, "s3rver.log")).read()
+    c.proxy = Throttle(c.s3_port, rate=2_000_000)
+    c.node = Edgerec(redis=c.redis, name="cancel", config={
+        "storage_backend": "s3", "s3_bucket": BUCKET,
+        "s3.endpoint": "http://127.0.0.1:%d" % c.proxy.local_port, "s3.path_style": "true",
+        "s3.region": "us-east-1", "s3.access_key": "S3RVER", "s3.secret_key": "S3RVER",
+        "s3.part_size": "5M", "recorder.keep_local": "false",
+        # A sender at 40 Mbit/s: a few seconds make a multipart-sized file.
+        "room.%s.source" % ROOM: "test",
+        "room.%s.args" % ROOM: "encoded=1,bitrate=40000000,gop=2",
+    }).start()
+    c.nodes = [c.node]
+    return c
+
+
+def teardown(c):
+    if c is None:
+        return
+    if c.node.alive():
+        assert c.node.stop() == 0
+    c.proxy.close()
+    stop_process(c.s3)
+
+
+def test_cancel_during_multipart_upload(c):
+    ws = c.node.ws(ROOM)
+    c.proxy.rate = 2_000_000
+    r = c.node.start_recording(ROOM, "alice", "webm", "high")
+    assert r.status == 200, r
+    rid = r.json["recording_id"]
+    time.sleep(8)
+    r = c.node.op("stop", ROOM, rid)
+    assert r.status == 200, r
+    local_dir = os.path.join(c.node.storage, rid)
+
+    # Processing shows its step and percentage while the upload runs.
+    seen = []
+
+    def in_upload():
+        st = c.node.op("status", ROOM, rid).json
+        p = (st.get("metadata") or {}).get("processing")
+        if p:
+            seen.append(p)
+        return st if st["status"] == "processing" and p and p.get("step") == "upload" else None
+    st = wait_until(in_upload, timeout=60, interval=0.05, what="processing in its upload step")
+    assert st["file_size_bytes"] > 5 * 1024 * 1024, st
+    assert all(isinstance(p.get("percent"), (int, float)) and 0 <= p["percent"] <= 100 for p in seen), seen
+
+    # Part 1 acknowledged, then the link slows down so part 2 is in flight.
+    def part1_done():
+        for u in uploads(c):
+            if os.path.exists(os.path.join(uploads_dir(c), u, "1.md5")):
+                return u
+        return None
+    upload_id = wait_until(part1_done, timeout=60, what="part 1 stored by s3rver")
+    c.proxy.rate = 20_000
+    assert c.redis.cli("EXISTS", "webrtc:recording:job:" + rid).strip() == "1"
+
+    t0 = time.monotonic()
+    r = c.node.request("DELETE", "/api/webrtc/rooms/%s/recording/%s" % (ROOM, rid))
+    took = time.monotonic() - t0
+    assert r.status == 200, r
+    assert r.json["status"] == "cancelled", r.json
+    assert "processing" not in (r.json.get("metadata") or {}), r.json
+    assert took < 10, took
+    ev = ws_next(ws, "recording_cancelled", timeout=10)
+    assert ev["data"]["recording_id"] == rid, ev
+    ws.close()
+
+    assert upload_id not in uploads(c), uploads(c)
+    assert uploads(c) == [], "parts left in the bucket: %s" % uploads(c)
+    assert objects(c) == [], objects(c)
+    assert not os.path.exists(local_dir), os.listdir(local_dir)
+    assert c.redis.cli("EXISTS", "webrtc:recording:job:" + rid).strip() == "0"
+    st = c.node.op("status", ROOM, rid).json
+    assert st["status"] == "cancelled", st
+    # Final: nothing more to cancel.
+    r = c.node.request("DELETE", "/api/webrtc/rooms/%s/recording/%s" % (ROOM, rid))
+    assert r.status == 400 and r.json["code"] == "invalid_transition", r
+    # The worker is free again: a next recording completes and uploads.
+    c.proxy.rate = None
+    r = c.node.start_recording("small", "alice", "webm", "low")
+    assert r.status == 200, r
+    rid2 = r.json["recording_id"]
+    time.sleep(1.0)
+    assert c.node.op("stop", "small", rid2).status == 200
+    rec = c.node.wait_status("small", rid2, ("completed", "failed"), timeout=60)
+    assert rec["status"] == "completed" and rec["s3_key"], rec
+    assert "processing" not in (rec.get("metadata") or {}), rec
+    r = c.node.request("DELETE", "/api/webrtc/rooms/small/recording/%s" % rid2)
+    assert r.status == 400 and r.json["code"] == "invalid_transition", r
+    assert len(objects(c)) == 1, objects(c)
+
+
+if __name__ == "__main__":
+    run_tests(globals(), setup=setup, teardown=teardown)
