@@ -1165,6 +1165,14 @@ struct recorder *recorder_new(struct config *cfg, struct state *st, struct polic
 	r->disk_reserve = config_get_int(cfg, "recorder.disk_reserve");
 	r->disk_low_water = config_get_int(cfg, "recorder.disk_low_water");
 	r->first_frame_timeout_ms = config_get_int(cfg, "recorder.first_frame_timeout");
+	r->retention_max_bytes = config_get_int(cfg, "retention.max_bytes");
+	r->retention_max_age_ms = config_get_int(cfg, "retention.max_age");
+	r->retention_interval_ms = config_get_int(cfg, "retention.interval");
+	if (r->retention_max_bytes < 0 || r->retention_max_age_ms < 0 || r->retention_interval_ms < 100) {
+		snprintf(err, errlen, "retention.max_bytes and retention.max_age must be 0 or positive, "
+			 "retention.interval at least 100ms");
+		goto fail;
+	}
 	lim = config_get_int(cfg, "recorder.workers");
 	r->n_workers = lim < 1 ? 1 : lim > 16 ? 16 : (int)lim;
 

@@ -78,6 +78,7 @@ static void *control_main(void *arg)
 	struct recorder *r = arg;
 	int64_t wait_ns = RECORDER_CONTROL_TICK_MS * TIME_NS_PER_MS;
 	int64_t next_rescan = time_mono_ns() + RECORDER_RESCAN_MS * TIME_NS_PER_MS;
+	int64_t next_retention = time_mono_ns() + r->retention_interval_ms * TIME_NS_PER_MS;
 	for (;;) {
 		pthread_mutex_lock(&r->ctl_lock);
 		if (!r->ctl_kick && !r->ctl_quit) {
@@ -123,6 +124,11 @@ static void *control_main(void *arg)
 		free(list);
 		/* Wake a little after the nearest limit could be reached. */
 		wait_ns = nearest < TIME_NS_PER_MS ? TIME_NS_PER_MS : nearest + TIME_NS_PER_MS;
+
+		if ((r->retention_max_bytes > 0 || r->retention_max_age_ms > 0) && time_mono_ns() >= next_retention) {
+			recorder_retention_run(r);
+			next_retention = time_mono_ns() + r->retention_interval_ms * TIME_NS_PER_MS;
+		}
 
 		if (time_mono_ns() >= next_rescan) {
 			recorder_worker_rescan(r);

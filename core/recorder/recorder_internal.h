@@ -86,6 +86,9 @@ struct recorder {
 	long long disk_reserve;        /* bytes start admission leaves free */
 	long long disk_low_water;      /* below this, live recordings stop (disk_low) */
 	int64_t first_frame_timeout_ms; /* a recording still pending after this fails; 0: never */
+	long long retention_max_bytes; /* 0: no size limit on kept local files */
+	int64_t retention_max_age_ms;  /* 0: no age limit */
+	int64_t retention_interval_ms;
 	int n_workers;
 	struct storage_s3 *s3;         /* NULL unless storage_backend is s3 */
 
@@ -198,6 +201,14 @@ void recorder_lifecycle_event(struct recorder *r, enum recorder_status to, cJSON
 void recorder_lifecycle_stopped(struct recorder *r, cJSON *rec, char *s3_key, size_t keylen, bool *keep_local);
 /* Free bytes where recordings are written, or -1. */
 long long recorder_disk_free(const struct recorder *r);
+
+/* recorder_retention.c */
+/* Deletes the local files of finished recordings beyond retention.max_bytes
+ * (oldest first) or older than retention.max_age, only those completed and
+ * verified in S3. Returns the number of recordings whose file went, or -1
+ * when it could not look (state store down). The control thread runs it
+ * every retention.interval. */
+int recorder_retention_run(struct recorder *r);
 
 /* recorder_recover.c */
 int recorder_recover(struct recorder *r);

@@ -1,14 +1,21 @@
-"""test_finish_cancel: cancel of a recording while it is processing, through
-`edgerec serve` against a real s3rver (tests/support/s3/start) reached
-through a throttling TCP proxy, so the multipart upload is slow enough to be
-caught in the middle.
+"""test_finish_s3: finishing recordings through `edgerec serve` against a
+real s3rver (tests/support/s3/start) reached through a throttling TCP proxy,
+so a multipart upload is slow enough to be caught in the middle.
 
-Checks: while processing, the state's metadata.processing names the running
+Cancel during processing: while processing, the state's metadata.processing names the running
 step and a percentage; DELETE during the upload (after part 1 was
 acknowledged, part 2 in flight) answers 200 with status cancelled; the
 room's subscribers get recording_cancelled; no object and no upload (no
 parts) remain in the bucket, the local files are gone, and the journal in
-Redis is cleared. A completed recording still refuses cancel with 400."""
+Redis is cleared. A completed recording still refuses cancel with 400.
+
+Restart during processing: part 1 acknowledged, s3rver stopped (the upload
+retries), edgerec killed with SIGKILL; s3rver and edgerec started again ->
+the job resumes after its last journaled step, sends only what S3 lacks
+(fewer bytes than the file) and completes; the object is byte-identical to
+the recording (its sha256 is the metadata checksum) and no upload is left."""
+
+import hashlib
 
 import os
 import socket
@@ -31,6 +38,7 @@ class Throttle:
     def __init__(self, port, rate=None):
         self.port = port
         self.rate = rate
+        self.sent = 0  # bytes forwarded client -> server
         self.listen = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.listen.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.listen.bind(("127.0.0.1", 0))
@@ -61,6 +69,8 @@ class Throttle:
                 if not data:
                     break
                 dst.sendall(data)
+                if limited:
+                    self.sent += len(data)
                 if rate:
                     time.sleep(len(data) / float(rate))
         except OSError:
@@ -99,17 +109,23 @@ def objects(c):
     return found
 
 
+def start_s3(c):
+    src = os.environ.get("EDGEREC_SOURCE_DIR") or os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
+    log = os.path.join(c.s3_dir, "s3rver.log")
+    before = open(log, "rb").read().count(b"ready") if os.path.exists(log) else 0
+    c.s3 = start_process(["sh", os.path.join(src, "tests", "support", "s3", "start"), str(c.s3_port), c.s3_dir, BUCKET],
+                         log)
+    wait_until(lambda: open(log, "rb").read().count(b"ready") > before or c.s3.poll() is not None,
+               timeout=60, what="s3rver")
+    assert c.s3.poll() is None, open(log).read()
+
+
 def setup():
     c = Ctx()
     c.redis = Redis().start()
-    src = os.environ.get("EDGEREC_SOURCE_DIR") or os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
     c.s3_dir = mktemp("s3rver")
     c.s3_port = free_port()
-    c.s3 = start_process(["sh", os.path.join(src, "tests", "support", "s3", "start"), str(c.s3_port), c.s3_dir, BUCKET],
-                         os.path.join(c.s3_dir, "s3rver.log"))
-    wait_until(lambda: b"ready" in open(os.path.join(c.s3_dir, "s3rver.log"), "rb").read() or c.s3.poll() is not None,
-               timeout=60, what="s3rver")
-    assert c.s3.poll() is None, open(os.path.join(c.s3_dir, "s3rver.log")).read()
+    start_s3(c)
     c.proxy = Throttle(c.s3_port, rate=2_000_000)
     c.node = Edgerec(redis=c.redis, name="cancel", config={
         "storage_backend": "s3", "s3_bucket": BUCKET,
@@ -201,6 +217,52 @@ def test_cancel_during_multipart_upload(c):
     r = c.node.request("DELETE", "/api/webrtc/rooms/small/recording/%s" % rid2)
     assert r.status == 400 and r.json["code"] == "invalid_transition", r
     assert len(objects(c)) == 1, objects(c)
+
+
+def test_restart_during_multipart_upload(c):
+    c.proxy.rate = 2_000_000
+    r = c.node.start_recording(ROOM, "alice", "webm", "high")
+    assert r.status == 200, r
+    rid = r.json["recording_id"]
+    time.sleep(8)
+    assert c.node.op("stop", ROOM, rid).status == 200
+
+    def part1_done():
+        for u in uploads(c):
+            if os.path.exists(os.path.join(uploads_dir(c), u, "1.md5")):
+                return u
+        return None
+    upload_id = wait_until(part1_done, timeout=60, what="part 1 stored by s3rver")
+    c.proxy.rate = 20_000
+    time.sleep(0.5)
+    # S3 goes away mid-part: the upload retries, the recording stays processing.
+    stop_process(c.s3)
+    time.sleep(1.0)
+    st = c.node.op("status", ROOM, rid).json
+    assert st["status"] == "processing", st
+    assert st["metadata"]["processing"]["step"] == "upload", st
+    size = st["file_size_bytes"]
+    assert size > 5 * 1024 * 1024, st
+    c.node.kill()
+
+    start_s3(c)
+    assert upload_id in uploads(c), "s3rver lost the upload across its restart"
+    c.proxy.rate = None
+    c.proxy.sent = 0
+    c.node.start()
+    rec = c.node.wait_status(ROOM, rid, ("completed", "failed"), timeout=90)
+    assert rec["status"] == "completed", rec
+    assert "resuming after step" in c.node.log_text(since_start=True), c.node.log_tail(40)
+    # Only what S3 lacked went again: part 2 (and the small requests).
+    assert c.proxy.sent < size - 4 * 1024 * 1024, (c.proxy.sent, size)
+    assert uploads(c) == [], uploads(c)
+    mine = [o for o in objects(c) if rid in o]
+    assert len(mine) == 1, objects(c)
+    data = open(mine[0], "rb").read()
+    assert len(data) == rec["file_size_bytes"] == size, (len(data), rec["file_size_bytes"], size)
+    assert hashlib.sha256(data).hexdigest() == rec["metadata"]["checksum"], "the object differs from the recording"
+    assert rec["s3_key"] and rid in rec["s3_key"], rec
+    assert "processing" not in rec["metadata"], rec
 
 
 if __name__ == "__main__":
