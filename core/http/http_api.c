@@ -139,7 +139,11 @@ void http_api_serve(struct http_request *req, const struct http_route_match *cm)
 	char format[32] = "", quality[32] = "", status[32] = "";
 	int hf = 0, hq = 0, hs = 0;
 
-	if (http_auth_check(req, false, &claims) < 0)
+	/* A <video> or <img> element cannot send an Authorization header: the
+	 * file routes also take the token as ?access_token= (like the
+	 * WebSocket); every other route needs the header. */
+	bool file_route = m->route->id == HTTP_ROUTE_DOWNLOAD || m->route->id == HTTP_ROUTE_THUMBNAIL;
+	if (http_auth_check(req, file_route, &claims) < 0)
 		return;
 	const cJSON *sub = cJSON_GetObjectItemCaseSensitive(claims, "sub");
 	struct recorder_caller caller = {

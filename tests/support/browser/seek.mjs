@@ -1,0 +1,93 @@
+// Plays a recording in Debian's chromium and seeks to its middle:
+//   node seek.mjs <video-url> [<video-url> ...]
+// For each URL, a page holding one <video> element loads it (the URL
+// carries ?access_token=, as a browser page would), waits for its
+// metadata, seeks to half the duration and waits until a frame at that
+// position is decoded. Prints one JSON line per URL:
+//   {"url", "duration", "target", "currentTime", "readyState", "frame",
+//    "mediaTime", "error"}
+// and exits 0 when every URL was played, 1 otherwise.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { chromium } from 'playwright-core';
+
+const urls = process.argv.slice(2);
+if (urls.length === 0) {
+  console.error('usage: node seek.mjs <video-url> ...');
+  process.exit(2);
+}
+
+const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'edgerec-chromium-'));
+let failed = false;
+let context;
+try {
+  context = await chromium.launchPersistentContext(profile, {
+    executablePath: '/usr/bin/chromium',
+    headless: true,
+    ignoreHTTPSErrors: true,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync',
+      '--autoplay-policy=no-user-gesture-required'],
+  });
+  for (const url of urls) {
+    const page = await context.newPage();
+    const result = await page.evaluate(async (src) => {
+      const out = { url: src.replace(/access_token=[^&]*/, 'access_token=...') };
+      const v = document.createElement('video');
+      v.muted = true;
+      v.preload = 'auto';
+      document.body.appendChild(v);
+      const once = (name, ms) => new Promise((resolve, reject) => {
+        const t = setTimeout(() => reject(new Error('no ' + name + ' within ' + ms + ' ms')), ms);
+        v.addEventListener(name, () => { clearTimeout(t); resolve(); }, { once: true });
+        v.addEventListener('error', () => {
+          clearTimeout(t);
+          reject(new Error('media error ' + (v.error ? v.error.code + ' ' + v.error.message : '?')));
+        }, { once: true });
+      });
+      try {
+        const meta = once('loadedmetadata', 15000);
+        v.src = src;
+        await meta;
+        out.duration = v.duration;
+        out.target = v.duration / 2;
+        const seeked = once('seeked', 15000);
+        v.currentTime = out.target;
+        await seeked;
+        // A frame at the new position is decoded and handed to the compositor.
+        const frame = new Promise((resolve, reject) => {
+          const t = setTimeout(() => reject(new Error('no frame presented after the seek')), 10000);
+          v.requestVideoFrameCallback((now, md) => { clearTimeout(t); resolve(md); });
+        });
+        await v.play();
+        const md = await frame;
+        v.pause();
+        out.frame = true;
+        out.mediaTime = md.mediaTime;
+        out.width = md.width;
+        out.height = md.height;
+        out.currentTime = v.currentTime;
+        out.readyState = v.readyState;
+      } catch (e) {
+        out.error = String(e && e.message ? e.message : e);
+        out.readyState = v.readyState;
+      }
+      return out;
+    }, url);
+    console.log(JSON.stringify(result));
+    if (result.error) {
+      failed = true;
+    }
+    await page.close();
+  }
+} catch (e) {
+  console.error('browser: ' + (e && e.stack ? e.stack : e));
+  failed = true;
+} finally {
+  if (context) {
+    await context.close();
+  }
+  fs.rmSync(profile, { recursive: true, force: true });
+}
+process.exit(failed ? 1 : 0);
