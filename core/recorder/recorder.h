@@ -93,6 +93,9 @@ struct recorder_reply {
  *   recorder.keep_local         keep the local file after a verified S3 upload (false)
  *   recorder.disk_reserve       free space a start leaves (507 otherwise) (512M)
  *   recorder.disk_low_water     live recordings stop below it, reason disk_low (256M)
+ *   retention.max_bytes         finished local files above this: the oldest in S3 go (0: off)
+ *   retention.max_age           local files of recordings in S3 older than this go (0: off)
+ *   retention.interval          how often retention looks                (60s)
  *   room.<id>.source            test | file | rtp          (test)
  *   room.<id>.args              driver arguments "k=v,k=v" ("") */
 int recorder_config_register(struct config *c);
@@ -129,6 +132,11 @@ void recorder_pause(struct recorder *r, const struct recorder_caller *caller,
 		    const char *room_id, const char *recording_id, struct recorder_reply *out);
 void recorder_resume(struct recorder *r, const struct recorder_caller *caller,
 		     const char *room_id, const char *recording_id, struct recorder_reply *out);
+/* Cancel: a live recording stops and its files go; a processing one (an
+ * extension of SPEC §3) has its job stopped, its S3 multipart upload
+ * aborted and any uploaded object deleted, its files removed (the reply
+ * waits for that, up to 30 s; 409 wrong_node when another node processes
+ * it). Both end cancelled with the event recording_cancelled. */
 void recorder_cancel(struct recorder *r, const struct recorder_caller *caller,
 		     const char *room_id, const char *recording_id, struct recorder_reply *out);
 void recorder_status(struct recorder *r, const struct recorder_caller *caller,
