@@ -103,8 +103,8 @@ int http_auth_check(struct http_request *req, bool allow_query, cJSON **claims)
 	}
 	rc = crypto_jwt_verify(req->s->keys, token, time_wall_ns() / 1000000000LL, req->s->jwt_leeway_s,
 			       claims, detail, sizeof(detail));
-	free(query_token);
 	if (rc != 0) {
+		free(query_token);
 		*claims = NULL;
 		return http_auth_refuse(req, http_auth_code(rc), detail);
 	}
@@ -119,6 +119,7 @@ int http_auth_check(struct http_request *req, bool allow_query, cJSON **claims)
 	 * as "ali": a payload carrying one is refused outright. */
 	if (plain && http_auth_payload_has_nul(token))
 		plain = false;
+	free(query_token); /* 'token' may point into it: not used below */
 	if (!plain) {
 		cJSON_Delete(*claims);
 		*claims = NULL;
