@@ -61,6 +61,8 @@ struct media_stats {
 	int64_t first_frame_wall_ns;  /* wall clock of the first frame, 0 if none */
 	int64_t started_wall_ns;      /* wall clock of media_pipeline_start */
 	int64_t video_encode_ns;      /* wall-clock time spent inside the video encoder */
+	int video_width, video_height; /* encoded sources: the size the file's video
+					* track got from the first keyframe; 0 otherwise */
 	bool paused;
 	bool failed;
 	char error[256];              /* why it failed, "" otherwise */

@@ -217,6 +217,7 @@ struct media_mux {
 	bool has_video = false;
 	uint64_t video_track = 0;
 	int64_t last_pts_ns = 0;
+	bool wrote_frame = false; // the header (Tracks) is on disk
 	char error[200] = "";
 };
 
@@ -325,6 +326,7 @@ static int mux_webm_write(struct media_mux *m, int track, const uint8_t *data, s
 		return -1;
 	}
 	m->last_pts_ns = pts_ns;
+	m->wrote_frame = true;
 	if (m->writer.flush() < 0) {
 		mux_set_error(m, "write failed");
 		return -1;
@@ -369,6 +371,19 @@ static const char *mux_webm_last_error(const struct media_mux *m)
 	return m->error;
 }
 
+static int mux_webm_set_video_size(struct media_mux *m, int track, int width, int height)
+{
+	if (width <= 0 || height <= 0 || m->wrote_frame)
+		return -1;
+	mkvmuxer::Track *t = m->segment.GetTrackByNumber(static_cast<uint64_t>(track));
+	if (!t || t->type() != mkvmuxer::Tracks::kVideo)
+		return -1;
+	mkvmuxer::VideoTrack *vt = static_cast<mkvmuxer::VideoTrack *>(t);
+	vt->set_width(static_cast<uint64_t>(width));
+	vt->set_height(static_cast<uint64_t>(height));
+	return 0;
+}
+
 extern "C" const struct media_mux_driver media_mux_webm = {
 	"webm",
 	mux_webm_open,
@@ -378,6 +393,7 @@ extern "C" const struct media_mux_driver media_mux_webm = {
 	mux_webm_abandon,
 	mux_webm_bytes,
 	mux_webm_last_error,
+	mux_webm_set_video_size,
 };
 
 // ---------------------------------------------------------------------------

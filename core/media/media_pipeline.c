@@ -43,6 +43,11 @@ static struct log_handle log_pipe = LOG_HANDLE("media/pipeline");
 #define PIPE_STALL_NS (2 * TIME_NS_PER_SEC)
 #define PIPE_INTERLEAVE_NS (2 * TIME_NS_PER_SEC) /* > the encoder queue's second */
 #define PIPE_KEY_REQUEST_NS (500 * TIME_NS_PER_MS)
+/* An encoded video stream opens the file with its first keyframe (the track
+ * then carries the sender's real size); audio that comes before it is
+ * dropped, for at most this long: after that the file starts audio-only and
+ * the video track keeps the nominal size. */
+#define PIPE_FIRST_KEY_WAIT_NS (5 * TIME_NS_PER_SEC)
 
 enum pipe_role { PIPE_VIDEO = 0, PIPE_AUDIO = 1, PIPE_ROLES };
 
@@ -452,8 +457,22 @@ static struct pipe_item *pipe_list_pop(struct pipe_list *l)
 struct pipe_mux_state {
 	bool need_video_key;   /* start, or video dropped: wait for a keyframe */
 	bool failed;
+	bool wrote_any;        /* the file has its header and a first frame */
+	int64_t first_audio_mono; /* encoded video: when audio first waited for it */
 	int64_t last_pts_ns;   /* newest timestamp written */
 };
+
+/* Width and height from a VP8 keyframe's header (RFC 6386 9.1): a 3-byte
+ * frame tag, the start code 9d 01 2a, then 14-bit width and height. Returns
+ * true when 'data' holds a keyframe header with a non-zero size. */
+static bool pipe_vp8_key_size(const uint8_t *data, size_t len, int *w, int *h)
+{
+	if (len < 10 || (data[0] & 1) || data[3] != 0x9d || data[4] != 0x01 || data[5] != 0x2a)
+		return false;
+	*w = (data[6] | data[7] << 8) & 0x3fff;
+	*h = (data[8] | data[9] << 8) & 0x3fff;
+	return *w > 0 && *h > 0;
+}
 
 static void pipe_mux_drop(struct media_pipeline *p, int role)
 {
@@ -489,6 +508,32 @@ static void pipe_mux_write(struct media_pipeline *p, struct pipe_item *item, str
 		}
 		ms->need_video_key = false;
 	}
+	if (!ms->wrote_any && p->passthrough[PIPE_VIDEO]) {
+		/* Only a live sender joined mid-stream (a source that can be asked
+		 * for keyframes) has audio before its first keyframe; a file's
+		 * streams start together and keep their first packets. */
+		if (role == PIPE_AUDIO && p->src->driver->request_keyframe) {
+			int64_t now = time_mono_ns();
+			if (!ms->first_audio_mono)
+				ms->first_audio_mono = now;
+			if (now - ms->first_audio_mono < PIPE_FIRST_KEY_WAIT_NS) {
+				pipe_mux_drop(p, role);  /* the file opens with the first keyframe */
+				return;
+			}
+			LOG_WARN(&log_pipe, "%s: no video keyframe within %d s of audio: the file starts with audio",
+				 p->output_path, (int)(PIPE_FIRST_KEY_WAIT_NS / TIME_NS_PER_SEC));
+		} else if (role == PIPE_VIDEO) {
+			int w, h;
+			if (p->src->streams[p->src_stream[PIPE_VIDEO]].codec == MEDIA_CODEC_VP8 &&
+			    pipe_vp8_key_size(item->data->data, item->data->size, &w, &h)) {
+				media_mux_webm.set_video_size(p->mux, p->mux_track[role], w, h);
+				pthread_mutex_lock(&p->lock);
+				p->stats.video_width = w;
+				p->stats.video_height = h;
+				pthread_mutex_unlock(&p->lock);
+			}
+		}
+	}
 	if (media_mux_webm.write(p->mux, p->mux_track[role], item->data->data, item->data->size,
 				 item->pts_ns, item->keyframe) < 0) {
 		pipe_fault(p, "muxer: %s", media_mux_webm.last_error(p->mux));
@@ -496,6 +541,7 @@ static void pipe_mux_write(struct media_pipeline *p, struct pipe_item *item, str
 		return;
 	}
 	ms->last_pts_ns = item->pts_ns;
+	ms->wrote_any = true;
 	bool first = false;
 	pthread_mutex_lock(&p->lock);
 	if (role == PIPE_VIDEO) {
@@ -571,8 +617,16 @@ static void *pipe_mux_main(void *arg)
 	pthread_mutex_lock(&p->lock);
 	int64_t duration = p->stats.active_duration_ns;
 	pthread_mutex_unlock(&p->lock);
-	if (media_mux_webm.close(mux, duration, err, sizeof(err)) < 0)
+	if (!ms.wrote_any) {
+		/* Nothing to finalize: a file without frames would be a header
+		 * without content. Say why instead. */
+		media_mux_webm.abandon(mux);
+		unlink(p->output_path);
+		pipe_fault(p, "nothing was recorded: %s", p->passthrough[PIPE_VIDEO] ?
+			   "no video keyframe and no audio arrived from the source" : "no frame arrived from the source");
+	} else if (media_mux_webm.close(mux, duration, err, sizeof(err)) < 0) {
 		pipe_fault(p, "finalizing: %s", err);
+	}
 	struct stat sb;
 	pthread_mutex_lock(&p->lock);
 	if (stat(p->output_path, &sb) == 0)

@@ -57,6 +57,7 @@ extern const struct media_source_driver media_source_rtp;
 static struct log_handle log_srtp = LOG_HANDLE("media/src_rtp");
 
 #define RTP_HOLD_NS (300 * TIME_NS_PER_MS)
+#define MEDIA_RTP_OPUS_PRESKIP 0 /* samples at 48 kHz; why 0: see rtp_open_stream */
 #define RTP_RECV_BATCH 64
 #define RTP_SOCKET_RCVBUF (1 << 20)
 
@@ -201,9 +202,18 @@ static int rtp_open_stream(struct rtp_priv *r, struct media_source *src, bool vi
 		info->fps_den = 1;
 	} else {
 		/* RFC 7587: the rtpmap is always opus/48000/2; decoders output
-		 * stereo from mono packets too. Pre-skip is the sender's and
-		 * unknown here, so nothing is trimmed. */
-		static const uint8_t head[19] = { 'O', 'p', 'u', 's', 'H', 'e', 'a', 'd', 1, 2, 0, 0,
+		 * stereo from mono packets too. RTP does not carry the sender's
+		 * pre-skip. RFC 7845 defines it as what to drop at the start of
+		 * the encoder's stream (312 samples for libopus outside
+		 * restricted-lowdelay); a recording joins mid-stream, after that
+		 * start, so there is nothing of it to drop: the field is present
+		 * and 0. The cost is the sender's lookahead (6.5 ms of constant
+		 * audio delay), well inside the 40 ms A/V target (2 ms measured
+		 * by test_rtp_ffmpeg). 312 was tried: players then start audio
+		 * 6.5 ms before the opening keyframe and ffmpeg's own remux of
+		 * the file fails ("non monotonically increasing dts"). */
+		static const uint8_t head[19] = { 'O', 'p', 'u', 's', 'H', 'e', 'a', 'd', 1, 2,
+						  MEDIA_RTP_OPUS_PRESKIP & 0xff, MEDIA_RTP_OPUS_PRESKIP >> 8,
 						  0x80, 0xbb, 0, 0, 0, 0, 0 };
 		memcpy(r->opus_head, head, sizeof(head));
 		info->kind = MEDIA_KIND_AUDIO;
@@ -212,7 +222,7 @@ static int rtp_open_stream(struct rtp_priv *r, struct media_source *src, bool vi
 		info->channels = 2;
 		info->codec_private = r->opus_head;
 		info->codec_private_len = sizeof(r->opus_head);
-		info->codec_delay_ns = 0;
+		info->codec_delay_ns = (int64_t)MEDIA_RTP_OPUS_PRESKIP * TIME_NS_PER_SEC / 48000;
 		info->seek_preroll_ns = 80 * TIME_NS_PER_MS;
 	}
 	s->index = src->nb_streams++;

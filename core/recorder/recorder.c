@@ -187,6 +187,7 @@ void recorder_count(struct recorder *r, enum recorder_status to)
 static void session_free(struct recorder_session *s)
 {
 	media_pipeline_free(s->pipeline);
+	recorder_rtp_free(s);
 	cJSON_Delete(s->rec);
 	pthread_mutex_destroy(&s->lock);
 	pthread_mutex_destroy(&s->ev_lock);
@@ -225,6 +226,7 @@ static void session_detach(struct recorder_session *s)
 {
 	struct recorder *r = s->r;
 	s->ended = true;
+	recorder_rtp_release(s);
 	pthread_mutex_lock(&r->lock);
 	for (struct recorder_session **pp = &r->sessions; *pp; pp = &(*pp)->next) {
 		if (*pp == s) {
@@ -261,7 +263,7 @@ static void session_on_media_event(void *opaque, enum media_event ev, const char
 	}
 	pthread_cond_broadcast(&s->ev_cond);
 	pthread_mutex_unlock(&s->ev_lock);
-	if (ev != MEDIA_EVENT_SOURCE_STALLED && ev != MEDIA_EVENT_SOURCE_RESUMED)
+	if ((ev != MEDIA_EVENT_SOURCE_STALLED && ev != MEDIA_EVENT_SOURCE_RESUMED) || recorder_rtp_note_event(s, ev))
 		recorder_control_kick(s->r);
 }
 
@@ -307,6 +309,7 @@ void recorder_session_apply_events(struct recorder_session *s)
 			recorder_put(s->r, s->rec);
 		}
 	}
+	recorder_rtp_apply(s);
 	if (fault) {
 		recorder_session_fail(s, detail);
 		return;
@@ -584,6 +587,11 @@ void recorder_start(struct recorder *r, const struct recorder_caller *caller,
 
 	char source[64], args[600];
 	recorder_policy_source(r, room_id, source, sizeof(source), args, sizeof(args));
+	int rtp_rc = recorder_rtp_prepare(s, source, format, args, sizeof(args), err, sizeof(err));
+	if (rtp_rc) {
+		reply_error(out, rtp_rc, rtp_rc == 400 ? "invalid_format" : "rtp_ports_unavailable", "%s", err);
+		goto fail;
+	}
 	struct media_pipeline_config pc = {
 		.source = source,
 		.source_args = args,
@@ -659,6 +667,7 @@ fail:
 	if (s) {
 		cJSON_Delete(s->rec);
 		media_pipeline_free(s->pipeline);
+		recorder_rtp_free(s);
 		pthread_mutex_destroy(&s->lock);
 		pthread_mutex_destroy(&s->ev_lock);
 		pthread_cond_destroy(&s->ev_cond);

@@ -12,6 +12,7 @@
 #include "common_util.h"
 #include "config.h"
 #include "recorder.h"
+#include "recorder_internal.h"
 
 static struct log_handle log_cfg = LOG_HANDLE("recorder/config");
 
@@ -56,7 +57,9 @@ static const struct config_option recorder_options[] = {
 
 int recorder_config_register(struct config *c)
 {
-	return config_register(c, recorder_options);
+	if (config_register(c, recorder_options) < 0)
+		return -1;
+	return recorder_rtp_config_register(c);
 }
 
 /* Reads or creates {state_dir}/node_id. Returns 0 with the id in 'out'. */

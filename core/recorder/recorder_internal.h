@@ -56,6 +56,7 @@ struct recorder_session {
 	bool ev_eof;
 	bool ev_first_frame_seen;      /* already applied (under lock) */
 	char ev_detail[RECORDER_DETAIL_MAX];
+	struct recorder_rtp *rtp;      /* rtp rooms only (recorder_rtp.c), else NULL */
 };
 
 /* A processing job: one recording to take through the steps. */
@@ -209,6 +210,34 @@ long long recorder_disk_free(const struct recorder *r);
  * when it could not look (state store down). The control thread runs it
  * every retention.interval. */
 int recorder_retention_run(struct recorder *r);
+
+/* recorder_rtp.c: rooms whose source is rtp. */
+struct config;
+struct recorder_rtp;
+/* Registers rtp.port_min / rtp.port_max. Returns 0 or -1. */
+int recorder_rtp_config_register(struct config *c);
+/* Before the pipeline is made: for an rtp source, refuses mp4 (400),
+ * allocates a port pair per stream whose port the room's args do not fix
+ * (503 when the range is used up), appends them to 'args' (a buffer of
+ * 'alen') and writes metadata.rtp into s->rec. Returns 0 (also for other
+ * sources: nothing done) or an HTTP status with 'err'. Session not yet
+ * shared; the ports stay with 's' until recorder_rtp_release. */
+int recorder_rtp_prepare(struct recorder_session *s, const char *source, const char *format, char *args,
+			 size_t alen, char *err, size_t errlen);
+/* Gives the allocated ports back (the session left the live statuses or
+ * never started). Idempotent. Session lock held or session unshared. */
+void recorder_rtp_release(struct recorder_session *s);
+/* Releases and frees s->rtp (session_free). */
+void recorder_rtp_free(struct recorder_session *s);
+/* Pipeline threads: notes a stall/resume of an rtp session's source.
+ * Returns true when it was one (the control thread should then apply it). */
+bool recorder_rtp_note_event(struct recorder_session *s, int ev); /* an enum media_event */
+/* Session lock held: stores what changed (metadata.source_stalled and the
+ * source_stalled/source_resumed events, metadata.time_to_first_keyframe_ms). */
+void recorder_rtp_apply(struct recorder_session *s);
+/* Time to first keyframe over every rtp recording of this process, for /metrics. */
+void recorder_rtp_metrics_ttfk(struct recorder *r, double ms);
+void recorder_rtp_ttfk_stats(uint64_t *count, double *sum_ms, double *max_ms);
 
 /* recorder_recover.c */
 int recorder_recover(struct recorder *r);

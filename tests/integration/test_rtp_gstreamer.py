@@ -94,7 +94,8 @@ def through_edgerec(tmp):
     check(sum(ref_flags[1:]) >= 1 and ref_flags[pos[g]], "that keyframe was made on request (no periodic keyframes)")
     check(pos[-1] >= len(ref_v) - 3, "no frames missing up to the end")
     ref_a, rec_a = packet_md5s(ref, "a"), packet_md5s(out, "a")
-    check(len(rec_a) > 100 and subsequence_positions(rec_a, ref_a) is not None, "Opus packets are the sender's, in order")
+    check(len(rec_a) > 80 and subsequence_positions(rec_a, ref_a) is not None,
+          "Opus packets are the sender's, in order, from the first keyframe on (%d)" % len(rec_a))
     errs = decode_errors(out)
     check(errs == "", "decodes without errors" + ("" if not errs else ": " + errs[:200]))
 

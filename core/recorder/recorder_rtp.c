@@ -1,0 +1,281 @@
+/* recorder_rtp: what a recording of an `rtp` room needs beyond the pipeline:
+ * UDP port pairs from rtp.port_min..rtp.port_max handed to the source and
+ * shown in the state's metadata (so an SFU can be pointed at them), their
+ * release when the recording leaves the live statuses, the "source stalled"
+ * state and events, and the time to the first keyframe.
+ *
+ * A start does not wait for the SFU: the reply comes after the usual short
+ * wait for a first frame, so it is `pending` with metadata.rtp when nothing
+ * has been sent yet, and the status turns to `recording` when the first
+ * keyframe reaches the file (the pipeline drops what comes before it). A room
+ * that never sends fails after recorder.first_frame_timeout.
+ *
+ * Thread use: prepare/release/apply run with the session lock held (request
+ * and control threads); note_event runs on pipeline threads and only raises
+ * flags. */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "common_log.h"
+#include "common_time.h"
+#include "config.h"
+#include "media.h"
+#include "media_rtp.h"
+#include "media_source.h"
+#include "recorder_internal.h"
+#include "state.h"
+
+static struct log_handle log_rrtp = LOG_HANDLE("recorder/rtp");
+
+static const struct config_option recorder_rtp_options[] = {
+	{ "rtp.port_min", CONFIG_INT, "40000",
+	  "first UDP port handed to rtp rooms (RTP on even ports, RTCP on the next)" },
+	{ "rtp.port_max", CONFIG_INT, "40999", "last UDP port handed to rtp rooms" },
+	{ 0 },
+};
+
+/* One rtp recording's extra state; s->rtp. */
+struct recorder_rtp {
+	int ports[2];          /* allocated RTP ports (RTCP = +1), for release */
+	int n_ports;
+	atomic_int stalled;    /* raised by the pipeline: 1 stalled, 0 flowing */
+	bool stalled_shown;    /* what metadata says; under the session lock */
+	bool ttfk_shown;
+	int64_t stalls;
+};
+
+int recorder_rtp_config_register(struct config *c)
+{
+	return config_register(c, recorder_rtp_options);
+}
+
+/* Reads an integer source argument; absent or bad leaves 'def'. */
+static long rtp_arg_long(const char *args, const char *key, long def)
+{
+	char v[32], *end;
+	if (!media_source_arg(args, key, v, sizeof(v)))
+		return def;
+	long x = strtol(v, &end, 0);
+	return end != v && !*end ? x : def;
+}
+
+/* metadata of 'rec', made if absent. */
+static cJSON *rtp_metadata(cJSON *rec)
+{
+	cJSON *m = cJSON_GetObjectItemCaseSensitive(rec, "metadata");
+	if (cJSON_IsObject(m))
+		return m;
+	cJSON_DeleteItemFromObjectCaseSensitive(rec, "metadata");
+	return cJSON_AddObjectToObject(rec, "metadata");
+}
+
+static void rtp_set(cJSON *obj, const char *key, cJSON *item)
+{
+	if (!item)
+		return;
+	if (cJSON_GetObjectItemCaseSensitive(obj, key))
+		cJSON_ReplaceItemInObjectCaseSensitive(obj, key, item);
+	else
+		cJSON_AddItemToObject(obj, key, item);
+}
+
+int recorder_rtp_prepare(struct recorder_session *s, const char *source, const char *format, char *args,
+			 size_t alen, char *err, size_t errlen)
+{
+	struct recorder *r = s->r;
+	struct recorder_rtp *x = NULL;
+	char v[16];
+	int need = 0, got[2] = { -1, -1 };
+
+	if (strcmp(source, "rtp") != 0)
+		return 0;
+	if (strcmp(format, "mp4") == 0) {
+		snprintf(err, errlen, "room %s records RTP from an SFU as it was sent (VP8/Opus): use format webm "
+			 "or mkv; mp4 would mean re-encoding every stream to VP9", s->room_id);
+		return 400;
+	}
+	x = calloc(1, sizeof(*x));
+	if (!x) {
+		snprintf(err, errlen, "out of memory");
+		return 500;
+	}
+	bool has_sdp = media_source_arg(args, "sdp", v, sizeof(v));
+	bool has_video = media_source_arg(args, "video_port", v, sizeof(v));
+	bool has_audio = media_source_arg(args, "audio_port", v, sizeof(v));
+	bool want_video = rtp_arg_long(args, "video", 1) != 0 && !has_video && !has_sdp;
+	bool want_audio = rtp_arg_long(args, "audio", 1) != 0 && !has_audio && !has_sdp;
+	need = (want_video ? 1 : 0) + (want_audio ? 1 : 0);
+	if (need > 0) {
+		int min = (int)config_get_int(r->cfg, "rtp.port_min");
+		int max = (int)config_get_int(r->cfg, "rtp.port_max");
+		if (media_rtp_ports_alloc(min, max, need, got, err, errlen) < 0) {
+			free(x);
+			return 503;
+		}
+		memcpy(x->ports, got, sizeof(got));
+		x->n_ports = need;
+		size_t len = strlen(args);
+		int k = 0, n;
+		if (want_video)
+			n = snprintf(args + len, alen - len, "%svideo_port=%d", len ? "," : "", got[k++]);
+		else
+			n = 0;
+		if (n >= 0 && (size_t)n < alen - len) {
+			len += (size_t)n;
+			if (want_audio)
+				n = snprintf(args + len, alen - len, "%saudio_port=%d", len ? "," : "", got[k++]);
+		}
+		if (n < 0 || (size_t)n >= alen - len) {
+			media_rtp_ports_release(x->ports, x->n_ports);
+			free(x);
+			snprintf(err, errlen, "the source arguments of room %s are too long", s->room_id);
+			return 400;
+		}
+	}
+	s->rtp = x;
+
+	/* What an SFU needs to send here; also what the recording listens on
+	 * when the ports were fixed by configuration or policy. */
+	cJSON *info = cJSON_CreateObject();
+	if (info) {
+		bool mux = rtp_arg_long(args, "rtcp_mux", 0) != 0;
+		long vp = rtp_arg_long(args, "video_port", 0), ap = rtp_arg_long(args, "audio_port", 0);
+		if (vp > 0) {
+			cJSON_AddNumberToObject(info, "video_port", (double)vp);
+			cJSON_AddNumberToObject(info, "video_rtcp_port",
+						(double)(mux ? vp : rtp_arg_long(args, "video_rtcp_port", vp + 1)));
+			cJSON_AddNumberToObject(info, "video_pt", (double)rtp_arg_long(args, "video_pt", 96));
+		}
+		if (ap > 0) {
+			cJSON_AddNumberToObject(info, "audio_port", (double)ap);
+			cJSON_AddNumberToObject(info, "audio_rtcp_port",
+						(double)(mux ? ap : rtp_arg_long(args, "audio_rtcp_port", ap + 1)));
+			cJSON_AddNumberToObject(info, "audio_pt", (double)rtp_arg_long(args, "audio_pt", 111));
+		}
+		cJSON_AddBoolToObject(info, "rtcp_mux", mux);
+		cJSON_AddBoolToObject(info, "allocated", need > 0);
+		if (has_sdp)
+			cJSON_AddBoolToObject(info, "from_sdp", true);
+		cJSON *m = rtp_metadata(s->rec);
+		if (m)
+			rtp_set(m, "rtp", info);
+		else
+			cJSON_Delete(info);
+	}
+	LOG_INFO(&log_rrtp, "%s: room %s listens for RTP with '%s'%s", s->id, s->room_id, args,
+		 need ? " (ports allocated)" : "");
+	return 0;
+}
+
+void recorder_rtp_release(struct recorder_session *s)
+{
+	struct recorder_rtp *x = s->rtp;
+	if (!x || !x->n_ports)
+		return;
+	media_rtp_ports_release(x->ports, x->n_ports);
+	LOG_DEBUG(&log_rrtp, "%s: released %d RTP port pair(s) from %d", s->id, x->n_ports, x->ports[0]);
+	x->n_ports = 0;
+}
+
+void recorder_rtp_free(struct recorder_session *s)
+{
+	if (!s->rtp)
+		return;
+	recorder_rtp_release(s);
+	free(s->rtp);
+	s->rtp = NULL;
+}
+
+bool recorder_rtp_note_event(struct recorder_session *s, int ev)
+{
+	struct recorder_rtp *x = s->rtp;
+	if (!x || (ev != MEDIA_EVENT_SOURCE_STALLED && ev != MEDIA_EVENT_SOURCE_RESUMED))
+		return false;
+	atomic_store(&x->stalled, ev == MEDIA_EVENT_SOURCE_STALLED ? 1 : 0);
+	return true;
+}
+
+void recorder_rtp_apply(struct recorder_session *s)
+{
+	struct recorder_rtp *x = s->rtp;
+	if (!x || s->ended)
+		return;
+	struct recorder *r = s->r;
+	cJSON *m = rtp_metadata(s->rec);
+	bool changed = false;
+	if (!m)
+		return;
+
+	if (!x->ttfk_shown && s->pipeline) {
+		struct media_stats st;
+		media_pipeline_stats(s->pipeline, &st);
+		if (st.first_frame_wall_ns > 0 && st.started_wall_ns > 0) {
+			double ms = (double)(st.first_frame_wall_ns - st.started_wall_ns) / 1e6;
+			x->ttfk_shown = true;
+			rtp_set(m, "time_to_first_keyframe_ms", cJSON_CreateNumber(ms < 0 ? 0 : (double)(int64_t)ms));
+			recorder_rtp_metrics_ttfk(r, ms);
+			changed = true;
+			if (st.video_width > 0 && st.video_height > 0) {
+				/* The sender decides the size: quality_settings keep
+				 * what was asked, metadata says what the file holds. */
+				char res[32];
+				snprintf(res, sizeof(res), "%dx%d", st.video_width, st.video_height);
+				rtp_set(m, "video_resolution", cJSON_CreateString(res));
+			}
+		}
+	}
+
+	bool stalled = atomic_load(&x->stalled) != 0;
+	if (stalled != x->stalled_shown) {
+		char ts[40];
+		x->stalled_shown = stalled;
+		if (stalled)
+			x->stalls++;
+		rtp_set(m, "source_stalled", cJSON_CreateBool(stalled));
+		rtp_set(m, "source_stalls", cJSON_CreateNumber((double)x->stalls));
+		if (stalled)
+			rtp_set(m, "source_stalled_at", cJSON_CreateString(time_iso8601(time_wall_ns(), ts, sizeof(ts))));
+		LOG_WARN(&log_rrtp, "%s: room %s: RTP source %s", s->id, s->room_id,
+			 stalled ? "stalled (nothing received for 2 s); the recording goes on" : "flows again");
+		recorder_put(r, s->rec);
+		cJSON *extra = cJSON_CreateObject();
+		if (extra)
+			cJSON_AddStringToObject(extra, "reason", stalled ? "no_media" : "media_flows");
+		recorder_publish(r, stalled ? "source_stalled" : "source_resumed", s->rec, extra);
+		cJSON_Delete(extra);
+		return;
+	}
+	if (changed)
+		recorder_put(r, s->rec);
+}
+
+/* ---- figures for /metrics -------------------------------------------------- */
+
+static pthread_mutex_t ttfk_lock = PTHREAD_MUTEX_INITIALIZER;
+static uint64_t ttfk_count;
+static double ttfk_sum_ms, ttfk_max_ms;
+
+void recorder_rtp_metrics_ttfk(struct recorder *r, double ms)
+{
+	(void)r;
+	pthread_mutex_lock(&ttfk_lock);
+	ttfk_count++;
+	ttfk_sum_ms += ms;
+	if (ms > ttfk_max_ms)
+		ttfk_max_ms = ms;
+	pthread_mutex_unlock(&ttfk_lock);
+}
+
+void recorder_rtp_ttfk_stats(uint64_t *count, double *sum_ms, double *max_ms)
+{
+	pthread_mutex_lock(&ttfk_lock);
+	*count = ttfk_count;
+	*sum_ms = ttfk_sum_ms;
+	*max_ms = ttfk_max_ms;
+	pthread_mutex_unlock(&ttfk_lock);
+}
