@@ -235,9 +235,6 @@ bool recorder_rtp_note_event(struct recorder_session *s, int ev); /* an enum med
 /* Session lock held: stores what changed (metadata.source_stalled and the
  * source_stalled/source_resumed events, metadata.time_to_first_keyframe_ms). */
 void recorder_rtp_apply(struct recorder_session *s);
-/* Time to first keyframe over every rtp recording of this process, for /metrics. */
-void recorder_rtp_metrics_ttfk(struct recorder *r, double ms);
-void recorder_rtp_ttfk_stats(uint64_t *count, double *sum_ms, double *max_ms);
 
 /* recorder_recover.c */
 int recorder_recover(struct recorder *r);

@@ -13,7 +13,6 @@
  * Thread use: prepare/release/apply run with the session lock held (request
  * and control threads); note_event runs on pipeline threads and only raises
  * flags. */
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -218,7 +217,6 @@ void recorder_rtp_apply(struct recorder_session *s)
 			double ms = (double)(st.first_frame_wall_ns - st.started_wall_ns) / 1e6;
 			x->ttfk_shown = true;
 			rtp_set(m, "time_to_first_keyframe_ms", cJSON_CreateNumber(ms < 0 ? 0 : (double)(int64_t)ms));
-			recorder_rtp_metrics_ttfk(r, ms);
 			changed = true;
 			if (st.video_width > 0 && st.video_height > 0) {
 				/* The sender decides the size: quality_settings keep
@@ -252,30 +250,4 @@ void recorder_rtp_apply(struct recorder_session *s)
 	}
 	if (changed)
 		recorder_put(r, s->rec);
-}
-
-/* ---- figures for /metrics -------------------------------------------------- */
-
-static pthread_mutex_t ttfk_lock = PTHREAD_MUTEX_INITIALIZER;
-static uint64_t ttfk_count;
-static double ttfk_sum_ms, ttfk_max_ms;
-
-void recorder_rtp_metrics_ttfk(struct recorder *r, double ms)
-{
-	(void)r;
-	pthread_mutex_lock(&ttfk_lock);
-	ttfk_count++;
-	ttfk_sum_ms += ms;
-	if (ms > ttfk_max_ms)
-		ttfk_max_ms = ms;
-	pthread_mutex_unlock(&ttfk_lock);
-}
-
-void recorder_rtp_ttfk_stats(uint64_t *count, double *sum_ms, double *max_ms)
-{
-	pthread_mutex_lock(&ttfk_lock);
-	*count = ttfk_count;
-	*sum_ms = ttfk_sum_ms;
-	*max_ms = ttfk_max_ms;
-	pthread_mutex_unlock(&ttfk_lock);
 }
