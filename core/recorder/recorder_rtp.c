@@ -4,6 +4,9 @@
  * release when the recording leaves the live statuses, the "source stalled"
  * state and events, and the time to the first keyframe.
  *
+ * The room's args are the rtp source's (media_src_rtp.c) plus two read here:
+ * video=0 / audio=0 leave that stream out (no port allocated for it).
+ *
  * A start does not wait for the SFU: the reply comes after the usual short
  * wait for a first frame, so it is `pending` with metadata.rtp when nothing
  * has been sent yet, and the status turns to `recording` when the first
