@@ -45,9 +45,11 @@ static struct log_handle log_pipe = LOG_HANDLE("media/pipeline");
 #define PIPE_KEY_REQUEST_NS (500 * TIME_NS_PER_MS)
 /* An encoded video stream opens the file with its first keyframe (the track
  * then carries the sender's real size); audio that comes before it is
- * dropped, for at most this long: after that the file starts audio-only and
- * the video track keeps the nominal size. */
-#define PIPE_FIRST_KEY_WAIT_NS (5 * TIME_NS_PER_SEC)
+ * dropped. A sender whose audio flows this long without a keyframe fails
+ * the recording with a clear reason: the file would otherwise hold a video
+ * track with nothing in it (and mkvmuxer keeps audio back until video
+ * comes, so it could not even be finalized). */
+#define PIPE_FIRST_KEY_WAIT_NS (10 * TIME_NS_PER_SEC)
 
 enum pipe_role { PIPE_VIDEO = 0, PIPE_AUDIO = 1, PIPE_ROLES };
 
@@ -516,12 +518,12 @@ static void pipe_mux_write(struct media_pipeline *p, struct pipe_item *item, str
 			int64_t now = time_mono_ns();
 			if (!ms->first_audio_mono)
 				ms->first_audio_mono = now;
-			if (now - ms->first_audio_mono < PIPE_FIRST_KEY_WAIT_NS) {
-				pipe_mux_drop(p, role);  /* the file opens with the first keyframe */
-				return;
-			}
-			LOG_WARN(&log_pipe, "%s: no video keyframe within %d s of audio: the file starts with audio",
-				 p->output_path, (int)(PIPE_FIRST_KEY_WAIT_NS / TIME_NS_PER_SEC));
+			pipe_mux_drop(p, role);  /* the file opens with the first keyframe */
+			if (now - ms->first_audio_mono >= PIPE_FIRST_KEY_WAIT_NS)
+				pipe_fault(p, "no video keyframe from the sender in %d s of its audio: nothing recorded "
+					   "(keyframe requests not reaching the sender? an audio-only room needs no video stream: video=0)",
+					   (int)(PIPE_FIRST_KEY_WAIT_NS / TIME_NS_PER_SEC));
+			return;
 		} else if (role == PIPE_VIDEO) {
 			int w, h;
 			if (p->src->streams[p->src_stream[PIPE_VIDEO]].codec == MEDIA_CODEC_VP8 &&

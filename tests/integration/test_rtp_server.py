@@ -14,7 +14,9 @@ at the ports the server allocated.
    video packet is a keyframe, duration about what was sent. The ports are
    free again after the stop (a second start gets a pair, and the UDP ports
    can be bound).
-3. A recording nobody sends to is cancelled: its ports are released too.
+3. Only audio arrives: no keyframe ever comes; the recording stays pending
+   and fails after 10 s of audio with an error that says so.
+4. Recordings nobody sends to are cancelled: their ports are released too.
 """
 
 import json
@@ -185,6 +187,32 @@ def test_record_through_api(ctx):
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         s.bind(("127.0.0.1", p))
         s.close()
+
+
+def test_audio_only_sender(ctx):
+    # Only Opus arrives: no keyframe will come. The recording stays pending,
+    # then fails with a reason that says so (not "finalize failed"), its
+    # ports released.
+    r = ctx.node.request("POST", BASE + "/start?recording_format=webm&quality=low")
+    assert r.status == 200, r
+    rid = r.json["recording_id"]
+    ap = r.json["metadata"]["rtp"]["audio_port"]
+    sender = subprocess.Popen(
+        ["gst-launch-1.0", "-q", "audiotestsrc", "is-live=true", "wave=sine", "num-buffers=800",
+         "samplesperbuffer=960", "!", "audio/x-raw,rate=48000,channels=2", "!", "opusenc", "frame-size=20",
+         "!", "rtpopuspay", "pt=97", "!", "udpsink", "host=127.0.0.1", "port=%d" % ap],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(3)
+        assert state(ctx, rid)["status"] == "pending", state(ctx, rid)
+        wait_until(lambda: state(ctx, rid)["status"] != "pending", timeout=14, what="the end of waiting")
+    finally:
+        sender.kill()
+        sender.wait()
+    st = state(ctx, rid)
+    assert st["status"] == "failed", st
+    assert "no video keyframe" in (st["error"] or ""), st
+    print("audio-only: %s" % st["error"])
 
 
 def test_cancel_releases_ports(ctx):
