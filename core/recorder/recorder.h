@@ -207,6 +207,9 @@ struct recorder_metrics {
 	uint64_t jobs_running;
 };
 void recorder_metrics(struct recorder *r, struct recorder_metrics *m);
+/* Prometheus text for rtp rooms (time to first keyframe, source stalls),
+ * malloc'd for the caller; 'opaque' unused (an http_metrics_fn). */
+char *recorder_rtp_metrics(void *opaque);
 
 /* False with a reason in 'why' when the recorder cannot do its job: the
  * storage directory is not writable, or the state store is unhealthy. */

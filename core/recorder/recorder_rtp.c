@@ -16,6 +16,7 @@
  * Thread use: prepare/release/apply run with the session lock held (request
  * and control threads); note_event runs on pipeline threads and only raises
  * flags. */
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,6 +34,11 @@
 #include "state.h"
 
 static struct log_handle log_rrtp = LOG_HANDLE("recorder/rtp");
+
+/* Totals over every rtp recording of this process, for /metrics. */
+static pthread_mutex_t rtp_totals_lock = PTHREAD_MUTEX_INITIALIZER;
+static uint64_t rtp_ttfk_count, rtp_stalls_total;
+static double rtp_ttfk_sum_s, rtp_ttfk_max_s;
 
 static const struct config_option recorder_rtp_options[] = {
 	{ "rtp.port_min", CONFIG_INT, "40000",
@@ -219,6 +225,12 @@ void recorder_rtp_apply(struct recorder_session *s)
 		if (st.first_frame_wall_ns > 0 && st.started_wall_ns > 0) {
 			double ms = (double)(st.first_frame_wall_ns - st.started_wall_ns) / 1e6;
 			x->ttfk_shown = true;
+			pthread_mutex_lock(&rtp_totals_lock);
+			rtp_ttfk_count++;
+			rtp_ttfk_sum_s += ms / 1e3;
+			if (ms / 1e3 > rtp_ttfk_max_s)
+				rtp_ttfk_max_s = ms / 1e3;
+			pthread_mutex_unlock(&rtp_totals_lock);
 			rtp_set(m, "time_to_first_keyframe_ms", cJSON_CreateNumber(ms < 0 ? 0 : (double)(int64_t)ms));
 			changed = true;
 			if (st.video_width > 0 && st.video_height > 0) {
@@ -235,8 +247,12 @@ void recorder_rtp_apply(struct recorder_session *s)
 	if (stalled != x->stalled_shown) {
 		char ts[40];
 		x->stalled_shown = stalled;
-		if (stalled)
+		if (stalled) {
 			x->stalls++;
+			pthread_mutex_lock(&rtp_totals_lock);
+			rtp_stalls_total++;
+			pthread_mutex_unlock(&rtp_totals_lock);
+		}
 		rtp_set(m, "source_stalled", cJSON_CreateBool(stalled));
 		rtp_set(m, "source_stalls", cJSON_CreateNumber((double)x->stalls));
 		if (stalled)
@@ -253,4 +269,28 @@ void recorder_rtp_apply(struct recorder_session *s)
 	}
 	if (changed)
 		recorder_put(r, s->rec);
+}
+
+char *recorder_rtp_metrics(void *opaque)
+{
+	char *out = malloc(1024);
+	(void)opaque;
+	if (!out)
+		return NULL;
+	pthread_mutex_lock(&rtp_totals_lock);
+	snprintf(out, 1024,
+		 "# HELP edgerec_rtp_first_keyframe_seconds From an rtp recording's start to its first keyframe in the file.\n"
+		 "# TYPE edgerec_rtp_first_keyframe_seconds summary\n"
+		 "edgerec_rtp_first_keyframe_seconds_sum %.3f\n"
+		 "edgerec_rtp_first_keyframe_seconds_count %llu\n"
+		 "# HELP edgerec_rtp_first_keyframe_seconds_max The longest of those waits since start.\n"
+		 "# TYPE edgerec_rtp_first_keyframe_seconds_max gauge\n"
+		 "edgerec_rtp_first_keyframe_seconds_max %.3f\n"
+		 "# HELP edgerec_rtp_source_stalls_total Times an rtp recording's source went silent (2 s).\n"
+		 "# TYPE edgerec_rtp_source_stalls_total counter\n"
+		 "edgerec_rtp_source_stalls_total %llu\n",
+		 rtp_ttfk_sum_s, (unsigned long long)rtp_ttfk_count, rtp_ttfk_max_s,
+		 (unsigned long long)rtp_stalls_total);
+	pthread_mutex_unlock(&rtp_totals_lock);
+	return out;
 }

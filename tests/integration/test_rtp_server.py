@@ -157,6 +157,11 @@ def test_record_through_api(ctx):
         assert st["metadata"].get("video_resolution") == "640x480", st
         print("time to first keyframe %.0f ms (from start; the sender began later)" % ttfk)
         time.sleep(3)
+        m = ctx.node.request("GET", "/metrics")
+        assert m.status == 200, m
+        text = m.body.decode()
+        assert "edgerec_rtp_first_keyframe_seconds_count 1" in text, text[-600:]
+        assert "edgerec_rtp_source_stalls_total 1" in text, text[-600:]
         r = ctx.node.request("POST", "%s/%s/stop" % (BASE, rid))
         assert r.status == 200, r
     finally:
