@@ -2,7 +2,14 @@
 VideoRoom, which then asks Janus to rtp_forward it to a plain-RTP recorder.
 
     python3 rtp_janus_publisher.py --janus http://127.0.0.1:8088/janus --local-ip 10.77.0.2 \
-        --video-port 5004 --video-rtcp-port 5005 --audio-port 5002 --seconds 6
+        --video-port 5004 --video-rtcp-port 5005 --audio-port 5002 --seconds 6 \
+        [--video-pt 96 --audio-pt 111] [--hold]
+
+The forward uses rtp_forward's per-stream syntax (the mids of the offer),
+with each stream's `pt` pinned to the given payload types and the video
+stream's `rtcp_port` set, so the recorder's PLIs reach the publisher. With
+--hold it forwards until its stdin reaches end of file (the caller decides
+how long) instead of for --seconds.
 
 VP8 is encoded without periodic keyframes (keyframe-max-dist is huge), so
 after the first one every keyframe is one somebody asked for: the room is
@@ -64,6 +71,9 @@ def main():
     ap.add_argument("--video-rtcp-port", type=int, required=True)
     ap.add_argument("--audio-port", type=int, required=True)
     ap.add_argument("--seconds", type=float, default=6)
+    ap.add_argument("--video-pt", type=int, default=96)
+    ap.add_argument("--audio-pt", type=int, default=111)
+    ap.add_argument("--hold", action="store_true")
     a = ap.parse_args()
 
     faulthandler.enable()
@@ -122,6 +132,14 @@ def main():
             die("ICE gathering did not complete")
         time.sleep(0.05)
     sdp = wb.get_property("local-description").sdp.as_text()
+    mids, kind = {}, None
+    for line in sdp.splitlines():
+        if line.startswith("m="):
+            kind = line[2:].split(" ", 1)[0]
+        elif line.startswith("a=mid:") and kind in ("video", "audio"):
+            mids[kind] = line[6:].strip()
+    if set(mids) != {"video", "audio"}:
+        die("the offer lacks a video or audio mid: %s" % mids)
     janus.post("/%d/%d" % (session, handle), {
         "janus": "message",
         "body": {"request": "joinandconfigure", "room": a.room, "ptype": "publisher", "display": "edgerec-test",
@@ -151,14 +169,19 @@ def main():
     r = janus.post("/%d/%d" % (session, handle), {
         "janus": "message",
         "body": {"request": "rtp_forward", "room": a.room, "publisher_id": publisher_id, "host": a.host,
-                 "host_family": "ipv4", "video_port": a.video_port, "video_rtcp_port": a.video_rtcp_port,
-                 "video_pt": 96, "audio_port": a.audio_port, "audio_pt": 111}})
+                 "host_family": "ipv4",
+                 "streams": [{"mid": mids["video"], "port": a.video_port, "rtcp_port": a.video_rtcp_port,
+                              "pt": a.video_pt},
+                             {"mid": mids["audio"], "port": a.audio_port, "pt": a.audio_pt}]}})
     data = r.get("plugindata", {}).get("data", {})
     if data.get("videoroom") != "rtp_forward":
         die("rtp_forward failed: %s" % json.dumps(r))
     forward_at = time.monotonic() - t0
-    print("forwarding", flush=True)
-    time.sleep(a.seconds)
+    print("forwarding %s" % json.dumps(data), flush=True)
+    if a.hold:
+        sys.stdin.read()
+    else:
+        time.sleep(a.seconds)
     pipe.set_state(Gst.State.NULL)
     try:
         janus.post("/%d" % session, {"janus": "destroy"})
