@@ -23,6 +23,7 @@ right at the resume and none elsewhere, holds about the frames forwarded
 outside the pause, lasts about the active time, and decodes without errors.
 """
 
+import datetime
 import json
 import os
 import select
@@ -95,6 +96,12 @@ def packets(path):
         f = line.split(",")
         out.append((float(f[0]), "K" in f[1]))
     return out
+
+
+def wall(iso):
+    """Seconds since the epoch of an ISO-8601 UTC time with milliseconds."""
+    return datetime.datetime.strptime(iso, "%Y-%m-%dT%H:%M:%S.%fZ").replace(
+        tzinfo=datetime.timezone.utc).timestamp()
 
 
 def read_line(proc, want, timeout):
@@ -186,28 +193,38 @@ def inside():
     st = wait_until(lambda: (lambda s: s if s["status"] in ("completed", "failed") else None)(state(rid)),
                     timeout=20, what="processing")
     check(st["status"] == "completed", "completed" + ("" if st["status"] == "completed" else ": %s" % st))
+    print("state: %s" % json.dumps({k: st[k] for k in ("started_at", "paused_at", "resumed_at", "stopped_at",
+                                                         "duration_seconds")}))
+    print("metadata: %s" % json.dumps(st["metadata"]))
     path = os.path.join(st["local_path"], st["file_name"])
     streams = probe(path)
     v = [s for s in streams if s["codec_name"] == "vp8"]
     a = [s for s in streams if s["codec_name"] == "opus"]
     check(len(v) == 1 and len(a) == 1, "the recording has VP8 and Opus: %s" % streams)
-    active = BEFORE_PAUSE + AFTER_RESUME
+    # The file starts at the first keyframe and its clock leaves the pause
+    # out: where the resume falls in it, and how long it was active, follow
+    # from the state's times (wall clock, ms).
+    t = {k: wall(st[k]) for k in ("started_at", "paused_at", "resumed_at", "stopped_at")}
+    first_key = t["started_at"] + st["metadata"]["time_to_first_keyframe_ms"] / 1e3
+    resume_pos = t["paused_at"] - first_key
+    active = resume_pos + (t["stopped_at"] - t["resumed_at"])
     frames = int(v[0]["nb_read_frames"])
-    check(active * 30 - 20 <= frames <= active * 30 + 25,
-          "video frames recorded: %d of about %d forwarded outside the pause" % (frames, active * 30))
-    check(int(a[0]["nb_read_frames"]) >= (active - 1) * 50, "Opus frames recorded: %s" % a[0]["nb_read_frames"])
-    check(active - 0.7 <= st["duration_seconds"] <= active + 1.0,
-          "duration_seconds %.2f, about the %.1f s active" % (st["duration_seconds"], active))
+    check(active * 30 - 15 <= frames <= active * 30 + 15,
+          "video frames recorded: %d of about %.0f forwarded outside the pause" % (frames, active * 30))
+    check(int(a[0]["nb_read_frames"]) >= (active - 0.5) * 50, "Opus frames recorded: %s" % a[0]["nb_read_frames"])
+    check(active - 0.5 <= st["duration_seconds"] <= active + 0.7,
+          "duration_seconds %.2f, about the %.2f s active" % (st["duration_seconds"], active))
+    check(st["metadata"].get("source_stalled") is False, "the source is not stalled at the end")
     pk = packets(path)
     check(pk and pk[0][1], "the first video packet is a keyframe")
     keys = [t - pk[0][0] for t, k in pk if k]
     print("keyframes at %s s of the file" % ["%.2f" % k for k in keys])
-    # The file's clock leaves the pause out: the resume is ~BEFORE_PAUSE in.
-    near = [k for k in keys if abs(k - BEFORE_PAUSE) <= 0.5]
-    other = [k for k in keys[1:] if abs(k - BEFORE_PAUSE) > 0.5]
+    near = [k for k in keys if resume_pos - 0.1 <= k <= resume_pos + 0.6]
+    other = [k for k in keys[1:] if k not in near]
     check(near and not other,
-          "a keyframe right at the resume (%s s, resume at ~%.1f s) and none elsewhere: the recorder's PLI "
-          "went through Janus to the publisher" % (near, BEFORE_PAUSE))
+          "a keyframe right at the resume (%s s, resume at %.2f s: %.0f ms later) and none elsewhere: the "
+          "recorder's PLI went through Janus to the publisher"
+          % (["%.2f" % k for k in near], resume_pos, ((near or [0])[0] - resume_pos) * 1e3))
     errs = decode_errors(path)
     check(errs == "", "decodes without errors" + ("" if not errs else ": " + errs[:200]))
     node.stop()
