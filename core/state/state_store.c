@@ -802,7 +802,10 @@ int state_admit(struct state *st, const char *id, const char *user_id, int globa
 
 /* ---- Reads ---- */
 
+/* What state_get_stored() reads: the key "<prefix><kind>:<id>" and, before
+ * Redis, the newest pending write of 'pending' for 'id'. */
 struct state_get_args {
+	const char *kind;
 	const char *id;
 	cJSON *out;
 };
@@ -810,7 +813,7 @@ struct state_get_args {
 static int state_op_get(struct state *st, redisContext *c, void *arg)
 {
 	struct state_get_args *a = arg;
-	redisReply *r = redisCommand(c, "GET " STATE_KEY_PREFIX "state:%s", a->id);
+	redisReply *r = redisCommand(c, "GET " STATE_KEY_PREFIX "%s:%s", a->kind, a->id);
 	if (!r)
 		return STATE_ERR_REDIS;
 	int rc = r->type == REDIS_REPLY_ERROR ? STATE_ERR_REDIS : STATE_OK;
@@ -820,23 +823,32 @@ static int state_op_get(struct state *st, redisContext *c, void *arg)
 	return rc;
 }
 
-cJSON *state_get(struct state *st, const char *id)
+/* Reads one JSON value of 'kind' ("state" or "job") for 'id': a write still
+ * pending wins over Redis (a pending delete reads as NULL). Returns a new
+ * object the caller owns, or NULL when absent or unreadable. */
+static cJSON *state_get_stored(struct state *st, enum state_pending_kind pending,
+			       const char *kind, const char *id)
 {
 	if (!st || !id || !id[0])
 		return NULL;
 	cJSON *out = NULL;
 	pthread_mutex_lock(&st->pending_lock);
-	const struct state_pending *p = state_pending_latest(st, STATE_PENDING_PUT, id);
+	const struct state_pending *p = state_pending_latest(st, pending, id);
 	bool found = p != NULL;
-	if (p)
+	if (p && p->payload)
 		out = cJSON_Parse(p->payload);
 	pthread_mutex_unlock(&st->pending_lock);
 	if (found)
 		return out;
-	struct state_get_args a = { id, NULL };
+	struct state_get_args a = { kind, id, NULL };
 	if (state_run(st, state_op_get, &a) != STATE_OK)
 		return NULL;
 	return a.out;
+}
+
+cJSON *state_get(struct state *st, const char *id)
+{
+	return state_get_stored(st, STATE_PENDING_PUT, "state", id);
 }
 
 /* Orders records newest started_at first (null last), then by id. */
@@ -1021,36 +1033,9 @@ long long state_active_count(struct state *st)
 	return n;
 }
 
-static int state_op_journal_get(struct state *st, redisContext *c, void *arg)
-{
-	struct state_get_args *a = arg;
-	redisReply *r = redisCommand(c, "GET " STATE_KEY_PREFIX "job:%s", a->id);
-	if (!r)
-		return STATE_ERR_REDIS;
-	int rc = r->type == REDIS_REPLY_ERROR ? STATE_ERR_REDIS : STATE_OK;
-	if (r->type == REDIS_REPLY_STRING)
-		a->out = cJSON_ParseWithLength(r->str, r->len);
-	freeReplyObject(r);
-	return rc;
-}
-
 cJSON *state_journal_get(struct state *st, const char *id)
 {
-	if (!st || !id || !id[0])
-		return NULL;
-	cJSON *out = NULL;
-	pthread_mutex_lock(&st->pending_lock);
-	const struct state_pending *p = state_pending_latest(st, STATE_PENDING_JOURNAL, id);
-	bool found = p != NULL;
-	if (p && p->payload)
-		out = cJSON_Parse(p->payload);
-	pthread_mutex_unlock(&st->pending_lock);
-	if (found)
-		return out;
-	struct state_get_args a = { id, NULL };
-	if (state_run(st, state_op_journal_get, &a) != STATE_OK)
-		return NULL;
-	return a.out;
+	return state_get_stored(st, STATE_PENDING_JOURNAL, "job", id);
 }
 
 static int state_op_ping(struct state *st, redisContext *c, void *arg)
