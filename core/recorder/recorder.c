@@ -691,6 +691,17 @@ struct found {
 	const cJSON *rec;           /* s->rec or stored */
 };
 
+/* Ends a request on what request_find() found: unlocks and releases the
+ * live session, frees the stored record. */
+static void request_done(struct found *f)
+{
+	if (f->s) {
+		pthread_mutex_unlock(&f->s->lock);
+		recorder_session_unref(f->s);
+	}
+	cJSON_Delete(f->stored);
+}
+
 static bool request_find(struct recorder *r, const struct recorder_caller *caller, const char *room_id,
 			 const char *id, enum recorder_op op, struct found *f, struct recorder_reply *out)
 {
@@ -740,22 +751,9 @@ static bool request_find(struct recorder *r, const struct recorder_caller *calle
 	}
 	return true;
 refuse:
-	if (f->s) {
-		pthread_mutex_unlock(&f->s->lock);
-		recorder_session_unref(f->s);
-	}
-	cJSON_Delete(f->stored);
+	request_done(f);
 	memset(f, 0, sizeof(*f));
 	return false;
-}
-
-static void request_done(struct found *f)
-{
-	if (f->s) {
-		pthread_mutex_unlock(&f->s->lock);
-		recorder_session_unref(f->s);
-	}
-	cJSON_Delete(f->stored);
 }
 
 /* Checks 'op' against the recording's status; fills 'out' and returns
@@ -795,54 +793,54 @@ void recorder_stop(struct recorder *r, const struct recorder_caller *caller,
 	request_done(&f);
 }
 
-void recorder_pause(struct recorder *r, const struct recorder_caller *caller,
-		    const char *room_id, const char *recording_id, struct recorder_reply *out)
+/* Pauses or resumes ('op') a live recording: the pipeline first, then the
+ * record (status, paused_at/resumed_at; a pause also keeps the stats so
+ * far), the store, the event and the reply. A resume also kicks the
+ * control thread. */
+static void request_pause_resume(struct recorder *r, const struct recorder_caller *caller,
+				 const char *room_id, const char *recording_id, enum recorder_op op,
+				 struct recorder_reply *out)
 {
 	struct found f;
 	enum recorder_status to;
-	if (!request_find(r, caller, room_id, recording_id, RECORDER_OP_PAUSE, &f, out))
+	bool pause = op == RECORDER_OP_PAUSE;
+	if (!request_find(r, caller, room_id, recording_id, op, &f, out))
 		return;
-	if (request_transition(&f, RECORDER_OP_PAUSE, &to, out)) {
+	if (request_transition(&f, op, &to, out)) {
 		struct recorder_session *s = f.s;
-		if (media_pipeline_pause(s->pipeline) < 0) {
-			reply_error(out, 500, "pipeline_failed", "the pipeline refused to pause");
+		int prc = pause ? media_pipeline_pause(s->pipeline) : media_pipeline_resume(s->pipeline);
+		if (prc < 0) {
+			reply_error(out, 500, "pipeline_failed", "the pipeline refused to %s",
+				    pause ? "pause" : "resume");
 		} else {
-			struct media_stats st;
-			media_pipeline_stats(s->pipeline, &st);
+			struct media_stats st = { 0 };
+			if (pause)
+				media_pipeline_stats(s->pipeline, &st);
 			s->status = to;
 			rec_set_status(s->rec, to);
-			state_record_set_time(s->rec, "paused_at", time_wall_ns());
-			rec_apply_stats(s->rec, &st, NULL);
+			state_record_set_time(s->rec, pause ? "paused_at" : "resumed_at", time_wall_ns());
+			if (pause)
+				rec_apply_stats(s->rec, &st, NULL);
 			recorder_put(r, s->rec);
-			recorder_publish(r, recorder_op_event(RECORDER_OP_PAUSE), s->rec, NULL);
+			recorder_publish(r, recorder_op_event(op), s->rec, NULL);
 			reply_record(out, s->rec);
+			if (!pause)
+				recorder_control_kick(r);
 		}
 	}
 	request_done(&f);
 }
 
+void recorder_pause(struct recorder *r, const struct recorder_caller *caller,
+		    const char *room_id, const char *recording_id, struct recorder_reply *out)
+{
+	request_pause_resume(r, caller, room_id, recording_id, RECORDER_OP_PAUSE, out);
+}
+
 void recorder_resume(struct recorder *r, const struct recorder_caller *caller,
 		     const char *room_id, const char *recording_id, struct recorder_reply *out)
 {
-	struct found f;
-	enum recorder_status to;
-	if (!request_find(r, caller, room_id, recording_id, RECORDER_OP_RESUME, &f, out))
-		return;
-	if (request_transition(&f, RECORDER_OP_RESUME, &to, out)) {
-		struct recorder_session *s = f.s;
-		if (media_pipeline_resume(s->pipeline) < 0) {
-			reply_error(out, 500, "pipeline_failed", "the pipeline refused to resume");
-		} else {
-			s->status = to;
-			rec_set_status(s->rec, to);
-			state_record_set_time(s->rec, "resumed_at", time_wall_ns());
-			recorder_put(r, s->rec);
-			recorder_publish(r, recorder_op_event(RECORDER_OP_RESUME), s->rec, NULL);
-			reply_record(out, s->rec);
-			recorder_control_kick(r);
-		}
-	}
-	request_done(&f);
+	request_pause_resume(r, caller, room_id, recording_id, RECORDER_OP_RESUME, out);
 }
 
 void recorder_cancel(struct recorder *r, const struct recorder_caller *caller,
