@@ -133,3 +133,16 @@ char *util_read_file(const char *path, size_t *len)
 		*len = used;
 	return data;
 }
+
+int util_file_commit(FILE *f, const char *tmp, const char *path, char *err, size_t errlen)
+{
+	if (fclose(f) != 0) {
+		snprintf(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
+		return -1;
+	}
+	if (rename(tmp, path) < 0) {
+		snprintf(err, errlen, "cannot rename %s: %s", tmp, strerror(errno));
+		return -1;
+	}
+	return 0;
+}

@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #define UUID_STR_LEN 37 /* 36 characters and the NUL */
 
@@ -28,5 +29,10 @@ int util_rm_rf(const char *path);
 /* Reads a whole file into a NUL-terminated malloc'd buffer (caller frees).
  * Returns NULL and sets errno on failure; 'len' may be NULL. */
 char *util_read_file(const char *path, size_t *len);
+/* Puts a file written through the temporary 'tmp' in place: closes 'f'
+ * (always; after the call it is no longer valid) and renames 'tmp' to
+ * 'path', so a reader sees the whole file or none. Returns 0, or -1 with
+ * the reason in 'err'; 'tmp' is left for the caller to remove. */
+int util_file_commit(FILE *f, const char *tmp, const char *path, char *err, size_t errlen);
 
 #endif

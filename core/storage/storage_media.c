@@ -367,16 +367,10 @@ static int media_write_jpeg(const struct media_picture *p, int ow, int oh, const
 		snprintf(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
 		goto fail;
 	}
-	if (fclose(f) != 0) {
-		f = NULL;
-		snprintf(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
-		goto fail;
-	}
+	FILE *written = f;
 	f = NULL;
-	if (rename(tmp, path) < 0) {
-		snprintf(err, errlen, "cannot rename %s: %s", tmp, strerror(errno));
+	if (util_file_commit(written, tmp, path, err, errlen) < 0)
 		goto fail;
-	}
 	rc = 0;
 fail:
 	if (f)

@@ -693,16 +693,10 @@ int storage_s3_get_file(struct storage_s3 *s3, const char *key, const char *path
 		goto fail;
 	}
 	rc = STORAGE_ERR_IO;
-	if (fclose(f) != 0) {
-		f = NULL;
-		snprintf(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
-		goto fail;
-	}
+	FILE *written = f;
 	f = NULL;
-	if (rename(tmp, path) < 0) {
-		snprintf(err, errlen, "cannot rename %s: %s", tmp, strerror(errno));
+	if (util_file_commit(written, tmp, path, err, errlen) < 0)
 		goto fail;
-	}
 	rc = 0;
 fail:
 	if (f)
