@@ -471,6 +471,19 @@ static void sandbox_push_subset(lua_State *L, int src, const char *const *names)
 	sandbox_make_readonly(L);
 }
 
+/* Replaces each function 'names' lists in the library table at index 1 by
+ * a closure of 'wrap' with the original and its name as upvalues. The
+ * stack is left as it was. */
+static void sandbox_wrap_fields(lua_State *L, const char *const *names, lua_CFunction wrap)
+{
+	for (const char *const *n = names; *n; n++) {
+		lua_getfield(L, 1, *n);       /* lib orig */
+		lua_pushstring(L, *n);        /* lib orig name */
+		lua_pushcclosure(L, wrap, 2); /* lib wrapped */
+		lua_setfield(L, 1, *n);       /* lib */
+	}
+}
+
 static const char *const sandbox_base_names[] = {
 	"assert", "error", "ipairs", "next", "pairs", "pcall", "rawequal", "rawget", "rawlen",
 	"select", "tonumber", "tostring", "type", "getmetatable", "_VERSION", NULL,
@@ -496,12 +509,7 @@ static int sandbox_build(lua_State *L)
 	lua_getglobal(L, LUA_STRLIBNAME);                 /* string */
 	lua_pushnil(L);
 	lua_setfield(L, 1, "dump");
-	for (const char *const *n = sandbox_pattern_names; *n; n++) {
-		lua_getfield(L, 1, *n);
-		lua_pushstring(L, *n);
-		lua_pushcclosure(L, sandbox_pattern_call, 2);
-		lua_setfield(L, 1, *n);
-	}
+	sandbox_wrap_fields(L, sandbox_pattern_names, sandbox_pattern_call);
 	lua_getfield(L, 1, "rep");
 	lua_pushcclosure(L, sandbox_string_rep, 1);
 	lua_setfield(L, 1, "rep");
@@ -513,12 +521,7 @@ static int sandbox_build(lua_State *L)
 
 	static const char *const table_fns[] = { "insert", "remove", "concat", "unpack", NULL };
 	lua_getglobal(L, LUA_TABLIBNAME);                 /* table */
-	for (const char *const *n = table_fns; *n; n++) {
-		lua_getfield(L, 1, *n);
-		lua_pushstring(L, *n);
-		lua_pushcclosure(L, sandbox_table_call, 2);
-		lua_setfield(L, 1, *n);
-	}
+	sandbox_wrap_fields(L, table_fns, sandbox_table_call);
 	lua_getfield(L, 1, "move");
 	lua_pushcclosure(L, sandbox_table_move, 1);
 	lua_setfield(L, 1, "move");
