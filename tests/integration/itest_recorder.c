@@ -24,6 +24,8 @@
 #include "common_time.h"
 #include "common_util.h"
 #include "config.h"
+#include "itest_record.h"
+#include "itest_redis.h"
 #include "media.h"
 #include "policy.h"
 #include "recorder.h"
@@ -35,59 +37,17 @@ static pid_t redis_pid;
 
 /* ---- helpers ------------------------------------------------------------- */
 
-static int free_port(void)
-{
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	socklen_t len = sizeof(a);
-	if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 ||
-	    getsockname(fd, (struct sockaddr *)&a, &len) < 0) {
-		if (fd >= 0)
-			close(fd);
-		return -1;
-	}
-	close(fd);
-	return ntohs(a.sin_port);
-}
-
 static int redis_port;
 
+/* Starts (or restarts on the same port, finding its data again) the test's
+ * redis-server. */
 static int start_redis(void)
 {
-	int port = redis_port ? redis_port : free_port();
+	int port = redis_port ? redis_port : itest_free_port();
 	if (port < 0)
 		return -1;
 	redis_port = port;
-	char port_s[16];
-	snprintf(port_s, sizeof(port_s), "%d", port);
-	redis_pid = fork();
-	if (redis_pid == 0) {
-		int null = open("/dev/null", 1);
-		if (null >= 0) {
-			dup2(null, 1);
-			dup2(null, 2);
-		}
-		execlp("redis-server", "redis-server", "--port", port_s, "--bind", "127.0.0.1", "--save", "",
-		       "--appendonly", "yes", "--appendfsync", "always", "--dir", tmpdir, (char *)NULL);
-		_exit(127);
-	}
-	if (redis_pid < 0)
-		return -1;
-	snprintf(redis_url, sizeof(redis_url), "redis://127.0.0.1:%d", port);
-	return 0;
-}
-
-static struct state *connect_state(const char *node)
-{
-	char err[256] = "";
-	for (int i = 0; i < 100; i++) {
-		struct state *st = state_new(redis_url, tmpdir, node, err, sizeof(err));
-		if (st)
-			return st;
-		time_sleep_ns(100 * TIME_NS_PER_MS);
-	}
-	fprintf(stderr, "cannot reach redis at %s: %s\n", redis_url, err);
-	return NULL;
+	return itest_redis_start(port, tmpdir, true, &redis_pid, redis_url, sizeof(redis_url));
 }
 
 static struct config *make_config(const char *storage)
@@ -107,18 +67,6 @@ static struct config *make_config(const char *storage)
 	return c;
 }
 
-static const char *str_of(const cJSON *o, const char *k)
-{
-	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
-	return cJSON_IsString(v) ? v->valuestring : NULL;
-}
-
-static double num_of(const cJSON *o, const char *k)
-{
-	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
-	return cJSON_IsNumber(v) ? v->valuedouble : NAN;
-}
-
 static void reply_reset(struct recorder_reply *rep)
 {
 	cJSON_Delete(rep->body);
@@ -135,7 +83,7 @@ static void wait_final(struct recorder *r, const struct recorder_caller *who, co
 	for (;;) {
 		reply_reset(rep);
 		recorder_status(r, who, room, id, rep);
-		const char *s = rep->body ? str_of(rep->body, "status") : NULL;
+		const char *s = rep->body ? itest_str_of(rep->body, "status") : NULL;
 		if (!s || strcmp(s, "completed") == 0 || strcmp(s, "failed") == 0 || time_mono_ns() > end)
 			return;
 		time_sleep_ns(50 * TIME_NS_PER_MS);
@@ -143,23 +91,9 @@ static void wait_final(struct recorder *r, const struct recorder_caller *who, co
 }
 
 /* ffprobe's idea of a file's duration in seconds, or NAN. */
-static double ffprobe_duration(const char *path)
-{
-	char cmd[1200];
-	snprintf(cmd, sizeof(cmd), "ffprobe -v error -show_entries format=duration -of csv=p=0 '%s'", path);
-	FILE *p = popen(cmd, "r");
-	if (!p)
-		return NAN;
-	double d = NAN;
-	if (fscanf(p, "%lf", &d) != 1)
-		d = NAN;
-	pclose(p);
-	return d;
-}
-
 static void file_of(const cJSON *rec, char *out, size_t outlen)
 {
-	snprintf(out, outlen, "%s/%s", str_of(rec, "local_path"), str_of(rec, "file_name"));
+	snprintf(out, outlen, "%s/%s", itest_str_of(rec, "local_path"), itest_str_of(rec, "file_name"));
 }
 
 /* Events seen by recorder_on_event. */
@@ -223,19 +157,19 @@ static void test_lifecycle(struct recorder *r)
 		return;
 	}
 	fprintf(stderr, "start -> first frame reply in %.1f ms\n", (double)(time_mono_ns() - t0) / 1e6);
-	CHECK_STR(str_of(rep.body, "status"), "recording");
-	CHECK_STR(str_of(rep.body, "quality"), "low");
-	CHECK_STR(str_of(rep.body, "format"), "webm");
-	CHECK_STR(str_of(rep.body, "user_id"), "alice");
-	CHECK_STR(str_of(rep.body, "room_id"), "room-a");
-	util_strlcpy(id, str_of(rep.body, "recording_id"), sizeof(id));
+	CHECK_STR(itest_str_of(rep.body, "status"), "recording");
+	CHECK_STR(itest_str_of(rep.body, "quality"), "low");
+	CHECK_STR(itest_str_of(rep.body, "format"), "webm");
+	CHECK_STR(itest_str_of(rep.body, "user_id"), "alice");
+	CHECK_STR(itest_str_of(rep.body, "room_id"), "room-a");
+	util_strlcpy(id, itest_str_of(rep.body, "recording_id"), sizeof(id));
 	CHECK(util_uuid_valid(id));
 	char want_name[80];
 	snprintf(want_name, sizeof(want_name), "recording_%s.webm", id);
-	CHECK_STR(str_of(rep.body, "file_name"), want_name);
+	CHECK_STR(itest_str_of(rep.body, "file_name"), want_name);
 	const cJSON *qs = cJSON_GetObjectItemCaseSensitive(rep.body, "quality_settings");
-	CHECK_STR(str_of(qs, "resolution"), "854x480");
-	CHECK_STR(str_of(qs, "video_bitrate"), "1M");
+	CHECK_STR(itest_str_of(qs, "resolution"), "854x480");
+	CHECK_STR(itest_str_of(qs, "video_bitrate"), "1M");
 	CHECK(saw_event("recording_started", id, NULL, 2.0));
 	reply_reset(&rep);
 
@@ -245,7 +179,7 @@ static void test_lifecycle(struct recorder *r)
 	reply_reset(&rep);
 	recorder_pause(r, &bob, "room-a", id, &rep);
 	CHECK_INT(rep.status, 403);
-	CHECK_STR(str_of(rep.body, "code"), "forbidden");
+	CHECK_STR(itest_str_of(rep.body, "code"), "forbidden");
 	reply_reset(&rep);
 	recorder_stop(r, &bob, "room-a", id, &rep);
 	CHECK_INT(rep.status, 403);
@@ -255,26 +189,26 @@ static void test_lifecycle(struct recorder *r)
 	reply_reset(&rep);
 	recorder_stop(r, &alice, "room-a", "not-a-uuid", &rep);
 	CHECK_INT(rep.status, 400);
-	CHECK_STR(str_of(rep.body, "code"), "invalid_recording_id");
+	CHECK_STR(itest_str_of(rep.body, "code"), "invalid_recording_id");
 	reply_reset(&rep);
 	recorder_stop(r, &alice, "room a", id, &rep);
 	CHECK_INT(rep.status, 400);
 	reply_reset(&rep);
 	recorder_status(r, &alice, "room-a", "00000000-0000-4000-8000-000000000000", &rep);
 	CHECK_INT(rep.status, 404);
-	CHECK_STR(str_of(rep.body, "code"), "not_found");
+	CHECK_STR(itest_str_of(rep.body, "code"), "not_found");
 	reply_reset(&rep);
 	recorder_resume(r, &alice, "room-a", id, &rep);
 	CHECK_INT(rep.status, 400);
-	CHECK_STR(str_of(rep.body, "code"), "invalid_transition");
+	CHECK_STR(itest_str_of(rep.body, "code"), "invalid_transition");
 	reply_reset(&rep);
 
 	/* 0.8 s recorded, 0.7 s paused, 0.8 s recorded. */
 	time_sleep_ns(800 * TIME_NS_PER_MS);
 	recorder_pause(r, &alice, "room-a", id, &rep);
 	CHECK_INT(rep.status, 200);
-	CHECK_STR(str_of(rep.body, "status"), "paused");
-	CHECK(str_of(rep.body, "paused_at") != NULL);
+	CHECK_STR(itest_str_of(rep.body, "status"), "paused");
+	CHECK(itest_str_of(rep.body, "paused_at") != NULL);
 	reply_reset(&rep);
 	CHECK(saw_event("recording_paused", id, NULL, 2.0));
 	recorder_pause(r, &alice, "room-a", id, &rep);
@@ -283,33 +217,33 @@ static void test_lifecycle(struct recorder *r)
 	time_sleep_ns(700 * TIME_NS_PER_MS);
 	recorder_resume(r, &alice, "room-a", id, &rep);
 	CHECK_INT(rep.status, 200);
-	CHECK_STR(str_of(rep.body, "status"), "recording");
-	CHECK(str_of(rep.body, "resumed_at") != NULL);
+	CHECK_STR(itest_str_of(rep.body, "status"), "recording");
+	CHECK(itest_str_of(rep.body, "resumed_at") != NULL);
 	reply_reset(&rep);
 	time_sleep_ns(800 * TIME_NS_PER_MS);
 
 	recorder_stop(r, &alice, "room-a", id, &rep);
 	CHECK_INT(rep.status, 200);
-	CHECK_STR(str_of(rep.body, "status"), "processing");
-	double dur = num_of(rep.body, "duration_seconds");
+	CHECK_STR(itest_str_of(rep.body, "status"), "processing");
+	double dur = itest_num_of(rep.body, "duration_seconds");
 	fprintf(stderr, "stopped: duration_seconds %.3f (1.6 s of active time asked)\n", dur);
 	CHECK(dur > 1.35 && dur < 1.95);
-	CHECK(str_of(rep.body, "stopped_at") != NULL);
+	CHECK(itest_str_of(rep.body, "stopped_at") != NULL);
 	reply_reset(&rep);
 	CHECK(saw_event("recording_stopped", id, "\"reason\":\"requested\"", 2.0));
 
 	CHECK_INT(recorder_drain(r, 10 * TIME_NS_PER_SEC), 0);
 	wait_final(r, &alice, "room-a", id, &rep, 5.0);
-	CHECK_STR(str_of(rep.body, "status"), "completed");
-	CHECK(str_of(rep.body, "processed_at") != NULL);
-	CHECK(num_of(rep.body, "file_size_bytes") > 1000);
+	CHECK_STR(itest_str_of(rep.body, "status"), "completed");
+	CHECK(itest_str_of(rep.body, "processed_at") != NULL);
+	CHECK(itest_num_of(rep.body, "file_size_bytes") > 1000);
 	CHECK(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(rep.body, "error")));
 	file_of(rep.body, path, sizeof(path));
 	struct stat sb;
-	CHECK(stat(path, &sb) == 0 && (double)sb.st_size == num_of(rep.body, "file_size_bytes"));
-	double probe = ffprobe_duration(path);
-	fprintf(stderr, "ffprobe %.3f s vs duration_seconds %.3f s\n", probe, num_of(rep.body, "duration_seconds"));
-	CHECK(fabs(probe - num_of(rep.body, "duration_seconds")) <= 0.050);
+	CHECK(stat(path, &sb) == 0 && (double)sb.st_size == itest_num_of(rep.body, "file_size_bytes"));
+	double probe = itest_ffprobe_duration(path);
+	fprintf(stderr, "ffprobe %.3f s vs duration_seconds %.3f s\n", probe, itest_num_of(rep.body, "duration_seconds"));
+	CHECK(fabs(probe - itest_num_of(rep.body, "duration_seconds")) <= 0.050);
 	CHECK(saw_event("recording_completed", id, NULL, 2.0));
 	reply_reset(&rep);
 
@@ -327,15 +261,15 @@ static void test_lifecycle(struct recorder *r)
 	/* Listings. */
 	recorder_list_room(r, &bob, "room-a", &rep);
 	CHECK_INT(rep.status, 200);
-	CHECK(num_of(rep.body, "count") >= 1);
+	CHECK(itest_num_of(rep.body, "count") >= 1);
 	reply_reset(&rep);
 	recorder_list_user(r, &alice, "completed", &rep);
 	CHECK_INT(rep.status, 200);
-	CHECK(num_of(rep.body, "count") >= 1);
+	CHECK(itest_num_of(rep.body, "count") >= 1);
 	reply_reset(&rep);
 	recorder_list_user(r, &bob, NULL, &rep);
 	CHECK_INT(rep.status, 200);
-	CHECK_INT((int)num_of(rep.body, "count"), 0);
+	CHECK_INT((int)itest_num_of(rep.body, "count"), 0);
 	reply_reset(&rep);
 	recorder_list_user(r, &alice, "done", &rep);
 	CHECK_INT(rep.status, 400);
@@ -347,15 +281,15 @@ static void test_bad_start(struct recorder *r)
 	struct recorder_reply rep = { 0 };
 	recorder_start(r, &alice, "room-a", "avi", NULL, &rep);
 	CHECK_INT(rep.status, 400);
-	CHECK_STR(str_of(rep.body, "code"), "invalid_format");
+	CHECK_STR(itest_str_of(rep.body, "code"), "invalid_format");
 	reply_reset(&rep);
 	recorder_start(r, &alice, "room-a", NULL, "extreme", &rep);
 	CHECK_INT(rep.status, 400);
-	CHECK_STR(str_of(rep.body, "code"), "invalid_quality");
+	CHECK_STR(itest_str_of(rep.body, "code"), "invalid_quality");
 	reply_reset(&rep);
 	recorder_start(r, &alice, "", NULL, NULL, &rep);
 	CHECK_INT(rep.status, 400);
-	CHECK_STR(str_of(rep.body, "code"), "invalid_room_id");
+	CHECK_STR(itest_str_of(rep.body, "code"), "invalid_room_id");
 	reply_reset(&rep);
 	struct recorder_caller nobody = { .user_id = "" };
 	recorder_start(r, &nobody, "room-a", NULL, NULL, &rep);
@@ -370,14 +304,14 @@ static void test_cancel_and_limit(struct recorder *r, struct state *st)
 	for (int i = 0; i < 3; i++) {
 		recorder_start(r, i == 2 ? &bob : &alice, "room-c", "mkv", "low", &rep);
 		CHECK_INT(rep.status, 200);
-		util_strlcpy(ids[i], rep.body ? str_of(rep.body, "recording_id") ? str_of(rep.body, "recording_id") : "" : "",
+		util_strlcpy(ids[i], rep.body ? itest_str_of(rep.body, "recording_id") ? itest_str_of(rep.body, "recording_id") : "" : "",
 			     UUID_STR_LEN);
 		reply_reset(&rep);
 	}
 	CHECK_INT(state_active_count(st), 3);
 	recorder_start(r, &bob, "room-c", NULL, NULL, &rep);
 	CHECK_INT(rep.status, 400);
-	CHECK_STR(str_of(rep.body, "code"), "limit_reached");
+	CHECK_STR(itest_str_of(rep.body, "code"), "limit_reached");
 	reply_reset(&rep);
 
 	struct recorder_metrics m;
@@ -396,7 +330,7 @@ static void test_cancel_and_limit(struct recorder *r, struct state *st)
 	for (int i = 0; i < 3; i++) {
 		recorder_cancel(r, i == 2 ? &bob : &alice, "room-c", ids[i], &rep);
 		CHECK_INT(rep.status, 200);
-		CHECK_STR(str_of(rep.body, "status"), "cancelled");
+		CHECK_STR(itest_str_of(rep.body, "status"), "cancelled");
 		reply_reset(&rep);
 	}
 	CHECK(stat(dir, &sb) != 0 && errno == ENOENT);
@@ -406,7 +340,7 @@ static void test_cancel_and_limit(struct recorder *r, struct state *st)
 	CHECK_INT(rep.status, 400);
 	reply_reset(&rep);
 	recorder_status(r, &alice, "room-c", ids[0], &rep);
-	CHECK_STR(str_of(rep.body, "status"), "cancelled");
+	CHECK_STR(itest_str_of(rep.body, "status"), "cancelled");
 	reply_reset(&rep);
 }
 
@@ -416,18 +350,18 @@ static void test_max_duration(struct recorder *r)
 	char id[UUID_STR_LEN] = "", path[1200];
 	recorder_start(r, &alice, "room-m", "webm", "low", &rep);
 	CHECK_INT(rep.status, 200);
-	if (rep.body && str_of(rep.body, "recording_id"))
-		util_strlcpy(id, str_of(rep.body, "recording_id"), sizeof(id));
+	if (rep.body && itest_str_of(rep.body, "recording_id"))
+		util_strlcpy(id, itest_str_of(rep.body, "recording_id"), sizeof(id));
 	reply_reset(&rep);
 	CHECK(saw_event("recording_stopped", id, "\"reason\":\"max_duration\"", 8.0));
 	CHECK_INT(recorder_drain(r, 10 * TIME_NS_PER_SEC), 0);
 	wait_final(r, &alice, "room-m", id, &rep, 5.0);
-	CHECK_STR(str_of(rep.body, "status"), "completed");
-	double dur = num_of(rep.body, "duration_seconds");
+	CHECK_STR(itest_str_of(rep.body, "status"), "completed");
+	double dur = itest_num_of(rep.body, "duration_seconds");
 	fprintf(stderr, "auto-stopped at %.3f s (limit 4 s)\n", dur);
 	CHECK(dur >= 3.95 && dur <= 4.30);
 	file_of(rep.body, path, sizeof(path));
-	double probe = ffprobe_duration(path);
+	double probe = itest_ffprobe_duration(path);
 	CHECK(fabs(probe - dur) <= 0.050);
 	reply_reset(&rep);
 }
@@ -450,8 +384,8 @@ static void *race_main(void *p)
 	pthread_barrier_wait(a->barrier);
 	if (strcmp(a->op, "start") == 0) {
 		recorder_start(a->r, &alice, "room-race", "webm", "low", &rep);
-		if (rep.status == 200 && str_of(rep.body, "recording_id"))
-			util_strlcpy(a->id, str_of(rep.body, "recording_id"), sizeof(a->id));
+		if (rep.status == 200 && itest_str_of(rep.body, "recording_id"))
+			util_strlcpy(a->id, itest_str_of(rep.body, "recording_id"), sizeof(a->id));
 	} else if (strcmp(a->op, "stop") == 0) {
 		recorder_stop(a->r, &alice, "room-race", a->id, &rep);
 	} else {
@@ -522,8 +456,8 @@ static void test_mp4(struct recorder *r)
 	char id[UUID_STR_LEN] = "", path[1200];
 	recorder_start(r, &alice, "room-p", "mp4", "low", &rep);
 	CHECK_INT(rep.status, 200);
-	if (rep.body && str_of(rep.body, "recording_id"))
-		util_strlcpy(id, str_of(rep.body, "recording_id"), sizeof(id));
+	if (rep.body && itest_str_of(rep.body, "recording_id"))
+		util_strlcpy(id, itest_str_of(rep.body, "recording_id"), sizeof(id));
 	reply_reset(&rep);
 	time_sleep_ns(1500 * TIME_NS_PER_MS);
 	recorder_stop(r, &alice, "room-p", id, &rep);
@@ -531,26 +465,26 @@ static void test_mp4(struct recorder *r)
 	reply_reset(&rep);
 	CHECK_INT(recorder_drain(r, 20 * TIME_NS_PER_SEC), 0);
 	wait_final(r, &alice, "room-p", id, &rep, 10.0);
-	CHECK_STR(str_of(rep.body, "status"), "completed");
+	CHECK_STR(itest_str_of(rep.body, "status"), "completed");
 	char want[80];
 	snprintf(want, sizeof(want), "recording_%s.mp4", id);
-	CHECK_STR(str_of(rep.body, "file_name"), want);
+	CHECK_STR(itest_str_of(rep.body, "file_name"), want);
 	file_of(rep.body, path, sizeof(path));
 	struct stat sb;
-	CHECK(stat(path, &sb) == 0 && (double)sb.st_size == num_of(rep.body, "file_size_bytes"));
-	double probe = ffprobe_duration(path);
-	fprintf(stderr, "mp4: ffprobe %.3f s vs duration_seconds %.3f s\n", probe, num_of(rep.body, "duration_seconds"));
-	CHECK(fabs(probe - num_of(rep.body, "duration_seconds")) <= 0.050);
+	CHECK(stat(path, &sb) == 0 && (double)sb.st_size == itest_num_of(rep.body, "file_size_bytes"));
+	double probe = itest_ffprobe_duration(path);
+	fprintf(stderr, "mp4: ffprobe %.3f s vs duration_seconds %.3f s\n", probe, itest_num_of(rep.body, "duration_seconds"));
+	CHECK(fabs(probe - itest_num_of(rep.body, "duration_seconds")) <= 0.050);
 	const cJSON *m = cJSON_GetObjectItemCaseSensitive(rep.body, "metadata");
-	CHECK_STR(str_of(m, "video_codec"), "vp9");
-	CHECK_STR(str_of(m, "audio_codec"), "opus");
-	CHECK_STR(str_of(m, "thumbnail"), "thumbnail.jpg");
-	CHECK(str_of(m, "checksum") && strlen(str_of(m, "checksum")) == 64);
+	CHECK_STR(itest_str_of(m, "video_codec"), "vp9");
+	CHECK_STR(itest_str_of(m, "audio_codec"), "opus");
+	CHECK_STR(itest_str_of(m, "thumbnail"), "thumbnail.jpg");
+	CHECK(itest_str_of(m, "checksum") && strlen(itest_str_of(m, "checksum")) == 64);
 	CHECK(cJSON_GetObjectItemCaseSensitive(m, "processing") == NULL);
 	char other[1200];
-	snprintf(other, sizeof(other), "%s/recording_%s.mkv", str_of(rep.body, "local_path"), id);
+	snprintf(other, sizeof(other), "%s/recording_%s.mkv", itest_str_of(rep.body, "local_path"), id);
 	CHECK(stat(other, &sb) != 0);
-	snprintf(other, sizeof(other), "%s/thumbnail.jpg", str_of(rep.body, "local_path"));
+	snprintf(other, sizeof(other), "%s/thumbnail.jpg", itest_str_of(rep.body, "local_path"));
 	CHECK(stat(other, &sb) == 0 && sb.st_size > 500);
 	reply_reset(&rep);
 }
@@ -563,8 +497,8 @@ static void test_redis_outage(struct recorder *r, const char *storage)
 	char id[UUID_STR_LEN] = "", path[1200];
 	recorder_start(r, &alice, "room-o", "webm", "low", &rep);
 	CHECK_INT(rep.status, 200);
-	if (rep.body && str_of(rep.body, "recording_id"))
-		util_strlcpy(id, str_of(rep.body, "recording_id"), sizeof(id));
+	if (rep.body && itest_str_of(rep.body, "recording_id"))
+		util_strlcpy(id, itest_str_of(rep.body, "recording_id"), sizeof(id));
 	reply_reset(&rep);
 	time_sleep_ns(500 * TIME_NS_PER_MS);
 
@@ -582,38 +516,38 @@ static void test_redis_outage(struct recorder *r, const char *storage)
 	reply_reset(&rep);
 	recorder_status(r, &alice, "room-o", id, &rep);
 	CHECK_INT(rep.status, 200);
-	CHECK_STR(str_of(rep.body, "status"), "recording");
+	CHECK_STR(itest_str_of(rep.body, "status"), "recording");
 	reply_reset(&rep);
 	time_sleep_ns(500 * TIME_NS_PER_MS);
 
 	CHECK_INT(start_redis(), 0);
-	struct state *probe_st = connect_state("observer");
+	struct state *probe_st = itest_state_connect(redis_url, tmpdir, "observer");
 	/* The deferred writes land once Redis is back. */
 	cJSON *rec = NULL;
 	int64_t end = time_mono_ns() + 10 * TIME_NS_PER_SEC;
 	while (time_mono_ns() < end) {
 		cJSON_Delete(rec);
 		rec = probe_st ? state_get(probe_st, id) : NULL;
-		if (rec && str_of(rec, "resumed_at") && !cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(rec, "resumed_at")))
+		if (rec && itest_str_of(rec, "resumed_at") && !cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(rec, "resumed_at")))
 			break;
 		time_sleep_ns(100 * TIME_NS_PER_MS);
 	}
-	CHECK_STR(rec ? str_of(rec, "status") : NULL, "recording");
-	CHECK(rec && str_of(rec, "paused_at") && str_of(rec, "resumed_at"));
+	CHECK_STR(rec ? itest_str_of(rec, "status") : NULL, "recording");
+	CHECK(rec && itest_str_of(rec, "paused_at") && itest_str_of(rec, "resumed_at"));
 	cJSON_Delete(rec);
 
 	recorder_stop(r, &alice, "room-o", id, &rep);
 	CHECK_INT(rep.status, 200);
-	double dur = num_of(rep.body, "duration_seconds");
+	double dur = itest_num_of(rep.body, "duration_seconds");
 	reply_reset(&rep);
 	CHECK_INT(recorder_drain(r, 20 * TIME_NS_PER_SEC), 0);
 	wait_final(r, &alice, "room-o", id, &rep, 10.0);
-	CHECK_STR(str_of(rep.body, "status"), "completed");
+	CHECK_STR(itest_str_of(rep.body, "status"), "completed");
 	file_of(rep.body, path, sizeof(path));
-	CHECK(fabs(ffprobe_duration(path) - dur) <= 0.050);
+	CHECK(fabs(itest_ffprobe_duration(path) - dur) <= 0.050);
 	reply_reset(&rep);
 	rec = probe_st ? state_get(probe_st, id) : NULL;
-	CHECK_STR(rec ? str_of(rec, "status") : NULL, "completed");
+	CHECK_STR(rec ? itest_str_of(rec, "status") : NULL, "completed");
 	cJSON_Delete(rec);
 	CHECK_INT(probe_st ? state_active_count(probe_st) : -1, 0);
 	state_free(probe_st);
@@ -626,7 +560,7 @@ static void test_redis_outage(struct recorder *r, const char *storage)
 static void test_journal_resume(const char *storage)
 {
 	char err[256];
-	struct state *st = connect_state("node-j");
+	struct state *st = itest_state_connect(redis_url, tmpdir, "node-j");
 	struct config *c = make_config(storage);
 	struct recorder *r = st && c ? recorder_new(c, st, NULL, err, sizeof(err)) : NULL;
 	CHECK(r != NULL);
@@ -638,8 +572,8 @@ static void test_journal_resume(const char *storage)
 	struct recorder_reply rep = { 0 };
 	char id[UUID_STR_LEN] = "";
 	recorder_start(r, &alice, "room-j", "webm", "low", &rep);
-	if (rep.body && str_of(rep.body, "recording_id"))
-		util_strlcpy(id, str_of(rep.body, "recording_id"), sizeof(id));
+	if (rep.body && itest_str_of(rep.body, "recording_id"))
+		util_strlcpy(id, itest_str_of(rep.body, "recording_id"), sizeof(id));
 	reply_reset(&rep);
 	time_sleep_ns(1200 * TIME_NS_PER_MS);
 	recorder_stop(r, &alice, "room-j", id, &rep);
@@ -648,7 +582,7 @@ static void test_journal_resume(const char *storage)
 	recorder_free(r);
 
 	cJSON *rec = state_get(st, id);
-	CHECK_STR(rec ? str_of(rec, "status") : NULL, "completed");
+	CHECK_STR(rec ? itest_str_of(rec, "status") : NULL, "completed");
 	if (rec) {
 		state_record_set_str(rec, "status", "processing");
 		state_record_set_time(rec, "processed_at", 0);
@@ -673,8 +607,8 @@ static void test_journal_resume(const char *storage)
 	if (r) {
 		CHECK_INT(recorder_drain(r, 20 * TIME_NS_PER_SEC), 0);
 		wait_final(r, &alice, "room-j", id, &rep, 10.0);
-		CHECK_STR(str_of(rep.body, "status"), "completed");
-		CHECK(str_of(rep.body, "processed_at") != NULL);
+		CHECK_STR(itest_str_of(rep.body, "status"), "completed");
+		CHECK(itest_str_of(rep.body, "processed_at") != NULL);
 		reply_reset(&rep);
 		struct stat sb;
 		CHECK(stat(thumb, &sb) != 0); /* the thumbnail step was not run again */
@@ -693,7 +627,7 @@ static void test_journal_resume(const char *storage)
 static void test_disk_admission(const char *storage)
 {
 	char err[256];
-	struct state *st = connect_state("node-d");
+	struct state *st = itest_state_connect(redis_url, tmpdir, "node-d");
 	struct config *c = make_config(storage);
 	CHECK(c && config_set(c, "recorder.disk_reserve", "1000000G", err, sizeof(err)) == 0);
 	struct recorder *r = st && c ? recorder_new(c, st, NULL, err, sizeof(err)) : NULL;
@@ -702,7 +636,7 @@ static void test_disk_admission(const char *storage)
 		struct recorder_reply rep = { 0 };
 		recorder_start(r, &alice, "room-d", NULL, NULL, &rep);
 		CHECK_INT(rep.status, 507);
-		CHECK_STR(str_of(rep.body, "code"), "insufficient_storage");
+		CHECK_STR(itest_str_of(rep.body, "code"), "insufficient_storage");
 		reply_reset(&rep);
 		CHECK_INT(state_active_count(st), 0);
 		recorder_free(r);
@@ -716,7 +650,7 @@ static void test_disk_admission(const char *storage)
 static void test_user_limit(const char *storage)
 {
 	char err[256];
-	struct state *st = connect_state("node-u");
+	struct state *st = itest_state_connect(redis_url, tmpdir, "node-u");
 	struct config *c = make_config(storage);
 	CHECK(c && config_set(c, "max_recordings_per_user", "1", err, sizeof(err)) == 0);
 	struct recorder *r = st && c ? recorder_new(c, st, NULL, err, sizeof(err)) : NULL;
@@ -728,7 +662,7 @@ static void test_user_limit(const char *storage)
 		reply_reset(&rep);
 		recorder_start(r, &alice, "room-u", NULL, NULL, &rep);
 		CHECK_INT(rep.status, 400);
-		CHECK_STR(str_of(rep.body, "code"), "limit_reached");
+		CHECK_STR(itest_str_of(rep.body, "code"), "limit_reached");
 		reply_reset(&rep);
 		recorder_start(r, &bob, "room-u", NULL, NULL, &rep);
 		CHECK_INT(rep.status, 200);
@@ -759,9 +693,9 @@ static int count_entries(const char *dir)
 static void test_silent_source(const char *storage)
 {
 	char err[256], args[64];
-	struct state *st = connect_state("node-s");
+	struct state *st = itest_state_connect(redis_url, tmpdir, "node-s");
 	struct config *c = make_config(storage);
-	snprintf(args, sizeof(args), "video_port=%d", free_port());
+	snprintf(args, sizeof(args), "video_port=%d", itest_free_port());
 	CHECK(c && config_set(c, "room.silent.source", "rtp", err, sizeof(err)) == 0);
 	CHECK(c && config_set(c, "room.silent.args", args, err, sizeof(err)) == 0);
 	CHECK(c && config_set(c, "recorder.first_frame_timeout", "3s", err, sizeof(err)) == 0);
@@ -772,17 +706,17 @@ static void test_silent_source(const char *storage)
 		char id[UUID_STR_LEN] = "";
 		recorder_start(r, &alice, "silent", "webm", "low", &rep);
 		CHECK_INT(rep.status, 200);
-		CHECK_STR(rep.body ? str_of(rep.body, "status") : NULL, "pending");
-		if (rep.body && str_of(rep.body, "recording_id"))
-			util_strlcpy(id, str_of(rep.body, "recording_id"), sizeof(id));
+		CHECK_STR(rep.body ? itest_str_of(rep.body, "status") : NULL, "pending");
+		if (rep.body && itest_str_of(rep.body, "recording_id"))
+			util_strlcpy(id, itest_str_of(rep.body, "recording_id"), sizeof(id));
 		reply_reset(&rep);
 		recorder_stop(r, &alice, "silent", id, &rep);
 		CHECK_INT(rep.status, 400); /* nothing recorded yet to stop */
 		reply_reset(&rep);
 		CHECK_INT(state_active_count(st), 1);
 		wait_final(r, &alice, "silent", id, &rep, 5.0);
-		CHECK_STR(str_of(rep.body, "status"), "failed");
-		const char *e = str_of(rep.body, "error");
+		CHECK_STR(itest_str_of(rep.body, "status"), "failed");
+		const char *e = itest_str_of(rep.body, "error");
 		CHECK(e && strstr(e, "no media"));
 		reply_reset(&rep);
 		CHECK_INT(state_active_count(st), 0);
@@ -793,7 +727,7 @@ static void test_silent_source(const char *storage)
 		int before = count_entries(storage);
 		recorder_start(r, &alice, "broken", "webm", "low", &rep);
 		CHECK_INT(rep.status, 500);
-		CHECK_STR(rep.body ? str_of(rep.body, "code") : NULL, "pipeline_failed");
+		CHECK_STR(rep.body ? itest_str_of(rep.body, "code") : NULL, "pipeline_failed");
 		reply_reset(&rep);
 		CHECK_INT(count_entries(storage), before);
 		CHECK_INT(state_active_count(st), 0);
@@ -813,7 +747,7 @@ static void test_policy_hook(const char *storage)
 	struct policy_host_options po = { .dir = pdir };
 	struct policy_host *pol = policy_host_new(&po, err, sizeof(err));
 	CHECK(pol != NULL);
-	struct state *st = connect_state("node-p");
+	struct state *st = itest_state_connect(redis_url, tmpdir, "node-p");
 	struct config *c = make_config(storage);
 	struct recorder *r = pol && st && c ? recorder_new(c, st, pol, err, sizeof(err)) : NULL;
 	CHECK(r != NULL);
@@ -824,8 +758,8 @@ static void test_policy_hook(const char *storage)
 		char id[UUID_STR_LEN] = "";
 		recorder_start(r, &alice, "room-q", NULL, NULL, &rep);
 		CHECK_INT(rep.status, 200);
-		if (rep.body && str_of(rep.body, "recording_id"))
-			util_strlcpy(id, str_of(rep.body, "recording_id"), sizeof(id));
+		if (rep.body && itest_str_of(rep.body, "recording_id"))
+			util_strlcpy(id, itest_str_of(rep.body, "recording_id"), sizeof(id));
 		reply_reset(&rep);
 		recorder_pause(r, &bob, "room-q", id, &rep);
 		CHECK_INT(rep.status, 403);
@@ -858,7 +792,7 @@ static void test_disk_low(void)
 		fprintf(stderr, "test_disk_low: SKIPPED (cannot mount a tmpfs here)\n");
 		return;
 	}
-	struct state *st = connect_state("node-low");
+	struct state *st = itest_state_connect(redis_url, tmpdir, "node-low");
 	struct config *c = make_config(small);
 	CHECK(c && config_set(c, "recorder.disk_reserve", "0", err, sizeof(err)) == 0);
 	CHECK(c && config_set(c, "recorder.disk_low_water", "16M", err, sizeof(err)) == 0);
@@ -870,8 +804,8 @@ static void test_disk_low(void)
 		char id[UUID_STR_LEN] = "", path[1200];
 		recorder_start(r, &alice, "room-low", "webm", "low", &rep);
 		CHECK_INT(rep.status, 200);
-		if (rep.body && str_of(rep.body, "recording_id"))
-			util_strlcpy(id, str_of(rep.body, "recording_id"), sizeof(id));
+		if (rep.body && itest_str_of(rep.body, "recording_id"))
+			util_strlcpy(id, itest_str_of(rep.body, "recording_id"), sizeof(id));
 		reply_reset(&rep);
 		time_sleep_ns(800 * TIME_NS_PER_MS);
 		/* Leave about 12 MB free: below the 16 MB mark. */
@@ -881,9 +815,9 @@ static void test_disk_low(void)
 		CHECK(saw_event("recording_stopped", id, "\"reason\":\"disk_low\"", 3.0));
 		CHECK_INT(recorder_drain(r, 20 * TIME_NS_PER_SEC), 0);
 		wait_final(r, &alice, "room-low", id, &rep, 5.0);
-		CHECK_STR(str_of(rep.body, "status"), "completed");
+		CHECK_STR(itest_str_of(rep.body, "status"), "completed");
 		file_of(rep.body, path, sizeof(path));
-		CHECK(fabs(ffprobe_duration(path) - num_of(rep.body, "duration_seconds")) <= 0.050);
+		CHECK(fabs(itest_ffprobe_duration(path) - itest_num_of(rep.body, "duration_seconds")) <= 0.050);
 		reply_reset(&rep);
 		recorder_start(r, &alice, "room-low", "webm", "low", &rep);
 		CHECK_INT(rep.status, 507);
@@ -915,7 +849,7 @@ static int child_main(const char *url, const char *storage)
 	if (rep.status != 200)
 		return 1;
 	time_sleep_ns(1500 * TIME_NS_PER_MS);
-	printf("%s\n", str_of(rep.body, "recording_id"));
+	printf("%s\n", itest_str_of(rep.body, "recording_id"));
 	fflush(stdout);
 	for (;;)
 		pause();
@@ -952,9 +886,9 @@ static void test_recovery(const char *self, const char *storage)
 
 	/* The record still says recording and holds a slot: a phantom. */
 	char err[256];
-	struct state *st = connect_state("crashnode");
+	struct state *st = itest_state_connect(redis_url, tmpdir, "crashnode");
 	cJSON *rec = st ? state_get(st, id) : NULL;
-	CHECK_STR(rec ? str_of(rec, "status") : NULL, "recording");
+	CHECK_STR(rec ? itest_str_of(rec, "status") : NULL, "recording");
 	cJSON_Delete(rec);
 	CHECK_INT(state_active_count(st), 1);
 
@@ -967,15 +901,15 @@ static void test_recovery(const char *self, const char *storage)
 		CHECK_INT(recorder_drain(r, 10 * TIME_NS_PER_SEC), 0);
 		struct recorder_reply rep = { 0 };
 		wait_final(r, &alice, "room-k", id, &rep, 5.0);
-		CHECK_STR(str_of(rep.body, "status"), "completed");
+		CHECK_STR(itest_str_of(rep.body, "status"), "completed");
 		const cJSON *m = cJSON_GetObjectItemCaseSensitive(rep.body, "metadata");
 		CHECK(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(m, "recovered")));
-		double dur = num_of(rep.body, "duration_seconds");
+		double dur = itest_num_of(rep.body, "duration_seconds");
 		fprintf(stderr, "recovered %.3f s of a recording killed after ~1.5 s\n", dur);
 		CHECK(dur > 0.8 && dur < 2.5);
 		char path[1200];
 		file_of(rep.body, path, sizeof(path));
-		double probe = ffprobe_duration(path);
+		double probe = itest_ffprobe_duration(path);
 		CHECK(fabs(probe - dur) <= 0.050);
 		struct media_file_info info;
 		CHECK_INT(media_file_probe(path, &info, err, sizeof(err)), 0);
@@ -1006,7 +940,7 @@ int main(int argc, char **argv)
 	char storage[512], err[256];
 	snprintf(storage, sizeof(storage), "%s/rec", tmpdir);
 
-	struct state *st = connect_state("node-a");
+	struct state *st = itest_state_connect(redis_url, tmpdir, "node-a");
 	struct config *c = st ? make_config(storage) : NULL;
 	struct recorder *r = c ? recorder_new(c, st, NULL, err, sizeof(err)) : NULL;
 	CHECK(r != NULL);

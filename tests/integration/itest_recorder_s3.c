@@ -19,6 +19,8 @@
 #include "common_time.h"
 #include "common_util.h"
 #include "config.h"
+#include "itest_record.h"
+#include "itest_redis.h"
 #include "recorder.h"
 #include "s3/s3rver_harness.h"
 #include "state.h"
@@ -32,35 +34,7 @@ static pid_t redis_pid;
 
 static int start_redis(void)
 {
-	int port = s3rver_free_port();
-	char port_s[16];
-	snprintf(port_s, sizeof(port_s), "%d", port);
-	redis_pid = fork();
-	if (redis_pid == 0) {
-		int null = open("/dev/null", O_WRONLY);
-		if (null >= 0) {
-			dup2(null, 1);
-			dup2(null, 2);
-		}
-		execlp("redis-server", "redis-server", "--port", port_s, "--bind", "127.0.0.1", "--save", "",
-		       "--appendonly", "no", "--dir", tmpdir, (char *)NULL);
-		_exit(127);
-	}
-	snprintf(redis_url, sizeof(redis_url), "redis://127.0.0.1:%d", port);
-	return redis_pid > 0 ? 0 : -1;
-}
-
-static struct state *connect_state(const char *node)
-{
-	char err[256] = "";
-	for (int i = 0; i < 100; i++) {
-		struct state *st = state_new(redis_url, tmpdir, node, err, sizeof(err));
-		if (st)
-			return st;
-		time_sleep_ns(100 * TIME_NS_PER_MS);
-	}
-	fprintf(stderr, "cannot reach redis: %s\n", err);
-	return NULL;
+	return itest_redis_start(itest_free_port(), tmpdir, false, &redis_pid, redis_url, sizeof(redis_url));
 }
 
 static struct config *make_config(const char *storage, const char *access_key)
@@ -85,31 +59,6 @@ static struct config *make_config(const char *storage, const char *access_key)
 	return c;
 }
 
-static const char *str_of(const cJSON *o, const char *k)
-{
-	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
-	return cJSON_IsString(v) ? v->valuestring : NULL;
-}
-
-static double num_of(const cJSON *o, const char *k)
-{
-	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
-	return cJSON_IsNumber(v) ? v->valuedouble : NAN;
-}
-
-static double ffprobe_duration(const char *path)
-{
-	char cmd[1200];
-	snprintf(cmd, sizeof(cmd), "ffprobe -v error -show_entries format=duration -of csv=p=0 '%s'", path);
-	FILE *p = popen(cmd, "r");
-	double d = NAN;
-	if (p && fscanf(p, "%lf", &d) != 1)
-		d = NAN;
-	if (p)
-		pclose(p);
-	return d;
-}
-
 static const struct recorder_caller alice = { .user_id = "alice" };
 
 /* Records ~1 s and returns the final record (caller frees), or NULL. */
@@ -119,8 +68,8 @@ static cJSON *record_once(struct recorder *r, const char *room, const char *form
 	char id[UUID_STR_LEN] = "";
 	recorder_start(r, &alice, room, format, NULL, &rep);
 	CHECK_INT(rep.status, 200);
-	if (rep.body && str_of(rep.body, "recording_id"))
-		util_strlcpy(id, str_of(rep.body, "recording_id"), sizeof(id));
+	if (rep.body && itest_str_of(rep.body, "recording_id"))
+		util_strlcpy(id, itest_str_of(rep.body, "recording_id"), sizeof(id));
 	cJSON_Delete(rep.body);
 	time_sleep_ns(1000 * TIME_NS_PER_MS);
 	recorder_stop(r, &alice, room, id, &rep);
@@ -135,7 +84,7 @@ static cJSON *record_once(struct recorder *r, const char *room, const char *form
 static void test_upload(const char *storage)
 {
 	char err[256];
-	struct state *st = connect_state("node-s3");
+	struct state *st = itest_state_connect(redis_url, tmpdir, "node-s3");
 	struct config *c = make_config(storage, "S3RVER");
 	struct recorder *r = st && c ? recorder_new(c, st, NULL, err, sizeof(err)) : NULL;
 	if (!r)
@@ -143,16 +92,16 @@ static void test_upload(const char *storage)
 	CHECK(r != NULL);
 	if (r) {
 		cJSON *rec = record_once(r, "room-s3", "mp4");
-		CHECK_STR(str_of(rec, "status"), "completed");
-		const char *id = str_of(rec, "recording_id");
+		CHECK_STR(itest_str_of(rec, "status"), "completed");
+		const char *id = itest_str_of(rec, "recording_id");
 		char key[200];
 		snprintf(key, sizeof(key), "rec/%s/recording_%s.mp4", id ? id : "", id ? id : "");
-		CHECK_STR(str_of(rec, "s3_key"), key);
-		CHECK_STR(str_of(rec, "storage_backend"), "s3");
+		CHECK_STR(itest_str_of(rec, "s3_key"), key);
+		CHECK_STR(itest_str_of(rec, "storage_backend"), "s3");
 		const cJSON *m = cJSON_GetObjectItemCaseSensitive(rec, "metadata");
 		CHECK(cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(m, "local_copy")));
 		char local[1200];
-		snprintf(local, sizeof(local), "%s/%s", str_of(rec, "local_path"), str_of(rec, "file_name"));
+		snprintf(local, sizeof(local), "%s/%s", itest_str_of(rec, "local_path"), itest_str_of(rec, "file_name"));
 		struct stat sb;
 		CHECK(stat(local, &sb) != 0); /* removed after the object was verified */
 
@@ -161,14 +110,14 @@ static void test_upload(const char *storage)
 		int64_t size = -1;
 		char etag[128];
 		CHECK_INT(s3 ? storage_s3_head(s3, key, &size, etag, sizeof(etag), err, sizeof(err)) : -1, 0);
-		CHECK_INT(size, (long long)num_of(rec, "file_size_bytes"));
+		CHECK_INT(size, (long long)itest_num_of(rec, "file_size_bytes"));
 		char back[600];
 		snprintf(back, sizeof(back), "%s/back.mp4", tmpdir);
 		CHECK_INT(s3 ? storage_s3_get_file(s3, key, back, err, sizeof(err)) : -1, 0);
-		double probe = ffprobe_duration(back);
+		double probe = itest_ffprobe_duration(back);
 		fprintf(stderr, "object from S3: ffprobe %.3f s, duration_seconds %.3f s\n", probe,
-			num_of(rec, "duration_seconds"));
-		CHECK(fabs(probe - num_of(rec, "duration_seconds")) <= 0.050);
+			itest_num_of(rec, "duration_seconds"));
+		CHECK(fabs(probe - itest_num_of(rec, "duration_seconds")) <= 0.050);
 		storage_s3_free(s3);
 		cJSON_Delete(rec);
 		recorder_free(r);
@@ -180,19 +129,19 @@ static void test_upload(const char *storage)
 static void test_bad_key(const char *storage)
 {
 	char err[256];
-	struct state *st = connect_state("node-s3-bad");
+	struct state *st = itest_state_connect(redis_url, tmpdir, "node-s3-bad");
 	struct config *c = make_config(storage, "NOBODY_KNOWS_THIS_KEY");
 	struct recorder *r = st && c ? recorder_new(c, st, NULL, err, sizeof(err)) : NULL;
 	CHECK(r != NULL);
 	if (r) {
 		cJSON *rec = record_once(r, "room-s3", "webm");
-		CHECK_STR(str_of(rec, "status"), "failed");
-		const char *e = str_of(rec, "error");
+		CHECK_STR(itest_str_of(rec, "status"), "failed");
+		const char *e = itest_str_of(rec, "error");
 		fprintf(stderr, "error with an unknown key: %s\n", e ? e : "(null)");
 		CHECK(e && strstr(e, "upload") && strstr(e, "InvalidAccessKeyId"));
 		CHECK(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(rec, "s3_key")));
 		char local[1200];
-		snprintf(local, sizeof(local), "%s/%s", str_of(rec, "local_path"), str_of(rec, "file_name"));
+		snprintf(local, sizeof(local), "%s/%s", itest_str_of(rec, "local_path"), itest_str_of(rec, "file_name"));
 		struct stat sb;
 		CHECK(stat(local, &sb) == 0 && sb.st_size > 1000); /* the only copy is kept */
 		cJSON_Delete(rec);

@@ -14,6 +14,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "itest_port.h"
+
 struct s3rver {
 	pid_t pid;
 	int port;
@@ -25,17 +27,7 @@ struct s3rver {
 /* A port the kernel considers free right now. */
 static inline int s3rver_free_port(void)
 {
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	socklen_t l = sizeof(a);
-	if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 ||
-	    getsockname(fd, (struct sockaddr *)&a, &l) < 0) {
-		if (fd >= 0)
-			close(fd);
-		return -1;
-	}
-	close(fd);
-	return ntohs(a.sin_port);
+	return itest_free_port();
 }
 
 /* Starts (or restarts, keeping port and directory) the server and waits for
