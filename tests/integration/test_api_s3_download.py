@@ -12,7 +12,7 @@ import urllib.error
 import urllib.request
 import uuid
 
-from edgerec_harness import (Edgerec, Redis, free_port, mktemp, run_tests, start_process, stop_process,
+from edgerec_harness import (Edgerec, Redis, free_port, mktemp, run_tests, start_s3rver, stop_process,
                              wait_until)
 
 BUCKET = "edgerec-test"
@@ -25,14 +25,9 @@ class Ctx:
 def setup():
     c = Ctx()
     c.redis = Redis().start()
-    src = os.environ.get("EDGEREC_SOURCE_DIR") or os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
     c.s3_dir = mktemp("s3rver")
     c.s3_port = free_port()
-    c.s3 = start_process(["sh", os.path.join(src, "tests", "support", "s3", "start"), str(c.s3_port), c.s3_dir, BUCKET],
-                  os.path.join(c.s3_dir, "s3rver.log"))
-    wait_until(lambda: b"ready" in open(os.path.join(c.s3_dir, "s3rver.log"), "rb").read() or c.s3.poll() is not None,
-               timeout=60, what="s3rver")
-    assert c.s3.poll() is None, open(os.path.join(c.s3_dir, "s3rver.log")).read()
+    c.s3 = start_s3rver(c.s3_port, c.s3_dir, BUCKET)
     c.node = Edgerec(redis=c.redis, name="s3node", config={
         "default_quality": "low", "storage_backend": "s3", "s3_bucket": BUCKET,
         "s3.endpoint": "http://127.0.0.1:%d" % c.s3_port, "s3.path_style": "true",

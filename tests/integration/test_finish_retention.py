@@ -15,7 +15,7 @@ import os
 import time
 import uuid
 
-from edgerec_harness import (Edgerec, Redis, free_port, mktemp, run_tests, start_process, stop_process,
+from edgerec_harness import (Edgerec, Redis, free_port, mktemp, run_tests, start_s3rver, stop_process,
                              wait_until)
 
 BUCKET = "edgerec-retention"
@@ -28,14 +28,9 @@ class Ctx:
 def setup():
     c = Ctx()
     c.redis = Redis().start()
-    src = os.environ.get("EDGEREC_SOURCE_DIR") or os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
     c.s3_dir = mktemp("s3rver")
     c.s3_port = free_port()
-    log = os.path.join(c.s3_dir, "s3rver.log")
-    c.s3 = start_process(["sh", os.path.join(src, "tests", "support", "s3", "start"), str(c.s3_port), c.s3_dir, BUCKET],
-                         log)
-    wait_until(lambda: b"ready" in open(log, "rb").read() or c.s3.poll() is not None, timeout=60, what="s3rver")
-    assert c.s3.poll() is None, open(log).read()
+    c.s3 = start_s3rver(c.s3_port, c.s3_dir, BUCKET)
     c.storage = mktemp("retention-recordings")
     c.local = Edgerec(redis=c.redis, name="localnode", storage=c.storage,
                       config={"default_quality": "low", "storage_backend": "local"})

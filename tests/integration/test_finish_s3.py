@@ -23,7 +23,7 @@ import threading
 import time
 import uuid
 
-from edgerec_harness import (Edgerec, Redis, free_port, mktemp, run_tests, start_process, stop_process,
+from edgerec_harness import (Edgerec, Redis, free_port, mktemp, run_tests, start_s3rver, stop_process,
                              wait_until, ws_next)
 
 BUCKET = "edgerec-cancel"
@@ -110,14 +110,7 @@ def objects(c):
 
 
 def start_s3(c):
-    src = os.environ.get("EDGEREC_SOURCE_DIR") or os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
-    log = os.path.join(c.s3_dir, "s3rver.log")
-    before = open(log, "rb").read().count(b"ready") if os.path.exists(log) else 0
-    c.s3 = start_process(["sh", os.path.join(src, "tests", "support", "s3", "start"), str(c.s3_port), c.s3_dir, BUCKET],
-                         log)
-    wait_until(lambda: open(log, "rb").read().count(b"ready") > before or c.s3.poll() is not None,
-               timeout=60, what="s3rver")
-    assert c.s3.poll() is None, open(log).read()
+    c.s3 = start_s3rver(c.s3_port, c.s3_dir, BUCKET)
 
 
 def setup():

@@ -567,7 +567,23 @@ def stop_process(p, timeout=15.0):
     return _stop(p, signal.SIGTERM, timeout=timeout)
 
 
-__all__ += ["start_process", "stop_process"]
+def start_s3rver(port, data_dir, bucket):
+    """Starts the test S3 server (tests/support/s3/start) on 127.0.0.1:'port'
+    with its objects under 'data_dir' and 'bucket' created, output appended to
+    data_dir/s3rver.log, and waits for its next "ready" line (a restart on the
+    same directory waits for its own). Returns the Popen, which cleanup()
+    stops; fails the test when the server exits instead."""
+    src = os.environ.get("EDGEREC_SOURCE_DIR") or os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
+    log = os.path.join(data_dir, "s3rver.log")
+    before = open(log, "rb").read().count(b"ready") if os.path.exists(log) else 0
+    p = start_process(["sh", os.path.join(src, "tests", "support", "s3", "start"), str(port), data_dir, bucket], log)
+    wait_until(lambda: open(log, "rb").read().count(b"ready") > before or p.poll() is not None,
+               timeout=60, what="s3rver")
+    assert p.poll() is None, open(log).read()
+    return p
+
+
+__all__ += ["start_process", "stop_process", "start_s3rver"]
 
 
 def run_tests(namespace, setup=None, teardown=None):
