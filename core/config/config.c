@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "common_log.h"
+#include "common_err.h"
 #include "common_util.h"
 #include "config.h"
 
@@ -46,18 +47,6 @@ struct config {
 	size_t nretired, capretired;
 };
 
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-	if (!err || !errlen)
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
 
 /* ---- parsers for the value types ------------------------------------ */
 
@@ -223,14 +212,14 @@ static int value_check(const struct config_option *o, const char *key, const cha
 	default: r = -1; break;
 	}
 	if (strlen(value) > CONFIG_VALUE_MAX) {
-		seterr(err, errlen, "%s: value longer than %d bytes", key, CONFIG_VALUE_MAX);
+		err_set(err, errlen, "%s: value longer than %d bytes", key, CONFIG_VALUE_MAX);
 		return -1;
 	}
 	if (r < 0) {
 		const char *hint = o->type == CONFIG_SIZE ? " (e.g. 512, 10M, 2G)"
 			: o->type == CONFIG_DURATION ? " (e.g. 30s, 250ms, 5m, 2h)"
 			: o->type == CONFIG_BOOL ? " (true/false)" : "";
-		seterr(err, errlen, "%s: '%.64s' is not a valid %s%s", key, value,
+		err_set(err, errlen, "%s: '%.64s' is not a valid %s%s", key, value,
 		       type_name(o->type), hint);
 		return -1;
 	}
@@ -396,18 +385,18 @@ static int check_pair(const struct config *c, const char *key, const char *value
 		      const struct config_option **optp, char *err, size_t errlen)
 {
 	if (!key_valid(key, false)) {
-		seterr(err, errlen, "malformed option name '%.64s'", key);
+		err_set(err, errlen, "malformed option name '%.64s'", key);
 		return -1;
 	}
 	const struct config_option *o = opt_find(c, key);
 	if (!o && !c->allow_unknown) {
-		seterr(err, errlen, "unknown option '%s'", key);
+		err_set(err, errlen, "unknown option '%s'", key);
 		return -1;
 	}
 	if (o && value_check(o, key, value, err, errlen) < 0)
 		return -1;
 	if (!o && strlen(value) > CONFIG_VALUE_MAX) {
-		seterr(err, errlen, "%s: value longer than %d bytes", key, CONFIG_VALUE_MAX);
+		err_set(err, errlen, "%s: value longer than %d bytes", key, CONFIG_VALUE_MAX);
 		return -1;
 	}
 	*optp = o;
@@ -617,7 +606,7 @@ static char *parse_value(char *s, char *err, size_t errlen)
 	char *out = s, *p = s + 1;
 	for (;;) {
 		if (*p == '\0') {
-			seterr(err, errlen, "unterminated quoted value");
+			err_set(err, errlen, "unterminated quoted value");
 			return NULL;
 		}
 		if (*p == '"')
@@ -625,7 +614,7 @@ static char *parse_value(char *s, char *err, size_t errlen)
 		if (*p == '\\') {
 			p++;
 			if (*p != '"' && *p != '\\') {
-				seterr(err, errlen, "unknown escape in quoted value (only \\\" and \\\\)");
+				err_set(err, errlen, "unknown escape in quoted value (only \\\" and \\\\)");
 				return NULL;
 			}
 		}
@@ -633,7 +622,7 @@ static char *parse_value(char *s, char *err, size_t errlen)
 	}
 	char *rest = trim(p + 1);
 	if (*rest && *rest != '#') {
-		seterr(err, errlen, "text after the closing quote");
+		err_set(err, errlen, "text after the closing quote");
 		return NULL;
 	}
 	*out = '\0';
@@ -658,17 +647,17 @@ static int parse_text(const struct config *c, const char *name, const char *text
 		pos += l + (nl ? 1 : 0);
 		lineno++;
 		if (memchr(start, '\0', l)) {
-			seterr(err, errlen, "%s:%u: NUL byte in line", name, lineno);
+			err_set(err, errlen, "%s:%u: NUL byte in line", name, lineno);
 			goto out;
 		}
 		if (l > CONFIG_VALUE_MAX + CONFIG_KEY_MAX + 16) {
-			seterr(err, errlen, "%s:%u: line too long", name, lineno);
+			err_set(err, errlen, "%s:%u: line too long", name, lineno);
 			goto out;
 		}
 		free(line);
 		line = malloc(l + 1);
 		if (!line) {
-			seterr(err, errlen, "%s:%u: out of memory", name, lineno);
+			err_set(err, errlen, "%s:%u: out of memory", name, lineno);
 			goto out;
 		}
 		memcpy(line, start, l);
@@ -679,18 +668,18 @@ static int parse_text(const struct config *c, const char *name, const char *text
 		if (*s == '[') {
 			char *close = strchr(s, ']');
 			if (!close) {
-				seterr(err, errlen, "%s:%u: section header without ']'", name, lineno);
+				err_set(err, errlen, "%s:%u: section header without ']'", name, lineno);
 				goto out;
 			}
 			*close = '\0';
 			char *rest = trim(close + 1);
 			if (*rest && *rest != '#') {
-				seterr(err, errlen, "%s:%u: text after section header", name, lineno);
+				err_set(err, errlen, "%s:%u: text after section header", name, lineno);
 				goto out;
 			}
 			char *sec = trim(s + 1);
 			if (*sec && !key_valid(sec, false)) {
-				seterr(err, errlen, "%s:%u: malformed section name '%.64s'", name, lineno, sec);
+				err_set(err, errlen, "%s:%u: malformed section name '%.64s'", name, lineno, sec);
 				goto out;
 			}
 			if (*sec)
@@ -701,35 +690,35 @@ static int parse_text(const struct config *c, const char *name, const char *text
 		}
 		char *eq = strchr(s, '=');
 		if (!eq) {
-			seterr(err, errlen, "%s:%u: expected 'key = value'", name, lineno);
+			err_set(err, errlen, "%s:%u: expected 'key = value'", name, lineno);
 			goto out;
 		}
 		*eq = '\0';
 		char *key = trim(s);
 		if (!*key) {
-			seterr(err, errlen, "%s:%u: missing option name before '='", name, lineno);
+			err_set(err, errlen, "%s:%u: missing option name before '='", name, lineno);
 			goto out;
 		}
 		char *value = parse_value(eq + 1, why, sizeof(why));
 		if (!value) {
-			seterr(err, errlen, "%s:%u: %s", name, lineno, why);
+			err_set(err, errlen, "%s:%u: %s", name, lineno, why);
 			goto out;
 		}
 		char full[2 * CONFIG_KEY_MAX + 4];
 		if (strlen(prefix) + strlen(key) > CONFIG_KEY_MAX) {
-			seterr(err, errlen, "%s:%u: option name too long", name, lineno);
+			err_set(err, errlen, "%s:%u: option name too long", name, lineno);
 			goto out;
 		}
 		snprintf(full, sizeof(full), "%s%s", prefix, key);
 		const struct config_option *opt;
 		if (check_pair(c, full, value, &opt, why, sizeof(why)) < 0) {
-			seterr(err, errlen, "%s:%u: %s", name, lineno, why);
+			err_set(err, errlen, "%s:%u: %s", name, lineno, why);
 			goto out;
 		}
 		char origin[512];
 		snprintf(origin, sizeof(origin), "%s:%u", name, lineno);
 		if (plist_push(out, full, value, origin, opt) < 0) {
-			seterr(err, errlen, "%s:%u: out of memory", name, lineno);
+			err_set(err, errlen, "%s:%u: out of memory", name, lineno);
 			goto out;
 		}
 	}
@@ -745,7 +734,7 @@ int config_load_string(struct config *c, const char *name, const char *text, siz
 	struct plist pend = { 0 };
 	int rc = -1;
 	if (!c || !text) {
-		seterr(err, errlen, "no configuration text");
+		err_set(err, errlen, "no configuration text");
 		return -1;
 	}
 	if (!name)
@@ -754,7 +743,7 @@ int config_load_string(struct config *c, const char *name, const char *text, siz
 	if (parse_text(c, name, text, len, &pend, err, errlen) < 0)
 		goto out;
 	if (plist_apply(c, &pend) < 0) {
-		seterr(err, errlen, "%s: out of memory while applying", name);
+		err_set(err, errlen, "%s: out of memory while applying", name);
 		goto out;
 	}
 	rc = 0;
@@ -768,12 +757,12 @@ int config_load_file(struct config *c, const char *path, char *err, size_t errle
 {
 	size_t len = 0;
 	if (!path) {
-		seterr(err, errlen, "no configuration file given");
+		err_set(err, errlen, "no configuration file given");
 		return -1;
 	}
 	char *text = util_read_file(path, &len);
 	if (!text) {
-		seterr(err, errlen, "%s: %s", path, strerror(errno));
+		err_set(err, errlen, "%s: %s", path, strerror(errno));
 		return -1;
 	}
 	int rc = config_load_string(c, path, text, len, err, errlen);
@@ -808,12 +797,12 @@ static int env_take(const struct config *c, const char *var, const char *key, co
 		LOG_WARN(&log_cfg, "ignoring %s: %s", var, why);
 		if (!strict)
 			return 0;
-		seterr(err, errlen, "%s: %s", var, why);
+		err_set(err, errlen, "%s: %s", var, why);
 		return -1;
 	}
 	snprintf(origin, sizeof(origin), "env %s", var);
 	if (plist_push(out, key, value, origin, opt) < 0) {
-		seterr(err, errlen, "%s: out of memory", var);
+		err_set(err, errlen, "%s: out of memory", var);
 		return -1;
 	}
 	return 0;
@@ -871,7 +860,7 @@ static int apply_env(struct config *c, bool strict, char *err, size_t errlen)
 	if (collect_env(c, &pend, strict, err, errlen) < 0)
 		goto out;
 	if (plist_apply(c, &pend) < 0) {
-		seterr(err, errlen, "out of memory");
+		err_set(err, errlen, "out of memory");
 		goto out;
 	}
 	rc = 0;
@@ -921,12 +910,12 @@ int config_reload_file(struct config *c, const char *path, char *err, size_t err
 	char *text = NULL;
 
 	if (!c || !path) {
-		seterr(err, errlen, "no configuration file given");
+		err_set(err, errlen, "no configuration file given");
 		return -1;
 	}
 	text = util_read_file(path, &len);
 	if (!text) {
-		seterr(err, errlen, "%s: %s", path, strerror(errno));
+		err_set(err, errlen, "%s: %s", path, strerror(errno));
 		return -1;
 	}
 	pthread_rwlock_wrlock(&c->lock);
@@ -972,7 +961,7 @@ int config_reload_file(struct config *c, const char *path, char *err, size_t err
 	LOG_INFO(&log_cfg, "reloaded %s: %d value%s changed", path, changed, changed == 1 ? "" : "s");
 	goto out;
 oom:
-	seterr(err, errlen, "%s: out of memory while reloading", path);
+	err_set(err, errlen, "%s: out of memory while reloading", path);
 out:
 	pthread_rwlock_unlock(&c->lock);
 	for (size_t i = 0; i < fresh.nentries; i++) {
@@ -995,14 +984,14 @@ int config_set(struct config *c, const char *key, const char *value, char *err, 
 	const struct config_option *opt;
 	int rc = -1;
 	if (!c || !key || !value) {
-		seterr(err, errlen, "missing option name or value");
+		err_set(err, errlen, "missing option name or value");
 		return -1;
 	}
 	pthread_rwlock_wrlock(&c->lock);
 	if (check_pair(c, key, value, &opt, err, errlen) < 0)
 		goto out;
 	if (entry_store(c, key, value, "set", opt) < 0) {
-		seterr(err, errlen, "out of memory");
+		err_set(err, errlen, "out of memory");
 		goto out;
 	}
 	rc = 0;

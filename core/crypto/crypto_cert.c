@@ -19,6 +19,7 @@
 #include <mbedtls/x509_crt.h>
 
 #include "common_log.h"
+#include "common_err.h"
 #include "common_util.h"
 #include "crypto.h"
 #include "crypto_internal.h"
@@ -29,18 +30,6 @@ static struct log_handle log_cert = LOG_HANDLE("crypto/cert");
 #define SECRET_RANDOM_BYTES 32
 #define SECRET_FILE_MAX 4096
 
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-	if (!err || !errlen)
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
 
 static int write_all(int fd, const void *data, size_t len)
 {
@@ -126,7 +115,7 @@ static int secret_read(const char *path, char *out, size_t outlen, char *err, si
 	if (fd < 0) {
 		if (errno == ENOENT)
 			return -ENOENT;
-		seterr(err, errlen, "%s: %s", path, strerror(errno));
+		err_set(err, errlen, "%s: %s", path, strerror(errno));
 		return -1;
 	}
 	if (fstat(fd, &st) == 0 && (st.st_mode & 077))
@@ -137,7 +126,7 @@ static int secret_read(const char *path, char *out, size_t outlen, char *err, si
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
-			seterr(err, errlen, "%s: %s", path, strerror(errno));
+			err_set(err, errlen, "%s: %s", path, strerror(errno));
 			close(fd);
 			return -1;
 		}
@@ -145,14 +134,14 @@ static int secret_read(const char *path, char *out, size_t outlen, char *err, si
 			break;
 		len += (size_t)n;
 		if (len == sizeof(buf) - 1) {
-			seterr(err, errlen, "%s: secret file larger than %d bytes", path, SECRET_FILE_MAX);
+			err_set(err, errlen, "%s: secret file larger than %d bytes", path, SECRET_FILE_MAX);
 			close(fd);
 			return -1;
 		}
 	}
 	close(fd);
 	if (memchr(buf, '\0', len)) {
-		seterr(err, errlen, "%s: NUL byte in secret", path);
+		err_set(err, errlen, "%s: NUL byte in secret", path);
 		return -1;
 	}
 	buf[len] = '\0';
@@ -163,11 +152,11 @@ static int secret_read(const char *path, char *out, size_t outlen, char *err, si
 	while (n && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\n' || s[n - 1] == '\r'))
 		s[--n] = '\0';
 	if (!n) {
-		seterr(err, errlen, "%s: empty secret", path);
+		err_set(err, errlen, "%s: empty secret", path);
 		return -1;
 	}
 	if (n + 1 > outlen) {
-		seterr(err, errlen, "%s: secret longer than %zu bytes", path, outlen ? outlen - 1 : 0);
+		err_set(err, errlen, "%s: secret longer than %zu bytes", path, outlen ? outlen - 1 : 0);
 		return -1;
 	}
 	memcpy(out, s, n + 1);
@@ -182,7 +171,7 @@ int crypto_load_or_create_secret(const char *path, bool create, char *out, size_
 	int rc = -1;
 
 	if (!path || !out || !outlen) {
-		seterr(err, errlen, "no secret file given");
+		err_set(err, errlen, "no secret file given");
 		return -1;
 	}
 	int r = secret_read(path, out, outlen, err, errlen);
@@ -191,35 +180,35 @@ int crypto_load_or_create_secret(const char *path, bool create, char *out, size_
 	if (r != -ENOENT)
 		return -1;
 	if (!create) {
-		seterr(err, errlen, "%s does not exist", path);
+		err_set(err, errlen, "%s does not exist", path);
 		return -1;
 	}
 	if (crypto_random(raw, sizeof(raw)) < 0) {
-		seterr(err, errlen, "no random bytes for a new secret");
+		err_set(err, errlen, "no random bytes for a new secret");
 		goto out;
 	}
 	text = crypto_base64url_encode(raw, sizeof(raw));
 	if (!text) {
-		seterr(err, errlen, "out of memory");
+		err_set(err, errlen, "out of memory");
 		goto out;
 	}
 	size_t n = strlen(text);
 	if (n + 1 > outlen) {
-		seterr(err, errlen, "secret buffer too small (%zu bytes)", outlen);
+		err_set(err, errlen, "secret buffer too small (%zu bytes)", outlen);
 		goto out;
 	}
 	text[n] = '\n';
 	tmp = write_temp(path, text, n + 1, 0600);
 	text[n] = '\0';
 	if (!tmp) {
-		seterr(err, errlen, "%s: %s", path, strerror(errno));
+		err_set(err, errlen, "%s: %s", path, strerror(errno));
 		goto out;
 	}
 	/* link() fails when another process created the file meanwhile: then
 	 * both use the one that won. */
 	if (link(tmp, path) < 0) {
 		if (errno != EEXIST) {
-			seterr(err, errlen, "%s: %s", path, strerror(errno));
+			err_set(err, errlen, "%s: %s", path, strerror(errno));
 			goto out;
 		}
 		rc = secret_read(path, out, outlen, err, errlen) == 0 ? 0 : -1;
@@ -325,11 +314,11 @@ int crypto_selfsigned_cert(const char *cert_path, const char *key_path, const ch
 	if (!cn)
 		cn = "localhost";
 	if (!cert_path || !key_path) {
-		seterr(err, errlen, "certificate and key paths are required");
+		err_set(err, errlen, "certificate and key paths are required");
 		return -1;
 	}
 	if (!cn_valid(cn)) {
-		seterr(err, errlen, "certificate name '%.64s' is not a host name or address", cn);
+		err_set(err, errlen, "certificate name '%.64s' is not a host name or address", cn);
 		return -1;
 	}
 	mbedtls_pk_init(&key);
@@ -338,12 +327,12 @@ int crypto_selfsigned_cert(const char *cert_path, const char *key_path, const ch
 
 	pem = calloc(1, pem_cap);
 	if (!pem) {
-		seterr(err, errlen, "out of memory");
+		err_set(err, errlen, "out of memory");
 		goto out;
 	}
 	if ((r = mbedtls_pk_setup(&key, mbedtls_pk_info_from_type(MBEDTLS_PK_ECKEY))) != 0 ||
 	    (r = mbedtls_ecp_gen_key(MBEDTLS_ECP_DP_SECP256R1, mbedtls_pk_ec(key), crypto_rng_cb, NULL)) != 0) {
-		seterr(err, errlen, "generating the EC P-256 key failed (-0x%04x)", (unsigned)-r);
+		err_set(err, errlen, "generating the EC P-256 key failed (-0x%04x)", (unsigned)-r);
 		goto out;
 	}
 
@@ -357,13 +346,13 @@ int crypto_selfsigned_cert(const char *cert_path, const char *key_path, const ch
 	snprintf(subject, sizeof(subject), "CN=%s,O=edgerec", cn);
 
 	if (crypto_random(serial_raw, sizeof(serial_raw)) < 0) {
-		seterr(err, errlen, "no random bytes for the serial number");
+		err_set(err, errlen, "no random bytes for the serial number");
 		goto out;
 	}
 	serial_raw[0] &= 0x7f; /* a positive INTEGER */
 	serial_raw[0] |= 0x01;
 	if (san_build(san, sizeof(san), cn, &san_der, &san_len) < 0) {
-		seterr(err, errlen, "building subjectAltName failed");
+		err_set(err, errlen, "building subjectAltName failed");
 		goto out;
 	}
 
@@ -384,27 +373,27 @@ int crypto_selfsigned_cert(const char *cert_path, const char *key_path, const ch
 	    (r = mbedtls_x509write_crt_set_extension(&crt, MBEDTLS_OID_SUBJECT_ALT_NAME,
 						     MBEDTLS_OID_SIZE(MBEDTLS_OID_SUBJECT_ALT_NAME), 0,
 						     san_der, san_len)) != 0) {
-		seterr(err, errlen, "building the certificate failed (-0x%04x)", (unsigned)-r);
+		err_set(err, errlen, "building the certificate failed (-0x%04x)", (unsigned)-r);
 		goto out;
 	}
 
 	/* The key first: a certificate without its key is useless, and the
 	 * key file must never be readable by others, even briefly. */
 	if ((r = mbedtls_pk_write_key_pem(&key, pem, pem_cap)) != 0) {
-		seterr(err, errlen, "writing the key as PEM failed (-0x%04x)", (unsigned)-r);
+		err_set(err, errlen, "writing the key as PEM failed (-0x%04x)", (unsigned)-r);
 		goto out;
 	}
 	if ((r = crypto_write_file_atomic(key_path, pem, strlen((char *)pem), 0600)) < 0) {
-		seterr(err, errlen, "%s: %s", key_path, strerror(-r));
+		err_set(err, errlen, "%s: %s", key_path, strerror(-r));
 		goto out;
 	}
 	memset(pem, 0, pem_cap);
 	if ((r = mbedtls_x509write_crt_pem(&crt, pem, pem_cap, crypto_rng_cb, NULL)) != 0) {
-		seterr(err, errlen, "signing the certificate failed (-0x%04x)", (unsigned)-r);
+		err_set(err, errlen, "signing the certificate failed (-0x%04x)", (unsigned)-r);
 		goto out;
 	}
 	if ((r = crypto_write_file_atomic(cert_path, pem, strlen((char *)pem), 0644)) < 0) {
-		seterr(err, errlen, "%s: %s", cert_path, strerror(-r));
+		err_set(err, errlen, "%s: %s", cert_path, strerror(-r));
 		goto out;
 	}
 	LOG_INFO(&log_cert, "generated a self-signed certificate for %s in %s", cn, cert_path);

@@ -13,6 +13,7 @@
 #include <mbedtls/pk.h>
 
 #include "common_log.h"
+#include "common_err.h"
 #include "crypto.h"
 #include "crypto_internal.h"
 #include "crypto_jwt.h"
@@ -45,18 +46,6 @@ struct crypto_jwt_keys {
 	uint8_t (*cache)[CRYPTO_SHA256_LEN]; /* direct-mapped, ES256_CACHE entries */
 };
 
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-	if (!err || !errlen)
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
 
 const char *crypto_jwt_strerror(int code)
 {
@@ -94,7 +83,7 @@ struct crypto_jwt_keys *crypto_jwt_keys_new_bin(const void *secret, size_t secre
 	struct crypto_jwt_keys *k = calloc(1, sizeof(*k));
 	int r;
 	if (!k) {
-		seterr(err, errlen, "out of memory");
+		err_set(err, errlen, "out of memory");
 		return NULL;
 	}
 	for (int i = 0; i < ES256_SLOTS; i++) {
@@ -105,7 +94,7 @@ struct crypto_jwt_keys *crypto_jwt_keys_new_bin(const void *secret, size_t secre
 	if (secret && secret_len) {
 		k->secret = malloc(secret_len);
 		if (!k->secret) {
-			seterr(err, errlen, "out of memory");
+			err_set(err, errlen, "out of memory");
 			goto fail;
 		}
 		memcpy(k->secret, secret, secret_len);
@@ -118,17 +107,17 @@ struct crypto_jwt_keys *crypto_jwt_keys_new_bin(const void *secret, size_t secre
 			r = mbedtls_pk_parse_public_key(&k->slots[i].pk, (const unsigned char *)es256_public_pem,
 							strlen(es256_public_pem) + 1);
 			if (r != 0) {
-				seterr(err, errlen, "ES256 public key: not a PEM public key (-0x%04x)", (unsigned)-r);
+				err_set(err, errlen, "ES256 public key: not a PEM public key (-0x%04x)", (unsigned)-r);
 				goto fail;
 			}
 			if (!pk_is_p256(&k->slots[i].pk)) {
-				seterr(err, errlen, "ES256 public key: not an EC P-256 key");
+				err_set(err, errlen, "ES256 public key: not an EC P-256 key");
 				goto fail;
 			}
 		}
 		k->cache = calloc(ES256_CACHE, sizeof(*k->cache));
 		if (!k->cache) {
-			seterr(err, errlen, "out of memory");
+			err_set(err, errlen, "out of memory");
 			goto fail;
 		}
 		k->has_es256 = true;
@@ -268,75 +257,75 @@ int crypto_jwt_verify(const struct crypto_jwt_keys *keys, const char *token, int
 	if (claims_out)
 		*claims_out = NULL;
 	if (!k || (!k->secret && !k->has_es256)) {
-		seterr(err, errlen, "no JWT verification key is configured");
+		err_set(err, errlen, "no JWT verification key is configured");
 		return CRYPTO_JWT_ENOKEY;
 	}
 	if (leeway_s < 0)
 		leeway_s = 0;
 	if (!token || !*token) {
-		seterr(err, errlen, "empty token");
+		err_set(err, errlen, "empty token");
 		return CRYPTO_JWT_EMALFORMED;
 	}
 	size_t len = strnlen(token, CRYPTO_JWT_MAX_LEN + 1);
 	if (len > CRYPTO_JWT_MAX_LEN) {
-		seterr(err, errlen, "token longer than %d bytes", CRYPTO_JWT_MAX_LEN);
+		err_set(err, errlen, "token longer than %d bytes", CRYPTO_JWT_MAX_LEN);
 		return CRYPTO_JWT_EMALFORMED;
 	}
 	const char *dot1 = memchr(token, '.', len);
 	const char *dot2 = dot1 ? memchr(dot1 + 1, '.', len - (size_t)(dot1 + 1 - token)) : NULL;
 	if (!dot1 || !dot2 || memchr(dot2 + 1, '.', len - (size_t)(dot2 + 1 - token))) {
-		seterr(err, errlen, "a token has three dot-separated parts");
+		err_set(err, errlen, "a token has three dot-separated parts");
 		return CRYPTO_JWT_EMALFORMED;
 	}
 	size_t hlen = (size_t)(dot1 - token), plen = (size_t)(dot2 - dot1 - 1);
 	size_t slen = len - (size_t)(dot2 + 1 - token), signed_len = (size_t)(dot2 - token);
 	if (!hlen || !plen) {
-		seterr(err, errlen, "empty token header or payload");
+		err_set(err, errlen, "empty token header or payload");
 		return CRYPTO_JWT_EMALFORMED;
 	}
 
 	header = decode_object(token, hlen);
 	if (!header) {
-		seterr(err, errlen, "token header is not base64url of a JSON object");
+		err_set(err, errlen, "token header is not base64url of a JSON object");
 		rc = CRYPTO_JWT_EMALFORMED;
 		goto out;
 	}
 	static const char *const header_names[] = { "alg", "crit", "typ" };
 	if (has_duplicate(header, header_names, 3)) {
-		seterr(err, errlen, "token header repeats a member");
+		err_set(err, errlen, "token header repeats a member");
 		rc = CRYPTO_JWT_EMALFORMED;
 		goto out;
 	}
 	const cJSON *alg = cJSON_GetObjectItemCaseSensitive(header, "alg");
 	if (!alg) {
-		seterr(err, errlen, "token header has no alg");
+		err_set(err, errlen, "token header has no alg");
 		rc = CRYPTO_JWT_EALG;
 		goto out;
 	}
 	if (!cJSON_IsString(alg) || !alg->valuestring) {
-		seterr(err, errlen, "token alg is not a string");
+		err_set(err, errlen, "token alg is not a string");
 		rc = CRYPTO_JWT_EALG;
 		goto out;
 	}
 	if (cJSON_GetObjectItemCaseSensitive(header, "crit")) {
-		seterr(err, errlen, "token header has critical extensions (crit) this server does not know");
+		err_set(err, errlen, "token header has critical extensions (crit) this server does not know");
 		rc = CRYPTO_JWT_EMALFORMED;
 		goto out;
 	}
 	bool hs = strcmp(alg->valuestring, "HS256") == 0;
 	bool es = strcmp(alg->valuestring, "ES256") == 0;
 	if (strcasecmp(alg->valuestring, "none") == 0) {
-		seterr(err, errlen, "alg none is not accepted");
+		err_set(err, errlen, "alg none is not accepted");
 		rc = CRYPTO_JWT_EALG;
 		goto out;
 	}
 	if (!hs && !es) {
-		seterr(err, errlen, "alg %.16s is not accepted (HS256 or ES256)", alg->valuestring);
+		err_set(err, errlen, "alg %.16s is not accepted (HS256 or ES256)", alg->valuestring);
 		rc = CRYPTO_JWT_EALG;
 		goto out;
 	}
 	if ((hs && !k->secret) || (es && !k->has_es256)) {
-		seterr(err, errlen, "alg %s is not accepted: no %s key is configured", alg->valuestring,
+		err_set(err, errlen, "alg %s is not accepted: no %s key is configured", alg->valuestring,
 		       hs ? "HS256 secret" : "ES256 public");
 		rc = CRYPTO_JWT_EALG;
 		goto out;
@@ -344,7 +333,7 @@ int crypto_jwt_verify(const struct crypto_jwt_keys *keys, const char *token, int
 
 	sig = slen ? crypto_base64url_decode(dot2 + 1, slen, &siglen) : NULL;
 	if (!sig) {
-		seterr(err, errlen, "token signature is missing or not base64url");
+		err_set(err, errlen, "token signature is missing or not base64url");
 		rc = slen ? CRYPTO_JWT_EMALFORMED : CRYPTO_JWT_ESIGNATURE;
 		goto out;
 	}
@@ -365,43 +354,43 @@ int crypto_jwt_verify(const struct crypto_jwt_keys *keys, const char *token, int
 		}
 	}
 	if (!good) {
-		seterr(err, errlen, "token signature does not verify");
+		err_set(err, errlen, "token signature does not verify");
 		rc = CRYPTO_JWT_ESIGNATURE;
 		goto out;
 	}
 
 	claims = decode_object(dot1 + 1, plen);
 	if (!claims) {
-		seterr(err, errlen, "token payload is not base64url of a JSON object");
+		err_set(err, errlen, "token payload is not base64url of a JSON object");
 		rc = CRYPTO_JWT_EMALFORMED;
 		goto out;
 	}
 	static const char *const claim_names[] = { "sub", "exp", "nbf", "iat" };
 	if (has_duplicate(claims, claim_names, 4)) {
-		seterr(err, errlen, "token payload repeats a claim");
+		err_set(err, errlen, "token payload repeats a claim");
 		rc = CRYPTO_JWT_EMALFORMED;
 		goto out;
 	}
 	const cJSON *sub = cJSON_GetObjectItemCaseSensitive(claims, "sub");
 	if (!cJSON_IsString(sub) || !sub->valuestring || !*sub->valuestring) {
-		seterr(err, errlen, "token has no sub (user id) string");
+		err_set(err, errlen, "token has no sub (user id) string");
 		rc = CRYPTO_JWT_ECLAIMS;
 		goto out;
 	}
 	bool has_exp, has_nbf;
 	double exp = 0, nbf = 0;
 	if (!numeric_claim(claims, "exp", &has_exp, &exp) || !numeric_claim(claims, "nbf", &has_nbf, &nbf)) {
-		seterr(err, errlen, "token exp/nbf must be numbers (seconds since 1970)");
+		err_set(err, errlen, "token exp/nbf must be numbers (seconds since 1970)");
 		rc = CRYPTO_JWT_ECLAIMS;
 		goto out;
 	}
 	if (has_exp && (double)now_s >= exp + leeway_s) {
-		seterr(err, errlen, "token expired %.0f s ago", (double)now_s - exp);
+		err_set(err, errlen, "token expired %.0f s ago", (double)now_s - exp);
 		rc = CRYPTO_JWT_EEXPIRED;
 		goto out;
 	}
 	if (has_nbf && (double)now_s < nbf - leeway_s) {
-		seterr(err, errlen, "token not valid for another %.0f s", nbf - (double)now_s);
+		err_set(err, errlen, "token not valid for another %.0f s", nbf - (double)now_s);
 		rc = CRYPTO_JWT_ENOTYET;
 		goto out;
 	}
@@ -485,21 +474,21 @@ char *crypto_jwt_sign_es256(const char *private_key_pem, const cJSON *claims, ch
 	mbedtls_mpi_init(&r);
 	mbedtls_mpi_init(&s);
 	if (!private_key_pem || !*private_key_pem) {
-		seterr(err, errlen, "no ES256 private key");
+		err_set(err, errlen, "no ES256 private key");
 		goto out;
 	}
 	if ((ret = mbedtls_pk_parse_key(&pk, (const unsigned char *)private_key_pem,
 					strlen(private_key_pem) + 1, NULL, 0)) != 0) {
-		seterr(err, errlen, "ES256 private key: not a PEM private key (-0x%04x)", (unsigned)-ret);
+		err_set(err, errlen, "ES256 private key: not a PEM private key (-0x%04x)", (unsigned)-ret);
 		goto out;
 	}
 	if (!pk_is_p256(&pk)) {
-		seterr(err, errlen, "ES256 private key: not an EC P-256 key");
+		err_set(err, errlen, "ES256 private key: not an EC P-256 key");
 		goto out;
 	}
 	input = signing_input("ES256", claims);
 	if (!input) {
-		seterr(err, errlen, "claims are not a JSON object");
+		err_set(err, errlen, "claims are not a JSON object");
 		goto out;
 	}
 	crypto_sha256(input, strlen(input), hash);
@@ -507,13 +496,13 @@ char *crypto_jwt_sign_es256(const char *private_key_pem, const cJSON *claims, ch
 	if ((ret = mbedtls_ecdsa_sign(&ec->grp, &r, &s, &ec->d, hash, sizeof(hash), crypto_rng_cb, NULL)) != 0 ||
 	    (ret = mbedtls_mpi_write_binary(&r, sig, ES256_PART)) != 0 ||
 	    (ret = mbedtls_mpi_write_binary(&s, sig + ES256_PART, ES256_PART)) != 0) {
-		seterr(err, errlen, "ECDSA signing failed (-0x%04x)", (unsigned)-ret);
+		err_set(err, errlen, "ECDSA signing failed (-0x%04x)", (unsigned)-ret);
 		goto out;
 	}
 	token = append_signature(input, sig, sizeof(sig));
 	input = NULL;
 	if (!token)
-		seterr(err, errlen, "out of memory");
+		err_set(err, errlen, "out of memory");
 out:
 	free(input);
 	mbedtls_mpi_free(&r);
