@@ -3,21 +3,19 @@
  * threads that start together and call state_admit. With a global limit of
  * 10 exactly 10 are admitted; with a per-user limit of 3 for one user,
  * exactly 3; with 5 users, limit 2 each and 10 overall, exactly 2 each. */
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "check.h"
 #include "common_time.h"
 #include "common_util.h"
+#include "itest_port.h"
 #include "state.h"
 
 #define THREADS 50
@@ -138,21 +136,10 @@ static int run_round(const struct round *r)
 	return total < 0 ? -1 : total;
 }
 
-static int free_port(void)
-{
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	socklen_t len = sizeof a;
-	if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) || getsockname(fd, (struct sockaddr *)&a, &len))
-		return -1;
-	close(fd);
-	return ntohs(a.sin_port);
-}
-
 int main(void)
 {
 	char dir[] = "/tmp/itest_state_race.XXXXXX", portstr[16];
-	if (!mkdtemp(dir) || (port = free_port()) < 0)
+	if (!mkdtemp(dir) || (port = itest_free_port()) < 0)
 		return 1;
 	snprintf(portstr, sizeof portstr, "%d", port);
 	snprintf(url, sizeof url, "redis://127.0.0.1:%d", port);
