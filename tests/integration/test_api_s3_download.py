@@ -12,8 +12,8 @@ import urllib.error
 import urllib.request
 import uuid
 
-from edgerec_harness import (Edgerec, Redis, free_port, mktemp, run_tests, start_s3rver, stop_process,
-                             wait_until)
+from edgerec_harness import (Edgerec, Redis, free_port, mktemp, run_tests, s3_config, start_s3rver,
+                             stop_process, wait_until)
 
 BUCKET = "edgerec-test"
 
@@ -28,11 +28,8 @@ def setup():
     c.s3_dir = mktemp("s3rver")
     c.s3_port = free_port()
     c.s3 = start_s3rver(c.s3_port, c.s3_dir, BUCKET)
-    c.node = Edgerec(redis=c.redis, name="s3node", config={
-        "default_quality": "low", "storage_backend": "s3", "s3_bucket": BUCKET,
-        "s3.endpoint": "http://127.0.0.1:%d" % c.s3_port, "s3.path_style": "true",
-        "s3.region": "us-east-1", "s3.access_key": "S3RVER", "s3.secret_key": "S3RVER",
-        "recorder.keep_local": "false"}).start()
+    c.node = Edgerec(redis=c.redis, name="s3node", config=s3_config(c.s3_port, BUCKET, {
+        "default_quality": "low", "recorder.keep_local": "false"})).start()
     c.nodes = [c.node]
     return c
 

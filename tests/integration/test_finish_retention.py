@@ -15,8 +15,8 @@ import os
 import time
 import uuid
 
-from edgerec_harness import (Edgerec, Redis, free_port, mktemp, run_tests, start_s3rver, stop_process,
-                             wait_until)
+from edgerec_harness import (Edgerec, Redis, free_port, mktemp, run_tests, s3_config, start_s3rver,
+                             stop_process, wait_until)
 
 BUCKET = "edgerec-retention"
 
@@ -34,11 +34,8 @@ def setup():
     c.storage = mktemp("retention-recordings")
     c.local = Edgerec(redis=c.redis, name="localnode", storage=c.storage,
                       config={"default_quality": "low", "storage_backend": "local"})
-    c.node = Edgerec(redis=c.redis, name="s3node", storage=c.storage, config={
-        "default_quality": "low", "storage_backend": "s3", "s3_bucket": BUCKET,
-        "s3.endpoint": "http://127.0.0.1:%d" % c.s3_port, "s3.path_style": "true",
-        "s3.region": "us-east-1", "s3.access_key": "S3RVER", "s3.secret_key": "S3RVER",
-        "recorder.keep_local": "true", "retention.interval": "200ms"})
+    c.node = Edgerec(redis=c.redis, name="s3node", storage=c.storage, config=s3_config(c.s3_port, BUCKET, {
+        "default_quality": "low", "recorder.keep_local": "true", "retention.interval": "200ms"}))
     c.nodes = [c.local, c.node]
     return c
 

@@ -583,7 +583,18 @@ def start_s3rver(port, data_dir, bucket):
     return p
 
 
-__all__ += ["start_process", "stop_process", "start_s3rver"]
+def s3_config(port, bucket, extra=None):
+    """The node settings that point storage at the test S3 server on
+    127.0.0.1:'port' ('bucket', path-style, its fixed credentials), merged
+    with 'extra' (which wins on a clash)."""
+    config = {"storage_backend": "s3", "s3_bucket": bucket,
+              "s3.endpoint": "http://127.0.0.1:%d" % port, "s3.path_style": "true",
+              "s3.region": "us-east-1", "s3.access_key": "S3RVER", "s3.secret_key": "S3RVER"}
+    config.update(extra or {})
+    return config
+
+
+__all__ += ["start_process", "stop_process", "start_s3rver", "s3_config"]
 
 
 def run_tests(namespace, setup=None, teardown=None):
