@@ -5,9 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The parser is compiled into this target (not taken from libconfig.a) so
- * that libFuzzer's coverage instrumentation sees inside it. */
-#include "config.c"
+#include "config.h"
 
 static const struct config_option fuzz_options[] = {
 	{ "redis_url", CONFIG_STR, "", "" },

@@ -6,10 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The decoder and verifier are compiled into this target (not taken from
- * libcrypto.a) so that libFuzzer's coverage instrumentation sees inside. */
-#include "crypto.c"
-#include "crypto_jwt.c"
+#include "crypto.h"
+#include "crypto_jwt.h"
 
 #define FUZZ_SECRET "fuzz-secret-0123456789abcdef0123"
 
