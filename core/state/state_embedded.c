@@ -74,8 +74,7 @@ static int state_emb_write_conf(struct state_embedded *e, char *err, size_t errl
 		"save \"\"\n"
 		"databases 1\n",
 		e->sock, e->dir, e->log);
-	if (fclose(f) != 0 || rename(tmp, e->conf) != 0) {
-		snprintf(err, errlen, "cannot write %s: %s", e->conf, strerror(errno));
+	if (util_file_commit(f, tmp, e->conf, err, errlen) < 0) {
 		unlink(tmp);
 		return -1;
 	}
