@@ -34,9 +34,9 @@
 
 static struct log_handle serve_log = LOG_HANDLE("serve");
 
-/* The options only this command reads. */
+/* The options only this command reads. state_dir, jwt_secret and
+ * jwt_public_key belong to http_options, registered below. */
 static const struct config_option serve_options[] = {
-	{ "state_dir", CONFIG_STR, "/var/lib/edgerec", "where edgerec keeps its own state" },
 	{ "redis_url", CONFIG_STR, "",
 	  "redis://host:port[/db] or unix:///path; empty: an embedded redis-server in state_dir" },
 	{ "log_level", CONFIG_STR, "", "error, warn, info, debug or trace (EDGEREC_LOG wins when set)" },

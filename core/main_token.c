@@ -14,20 +14,12 @@
 #include "config.h"
 #include "crypto.h"
 #include "crypto_jwt.h"
+#include "http.h"
 #include "main.h"
 
 #define TOKEN_DEFAULT_CONFIG "/etc/edgerec/edgerec.conf"
 #define TOKEN_DEFAULT_TTL_S 3600
 #define TOKEN_MAX_TTL_S (10LL * 365 * 86400)
-
-/* The two options this command reads. The server registers the same keys
- * (same types, same defaults); the file may hold every other module's keys
- * too, so unknown keys are allowed here. */
-static const struct config_option token_options[] = {
-	{ "jwt_secret", CONFIG_STR, NULL, "HS256 secret of bearer tokens" },
-	{ "state_dir", CONFIG_STR, "/var/lib/edgerec", "where edgerec keeps its own state" },
-	{ 0 },
-};
 
 static void token_usage(FILE *out)
 {
@@ -156,8 +148,11 @@ int main_token(int argc, char **argv)
 		rc = 2;
 		goto out;
 	}
+	/* jwt_secret and state_dir are declared once, in the server's
+	 * http_options; the file may hold every other module's keys too, so
+	 * unknown keys are allowed here. */
 	c = config_new();
-	if (!c || config_register(c, token_options) < 0) {
+	if (!c || config_register(c, http_options) < 0) {
 		fprintf(stderr, "edgerec token: cannot set up the configuration\n");
 		goto out;
 	}
