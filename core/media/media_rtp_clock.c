@@ -1,13 +1,14 @@
 /* media_rtp_clock: maps a stream's RTP timestamps onto the local monotonic clock. */
 #include "media_rtp.h"
 
+#include "common_time.h"
+
 /* How fast an offset follows a sample: downwards (a packet came through
  * faster than assumed) by 1/4 of the difference, upwards (delay grew, or the
  * sender's clock is slower) by 1/512, so jitter barely moves it but a real
  * drift is followed within seconds. */
 #define CLOCK_DOWN_SHIFT 2
 #define CLOCK_UP_SHIFT 9
-#define TIME_NS_PER_SEC_ 1000000000LL
 
 void media_rtp_clock_init(struct media_rtp_clock *c, uint32_t rate)
 {
@@ -39,7 +40,7 @@ static int64_t ticks_to_ns(int64_t ticks, uint32_t rate)
 	int64_t whole = ticks / (int64_t)rate;
 	int64_t rem = ticks % (int64_t)rate;
 
-	return whole * 1000000000LL + rem * 1000000000LL / (int64_t)rate;
+	return whole * TIME_NS_PER_SEC + rem * TIME_NS_PER_SEC / (int64_t)rate;
 }
 
 void media_rtp_clock_on_sr(struct media_rtp_clock *c, uint64_t ntp, int64_t ext_ts)
@@ -89,7 +90,7 @@ int64_t media_rtp_clock_map(struct media_rtp_clock *c, struct media_rtp_sync *sy
 		int64_t natural = c->last_out_ns + step;
 		int64_t err = out - natural;
 
-		if (step < 0 || err > TIME_NS_PER_SEC_ || err < -TIME_NS_PER_SEC_) {
+		if (step < 0 || err > TIME_NS_PER_SEC || err < -TIME_NS_PER_SEC) {
 			if (out < c->last_out_ns + 1000000)
 				out = c->last_out_ns + 1000000;
 		} else if (step == 0) {
