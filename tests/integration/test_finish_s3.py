@@ -23,8 +23,8 @@ import threading
 import time
 import uuid
 
-from edgerec_harness import (Edgerec, Redis, free_port, mktemp, run_tests, start_s3rver, stop_process,
-                             wait_until, ws_next)
+from edgerec_harness import (Edgerec, Redis, free_port, mktemp, run_tests, s3_config, start_s3rver,
+                             stop_process, wait_until, ws_next)
 
 BUCKET = "edgerec-cancel"
 ROOM = "bigroom"
@@ -120,15 +120,12 @@ def setup():
     c.s3_port = free_port()
     start_s3(c)
     c.proxy = Throttle(c.s3_port, rate=2_000_000)
-    c.node = Edgerec(redis=c.redis, name="cancel", config={
-        "storage_backend": "s3", "s3_bucket": BUCKET,
-        "s3.endpoint": "http://127.0.0.1:%d" % c.proxy.local_port, "s3.path_style": "true",
-        "s3.region": "us-east-1", "s3.access_key": "S3RVER", "s3.secret_key": "S3RVER",
+    c.node = Edgerec(redis=c.redis, name="cancel", config=s3_config(c.proxy.local_port, BUCKET, {
         "s3.part_size": "5M", "recorder.keep_local": "false",
         # A sender at 40 Mbit/s: a few seconds make a multipart-sized file.
         "room.%s.source" % ROOM: "test",
         "room.%s.args" % ROOM: "encoded=1,bitrate=40000000,gop=2",
-    }).start()
+    })).start()
     c.nodes = [c.node]
     return c
 
