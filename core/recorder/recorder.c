@@ -56,6 +56,26 @@ static void reply_denied(struct recorder_reply *out, const struct recorder_verdi
 }
 
 /* Replies 200 with a copy of 'rec'. */
+cJSON *recorder_rec_metadata(cJSON *rec)
+{
+	cJSON *m = cJSON_GetObjectItemCaseSensitive(rec, "metadata");
+	if (cJSON_IsObject(m))
+		return m;
+	cJSON_DeleteItemFromObjectCaseSensitive(rec, "metadata");
+	return cJSON_AddObjectToObject(rec, "metadata");
+}
+
+void recorder_json_set(cJSON *obj, const char *key, cJSON *item)
+{
+	if (!item)
+		return;
+	bool ok = obj && (cJSON_GetObjectItemCaseSensitive(obj, key)
+				  ? cJSON_ReplaceItemInObjectCaseSensitive(obj, key, item)
+				  : cJSON_AddItemToObject(obj, key, item));
+	if (!ok)
+		cJSON_Delete(item);
+}
+
 static void reply_record(struct recorder_reply *out, const cJSON *rec)
 {
 	out->status = 200;

@@ -239,4 +239,12 @@ void recorder_rtp_apply(struct recorder_session *s);
 /* recorder_recover.c */
 int recorder_recover(struct recorder *r);
 
+/* The "metadata" object of a record, created (or put in place of a
+ * non-object) when missing; NULL when out of memory. */
+cJSON *recorder_rec_metadata(cJSON *rec);
+
+/* Sets obj[key] = item, replacing an existing member; takes item, and
+ * frees it when obj is NULL or the member cannot be set. */
+void recorder_json_set(cJSON *obj, const char *key, cJSON *item);
+
 #endif

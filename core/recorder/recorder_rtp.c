@@ -72,26 +72,6 @@ static long rtp_arg_long(const char *args, const char *key, long def)
 	return end != v && !*end ? x : def;
 }
 
-/* metadata of 'rec', made if absent. */
-static cJSON *rtp_metadata(cJSON *rec)
-{
-	cJSON *m = cJSON_GetObjectItemCaseSensitive(rec, "metadata");
-	if (cJSON_IsObject(m))
-		return m;
-	cJSON_DeleteItemFromObjectCaseSensitive(rec, "metadata");
-	return cJSON_AddObjectToObject(rec, "metadata");
-}
-
-static void rtp_set(cJSON *obj, const char *key, cJSON *item)
-{
-	if (!item)
-		return;
-	if (cJSON_GetObjectItemCaseSensitive(obj, key))
-		cJSON_ReplaceItemInObjectCaseSensitive(obj, key, item);
-	else
-		cJSON_AddItemToObject(obj, key, item);
-}
-
 int recorder_rtp_prepare(struct recorder_session *s, const char *source, const char *format, char *args,
 			 size_t alen, char *err, size_t errlen)
 {
@@ -169,9 +149,9 @@ int recorder_rtp_prepare(struct recorder_session *s, const char *source, const c
 		cJSON_AddBoolToObject(info, "allocated", need > 0);
 		if (has_sdp)
 			cJSON_AddBoolToObject(info, "from_sdp", true);
-		cJSON *m = rtp_metadata(s->rec);
+		cJSON *m = recorder_rec_metadata(s->rec);
 		if (m)
-			rtp_set(m, "rtp", info);
+			recorder_json_set(m, "rtp", info);
 		else
 			cJSON_Delete(info);
 	}
@@ -214,7 +194,7 @@ void recorder_rtp_apply(struct recorder_session *s)
 	if (!x || s->ended)
 		return;
 	struct recorder *r = s->r;
-	cJSON *m = rtp_metadata(s->rec);
+	cJSON *m = recorder_rec_metadata(s->rec);
 	bool changed = false;
 	if (!m)
 		return;
@@ -231,14 +211,14 @@ void recorder_rtp_apply(struct recorder_session *s)
 			if (ms / 1e3 > rtp_ttfk_max_s)
 				rtp_ttfk_max_s = ms / 1e3;
 			pthread_mutex_unlock(&rtp_totals_lock);
-			rtp_set(m, "time_to_first_keyframe_ms", cJSON_CreateNumber(ms < 0 ? 0 : (double)(int64_t)ms));
+			recorder_json_set(m, "time_to_first_keyframe_ms", cJSON_CreateNumber(ms < 0 ? 0 : (double)(int64_t)ms));
 			changed = true;
 			if (st.video_width > 0 && st.video_height > 0) {
 				/* The sender decides the size: quality_settings keep
 				 * what was asked, metadata says what the file holds. */
 				char res[32];
 				snprintf(res, sizeof(res), "%dx%d", st.video_width, st.video_height);
-				rtp_set(m, "video_resolution", cJSON_CreateString(res));
+				recorder_json_set(m, "video_resolution", cJSON_CreateString(res));
 			}
 		}
 	}
@@ -253,10 +233,10 @@ void recorder_rtp_apply(struct recorder_session *s)
 			rtp_stalls_total++;
 			pthread_mutex_unlock(&rtp_totals_lock);
 		}
-		rtp_set(m, "source_stalled", cJSON_CreateBool(stalled));
-		rtp_set(m, "source_stalls", cJSON_CreateNumber((double)x->stalls));
+		recorder_json_set(m, "source_stalled", cJSON_CreateBool(stalled));
+		recorder_json_set(m, "source_stalls", cJSON_CreateNumber((double)x->stalls));
 		if (stalled)
-			rtp_set(m, "source_stalled_at", cJSON_CreateString(time_iso8601(time_wall_ns(), ts, sizeof(ts))));
+			recorder_json_set(m, "source_stalled_at", cJSON_CreateString(time_iso8601(time_wall_ns(), ts, sizeof(ts))));
 		LOG_WARN(&log_rrtp, "%s: room %s: RTP source %s", s->id, s->room_id,
 			 stalled ? "stalled (nothing received for 2 s); the recording goes on" : "flows again");
 		recorder_put(r, s->rec);

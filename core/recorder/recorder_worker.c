@@ -81,30 +81,6 @@ int recorder_live_path(const struct recorder *r, const char *id, const char *for
 	return n < 0 || (size_t)n >= outlen ? -1 : 0;
 }
 
-static cJSON *ctx_metadata(struct worker_ctx *c)
-{
-	cJSON *m = cJSON_GetObjectItemCaseSensitive(c->rec, "metadata");
-	if (!cJSON_IsObject(m)) {
-		m = cJSON_CreateObject();
-		if (!m)
-			return NULL;
-		cJSON_ReplaceItemInObjectCaseSensitive(c->rec, "metadata", m);
-	}
-	return m;
-}
-
-static void meta_set(cJSON *m, const char *key, cJSON *value)
-{
-	if (!m || !value) {
-		cJSON_Delete(value);
-		return;
-	}
-	if (cJSON_GetObjectItemCaseSensitive(m, key))
-		cJSON_ReplaceItemInObjectCaseSensitive(m, key, value);
-	else
-		cJSON_AddItemToObject(m, key, value);
-}
-
 /* finalize: a file stopped cleanly already has Duration and Cues; one left
  * by a crash (or a failed stop) is rewritten by media_file_repair first.
  * Either way the file must then parse. */
@@ -152,11 +128,11 @@ static int step_thumbnail(struct worker_ctx *c, char *err, size_t errlen)
 	int w = 0, h = 0;
 	if (storage_step_thumbnail(&c->sj, &w, &h, err, errlen) < 0)
 		return -1;
-	cJSON *m = ctx_metadata(c);
+	cJSON *m = recorder_rec_metadata(c->rec);
 	const char *slash = strrchr(c->thumb_path, '/');
-	meta_set(m, "thumbnail", cJSON_CreateString(slash ? slash + 1 : c->thumb_path));
-	meta_set(m, "thumbnail_width", cJSON_CreateNumber(w));
-	meta_set(m, "thumbnail_height", cJSON_CreateNumber(h));
+	recorder_json_set(m, "thumbnail", cJSON_CreateString(slash ? slash + 1 : c->thumb_path));
+	recorder_json_set(m, "thumbnail_width", cJSON_CreateNumber(w));
+	recorder_json_set(m, "thumbnail_height", cJSON_CreateNumber(h));
 	return 0;
 }
 
@@ -166,15 +142,15 @@ static int step_facts(struct worker_ctx *c, char *err, size_t errlen)
 	struct storage_facts f;
 	if (storage_file_facts(c->final_path, &f, err, errlen) < 0)
 		return -1;
-	cJSON *m = ctx_metadata(c);
-	meta_set(m, "container", cJSON_CreateString(f.container));
-	meta_set(m, "video_codec", f.video_codec[0] ? cJSON_CreateString(f.video_codec) : cJSON_CreateNull());
-	meta_set(m, "audio_codec", f.audio_codec[0] ? cJSON_CreateString(f.audio_codec) : cJSON_CreateNull());
-	meta_set(m, "width", cJSON_CreateNumber(f.width));
-	meta_set(m, "height", cJSON_CreateNumber(f.height));
-	meta_set(m, "checksum", cJSON_CreateString(f.sha256));
-	meta_set(m, "checksum_algorithm", cJSON_CreateString("sha256"));
-	meta_set(m, "file_duration_seconds", cJSON_CreateNumber((double)f.duration_ms / 1e3));
+	cJSON *m = recorder_rec_metadata(c->rec);
+	recorder_json_set(m, "container", cJSON_CreateString(f.container));
+	recorder_json_set(m, "video_codec", f.video_codec[0] ? cJSON_CreateString(f.video_codec) : cJSON_CreateNull());
+	recorder_json_set(m, "audio_codec", f.audio_codec[0] ? cJSON_CreateString(f.audio_codec) : cJSON_CreateNull());
+	recorder_json_set(m, "width", cJSON_CreateNumber(f.width));
+	recorder_json_set(m, "height", cJSON_CreateNumber(f.height));
+	recorder_json_set(m, "checksum", cJSON_CreateString(f.sha256));
+	recorder_json_set(m, "checksum_algorithm", cJSON_CreateString("sha256"));
+	recorder_json_set(m, "file_duration_seconds", cJSON_CreateNumber((double)f.duration_ms / 1e3));
 	state_record_set_number(c->rec, "file_size_bytes", (double)f.size_bytes);
 	return 0;
 }
@@ -190,7 +166,7 @@ static int step_upload(struct worker_ctx *c, char *err, size_t errlen)
 	if (rc < 0)
 		return -1;
 	state_record_set_str(c->rec, "s3_key", c->object_key);
-	meta_set(ctx_metadata(c), "s3_etag", cJSON_CreateString(etag));
+	recorder_json_set(recorder_rec_metadata(c->rec), "s3_etag", cJSON_CreateString(etag));
 	return 0;
 }
 
@@ -205,9 +181,9 @@ static int step_verify(struct worker_ctx *c, char *err, size_t errlen)
 	if (!c->keep_local) {
 		if (unlink(c->final_path) == 0)
 			LOG_INFO(&log_wrk, "%s: verified in S3 as %s; local copy removed", c->job->id, c->object_key);
-		meta_set(ctx_metadata(c), "local_copy", cJSON_CreateFalse());
+		recorder_json_set(recorder_rec_metadata(c->rec), "local_copy", cJSON_CreateFalse());
 	} else {
-		meta_set(ctx_metadata(c), "local_copy", cJSON_CreateTrue());
+		recorder_json_set(recorder_rec_metadata(c->rec), "local_copy", cJSON_CreateTrue());
 	}
 	return 0;
 }
@@ -452,7 +428,7 @@ static void set_progress(struct worker_ctx *c, const char *step, double percent)
 		return;
 	cJSON_AddStringToObject(p, "step", step);
 	cJSON_AddNumberToObject(p, "percent", percent);
-	meta_set(ctx_metadata(c), "processing", p);
+	recorder_json_set(recorder_rec_metadata(c->rec), "processing", p);
 	recorder_put(c->r, c->rec);
 }
 
@@ -486,7 +462,7 @@ static void job_finish(struct worker_ctx *c, bool ok, const char *error)
 	enum recorder_op ev = ok ? RECORDER_EV_PROCESSED : RECORDER_EV_PROCESS_FAILED;
 	if (recorder_fsm_step(RECORDER_PROCESSING, ev, &to) != 200)
 		return;
-	cJSON *m = ctx_metadata(c);
+	cJSON *m = recorder_rec_metadata(c->rec);
 	if (m)
 		cJSON_DeleteItemFromObjectCaseSensitive(m, "processing");
 	state_record_set_str(c->rec, "status", recorder_status_name(to));
@@ -579,7 +555,7 @@ static void job_cancelled(struct worker_ctx *c)
 	int rm = util_rm_rf(c->dir);
 	if (rm < 0)
 		LOG_ERROR(&log_wrk, "%s: cannot remove %s: %s", c->job->id, c->dir, strerror(-rm));
-	cJSON *m = ctx_metadata(c);
+	cJSON *m = recorder_rec_metadata(c->rec);
 	if (m)
 		cJSON_DeleteItemFromObjectCaseSensitive(m, "processing");
 	state_record_set_str(c->rec, "status", recorder_status_name(RECORDER_CANCELLED));
@@ -625,7 +601,7 @@ static bool job_run(struct recorder *r, struct recorder_job *job)
 		enum recorder_status to;
 		recorder_fsm_step(s, RECORDER_EV_RECOVERED, &to);
 		state_record_set_str(c.rec, "status", recorder_status_name(to));
-		meta_set(ctx_metadata(&c), "recovered", cJSON_CreateTrue());
+		recorder_json_set(recorder_rec_metadata(c.rec), "recovered", cJSON_CreateTrue());
 		job->recovered = true;
 		recorder_put(r, c.rec);
 		state_release(r->st, job->id);
