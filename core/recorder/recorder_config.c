@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "common_log.h"
+#include "common_time.h"
 #include "common_util.h"
 #include "config.h"
 #include "recorder.h"
@@ -62,8 +63,11 @@ int recorder_config_register(struct config *c)
 	return recorder_rtp_config_register(c);
 }
 
-/* Reads or creates {state_dir}/node_id. Returns 0 with the id in 'out'. */
-static int config_node_id_file(const char *state_dir, char *out, size_t outlen)
+/* Reads or creates {state_dir}/node_id. Returns 0 with the id in 'out'.
+ * 'tries' bounds the waits for another process that created the file but
+ * has not written it yet; an empty file left by a crash ends in -1 rather
+ * than endless retries. */
+static int config_node_id_file(const char *state_dir, char *out, size_t outlen, int tries)
 {
 	char path[4096];
 	if (snprintf(path, sizeof(path), "%s/node_id", state_dir) >= (int)sizeof(path))
@@ -85,8 +89,12 @@ static int config_node_id_file(const char *state_dir, char *out, size_t outlen)
 	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0644);
 	if (fd < 0) {
 		/* Another process created it first: use its id. */
+		if (errno == EEXIST && tries > 0) {
+			time_sleep_ns(10 * 1000 * 1000);
+			return config_node_id_file(state_dir, out, outlen, tries - 1);
+		}
 		if (errno == EEXIST)
-			return config_node_id_file(state_dir, out, outlen);
+			LOG_ERROR(&log_cfg, "%s is empty: remove it to get a new node id", path);
 		return -1;
 	}
 	size_t n = strlen(id);
@@ -105,7 +113,7 @@ int recorder_node_id(const struct config *c, char *out, size_t outlen)
 		return 0;
 	}
 	const char *state_dir = c ? config_get_str(c, "state_dir") : NULL;
-	if (state_dir && state_dir[0] && config_node_id_file(state_dir, out, outlen) == 0)
+	if (state_dir && state_dir[0] && config_node_id_file(state_dir, out, outlen, 50) == 0)
 		return 0;
 	if (gethostname(out, outlen) == 0 && out[0]) {
 		out[outlen - 1] = 0;
