@@ -23,9 +23,44 @@ if(NOT EXISTS "${CIVETWEB_DIR}/src/civetweb.c" OR NOT EXISTS "${LIBWEBM_DIR}/mkv
   message(FATAL_ERROR "civetweb/libwebm sources missing in ${EDGEREC_FETCH_DIR}: run scripts/bootstrap")
 endif()
 
+# civetweb is built from a copy in the build tree with cmake/patches/civetweb-*.patch
+# applied (docs/civetweb-patches.md says what they change and why). The copy
+# is remade whenever a patch or the pinned source changes; a stamp holding the
+# hashes of both makes this idempotent across re-configures.
+file(GLOB CIVETWEB_PATCHES CONFIGURE_DEPENDS "${CMAKE_CURRENT_LIST_DIR}/patches/civetweb-*.patch")
+list(SORT CIVETWEB_PATCHES)
+set(CIVETWEB_BUILD_DIR "${CMAKE_BINARY_DIR}/civetweb-patched")
+set(CIVETWEB_STAMP_TEXT "")
+foreach(f IN LISTS CIVETWEB_PATCHES ITEMS "${CIVETWEB_DIR}/src/civetweb.c"
+        "${CIVETWEB_DIR}/src/mod_mbedtls.inl" "${CIVETWEB_DIR}/include/civetweb.h")
+  file(SHA256 "${f}" h)
+  string(APPEND CIVETWEB_STAMP_TEXT "${h}\n")
+endforeach()
+set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS ${CIVETWEB_PATCHES}
+  "${CIVETWEB_DIR}/src/civetweb.c")
+set(CIVETWEB_STAMP "${CIVETWEB_BUILD_DIR}/.patched")
+set(CIVETWEB_STAMP_OLD "")
+if(EXISTS "${CIVETWEB_STAMP}")
+  file(READ "${CIVETWEB_STAMP}" CIVETWEB_STAMP_OLD)
+endif()
+if(NOT CIVETWEB_STAMP_OLD STREQUAL CIVETWEB_STAMP_TEXT)
+  find_program(PATCH_EXECUTABLE patch REQUIRED)
+  file(REMOVE_RECURSE "${CIVETWEB_BUILD_DIR}")
+  file(COPY "${CIVETWEB_DIR}/src" "${CIVETWEB_DIR}/include" DESTINATION "${CIVETWEB_BUILD_DIR}")
+  foreach(p IN LISTS CIVETWEB_PATCHES)
+    execute_process(COMMAND "${PATCH_EXECUTABLE}" -p1 --forward --batch --quiet -i "${p}"
+      WORKING_DIRECTORY "${CIVETWEB_BUILD_DIR}" RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE out)
+    if(NOT rc EQUAL 0)
+      message(FATAL_ERROR "civetweb: ${p} does not apply to ${CIVETWEB_DIR}:\n${out}")
+    endif()
+  endforeach()
+  file(WRITE "${CIVETWEB_STAMP}" "${CIVETWEB_STAMP_TEXT}")
+  message(STATUS "civetweb: patched copy in ${CIVETWEB_BUILD_DIR}")
+endif()
+
 # civetweb 1.15 with mbedTLS and WebSocket, no CGI/SSI/Lua, as a static library.
-add_library(thirdparty_civetweb STATIC "${CIVETWEB_DIR}/src/civetweb.c")
-target_include_directories(thirdparty_civetweb SYSTEM PUBLIC "${CIVETWEB_DIR}/include")
+add_library(thirdparty_civetweb STATIC "${CIVETWEB_BUILD_DIR}/src/civetweb.c")
+target_include_directories(thirdparty_civetweb SYSTEM PUBLIC "${CIVETWEB_BUILD_DIR}/include")
 target_compile_definitions(thirdparty_civetweb
   PUBLIC USE_MBEDTLS USE_WEBSOCKET
   PRIVATE NO_CGI NO_SSI)

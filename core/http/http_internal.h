@@ -44,6 +44,7 @@ struct http_server {
 	bool lib_init;                /* mg_init_library was called */
 	struct http_hub *hub;
 	struct http_metrics *metrics;
+	struct http_conn_limit *conn_limit; /* connections per peer address (http_server.c) */
 	char url_https[96];
 	char url_http[96];
 	char tls_pem[4200];           /* the combined key+certificate civetweb reads */

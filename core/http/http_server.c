@@ -2,8 +2,10 @@
  * request handler that routes everything, replies, and request ids. */
 #include "http_internal.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,6 +40,12 @@ const struct config_option http_options[] = {
 	{ "http.ws_max_subscribers", CONFIG_INT, "24", "WebSocket subscribers at once; more get 503" },
 	{ "http.max_body", CONFIG_SIZE, "64K", "largest request body accepted (413 beyond)" },
 	{ "http.request_timeout", CONFIG_DURATION, "30s", "socket read/write timeout of one request" },
+	{ "http.handshake_timeout", CONFIG_DURATION, "10s",
+	  "a TLS handshake not finished by then is dropped (the wait costs no CPU)" },
+	{ "http.header_timeout", CONFIG_DURATION, "10s",
+	  "the whole header of a connection's first request must arrive within this time" },
+	{ "http.max_conns_per_addr", CONFIG_INT, "16",
+	  "open connections from one peer address; more are closed at accept (0: no limit)" },
 	{ "http.jwt_leeway", CONFIG_DURATION, "30s", "tolerance for token exp/nbf" },
 	{ 0 },
 };
@@ -279,6 +287,161 @@ static int http_on_error(struct mg_connection *conn, int status, const char *err
 	return 0;
 }
 
+/* Connections per peer address. civetweb serves one connection per worker
+ * thread, from accept (TLS handshake, header wait) to close, so peers that
+ * open connections and send nothing could hold every thread. The master
+ * thread asks here before it queues a socket; a peer already holding
+ * max_per_addr connections is closed at once, before it costs a thread or
+ * a handshake. The table holds one slot per address with open connections
+ * (at most threads + queue of them: civetweb holds no more), scanned
+ * linearly under a lock once per accept and once per close. */
+struct http_conn_slot {
+	unsigned char addr[16]; /* IPv6, or IPv4 as ::ffff:a.b.c.d */
+	int count;              /* 0: free slot */
+};
+
+struct http_conn_limit {
+	pthread_mutex_t lock;
+	int max_per_addr;
+	size_t nslots;
+	atomic_ullong refused;
+	int64_t last_log_ns;
+	struct http_conn_slot slot[];
+};
+
+#define HTTP_CONN_QUEUE 64 /* civetweb's connection_queue, set below */
+
+static struct http_conn_limit *http_conn_limit_new(int max_per_addr, long long threads)
+{
+	size_t nslots = (size_t)threads + HTTP_CONN_QUEUE + 16;
+	struct http_conn_limit *l = calloc(1, sizeof(*l) + nslots * sizeof(l->slot[0]));
+	if (!l)
+		return NULL;
+	pthread_mutex_init(&l->lock, NULL);
+	l->max_per_addr = max_per_addr;
+	l->nslots = nslots;
+	return l;
+}
+
+static void http_conn_limit_free(struct http_conn_limit *l)
+{
+	if (!l)
+		return;
+	pthread_mutex_destroy(&l->lock);
+	free(l);
+}
+
+/* The 16-byte key of a peer address; false for other families. */
+static bool http_conn_key(const struct sockaddr *sa, unsigned char key[16])
+{
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+		memset(key, 0, 10);
+		key[10] = key[11] = 0xff;
+		memcpy(key + 12, &in->sin_addr, 4);
+		return true;
+	}
+	if (sa->sa_family == AF_INET6) {
+		memcpy(key, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
+		return true;
+	}
+	return false;
+}
+
+/* civetweb's accept_connection: 1 lets the socket in, 0 closes it. */
+static int http_on_accept(const struct mg_context *ctx, const struct sockaddr *sa)
+{
+	struct http_server *s = mg_get_user_data(ctx);
+	struct http_conn_limit *l = s ? s->conn_limit : NULL;
+	unsigned char key[16];
+	if (!l || !http_conn_key(sa, key))
+		return 1;
+	pthread_mutex_lock(&l->lock);
+	struct http_conn_slot *mine = NULL, *free_slot = NULL;
+	for (size_t i = 0; i < l->nslots && !mine; i++) {
+		if (l->slot[i].count == 0) {
+			if (!free_slot)
+				free_slot = &l->slot[i];
+		} else if (memcmp(l->slot[i].addr, key, 16) == 0) {
+			mine = &l->slot[i];
+		}
+	}
+	bool ok = mine ? (l->max_per_addr <= 0 || mine->count < l->max_per_addr) : free_slot != NULL;
+	if (ok && !mine) {
+		mine = free_slot;
+		memcpy(mine->addr, key, 16);
+	}
+	if (ok)
+		mine->count++;
+	bool log_now = false;
+	if (!ok) {
+		atomic_fetch_add(&l->refused, 1);
+		int64_t now = time_mono_ns();
+		if (l->last_log_ns == 0 || now - l->last_log_ns > 10 * TIME_NS_PER_SEC) {
+			l->last_log_ns = now;
+			log_now = true;
+		}
+	}
+	pthread_mutex_unlock(&l->lock);
+	if (log_now) {
+		char text[INET6_ADDRSTRLEN] = "?";
+		if (sa->sa_family == AF_INET)
+			inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, text, sizeof(text));
+		else
+			inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, text, sizeof(text));
+		LOG_WARN(&http_log,
+			 "refusing connections from %s: %d open already (http.max_conns_per_addr); %llu refused in all",
+			 text, l->max_per_addr, (unsigned long long)atomic_load(&l->refused));
+	}
+	return ok ? 1 : 0;
+}
+
+/* civetweb's release_connection: once per socket http_on_accept let in. */
+static void http_on_release(const struct mg_context *ctx, const struct sockaddr *sa)
+{
+	struct http_server *s = mg_get_user_data(ctx);
+	struct http_conn_limit *l = s ? s->conn_limit : NULL;
+	unsigned char key[16];
+	if (!l || !http_conn_key(sa, key))
+		return;
+	pthread_mutex_lock(&l->lock);
+	for (size_t i = 0; i < l->nslots; i++) {
+		if (l->slot[i].count > 0 && memcmp(l->slot[i].addr, key, 16) == 0) {
+			l->slot[i].count--;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&l->lock);
+}
+
+/* /metrics lines of the limiter. */
+static char *http_conn_metrics(void *opaque)
+{
+	struct http_conn_limit *l = opaque;
+	int open = 0, peers = 0;
+	pthread_mutex_lock(&l->lock);
+	for (size_t i = 0; i < l->nslots; i++) {
+		open += l->slot[i].count;
+		peers += l->slot[i].count > 0;
+	}
+	pthread_mutex_unlock(&l->lock);
+	char *out = NULL;
+	if (asprintf(&out,
+		     "# HELP edgerec_http_connections_open Connections accepted and not yet closed.\n"
+		     "# TYPE edgerec_http_connections_open gauge\n"
+		     "edgerec_http_connections_open %d\n"
+		     "# HELP edgerec_http_connection_peers Peer addresses with open connections.\n"
+		     "# TYPE edgerec_http_connection_peers gauge\n"
+		     "edgerec_http_connection_peers %d\n"
+		     "# HELP edgerec_http_connections_refused_total Connections closed at accept because "
+		     "http.max_conns_per_addr was reached.\n"
+		     "# TYPE edgerec_http_connections_refused_total counter\n"
+		     "edgerec_http_connections_refused_total %llu\n",
+		     open, peers, (unsigned long long)atomic_load(&l->refused)) < 0)
+		return NULL;
+	return out;
+}
+
 static int http_on_log(const struct mg_connection *conn, const char *message)
 {
 	LOG_WARN(&http_log, "civetweb: %s", message);
@@ -446,6 +609,15 @@ int http_config_check(const struct config *cfg, char *err, size_t errlen)
 	const char *plain = config_get_str(cfg, "listen_http");
 	long long threads = config_get_int(cfg, "http.threads");
 	long long ws_max = config_get_int(cfg, "http.ws_max_subscribers");
+	long long per_addr = config_get_int(cfg, "http.max_conns_per_addr");
+	if (per_addr < 0 || per_addr > 65535) {
+		snprintf(err, errlen, "http.max_conns_per_addr: %lld is outside 0..65535", per_addr);
+		return -1;
+	}
+	if (config_get_int(cfg, "http.handshake_timeout") < 100 || config_get_int(cfg, "http.header_timeout") < 100) {
+		snprintf(err, errlen, "http.handshake_timeout and http.header_timeout must be at least 100ms");
+		return -1;
+	}
 	if (threads < 4 || threads > 1024) {
 		snprintf(err, errlen, "http.threads: %lld is outside 4..1024", threads);
 		return -1;
@@ -523,13 +695,26 @@ struct http_server *http_server_new(struct config *cfg, struct recorder *rec, ch
 		goto fail;
 	}
 
-	char threads_text[16], timeout_text[24];
+	s->conn_limit = http_conn_limit_new((int)config_get_int(cfg, "http.max_conns_per_addr"), threads);
+	if (!s->conn_limit) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+
+	char threads_text[16], timeout_text[24], handshake_text[24], header_text[24], queue_text[16];
 	snprintf(threads_text, sizeof(threads_text), "%lld", threads);
 	snprintf(timeout_text, sizeof(timeout_text), "%lld", config_get_int(cfg, "http.request_timeout"));
+	snprintf(handshake_text, sizeof(handshake_text), "%lld", config_get_int(cfg, "http.handshake_timeout"));
+	snprintf(header_text, sizeof(header_text), "%lld", config_get_int(cfg, "http.header_timeout"));
+	snprintf(queue_text, sizeof(queue_text), "%d", HTTP_CONN_QUEUE);
 	const char *options[] = {
 		"listening_ports", ports,
 		"num_threads", threads_text,
+		"connection_queue", queue_text,
 		"request_timeout_ms", timeout_text,
+		/* Options of cmake/patches/civetweb-hostile-clients.patch. */
+		"tls_handshake_timeout_ms", handshake_text,
+		"request_header_timeout_ms", header_text,
 		"enable_keep_alive", "yes",
 		"keep_alive_timeout_ms", "5000",
 		"websocket_timeout_ms", "30000",
@@ -549,6 +734,8 @@ struct http_server *http_server_new(struct config *cfg, struct recorder *rec, ch
 	memset(&callbacks, 0, sizeof(callbacks));
 	callbacks.http_error = http_on_error;
 	callbacks.log_message = http_on_log;
+	callbacks.accept_connection = http_on_accept;
+	callbacks.release_connection = http_on_release;
 	struct mg_init_data init = { .callbacks = &callbacks, .user_data = s, .configuration_options = options };
 	char civet_err[256] = "";
 	struct mg_error_data error = { .text = civet_err, .text_buffer_size = sizeof(civet_err) };
@@ -579,6 +766,7 @@ struct http_server *http_server_new(struct config *cfg, struct recorder *rec, ch
 	}
 	http_server_add_health_check(s, "recorder", http_health_recorder, rec);
 	http_server_add_metrics(s, recorder_rtp_metrics, rec);
+	http_server_add_metrics(s, http_conn_metrics, s->conn_limit);
 	if (recorder_on_event(rec, http_on_room_event, s) < 0)
 		LOG_WARN(&http_log, "room events unavailable: WebSocket clients will receive nothing");
 	LOG_INFO(&http_log, "serving%s%s%s%s", s->url_https[0] ? " " : "", s->url_https,
@@ -602,6 +790,7 @@ void http_server_free(struct http_server *s)
 	if (s->lib_init)
 		mg_exit_library();
 	http_hub_free(s->hub);
+	http_conn_limit_free(s->conn_limit);
 	crypto_jwt_keys_free(s->keys);
 	free(s->metrics);
 	pthread_mutex_destroy(&s->hooks_lock);
