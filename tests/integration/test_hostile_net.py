@@ -21,10 +21,13 @@ probes (127.0.0.1), as they would from other hosts; each attacking address
 stays within the per-address cap unless a test is about the cap.
 
 Bounds, for a 2-core box shared with other builds and tests: /healthz p99
-under 500 ms (a fresh TLS connection each probe; unloaded it is ~5 ms, and
-the bound is far below the request timeout of 30 s that idle clients used
-to cause); the server's CPU time during an attack below 25 % of one core
-over the window (spinning workers used 100 % per socket)."""
+(a fresh TLS connection each probe) under 500 ms, or under 4 times the p99
+measured just before the attack when the box is so loaded that this is more
+(at a load average of 26 on 2 cores a quiet server's p99 reached 600 ms),
+and never above 2 s. Starved workers show as probes waiting for a deadline
+(3 s here, 30 s before the fix), so the bound still tells them apart. The
+server's CPU time during an attack stays below 25 % of one core above its
+own idle figure (a spinning handshake used 100 % per socket)."""
 
 import json
 import os
@@ -41,6 +44,8 @@ HANDSHAKE_S = 3.0
 HEADER_S = 3.0
 PER_ADDR = 16
 P99_BOUND_S = 0.5
+P99_LOAD_FACTOR = 4.0
+P99_CEILING_S = 2.0
 CPU_SHARE_BOUND = 0.25
 
 
@@ -148,14 +153,24 @@ def measure(c, seconds, probes_per_s=8):
     return lat, statuses, share
 
 
-def check_responsive(c, what, seconds=3.0, baseline=None):
+def quiet_p99(c):
+    """/healthz p99 without an attack, now (the box's load changes)."""
+    lat, _, _ = measure(c, 1.5)
+    return p99(lat)
+
+
+def check_responsive(c, what, seconds, baseline, quiet):
+    """Probes /healthz under attack; 'baseline' is the server's idle CPU
+    share, 'quiet' the p99 measured just before the attack."""
     lat, statuses, share = measure(c, seconds)
+    bound = min(P99_CEILING_S, max(P99_BOUND_S, P99_LOAD_FACTOR * quiet))
     assert all(s == 200 for s in statuses), "%s: /healthz statuses %r" % (what, statuses)
-    assert p99(lat) < P99_BOUND_S, "%s: /healthz p99 %.0f ms (%d probes)" % (
-        what, p99(lat) * 1000, len(lat))
-    base = baseline if baseline is not None else 0.0
-    assert share - base < CPU_SHARE_BOUND, "%s: server CPU %.0f %% of a core (baseline %.0f %%)" % (
-        what, share * 100, base * 100)
+    assert p99(lat) < bound, "%s: /healthz p99 %.0f ms over %.0f ms (%d probes; %.0f ms before)" % (
+        what, p99(lat) * 1000, bound * 1000, len(lat), quiet * 1000)
+    assert share - baseline < CPU_SHARE_BOUND, "%s: server CPU %.0f %% of a core (idle: %.0f %%)" % (
+        what, share * 100, baseline * 100)
+    print("  %s: /healthz p99 %.0f ms (%.0f ms before), server CPU %.1f %% of a core (idle %.1f %%)" % (
+        what, p99(lat) * 1000, quiet * 1000, share * 100, baseline * 100))
     return p99(lat), share
 
 
@@ -192,16 +207,14 @@ def baseline_cpu(c):
 # -- 1. no ClientHello -------------------------------------------------------
 
 def test_silent_tcp_costs_no_cpu_and_is_dropped_at_the_deadline(c):
-    base = baseline_cpu(c)
+    base, quiet = baseline_cpu(c), quiet_p99(c)
     socks = []
     try:
         # Three addresses at the cap: 48 sockets, as many as worker threads.
         for src in ("127.0.0.2", "127.0.0.3", "127.0.0.4"):
             socks += [raw_socket(c, src) for _ in range(PER_ADDR)]
         t_open = time.monotonic()
-        p, share = check_responsive(c, "48 silent sockets", seconds=min(2.5, HANDSHAKE_S - 0.3),
-                                    baseline=base)
-        print("  48 silent sockets: /healthz p99 %.0f ms, server CPU %.1f %% of a core" % (p * 1000, share * 100))
+        check_responsive(c, "48 silent sockets", min(2.5, HANDSHAKE_S - 0.3), base, quiet)
         # All closed by the handshake deadline (plus the poll slice).
         left = HANDSHAKE_S + 3.0 - (time.monotonic() - t_open)
         still_open = [s for s in socks if not closed_by_peer(s, max(0.1, left))]
@@ -213,12 +226,13 @@ def test_silent_tcp_costs_no_cpu_and_is_dropped_at_the_deadline(c):
 
 def test_partial_clienthello_is_dropped_at_the_deadline(c):
     # The first 5 bytes of a TLS record header, then nothing.
+    base, quiet = baseline_cpu(c), quiet_p99(c)
     socks = [raw_socket(c, "127.0.0.5") for _ in range(8)]
     try:
         for s in socks:
             s.sendall(b"\x16\x03\x01\x02\x00")
         t0 = time.monotonic()
-        check_responsive(c, "8 partial ClientHellos", seconds=1.5, baseline=baseline_cpu(c))
+        check_responsive(c, "8 partial ClientHellos", 1.5, base, quiet)
         assert all(closed_by_peer(s, max(0.1, HANDSHAKE_S + 3.0 - (time.monotonic() - t0))) for s in socks)
     finally:
         close_all(socks)
@@ -227,7 +241,7 @@ def test_partial_clienthello_is_dropped_at_the_deadline(c):
 # -- 2. slow clients after the handshake --------------------------------------
 
 def test_idle_and_dribbling_tls_sessions(c):
-    base = baseline_cpu(c)
+    base, quiet = baseline_cpu(c), quiet_p99(c)
     idle = [tls_socket(c, "127.0.0.6") for _ in range(PER_ADDR)]
     dribblers = [tls_socket(c, "127.0.0.7") for _ in range(PER_ADDR)]
     t_open = time.monotonic()
@@ -248,10 +262,7 @@ def test_idle_and_dribbling_tls_sessions(c):
     t = threading.Thread(target=dribble, daemon=True)
     t.start()
     try:
-        p, share = check_responsive(c, "16 idle + 16 dribbling TLS sessions",
-                                    seconds=min(2.5, HEADER_S - 0.3), baseline=base)
-        print("  16 idle + 16 dribbling TLS: /healthz p99 %.0f ms, server CPU %.1f %% of a core" % (
-            p * 1000, share * 100))
+        check_responsive(c, "16 idle + 16 dribbling TLS sessions", min(2.5, HEADER_S - 0.3), base, quiet)
         # The header deadline closes both kinds, however slowly bytes come.
         left = lambda: max(0.1, HEADER_S + 3.0 - (time.monotonic() - t_open))
         still = [s for s in idle + dribblers if not closed_by_peer(s, left())]
@@ -278,7 +289,7 @@ def test_per_address_cap(c):
             assert not closed_by_peer(s, 0.05), "a connection within the cap was closed"
         # ... and another address is served meanwhile.
         dt, st = probe_healthz(c, "127.0.0.9")
-        assert st == 200 and dt < P99_BOUND_S, (dt, st)
+        assert st == 200 and dt < P99_CEILING_S, (dt, st)
         metrics = c.node.request("GET", "/metrics", token=None).body.decode()
         refused = [l for l in metrics.splitlines() if l.startswith("edgerec_http_connections_refused_total ")]
         assert refused and int(refused[0].split()[1]) >= 4, refused
