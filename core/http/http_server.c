@@ -292,9 +292,11 @@ static int http_on_error(struct mg_connection *conn, int status, const char *err
  * open connections and send nothing could hold every thread. The master
  * thread asks here before it queues a socket; a peer already holding
  * max_per_addr connections is closed at once, before it costs a thread or
- * a handshake. The table holds one slot per address with open connections
- * (at most threads + queue of them: civetweb holds no more), scanned
- * linearly under a lock once per accept and once per close. */
+ * a handshake. The table holds one slot per address with open connections:
+ * at most as many as civetweb holds sockets (waiting for their first bytes,
+ * queued, or served by a thread), about 1,100 with the defaults, scanned
+ * linearly under a lock once per accept and once per close (a few
+ * microseconds). */
 struct http_conn_slot {
 	unsigned char addr[16]; /* IPv6, or IPv4 as ::ffff:a.b.c.d */
 	int count;              /* 0: free slot */
@@ -309,11 +311,12 @@ struct http_conn_limit {
 	struct http_conn_slot slot[];
 };
 
-#define HTTP_CONN_QUEUE 64 /* civetweb's connection_queue, set below */
+#define HTTP_CONN_QUEUE 64     /* civetweb's connection_queue, set below */
+#define HTTP_CONN_WAITING 1024 /* the patch's MG_MAX_WAITING_SOCKETS */
 
 static struct http_conn_limit *http_conn_limit_new(int max_per_addr, long long threads)
 {
-	size_t nslots = (size_t)threads + HTTP_CONN_QUEUE + 16;
+	size_t nslots = (size_t)threads + HTTP_CONN_QUEUE + HTTP_CONN_WAITING + 16;
 	struct http_conn_limit *l = calloc(1, sizeof(*l) + nslots * sizeof(l->slot[0]));
 	if (!l)
 		return NULL;
