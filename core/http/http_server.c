@@ -46,6 +46,9 @@ const struct config_option http_options[] = {
 	  "the whole header of a connection's first request must arrive within this time" },
 	{ "http.max_conns_per_addr", CONFIG_INT, "16",
 	  "open connections from one peer address; more are closed at accept (0: no limit)" },
+	{ "http.conn_limit_exempt", CONFIG_STR, "127.0.0.1",
+	  "addresses http.max_conns_per_addr does not apply to (a reverse proxy on this box), "
+	  "separated by commas or spaces; empty: none" },
 	{ "http.jwt_leeway", CONFIG_DURATION, "30s", "tolerance for token exp/nbf" },
 	{ 0 },
 };
@@ -302,9 +305,13 @@ struct http_conn_slot {
 	int count;              /* 0: free slot */
 };
 
+#define HTTP_CONN_EXEMPT_MAX 16
+
 struct http_conn_limit {
 	pthread_mutex_t lock;
 	int max_per_addr;
+	int nexempt;
+	unsigned char exempt[HTTP_CONN_EXEMPT_MAX][16];
 	size_t nslots;
 	atomic_ullong refused;
 	int64_t last_log_ns;
@@ -314,15 +321,59 @@ struct http_conn_limit {
 #define HTTP_CONN_QUEUE 64     /* civetweb's connection_queue, set below */
 #define HTTP_CONN_WAITING 1024 /* the patch's MG_MAX_WAITING_SOCKETS */
 
-static struct http_conn_limit *http_conn_limit_new(int max_per_addr, long long threads)
+/* Parses 'list' (IPv4/IPv6 addresses separated by commas or spaces) into
+ * 16-byte keys. Returns the count, or -1 with 'err'. */
+static int http_conn_exempt_parse(const char *list, unsigned char keys[][16], int max, char *err,
+				  size_t errlen)
+{
+	int n = 0;
+	const char *p = list ? list : "";
+	while (*p) {
+		size_t len = strcspn(p, ", \t");
+		if (len > 0) {
+			char word[INET6_ADDRSTRLEN];
+			struct in_addr v4;
+			if (len >= sizeof(word) || n >= max) {
+				snprintf(err, errlen, "http.conn_limit_exempt: too many or too long entries");
+				return -1;
+			}
+			memcpy(word, p, len);
+			word[len] = '\0';
+			if (inet_pton(AF_INET, word, &v4) == 1) {
+				memset(keys[n], 0, 10);
+				keys[n][10] = keys[n][11] = 0xff;
+				memcpy(keys[n] + 12, &v4, 4);
+			} else if (inet_pton(AF_INET6, word, keys[n]) != 1) {
+				snprintf(err, errlen, "http.conn_limit_exempt: '%s' is not an IP address", word);
+				return -1;
+			}
+			n++;
+		}
+		p += len;
+		p += strspn(p, ", \t");
+	}
+	return n;
+}
+
+static struct http_conn_limit *http_conn_limit_new(const struct config *cfg, long long threads, char *err,
+						   size_t errlen)
 {
 	size_t nslots = (size_t)threads + HTTP_CONN_QUEUE + HTTP_CONN_WAITING + 16;
 	struct http_conn_limit *l = calloc(1, sizeof(*l) + nslots * sizeof(l->slot[0]));
-	if (!l)
+	if (!l) {
+		snprintf(err, errlen, "out of memory");
 		return NULL;
+	}
 	pthread_mutex_init(&l->lock, NULL);
-	l->max_per_addr = max_per_addr;
+	l->max_per_addr = (int)config_get_int(cfg, "http.max_conns_per_addr");
 	l->nslots = nslots;
+	l->nexempt = http_conn_exempt_parse(config_get_str(cfg, "http.conn_limit_exempt"), l->exempt,
+					    HTTP_CONN_EXEMPT_MAX, err, errlen);
+	if (l->nexempt < 0) {
+		pthread_mutex_destroy(&l->lock);
+		free(l);
+		return NULL;
+	}
 	return l;
 }
 
@@ -359,6 +410,10 @@ static int http_on_accept(const struct mg_context *ctx, const struct sockaddr *s
 	unsigned char key[16];
 	if (!l || !http_conn_key(sa, key))
 		return 1;
+	for (int i = 0; i < l->nexempt; i++) {
+		if (memcmp(l->exempt[i], key, 16) == 0)
+			return 1; /* not counted; http_on_release finds no slot */
+	}
 	pthread_mutex_lock(&l->lock);
 	struct http_conn_slot *mine = NULL, *free_slot = NULL;
 	for (size_t i = 0; i < l->nslots && !mine; i++) {
@@ -617,6 +672,10 @@ int http_config_check(const struct config *cfg, char *err, size_t errlen)
 		snprintf(err, errlen, "http.max_conns_per_addr: %lld is outside 0..65535", per_addr);
 		return -1;
 	}
+	unsigned char exempt[HTTP_CONN_EXEMPT_MAX][16];
+	if (http_conn_exempt_parse(config_get_str(cfg, "http.conn_limit_exempt"), exempt, HTTP_CONN_EXEMPT_MAX,
+				   err, errlen) < 0)
+		return -1;
 	if (config_get_int(cfg, "http.handshake_timeout") < 100 || config_get_int(cfg, "http.header_timeout") < 100) {
 		snprintf(err, errlen, "http.handshake_timeout and http.header_timeout must be at least 100ms");
 		return -1;
@@ -698,11 +757,9 @@ struct http_server *http_server_new(struct config *cfg, struct recorder *rec, ch
 		goto fail;
 	}
 
-	s->conn_limit = http_conn_limit_new((int)config_get_int(cfg, "http.max_conns_per_addr"), threads);
-	if (!s->conn_limit) {
-		snprintf(err, errlen, "out of memory");
+	s->conn_limit = http_conn_limit_new(cfg, threads, err, errlen);
+	if (!s->conn_limit)
 		goto fail;
-	}
 
 	char threads_text[16], timeout_text[24], handshake_text[24], header_text[24], queue_text[16];
 	snprintf(threads_text, sizeof(threads_text), "%lld", threads);

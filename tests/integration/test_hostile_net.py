@@ -309,6 +309,14 @@ def test_per_address_cap(c):
         assert refused and int(refused[0].split()[1]) >= 4, refused
     finally:
         close_all(held)
+    # 127.0.0.1 (http.conn_limit_exempt's default: a local reverse proxy)
+    # is not counted.
+    local = [raw_socket(c, "127.0.0.1") for _ in range(PER_ADDR + 4)]
+    try:
+        time.sleep(0.3)
+        assert not any(closed_by_peer(s, 0.05) for s in local), "the exempt address was capped"
+    finally:
+        close_all(local)
     # Once they are closed (the server sees it within a poll), the address
     # is served again.
     def served():
