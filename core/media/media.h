@@ -38,8 +38,10 @@ int media_preset_check(const struct media_preset *preset, const char *format,
 /* Pixels per second a recording of 'preset' encodes (width x height x fps). */
 long long media_preset_pixel_rate(const struct media_preset *preset);
 /* What a recording of 'preset' from 'source' ("test" "file" "rtp") with
- * 'args' will encode here, in pixels per second: 0 when the source delivers
- * encoded video that is written as it came (rtp, test with encoded=1). */
+ * 'args' costs this node's encoders, in pixels per second (its pixel rate
+ * plus the audio, source and muxer counted as pixels): 0 when the source
+ * delivers encoded video that is written as it came (rtp, test with
+ * encoded=1). */
 long long media_encode_cost(const struct media_preset *preset, const char *source, const char *args);
 /* Sets the node's encode budget in pixels per second (0: the default
  * measured for this machine, see media_preset.c). */

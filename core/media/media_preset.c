@@ -29,19 +29,25 @@ const struct media_preset *media_preset_find(const char *quality)
 	return NULL;
 }
 
-/* The real-time rule, an explicit pixel-rate budget set from measurements
- * (scripts/bench.d/25-concurrent records N rooms at once through `edgerec
- * serve` and prints CPU seconds per recording per preset). A whole
- * recording (test source, VP8 at realtime speed 16 on one thread, Opus,
- * muxing) costs about MEDIA_PIXELS_PER_CORE pixels per second per core of
- * CPU; the node may spend MEDIA_BUDGET_PERCENT of its online cores on
- * encoding, the rest stays with the HTTP server, Redis, processing (remux,
- * thumbnail, upload) and whatever else shares the box. A preset whose own
- * pixel rate exceeds the whole budget is refused (ultra on 2 cores:
+/* The real-time rule, an explicit budget set from measurements. The bench
+ * scripts/bench.d/25-concurrent records N rooms at once through `edgerec
+ * serve` and prints the server's CPU per recording: on this 2-core box
+ * (shared, load 20-50) a whole recording (test source, VP8 at realtime
+ * speed 16 on one thread, Opus 128k, muxing, state updates) took about
+ * 0.105 core at low (854x480@24, 9.8 Mpx/s) and 0.205 core at medium
+ * (1280x720@30, 27.6 Mpx/s): about MEDIA_PIXELS_PER_CORE pixels per second
+ * per core, plus MEDIA_RECORDING_OVERHEAD (audio, source, muxer: about
+ * 0.05 core) counted as pixels. The node may spend MEDIA_BUDGET_PERCENT of
+ * its online cores on encoding; the rest stays with the HTTP server, Redis,
+ * processing (remux, thumbnail, upload) and whatever else shares the box.
+ * On 2 cores that admits 8 medium, 16 low or 4 high recordings at once.
+ * A preset whose own rate exceeds the whole budget is refused (ultra:
  * 3840x2160@60 = 498 Mpx/s) instead of recording a file that silently
- * drops most frames; the node-wide ledger below refuses a start that does
- * not fit next to the recordings already encoding. */
+ * drops most frames; the ledger below refuses a start that does not fit
+ * next to the recordings already encoding. recorder.encode_budget
+ * overrides the budget (re-measure after changing the encoder's speed). */
 #define MEDIA_PIXELS_PER_CORE 180000000LL
+#define MEDIA_RECORDING_OVERHEAD 9000000LL
 #define MEDIA_BUDGET_PERCENT 85
 
 static long media_cores(void)
@@ -92,7 +98,7 @@ long long media_encode_cost(const struct media_preset *preset, const char *sourc
 		return 0;
 	if (strcmp(source, "test") == 0 && media_source_arg(args, "encoded", v, sizeof(v)) && strcmp(v, "0") != 0)
 		return 0;
-	return media_preset_pixel_rate(preset);
+	return media_preset_pixel_rate(preset) + MEDIA_RECORDING_OVERHEAD;
 }
 
 int media_encode_reserve(long long rate, char *err, size_t errlen)
@@ -108,7 +114,7 @@ int media_encode_reserve(long long rate, char *err, size_t errlen)
 	} else {
 		snprintf(err, errlen,
 			 "this node cannot encode another %lld Mpixel/s in real time: %d recordings already "
-			 "encode %lld of its %lld Mpixel/s", rate / 1000000, media_ledger.recordings,
+			 "take %lld of its %lld Mpixel/s", rate / 1000000, media_ledger.recordings,
 			 media_ledger.reserved / 1000000, budget / 1000000);
 	}
 	pthread_mutex_unlock(&media_ledger.lock);
