@@ -572,6 +572,7 @@ void recorder_start(struct recorder *r, const struct recorder_caller *caller,
 	if (media_encode_reserve(encode_rate, reason, sizeof(reason)) < 0) {
 		pthread_mutex_lock(&r->lock);
 		r->m.refused_total++;
+		r->encode_refused++;
 		pthread_mutex_unlock(&r->lock);
 		LOG_WARN(&log_rec, "start in room %s at %s refused: %s", room_id, preset->name, reason);
 		reply_error(out, 503, "encode_capacity", "%s (quality %s; try a lower quality or later)",
@@ -1152,6 +1153,37 @@ void recorder_metrics(struct recorder *r, struct recorder_metrics *m)
 	m->by_status[RECORDER_CANCELLED] = m->cancelled_total;
 	m->jobs_queued = (uint64_t)atomic_load(&r->jobs_queued);
 	m->jobs_running = (uint64_t)atomic_load(&r->jobs_running);
+}
+
+char *recorder_encode_metrics(void *opaque)
+{
+	struct recorder *r = opaque;
+	struct media_encode_load load;
+	media_encode_load(&load);
+	pthread_mutex_lock(&r->lock);
+	unsigned long long refused = r->encode_refused;
+	pthread_mutex_unlock(&r->lock);
+	char *out = malloc(1024);
+	if (!out)
+		return NULL;
+	snprintf(out, 1024,
+		 "# HELP edgerec_encode_budget_pixels_per_second What this node may encode at once.\n"
+		 "# TYPE edgerec_encode_budget_pixels_per_second gauge\n"
+		 "edgerec_encode_budget_pixels_per_second %lld\n"
+		 "# HELP edgerec_encode_load_pixels_per_second What its live recordings take of it.\n"
+		 "# TYPE edgerec_encode_load_pixels_per_second gauge\n"
+		 "edgerec_encode_load_pixels_per_second %lld\n"
+		 "# HELP edgerec_encode_recordings Live recordings that encode video.\n"
+		 "# TYPE edgerec_encode_recordings gauge\n"
+		 "edgerec_encode_recordings %d\n"
+		 "# HELP edgerec_video_encoder_threads Threads of the open video encoders.\n"
+		 "# TYPE edgerec_video_encoder_threads gauge\n"
+		 "edgerec_video_encoder_threads %d\n"
+		 "# HELP edgerec_recordings_refused_encode_total Starts refused because the encode budget was full.\n"
+		 "# TYPE edgerec_recordings_refused_encode_total counter\n"
+		 "edgerec_recordings_refused_encode_total %llu\n",
+		 load.budget, load.reserved, load.recordings, load.threads, refused);
+	return out;
 }
 
 bool recorder_healthy(struct recorder *r, char *why, size_t whylen)

@@ -23,7 +23,9 @@ box where others build and test) it asks for at least half the frames and
 says what it measured; on such a box two medium recordings kept 91-95 %.
 In every case the state must be honest: metadata.media counts exactly what
 the file holds, and what was encoded plus what was reported dropped covers
-the wall time, so a lost frame is never silent.
+the media time (duration_seconds x fps, which itself must cover 3/4 of the
+wall time: a loaded box stretches the start), so a lost frame is never
+silent.
 
 The same runs again beside a CPU hog (one busy-loop process, one core of
 two): the two recordings need well under the core that is left, so on an
@@ -169,13 +171,16 @@ def check_file(rec, strict):
     assert kept <= expected + 2, line
     secs = rec["duration_seconds"]
     assert secs > 0 and abs(media["effective_fps"] - kept / secs) < 0.1, line
-    assert media["audio_frames_encoded"] > 0.9 * secs * 50, line  # 20 ms Opus frames
-    # Honest: what was written plus what was said to be dropped covers the
-    # wall time (a lost frame is never silent).
-    assert kept + media["video_frames_dropped"] >= KEEP * expected, line
+    # Honest: every frame of the media time is in the file or reported
+    # dropped (a lost frame is never silent), audio (20 ms Opus frames) too;
+    # and the media time covers the wall time but for the start-up, which
+    # a loaded machine stretches.
+    assert kept + media["video_frames_dropped"] >= 0.97 * secs * FPS, line
+    assert media["audio_frames_encoded"] + media["audio_frames_dropped"] >= 0.97 * secs * 50, line
+    assert secs >= 0.75 * wall, line
     if strict:
         assert kept >= KEEP * expected, line
-        assert media["video_frames_dropped"] == 0, line
+        assert media["video_frames_dropped"] == 0 and media["audio_frames_dropped"] == 0, line
         assert media["effective_fps"] > 0.97 * FPS, line
     else:
         assert kept >= 0.5 * expected, line
@@ -241,6 +246,10 @@ def test_start_beyond_the_encode_budget(c):
         r = c.node.start_recording("budget-2", "alice", "webm", "medium")
         assert r.status == 503, r
         assert r.json["code"] == "encode_capacity" and "Mpixel/s" in r.json["detail"], r
+        metrics = c.node.request("GET", "/metrics", token=None).body.decode()
+        assert "edgerec_recordings_refused_encode_total 1\n" in metrics, metrics
+        assert "edgerec_encode_load_pixels_per_second 73296000\n" in metrics, metrics
+        assert "edgerec_video_encoder_threads 2\n" in metrics, metrics
         # A passthrough-free cheaper preset still fits.
         r = c.node.start_recording("budget-low", "alice", "webm", "low")
         assert r.status == 200, r
