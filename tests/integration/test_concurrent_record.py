@@ -17,10 +17,13 @@ none reported dropped, and never more than the window allows. The failure
 guarded against lost 89-99 % of the frames.
 
 That strict check applies when the machine is the node's: the test reads
-/proc/stat and the CPU time of the node (and of its own hog) over the run,
-and when other processes took more than half a core (a shared development
-box where others build and test) it asks for at least half the frames and
-says what it measured; on such a box two medium recordings kept 91-95 %.
+/proc/stat and the CPU time of the node (and of its own hog) over the run.
+When other processes took more than half a core (a shared development box
+where others build and test: two medium recordings kept 28-100 % there,
+depending on what was left to them) frame counts say little, so the check
+that guards against the collapse is the node's CPU per frame written,
+which load hardly moves: about 7 ms, against seconds when encoder threads
+spin (below 25 ms passes).
 In every case the state must be honest: metadata.media counts exactly what
 the file holds, and what was encoded plus what was reported dropped covers
 the media time (duration_seconds x fps, which itself must cover 3/4 of the
@@ -107,7 +110,8 @@ class CpuWatch:
         wall = time.monotonic() - self.t0
         busy, total = system_cpu()
         busy_cores = (busy - self.sys0[0]) / max(1, total - self.sys0[1]) * CORES
-        mine = [(process_cpu(p) - p0) / TICK / wall for p, p0 in zip(self.pids, self.p0)]
+        self.cpu_s = [(process_cpu(p) - p0) / TICK for p, p0 in zip(self.pids, self.p0)]
+        mine = [c / wall for c in self.cpu_s]
         self.others = max(0.0, busy_cores - sum(mine))
         self.mine = mine
         self.quiet = self.others < 0.5
@@ -182,8 +186,19 @@ def check_file(rec, strict):
         assert kept >= KEEP * expected, line
         assert media["video_frames_dropped"] == 0 and media["audio_frames_dropped"] == 0, line
         assert media["effective_fps"] > 0.97 * FPS, line
-    else:
-        assert kept >= 0.5 * expected, line
+    return line
+
+
+def check_cpu(watch, recs):
+    """The node's CPU seconds per video frame it wrote, over the run: about
+    7 ms for a 720p recording (source, VP8, Opus, muxer, server), a little
+    more on a loaded box; encoder threads spinning for cores they do not
+    get took seconds per frame (5.5 CPU s for 3 frames). This holds however
+    busy the machine is, where frame counts cannot."""
+    frames = sum(rec["metadata"]["media"]["video_frames_encoded"] for rec in recs)
+    per_frame = watch.cpu_s[0] / max(1, frames)
+    line = "node CPU %.2f s for %d frames: %.1f ms per frame" % (watch.cpu_s[0], frames, per_frame * 1000)
+    assert per_frame < 0.025, line
     return line
 
 
@@ -215,6 +230,7 @@ def test_two_medium_at_once_keep_every_frame(c):
     print("   ", watch)
     for rec in recs:
         print("   ", check_file(rec, strict=watch.quiet))
+    print("   ", check_cpu(watch, recs))
 
 
 def test_two_medium_beside_a_cpu_hog(c):
@@ -229,6 +245,7 @@ def test_two_medium_beside_a_cpu_hog(c):
     print("   ", watch)
     for rec in recs:
         print("   ", check_file(rec, strict=watch.quiet))
+    print("   ", check_cpu(watch, recs))
 
 
 def test_start_beyond_the_encode_budget(c):
@@ -238,11 +255,14 @@ def test_start_beyond_the_encode_budget(c):
     c.node.extra["recorder.encode_budget"] = "95"
     c.node.restart()
     started = []
-    try:
+
+    def two_medium():
         for i in range(2):
             r = c.node.start_recording("budget-%d" % i, "alice", "webm", "medium")
             assert r.status == 200, r
             started.append(("budget-%d" % i, r.json["recording_id"]))
+    try:
+        two_medium()
         r = c.node.start_recording("budget-2", "alice", "webm", "medium")
         assert r.status == 503, r
         assert r.json["code"] == "encode_capacity" and "Mpixel/s" in r.json["detail"], r
@@ -250,18 +270,15 @@ def test_start_beyond_the_encode_budget(c):
         assert "edgerec_recordings_refused_encode_total 1\n" in metrics, metrics
         assert "edgerec_encode_load_pixels_per_second 73296000\n" in metrics, metrics
         assert "edgerec_video_encoder_threads 2\n" in metrics, metrics
-        # A passthrough-free cheaper preset still fits.
+        # A cheaper preset still fits.
         r = c.node.start_recording("budget-low", "alice", "webm", "low")
         assert r.status == 200, r
         assert c.node.op("cancel", "budget-low", r.json["recording_id"]).status == 200
         # quota.lua may lower the quality instead of refusing.
         c.node.extra["policy.param.downgrade_when_busy"] = "true"
-        c.node.restart()
-        started = []
-        for i in range(2):
-            r = c.node.start_recording("budget-%d" % i, "alice", "webm", "medium")
-            assert r.status == 200, r
-            started.append(("budget-%d" % i, r.json["recording_id"]))
+        c.node.restart()  # the two live recordings stop into processing
+        started.clear()
+        two_medium()
         r = c.node.start_recording("budget-2", "alice", "webm", "medium")
         assert r.status == 200, r
         assert r.json["quality"] == "low", r.json
