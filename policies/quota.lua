@@ -2,8 +2,11 @@
 --
 -- admit(facts) is asked before a recording starts. facts holds user_id,
 -- claims, room_id, quality, format, max_duration (seconds), disk_free (bytes
--- free where recordings are written; nil when unknown) and presets
--- ({ low = { video_bps, audio_bps, bps }, ... }). Answer one of
+-- free where recordings are written; nil when unknown), presets
+-- ({ low = { video_bps, audio_bps, bps, pixel_rate }, ... }; pixel_rate is
+-- what this room would encode at that preset, 0 for a passthrough source
+-- such as rtp), encode_budget and encode_used (pixels per second this node
+-- may encode and already encodes for its live recordings). Answer one of
 --   { decision = "allow" }
 --   { decision = "refuse", status = 400 | 403 | 507, reason = "..." }
 --   { decision = "grant", quality = "low", max_duration = 1800 }
@@ -25,6 +28,7 @@ M.limits = {
   user_concurrent = nil,       -- live recordings per user
   user_minutes_per_day = nil,  -- recorded minutes per user per UTC day
   degrade_on_low_disk = false, -- on a full disk: lower the quality rather than refuse
+  downgrade_when_busy = false, -- node's encoders full: lower the quality rather than refuse (503)
 }
 
 local function limit(name)
@@ -40,6 +44,12 @@ end
 -- Bytes a recording of 'preset' lasting 'seconds' needs.
 function M.estimate_bytes(preset, seconds)
   return (preset.video_bps + preset.audio_bps) / 8 * seconds
+end
+
+-- True when encoding 'preset' would go beyond what the node may encode.
+function M.too_busy(facts, preset)
+  if not facts.encode_budget or not preset.pixel_rate then return false end
+  return (facts.encode_used or 0) + preset.pixel_rate > facts.encode_budget
 end
 
 -- Presets from the highest bitrate to the lowest.
@@ -88,6 +98,19 @@ function M.admit(facts)
   end
 
   local preset = facts.presets[facts.quality]
+  -- The node's encode budget: the recorder refuses (503) a start that does
+  -- not fit next to the live recordings; here it may be lowered instead.
+  if preset and M.too_busy(facts, preset) and limit("downgrade_when_busy") then
+    for _, p in ipairs(by_bitrate(facts.presets)) do
+      if p.preset.bps < preset.bps and not M.too_busy(facts, p.preset) then
+        answer.decision = "grant"
+        answer.quality = p.name
+        preset = p.preset
+        break
+      end
+    end
+  end
+
   if facts.disk_free and preset then
     local need = M.estimate_bytes(preset, duration)
     if need > facts.disk_free then

@@ -827,6 +827,7 @@ struct http_server *http_server_new(struct config *cfg, struct recorder *rec, ch
 	http_server_add_health_check(s, "recorder", http_health_recorder, rec);
 	http_server_add_metrics(s, recorder_rtp_metrics, rec);
 	http_server_add_metrics(s, http_conn_metrics, s->conn_limit);
+	http_server_add_metrics(s, recorder_encode_metrics, rec);
 	if (recorder_on_event(rec, http_on_room_event, s) < 0)
 		LOG_WARN(&http_log, "room events unavailable: WebSocket clients will receive nothing");
 	LOG_INFO(&http_log, "serving%s%s%s%s", s->url_https[0] ? " " : "", s->url_https,

@@ -30,6 +30,45 @@ const struct media_preset *media_preset_find(const char *quality);
 int media_preset_check(const struct media_preset *preset, const char *format,
 		       char *err, size_t errlen);
 
+/* ---- the node's encode ledger (media_preset.c) ----
+ * Every pipeline of the process encodes on the same cores, so admission
+ * and thread counts are decided for the whole node, not per recording.
+ * All functions are thread-safe. */
+
+/* Pixels per second a recording of 'preset' encodes (width x height x fps). */
+long long media_preset_pixel_rate(const struct media_preset *preset);
+/* What a recording of 'preset' from 'source' ("test" "file" "rtp") with
+ * 'args' costs this node's encoders, in pixels per second (its pixel rate
+ * plus the audio, source and muxer counted as pixels): 0 when the source
+ * delivers encoded video that is written as it came (rtp, test with
+ * encoded=1). */
+long long media_encode_cost(const struct media_preset *preset, const char *source, const char *args);
+/* Sets the node's encode budget in pixels per second (0: the default
+ * measured for this machine, see media_preset.c). */
+void media_encode_set_budget(long long pixels_per_s);
+/* Reserves 'rate' pixels/s of the budget for a recording about to start.
+ * Returns 0 (nothing to do for rate <= 0), or -1 with why in 'err' when it
+ * does not fit next to the recordings already encoding. Each successful
+ * reserve is undone by one media_encode_release with the same rate. */
+int media_encode_reserve(long long rate, char *err, size_t errlen);
+void media_encode_release(long long rate);
+
+struct media_encode_load {
+	long long budget;    /* pixels/s this node may encode */
+	long long reserved;  /* pixels/s of the admitted recordings that encode */
+	int recordings;      /* those recordings */
+	int encoders;        /* video encoders open, and their threads */
+	int threads;
+	int cores;           /* online cores */
+};
+void media_encode_load(struct media_encode_load *out);
+
+/* Threads for a video encoder about to open at 'rate' pixels/s, given the
+ * encoders already open on the node; counts it in. Give them back with
+ * media_encode_threads_give when the encoder closes. */
+int media_encode_threads_take(long long rate);
+void media_encode_threads_give(int threads);
+
 enum media_event {
 	MEDIA_EVENT_FIRST_FRAME,     /* the first frame reached the file */
 	MEDIA_EVENT_FAULT,           /* the pipeline failed; detail says why */

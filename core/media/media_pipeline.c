@@ -78,6 +78,7 @@ struct media_pipeline {
 	int src_stream[PIPE_ROLES];      /* source stream index per role, -1 if none */
 	bool passthrough[PIPE_ROLES];
 	struct media_enc *enc[PIPE_ROLES];
+	int enc_threads;                 /* video encoder threads held in the node's ledger */
 	struct queue *enc_queue[PIPE_ROLES];
 	struct queue *mux_queue;
 	struct media_mux *mux;
@@ -726,14 +727,15 @@ static int pipe_setup_role(struct media_pipeline *p, int role, struct media_mux_
 		const struct media_enc_driver *drv;
 		if (role == PIPE_VIDEO) {
 			int fps = si->fps_den > 0 ? (si->fps_num + si->fps_den / 2) / si->fps_den : p->preset->fps;
-			long cores = sysconf(_SC_NPROCESSORS_ONLN);
 			drv = vp9 ? &media_enc_vp9 : &media_enc_vp8;
 			ep.width = si->width;
 			ep.height = si->height;
 			ep.fps = fps > 0 ? fps : p->preset->fps;
 			ep.bitrate_bps = p->preset->video_bps;
 			ep.keyframe_interval = 2 * ep.fps;
-			ep.threads = si->width * si->height >= 1280 * 720 && cores > 1 ? 2 : 1;
+			/* Threads from the whole node's load (media_preset.c). */
+			ep.threads = media_encode_threads_take((long long)ep.width * ep.height * ep.fps);
+			p->enc_threads = ep.threads;
 			t->width = si->width;
 			t->height = si->height;
 			t->fps = ep.fps;
@@ -800,6 +802,8 @@ static void pipe_teardown(struct media_pipeline *p)
 		queue_free(p->enc_queue[i], pipe_item_free);
 		p->enc_queue[i] = NULL;
 	}
+	media_encode_threads_give(p->enc_threads);
+	p->enc_threads = 0;
 	queue_free(p->mux_queue, pipe_item_free);
 	p->mux_queue = NULL;
 	media_source_free(p->src);

@@ -1,12 +1,16 @@
-/* media_preset: the quality presets of SPEC §5 and the rule that refuses
- * what this machine cannot encode in real time. */
+/* media_preset: the quality presets of SPEC §5, the rule that refuses what
+ * this machine cannot encode in real time, and the node's encode ledger:
+ * what the live recordings of this process encode (admission) and the
+ * threads their encoders hold (thread choice). */
 #include "media.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "common_util.h"
+#include "media_source.h"
 
 static const struct media_preset media_presets[] = {
 	{ "low", 854, 480, 24, 1000000, 96000, "1M", "96k" },
@@ -25,18 +29,160 @@ const struct media_preset *media_preset_find(const char *quality)
 	return NULL;
 }
 
-/* The real-time rule, an explicit pixel-rate budget set from measurements.
- * scripts/bench.d/10-media records each preset in real time; on this 2-core
- * box (shared, load 2-6) a whole recording (test source, VP8 at realtime
- * speed 16, Opus, muxing) took about 0.1 CPU s per recorded second at low,
- * 0.4-0.9 at medium and 0.5-0.9 at high: roughly 60-100 million pixels per
- * second per core, of which we count 70. A preset is accepted when its
- * pixel rate fits in that times the online cores minus one (one core is
- * left to the source, audio, muxing and the rest of the appliance; never
- * less than one core). On 2 cores: high (1920x1080@30 = 62 Mpx/s) is
- * accepted, ultra (3840x2160@60 = 498 Mpx/s, 8x that) is refused with an
- * error instead of recording a file that silently drops most frames. */
-#define MEDIA_PIXELS_PER_CORE 70000000LL
+/* The real-time rule, an explicit budget set from measurements. The bench
+ * scripts/bench.d/25-concurrent records N rooms at once through `edgerec
+ * serve` and prints the server's CPU per recording: on this 2-core box
+ * (shared, load 20-50) a whole recording (test source, VP8 at realtime
+ * speed 16 on one thread, Opus 128k, muxing, state updates) took about
+ * 0.105 core at low (854x480@24, 9.8 Mpx/s) and 0.205 core at medium
+ * (1280x720@30, 27.6 Mpx/s): about MEDIA_PIXELS_PER_CORE pixels per second
+ * per core, plus MEDIA_RECORDING_OVERHEAD (audio, source, muxer: about
+ * 0.05 core) counted as pixels. The node may spend MEDIA_BUDGET_PERCENT of
+ * its online cores on encoding; the rest stays with the HTTP server, Redis,
+ * processing (remux, thumbnail, upload) and whatever else shares the box.
+ * On 2 cores that admits 8 medium, 16 low or 4 high recordings at once.
+ * A preset whose own rate exceeds the whole budget is refused (ultra:
+ * 3840x2160@60 = 498 Mpx/s) instead of recording a file that silently
+ * drops most frames; the ledger below refuses a start that does not fit
+ * next to the recordings already encoding. recorder.encode_budget
+ * overrides the budget (re-measure after changing the encoder's speed). */
+#define MEDIA_PIXELS_PER_CORE 180000000LL
+#define MEDIA_RECORDING_OVERHEAD 9000000LL
+#define MEDIA_BUDGET_PERCENT 85
+
+static long media_cores(void)
+{
+	long cores = sysconf(_SC_NPROCESSORS_ONLN);
+	return cores < 1 ? 1 : cores;
+}
+
+/* ---- the node's encode ledger ---- */
+
+/* One per process: every pipeline of this process encodes on its cores. */
+static struct {
+	pthread_mutex_t lock;
+	long long budget_override;  /* pixel/s; 0: the measured default */
+	long long reserved;         /* pixel/s of admitted encode recordings */
+	int recordings;             /* admitted recordings that encode video */
+	int encoders;               /* video encoders open */
+	int threads;                /* their threads */
+} media_ledger = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+static long long media_budget_locked(void)
+{
+	if (media_ledger.budget_override > 0)
+		return media_ledger.budget_override;
+	return media_cores() * MEDIA_PIXELS_PER_CORE * MEDIA_BUDGET_PERCENT / 100;
+}
+
+void media_encode_set_budget(long long pixels_per_s)
+{
+	pthread_mutex_lock(&media_ledger.lock);
+	media_ledger.budget_override = pixels_per_s > 0 ? pixels_per_s : 0;
+	pthread_mutex_unlock(&media_ledger.lock);
+}
+
+long long media_preset_pixel_rate(const struct media_preset *preset)
+{
+	return preset ? (long long)preset->width * preset->height * preset->fps : 0;
+}
+
+long long media_encode_cost(const struct media_preset *preset, const char *source, const char *args)
+{
+	char v[8];
+	if (!preset || !source)
+		return 0;
+	/* rtp rooms and the test source's encoded sender deliver VP8/Opus that
+	 * is written as it came: nothing to encode here. */
+	if (strcmp(source, "rtp") == 0)
+		return 0;
+	if (strcmp(source, "test") == 0 && media_source_arg(args, "encoded", v, sizeof(v)) && strcmp(v, "0") != 0)
+		return 0;
+	return media_preset_pixel_rate(preset) + MEDIA_RECORDING_OVERHEAD;
+}
+
+int media_encode_reserve(long long rate, char *err, size_t errlen)
+{
+	if (rate <= 0)
+		return 0;
+	pthread_mutex_lock(&media_ledger.lock);
+	long long budget = media_budget_locked();
+	bool fits = media_ledger.reserved + rate <= budget;
+	if (fits) {
+		media_ledger.reserved += rate;
+		media_ledger.recordings++;
+	} else {
+		snprintf(err, errlen,
+			 "this node cannot encode another %lld Mpixel/s in real time: %d recordings already "
+			 "take %lld of its %lld Mpixel/s", rate / 1000000, media_ledger.recordings,
+			 media_ledger.reserved / 1000000, budget / 1000000);
+	}
+	pthread_mutex_unlock(&media_ledger.lock);
+	return fits ? 0 : -1;
+}
+
+void media_encode_release(long long rate)
+{
+	if (rate <= 0)
+		return;
+	pthread_mutex_lock(&media_ledger.lock);
+	media_ledger.reserved -= rate;
+	if (media_ledger.reserved < 0)
+		media_ledger.reserved = 0;
+	if (media_ledger.recordings > 0)
+		media_ledger.recordings--;
+	pthread_mutex_unlock(&media_ledger.lock);
+}
+
+void media_encode_load(struct media_encode_load *out)
+{
+	pthread_mutex_lock(&media_ledger.lock);
+	out->budget = media_budget_locked();
+	out->reserved = media_ledger.reserved;
+	out->recordings = media_ledger.recordings;
+	out->encoders = media_ledger.encoders;
+	out->threads = media_ledger.threads;
+	out->cores = (int)media_cores();
+	pthread_mutex_unlock(&media_ledger.lock);
+}
+
+/* Threads for a new video encoder. libvpx's VP8 encoder makes its threads
+ * wait for each other row by row in a busy loop (vp8_atomic_spin_wait:
+ * `pause` and a load, no syscall, no sleep). That is fast on idle cores and
+ * ruinous on busy ones: when the threads of several encoders (or any other
+ * work) outnumber the cores, a thread spins on its whole time slice waiting
+ * for a neighbour that is not running; two 720p recordings on 2 cores kept
+ * 1-3 frames of 240. So one thread is the rule, and a second thread is
+ * given only where one core cannot encode the frame rate at all (a pixel
+ * rate above one core's worth), no other encoder is open, and cores are free
+ * for every thread: the sum of encoder threads never exceeds the cores. */
+int media_encode_threads_take(long long rate)
+{
+	long cores = media_cores();
+	pthread_mutex_lock(&media_ledger.lock);
+	long long want = (rate + MEDIA_PIXELS_PER_CORE - 1) / MEDIA_PIXELS_PER_CORE;
+	long long free_cores = cores - media_ledger.threads;
+	int threads = 1;
+	if (want > 1 && media_ledger.encoders == 0 && free_cores > 1)
+		threads = (int)(want < free_cores ? want : free_cores);
+	media_ledger.encoders++;
+	media_ledger.threads += threads;
+	pthread_mutex_unlock(&media_ledger.lock);
+	return threads;
+}
+
+void media_encode_threads_give(int threads)
+{
+	if (threads <= 0)
+		return;
+	pthread_mutex_lock(&media_ledger.lock);
+	media_ledger.threads -= threads;
+	if (media_ledger.threads < 0)
+		media_ledger.threads = 0;
+	if (media_ledger.encoders > 0)
+		media_ledger.encoders--;
+	pthread_mutex_unlock(&media_ledger.lock);
+}
 
 int media_preset_check(const struct media_preset *preset, const char *format,
 		       char *err, size_t errlen)
@@ -50,17 +196,15 @@ int media_preset_check(const struct media_preset *preset, const char *format,
 			 format ? format : "");
 		return -1;
 	}
-	long cores = sysconf(_SC_NPROCESSORS_ONLN);
-	if (cores < 1)
-		cores = 1;
-	long long usable = cores > 1 ? cores - 1 : 1;
-	long long budget = usable * MEDIA_PIXELS_PER_CORE;
-	long long rate = (long long)preset->width * preset->height * preset->fps;
+	pthread_mutex_lock(&media_ledger.lock);
+	long long budget = media_budget_locked();
+	pthread_mutex_unlock(&media_ledger.lock);
+	long long rate = media_preset_pixel_rate(preset);
 	if (rate > budget) {
 		snprintf(err, errlen,
 			 "quality '%s' (%dx%d@%d, %lld Mpixel/s) cannot be encoded in real time on "
 			 "%ld cores (budget %lld Mpixel/s)", preset->name, preset->width,
-			 preset->height, preset->fps, rate / 1000000, cores, budget / 1000000);
+			 preset->height, preset->fps, rate / 1000000, media_cores(), budget / 1000000);
 		return -1;
 	}
 	return 0;

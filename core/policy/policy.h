@@ -169,6 +169,7 @@ struct policy_preset_fact {
 	const char *name;
 	long long video_bps;
 	long long audio_bps;
+	long long pixel_rate;         /* pixels/s this room would encode at it (0: passthrough) */
 };
 
 struct policy_admit_facts {
@@ -180,6 +181,8 @@ struct policy_admit_facts {
 	long long disk_free_bytes;    /* <0: the host asks the provider */
 	const struct policy_preset_fact *presets;
 	size_t n_presets;
+	long long encode_budget;      /* pixels/s the node may encode; 0: unknown */
+	long long encode_used;        /* pixels/s its live recordings encode */
 };
 
 enum policy_admit_kind {

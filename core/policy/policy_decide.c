@@ -256,7 +256,7 @@ static const struct policy_preset_fact *decide_preset(const struct policy_admit_
 static void decide_push_facts(lua_State *L, const struct decide_admit_ctx *c)
 {
 	const struct policy_admit_facts *f = c->f;
-	lua_createtable(L, 0, 10);                                       /* facts */
+	lua_createtable(L, 0, 12);                                       /* facts */
 	if (f->caller && f->caller->user_id) {
 		lua_pushstring(L, f->caller->user_id);
 		lua_setfield(L, -2, "user_id");
@@ -285,16 +285,24 @@ static void decide_push_facts(lua_State *L, const struct decide_admit_ctx *c)
 	for (size_t i = 0; i < f->n_presets; i++) {
 		if (!f->presets[i].name)
 			continue;
-		lua_createtable(L, 0, 3);                                /* facts presets p */
+		lua_createtable(L, 0, 4);                                /* facts presets p */
 		lua_pushinteger(L, f->presets[i].video_bps);
 		lua_setfield(L, -2, "video_bps");
 		lua_pushinteger(L, f->presets[i].audio_bps);
 		lua_setfield(L, -2, "audio_bps");
 		lua_pushinteger(L, f->presets[i].video_bps + f->presets[i].audio_bps);
 		lua_setfield(L, -2, "bps");
+		lua_pushinteger(L, f->presets[i].pixel_rate);
+		lua_setfield(L, -2, "pixel_rate");
 		lua_setfield(L, -2, f->presets[i].name);                 /* facts presets */
 	}
 	lua_setfield(L, -2, "presets");                                  /* facts */
+	if (f->encode_budget > 0) {
+		lua_pushinteger(L, f->encode_budget);
+		lua_setfield(L, -2, "encode_budget");
+		lua_pushinteger(L, f->encode_used);
+		lua_setfield(L, -2, "encode_used");
+	}
 }
 
 static int decide_admit_call(lua_State *L)

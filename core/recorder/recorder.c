@@ -121,7 +121,27 @@ static double seconds_ms(int64_t ns)
 	return round((double)ns / 1e6) / 1e3;
 }
 
-/* Copies 'st' counters into the record: duration and bytes. */
+/* metadata.media: what the pipeline kept and dropped, so a recording
+ * that lost frames says so in its state. effective_fps is the video frames
+ * written per second of media time written (the preset's fps when nothing
+ * was lost; 0 before any media time). */
+static void rec_apply_media(cJSON *rec, const struct media_stats *st)
+{
+	cJSON *media = cJSON_CreateObject();
+	if (!media)
+		return;
+	cJSON_AddNumberToObject(media, "video_frames_encoded", (double)st->video_frames_encoded);
+	cJSON_AddNumberToObject(media, "video_frames_dropped", (double)st->video_frames_dropped);
+	cJSON_AddNumberToObject(media, "audio_frames_encoded", (double)st->audio_frames_encoded);
+	cJSON_AddNumberToObject(media, "audio_frames_dropped", (double)st->audio_frames_dropped);
+	double secs = (double)st->active_duration_ns / 1e9;
+	double fps = secs > 0 ? (double)st->video_frames_encoded / secs : 0;
+	cJSON_AddNumberToObject(media, "effective_fps", round(fps * 100) / 100);
+	recorder_json_set(recorder_rec_metadata(rec), "media", media);
+}
+
+/* Copies 'st' counters into the record: duration, bytes and
+ * metadata.media. */
 static void rec_apply_stats(cJSON *rec, const struct media_stats *st, const char *path)
 {
 	state_record_set_number(rec, "duration_seconds", seconds_ms(st->active_duration_ns));
@@ -130,6 +150,7 @@ static void rec_apply_stats(cJSON *rec, const struct media_stats *st, const char
 	if (path && stat(path, &sb) == 0)
 		size = (double)sb.st_size;
 	state_record_set_number(rec, "file_size_bytes", size);
+	rec_apply_media(rec, st);
 }
 
 int recorder_put(struct recorder *r, const cJSON *rec)
@@ -247,6 +268,8 @@ static void session_detach(struct recorder_session *s)
 	struct recorder *r = s->r;
 	s->ended = true;
 	recorder_rtp_release(s);
+	media_encode_release(s->encode_rate);
+	s->encode_rate = 0;
 	pthread_mutex_lock(&r->lock);
 	for (struct recorder_session **pp = &r->sessions; *pp; pp = &(*pp)->next) {
 		if (*pp == s) {
@@ -526,10 +549,12 @@ void recorder_start(struct recorder *r, const struct recorder_caller *caller,
 		return;
 	}
 
+	char source[64], args[600];
+	recorder_policy_source(r, room_id, source, sizeof(source), args, sizeof(args));
 	int64_t max_duration_ms = r->max_duration_ms;
 	int user_limit = r->max_per_user;
-	int prc = recorder_policy_admit(r, caller, room_id, format, &preset, &max_duration_ms, &user_limit,
-					reason, sizeof(reason));
+	int prc = recorder_policy_admit(r, caller, room_id, source, args, format, &preset, &max_duration_ms,
+					&user_limit, reason, sizeof(reason));
 	if (prc != 0) {
 		pthread_mutex_lock(&r->lock);
 		r->m.refused_total++;
@@ -538,11 +563,28 @@ void recorder_start(struct recorder *r, const struct recorder_caller *caller,
 			    "%s", reason);
 		return;
 	}
+	/* The node's encode budget, across every live recording here: a start
+	 * that cannot be encoded in real time next to the others is refused
+	 * (503: this node's capacity, like a used-up RTP port range; it frees
+	 * when recordings end) instead of making every recording drop frames.
+	 * quota.lua may have lowered the preset to fit (downgrade_when_busy). */
+	long long encode_rate = media_encode_cost(preset, source, args);
+	if (media_encode_reserve(encode_rate, reason, sizeof(reason)) < 0) {
+		pthread_mutex_lock(&r->lock);
+		r->m.refused_total++;
+		r->encode_refused++;
+		pthread_mutex_unlock(&r->lock);
+		LOG_WARN(&log_rec, "start in room %s at %s refused: %s", room_id, preset->name, reason);
+		reply_error(out, 503, "encode_capacity", "%s (quality %s; try a lower quality or later)",
+			    reason, preset->name);
+		return;
+	}
 
 	util_uuid_v4(id);
 	int rc = state_admit(r->st, id, caller->user_id, r->max_concurrent, user_limit,
 			     reason, sizeof(reason));
 	if (rc == STATE_REFUSED) {
+		media_encode_release(encode_rate);
 		pthread_mutex_lock(&r->lock);
 		r->m.refused_total++;
 		pthread_mutex_unlock(&r->lock);
@@ -550,6 +592,7 @@ void recorder_start(struct recorder *r, const struct recorder_caller *caller,
 		return;
 	}
 	if (rc < 0) {
+		media_encode_release(encode_rate);
 		reply_error(out, 503, "state_unavailable", "recording state store unavailable: %s", state_strerror(rc));
 		return;
 	}
@@ -601,12 +644,12 @@ void recorder_start(struct recorder *r, const struct recorder_caller *caller,
 	pthread_cond_init(&s->ev_cond, NULL);
 	s->status = RECORDER_PENDING;
 	s->max_duration_ns = max_duration_ms * TIME_NS_PER_MS;
+	s->encode_rate = encode_rate; /* from here on the session gives it back */
+	encode_rate = 0;
 	s->rec = rec;
 	rec = NULL;
 	recorder_lifecycle_event(r, RECORDER_PENDING, s->rec);
 
-	char source[64], args[600];
-	recorder_policy_source(r, room_id, source, sizeof(source), args, sizeof(args));
 	int rtp_rc = recorder_rtp_prepare(s, source, format, args, sizeof(args), err, sizeof(err));
 	if (rtp_rc) {
 		reply_error(out, rtp_rc, rtp_rc == 400 ? "invalid_format" : "rtp_ports_unavailable", "%s", err);
@@ -684,7 +727,9 @@ void recorder_start(struct recorder *r, const struct recorder_caller *caller,
 	return;
 
 fail:
+	media_encode_release(encode_rate);
 	if (s) {
+		media_encode_release(s->encode_rate);
 		cJSON_Delete(s->rec);
 		media_pipeline_free(s->pipeline);
 		recorder_rtp_free(s);
@@ -1110,6 +1155,37 @@ void recorder_metrics(struct recorder *r, struct recorder_metrics *m)
 	m->jobs_running = (uint64_t)atomic_load(&r->jobs_running);
 }
 
+char *recorder_encode_metrics(void *opaque)
+{
+	struct recorder *r = opaque;
+	struct media_encode_load load;
+	media_encode_load(&load);
+	pthread_mutex_lock(&r->lock);
+	unsigned long long refused = r->encode_refused;
+	pthread_mutex_unlock(&r->lock);
+	char *out = malloc(1024);
+	if (!out)
+		return NULL;
+	snprintf(out, 1024,
+		 "# HELP edgerec_encode_budget_pixels_per_second What this node may encode at once.\n"
+		 "# TYPE edgerec_encode_budget_pixels_per_second gauge\n"
+		 "edgerec_encode_budget_pixels_per_second %lld\n"
+		 "# HELP edgerec_encode_load_pixels_per_second What its live recordings take of it.\n"
+		 "# TYPE edgerec_encode_load_pixels_per_second gauge\n"
+		 "edgerec_encode_load_pixels_per_second %lld\n"
+		 "# HELP edgerec_encode_recordings Live recordings that encode video.\n"
+		 "# TYPE edgerec_encode_recordings gauge\n"
+		 "edgerec_encode_recordings %d\n"
+		 "# HELP edgerec_video_encoder_threads Threads of the open video encoders.\n"
+		 "# TYPE edgerec_video_encoder_threads gauge\n"
+		 "edgerec_video_encoder_threads %d\n"
+		 "# HELP edgerec_recordings_refused_encode_total Starts refused because the encode budget was full.\n"
+		 "# TYPE edgerec_recordings_refused_encode_total counter\n"
+		 "edgerec_recordings_refused_encode_total %llu\n",
+		 load.budget, load.reserved, load.recordings, load.threads, refused);
+	return out;
+}
+
 bool recorder_healthy(struct recorder *r, char *why, size_t whylen)
 {
 	if (access(r->storage_path, W_OK) != 0) {
@@ -1200,6 +1276,12 @@ struct recorder *recorder_new(struct config *cfg, struct state *st, struct polic
 			 "retention.interval at least 100ms");
 		goto fail;
 	}
+	lim = config_get_int(cfg, "recorder.encode_budget");
+	if (lim < 0 || lim > 1000000) {
+		snprintf(err, errlen, "recorder.encode_budget must be 0 (measured default) or Mpixel/s");
+		goto fail;
+	}
+	media_encode_set_budget(lim * 1000000);
 	lim = config_get_int(cfg, "recorder.workers");
 	r->n_workers = lim < 1 ? 1 : lim > 16 ? 16 : (int)lim;
 

@@ -210,6 +210,9 @@ void recorder_metrics(struct recorder *r, struct recorder_metrics *m);
 /* Prometheus text for rtp rooms (time to first keyframe, source stalls),
  * malloc'd for the caller; 'opaque' unused (an http_metrics_fn). */
 char *recorder_rtp_metrics(void *opaque);
+/* Prometheus text for the node's encode ledger (budget, load, encoder
+ * threads, starts refused for it), malloc'd; 'opaque' is the recorder. */
+char *recorder_encode_metrics(void *opaque);
 
 /* False with a reason in 'why' when the recorder cannot do its job: the
  * storage directory is not writable, or the state store is unhealthy. */

@@ -46,6 +46,9 @@ static const struct config_option recorder_options[] = {
 	  "free space a start must leave beyond what the recording may need (else 507)" },
 	{ "recorder.disk_low_water", CONFIG_SIZE, "256M",
 	  "below this much free space, live recordings stop cleanly (reason disk_low)" },
+	{ "recorder.encode_budget", CONFIG_INT, "0",
+	  "Mpixel/s of video this node may encode at once across its live recordings (a start beyond "
+	  "it gets 503); 0: the default measured for this machine's cores" },
 	{ "retention.max_bytes", CONFIG_SIZE, "0",
 	  "local files of finished recordings above this total: the oldest already verified in S3 go (0: no limit)" },
 	{ "retention.max_age", CONFIG_DURATION, "0",

@@ -46,6 +46,7 @@ struct recorder_session {
 	struct media_pipeline *pipeline; /* under lock; NULL once stopped */
 	int64_t max_duration_ns;       /* auto-stop after this much active time */
 	int64_t started_mono_ns;       /* when the pipeline was started */
+	long long encode_rate;         /* pixels/s reserved in the node's encode ledger */
 	int64_t refreshed_mono_ns;     /* when duration/size were last stored */
 	bool ended;                    /* left the live statuses; under lock */
 
@@ -101,6 +102,7 @@ struct recorder {
 	void *event_opaque;
 	struct recorder_relay *relay;  /* room events; see recorder_on_event */
 	struct recorder_metrics m;     /* counters under lock */
+	uint64_t encode_refused;       /* starts refused by the encode budget, under lock */
 
 	/* The control thread: pipeline events and the maximum-duration timer. */
 	pthread_t ctl_thread;
@@ -187,10 +189,13 @@ struct media_preset;
 /* Binds the policy host (provider for its edge API, authorization hook). */
 void recorder_policy_bind(struct recorder *r);
 /* Admission beyond the global limit: quota.lua (may lower '*preset' and
- * '*max_duration_ms', sets '*user_limit') and free disk space. Returns 0,
- * or the reply status (400, 403, 507) with 'reason'. */
+ * '*max_duration_ms', sets '*user_limit'; it sees the node's encode load and
+ * what the room's 'source' with 'args' would encode at each preset) and
+ * free disk space. Returns 0, or the reply status (400, 403, 507) with
+ * 'reason'. */
 int recorder_policy_admit(struct recorder *r, const struct recorder_caller *caller, const char *room_id,
-			  const char *format, const struct media_preset **preset, int64_t *max_duration_ms,
+			  const char *source, const char *args, const char *format,
+			  const struct media_preset **preset, int64_t *max_duration_ms,
 			  int *user_limit, char *reason, size_t reasonlen);
 /* What 'room_id' captures: sources.lua, else room.<id>.source/args, else test. */
 void recorder_policy_source(struct recorder *r, const char *room_id, char *source, size_t slen,

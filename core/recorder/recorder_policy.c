@@ -126,7 +126,8 @@ void recorder_policy_bind(struct recorder *r)
 /* ---- admission ------------------------------------------------------------- */
 
 int recorder_policy_admit(struct recorder *r, const struct recorder_caller *caller, const char *room_id,
-			  const char *format, const struct media_preset **preset, int64_t *max_duration_ms,
+			  const char *source, const char *args, const char *format,
+			  const struct media_preset **preset, int64_t *max_duration_ms,
 			  int *user_limit, char *reason, size_t reasonlen)
 {
 	*user_limit = r->max_per_user;
@@ -137,8 +138,11 @@ int recorder_policy_admit(struct recorder *r, const struct recorder_caller *call
 		for (size_t i = 0; i < ARRAY_SIZE(names); i++) {
 			const struct media_preset *p = media_preset_find(names[i]);
 			if (p)
-				facts_presets[n++] = (struct policy_preset_fact){ p->name, p->video_bps, p->audio_bps };
+				facts_presets[n++] = (struct policy_preset_fact){
+					p->name, p->video_bps, p->audio_bps, media_encode_cost(p, source, args) };
 		}
+		struct media_encode_load load;
+		media_encode_load(&load);
 		struct policy_caller pc = { .user_id = caller->user_id, .claims = caller->claims };
 		struct policy_admit_facts facts = {
 			.caller = &pc,
@@ -149,6 +153,8 @@ int recorder_policy_admit(struct recorder *r, const struct recorder_caller *call
 			.disk_free_bytes = recorder_disk_free(r),
 			.presets = facts_presets,
 			.n_presets = n,
+			.encode_budget = load.budget,
+			.encode_used = load.reserved,
 		};
 		struct policy_admission a;
 		policy_admit(r->pol, &facts, &a);

@@ -67,6 +67,31 @@ describe("quota.lua", function()
     assert.are.equal(507, b.status)
   end)
 
+  it("lowers the quality when the node's encoders are full and downgrade_when_busy is set", function()
+    local busy = {
+      low = { video_bps = 1000000, audio_bps = 96000, bps = 1096000, pixel_rate = 9838080 },
+      medium = { video_bps = 2500000, audio_bps = 128000, bps = 2628000, pixel_rate = 27648000 },
+      high = { video_bps = 5000000, audio_bps = 192000, bps = 5192000, pixel_rate = 62208000 },
+    }
+    -- 290 of 306 Mpx/s in use: medium (27.6) does not fit, low (9.8) does.
+    local f = facts({ presets = busy, encode_budget = 306000000, encode_used = 290000000 })
+    assert.are.equal("allow", quota.admit(f).decision) -- off: the recorder answers 503
+    state.config["policy.param.downgrade_when_busy"] = "true"
+    local a = quota.admit(f)
+    assert.are.equal("grant", a.decision)
+    assert.are.equal("low", a.quality)
+    -- Room left for medium: nothing lowered.
+    assert.are.equal("allow", quota.admit(facts({ presets = busy, encode_budget = 306000000,
+                                                  encode_used = 200000000 })).decision)
+    -- Nothing fits: allowed as asked, the recorder refuses it with 503.
+    assert.are.equal("allow", quota.admit(facts({ presets = busy, encode_budget = 306000000,
+                                                  encode_used = 300000000 })).decision)
+    -- A passthrough room encodes nothing: never lowered.
+    local rtp = { medium = { video_bps = 2500000, audio_bps = 128000, bps = 2628000, pixel_rate = 0 } }
+    assert.are.equal("allow", quota.admit(facts({ presets = rtp, encode_budget = 306000000,
+                                                  encode_used = 306000000 })).decision)
+  end)
+
   it("enforces a per-user concurrent limit with 400", function()
     quota.limits.user_concurrent = 2
     state.recordings = {

@@ -439,6 +439,14 @@ class Edgerec:
                                                      timeout=30)
         return self._conn
 
+    def client(self):
+        """Another client of this server with its own HTTPS connection (one
+        per thread when requests must really run at the same time)."""
+        other = object.__new__(Edgerec)
+        other.__dict__.update(self.__dict__)
+        other._conn = None
+        return other
+
     def close(self):
         if self._conn is not None:
             self._conn.close()

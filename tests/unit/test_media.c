@@ -47,10 +47,66 @@ static void test_presets(void)
 	CHECK(strstr(err, "unknown format") != NULL);
 	CHECK_INT(media_preset_check(NULL, "webm", err, sizeof(err)), -1);
 	CHECK(strstr(err, "unknown quality") != NULL);
-	if (sysconf(_SC_NPROCESSORS_ONLN) <= 8) {
+	if (sysconf(_SC_NPROCESSORS_ONLN) <= 3) {
 		CHECK_INT(media_preset_check(media_preset_find("ultra"), "webm", err, sizeof(err)), -1);
 		CHECK(strstr(err, "real time") != NULL);
 	}
+}
+
+/* The node's encode ledger: reservations against the budget, what a source
+ * costs, and encoder threads chosen from what is already open. */
+static void test_encode_ledger(void)
+{
+	char err[256];
+	const struct media_preset *medium = media_preset_find("medium");
+	long long cost = media_encode_cost(medium, "test", "");
+	CHECK(cost > media_preset_pixel_rate(medium));
+	CHECK_INT(media_encode_cost(medium, "file", "video=a.y4m") == cost, 1);
+	CHECK_INT(media_encode_cost(medium, "rtp", "") == 0, 1);
+	CHECK_INT(media_encode_cost(medium, "test", "encoded=1") == 0, 1);
+	CHECK_INT(media_encode_cost(medium, "test", "encoded=0") == cost, 1);
+
+	media_encode_set_budget(2 * cost + cost / 2);
+	struct media_encode_load load;
+	media_encode_load(&load);
+	CHECK_INT(load.budget == 2 * cost + cost / 2, 1);
+	CHECK_INT(load.reserved == 0 && load.recordings == 0, 1);
+	CHECK_INT(media_encode_reserve(cost, err, sizeof(err)), 0);
+	CHECK_INT(media_encode_reserve(cost, err, sizeof(err)), 0);
+	CHECK_INT(media_encode_reserve(cost, err, sizeof(err)), -1);
+	CHECK(strstr(err, "2 recordings") != NULL && strstr(err, "Mpixel/s") != NULL);
+	CHECK_INT(media_encode_reserve(0, err, sizeof(err)), 0); /* passthrough: always */
+	media_encode_release(0);
+	media_encode_load(&load);
+	CHECK_INT(load.reserved == 2 * cost && load.recordings == 2, 1);
+	media_encode_release(cost);
+	CHECK_INT(media_encode_reserve(cost, err, sizeof(err)), 0);
+	media_encode_release(cost);
+	media_encode_release(cost);
+	media_encode_load(&load);
+	CHECK_INT(load.reserved == 0 && load.recordings == 0, 1);
+	media_encode_set_budget(0);
+
+	/* One thread each, whatever the count; a rate one core cannot encode
+	 * gets more only when it is alone and within the cores. */
+	long cores = sysconf(_SC_NPROCESSORS_ONLN);
+	int a = media_encode_threads_take(media_preset_pixel_rate(medium));
+	CHECK_INT(a, 1);
+	int b = media_encode_threads_take(media_preset_pixel_rate(media_preset_find("ultra")));
+	CHECK_INT(b, 1);
+	media_encode_load(&load);
+	CHECK_INT(load.encoders, 2);
+	CHECK_INT(load.threads, 2);
+	media_encode_threads_give(a);
+	media_encode_threads_give(b);
+	int c = media_encode_threads_take(media_preset_pixel_rate(media_preset_find("ultra")));
+	CHECK(c >= 1 && c <= (cores > 1 ? cores : 1));
+	if (cores >= 2)
+		CHECK(c >= 2);
+	media_encode_threads_give(c);
+	media_encode_load(&load);
+	CHECK_INT(load.encoders, 0);
+	CHECK_INT(load.threads, 0);
 }
 
 static void test_source_args(void)
@@ -478,6 +534,7 @@ int main(void)
 		return 1;
 	}
 	test_presets();
+	test_encode_ledger();
 	test_source_args();
 	test_source_markers();
 	test_mux_probe_repair();

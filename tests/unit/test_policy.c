@@ -69,10 +69,10 @@ static cJSON *make_rec(const char *id, const char *user, const char *status, con
 }
 
 static const struct policy_preset_fact presets[] = {
-	{ "low", 1000000, 96000 },
-	{ "medium", 2500000, 128000 },
-	{ "high", 5000000, 192000 },
-	{ "ultra", 15000000, 256000 },
+	{ "low", 1000000, 96000, 854 * 480 * 24 },
+	{ "medium", 2500000, 128000, 1280 * 720 * 30 },
+	{ "high", 5000000, 192000, 1920 * 1080 * 30 },
+	{ "ultra", 15000000, 256000, 3840LL * 2160 * 60 },
 };
 
 /* ---- tests ------------------------------------------------------------- */
