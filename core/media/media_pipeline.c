@@ -414,6 +414,7 @@ static int pipe_enc_output(void *opaque, struct media_enc_packet *ep)
 #define PIPE_DEGRADE_BUSY_UP 0.6      /* predicted share at the level above: may go up */
 #define PIPE_DEGRADE_CALM_WINDOWS 10  /* 3 s of calm before a step up */
 #define PIPE_DEGRADE_UP_HOLD_NS (4 * TIME_NS_PER_SEC) /* since the last move */
+#define PIPE_DEGRADE_SLOW_FRAMES 4    /* one frame taking this many periods: behind at once */
 
 /* How much more the level above 'level' costs: speed 6 against the fastest
  * is about 2x, twice the frames 2x, four times the pixels about 3.5x. */
@@ -427,6 +428,7 @@ struct pipe_degrade {
 	int calm;
 	size_t backlog;     /* frames queued that count as falling behind */
 	size_t shed_depth;  /* frames queued from which every other is left out */
+	int64_t frame_ns;   /* the nominal frame period */
 };
 
 const char *media_degrade_name(enum media_degrade_level l)
@@ -491,14 +493,18 @@ static void pipe_degrade_check(struct media_pipeline *p, struct pipe_degrade *d,
 	int64_t now = time_mono_ns();
 	d->busy_ns += encode_ns;
 	int64_t span = now - d->window_start;
-	if (span < PIPE_DEGRADE_WINDOW_NS)
+	/* One frame that took several frame periods closes the window early:
+	 * a box that short of CPU must not wait for a full window of them. */
+	bool slow = encode_ns > PIPE_DEGRADE_SLOW_FRAMES * d->frame_ns * atomic_load(&p->video_fps_div) &&
+		    now - d->last_move >= PIPE_DEGRADE_WINDOW_NS;
+	if (span < PIPE_DEGRADE_WINDOW_NS && !slow)
 		return;
 	double busy = (double)d->busy_ns / (double)span;
 	size_t depth = queue_length(p->enc_queue[PIPE_VIDEO]);
 	pthread_mutex_lock(&p->lock);
 	uint64_t dropped = p->stats.video_frames_dropped;
 	pthread_mutex_unlock(&p->lock);
-	bool behind = busy > PIPE_DEGRADE_BUSY_HIGH || depth >= d->backlog || dropped > d->dropped_at_start;
+	bool behind = slow || busy > PIPE_DEGRADE_BUSY_HIGH || depth >= d->backlog || dropped > d->dropped_at_start;
 	if (behind) {
 		d->calm = 0;
 		if (d->level + 1 < MEDIA_DEGRADE_LEVELS)
@@ -522,13 +528,15 @@ static void *pipe_enc_main(void *arg)
 	void *it;
 	bool failed = false;
 	/* A sixth of a second of frames waiting is a backlog the encoder is not
-	 * clearing; from a quarter second on, frames are left out. */
+	 * clearing; from half a second on, frames are left out. */
 	int fps = p->preset->fps;
 	struct pipe_degrade d = {
 		.on = c->role == PIPE_VIDEO && !p->opt.fast && enc->driver->set_level,
 		.window_start = time_mono_ns(),
 		.backlog = (size_t)(fps / 6 > 2 ? fps / 6 : 2),
-		.shed_depth = (size_t)(fps / 4 > 3 ? fps / 4 : 3),
+		.shed_depth = (size_t)(fps / 2 > 3 ? fps / 2 : 3),
+		.frame_ns = TIME_NS_PER_SEC / (fps > 0 ? fps : 30),
+		.last_move = time_mono_ns() - PIPE_DEGRADE_WINDOW_NS,
 	};
 	bool shed_last = false, carry_key = false;
 
