@@ -411,9 +411,10 @@ static int pipe_enc_output(void *opaque, struct media_enc_packet *ep)
  * a backlog remains, every other queued frame is left out. */
 #define PIPE_DEGRADE_WINDOW_NS (300 * TIME_NS_PER_MS)
 #define PIPE_DEGRADE_BUSY_HIGH 0.85   /* share of the clock spent encoding: behind */
-#define PIPE_DEGRADE_BUSY_UP 0.6      /* predicted share at the level above: may go up */
+#define PIPE_DEGRADE_BUSY_UP 0.45     /* predicted share at the level above: may go up */
 #define PIPE_DEGRADE_CALM_WINDOWS 10  /* 3 s of calm before a step up */
-#define PIPE_DEGRADE_UP_HOLD_NS (4 * TIME_NS_PER_SEC) /* since the last move */
+#define PIPE_DEGRADE_UP_HOLD_NS (4 * TIME_NS_PER_SEC) /* since the last move; doubles */
+#define PIPE_DEGRADE_UP_HOLD_MAX_NS (64 * TIME_NS_PER_SEC) /* ... each time a step up fails */
 #define PIPE_DEGRADE_SLOW_FRAMES 4    /* one frame taking this many periods: behind at once */
 
 /* How much more the level above 'level' costs: speed 6 against the fastest
@@ -424,6 +425,7 @@ struct pipe_degrade {
 	bool on;
 	int level;
 	int64_t window_start, busy_ns, last_move;
+	int64_t last_up, up_hold_ns;
 	uint64_t dropped_at_start;
 	int calm;
 	size_t backlog;     /* frames queued that count as falling behind */
@@ -481,8 +483,15 @@ static bool pipe_degrade_move(struct media_pipeline *p, struct pipe_degrade *d, 
 	pthread_mutex_unlock(&p->lock);
 	LOG_WARN(&log_pipe, "%s: CPU %s: %s", p->output_path, down ? "short" : "back", detail);
 	pipe_event(p, down ? MEDIA_EVENT_DEGRADED : MEDIA_EVENT_RESTORED, detail);
+	/* A step up that did not hold (down again soon after): wait twice as
+	 * long before the next one, so the level does not swing. */
+	int64_t now = time_mono_ns();
+	if (!down)
+		d->last_up = now;
+	else if (d->last_up && now - d->last_up < 2 * d->up_hold_ns && d->up_hold_ns < PIPE_DEGRADE_UP_HOLD_MAX_NS)
+		d->up_hold_ns *= 2;
 	d->level = to;
-	d->last_move = time_mono_ns();
+	d->last_move = now;
 	d->calm = 0;
 	return true;
 }
@@ -512,7 +521,7 @@ static void pipe_degrade_check(struct media_pipeline *p, struct pipe_degrade *d,
 	} else if (d->level > 0) {
 		double up = busy * pipe_degrade_up_cost[d->level];
 		d->calm = up < PIPE_DEGRADE_BUSY_UP && depth <= 1 ? d->calm + 1 : 0;
-		if (d->calm >= PIPE_DEGRADE_CALM_WINDOWS && now - d->last_move >= PIPE_DEGRADE_UP_HOLD_NS)
+		if (d->calm >= PIPE_DEGRADE_CALM_WINDOWS && now - d->last_move >= d->up_hold_ns)
 			pipe_degrade_move(p, d, d->level - 1, busy, depth);
 	}
 	d->window_start = now;
@@ -537,6 +546,7 @@ static void *pipe_enc_main(void *arg)
 		.shed_depth = (size_t)(fps / 2 > 3 ? fps / 2 : 3),
 		.frame_ns = TIME_NS_PER_SEC / (fps > 0 ? fps : 30),
 		.last_move = time_mono_ns() - PIPE_DEGRADE_WINDOW_NS,
+		.up_hold_ns = PIPE_DEGRADE_UP_HOLD_NS,
 	};
 	bool shed_last = false, carry_key = false;
 
