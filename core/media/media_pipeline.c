@@ -515,9 +515,17 @@ static void pipe_degrade_check(struct media_pipeline *p, struct pipe_degrade *d,
 	pthread_mutex_unlock(&p->lock);
 	bool behind = slow || busy > PIPE_DEGRADE_BUSY_HIGH || depth >= d->backlog || dropped > d->dropped_at_start;
 	if (behind) {
+		/* One step, or as many as it takes when frames cost several
+		 * times their budget (each step still taken and told in order). */
+		double over = slow ? (double)encode_ns / (double)(d->frame_ns * atomic_load(&p->video_fps_div))
+				   : busy / PIPE_DEGRADE_BUSY_HIGH;
 		d->calm = 0;
-		if (d->level + 1 < MEDIA_DEGRADE_LEVELS)
-			pipe_degrade_move(p, d, d->level + 1, busy, depth);
+		do {
+			if (d->level + 1 >= MEDIA_DEGRADE_LEVELS ||
+			    !pipe_degrade_move(p, d, d->level + 1, busy, depth))
+				break;
+			over /= pipe_degrade_up_cost[d->level];
+		} while (over > 1.0);
 	} else if (d->level > 0) {
 		double up = busy * pipe_degrade_up_cost[d->level];
 		d->calm = up < PIPE_DEGRADE_BUSY_UP && depth <= 1 ? d->calm + 1 : 0;
