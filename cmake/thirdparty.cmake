@@ -10,6 +10,13 @@ pkg_check_modules(AVFORMAT REQUIRED IMPORTED_TARGET libavformat libavcodec libav
 pkg_check_modules(JPEG REQUIRED IMPORTED_TARGET libjpeg)
 pkg_check_modules(CJSON REQUIRED IMPORTED_TARGET libcjson)
 
+# libyuv (the video encoder's downscaler) ships no pkg-config file either.
+find_library(YUV_LIB yuv REQUIRED)
+find_path(YUV_INCLUDE_DIR libyuv/scale.h REQUIRED)
+add_library(thirdparty_yuv INTERFACE)
+target_link_libraries(thirdparty_yuv INTERFACE ${YUV_LIB})
+target_include_directories(thirdparty_yuv SYSTEM INTERFACE ${YUV_INCLUDE_DIR})
+
 # mbedtls 2.28 ships no pkg-config file.
 find_library(MBEDTLS_LIB mbedtls REQUIRED)
 find_library(MBEDX509_LIB mbedx509 REQUIRED)

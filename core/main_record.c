@@ -354,6 +354,9 @@ int main_record(int argc, char **argv)
 	cJSON_AddNumberToObject(o, "video_keyframes", (double)st.video_keyframes);
 	cJSON_AddNumberToObject(o, "audio_frames_encoded", (double)st.audio_frames_encoded);
 	cJSON_AddNumberToObject(o, "audio_frames_dropped", (double)st.audio_frames_dropped);
+	cJSON_AddNumberToObject(o, "video_frames_skipped", (double)st.video_frames_skipped);
+	cJSON_AddNumberToObject(o, "degradation_moves", st.degrade_moves);
+	cJSON_AddStringToObject(o, "degradation_max", media_degrade_name(st.degrade_max_level));
 	cJSON_AddNumberToObject(o, "video_encode_seconds", st.video_encode_ns / 1e9);
 	cJSON_AddNumberToObject(o, "wall_seconds", wall);
 	cJSON_AddNumberToObject(o, "cpu_seconds", cpu);

@@ -123,6 +123,9 @@ void http_info_metrics(struct http_request *req)
 		{ "edgerec_video_frames_encoded_total", "counter", "Video frames encoded.", rm.video_frames_encoded },
 		{ "edgerec_video_frames_dropped_total", "counter", "Video frames dropped.", rm.video_frames_dropped },
 		{ "edgerec_audio_frames_encoded_total", "counter", "Audio frames encoded.", rm.audio_frames_encoded },
+		{ "edgerec_recording_degradations_total", "counter",
+		  "Steps down taken by recordings whose encoding fell behind (speed, frame rate, size).",
+		  rm.degradations_total },
 		{ "edgerec_processing_jobs_queued", "gauge", "Processing jobs waiting.", rm.jobs_queued },
 		{ "edgerec_processing_jobs_running", "gauge", "Processing jobs running.", rm.jobs_running },
 	};

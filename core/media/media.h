@@ -75,7 +75,34 @@ enum media_event {
 	MEDIA_EVENT_SOURCE_STALLED,  /* no input for a while (live sources) */
 	MEDIA_EVENT_SOURCE_RESUMED,  /* input flows again */
 	MEDIA_EVENT_EOF,             /* the source ended (files, test durations) */
+	MEDIA_EVENT_DEGRADED,        /* the CPU is short: the video went one step
+				      * down the ladder; detail says what and why */
+	MEDIA_EVENT_RESTORED,        /* the CPU came back: one step up */
 };
+
+/* The degradation ladder of a raw video encode, in the order the steps are
+ * taken when the encoder falls behind the clock (each keeps the ones before):
+ * the fastest encoder speed, every other frame, half width and height. */
+enum media_degrade_level {
+	MEDIA_DEGRADE_NONE = 0,
+	MEDIA_DEGRADE_SPEED,
+	MEDIA_DEGRADE_FPS_HALF,
+	MEDIA_DEGRADE_RESOLUTION,
+	MEDIA_DEGRADE_LEVELS
+};
+
+/* "none" "speed" "fps_half" "resolution". */
+const char *media_degrade_name(enum media_degrade_level l);
+
+/* One move on the ladder: 'level' is where it went (down: the step taken;
+ * up: the step undone is level + 1). */
+struct media_degrade_step {
+	int64_t wall_ns;
+	int level;
+	bool down;
+	char detail[96];
+};
+#define MEDIA_DEGRADE_LOG_MAX 32
 
 struct media_pipeline_config {
 	const char *source;        /* "test" "file" "rtp" */
@@ -94,6 +121,7 @@ struct media_stats {
 	uint64_t bytes_written;       /* bytes in the output file so far (its size after stop) */
 	uint64_t video_frames_encoded;
 	uint64_t video_frames_dropped; /* encoder behind, or queue full */
+	uint64_t video_frames_skipped; /* left out evenly by the fps_half step */
 	uint64_t video_keyframes;
 	uint64_t audio_frames_encoded;
 	uint64_t audio_frames_dropped;
@@ -102,6 +130,14 @@ struct media_stats {
 	int64_t video_encode_ns;      /* wall-clock time spent inside the video encoder */
 	int video_width, video_height; /* encoded sources: the size the file's video
 					* track got from the first keyframe; 0 otherwise */
+	/* Degradation (raw video in real time): the level now, the lowest
+	 * frame rate coded, and the moves (the first MEDIA_DEGRADE_LOG_MAX - 1
+	 * and the newest; degrade_moves counts them all). */
+	int degrade_level;
+	int degrade_max_level;
+	double video_fps, video_min_fps;  /* nominal rate; lowest coded (0: no raw video) */
+	uint32_t degrade_moves;
+	struct media_degrade_step degrade_log[MEDIA_DEGRADE_LOG_MAX];
 	bool paused;
 	bool failed;
 	char error[256];              /* why it failed, "" otherwise */

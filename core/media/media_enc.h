@@ -33,6 +33,15 @@ struct media_enc_packet {
 
 typedef int (*media_enc_output_fn)(void *opaque, struct media_enc_packet *pkt);
 
+/* Video: what the encoder gives up to keep pace with the clock when the CPU
+ * is short (the pipeline's degradation ladder). All off is the normal
+ * level. */
+struct media_enc_level {
+	bool fast;      /* the fastest realtime speed setting */
+	int fps_div;    /* 1, or 2: only every other frame comes */
+	int scale_div;  /* 1, or 2: frames are coded at half width and height */
+};
+
 struct media_enc;
 
 struct media_enc_driver {
@@ -48,6 +57,11 @@ struct media_enc_driver {
 	int (*encode)(struct media_enc *e, const struct buf *frame, int samples, int64_t pts_ns,
 		      bool force_keyframe, media_enc_output_fn out, void *opaque);
 	void (*close)(struct media_enc *e);
+	/* Video only (NULL otherwise): applies 'l' from the next frame on. A
+	 * change of coded size makes the next frame a keyframe; frames still
+	 * come at the full size (the encoder scales them). Returns 0, or <0
+	 * with e->err. */
+	int (*set_level)(struct media_enc *e, const struct media_enc_level *l);
 };
 
 struct media_enc {

@@ -7,7 +7,9 @@
  *                  straight to the mux queue. In real time a full encoder
  *                  queue drops the frame (counted); in fast mode it waits.
  *   video thread   VP8/VP9 encoder; audio thread: Opus encoder. Each ends
- *                  its stream with an end-of-stream item.
+ *                  its stream with an end-of-stream item. In real time the
+ *                  video thread watches how much of the clock encoding takes
+ *                  and walks the degradation ladder (see pipe_degrade_*).
  *   mux thread     orders packets of both streams by timestamp, writes them
  *                  (the muxer flushes every frame) and finalizes the file.
  *
@@ -91,6 +93,7 @@ struct media_pipeline {
 	atomic_bool stop_requested;
 	atomic_bool pause_requested;
 	atomic_bool force_keyframe;
+	atomic_int video_fps_div;     /* 2: the source sends only every other raw video frame */
 
 	/* Shared state under 'lock'. */
 	pthread_mutex_t lock;
@@ -195,6 +198,7 @@ struct pipe_src_state {
 	int64_t last_key_request_mono;
 	int64_t last_drop_log_mono;
 	bool stalled;
+	uint64_t raw_video_n;     /* raw video frames offered to the encoder */
 };
 
 /* Decides from the schedule and the pause flag whether 'pts' falls in a
@@ -226,6 +230,17 @@ static void pipe_src_forward(struct media_pipeline *p, struct pipe_src_state *s,
 		item->keyframe = pkt->keyframe;
 		pipe_push_wait(p->mux_queue, item);
 		return;
+	}
+	if (role == PIPE_VIDEO && atomic_load(&p->video_fps_div) == 2) {
+		/* Half rate: every other frame, evenly; the kept one lasts two. */
+		if (s->raw_video_n++ & 1) {
+			pipe_item_free(item);
+			pthread_mutex_lock(&p->lock);
+			p->stats.video_frames_skipped++;
+			pthread_mutex_unlock(&p->lock);
+			return;
+		}
+		item->duration_ns *= 2;
 	}
 	if (role == PIPE_VIDEO && (s->force_key || atomic_exchange(&p->force_keyframe, false))) {
 		item->keyframe = true;
@@ -386,6 +401,143 @@ static int pipe_enc_output(void *opaque, struct media_enc_packet *ep)
 	return pipe_push_wait(c->p->mux_queue, item);
 }
 
+/* ---- degradation ladder (video encoder thread, real time) ----
+ *
+ * Every window the thread compares the time spent inside the encoder with
+ * the wall time (a share near 1 means it cannot keep pace, whether the frames
+ * are hard or other processes take the CPU) and looks at the queue. Behind:
+ * one step down (fastest speed, then every other frame, then half size),
+ * at most one step a window. Back up one step only after a calm spell in
+ * which the level above would still have fitted, with room to spare. While
+ * a backlog remains, every other queued frame is left out. */
+#define PIPE_DEGRADE_WINDOW_NS (300 * TIME_NS_PER_MS)
+#define PIPE_DEGRADE_BUSY_HIGH 0.85   /* share of the clock spent encoding: behind */
+#define PIPE_DEGRADE_BUSY_UP 0.45     /* predicted share at the level above: may go up */
+#define PIPE_DEGRADE_CALM_WINDOWS 10  /* 3 s of calm before a step up */
+#define PIPE_DEGRADE_UP_HOLD_NS (4 * TIME_NS_PER_SEC) /* since the last move; doubles */
+#define PIPE_DEGRADE_UP_HOLD_MAX_NS (64 * TIME_NS_PER_SEC) /* ... each time a step up fails */
+#define PIPE_DEGRADE_SLOW_FRAMES 4    /* one frame taking this many periods: behind at once */
+
+/* How much more the level above 'level' costs: speed 6 against the fastest
+ * is about 2x, twice the frames 2x, four times the pixels about 3.5x. */
+static const double pipe_degrade_up_cost[MEDIA_DEGRADE_LEVELS] = { 1.0, 2.0, 2.0, 3.5 };
+
+struct pipe_degrade {
+	bool on;
+	int level;
+	int64_t window_start, busy_ns, last_move;
+	int64_t last_up, up_hold_ns;
+	uint64_t dropped_at_start;
+	int calm;
+	size_t backlog;     /* frames queued that count as falling behind */
+	size_t shed_depth;  /* frames queued from which every other is left out */
+	int64_t frame_ns;   /* the nominal frame period */
+};
+
+const char *media_degrade_name(enum media_degrade_level l)
+{
+	static const char *const names[MEDIA_DEGRADE_LEVELS] = { "none", "speed", "fps_half", "resolution" };
+	return l >= 0 && l < MEDIA_DEGRADE_LEVELS ? names[l] : "?";
+}
+
+/* Moves to 'to' (one step from d->level); says so in the stats, the log and
+ * an event. Returns false when the encoder refused the level. */
+static bool pipe_degrade_move(struct media_pipeline *p, struct pipe_degrade *d, int to,
+			      double busy, size_t depth)
+{
+	struct media_enc *enc = p->enc[PIPE_VIDEO];
+	struct media_enc_level l = {
+		.fast = to >= MEDIA_DEGRADE_SPEED,
+		.fps_div = to >= MEDIA_DEGRADE_FPS_HALF ? 2 : 1,
+		.scale_div = to >= MEDIA_DEGRADE_RESOLUTION ? 2 : 1,
+	};
+	bool down = to > d->level;
+	int step = down ? to : d->level;
+	if (enc->driver->set_level(enc, &l) < 0) {
+		LOG_WARN(&log_pipe, "%s: cannot go to degradation level %s: %s", p->output_path,
+			 media_degrade_name(to), enc->err);
+		return false;
+	}
+	atomic_store(&p->video_fps_div, l.fps_div);
+	char detail[96];
+	snprintf(detail, sizeof(detail), "%s %s: encoding took %.0f%% of the clock, %zu frames queued",
+		 down ? "lowered" : "restored",
+		 step == MEDIA_DEGRADE_SPEED ? "encoder speed" :
+		 step == MEDIA_DEGRADE_FPS_HALF ? "frame rate (every other frame)" : "resolution (half size)",
+		 busy * 100, depth);
+	pthread_mutex_lock(&p->lock);
+	struct media_stats *st = &p->stats;
+	/* The first moves, and the newest in the last slot. */
+	uint32_t i = st->degrade_moves < MEDIA_DEGRADE_LOG_MAX ? st->degrade_moves : MEDIA_DEGRADE_LOG_MAX - 1;
+	struct media_degrade_step *m = &st->degrade_log[i];
+	m->wall_ns = time_wall_ns();
+	m->level = to;
+	m->down = down;
+	util_strlcpy(m->detail, detail, sizeof(m->detail));
+	st->degrade_moves++;
+	st->degrade_level = to;
+	if (to > st->degrade_max_level)
+		st->degrade_max_level = to;
+	double fps = st->video_fps / l.fps_div;
+	if (st->video_min_fps == 0 || fps < st->video_min_fps)
+		st->video_min_fps = fps;
+	pthread_mutex_unlock(&p->lock);
+	LOG_WARN(&log_pipe, "%s: CPU %s: %s", p->output_path, down ? "short" : "back", detail);
+	pipe_event(p, down ? MEDIA_EVENT_DEGRADED : MEDIA_EVENT_RESTORED, detail);
+	/* A step up that did not hold (down again soon after): wait twice as
+	 * long before the next one, so the level does not swing. */
+	int64_t now = time_mono_ns();
+	if (!down)
+		d->last_up = now;
+	else if (d->last_up && now - d->last_up < 2 * d->up_hold_ns && d->up_hold_ns < PIPE_DEGRADE_UP_HOLD_MAX_NS)
+		d->up_hold_ns *= 2;
+	d->level = to;
+	d->last_move = now;
+	d->calm = 0;
+	return true;
+}
+
+/* After each frame: adds its encode time and, once a window is full, decides. */
+static void pipe_degrade_check(struct media_pipeline *p, struct pipe_degrade *d, int64_t encode_ns)
+{
+	int64_t now = time_mono_ns();
+	d->busy_ns += encode_ns;
+	int64_t span = now - d->window_start;
+	/* One frame that took several frame periods closes the window early:
+	 * a box that short of CPU must not wait for a full window of them. */
+	bool slow = encode_ns > PIPE_DEGRADE_SLOW_FRAMES * d->frame_ns * atomic_load(&p->video_fps_div) &&
+		    now - d->last_move >= PIPE_DEGRADE_WINDOW_NS;
+	if (span < PIPE_DEGRADE_WINDOW_NS && !slow)
+		return;
+	double busy = (double)d->busy_ns / (double)span;
+	size_t depth = queue_length(p->enc_queue[PIPE_VIDEO]);
+	pthread_mutex_lock(&p->lock);
+	uint64_t dropped = p->stats.video_frames_dropped;
+	pthread_mutex_unlock(&p->lock);
+	bool behind = slow || busy > PIPE_DEGRADE_BUSY_HIGH || depth >= d->backlog || dropped > d->dropped_at_start;
+	if (behind) {
+		/* One step, or as many as it takes when frames cost several
+		 * times their budget (each step still taken and told in order). */
+		double over = slow ? (double)encode_ns / (double)(d->frame_ns * atomic_load(&p->video_fps_div))
+				   : busy / PIPE_DEGRADE_BUSY_HIGH;
+		d->calm = 0;
+		do {
+			if (d->level + 1 >= MEDIA_DEGRADE_LEVELS ||
+			    !pipe_degrade_move(p, d, d->level + 1, busy, depth))
+				break;
+			over /= pipe_degrade_up_cost[d->level];
+		} while (over > 1.0);
+	} else if (d->level > 0) {
+		double up = busy * pipe_degrade_up_cost[d->level];
+		d->calm = up < PIPE_DEGRADE_BUSY_UP && depth <= 1 ? d->calm + 1 : 0;
+		if (d->calm >= PIPE_DEGRADE_CALM_WINDOWS && now - d->last_move >= d->up_hold_ns)
+			pipe_degrade_move(p, d, d->level - 1, busy, depth);
+	}
+	d->window_start = now;
+	d->busy_ns = 0;
+	d->dropped_at_start = dropped;
+}
+
 static void *pipe_enc_main(void *arg)
 {
 	struct pipe_enc_ctx *c = arg;
@@ -393,9 +545,37 @@ static void *pipe_enc_main(void *arg)
 	struct media_enc *enc = p->enc[c->role];
 	void *it;
 	bool failed = false;
+	/* A sixth of a second of frames waiting is a backlog the encoder is not
+	 * clearing; from half a second on, frames are left out. */
+	int fps = p->preset->fps;
+	struct pipe_degrade d = {
+		.on = c->role == PIPE_VIDEO && !p->opt.fast && enc->driver->set_level,
+		.window_start = time_mono_ns(),
+		.backlog = (size_t)(fps / 6 > 2 ? fps / 6 : 2),
+		.shed_depth = (size_t)(fps / 2 > 3 ? fps / 2 : 3),
+		.frame_ns = TIME_NS_PER_SEC / (fps > 0 ? fps : 30),
+		.last_move = time_mono_ns() - PIPE_DEGRADE_WINDOW_NS,
+		.up_hold_ns = PIPE_DEGRADE_UP_HOLD_NS,
+	};
+	bool shed_last = false, carry_key = false;
 
 	while (queue_pop(p->enc_queue[c->role], &it, -1) == QUEUE_OK) {
 		struct pipe_item *item = it;
+		if (d.on && !failed && !shed_last && queue_length(p->enc_queue[c->role]) >= d.shed_depth) {
+			/* Behind: until the backlog is gone, every other frame is
+			 * left out (evenly, not a burst at a full queue); a keyframe
+			 * asked for moves to the next one. */
+			shed_last = true;
+			carry_key |= item->keyframe;
+			pipe_item_free(item);
+			pthread_mutex_lock(&p->lock);
+			p->stats.video_frames_dropped++;
+			pthread_mutex_unlock(&p->lock);
+			continue;
+		}
+		shed_last = false;
+		item->keyframe |= carry_key;
+		carry_key = false;
 		if (!failed) {
 			int64_t t0 = time_mono_ns();
 			c->frame_duration_ns = item->duration_ns;
@@ -406,6 +586,8 @@ static void *pipe_enc_main(void *arg)
 				pthread_mutex_lock(&p->lock);
 				p->stats.video_encode_ns += dt;
 				pthread_mutex_unlock(&p->lock);
+				if (d.on && r >= 0)
+					pipe_degrade_check(p, &d, dt);
 			}
 			if (r < 0) {
 				pipe_fault(p, "%s encoder: %s", enc->driver->name, enc->err[0] ? enc->err : "failed");
@@ -694,6 +876,7 @@ struct media_pipeline *media_pipeline_new(const struct media_pipeline_config *cf
 	p->opaque = cfg->opaque;
 	pthread_mutex_init(&p->lock, NULL);
 	pthread_cond_init(&p->ended_cond, NULL);
+	atomic_init(&p->video_fps_div, 1);
 	for (int i = 0; i < PIPE_ROLES; i++)
 		p->src_stream[i] = -1;
 	return p;
@@ -739,6 +922,8 @@ static int pipe_setup_role(struct media_pipeline *p, int role, struct media_mux_
 			t->width = si->width;
 			t->height = si->height;
 			t->fps = ep.fps;
+			p->stats.video_fps = ep.fps;
+			p->stats.video_min_fps = ep.fps;
 		} else {
 			drv = &media_enc_opus;
 			ep.sample_rate = si->sample_rate;

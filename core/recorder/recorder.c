@@ -122,7 +122,8 @@ static double seconds_ms(int64_t ns)
 }
 
 /* metadata.media: what the pipeline kept and dropped, so a recording
- * that lost frames says so in its state. effective_fps is the video frames
+ * that lost frames says so in its state (frames skipped: left out evenly by
+ * the degradation ladder). effective_fps is the video frames
  * written per second of media time written (the preset's fps when nothing
  * was lost; 0 before any media time). */
 static void rec_apply_media(cJSON *rec, const struct media_stats *st)
@@ -132,6 +133,7 @@ static void rec_apply_media(cJSON *rec, const struct media_stats *st)
 		return;
 	cJSON_AddNumberToObject(media, "video_frames_encoded", (double)st->video_frames_encoded);
 	cJSON_AddNumberToObject(media, "video_frames_dropped", (double)st->video_frames_dropped);
+	cJSON_AddNumberToObject(media, "video_frames_skipped", (double)st->video_frames_skipped);
 	cJSON_AddNumberToObject(media, "audio_frames_encoded", (double)st->audio_frames_encoded);
 	cJSON_AddNumberToObject(media, "audio_frames_dropped", (double)st->audio_frames_dropped);
 	double secs = (double)st->active_duration_ns / 1e9;
@@ -140,10 +142,46 @@ static void rec_apply_media(cJSON *rec, const struct media_stats *st)
 	recorder_json_set(recorder_rec_metadata(rec), "media", media);
 }
 
-/* Copies 'st' counters into the record: duration, bytes and
- * metadata.media. */
+/* metadata.degradation from 'st' when the video ever went down the ladder:
+ * {"steps": [{"at", "step", "direction", "detail"}], "level", "effective_fps",
+ * "min_fps", "frames_skipped"}. */
+static void rec_apply_degradation(cJSON *rec, const struct media_stats *st)
+{
+	if (st->degrade_moves == 0)
+		return;
+	cJSON *d = cJSON_CreateObject();
+	cJSON *steps = d ? cJSON_AddArrayToObject(d, "steps") : NULL;
+	if (!steps) {
+		cJSON_Delete(d);
+		return;
+	}
+	for (uint32_t i = 0; i < st->degrade_moves && i < MEDIA_DEGRADE_LOG_MAX; i++) {
+		const struct media_degrade_step *m = &st->degrade_log[i];
+		cJSON *o = cJSON_CreateObject();
+		char ts[40];
+		if (!o)
+			break;
+		cJSON_AddStringToObject(o, "at", time_iso8601(m->wall_ns, ts, sizeof(ts)));
+		cJSON_AddStringToObject(o, "step", media_degrade_name(m->down ? m->level : m->level + 1));
+		cJSON_AddStringToObject(o, "direction", m->down ? "down" : "up");
+		cJSON_AddStringToObject(o, "detail", m->detail);
+		cJSON_AddItemToArray(steps, o);
+	}
+	double secs = (double)st->active_duration_ns / 1e9;
+	cJSON_AddNumberToObject(d, "moves", st->degrade_moves);
+	cJSON_AddStringToObject(d, "level", media_degrade_name(st->degrade_level));
+	cJSON_AddNumberToObject(d, "effective_fps",
+				secs > 0 ? round((double)st->video_frames_encoded / secs * 100) / 100 : 0);
+	cJSON_AddNumberToObject(d, "min_fps", st->video_min_fps);
+	cJSON_AddNumberToObject(d, "frames_skipped", (double)st->video_frames_skipped);
+	recorder_json_set(recorder_rec_metadata(rec), "degradation", d);
+}
+
+/* Copies 'st' counters into the record: duration, bytes, metadata.media
+ * and the degradation the video went through. */
 static void rec_apply_stats(cJSON *rec, const struct media_stats *st, const char *path)
 {
+	rec_apply_degradation(rec, st);
 	state_record_set_number(rec, "duration_seconds", seconds_ms(st->active_duration_ns));
 	struct stat sb;
 	double size = (double)st->bytes_written;
@@ -303,9 +341,18 @@ static void session_on_media_event(void *opaque, enum media_event ev, const char
 	case MEDIA_EVENT_SOURCE_STALLED:
 	case MEDIA_EVENT_SOURCE_RESUMED:
 		break;
+	case MEDIA_EVENT_DEGRADED:
+	case MEDIA_EVENT_RESTORED:
+		s->ev_degrade++;
+		break;
 	}
 	pthread_cond_broadcast(&s->ev_cond);
 	pthread_mutex_unlock(&s->ev_lock);
+	if (ev == MEDIA_EVENT_DEGRADED) {
+		pthread_mutex_lock(&s->r->lock);
+		s->r->m.degradations_total++;
+		pthread_mutex_unlock(&s->r->lock);
+	}
 	if ((ev != MEDIA_EVENT_SOURCE_STALLED && ev != MEDIA_EVENT_SOURCE_RESUMED) || recorder_rtp_note_event(s, ev))
 		recorder_control_kick(s->r);
 }
@@ -333,15 +380,42 @@ void recorder_session_fail(struct recorder_session *s, const char *why)
 	recorder_count(r, RECORDER_FAILED);
 }
 
+/* The video went up or down the degradation ladder: the record's
+ * metadata.degradation says where it stands and a recording_degraded event
+ * tells the room, with the newest move as "step", "direction" and "detail". */
+static void session_apply_degradation(struct recorder_session *s, unsigned seen)
+{
+	struct media_stats st;
+	s->ev_degrade_seen = seen;
+	if (!s->pipeline)
+		return;
+	media_pipeline_stats(s->pipeline, &st);
+	rec_apply_degradation(s->rec, &st);
+	recorder_put(s->r, s->rec);
+	cJSON *extra = cJSON_CreateObject();
+	if (extra && st.degrade_moves > 0) {
+		uint32_t last = st.degrade_moves <= MEDIA_DEGRADE_LOG_MAX ? st.degrade_moves - 1 : MEDIA_DEGRADE_LOG_MAX - 1;
+		const struct media_degrade_step *m = &st.degrade_log[last];
+		cJSON_AddStringToObject(extra, "step", media_degrade_name(m->down ? m->level : m->level + 1));
+		cJSON_AddStringToObject(extra, "direction", m->down ? "down" : "up");
+		cJSON_AddStringToObject(extra, "detail", m->detail);
+	}
+	recorder_publish(s->r, "recording_degraded", s->rec, extra);
+	cJSON_Delete(extra);
+}
+
 void recorder_session_apply_events(struct recorder_session *s)
 {
 	if (s->ended)
 		return;
 	pthread_mutex_lock(&s->ev_lock);
 	bool first = s->ev_first_frame, fault = s->ev_fault, eof = s->ev_eof;
+	unsigned degrade = s->ev_degrade;
 	char detail[RECORDER_DETAIL_MAX];
 	util_strlcpy(detail, s->ev_detail, sizeof(detail));
 	pthread_mutex_unlock(&s->ev_lock);
+	if (degrade != s->ev_degrade_seen)
+		session_apply_degradation(s, degrade);
 
 	enum recorder_status to;
 	if (first && !s->ev_first_frame_seen) {

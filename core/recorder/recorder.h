@@ -203,6 +203,7 @@ struct recorder_metrics {
 	uint64_t video_frames_encoded;
 	uint64_t video_frames_dropped;
 	uint64_t audio_frames_encoded;
+	uint64_t degradations_total;   /* steps down the CPU degradation ladder */
 	uint64_t jobs_queued;          /* processing jobs waiting */
 	uint64_t jobs_running;
 };

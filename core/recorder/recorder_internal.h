@@ -56,6 +56,8 @@ struct recorder_session {
 	bool ev_fault;
 	bool ev_eof;
 	bool ev_first_frame_seen;      /* already applied (under lock) */
+	unsigned ev_degrade;           /* degradation moves raised, under ev_lock */
+	unsigned ev_degrade_seen;      /* ... of which applied (under lock) */
 	char ev_detail[RECORDER_DETAIL_MAX];
 	struct recorder_rtp *rtp;      /* rtp rooms only (recorder_rtp.c), else NULL */
 };

@@ -7,7 +7,7 @@ import sys
 
 sys.path.insert(0, os.path.join(os.environ.get("EDGEREC_SOURCE_DIR", "."), "tests/fixtures/media"))
 from mediacheck import (check, finish, workdir, record, streams, packets, mkvinfo,  # noqa: E402
-                        flash_times, beep_times, make_y4m, make_wav, cluster_times)
+                        flash_times, beep_times, make_y4m, make_hard_y4m, make_wav, cluster_times)
 
 PRESETS = {"low": (854, 480, 24, 1_000_000), "medium": (1280, 720, 30, 2_500_000),
            "high": (1920, 1080, 30, 5_000_000)}
@@ -172,6 +172,19 @@ if check(rc == 0, f"file: record exit 0 ({se.strip()[-200:]})"):
     check(v and v["r_frame_rate"] == "25/1", "file: keeps 25 fps")
     check(abs(float(f.get("duration", 0)) - 2.0) <= 0.05, f"file: duration {f.get('duration')} ≈ 2 s")
     check(len(packets(out, "v")) == 50, "file: all 50 frames")
+
+# 5b. Honest bitrate on hard content (detail, motion, grain): the whole
+# file's video bitrate within 10 % of the medium preset's 2.5 Mb/s.
+hard = os.path.join(tmp, "hard.y4m")
+make_hard_y4m(hard, 1280, 720, 30, 4)
+out = os.path.join(tmp, "hard.webm")
+rc, so, se = record("--source", "file", "--video", hard, "--quality", "medium", "--fast", "--output", out)
+os.unlink(hard)
+if check(rc == 0, f"hard: record exit 0 ({se.strip()[-200:]})"):
+    vp = packets(out, "v")
+    rate = sum(s for _, s, _ in vp) * 8 / (len(vp) / 30.0) if vp else 0
+    check(len(vp) == 120, f"hard: all 120 frames ({len(vp)})")
+    check(abs(rate / 2_500_000 - 1) <= 0.10, f"hard: video bitrate {rate / 1e6:.3f} Mb/s within 10 % of 2.5 Mb/s")
 
 # 6. Real time (not --fast): a 2 s clip takes about 2 s and drops nothing.
 out = os.path.join(tmp, "rt.webm")

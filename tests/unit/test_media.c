@@ -253,6 +253,72 @@ static struct media_mux *write_clip(const char *path, const char *doc_type, int 
 	return m;
 }
 
+/* The encoder's levels (the degradation ladder): fastest speed on one
+ * thread (a new context: keyframe), every other frame, half size (keyframe,
+ * 64x48 coded from 128x96 frames), and back; size from the VP8 keyframe
+ * header (RFC 6386 9.1). */
+struct level_out {
+	int packets, keys, w, h;
+	int64_t duration_ns;
+};
+
+static int level_collect(void *opaque, struct media_enc_packet *pkt)
+{
+	struct level_out *o = opaque;
+	const uint8_t *d = pkt->data->data;
+	o->packets++;
+	o->duration_ns = pkt->duration_ns;
+	if (pkt->keyframe && pkt->data->size >= 10) {
+		o->keys++;
+		o->w = (d[6] | d[7] << 8) & 0x3fff;
+		o->h = (d[8] | d[9] << 8) & 0x3fff;
+	}
+	buf_unref(pkt->data);
+	return 0;
+}
+
+static void test_enc_levels(void)
+{
+	char err[256];
+	struct media_enc_params vp = { .width = 128, .height = 96, .fps = 10, .bitrate_bps = 200000,
+				       .keyframe_interval = 100, .threads = 2 };
+	struct media_enc *e = media_enc_new(&media_enc_vp8, &vp, err, sizeof(err));
+	CHECK(e && e->driver->set_level);
+	if (!e)
+		return;
+	struct buf *frame = buf_new(128 * 96 * 3 / 2);
+	struct level_out o = { 0 };
+	static const struct media_enc_level levels[] = {
+		{ .fps_div = 1, .scale_div = 1 }, { .fast = true, .fps_div = 1, .scale_div = 1 },
+		{ .fast = true, .fps_div = 2, .scale_div = 1 }, { .fast = true, .fps_div = 2, .scale_div = 2 },
+		{ .fast = true, .fps_div = 2, .scale_div = 1 }, { .fps_div = 1, .scale_div = 1 },
+	};
+	/* keyframes expected after each move: open, new context, -, size, size, new context */
+	static const int keys[] = { 1, 2, 2, 3, 4, 5 };
+	static const int sizes[][2] = { { 128, 96 }, { 128, 96 }, { 128, 96 }, { 64, 48 }, { 128, 96 }, { 128, 96 } };
+	int64_t pts = 0;
+	for (size_t l = 0; l < sizeof(levels) / sizeof(levels[0]); l++) {
+		if (l > 0)
+			CHECK_INT(e->driver->set_level(e, &levels[l]), 0);
+		for (int i = 0; i < 4; i++) {
+			for (size_t k = 0; k < frame->size; k++)
+				frame->data[k] = (uint8_t)(k * 5 + (size_t)pts / TIME_NS_PER_MS);
+			CHECK_INT(e->driver->encode(e, frame, 0, pts, false, level_collect, &o), 0);
+			pts += levels[l].fps_div * 100 * TIME_NS_PER_MS;
+		}
+		CHECK_INT(o.keys, keys[l]);
+		CHECK_INT(o.w, sizes[l][0]);
+		CHECK_INT(o.h, sizes[l][1]);
+		CHECK(o.duration_ns == levels[l].fps_div * 100 * TIME_NS_PER_MS);
+	}
+	CHECK_INT(o.packets, 24);
+	struct media_enc_level bad = { .fps_div = 3, .scale_div = 1 };
+	CHECK(e->driver->set_level(e, &bad) < 0 && e->err[0]);
+	CHECK(media_enc_opus.set_level == NULL);
+	buf_unref(frame);
+	media_enc_free(e);
+}
+
 static void test_mux_probe_repair(void)
 {
 	char path[512], err[256];
@@ -537,6 +603,7 @@ int main(void)
 	test_encode_ledger();
 	test_source_args();
 	test_source_markers();
+	test_enc_levels();
 	test_mux_probe_repair();
 	test_damaged_files();
 	test_pipeline();
