@@ -534,8 +534,8 @@ void recorder_start(struct recorder *r, const struct recorder_caller *caller,
 		pthread_mutex_lock(&r->lock);
 		r->m.refused_total++;
 		pthread_mutex_unlock(&r->lock);
-		reply_error(out, prc, prc == 507 ? "insufficient_storage" : prc == 403 ? "forbidden" : "limit_reached",
-			    "%s", reason);
+		reply_error(out, prc, prc == 507 ? "insufficient_storage" : prc == 403 ? "forbidden"
+				      : prc == 503 ? "policy_unavailable" : "limit_reached", "%s", reason);
 		return;
 	}
 
@@ -606,7 +606,11 @@ void recorder_start(struct recorder *r, const struct recorder_caller *caller,
 	recorder_lifecycle_event(r, RECORDER_PENDING, s->rec);
 
 	char source[64], args[600];
-	recorder_policy_source(r, room_id, source, sizeof(source), args, sizeof(args));
+	if (recorder_policy_source(r, room_id, source, sizeof(source), args, sizeof(args)) < 0) {
+		reply_error(out, 503, "policy_unavailable", "the source policy (sources.lua) failed for room %s; "
+			    "an admin finds why in /api/system/policies", room_id);
+		goto fail;
+	}
 	int rtp_rc = recorder_rtp_prepare(s, source, format, args, sizeof(args), err, sizeof(err));
 	if (rtp_rc) {
 		reply_error(out, rtp_rc, rtp_rc == 400 ? "invalid_format" : "rtp_ports_unavailable", "%s", err);

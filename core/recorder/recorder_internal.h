@@ -188,12 +188,14 @@ struct media_preset;
 void recorder_policy_bind(struct recorder *r);
 /* Admission beyond the global limit: quota.lua (may lower '*preset' and
  * '*max_duration_ms', sets '*user_limit') and free disk space. Returns 0,
- * or the reply status (400, 403, 507) with 'reason'. */
+ * or the reply status (400, 403, 503, 507) with 'reason'. */
 int recorder_policy_admit(struct recorder *r, const struct recorder_caller *caller, const char *room_id,
 			  const char *format, const struct media_preset **preset, int64_t *max_duration_ms,
 			  int *user_limit, char *reason, size_t reasonlen);
-/* What 'room_id' captures: sources.lua, else room.<id>.source/args, else test. */
-void recorder_policy_source(struct recorder *r, const char *room_id, char *source, size_t slen,
+/* What 'room_id' captures: sources.lua, else room.<id>.source/args, else
+ * test. Returns 0, or -1 when sources.lua failed and the configuration does
+ * not name the room (the start is refused: fail closed). */
+int recorder_policy_source(struct recorder *r, const char *room_id, char *source, size_t slen,
 			    char *args, size_t alen);
 /* lifecycle.lua on start (to = pending/recording), completion or failure:
  * merges its tags into rec.metadata. */
