@@ -47,6 +47,7 @@ static const char sandbox_key_module = 0;
 #define SANDBOX_NS_PER_STEP 4.0    /* one step of the pattern matcher's worst case */
 #define SANDBOX_NS_PER_ELEM 40.0   /* one element moved, concatenated or compared by a table function */
 #define SANDBOX_NS_PER_SOURCE 40.0 /* one byte of text compiled by load */
+#define SANDBOX_NS_PER_STRFTIME 400.0 /* one conversion of os.date's format */
 
 struct policy_sandbox *policy_sandbox_of(lua_State *L)
 {
@@ -208,6 +209,7 @@ enum sandbox_cost {
 	SANDBOX_COST_TABLE,   /* insert, remove, concat, unpack: the table's length or the range */
 	SANDBOX_COST_MOVE,    /* table.move: the range */
 	SANDBOX_COST_SORT,    /* table.sort: n log n comparisons */
+	SANDBOX_COST_DATE,    /* os.date: a strftime per byte of the format, at worst */
 };
 
 /* Longest sequence a table function may walk. A table this long does not
@@ -270,6 +272,8 @@ static double sandbox_predict(lua_State *L, enum sandbox_cost kind, const char *
 			elems *= elems > 2 ? log2(elems) : 1;
 		return elems * SANDBOX_NS_PER_ELEM;
 	}
+	case SANDBOX_COST_DATE:
+		return (lua_type(L, 1) == LUA_TSTRING ? (double)lua_rawlen(L, 1) : 0) * SANDBOX_NS_PER_STRFTIME;
 	case SANDBOX_COST_MOVE: {
 		lua_Integer f = luaL_checkinteger(L, 2);
 		lua_Integer e = luaL_checkinteger(L, 3);
@@ -629,7 +633,7 @@ static int sandbox_build(lua_State *L)
 	sandbox_wrap_fields(L, sandbox_utf8_linear, SANDBOX_COST_BYTES);
 	lua_settop(L, 0);
 	lua_getglobal(L, LUA_OSLIBNAME);                  /* os */
-	sandbox_wrap_fields(L, sandbox_os_linear, SANDBOX_COST_BYTES);
+	sandbox_wrap_fields(L, sandbox_os_linear, SANDBOX_COST_DATE);
 	lua_settop(L, 0);
 	lua_pushglobaltable(L);                           /* G */
 	sandbox_wrap_fields(L, sandbox_base_linear, SANDBOX_COST_BYTES);
