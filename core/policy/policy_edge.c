@@ -201,11 +201,11 @@ static int edge_now(lua_State *L)
 static const char *const edge_config_keys[] = {
 	"storage_backend", "local_storage_path", "s3_bucket", "s3_prefix",
 	"max_recording_duration", "max_concurrent_recordings", "default_format",
-	"default_quality", "enable_transcoding", NULL,
+	"default_quality", "enable_transcoding", "rtp.port_min", "rtp.port_max", NULL,
 };
 
 /* True for the keys a policy may read: the recording options of SPEC §6,
- * policy.param.*, room.<id>.source and room.<id>.args. */
+ * the RTP port range, policy.param.*, room.<id>.source and room.<id>.args. */
 static bool edge_config_readable(const char *key)
 {
 	for (const char *const *k = edge_config_keys; *k; k++)

@@ -328,9 +328,13 @@ static void test_sources(struct policy_host *h, struct config *cfg)
 	CHECK(!s.fallback);
 	CHECK_STR(s.source, "test");
 	CHECK_STR(s.args, "");
+	policy_resolve_source(h, "rtp-40004", &s);
+	CHECK_STR(s.source, "rtp");
+	CHECK_STR(s.args, "audio_port=40006,video_port=40004");
+	/* Outside rtp.port_min..port_max (40000-40999 by default): allocated. */
 	policy_resolve_source(h, "rtp-5004", &s);
 	CHECK_STR(s.source, "rtp");
-	CHECK_STR(s.args, "audio_port=5006,video_port=5004");
+	CHECK_STR(s.args, "");
 	policy_resolve_source(h, "cam-1", &s);
 	CHECK_STR(s.source, "v4l2");
 	CHECK_STR(s.args, "device=/dev/video1");
