@@ -528,8 +528,9 @@ void recorder_start(struct recorder *r, const struct recorder_caller *caller,
 
 	int64_t max_duration_ms = r->max_duration_ms;
 	int user_limit = r->max_per_user;
+	bool admit_fallback = false;
 	int prc = recorder_policy_admit(r, caller, room_id, format, &preset, &max_duration_ms, &user_limit,
-					reason, sizeof(reason));
+					&admit_fallback, reason, sizeof(reason));
 	if (prc != 0) {
 		pthread_mutex_lock(&r->lock);
 		r->m.refused_total++;
@@ -578,6 +579,7 @@ void recorder_start(struct recorder *r, const struct recorder_caller *caller,
 		reply_error(out, 500, "internal", "cannot build the recording: %s", err);
 		goto fail;
 	}
+	recorder_policy_note_admission(r, rec, admit_fallback, max_duration_ms);
 	int mrc = util_mkdir_p(dir, 0755);
 	if (mrc < 0) {
 		reply_error(out, 500, "storage_unavailable", "cannot create %s: %s", dir, strerror(-mrc));

@@ -191,7 +191,11 @@ void recorder_policy_bind(struct recorder *r);
  * or the reply status (400, 403, 503, 507) with 'reason'. */
 int recorder_policy_admit(struct recorder *r, const struct recorder_caller *caller, const char *room_id,
 			  const char *format, const struct media_preset **preset, int64_t *max_duration_ms,
-			  int *user_limit, char *reason, size_t reasonlen);
+			  int *user_limit, bool *fallback, char *reason, size_t reasonlen);
+/* Shows in rec.metadata.admission what admission lowered or who decided it
+ * when quota.lua could not ({"max_duration_seconds", "decided_by"}); nothing
+ * when the policy admitted as configured. */
+void recorder_policy_note_admission(struct recorder *r, cJSON *rec, bool fallback, int64_t max_duration_ms);
 /* What 'room_id' captures: sources.lua, else room.<id>.source/args, else
  * test. Returns 0, or -1 when sources.lua failed and the configuration does
  * not name the room (the start is refused: fail closed). */

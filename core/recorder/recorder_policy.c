@@ -139,9 +139,10 @@ void recorder_policy_bind(struct recorder *r)
 
 int recorder_policy_admit(struct recorder *r, const struct recorder_caller *caller, const char *room_id,
 			  const char *format, const struct media_preset **preset, int64_t *max_duration_ms,
-			  int *user_limit, char *reason, size_t reasonlen)
+			  int *user_limit, bool *fallback, char *reason, size_t reasonlen)
 {
 	*user_limit = r->max_per_user;
+	*fallback = false;
 	if (r->pol) {
 		static const char *const names[] = { "low", "medium", "high", "ultra" };
 		struct policy_preset_fact facts_presets[4];
@@ -164,6 +165,7 @@ int recorder_policy_admit(struct recorder *r, const struct recorder_caller *call
 		};
 		struct policy_admission a;
 		policy_admit(r->pol, &facts, &a);
+		*fallback = a.fallback;
 		if (a.kind == POLICY_ADMIT_REFUSE) {
 			util_strlcpy(reason, a.reason[0] ? a.reason : "refused by the quota policy", reasonlen);
 			return a.status == 403 || a.status == 507 || a.status == 503 ? a.status : 400;
@@ -204,6 +206,21 @@ int recorder_policy_admit(struct recorder *r, const struct recorder_caller *call
 		}
 	}
 	return 0;
+}
+
+void recorder_policy_note_admission(struct recorder *r, cJSON *rec, bool fallback, int64_t max_duration_ms)
+{
+	if (!fallback && max_duration_ms >= r->max_duration_ms)
+		return;
+	cJSON *m = recorder_rec_metadata(rec);
+	cJSON *a = cJSON_CreateObject();
+	if (!m || !a) {
+		cJSON_Delete(a);
+		return;
+	}
+	cJSON_AddNumberToObject(a, "max_duration_seconds", (double)(max_duration_ms / 1000));
+	cJSON_AddStringToObject(a, "decided_by", fallback ? "built-in default (quota.lua failed)" : "quota.lua");
+	recorder_json_set(m, "admission", a);
 }
 
 /* ---- sources and lifecycle --------------------------------------------------- */

@@ -238,6 +238,8 @@ def check_quota_fallback(c, room, error_part):
         if s == 400:
             assert b["code"] == "limit_reached" and "live recordings" in b["detail"], b
     assert live_count(c, USER) == 2
+    for b in admitted:  # the recording says who admitted it
+        assert "built-in default" in b["metadata"]["admission"]["decided_by"], b["metadata"]
     p = policies(c)["quota"]
     assert error_part in (p["last_error"] or ""), p
     assert p["last_error_at"] and p["degraded"] is True, p
@@ -273,6 +275,7 @@ def test_quota_fallback_keeps_the_daily_minutes(c):
     c.redis.cli("HSET", "webrtc:recording:usage:bob:" + today, "*", 590 * 60)
     r = c.node.start_recording("minutes", user="bob", quality="low")
     assert r.status == 200, r
+    assert r.json["metadata"]["admission"]["max_duration_seconds"] == 600, r.json["metadata"]
     cancel_live(c)
 
 
