@@ -27,21 +27,13 @@
 #include "common_time.h"
 #include "common_util.h"
 #include "policy.h"
+#include "policy_probe.h"
 
 #define BUDGET_MS 100
 /* What a call may compute beyond its budget: one guarded call's
  * under-estimate. */
 #define MARGIN_MS 50
 
-static const char probe_auth[] =
-	"local M = {}\n"
-	"function M.authorize(action, caller, rec, code)\n"
-	"  local f, e = load(code, '=probe')\n"
-	"  if not f then return false, 'load:' .. tostring(e) end\n"
-	"  local ok, v = pcall(f)\n"
-	"  return false, (ok and 'ok:' or 'err:') .. tostring(v)\n"
-	"end\n"
-	"return M\n";
 
 static const char *const hostile[] = {
 	/* The matcher backtracks with no quantifier at all: 5e9 steps. */
@@ -115,7 +107,7 @@ int main(void)
 	CHECK(f != NULL);
 	if (!f)
 		return check_exit();
-	fputs(probe_auth, f);
+	fputs(policy_probe_auth, f);
 	fclose(f);
 	struct policy_host_options o = {
 		.dir = dir, .max_call_ns = BUDGET_MS * TIME_NS_PER_MS, .max_instructions = 1LL << 40,

@@ -81,15 +81,23 @@ static int fake_usage(void *opaque, const char *user, long long *live, double *s
 	return 0;
 }
 
-static void test_wrong_types(const char *dir, struct config *cfg)
+static struct policy_host *open_host(const char *dir, struct config *cfg)
 {
 	struct policy_host_options o = { .dir = dir, .cfg = cfg };
 	char err[256] = "";
 	struct policy_host *h = policy_host_new(&o, err, sizeof(err));
+	if (!h)
+		fprintf(stderr, "policy_host_new(%s): %s\n", dir, err);
 	CHECK(h != NULL);
+	return h;
+}
+
+static void test_wrong_types(const char *dir, struct config *cfg)
+{
+	struct policy_host *h = open_host(dir, cfg);
 	if (!h)
 		return;
-	char why[1024];
+	char why[1024], err[256];
 	CHECK(policy_healthy(h, why, sizeof(why))); /* loaded fine: nothing to report yet */
 
 	/* auth: a number is an error; non-admins are denied, admins keep the rule. */
@@ -188,10 +196,7 @@ static void test_wrong_types(const char *dir, struct config *cfg)
  * policies (the reference's behaviour) and nothing fails closed. */
 static void test_absent(const char *dir, struct config *cfg)
 {
-	struct policy_host_options o = { .dir = dir, .cfg = cfg };
-	char err[256] = "";
-	struct policy_host *h = policy_host_new(&o, err, sizeof(err));
-	CHECK(h != NULL);
+	struct policy_host *h = open_host(dir, cfg);
 	if (!h)
 		return;
 	struct policy_caller alice = { "alice", NULL };

@@ -18,6 +18,7 @@
 #include "common_time.h"
 #include "common_util.h"
 #include "policy.h"
+#include "policy_probe.h"
 
 static char root[256];
 
@@ -40,15 +41,6 @@ static void write_text(const char *dir, const char *name, const char *text)
 	write_file(dir, name, text, strlen(text));
 }
 
-static const char probe_auth[] =
-	"local M = {}\n"
-	"function M.authorize(action, caller, rec, code)\n"
-	"  local f, e = load(code, '=probe')\n"
-	"  if not f then return false, 'load:' .. tostring(e) end\n"
-	"  local ok, v = pcall(f)\n"
-	"  return false, (ok and 'ok:' or 'err:') .. tostring(v)\n"
-	"end\n"
-	"return M\n";
 
 /* quota.lua tries to leave traces where other policies could see them. */
 static const char leaky_quota[] =
@@ -253,7 +245,7 @@ static void expect_rejected(const char *tag, const char *file, const char *text,
 	char dir[512];
 	snprintf(dir, sizeof(dir), "%s/%s", root, tag);
 	mkdir(dir, 0755);
-	write_text(dir, "auth.lua", probe_auth);
+	write_text(dir, "auth.lua", policy_probe_auth);
 	write_text(dir, "quota.lua", leaky_quota);
 	write_text(dir, "lifecycle.lua", failing_lifecycle);
 	write_text(dir, "sources.lua", sources_ok);
@@ -334,7 +326,7 @@ int main(void)
 	char dir[512];
 	snprintf(dir, sizeof(dir), "%s/main", root);
 	mkdir(dir, 0755);
-	write_text(dir, "auth.lua", probe_auth);
+	write_text(dir, "auth.lua", policy_probe_auth);
 	write_text(dir, "quota.lua", leaky_quota);
 	write_text(dir, "lifecycle.lua", failing_lifecycle);
 	write_text(dir, "sources.lua", sources_ok);
