@@ -28,10 +28,15 @@
  *
  * Safety: every file runs in its own lua_States with an allow-listed _ENV,
  * text chunks only, an instruction budget, a memory cap and a wall-clock
- * budget per call. Whatever goes wrong (load error, raise, limit, a decision
- * that does not validate) the call returns the built-in default decision
- * (the reference behaviour), marks the result as a fallback, logs and counts
- * it. No function here ever fails the caller.
+ * budget per call that also bounds the library functions running in C
+ * (each is predicted from its input sizes against the time left). Whatever
+ * goes wrong (load error, raise, limit, a result of the wrong type or a
+ * decision that does not validate) the call returns the built-in default
+ * decision, which fails closed (each decision below says how), marks the
+ * result as a fallback, logs and counts it, and keeps the error for the
+ * status report and policy_healthy. No function here ever fails the
+ * caller. Without a policy file at all the built-in default is the
+ * reference behaviour.
  *
  * Threads: every function may be called from any thread at any time after
  * policy_host_new returns, including during a reload. */

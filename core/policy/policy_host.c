@@ -118,10 +118,11 @@ static int unit_read_limits(lua_State *L)
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(f); i++) {
 		lua_pushstring(L, f[i].name);
+		lua_rawget(L, -2);                              /* u mod limits v */
 		int isnum = 0;
-		lua_Number v = (lua_rawget(L, -2), lua_tonumberx(L, -1, &isnum));
+		lua_Number v = lua_tonumberx(L, -1, &isnum);
 		*f[i].out = isnum && v >= 1 && v < 1e9 ? (long long)v : 0;
-		lua_pop(L, 1);
+		lua_pop(L, 1);                                  /* u mod limits */
 	}
 	return 0;
 }
