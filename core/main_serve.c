@@ -127,9 +127,13 @@ static char *serve_dev_token(const char *secret)
 	return tok;
 }
 
+/* A policy problem degrades the appliance, never takes it down: the last
+ * good version or the built-in default decides meanwhile. ok with a reason
+ * is what /healthz shows as "degraded". */
 static bool serve_policy_health(void *opaque, char *why, size_t whylen)
 {
-	return policy_healthy(opaque, why, whylen);
+	policy_healthy(opaque, why, whylen);
+	return true;
 }
 
 /* The state store's figures for /metrics (Redis reachability, the retry
@@ -161,23 +165,7 @@ static char *serve_state_metrics(void *opaque)
 
 static char *serve_policy_metrics(void *opaque)
 {
-	struct policy_metrics pm;
-	char *text = NULL;
-	policy_metrics(opaque, &pm);
-	if (asprintf(&text,
-		     "# HELP edgerec_policy_calls_total Policy decisions asked.\n"
-		     "# TYPE edgerec_policy_calls_total counter\nedgerec_policy_calls_total %llu\n"
-		     "# HELP edgerec_policy_fallbacks_total Decisions answered by the built-in default.\n"
-		     "# TYPE edgerec_policy_fallbacks_total counter\nedgerec_policy_fallbacks_total %llu\n"
-		     "# HELP edgerec_policy_kills_total Policy calls stopped by a limit.\n"
-		     "# TYPE edgerec_policy_kills_total counter\nedgerec_policy_kills_total %llu\n"
-		     "# HELP edgerec_policy_reloads_total New policy versions swapped in.\n"
-		     "# TYPE edgerec_policy_reloads_total counter\nedgerec_policy_reloads_total %llu\n"
-		     "# HELP edgerec_policy_reload_failures_total Policy versions refused.\n"
-		     "# TYPE edgerec_policy_reload_failures_total counter\nedgerec_policy_reload_failures_total %llu\n",
-		     pm.calls, pm.fallbacks, pm.kills, pm.reloads, pm.reload_failures) < 0)
-		return NULL;
-	return text;
+	return policy_metrics_text(opaque);
 }
 
 /* Downloads of recordings that only S3 holds: a presigned GET URL. */

@@ -8,8 +8,16 @@
 --   v4l2   a camera (device=/dev/videoN), where the build has that driver
 -- In order: the rooms table below, then the configuration
 -- (room.<id>.source and room.<id>.args), then room names that say what
--- they are ("rtp-5004" listens for video on 5004 and audio on 5006,
+-- they are ("rtp-40004" listens for video on 40004 and audio on 40006,
 -- "cam-0" opens /dev/video0), and the test source for anything else.
+--
+-- RTP ports: rooms listen only inside rtp.port_min..rtp.port_max. The
+-- appliance refuses (409) a start whose ports fall outside, whatever this
+-- file answers; here an "rtp-<n>" room whose number is not an even port
+-- with its pairs inside that range gets its ports allocated from the range
+-- instead (they are announced in the recording's metadata.rtp). Senders
+-- are filtered: the first address that sends is latched and packets from
+-- any other are dropped, unless args name the sender (allow = "IP").
 local M = {}
 
 M.rooms = {
@@ -27,9 +35,16 @@ function M.resolve(room_id)
       return source, edge.config("room." .. room_id .. ".args")
     end
   end
-  local port = tonumber(room_id:match("^rtp%-(%d+)$"))
-  if port and port >= 1024 and port <= 65533 and port % 2 == 0 then
-    return "rtp", { video_port = port, audio_port = port + 2 }
+  local digits = room_id:match("^rtp%-(%d+)$")
+  if digits then
+    local port = tonumber(digits)
+    local min = tonumber(edge.config("rtp.port_min") or "") or 40000
+    local max = tonumber(edge.config("rtp.port_max") or "") or 40999
+    -- video on port, audio on port + 2, each with its RTCP port after it
+    if port and port % 2 == 0 and port >= min and port + 3 <= max then
+      return "rtp", { video_port = port, audio_port = port + 2 }
+    end
+    return "rtp", {}
   end
   local cam = room_id:match("^cam%-(%d+)$")
   if cam then

@@ -55,8 +55,9 @@ void http_server_free(struct http_server *s);
 const char *http_server_url(const struct http_server *s, bool tls);
 
 /* A check that /healthz runs on every call besides its own (Redis through
- * the recorder, disk writable). The check returns true when healthy and may
- * write a short reason into 'why'. Called from worker threads, concurrently:
+ * the recorder, disk writable). The check returns true when healthy, false
+ * (with a short reason in 'why') when not; true with a reason means working
+ * but degraded ("status": "degraded", still 200). Called from worker threads, concurrently:
  * it must be thread-safe and quick. May be registered at any time after
  * http_server_new (the table is locked); returns 0 or -1 when it is full. */
 typedef bool (*http_health_fn)(void *opaque, char *why, size_t whylen);

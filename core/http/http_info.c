@@ -41,26 +41,36 @@ static bool http_dir_writable(const char *dir, char *why, size_t whylen)
 	return ok;
 }
 
-static void http_health_add(cJSON *checks, const char *name, bool ok, const char *why)
+/* A check that passes with a reason is degraded: the appliance works, in a
+ * lesser way the reason names (a policy falling back, for one). */
+static void http_health_add(cJSON *checks, cJSON *reasons, const char *name, bool ok, const char *why)
 {
 	cJSON *c = cJSON_AddObjectToObject(checks, name);
 	if (!c)
 		return;
+	bool said = why && *why;
 	cJSON_AddBoolToObject(c, "ok", ok);
-	if (ok || !why || !*why)
-		cJSON_AddNullToObject(c, "detail");
-	else
+	cJSON_AddBoolToObject(c, "degraded", ok && said);
+	if (said)
 		cJSON_AddStringToObject(c, "detail", why);
+	else
+		cJSON_AddNullToObject(c, "detail");
+	if (said && reasons) {
+		char line[600];
+		snprintf(line, sizeof(line), "%s: %s", name, why);
+		cJSON_AddItemToArray(reasons, cJSON_CreateString(line));
+	}
 }
 
 void http_info_healthz(struct http_request *req)
 {
 	struct http_server *s = req->s;
 	char why[512];
-	bool all = true;
+	bool all = true, degraded = false;
 	cJSON *o = cJSON_CreateObject();
 	cJSON *checks = o ? cJSON_AddObjectToObject(o, "checks") : NULL;
-	if (!checks) {
+	cJSON *reasons = o ? cJSON_AddArrayToObject(o, "reasons") : NULL;
+	if (!checks || !reasons) {
 		cJSON_Delete(o);
 		http_reply_error(req, 500, "internal", "out of memory");
 		return;
@@ -74,7 +84,7 @@ void http_info_healthz(struct http_request *req)
 		why[0] = '\0';
 		bool ok = http_dir_writable(dir, why, sizeof(why));
 		all = all && ok;
-		http_health_add(checks, dirs[i][0], ok, why);
+		http_health_add(checks, reasons, dirs[i][0], ok, ok ? "" : why);
 	}
 	struct http_health_check hc[HTTP_HEALTH_MAX];
 	pthread_mutex_lock(&s->hooks_lock);
@@ -85,9 +95,10 @@ void http_info_healthz(struct http_request *req)
 		why[0] = '\0';
 		bool ok = hc[i].fn(hc[i].opaque, why, sizeof(why));
 		all = all && ok;
-		http_health_add(checks, hc[i].name, ok, why);
+		degraded = degraded || (ok && why[0]);
+		http_health_add(checks, reasons, hc[i].name, ok, why);
 	}
-	cJSON_AddStringToObject(o, "status", all ? "ok" : "unhealthy");
+	cJSON_AddStringToObject(o, "status", !all ? "unhealthy" : degraded ? "degraded" : "ok");
 	cJSON_AddNumberToObject(o, "uptime_seconds",
 				(double)((time_wall_ns() - s->started_wall_ns) / 1000000) / 1000.0);
 	http_reply_json(req, all ? 200 : 503, o);

@@ -378,6 +378,15 @@ void media_rtp_rx_stats(const struct media_rtp_rx *rx, struct media_rtp_rx_stats
 int media_rtp_ports_alloc(int min, int max, int streams, int *ports_out, char *err, size_t errlen);
 /* Gives the pairs back; unknown or already free ports are ignored. */
 void media_rtp_ports_release(const int *ports, int streams);
+/* Marks 'streams' RTP ports fixed by configuration or policy (and their
+ * RTCP ports, port + 1) as held, so the allocator and other recordings do
+ * not take them. Returns 0, or -1 with 'err' when one is already held (by
+ * another recording of this process). Release with media_rtp_ports_release. */
+int media_rtp_ports_claim(const int *ports, int streams, char *err, size_t errlen);
+
+/* Packets the rtp sources dropped since start because they came from an
+ * address other than the room's sender (allow=, or the latched first one). */
+unsigned long long media_rtp_foreign_dropped(void);
 
 /* ---- the `rtp` source driver (media_src_rtp.c) ------------------------ */
 

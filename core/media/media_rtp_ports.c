@@ -93,3 +93,23 @@ void media_rtp_ports_release(const int *ports, int streams)
 	}
 	pthread_mutex_unlock(&ports_lock);
 }
+
+int media_rtp_ports_claim(const int *ports, int streams, char *err, size_t errlen)
+{
+	pthread_mutex_lock(&ports_lock);
+	for (int i = 0; i < streams; i++) {
+		int p = ports[i];
+
+		if (p < 1 || p + 1 > 65535 || port_used(p) || port_used(p + 1)) {
+			pthread_mutex_unlock(&ports_lock);
+			snprintf(err, errlen, "UDP port %d is held by another recording", p);
+			return -1;
+		}
+	}
+	for (int i = 0; i < streams; i++) {
+		port_mark(ports[i], true);
+		port_mark(ports[i] + 1, true);
+	}
+	pthread_mutex_unlock(&ports_lock);
+	return 0;
+}

@@ -12,6 +12,12 @@
  *                            the source of the RTCP (or, muxed, RTP) received
  *   audio_rtcp_to=host:port  where audio receiver reports go (same default)
  *   bind=0.0.0.0             local address; allow=IP: ignore other senders
+ *   latch=1                  without allow=: the first sender's address is
+ *                            latched and packets from any other address are
+ *                            dropped and counted (media_rtp_foreign_dropped);
+ *                            another sender may take over only after the
+ *                            latched one has been silent for stall_ms.
+ *                            latch=0 accepts every sender
  *   sdp=PATH                 an SDP file (ports, PTs, rtcp, ssrc); explicit
  *                            args override it
  *   latency_ms=150           jitter buffer wait for a missing packet
@@ -83,6 +89,12 @@ struct rtp_priv {
 	int64_t idle_eof_ns;
 	bool has_allow;
 	struct in_addr allow;
+	bool latch;            /* latch the first sender (no allow= given) */
+	bool latched;
+	struct in_addr latched_addr;
+	int64_t latched_seen_ns; /* last packet from the latched sender */
+	int64_t relatch_ns;      /* silence after which another sender may latch */
+	uint64_t foreign;        /* packets dropped from other senders */
 	int keyframe_request;  /* atomic: set by request_keyframe() */
 	uint8_t opus_head[19];
 	uint8_t pkt[MEDIA_RTP_MAX_PACKET + 1];
@@ -352,6 +364,14 @@ static int rtp_open(struct media_source *src, const struct media_source_params *
 	}
 	if (media_source_arg(args, "bind", v, sizeof(v)))
 		util_strlcpy(bind_addr, v, sizeof(bind_addr));
+	{
+		long latch = 1;
+
+		if (rtp_arg_int(args, "latch", 0, 1, &latch, err, errlen) < 0)
+			goto fail;
+		r->latch = latch != 0;
+		r->relatch_ns = stall_ms * TIME_NS_PER_MS;
+	}
 	if (media_source_arg(args, "allow", v, sizeof(v))) {
 		if (inet_pton(AF_INET, v, &r->allow) != 1) {
 			snprintf(err, errlen, "rtp: allow=%s is not an IPv4 address", v);
@@ -377,11 +397,44 @@ fail:
 	return -1;
 }
 
-static bool rtp_sender_allowed(const struct rtp_priv *r, const struct sockaddr_storage *from)
+static _Atomic unsigned long long rtp_foreign_total;
+
+unsigned long long media_rtp_foreign_dropped(void)
+{
+	return rtp_foreign_total;
+}
+
+/* The sender filter: allow= when given, else the latched first sender. */
+static bool rtp_sender_allowed(struct rtp_priv *r, const struct sockaddr_storage *from, int64_t now)
 {
 	const struct sockaddr_in *in = (const struct sockaddr_in *)from;
+	bool ok = true;
 
-	return !r->has_allow || (from->ss_family == AF_INET && in->sin_addr.s_addr == r->allow.s_addr);
+	if (r->has_allow) {
+		ok = from->ss_family == AF_INET && in->sin_addr.s_addr == r->allow.s_addr;
+	} else if (r->latch) {
+		if (from->ss_family != AF_INET) {
+			ok = false;
+		} else if (!r->latched || now - r->latched_seen_ns > r->relatch_ns) {
+			char a[INET_ADDRSTRLEN] = "?";
+			if (!r->latched || r->latched_addr.s_addr != in->sin_addr.s_addr) {
+				inet_ntop(AF_INET, &in->sin_addr, a, sizeof(a));
+				LOG_INFO(&log_srtp, "sender %s latched; packets from other addresses are dropped", a);
+			}
+			r->latched = true;
+			r->latched_addr = in->sin_addr;
+		} else {
+			ok = r->latched_addr.s_addr == in->sin_addr.s_addr;
+		}
+		if (ok)
+			r->latched_seen_ns = now;
+	}
+	if (!ok) {
+		if (r->foreign++ == 0)
+			LOG_WARN(&log_srtp, "dropping RTP/RTCP from a sender other than the room's (counted)");
+		rtp_foreign_total++;
+	}
+	return ok;
 }
 
 /* Reads what is waiting on one socket (at most a batch, for fairness). */
@@ -394,7 +447,7 @@ static void rtp_drain_socket(struct rtp_priv *r, struct rtp_stream *s, int fd, b
 
 		if (n < 0)
 			break;
-		if (!rtp_sender_allowed(r, &from))
+		if (!rtp_sender_allowed(r, &from, now))
 			continue;
 		/* Learn where feedback goes: the sender of RTCP (ffmpeg's SR
 		 * port, Janus's latch packets), or of muxed RTP. */

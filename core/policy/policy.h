@@ -28,10 +28,15 @@
  *
  * Safety: every file runs in its own lua_States with an allow-listed _ENV,
  * text chunks only, an instruction budget, a memory cap and a wall-clock
- * budget per call. Whatever goes wrong (load error, raise, limit, a decision
- * that does not validate) the call returns the built-in default decision
- * (the reference behaviour), marks the result as a fallback, logs and counts
- * it. No function here ever fails the caller.
+ * budget per call that also bounds the library functions running in C
+ * (each is predicted from its input sizes against the time left). Whatever
+ * goes wrong (load error, raise, limit, a result of the wrong type or a
+ * decision that does not validate) the call returns the built-in default
+ * decision, which fails closed (each decision below says how), marks the
+ * result as a fallback, logs and counts it, and keeps the error for the
+ * status report and policy_healthy. No function here ever fails the
+ * caller. Without a policy file at all the built-in default is the
+ * reference behaviour.
  *
  * Threads: every function may be called from any thread at any time after
  * policy_host_new returns, including during a reload. */
@@ -82,6 +87,12 @@ struct policy_provider {
 	long long (*user_bytes_stored)(void *opaque, const char *user_id);
 	/* Free bytes where recordings are written. <0 on error. */
 	long long (*disk_free_bytes)(void *opaque);
+	/* The user's admitted live recordings and the seconds they recorded in
+	 * the current UTC day (recordings that started that day; running ones
+	 * by the time since their start), read from indexes kept in the state
+	 * store in proportion to the user's live recordings, never their
+	 * history. 0, or <0 on error. */
+	int (*user_usage)(void *opaque, const char *user_id, long long *live, double *seconds_today);
 };
 
 /* How a host is built. Zero limits take the defaults: 1,000,000
@@ -157,7 +168,10 @@ struct policy_verdict {
  * 'recording' (the state object, NULL for START and the lists)? The
  * default: any authenticated caller may start and list; only the owner, or
  * a caller whose "roles" claim holds "admin", may stop, pause, resume,
- * cancel, read or download; only admins may use ADMIN. Returns out->allow. */
+ * cancel, read or download; only admins may use ADMIN. That default decides
+ * when there is no auth.lua at all; when auth.lua exists but a call fails
+ * (load error, raise, budget, a wrong type) it fails closed: admins keep the
+ * default, everyone else is denied (403). Returns out->allow. */
 bool policy_authorize(struct policy_host *h, enum policy_action action,
 		      const struct policy_caller *caller, const char *room_id,
 		      const cJSON *recording, struct policy_verdict *out);
@@ -205,7 +219,11 @@ struct policy_admission {
 /* Admission beyond the global limit (which the recorder enforces
  * atomically). A GRANT never raises the quality (by video bitrate) nor the
  * duration above the request; anything else is a fallback. The default
- * allows as requested. Returns out->kind. */
+ * (quota.lua missing or failing) allows as requested within the limits the
+ * policy is configured with (policy.param.user_concurrent and
+ * user_minutes_per_day, else the file's M.limits): user_limit carries the
+ * first, the second grants what is left of the day or refuses (403), and
+ * refuses with 503 when the day's usage cannot be read. Returns out->kind. */
 enum policy_admit_kind policy_admit(struct policy_host *h, const struct policy_admit_facts *facts,
 				    struct policy_admission *out);
 
@@ -244,24 +262,38 @@ struct policy_source {
 	char source[POLICY_SOURCE_MAX]; /* a media source driver name: test, file, rtp, v4l2, alsa */
 	char args[POLICY_ARGS_MAX];     /* "k=v,k=v" */
 	bool fallback;
+	bool unresolved; /* sources.lua failed and the configuration does not name
+			  * the room: the caller must refuse the recording */
 };
 
 /* What to capture for 'room_id'. The default: config room.<id>.source and
- * room.<id>.args when set, else "test" with no arguments. */
+ * room.<id>.args when set, else "test" with no arguments; when sources.lua
+ * exists but failed, a room the configuration does not name is
+ * 'unresolved' instead (fail closed). */
 void policy_resolve_source(struct policy_host *h, const char *room_id, struct policy_source *out);
 
 /* ---- status ------------------------------------------------------------ */
 
 /* {"dir": "...", "policies": [{"name", "file", "sha256", "loaded_at",
- * "last_error", "calls", "fallbacks", "kills", "reloads"}], "count": n}:
- * sha256 and loaded_at describe the version in force (null when none),
- * last_error the latest failure (null once a load succeeds). The caller
- * frees the result. */
+ * "last_error", "last_error_at", "in_force", "degraded", "calls", "fallbacks",
+ * "kills", "reloads"}], "count": n}: sha256 and loaded_at describe the
+ * version in force (null when none); last_error is why the file did not
+ * load, else the latest failed call of the version in force (null once a new
+ * version loads), last_error_at when that call failed; degraded as
+ * policy_healthy says. The caller frees the result. */
 cJSON *policy_status_json(struct policy_host *h);
 
 /* False when some policy is not in force as written (failed to load or
- * reload); 'why' names it. */
+ * reload, or not loaded at all) or a call of it fell back (raised, ran out
+ * of budget, answered a wrong type) within the last minute; 'why' names each
+ * such policy and its latest error. None of these takes the appliance down:
+ * /healthz reports them as "degraded". */
 bool policy_healthy(struct policy_host *h, char *why, size_t whylen);
+
+/* The policy counters as Prometheus text, one series per policy
+ * (edgerec_policy_fallbacks_total{policy="quota"} ...) plus
+ * edgerec_policy_degraded{policy=...}. malloc'd; NULL on failure. */
+char *policy_metrics_text(struct policy_host *h);
 
 struct policy_metrics {
 	unsigned long long calls;      /* decisions asked */

@@ -229,9 +229,22 @@ bool policy_authorize(struct policy_host *h, enum policy_action action,
 	}
 	struct decide_auth_ctx c = { action, caller, room_id, recording, out };
 	char err[POLICY_ERR_MAX];
-	if (!h || policy_host_call(h, POLICY_KIND_AUTH, decide_authorize_call, &c, err, sizeof(err)) < 0) {
-		decide_default_authorize(action, caller, recording, out);
-		out->fallback = true;
+	int rc = h ? policy_host_call(h, POLICY_KIND_AUTH, decide_authorize_call, &c, err, sizeof(err))
+		   : POLICY_CALL_ABSENT;
+	if (rc == 0)
+		return out->allow;
+	decide_default_authorize(action, caller, recording, out);
+	out->fallback = true;
+	/* Fail closed: an auth.lua that exists but cannot answer may have been
+	 * stricter than the built-in rule, so only admins keep that rule (to
+	 * look at /api/system/policies and stop what runs); everyone else is
+	 * denied until it answers again. */
+	bool admin = caller && caller->user_id && caller->user_id[0] && decide_has_role(caller->claims, "admin");
+	if (rc != POLICY_CALL_ABSENT && out->allow && !admin) {
+		out->allow = false;
+		out->status = 403;
+		util_strlcpy(out->reason, "denied: the authorization policy (auth.lua) failed; "
+			     "an admin finds why in /api/system/policies", sizeof(out->reason));
 	}
 	return out->allow;
 }
@@ -359,6 +372,51 @@ static int decide_admit_call(lua_State *L)
 	return 0;
 }
 
+/* The built-in admission when quota.lua cannot answer (not loaded, raised,
+ * out of budget, a wrong answer): it never admits more than the policy's
+ * configured limits allow. The per-user concurrent limit goes to the atomic
+ * admission script (user_limit); minutes per day are checked here from the
+ * state store's per-day usage, and a start is refused (503) when that usage
+ * cannot be read. Disk and the global limit are the recorder's, as always. */
+static void decide_default_admit(struct policy_host *h, const struct policy_admit_facts *f,
+				 struct policy_admission *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->kind = POLICY_ADMIT_ALLOW;
+	out->fallback = true;
+	util_strlcpy(out->quality, f->quality ? f->quality : "", sizeof(out->quality));
+	out->max_duration_s = f->max_duration_s;
+	if (!h)
+		return;
+	long long concurrent = 0, per_day = 0;
+	policy_host_quota_limits(h, &concurrent, &per_day);
+	out->user_limit = (int)concurrent;
+	if (per_day <= 0)
+		return;
+	struct policy_provider p;
+	policy_host_provider(h, &p);
+	long long live = 0;
+	double used = 0;
+	const char *user = f->caller ? f->caller->user_id : NULL;
+	if (!p.user_usage || !user || p.user_usage(p.opaque, user, &live, &used) < 0) {
+		out->kind = POLICY_ADMIT_REFUSE;
+		out->status = 503;
+		util_strlcpy(out->reason, "the quota policy failed and the daily usage cannot be read; "
+			     "try again later", sizeof(out->reason));
+		return;
+	}
+	long long left = (long long)((double)per_day * 60.0 - used);
+	if (left < 1) {
+		out->kind = POLICY_ADMIT_REFUSE;
+		out->status = 403;
+		snprintf(out->reason, sizeof(out->reason),
+			 "daily recording quota of %lld minutes is used up", per_day);
+	} else if (left < out->max_duration_s) {
+		out->kind = POLICY_ADMIT_GRANT;
+		out->max_duration_s = left;
+	}
+}
+
 enum policy_admit_kind policy_admit(struct policy_host *h, const struct policy_admit_facts *facts,
 				    struct policy_admission *out)
 {
@@ -371,13 +429,8 @@ enum policy_admit_kind policy_admit(struct policy_host *h, const struct policy_a
 			c.disk_free = p.disk_free_bytes(p.opaque);
 	}
 	char err[POLICY_ERR_MAX];
-	if (!h || policy_host_call(h, POLICY_KIND_QUOTA, decide_admit_call, &c, err, sizeof(err)) < 0) {
-		memset(out, 0, sizeof(*out));
-		out->kind = POLICY_ADMIT_ALLOW;
-		util_strlcpy(out->quality, facts->quality ? facts->quality : "", sizeof(out->quality));
-		out->max_duration_s = facts->max_duration_s;
-		out->fallback = true;
-	}
+	if (!h || policy_host_call(h, POLICY_KIND_QUOTA, decide_admit_call, &c, err, sizeof(err)) < 0)
+		decide_default_admit(h, facts, out);
 	return out->kind;
 }
 
@@ -673,21 +726,28 @@ void policy_resolve_source(struct policy_host *h, const char *room_id, struct po
 	memset(out, 0, sizeof(*out));
 	struct decide_source_ctx c = { room_id, out };
 	char err[POLICY_ERR_MAX];
-	if (h && room_id &&
-	    policy_host_call(h, POLICY_KIND_SOURCES, decide_source_call, &c, err, sizeof(err)) == 0)
+	int rc = h && room_id ? policy_host_call(h, POLICY_KIND_SOURCES, decide_source_call, &c, err, sizeof(err))
+			      : POLICY_CALL_ABSENT;
+	if (rc == 0)
 		return;
 	memset(out, 0, sizeof(*out));
 	out->fallback = true;
 	util_strlcpy(out->source, "test", sizeof(out->source));
 	const struct config *cfg = h ? policy_host_config(h) : NULL;
+	/* Fail closed: when sources.lua exists but cannot answer, only what the
+	 * configuration says of the room is captured; a room it does not name
+	 * is refused rather than recorded from the test source. */
+	out->unresolved = rc != POLICY_CALL_ABSENT;
 	if (!cfg || !room_id || strlen(room_id) > 128)
 		return;
 	char key[160];
 	snprintf(key, sizeof(key), "room.%s.source", room_id);
 	const char *v = config_get_str(cfg, key);
 	if (v && v[0] && strlen(v) < sizeof(out->source) &&
-	    strspn(v, "abcdefghijklmnopqrstuvwxyz0123456789_") == strlen(v))
+	    strspn(v, "abcdefghijklmnopqrstuvwxyz0123456789_") == strlen(v)) {
 		util_strlcpy(out->source, v, sizeof(out->source));
+		out->unresolved = false;
+	}
 	snprintf(key, sizeof(key), "room.%s.args", room_id);
 	v = config_get_str(cfg, key);
 	if (v && strlen(v) < sizeof(out->args) && decide_args_ok(v))

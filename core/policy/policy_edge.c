@@ -201,11 +201,11 @@ static int edge_now(lua_State *L)
 static const char *const edge_config_keys[] = {
 	"storage_backend", "local_storage_path", "s3_bucket", "s3_prefix",
 	"max_recording_duration", "max_concurrent_recordings", "default_format",
-	"default_quality", "enable_transcoding", NULL,
+	"default_quality", "enable_transcoding", "rtp.port_min", "rtp.port_max", NULL,
 };
 
 /* True for the keys a policy may read: the recording options of SPEC §6,
- * policy.param.*, room.<id>.source and room.<id>.args. */
+ * the RTP port range, policy.param.*, room.<id>.source and room.<id>.args. */
 static bool edge_config_readable(const char *key)
 {
 	for (const char *const *k = edge_config_keys; *k; k++)
@@ -261,6 +261,7 @@ static int edge_user_recordings(lua_State *L)
 		return luaL_error(L, "edge.user_recordings: not available");
 	struct edge_json_box *box = edge_push_box(L);
 	box->j = p.user_recordings(p.opaque, user, status);
+	policy_sandbox_check_deadline(L);
 	return edge_push_list(L, box, "user_recordings");
 }
 
@@ -275,11 +276,13 @@ static int edge_room_recordings(lua_State *L)
 		return luaL_error(L, "edge.room_recordings: not available");
 	struct edge_json_box *box = edge_push_box(L);
 	box->j = p.room_recordings(p.opaque, room);
+	policy_sandbox_check_deadline(L);
 	return edge_push_list(L, box, "room_recordings");
 }
 
 static int edge_push_count(lua_State *L, long long n, const char *fname)
 {
+	policy_sandbox_check_deadline(L); /* the query may have taken long */
 	if (n < 0)
 		return luaL_error(L, "edge.%s: state unavailable", fname);
 	lua_pushinteger(L, (lua_Integer)n);
@@ -320,6 +323,44 @@ static int edge_disk_free_bytes(lua_State *L)
 	return edge_push_count(L, p.disk_free_bytes(p.opaque), "disk_free_bytes");
 }
 
+/* Asks the provider for the user's usage (live count, seconds today). */
+static void edge_usage(lua_State *L, const char *fname, long long *live, double *secs)
+{
+	struct policy_sandbox *sb = policy_sandbox_of(L);
+	const char *user = edge_check_id(L, 1, fname);
+	struct policy_provider p;
+	policy_host_provider(sb->host, &p);
+	if (!p.user_usage)
+		luaL_error(L, "edge.%s: not available", fname);
+	int rc = p.user_usage(p.opaque, user, live, secs);
+	policy_sandbox_check_deadline(L);
+	if (rc < 0)
+		luaL_error(L, "edge.%s: state unavailable", fname);
+}
+
+/* edge.user_live_count(user_id): the user's live (admitted) recordings,
+ * from the per-user live set: cheap whatever the user's history. */
+static int edge_user_live_count(lua_State *L)
+{
+	long long live = 0;
+	double secs = 0;
+	edge_usage(L, "user_live_count", &live, &secs);
+	lua_pushinteger(L, (lua_Integer)live);
+	return 1;
+}
+
+/* edge.user_seconds_today(user_id): seconds the user recorded in the
+ * current UTC day (as lib/time.lua's seconds_today counts them), from the
+ * per-user per-day usage the state store keeps. */
+static int edge_user_seconds_today(lua_State *L)
+{
+	long long live = 0;
+	double secs = 0;
+	edge_usage(L, "user_seconds_today", &live, &secs);
+	lua_pushinteger(L, (lua_Integer)secs);
+	return 1;
+}
+
 /* The registration table: everything `edge` offers, in one place. */
 static const luaL_Reg policy_edge_fns[] = {
 	{ "log", edge_log },
@@ -330,6 +371,8 @@ static const luaL_Reg policy_edge_fns[] = {
 	{ "active_count", edge_active_count },
 	{ "user_bytes_stored", edge_user_bytes_stored },
 	{ "disk_free_bytes", edge_disk_free_bytes },
+	{ "user_live_count", edge_user_live_count },
+	{ "user_seconds_today", edge_user_seconds_today },
 	{ NULL, NULL },
 };
 

@@ -101,6 +101,32 @@ static int unit_check(lua_State *L)
 	return 0;
 }
 
+/* Reads the numeric fields of quota.lua's M.limits into the unit. Runs
+ * protected; a missing or odd table leaves no limits. */
+static int unit_read_limits(lua_State *L)
+{
+	struct policy_unit *u = lua_touserdata(L, 1);
+	policy_sandbox_push_module(L);                          /* u mod */
+	if (lua_type(L, -1) != LUA_TTABLE)
+		return 0;
+	lua_pushliteral(L, "limits");
+	if (lua_rawget(L, -2) != LUA_TTABLE)                    /* u mod limits */
+		return 0;
+	struct { const char *name; long long *out; } f[] = {
+		{ "user_concurrent", &u->limit_user_concurrent },
+		{ "user_minutes_per_day", &u->limit_user_minutes_per_day },
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(f); i++) {
+		lua_pushstring(L, f[i].name);
+		lua_rawget(L, -2);                              /* u mod limits v */
+		int isnum = 0;
+		lua_Number v = lua_tonumberx(L, -1, &isnum);
+		*f[i].out = isnum && v >= 1 && v < 1e9 ? (long long)v : 0;
+		lua_pop(L, 1);                                  /* u mod limits */
+	}
+	return 0;
+}
+
 /* Builds a unit from one version of a file. NULL with 'err' filled when it
  * does not load or check. */
 static struct policy_unit *unit_build(struct policy_host *h, enum policy_kind_id k,
@@ -126,6 +152,11 @@ static struct policy_unit *unit_build(struct policy_host *h, enum policy_kind_id
 		    policy_sandbox_run(sb, unit_check, (void *)kind, &killed, err, errlen) < 0)
 			goto fail;
 	}
+	if (k == POLICY_KIND_QUOTA) {
+		bool killed = false;
+		char ignored[POLICY_ERR_MAX];
+		policy_sandbox_run(&u->states[0].sb, unit_read_limits, u, &killed, ignored, sizeof(ignored));
+	}
 	util_strlcpy(u->sha256, sha, sizeof(u->sha256));
 	u->loaded_wall_ns = time_wall_ns();
 	return u;
@@ -136,14 +167,31 @@ fail:
 
 /* ---- calls ------------------------------------------------------------- */
 
-static struct policy_unit *host_acquire(struct policy_host *h, enum policy_kind_id k)
+/* Keeps the latest failure of a call for the status report and /healthz. */
+static void host_note_call_error(struct policy_host *h, struct policy_slot *s, const char *err)
+{
+	pthread_rwlock_wrlock(&h->lock);
+	util_strlcpy(s->call_error, err, sizeof(s->call_error));
+	s->call_error_wall_ns = time_wall_ns();
+	s->call_error_mono_ns = time_mono_ns();
+	pthread_rwlock_unlock(&h->lock);
+}
+
+static struct policy_unit *host_acquire_ex(struct policy_host *h, enum policy_kind_id k, bool *absent)
 {
 	pthread_rwlock_rdlock(&h->lock);
 	struct policy_unit *u = h->slots[k].live;
 	if (u)
 		atomic_fetch_add(&u->refs, 1);
+	if (absent)
+		*absent = !u && h->slots[k].absent;
 	pthread_rwlock_unlock(&h->lock);
 	return u;
+}
+
+static struct policy_unit *host_acquire(struct policy_host *h, enum policy_kind_id k)
+{
+	return host_acquire_ex(h, k, NULL);
 }
 
 int policy_host_call(struct policy_host *h, enum policy_kind_id k, lua_CFunction fn, void *ctx,
@@ -151,11 +199,12 @@ int policy_host_call(struct policy_host *h, enum policy_kind_id k, lua_CFunction
 {
 	struct policy_slot *s = &h->slots[k];
 	atomic_fetch_add(&s->calls, 1);
-	struct policy_unit *u = host_acquire(h, k);
+	bool absent = false;
+	struct policy_unit *u = host_acquire_ex(h, k, &absent);
 	if (!u) {
 		snprintf(err, errlen, "%s is not loaded", policy_kinds[k].file);
 		atomic_fetch_add(&s->fallbacks, 1);
-		return -1;
+		return absent ? POLICY_CALL_ABSENT : -1;
 	}
 	/* A free state if there is one, else wait for the next in turn. */
 	unsigned first = atomic_fetch_add(&u->next, 1) % POLICY_STATES_PER_UNIT;
@@ -178,6 +227,7 @@ int policy_host_call(struct policy_host *h, enum policy_kind_id k, lua_CFunction
 	atomic_fetch_add(&s->fallbacks, 1);
 	if (killed)
 		atomic_fetch_add(&s->kills, 1);
+	host_note_call_error(h, s, err);
 	/* At most one line per policy per second; the counters hold the rest. */
 	int64_t now = time_mono_ns();
 	int64_t last = atomic_load(&s->last_log_ns);
@@ -249,10 +299,11 @@ static void host_lib_digest(struct policy_host *h, char out[65])
 	crypto_hex(sum, sizeof(sum), out);
 }
 
-static void host_set_error(struct policy_host *h, struct policy_slot *s, const char *msg)
+static void host_set_error(struct policy_host *h, struct policy_slot *s, const char *msg, bool absent)
 {
 	pthread_rwlock_wrlock(&h->lock);
 	util_strlcpy(s->last_error, msg, sizeof(s->last_error));
+	s->absent = absent;
 	pthread_rwlock_unlock(&h->lock);
 }
 
@@ -267,6 +318,7 @@ static int host_reload_slot(struct policy_host *h, enum policy_kind_id k, bool l
 	size_t len = 0;
 	char *src = util_read_file(path, &len);
 	if (!src) {
+		bool absent = errno == ENOENT;
 		snprintf(err, sizeof(err), "%s: cannot read: %s", kind->file, strerror(errno));
 		pthread_rwlock_rdlock(&h->lock);
 		bool same = strcmp(s->last_error, err) == 0;
@@ -275,7 +327,7 @@ static int host_reload_slot(struct policy_host *h, enum policy_kind_id k, bool l
 			LOG_ERROR(&kind_logs[k], "%s (%s)", err,
 				  s->live ? "the last good version stays in force"
 					  : "the built-in default decides");
-			host_set_error(h, s, err);
+			host_set_error(h, s, err, absent);
 		}
 		return 0;
 	}
@@ -310,8 +362,11 @@ static int host_reload_slot(struct policy_host *h, enum policy_kind_id k, bool l
 	pthread_rwlock_wrlock(&h->lock);
 	struct policy_unit *old = s->live;
 	s->live = u;
+	s->absent = false;
 	s->last_error[0] = 0;
 	s->failed_sha256[0] = 0;
+	s->call_error[0] = 0;
+	s->call_error_wall_ns = s->call_error_mono_ns = 0;
 	pthread_rwlock_unlock(&h->lock);
 	unit_release(old);
 	atomic_fetch_add(&s->reloads, 1);
@@ -426,6 +481,32 @@ void policy_host_provider(struct policy_host *h, struct policy_provider *out)
 	pthread_rwlock_unlock(&h->lock);
 }
 
+/* A positive whole number from the configuration key, or 0. */
+static long long host_param(const struct config *cfg, const char *key)
+{
+	const char *v = cfg ? config_get_str(cfg, key) : NULL;
+	char *end = NULL;
+	if (!v || !*v)
+		return 0;
+	double d = strtod(v, &end);
+	return end && !*end && d >= 1 && d < 1e9 ? (long long)d : 0;
+}
+
+void policy_host_quota_limits(struct policy_host *h, long long *user_concurrent,
+			      long long *user_minutes_per_day)
+{
+	*user_concurrent = host_param(h->cfg, "policy.param.user_concurrent");
+	*user_minutes_per_day = host_param(h->cfg, "policy.param.user_minutes_per_day");
+	struct policy_unit *u = host_acquire(h, POLICY_KIND_QUOTA);
+	if (u) {
+		if (!*user_concurrent)
+			*user_concurrent = u->limit_user_concurrent;
+		if (!*user_minutes_per_day)
+			*user_minutes_per_day = u->limit_user_minutes_per_day;
+		unit_release(u);
+	}
+}
+
 const struct config *policy_host_config(struct policy_host *h)
 {
 	return h->cfg;
@@ -437,6 +518,14 @@ const char *policy_host_dir(struct policy_host *h)
 }
 
 /* ---- status ------------------------------------------------------------ */
+
+/* True when the slot's file is not in force as written, or a call of it
+ * fell back within the window. Under the host lock. */
+static bool host_slot_degraded(const struct policy_slot *s, int64_t now_mono)
+{
+	return s->last_error[0] ||
+	       (s->call_error[0] && now_mono - s->call_error_mono_ns < POLICY_DEGRADED_WINDOW_NS);
+}
 
 cJSON *policy_status_json(struct policy_host *h)
 {
@@ -464,11 +553,22 @@ cJSON *policy_status_json(struct policy_host *h)
 			cJSON_AddNullToObject(o, "sha256");
 			cJSON_AddNullToObject(o, "loaded_at");
 		}
-		if (s->last_error[0])
-			cJSON_AddStringToObject(o, "last_error", s->last_error);
+		/* A load failure first (it outlasts any call), else the latest
+		 * failed call of the version in force. */
+		const char *last = s->last_error[0] ? s->last_error : s->call_error[0] ? s->call_error : NULL;
+		if (last)
+			cJSON_AddStringToObject(o, "last_error", last);
 		else
 			cJSON_AddNullToObject(o, "last_error");
+		if (!s->last_error[0] && s->call_error[0]) {
+			char when[40];
+			cJSON_AddStringToObject(o, "last_error_at",
+						time_iso8601(s->call_error_wall_ns, when, sizeof(when)));
+		} else {
+			cJSON_AddNullToObject(o, "last_error_at");
+		}
 		cJSON_AddBoolToObject(o, "in_force", s->live != NULL);
+		cJSON_AddBoolToObject(o, "degraded", host_slot_degraded(s, time_mono_ns()));
 		pthread_rwlock_unlock(&h->lock);
 		cJSON_AddNumberToObject(o, "calls", (double)atomic_load(&s->calls));
 		cJSON_AddNumberToObject(o, "fallbacks", (double)atomic_load(&s->fallbacks));
@@ -485,20 +585,82 @@ fail:
 bool policy_healthy(struct policy_host *h, char *why, size_t whylen)
 {
 	bool ok = true;
+	size_t n = 0;
+	int64_t now = time_mono_ns();
 	if (why && whylen)
 		why[0] = 0;
 	pthread_rwlock_rdlock(&h->lock);
-	for (int k = 0; k < POLICY_KIND__COUNT && ok; k++) {
+	for (int k = 0; k < POLICY_KIND__COUNT; k++) {
 		struct policy_slot *s = &h->slots[k];
-		if (s->last_error[0] || !s->live) {
-			ok = false;
-			if (why && whylen)
-				snprintf(why, whylen, "policy %s: %s", policy_kinds[k].name,
-					 s->last_error[0] ? s->last_error : "not loaded");
+		const char *what = NULL;
+		char age[48] = "";
+		if (s->last_error[0]) {
+			what = s->last_error;
+		} else if (!s->live) {
+			what = "not loaded, the built-in default decides";
+		} else if (host_slot_degraded(s, now)) {
+			what = s->call_error;
+			snprintf(age, sizeof(age), " (%lld s ago, %llu fallbacks in all)",
+				 (long long)((now - s->call_error_mono_ns) / TIME_NS_PER_SEC),
+				 (unsigned long long)atomic_load(&s->fallbacks));
+		}
+		if (!what)
+			continue;
+		ok = false;
+		if (why && n < whylen) {
+			int w = snprintf(why + n, whylen - n, "%spolicy %s: %s%s", n ? "; " : "",
+					 policy_kinds[k].name, what, age);
+			n = w < 0 ? whylen : n + (size_t)w;
 		}
 	}
 	pthread_rwlock_unlock(&h->lock);
 	return ok;
+}
+
+char *policy_metrics_text(struct policy_host *h)
+{
+	struct policy_metrics pm;
+	policy_metrics(h, &pm);
+	char *out = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&out, &len);
+	if (!f)
+		return NULL;
+	static const char *const fams[][2] = {
+		{ "calls", "Policy decisions asked." },
+		{ "fallbacks", "Decisions answered by the built-in default (the policy failed, "
+			       "ran out of budget, answered a wrong type or is not loaded)." },
+		{ "kills", "Policy calls stopped by a limit." },
+		{ "reloads", "New policy versions swapped in." },
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(fams); i++) {
+		fprintf(f, "# HELP edgerec_policy_%s_total %s\n# TYPE edgerec_policy_%s_total counter\n",
+			fams[i][0], fams[i][1], fams[i][0]);
+		for (int k = 0; k < POLICY_KIND__COUNT; k++) {
+			struct policy_slot *s = &h->slots[k];
+			atomic_ullong *c = i == 0 ? &s->calls : i == 1 ? &s->fallbacks : i == 2 ? &s->kills
+												 : &s->reloads;
+			fprintf(f, "edgerec_policy_%s_total{policy=\"%s\"} %llu\n", fams[i][0],
+				policy_kinds[k].name, (unsigned long long)atomic_load(c));
+		}
+	}
+	fprintf(f, "# HELP edgerec_policy_reload_failures_total Policy versions refused.\n"
+		   "# TYPE edgerec_policy_reload_failures_total counter\n"
+		   "edgerec_policy_reload_failures_total %llu\n"
+		   "# HELP edgerec_policy_degraded 1 while a policy is not in force as written or a call "
+		   "of it fell back in the last minute.\n# TYPE edgerec_policy_degraded gauge\n",
+		pm.reload_failures);
+	int64_t now = time_mono_ns();
+	pthread_rwlock_rdlock(&h->lock);
+	for (int k = 0; k < POLICY_KIND__COUNT; k++)
+		fprintf(f, "edgerec_policy_degraded{policy=\"%s\"} %d\n", policy_kinds[k].name,
+			host_slot_degraded(&h->slots[k], now) ? 1 : 0);
+	pthread_rwlock_unlock(&h->lock);
+	if (fclose(f) != 0) {
+		free(out);
+		return NULL;
+	}
+	return out;
 }
 
 void policy_metrics(struct policy_host *h, struct policy_metrics *m)

@@ -78,6 +78,10 @@ void policy_sandbox_push_module(lua_State *L);
  * limit stopped it. The stack is left as found. */
 int policy_sandbox_run(struct policy_sandbox *sb, lua_CFunction fn, void *ctx, bool *killed,
 		       char *err, size_t errlen);
+/* Stops the running call (as over its time limit) when its deadline has
+ * passed: for C code that may have run long (a provider query) to call
+ * when it returns. */
+void policy_sandbox_check_deadline(lua_State *L);
 /* The sandbox of any lua_State the module opened. */
 struct policy_sandbox *policy_sandbox_of(lua_State *L);
 
@@ -116,6 +120,10 @@ struct policy_kind {
 
 extern const struct policy_kind policy_kinds[POLICY_KIND__COUNT];
 
+/* /healthz reports a policy as degraded for this long after a call of it
+ * fell back. */
+#define POLICY_DEGRADED_WINDOW_NS (60LL * 1000000000LL)
+
 /* Independent states per loaded file: calls run in parallel up to this
  * many, and a call stuck in a slow provider query (Redis) holds only one. */
 #define POLICY_STATES_PER_UNIT 4
@@ -134,6 +142,9 @@ struct policy_unit {
 	struct policy_state states[POLICY_STATES_PER_UNIT];
 	char sha256[65];
 	int64_t loaded_wall_ns;
+	/* quota.lua only: the limits its module declares (M.limits), so the
+	 * built-in default enforces them when a call fails; 0 = none. */
+	long long limit_user_concurrent, limit_user_minutes_per_day;
 };
 
 /* A policy's place in the host: the unit in force and what the status
@@ -141,8 +152,13 @@ struct policy_unit {
  * host's mutex; the counters are atomic. */
 struct policy_slot {
 	struct policy_unit *live;
-	char last_error[POLICY_ERR_MAX];
+	char last_error[POLICY_ERR_MAX]; /* why the file did not load; "" when it did */
+	/* The latest failed call of the version in force (cleared when a new
+	 * version is swapped in) and when it happened. */
+	char call_error[POLICY_ERR_MAX];
+	int64_t call_error_wall_ns, call_error_mono_ns;
 	char failed_sha256[65]; /* the content that failed, not retried until it changes */
+	bool absent;            /* no file at all (and none in force): the operator ships none */
 	atomic_ullong calls, fallbacks, kills, reloads, unlogged;
 	_Atomic int64_t last_log_ns;
 };
@@ -163,11 +179,22 @@ struct policy_host {
 	struct policy_watch *watch;
 };
 
+/* policy_host_call's answer when the policy has no file at all: the
+ * operator did not ship one, so the built-in default is the policy. */
+#define POLICY_CALL_ABSENT (-2)
+
 /* Runs 'fn(ctx)' in the unit in force for 'k', under its budgets. Returns 0,
- * or -1 with 'err' filled (not loaded, raised, stopped by a limit); the
- * failure is counted and logged (at most once a second per policy). */
+ * POLICY_CALL_ABSENT, or -1 with 'err' filled (failed to load, raised,
+ * stopped by a limit, answered a wrong type); the failure is counted, kept
+ * for the status report and logged (at most once a second per policy). */
 int policy_host_call(struct policy_host *h, enum policy_kind_id k, lua_CFunction fn, void *ctx,
 		     char *err, size_t errlen);
+
+/* The limits the built-in quota default enforces: policy.param.<name> from
+ * the configuration when it is a number, else what the quota.lua in force
+ * declares in M.limits; 0 = none. */
+void policy_host_quota_limits(struct policy_host *h, long long *user_concurrent,
+			      long long *user_minutes_per_day);
 
 /* What the other files ask of the host. */
 

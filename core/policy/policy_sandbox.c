@@ -1,8 +1,9 @@
 /* policy_sandbox: one lua_State per policy file, fenced in.
  *
  * What a policy can reach is built here from an allow-list: a few base
- * functions, string (without dump, with a cost guard on pattern matching),
- * table, math, utf8, os.time/clock/date, the read-only `edge` table and
+ * functions, string (without dump), table, math, utf8, os.time/clock/date
+ * (every C function among them whose work grows with its input behind a
+ * predicted-cost guard, see sandbox_guarded), the read-only `edge` table and
  * lib("name") for the helpers in <policy_dir>/lib. Library tables are
  * read-only views with locked metatables. Chunks are text only. Three
  * budgets bound every call and every load: a memory cap in the allocator, an
@@ -31,11 +32,22 @@ static const char sandbox_key_base = 0;
 static const char sandbox_key_libs = 0;
 static const char sandbox_key_module = 0;
 
-/* Pattern matching runs in C where the hook cannot interrupt it, so a
- * subject/pattern pair whose backtracking could explode is refused before it
- * runs: with q quantifiers the work is bounded by len^(q+1) steps (len^q
- * when anchored), and that bound must stay under this many steps. */
-#define SANDBOX_PATTERN_BUDGET 2e7
+/* Library functions run in C, where the count hook cannot interrupt them:
+ * a pattern match can backtrack for minutes with no quantifier at all, a
+ * load() compiles a long text, a sort walks a big table. So every C
+ * function a policy can reach that does work in proportion to its input is
+ * guarded (sandbox_guarded): before it runs, a worst-case cost predicted
+ * from its arguments' sizes must fit in what is left of the call's
+ * wall-clock budget, or the call is stopped as over its time limit; after
+ * it returns, the deadline is checked at once rather than at the next hook.
+ * What one call may overrun is thus what the prediction under-estimates,
+ * never the call's whole cost. The rates below are worst cases measured with
+ * Lua 5.4 on the target box, rounded up about 2-3x for a loaded CPU. */
+#define SANDBOX_NS_PER_BYTE 8.0    /* linear string work (upper, rep, format, utf8, load / 4) */
+#define SANDBOX_NS_PER_STEP 4.0    /* one step of the pattern matcher's worst case */
+#define SANDBOX_NS_PER_ELEM 40.0   /* one element moved, concatenated or compared by a table function */
+#define SANDBOX_NS_PER_SOURCE 40.0 /* one byte of text compiled by load */
+#define SANDBOX_NS_PER_STRFTIME 400.0 /* one conversion of os.date's format */
 
 struct policy_sandbox *policy_sandbox_of(lua_State *L)
 {
@@ -117,129 +129,207 @@ void policy_sandbox_disarm(struct policy_sandbox *sb)
 
 /* ---- the allow-listed functions ----------------------------------------- */
 
-/* Counts the quantifiers of a Lua pattern (outside sets and escapes), %b
- * counting as one. */
-static int sandbox_pattern_quantifiers(const char *p, size_t len)
+/* Stops the call: marks the sandbox killed (the hook then raises on every
+ * instruction, so pcall cannot swallow it) and raises. */
+static int sandbox_stop(lua_State *L, struct policy_sandbox *sb, const char *why)
 {
-	int q = 0;
+	if (!sb->killed)
+		sb->killed = why;
+	lua_sethook(L, sandbox_hook, LUA_MASKCOUNT, 1);
+	return luaL_error(L, "policy stopped: %s exceeded", sb->killed);
+}
+
+/* The worst case of Lua's matcher for a 'slen'-byte subject: every start
+ * position (one when anchored) times every pattern item, times, for each
+ * item that can backtrack over the subject (x*, x+, x-, %b, a back
+ * reference), the subject's length again (x? doubles). Plain find is a
+ * memcmp per start. */
+static double sandbox_pattern_steps(const char *p, size_t plen, size_t slen, bool plain)
+{
+	double n = (double)slen + 1;
+	if (plain)
+		return n * ((double)plen + 1);
 	size_t i = 0;
-	if (i < len && p[i] == '^')
+	double per_start = (double)plen + 1, starts = n;
+	if (i < plen && p[i] == '^') {
+		starts = 1;
 		i++;
-	while (i < len) {
+	}
+	while (i < plen && per_start < 1e300) {
 		char c = p[i];
-		if (c == '%') {
-			if (i + 1 < len && p[i + 1] == 'b') {
-				q++;
+		size_t item = i;
+		if (c == '%' && i + 1 < plen) {
+			char k = p[i + 1];
+			if (k == 'b') {
+				per_start *= n;
 				i += 4;
-			} else if (i + 1 < len && p[i + 1] == 'f') {
-				i += 2; /* the set that follows is skipped as a set below */
-			} else {
-				i += 2;
+				continue;
 			}
-			continue;
-		}
-		if (c == '[') {
+			if (k >= '1' && k <= '9') {
+				per_start *= n;
+				i += 2;
+				continue;
+			}
+			i += 2;
+			if (k == 'f')
+				continue; /* its set is skipped as the next item */
+		} else if (c == '[') {
 			i++;
-			if (i < len && p[i] == '^')
+			if (i < plen && p[i] == '^')
 				i++;
-			if (i < len && p[i] == ']')
+			if (i < plen && p[i] == ']')
 				i++;
-			while (i < len && p[i] != ']') {
+			while (i < plen && p[i] != ']') {
 				if (p[i] == '%')
 					i++;
 				i++;
 			}
 			i++;
-			continue;
+		} else {
+			i++;
 		}
-		if (c == '*' || c == '+' || c == '-' || c == '?')
-			q++;
-		i++;
+		if (i < plen && item != i) {
+			if (p[i] == '*' || p[i] == '+' || p[i] == '-') {
+				per_start *= n;
+				i++;
+			} else if (p[i] == '?') {
+				per_start *= 2;
+				i++;
+			}
+		}
 	}
-	return q;
+	return starts * per_start;
 }
 
-/* string.find/match/gmatch/gsub behind the cost guard. Upvalue 1 is the
- * real function, upvalue 2 its name. */
-static int sandbox_pattern_call(lua_State *L)
-{
-	size_t slen = 0, plen = 0;
-	luaL_checklstring(L, 1, &slen);
-	const char *p = luaL_checklstring(L, 2, &plen);
-	const char *name = lua_tostring(L, lua_upvalueindex(2));
-	bool plain = strcmp(name, "find") == 0 && lua_toboolean(L, 4);
-	if (!plain) {
-		int q = sandbox_pattern_quantifiers(p, plen);
-		if (q > 0) {
-			int exp = q + (plen > 0 && p[0] == '^' ? 0 : 1);
-			double cost = pow((double)(slen > 1 ? slen : 1), exp);
-			if (cost > SANDBOX_PATTERN_BUDGET)
-				return luaL_error(L, "string.%s: pattern with %d quantifiers is too costly "
-						  "for a %d-byte subject", name, q, (int)slen);
-		}
-	}
-	lua_pushvalue(L, lua_upvalueindex(1));
-	lua_insert(L, 1);
-	lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
-	return lua_gettop(L);
-}
+/* What a guarded function may cost, predicted from its arguments. */
+enum sandbox_cost {
+	SANDBOX_COST_BYTES,   /* in proportion to the bytes of its string arguments */
+	SANDBOX_COST_REP,     /* string.rep: the bytes it would make */
+	SANDBOX_COST_PATTERN, /* find, match, gmatch, gsub */
+	SANDBOX_COST_TABLE,   /* insert, remove, concat, unpack: the table's length or the range */
+	SANDBOX_COST_MOVE,    /* table.move: the range */
+	SANDBOX_COST_SORT,    /* table.sort: n log n comparisons */
+	SANDBOX_COST_DATE,    /* os.date: a strftime per byte of the format, at worst */
+};
 
 /* Longest sequence a table function may walk. A table this long does not
- * fit under the memory cap anyway; the limit matters when __len lies and
- * the C loop would otherwise run (unhookable) for as long as it claims. */
+ * fit under the memory cap anyway; the limit matters when __len lies. */
 #define SANDBOX_MAX_SEQUENCE (1 << 22)
 
-/* table.insert/remove/concat/unpack behind a length check. Upvalue 1 is
- * the real function, upvalue 2 its name. */
-static int sandbox_table_call(lua_State *L)
+static double sandbox_string_bytes(lua_State *L)
+{
+	double bytes = 0;
+	for (int i = 1, n = lua_gettop(L); i <= n; i++)
+		if (lua_type(L, i) == LUA_TSTRING)
+			bytes += (double)lua_rawlen(L, i);
+	return bytes;
+}
+
+/* The predicted worst case of the call about to run, in nanoseconds;
+ * raises on arguments no policy needs (a length beyond the sequence
+ * limit). */
+static double sandbox_predict(lua_State *L, enum sandbox_cost kind, const char *name)
+{
+	switch (kind) {
+	case SANDBOX_COST_BYTES:
+		return (sandbox_string_bytes(L) + (double)lua_gettop(L)) * SANDBOX_NS_PER_BYTE;
+	case SANDBOX_COST_REP: {
+		size_t l = 0, lsep = 0;
+		luaL_checklstring(L, 1, &l);
+		lua_Integer n = luaL_checkinteger(L, 2);
+		luaL_optlstring(L, 3, "", &lsep);
+		return n > 0 ? (double)n * (double)(l + lsep + 1) * SANDBOX_NS_PER_BYTE : 0;
+	}
+	case SANDBOX_COST_PATTERN: {
+		size_t slen = 0, plen = 0;
+		luaL_checklstring(L, 1, &slen);
+		const char *p = luaL_checklstring(L, 2, &plen);
+		bool plain = strcmp(name, "find") == 0 && lua_toboolean(L, 4);
+		double steps = sandbox_pattern_steps(p, plen, slen, plain);
+		if (strcmp(name, "gsub") == 0 && lua_type(L, 3) == LUA_TSTRING)
+			steps += (double)lua_rawlen(L, 3) * ((double)slen + 1); /* the replacement per match */
+		return steps * SANDBOX_NS_PER_STEP;
+	}
+	case SANDBOX_COST_TABLE:
+	case SANDBOX_COST_SORT: {
+		luaL_checktype(L, 1, LUA_TTABLE);
+		lua_Integer n = luaL_len(L, 1);
+		if (n > SANDBOX_MAX_SEQUENCE || n < 0)
+			luaL_error(L, "table.%s: a length of %I is beyond what policies may use", name,
+				   (LUAI_UACINT)n);
+		double elems = (double)n + 1;
+		bool concat = strcmp(name, "concat") == 0;
+		if (concat || strcmp(name, "unpack") == 0) {
+			lua_Integer i = luaL_optinteger(L, concat ? 3 : 2, 1);
+			lua_Integer j = luaL_optinteger(L, concat ? 4 : 3, n);
+			if (j >= i && (lua_Unsigned)j - (lua_Unsigned)i >= SANDBOX_MAX_SEQUENCE)
+				luaL_error(L, "table.%s: range too long for a policy", name);
+			elems = j >= i ? (double)(j - i) + 1 : 1;
+			if (concat) /* the separator goes between every two */
+				elems *= 1 + (lua_type(L, 2) == LUA_TSTRING ? (double)lua_rawlen(L, 2) / 8 : 0);
+		}
+		if (kind == SANDBOX_COST_SORT)
+			elems *= elems > 2 ? log2(elems) : 1;
+		return elems * SANDBOX_NS_PER_ELEM;
+	}
+	case SANDBOX_COST_DATE:
+		return (lua_type(L, 1) == LUA_TSTRING ? (double)lua_rawlen(L, 1) : 0) * SANDBOX_NS_PER_STRFTIME;
+	case SANDBOX_COST_MOVE: {
+		lua_Integer f = luaL_checkinteger(L, 2);
+		lua_Integer e = luaL_checkinteger(L, 3);
+		if (e >= f && (lua_Unsigned)e - (lua_Unsigned)f >= SANDBOX_MAX_SEQUENCE)
+			luaL_error(L, "table.move: range too long for a policy");
+		return e >= f ? ((double)(e - f) + 1) * SANDBOX_NS_PER_ELEM : 0;
+	}
+	}
+	return 0;
+}
+
+/* Before a guarded call: stops it when the deadline has passed or its
+ * predicted cost does not fit in what is left. */
+static void sandbox_before(lua_State *L, double predicted_ns)
+{
+	struct policy_sandbox *sb = policy_sandbox_of(L);
+	if (!sb->armed)
+		return;
+	if (sb->killed)
+		sandbox_stop(L, sb, sb->killed);
+	int64_t left = sb->deadline_ns - time_mono_ns();
+	if (left <= 0 || predicted_ns > (double)left)
+		sandbox_stop(L, sb, "time limit");
+}
+
+/* After a guarded call: the deadline, now rather than at the next hook. */
+void policy_sandbox_check_deadline(lua_State *L)
+{
+	struct policy_sandbox *sb = policy_sandbox_of(L);
+	if (sb->armed && !sb->killed && time_mono_ns() > sb->deadline_ns)
+		sandbox_stop(L, sb, "time limit");
+}
+
+/* A library function behind the guard. Upvalue 1 is the real function,
+ * 2 its name, 3 its enum sandbox_cost. */
+static int sandbox_guarded(lua_State *L)
 {
 	const char *name = lua_tostring(L, lua_upvalueindex(2));
-	luaL_checktype(L, 1, LUA_TTABLE);
-	lua_Integer n = luaL_len(L, 1);
-	if (n > SANDBOX_MAX_SEQUENCE || n < 0)
-		return luaL_error(L, "table.%s: a length of %I is beyond what policies may use",
-				  name, (LUAI_UACINT)n);
-	if (strcmp(name, "concat") == 0 || strcmp(name, "unpack") == 0) {
-		lua_Integer i = luaL_optinteger(L, strcmp(name, "concat") == 0 ? 3 : 2, 1);
-		lua_Integer j = luaL_optinteger(L, strcmp(name, "concat") == 0 ? 4 : 3, n);
-		if (j >= i && (lua_Unsigned)j - (lua_Unsigned)i >= SANDBOX_MAX_SEQUENCE)
-			return luaL_error(L, "table.%s: range too long for a policy", name);
+	enum sandbox_cost kind = (enum sandbox_cost)lua_tointeger(L, lua_upvalueindex(3));
+	if (kind == SANDBOX_COST_REP) {
+		/* The standard rep loops n times even when every copy is empty. */
+		size_t l = 0, lsep = 0;
+		luaL_checklstring(L, 1, &l);
+		lua_Integer n = luaL_checkinteger(L, 2);
+		luaL_optlstring(L, 3, "", &lsep);
+		if (n > 0 && l + lsep == 0) {
+			lua_pushliteral(L, "");
+			return 1;
+		}
 	}
+	sandbox_before(L, sandbox_predict(L, kind, name));
 	lua_pushvalue(L, lua_upvalueindex(1));
 	lua_insert(L, 1);
 	lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+	policy_sandbox_check_deadline(L);
 	return lua_gettop(L);
-}
-
-/* table.move(a1, f, e, t[, a2]) with a bounded range. */
-static int sandbox_table_move(lua_State *L)
-{
-	lua_Integer f = luaL_checkinteger(L, 2);
-	lua_Integer e = luaL_checkinteger(L, 3);
-	if (e >= f && (lua_Unsigned)e - (lua_Unsigned)f >= SANDBOX_MAX_SEQUENCE)
-		return luaL_error(L, "table.move: range too long for a policy");
-	lua_pushvalue(L, lua_upvalueindex(1));
-	lua_insert(L, 1);
-	lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
-	return lua_gettop(L);
-}
-
-/* string.rep: the standard one loops n times even when every copy is
- * empty; that case is answered at once. */
-static int sandbox_string_rep(lua_State *L)
-{
-	size_t l = 0, lsep = 0;
-	luaL_checklstring(L, 1, &l);
-	lua_Integer n = luaL_checkinteger(L, 2);
-	luaL_optlstring(L, 3, "", &lsep);
-	if (n > 0 && l + lsep == 0) {
-		lua_pushliteral(L, "");
-		return 1;
-	}
-	lua_pushvalue(L, lua_upvalueindex(1));
-	lua_insert(L, 1);
-	lua_call(L, lua_gettop(L) - 1, 1);
-	return 1;
 }
 
 /* setmetatable that refuses __gc: a finalizer would run Lua code outside
@@ -285,14 +375,17 @@ static int sandbox_load(lua_State *L)
 	const char *mode = luaL_optstring(L, 3, "t");
 	if (strcmp(mode, "t") != 0)
 		return luaL_error(L, "load: binary chunks are not allowed in policies");
-	if (len > (1 << 20))
-		return luaL_error(L, "load: source text longer than 1 MiB");
+	if (len > (256 << 10))
+		return luaL_error(L, "load: source text longer than 256 KiB");
 	if (len > 0 && src[0] == LUA_SIGNATURE[0])
 		return luaL_error(L, "load: binary chunks are not allowed in policies");
 	int env = lua_istable(L, 4) ? 4 : 0;
 	if (!env && !lua_isnoneornil(L, 4))
 		return luaL_typeerror(L, 4, "table");
-	if (luaL_loadbufferx(L, src, len, name, "t") != LUA_OK) {
+	sandbox_before(L, (double)len * SANDBOX_NS_PER_SOURCE);
+	int rc = luaL_loadbufferx(L, src, len, name, "t");
+	policy_sandbox_check_deadline(L);
+	if (rc != LUA_OK) {
 		lua_pushnil(L);
 		lua_insert(L, -2);
 		return 2; /* nil, message */
@@ -472,15 +565,16 @@ static void sandbox_push_subset(lua_State *L, int src, const char *const *names)
 }
 
 /* Replaces each function 'names' lists in the library table at index 1 by
- * a closure of 'wrap' with the original and its name as upvalues. The
- * stack is left as it was. */
-static void sandbox_wrap_fields(lua_State *L, const char *const *names, lua_CFunction wrap)
+ * a closure of sandbox_guarded with the original, its name and 'kind' as
+ * upvalues. The stack is left as it was. */
+static void sandbox_wrap_fields(lua_State *L, const char *const *names, enum sandbox_cost kind)
 {
 	for (const char *const *n = names; *n; n++) {
-		lua_getfield(L, 1, *n);       /* lib orig */
-		lua_pushstring(L, *n);        /* lib orig name */
-		lua_pushcclosure(L, wrap, 2); /* lib wrapped */
-		lua_setfield(L, 1, *n);       /* lib */
+		lua_getfield(L, 1, *n);                      /* lib orig */
+		lua_pushstring(L, *n);                       /* lib orig name */
+		lua_pushinteger(L, kind);                    /* lib orig name kind */
+		lua_pushcclosure(L, sandbox_guarded, 3);     /* lib wrapped */
+		lua_setfield(L, 1, *n);                      /* lib */
 	}
 }
 
@@ -491,7 +585,19 @@ static const char *const sandbox_base_names[] = {
 
 static const char *const sandbox_os_names[] = { "time", "clock", "date", NULL };
 
+/* Every C function of the allowed libraries whose work grows with its
+ * input, by how its cost is predicted. */
 static const char *const sandbox_pattern_names[] = { "find", "match", "gmatch", "gsub", NULL };
+static const char *const sandbox_string_linear[] = { "byte", "char", "format", "len", "lower",
+						     "upper", "reverse", "sub", "pack", "packsize",
+						     "unpack", NULL };
+static const char *const sandbox_string_rep_name[] = { "rep", NULL };
+static const char *const sandbox_table_walk[] = { "insert", "remove", "concat", "unpack", NULL };
+static const char *const sandbox_table_move_name[] = { "move", NULL };
+static const char *const sandbox_table_sort_name[] = { "sort", NULL };
+static const char *const sandbox_utf8_linear[] = { "char", "codepoint", "len", "offset", "codes", NULL };
+static const char *const sandbox_base_linear[] = { "tostring", "tonumber", NULL };
+static const char *const sandbox_os_linear[] = { "date", NULL };
 
 /* Builds the base table every environment falls back to. Runs protected
  * (it allocates). */
@@ -509,22 +615,28 @@ static int sandbox_build(lua_State *L)
 	lua_getglobal(L, LUA_STRLIBNAME);                 /* string */
 	lua_pushnil(L);
 	lua_setfield(L, 1, "dump");
-	sandbox_wrap_fields(L, sandbox_pattern_names, sandbox_pattern_call);
-	lua_getfield(L, 1, "rep");
-	lua_pushcclosure(L, sandbox_string_rep, 1);
-	lua_setfield(L, 1, "rep");
+	sandbox_wrap_fields(L, sandbox_pattern_names, SANDBOX_COST_PATTERN);
+	sandbox_wrap_fields(L, sandbox_string_linear, SANDBOX_COST_BYTES);
+	sandbox_wrap_fields(L, sandbox_string_rep_name, SANDBOX_COST_REP);
 	lua_pushliteral(L, "");                           /* string "" */
 	lua_getmetatable(L, -1);                          /* string "" strmt */
 	lua_pushliteral(L, "locked");
 	lua_setfield(L, -2, "__metatable");
 	lua_settop(L, 0);
 
-	static const char *const table_fns[] = { "insert", "remove", "concat", "unpack", NULL };
 	lua_getglobal(L, LUA_TABLIBNAME);                 /* table */
-	sandbox_wrap_fields(L, table_fns, sandbox_table_call);
-	lua_getfield(L, 1, "move");
-	lua_pushcclosure(L, sandbox_table_move, 1);
-	lua_setfield(L, 1, "move");
+	sandbox_wrap_fields(L, sandbox_table_walk, SANDBOX_COST_TABLE);
+	sandbox_wrap_fields(L, sandbox_table_move_name, SANDBOX_COST_MOVE);
+	sandbox_wrap_fields(L, sandbox_table_sort_name, SANDBOX_COST_SORT);
+	lua_settop(L, 0);
+	lua_getglobal(L, LUA_UTF8LIBNAME);                /* utf8 */
+	sandbox_wrap_fields(L, sandbox_utf8_linear, SANDBOX_COST_BYTES);
+	lua_settop(L, 0);
+	lua_getglobal(L, LUA_OSLIBNAME);                  /* os */
+	sandbox_wrap_fields(L, sandbox_os_linear, SANDBOX_COST_DATE);
+	lua_settop(L, 0);
+	lua_pushglobaltable(L);                           /* G */
+	sandbox_wrap_fields(L, sandbox_base_linear, SANDBOX_COST_BYTES);
 	lua_settop(L, 0);
 
 	lua_pushglobaltable(L);                           /* G */

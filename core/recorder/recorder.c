@@ -624,17 +624,22 @@ void recorder_start(struct recorder *r, const struct recorder_caller *caller,
 	}
 
 	char source[64], args[600];
-	recorder_policy_source(r, room_id, source, sizeof(source), args, sizeof(args));
+	if (recorder_policy_source(r, room_id, source, sizeof(source), args, sizeof(args)) < 0) {
+		reply_error(out, 503, "policy_unavailable", "the source policy (sources.lua) failed for room %s; "
+			    "an admin finds why in /api/system/policies", room_id);
+		return;
+	}
 	int64_t max_duration_ms = r->max_duration_ms;
 	int user_limit = r->max_per_user;
+	bool admit_fallback = false;
 	int prc = recorder_policy_admit(r, caller, room_id, source, args, format, &preset, &max_duration_ms,
-					&user_limit, reason, sizeof(reason));
+					&user_limit, &admit_fallback, reason, sizeof(reason));
 	if (prc != 0) {
 		pthread_mutex_lock(&r->lock);
 		r->m.refused_total++;
 		pthread_mutex_unlock(&r->lock);
-		reply_error(out, prc, prc == 507 ? "insufficient_storage" : prc == 403 ? "forbidden" : "limit_reached",
-			    "%s", reason);
+		reply_error(out, prc, prc == 507 ? "insufficient_storage" : prc == 403 ? "forbidden"
+				      : prc == 503 ? "policy_unavailable" : "limit_reached", "%s", reason);
 		return;
 	}
 	/* The node's encode budget, across every live recording here: a start
@@ -695,6 +700,7 @@ void recorder_start(struct recorder *r, const struct recorder_caller *caller,
 		reply_error(out, 500, "internal", "cannot build the recording: %s", err);
 		goto fail;
 	}
+	recorder_policy_note_admission(r, rec, admit_fallback, max_duration_ms);
 	int mrc = util_mkdir_p(dir, 0755);
 	if (mrc < 0) {
 		reply_error(out, 500, "storage_unavailable", "cannot create %s: %s", dir, strerror(-mrc));

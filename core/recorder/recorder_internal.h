@@ -193,14 +193,20 @@ void recorder_policy_bind(struct recorder *r);
 /* Admission beyond the global limit: quota.lua (may lower '*preset' and
  * '*max_duration_ms', sets '*user_limit'; it sees the node's encode load and
  * what the room's 'source' with 'args' would encode at each preset) and
- * free disk space. Returns 0, or the reply status (400, 403, 507) with
+ * free disk space. Returns 0, or the reply status (400, 403, 503, 507) with
  * 'reason'. */
 int recorder_policy_admit(struct recorder *r, const struct recorder_caller *caller, const char *room_id,
 			  const char *source, const char *args, const char *format,
 			  const struct media_preset **preset, int64_t *max_duration_ms,
-			  int *user_limit, char *reason, size_t reasonlen);
-/* What 'room_id' captures: sources.lua, else room.<id>.source/args, else test. */
-void recorder_policy_source(struct recorder *r, const char *room_id, char *source, size_t slen,
+			  int *user_limit, bool *fallback, char *reason, size_t reasonlen);
+/* Shows in rec.metadata.admission what admission lowered or who decided it
+ * when quota.lua could not ({"max_duration_seconds", "decided_by"}); nothing
+ * when the policy admitted as configured. */
+void recorder_policy_note_admission(struct recorder *r, cJSON *rec, bool fallback, int64_t max_duration_ms);
+/* What 'room_id' captures: sources.lua, else room.<id>.source/args, else
+ * test. Returns 0, or -1 when sources.lua failed and the configuration does
+ * not name the room (the start is refused: fail closed). */
+int recorder_policy_source(struct recorder *r, const char *room_id, char *source, size_t slen,
 			    char *args, size_t alen);
 /* lifecycle.lua on start (to = pending/recording), completion or failure:
  * merges its tags into rec.metadata. */

@@ -68,6 +68,17 @@ static long long prov_disk_free_bytes(void *opaque)
 	return recorder_disk_free(opaque);
 }
 
+static int prov_user_usage(void *opaque, const char *user_id, long long *live, double *seconds_today)
+{
+	struct recorder *r = opaque;
+	struct state_user_usage u;
+	if (state_user_usage(r->st, user_id, 0, &u) != STATE_OK)
+		return -1;
+	*live = u.live;
+	*seconds_today = u.seconds_today;
+	return 0;
+}
+
 /* ---- authorization --------------------------------------------------------- */
 
 static enum policy_action policy_action_of(enum recorder_op op)
@@ -118,6 +129,7 @@ void recorder_policy_bind(struct recorder *r)
 		.room_recordings = prov_room_recordings,
 		.user_bytes_stored = prov_user_bytes_stored,
 		.disk_free_bytes = prov_disk_free_bytes,
+		.user_usage = prov_user_usage,
 	};
 	policy_host_set_provider(r->pol, &p);
 	recorder_set_authorizer(r, recorder_policy_authorize, r);
@@ -128,9 +140,10 @@ void recorder_policy_bind(struct recorder *r)
 int recorder_policy_admit(struct recorder *r, const struct recorder_caller *caller, const char *room_id,
 			  const char *source, const char *args, const char *format,
 			  const struct media_preset **preset, int64_t *max_duration_ms,
-			  int *user_limit, char *reason, size_t reasonlen)
+			  int *user_limit, bool *fallback, char *reason, size_t reasonlen)
 {
 	*user_limit = r->max_per_user;
+	*fallback = false;
 	if (r->pol) {
 		static const char *const names[] = { "low", "medium", "high", "ultra" };
 		struct policy_preset_fact facts_presets[4];
@@ -158,9 +171,10 @@ int recorder_policy_admit(struct recorder *r, const struct recorder_caller *call
 		};
 		struct policy_admission a;
 		policy_admit(r->pol, &facts, &a);
+		*fallback = a.fallback;
 		if (a.kind == POLICY_ADMIT_REFUSE) {
 			util_strlcpy(reason, a.reason[0] ? a.reason : "refused by the quota policy", reasonlen);
-			return a.status == 403 || a.status == 507 ? a.status : 400;
+			return a.status == 403 || a.status == 507 || a.status == 503 ? a.status : 400;
 		}
 		if (a.kind == POLICY_ADMIT_GRANT) {
 			const struct media_preset *granted = media_preset_find(a.quality);
@@ -169,8 +183,14 @@ int recorder_policy_admit(struct recorder *r, const struct recorder_caller *call
 			if (a.max_duration_s > 0 && a.max_duration_s * 1000 < *max_duration_ms)
 				*max_duration_ms = a.max_duration_s * 1000;
 		}
-		if (a.user_limit > 0)
+		/* The policy's answer sets the per-user limit; the built-in
+		 * default (the policy failed) keeps the stricter of the policy's
+		 * configured limit and max_recordings_per_user. */
+		if (a.user_limit > 0 && (!a.fallback || *user_limit <= 0 || a.user_limit < *user_limit))
 			*user_limit = a.user_limit;
+		if (a.fallback)
+			LOG_DEBUG(&log_pol, "quota.lua fell back: the built-in limits decide (user limit %d)",
+				  *user_limit);
 	}
 
 	/* Disk: what the recording may need at its bitrates for its whole
@@ -194,17 +214,34 @@ int recorder_policy_admit(struct recorder *r, const struct recorder_caller *call
 	return 0;
 }
 
+void recorder_policy_note_admission(struct recorder *r, cJSON *rec, bool fallback, int64_t max_duration_ms)
+{
+	if (!fallback && max_duration_ms >= r->max_duration_ms)
+		return;
+	cJSON *m = recorder_rec_metadata(rec);
+	cJSON *a = cJSON_CreateObject();
+	if (!m || !a) {
+		cJSON_Delete(a);
+		return;
+	}
+	cJSON_AddNumberToObject(a, "max_duration_seconds", (double)(max_duration_ms / 1000));
+	cJSON_AddStringToObject(a, "decided_by", fallback ? "built-in default (quota.lua failed)" : "quota.lua");
+	recorder_json_set(m, "admission", a);
+}
+
 /* ---- sources and lifecycle --------------------------------------------------- */
 
-void recorder_policy_source(struct recorder *r, const char *room_id, char *source, size_t slen,
-			    char *args, size_t alen)
+int recorder_policy_source(struct recorder *r, const char *room_id, char *source, size_t slen,
+			   char *args, size_t alen)
 {
 	if (r->pol) {
 		struct policy_source ps;
 		policy_resolve_source(r->pol, room_id, &ps);
+		if (ps.unresolved)
+			return -1;
 		util_strlcpy(source, ps.source[0] ? ps.source : "test", slen);
 		util_strlcpy(args, ps.args, alen);
-		return;
+		return 0;
 	}
 	char key[RECORDER_ROOM_MAX + 16];
 	snprintf(key, sizeof(key), "room.%s.source", room_id);
@@ -213,6 +250,7 @@ void recorder_policy_source(struct recorder *r, const char *room_id, char *sourc
 	snprintf(key, sizeof(key), "room.%s.args", room_id);
 	v = config_get_str(r->cfg, key);
 	util_strlcpy(args, v ? v : "", alen);
+	return 0;
 }
 
 /* Merges the hook's tags into rec.metadata. */

@@ -26,6 +26,8 @@
 
 #include "common_log.h"
 #include "common_time.h"
+#include "common_util.h"
+#include "media_rtp_sdp.h"
 #include "config.h"
 #include "media.h"
 #include "media_rtp.h"
@@ -49,7 +51,7 @@ static const struct config_option recorder_rtp_options[] = {
 
 /* One rtp recording's extra state; s->rtp. */
 struct recorder_rtp {
-	int ports[2];          /* allocated RTP ports (RTCP = +1), for release */
+	int ports[4];          /* allocated or claimed RTP ports (RTCP = +1), for release */
 	int n_ports;
 	atomic_int stalled;    /* raised by the pipeline: 1 stalled, 0 flowing */
 	bool stalled_shown;    /* what metadata says; under the session lock */
@@ -70,6 +72,65 @@ static long rtp_arg_long(const char *args, const char *key, long def)
 		return def;
 	long x = strtol(v, &end, 0);
 	return end != v && !*end ? x : def;
+}
+
+/* Checks the ports a room's arguments fix (video_port, audio_port, their
+ * RTCP ports, or the ports of an sdp= file) against rtp.port_min..port_max
+ * and claims the RTP ones for this recording (into x->ports): whatever a
+ * policy or the configuration asks, rtp rooms listen only inside the
+ * operator's range. Returns 0, or 409 with 'err' (outside the range, held
+ * by another recording, an unreadable SDP). */
+static int rtp_fixed_ports(struct recorder_session *s, const char *args, int min, int max,
+			   struct recorder_rtp *x, char *err, size_t errlen)
+{
+	struct rtp_fixed { const char *what; long port; } fixed[6];
+	int n = 0, rtp_ports[2], n_rtp = 0;
+	bool mux = rtp_arg_long(args, "rtcp_mux", 0) != 0;
+	char path[512];
+	if (media_source_arg(args, "sdp", path, sizeof(path))) {
+		struct media_rtp_sdp sdp;
+		char *text = util_read_file(path, NULL);
+		int prc = text ? media_rtp_sdp_parse(text, &sdp, err, errlen) : -1;
+		free(text);
+		if (prc < 0) {
+			if (!text)
+				snprintf(err, errlen, "room %s: cannot read its SDP file %s", s->room_id, path);
+			return 409;
+		}
+		const struct media_rtp_sdp_stream *m[2] = { &sdp.video, &sdp.audio };
+		for (int i = 0; i < 2; i++) {
+			if (!m[i]->present)
+				continue;
+			fixed[n++] = (struct rtp_fixed){ i ? "audio port (sdp)" : "video port (sdp)", m[i]->port };
+			if (!m[i]->rtcp_mux && !mux)
+				fixed[n++] = (struct rtp_fixed){ "rtcp port (sdp)",
+								 m[i]->rtcp_port ? m[i]->rtcp_port : m[i]->port + 1 };
+		}
+	}
+	static const char *const keys[2][2] = { { "video_port", "video_rtcp_port" },
+						{ "audio_port", "audio_rtcp_port" } };
+	for (int i = 0; i < 2; i++) {
+		long p = rtp_arg_long(args, keys[i][0], 0);
+		if (!p)
+			continue;
+		fixed[n++] = (struct rtp_fixed){ keys[i][0], p };
+		rtp_ports[n_rtp++] = (int)p;
+		if (!mux)
+			fixed[n++] = (struct rtp_fixed){ keys[i][1], rtp_arg_long(args, keys[i][1], p + 1) };
+	}
+	for (int i = 0; i < n; i++) {
+		if (fixed[i].port < min || fixed[i].port > max) {
+			snprintf(err, errlen, "room %s: its source asks for UDP port %ld (%s), outside the "
+				 "configured rtp.port_min..rtp.port_max (%d-%d); rtp rooms listen only there",
+				 s->room_id, fixed[i].port, fixed[i].what, min, max);
+			return 409;
+		}
+	}
+	if (n_rtp && media_rtp_ports_claim(rtp_ports, n_rtp, err, errlen) < 0)
+		return 409;
+	for (int i = 0; i < n_rtp; i++)
+		x->ports[x->n_ports++] = rtp_ports[i];
+	return 0;
 }
 
 int recorder_rtp_prepare(struct recorder_session *s, const char *source, const char *format, char *args,
@@ -97,16 +158,22 @@ int recorder_rtp_prepare(struct recorder_session *s, const char *source, const c
 	bool has_audio = media_source_arg(args, "audio_port", v, sizeof(v));
 	bool want_video = rtp_arg_long(args, "video", 1) != 0 && !has_video && !has_sdp;
 	bool want_audio = rtp_arg_long(args, "audio", 1) != 0 && !has_audio && !has_sdp;
+	int min = (int)config_get_int(r->cfg, "rtp.port_min");
+	int max = (int)config_get_int(r->cfg, "rtp.port_max");
+	int rc = rtp_fixed_ports(s, args, min, max, x, err, errlen);
+	if (rc) {
+		free(x);
+		return rc;
+	}
 	need = (want_video ? 1 : 0) + (want_audio ? 1 : 0);
 	if (need > 0) {
-		int min = (int)config_get_int(r->cfg, "rtp.port_min");
-		int max = (int)config_get_int(r->cfg, "rtp.port_max");
 		if (media_rtp_ports_alloc(min, max, need, got, err, errlen) < 0) {
+			media_rtp_ports_release(x->ports, x->n_ports);
 			free(x);
 			return 503;
 		}
-		memcpy(x->ports, got, sizeof(got));
-		x->n_ports = need;
+		for (int i = 0; i < need; i++)
+			x->ports[x->n_ports++] = got[i];
 		size_t len = strlen(args);
 		int k = 0, n;
 		if (want_video)
@@ -147,6 +214,14 @@ int recorder_rtp_prepare(struct recorder_session *s, const char *source, const c
 		}
 		cJSON_AddBoolToObject(info, "rtcp_mux", mux);
 		cJSON_AddBoolToObject(info, "allocated", need > 0);
+		/* Who may send: the allow= address, else the first sender is
+		 * latched (others dropped and counted), unless latch=0. */
+		char allow[64];
+		if (media_source_arg(args, "allow", allow, sizeof(allow)))
+			cJSON_AddStringToObject(info, "sender_filter", allow);
+		else
+			cJSON_AddStringToObject(info, "sender_filter",
+						rtp_arg_long(args, "latch", 1) ? "first_sender" : "none");
 		if (has_sdp)
 			cJSON_AddBoolToObject(info, "from_sdp", true);
 		cJSON *m = recorder_rec_metadata(s->rec);
@@ -253,12 +328,12 @@ void recorder_rtp_apply(struct recorder_session *s)
 
 char *recorder_rtp_metrics(void *opaque)
 {
-	char *out = malloc(1024);
+	char *out = malloc(1536);
 	(void)opaque;
 	if (!out)
 		return NULL;
 	pthread_mutex_lock(&rtp_totals_lock);
-	snprintf(out, 1024,
+	snprintf(out, 1536,
 		 "# HELP edgerec_rtp_first_keyframe_seconds From an rtp recording's start to its first keyframe in the file.\n"
 		 "# TYPE edgerec_rtp_first_keyframe_seconds summary\n"
 		 "edgerec_rtp_first_keyframe_seconds_sum %.3f\n"
@@ -268,9 +343,13 @@ char *recorder_rtp_metrics(void *opaque)
 		 "edgerec_rtp_first_keyframe_seconds_max %.3f\n"
 		 "# HELP edgerec_rtp_source_stalls_total Times an rtp recording's source went silent (2 s).\n"
 		 "# TYPE edgerec_rtp_source_stalls_total counter\n"
-		 "edgerec_rtp_source_stalls_total %llu\n",
+		 "edgerec_rtp_source_stalls_total %llu\n"
+		 "# HELP edgerec_rtp_foreign_packets_dropped_total Packets dropped because they came from "
+		 "an address other than the room's sender.\n"
+		 "# TYPE edgerec_rtp_foreign_packets_dropped_total counter\n"
+		 "edgerec_rtp_foreign_packets_dropped_total %llu\n",
 		 rtp_ttfk_sum_s, (unsigned long long)rtp_ttfk_count, rtp_ttfk_max_s,
-		 (unsigned long long)rtp_stalls_total);
+		 (unsigned long long)rtp_stalls_total, media_rtp_foreign_dropped());
 	pthread_mutex_unlock(&rtp_totals_lock);
 	return out;
 }

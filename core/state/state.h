@@ -21,6 +21,8 @@
  *   webrtc:recording:alive:{node_id}  a node's heartbeat, refreshed every 5 s, TTL 30 s
  *   webrtc:recording:nodes            set of the node ids known to hold live ids, no TTL
  *   webrtc:recording:job:{id}         JSON journal of processing steps, TTL 7 days
+ *   webrtc:recording:usage:{uid}:{day} hash: seconds booked per finished recording
+ *                                     that started on that UTC day, '*' their sum, TTL 2 days
  * The active set is kept honest two ways: every live write re-adds its id
  * (so a Redis that lost its data is rebuilt by the retried writes), and
  * admission takes the slots of nodes whose heartbeat has expired (a node
@@ -168,6 +170,17 @@ cJSON *state_get(struct state *st, const char *id);
  * ("maximum concurrent recordings (10) reached"), or a negative error. */
 int state_admit(struct state *st, const char *id, const char *user_id, int global_limit,
 		int user_limit, char *reason, size_t reasonlen);
+
+/* What one user is using now, read in proportion to their live recordings
+ * (never their history): the admitted live recordings and the seconds
+ * recorded in the UTC day of 'now_wall_ns' (0: now) by recordings that
+ * started that day (finished ones as booked by state_put, running ones by
+ * the time since their start, paused ones by their duration). */
+struct state_user_usage {
+	long long live;
+	double seconds_today;
+};
+int state_user_usage(struct state *st, const char *user_id, int64_t now_wall_ns, struct state_user_usage *out);
 
 /* Removes 'id' from the active set and the live bookkeeping. Deferred like
  * state_put when Redis is unreachable. */

@@ -24,6 +24,7 @@ static struct log_handle log_state = LOG_HANDLE("state");
 #define STATE_MGET_BATCH 256
 #define STATE_ALIVE_TTL_S 30          /* a node silent this long is presumed dead */
 #define STATE_ALIVE_EVERY_S 5         /* heartbeat period */
+#define STATE_USAGE_TTL_S "172800"    /* a day's usage is kept two days */
 
 /* ---- The scripts ----
  *
@@ -42,7 +43,10 @@ static struct log_handle log_state = LOG_HANDLE("state");
  * ARGV: id json record_ttl index_ttl live(0|1) node user
  * A live write also (re)asserts the admission: after Redis lost its data
  * (restart without persistence) the retried writes rebuild the active set,
- * so the limits keep counting recordings that are still running. */
+ * so the limits keep counting recordings that are still running. A write
+ * that is not live books the recording's duration in its user's usage of
+ * the UTC day it started (usage:{user}:{YYYY-MM-DD}: id -> seconds, and
+ * '*' -> their sum), idempotently: a rewrite books only the difference. */
 static const char state_lua_put[] =
 	STATE_LUA_RELEASE
 	"redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])\n"
@@ -63,8 +67,44 @@ static const char state_lua_put[] =
 	"  redis.call('SADD', 'webrtc:recording:nodes', ARGV[6])\n"
 	"else\n"
 	"  release(ARGV[1])\n"
+	"  local ok, rec = pcall(cjson.decode, ARGV[2])\n"
+	"  if ok and type(rec) == 'table' and type(rec.started_at) == 'string' and #rec.started_at >= 10 then\n"
+	"    local k = 'webrtc:recording:usage:' .. ARGV[7] .. ':' .. string.sub(rec.started_at, 1, 10)\n"
+	"    local d = math.floor(tonumber(rec.duration_seconds) or 0)\n"
+	"    local old = tonumber(redis.call('HGET', k, ARGV[1]) or '0')\n"
+	"    if d ~= old then\n"
+	"      redis.call('HSET', k, ARGV[1], d)\n"
+	"      redis.call('HINCRBY', k, '*', d - old)\n"
+	"      redis.call('EXPIRE', k, " STATE_USAGE_TTL_S ")\n"
+	"    end\n"
+	"  end\n"
 	"end\n"
 	"return 1\n";
+
+/* KEYS: live:user:{user} active usage:{user}:{day}
+ * ARGV: day ("YYYY-MM-DD")
+ * Returns {live, booked_seconds, started_at, status, duration, ...}: how
+ * many of the user's live ids are admitted, the seconds booked for the day
+ * by finished recordings, and, for each live one that started that day,
+ * what its elapsed time is computed from. Work in proportion to the user's
+ * live recordings, not to their history. */
+static const char state_lua_usage[] =
+	"local live, out = 0, {}\n"
+	"for _, m in ipairs(redis.call('SMEMBERS', KEYS[1])) do\n"
+	"  if redis.call('SISMEMBER', KEYS[2], m) == 1 then\n"
+	"    live = live + 1\n"
+	"    local j = redis.call('GET', 'webrtc:recording:state:' .. m)\n"
+	"    local ok, rec = pcall(cjson.decode, j or '')\n"
+	"    if ok and type(rec) == 'table' and type(rec.started_at) == 'string' and\n"
+	"       string.sub(rec.started_at, 1, 10) == ARGV[1] then\n"
+	"      out[#out + 1] = rec.started_at\n"
+	"      out[#out + 1] = tostring(rec.status)\n"
+	"      out[#out + 1] = tostring(tonumber(rec.duration_seconds) or 0)\n"
+	"    end\n"
+	"  end\n"
+	"end\n"
+	"local booked = tonumber(redis.call('HGET', KEYS[3], '*') or '0')\n"
+	"return {live, booked, unpack(out)}\n";
 
 /* KEYS: active live:user:{user} owner:{id} node:{node} alive:{node} nodes
  * ARGV: id global_limit user_limit user node admitted_at owner_ttl alive_ttl
@@ -552,6 +592,7 @@ static int state_op_load_scripts(struct state *st, redisContext *c, void *arg)
 		{ state_lua_put, st->sha_put },
 		{ state_lua_admit, st->sha_admit },
 		{ state_lua_release, st->sha_release },
+		{ state_lua_usage, st->sha_usage },
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(scripts); i++) {
 		redisReply *r = redisCommand(c, "SCRIPT LOAD %s", scripts[i].text);
@@ -798,6 +839,66 @@ int state_admit(struct state *st, const char *id, const char *user_id, int globa
 		return STATE_ERR_REDIS;
 	}
 	return rc;
+}
+
+/* ---- Usage of one user ---- */
+
+struct state_usage_args {
+	const char *user_id;
+	int64_t now_wall_ns;
+	struct state_user_usage *out;
+};
+
+static int state_op_usage(struct state *st, redisContext *c, void *arg)
+{
+	struct state_usage_args *a = arg;
+	char k_live[512], k_usage[600], day[40];
+	time_iso8601(a->now_wall_ns, day, sizeof day);
+	day[10] = 0;
+	snprintf(k_live, sizeof k_live, STATE_KEY_PREFIX "live:user:%s", a->user_id);
+	snprintf(k_usage, sizeof k_usage, STATE_KEY_PREFIX "usage:%s:%s", a->user_id, day);
+	const char *args[] = { "3", k_live, STATE_KEY_PREFIX "active", k_usage, day };
+	redisReply *r = state_script(c, st->sha_usage, state_lua_usage, (int)ARRAY_SIZE(args), args);
+	if (!r)
+		return STATE_ERR_REDIS;
+	int rc = STATE_ERR_REDIS;
+	if (r->type == REDIS_REPLY_ARRAY && r->elements >= 2 && r->element[0]->type == REDIS_REPLY_INTEGER &&
+	    r->element[1]->type == REDIS_REPLY_INTEGER) {
+		a->out->live = r->element[0]->integer;
+		double secs = (double)r->element[1]->integer;
+		for (size_t i = 2; i + 2 < r->elements; i += 3) {
+			const redisReply *at = r->element[i], *stt = r->element[i + 1], *dur = r->element[i + 2];
+			int64_t started = 0;
+			if (at->type != REDIS_REPLY_STRING || stt->type != REDIS_REPLY_STRING ||
+			    dur->type != REDIS_REPLY_STRING || time_parse_iso8601(at->str, &started) < 0)
+				continue;
+			double d = strtod(dur->str, NULL);
+			/* As a running recording counts: the time since it started
+			 * (its duration is not final yet). */
+			if (strcmp(stt->str, "recording") == 0 || strcmp(stt->str, "pending") == 0) {
+				double since = (double)(a->now_wall_ns - started) / 1e9;
+				if (since > d)
+					d = since;
+			}
+			secs += d > 0 ? d : 0;
+		}
+		a->out->seconds_today = secs;
+		rc = STATE_OK;
+	} else if (r->type == REDIS_REPLY_ERROR) {
+		LOG_ERROR(&log_state, "usage script: %s", r->str);
+	}
+	freeReplyObject(r);
+	return rc;
+}
+
+int state_user_usage(struct state *st, const char *user_id, int64_t now_wall_ns, struct state_user_usage *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (!st || !user_id || !user_id[0])
+		return STATE_ERR_INVALID;
+	struct state_usage_args a = { user_id, now_wall_ns ? now_wall_ns : time_wall_ns(), out };
+	int rc = state_run(st, state_op_usage, &a);
+	return rc == STATE_ERR_CONN ? STATE_ERR_REDIS : rc;
 }
 
 /* ---- Reads ---- */

@@ -25,6 +25,14 @@ static cJSON *bench_user_recordings(void *opaque, const char *user, const char *
 	return cJSON_Duplicate(user_recs, 1);
 }
 
+static int bench_user_usage(void *opaque, const char *user, long long *live, double *secs)
+{
+	(void)opaque, (void)user;
+	*live = 1;
+	*secs = 600;
+	return 0;
+}
+
 static long long bench_disk_free(void *opaque)
 {
 	return 200LL << 30;
@@ -143,7 +151,7 @@ int main(void)
 		return 1;
 	}
 	struct policy_provider prov = { .user_recordings = bench_user_recordings,
-					.disk_free_bytes = bench_disk_free };
+					.disk_free_bytes = bench_disk_free, .user_usage = bench_user_usage };
 	policy_host_set_provider(h, &prov);
 
 	struct bench_ctx lua = { .h = h }, def = { .h = NULL };

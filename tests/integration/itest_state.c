@@ -227,6 +227,61 @@ static void test_admission(struct state *st)
 	cli("DEL webrtc:recording:active");
 }
 
+/* The per-user usage: finished recordings book their duration in the day
+ * they started, idempotently; live ones count from their start; other
+ * users and other days do not count. */
+static void test_usage(struct state *st)
+{
+	char reason[128];
+	struct state_user_usage u;
+	int64_t now = time_wall_ns();
+	cli("DEL webrtc:recording:active");
+	CHECK_INT(state_user_usage(st, "usr", now, &u), STATE_OK);
+	CHECK_INT(u.live, 0);
+	CHECK(u.seconds_today == 0);
+
+	cJSON *done = new_record("r-usage", "usr", now - 3600 * TIME_NS_PER_SEC);
+	cJSON *old = new_record("r-usage", "usr", now - 3 * 86400 * TIME_NS_PER_SEC);
+	cJSON *other = new_record("r-usage", "someone", now - 60 * TIME_NS_PER_SEC);
+	cJSON *live = new_record("r-usage", "usr", now - 90 * TIME_NS_PER_SEC);
+	state_record_set_number(done, "duration_seconds", 1200);
+	state_record_set_status(done, STATE_STATUS_PROCESSING);
+	state_record_set_number(old, "duration_seconds", 5000);
+	state_record_set_status(old, STATE_STATUS_COMPLETED);
+	state_record_set_number(other, "duration_seconds", 50);
+	state_record_set_status(other, STATE_STATUS_COMPLETED);
+	CHECK_INT(state_put(st, done), STATE_OK);
+	CHECK_INT(state_put(st, old), STATE_OK);
+	CHECK_INT(state_put(st, other), STATE_OK);
+	/* The same recording written again (processing -> completed) books
+	 * only the difference. */
+	state_record_set_number(done, "duration_seconds", 1210);
+	state_record_set_status(done, STATE_STATUS_COMPLETED);
+	CHECK_INT(state_put(st, done), STATE_OK);
+	CHECK_INT(state_put(st, done), STATE_OK);
+	CHECK_INT(state_admit(st, rid(live), "usr", 0, 0, reason, sizeof reason), STATE_OK);
+	state_record_set_status(live, STATE_STATUS_RECORDING);
+	CHECK_INT(state_put(st, live), STATE_OK);
+	CHECK_INT(state_user_usage(st, "usr", now, &u), STATE_OK);
+	CHECK_INT(u.live, 1);
+	/* 1210 booked (the day may have turned in the last hour: then 0) + ~90 live */
+	char day_now[40], day_done[40];
+	time_iso8601(now, day_now, sizeof day_now);
+	time_iso8601(now - 3600 * TIME_NS_PER_SEC, day_done, sizeof day_done);
+	double booked = strncmp(day_now, day_done, 10) == 0 ? 1210 : 0;
+	CHECK(u.seconds_today >= booked + 89 && u.seconds_today <= booked + 95);
+	if (!(u.seconds_today >= booked + 89 && u.seconds_today <= booked + 95))
+		fprintf(stderr, "usage: %.1f s today, expected %.0f + ~90\n", u.seconds_today, booked);
+	state_release(st, rid(live));
+	CHECK_INT(state_user_usage(st, "usr", now, &u), STATE_OK);
+	CHECK_INT(u.live, 0);
+	CHECK_INT(state_user_usage(st, "", now, &u), STATE_ERR_INVALID);
+	cJSON_Delete(done);
+	cJSON_Delete(old);
+	cJSON_Delete(other);
+	cJSON_Delete(live);
+}
+
 static void test_lists(struct state *st)
 {
 	int64_t t0 = time_wall_ns() - 1000 * TIME_NS_PER_SEC;
@@ -611,6 +666,7 @@ int main(void)
 		CHECK(state_healthy(st));
 		test_keys_and_ttls(st);
 		test_admission(st);
+		test_usage(st);
 		test_lists(st);
 		test_owned_live(st, st2);
 		test_journal(st);

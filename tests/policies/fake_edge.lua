@@ -7,6 +7,10 @@ local M = {}
 
 local live = { pending = true, recording = true, paused = true }
 
+-- The host computes seconds today from the state store's per-day usage with
+-- the semantics of lib/time.lua's seconds_today; the fake uses that helper.
+local time = assert(loadfile("policies/lib/time.lua", "t", setmetatable({}, { __index = _G })))()
+
 -- Returns edge, state. 'state' holds what the queries answer from and may
 -- be changed between calls:
 --   recordings  list of state objects (user_id, room_id, status, ...)
@@ -81,6 +85,28 @@ function M.new(opts)
       end
     end
     return n
+  end
+
+  function edge.user_live_count(user_id)
+    assert(type(user_id) == "string" and user_id ~= "", "edge.user_live_count: bad user id")
+    local n = 0
+    for _, rec in ipairs(state.recordings) do
+      if rec.user_id == user_id and live[rec.status] then
+        n = n + 1
+      end
+    end
+    return n
+  end
+
+  function edge.user_seconds_today(user_id)
+    assert(type(user_id) == "string" and user_id ~= "", "edge.user_seconds_today: bad user id")
+    local mine = {}
+    for _, rec in ipairs(state.recordings) do
+      if rec.user_id == user_id then
+        mine[#mine + 1] = rec
+      end
+    end
+    return math.floor(time.seconds_today(mine, state.now))
   end
 
   function edge.disk_free_bytes()

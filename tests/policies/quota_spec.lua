@@ -146,6 +146,22 @@ describe("quota.lua", function()
     assert.are.equal(600, a.max_duration)
   end)
 
+  it("counts from the per-user indexes, never the user's whole history", function()
+    quota.limits.user_concurrent = 2
+    quota.limits.user_minutes_per_day = 60
+    for i = 1, 3000 do
+      state.recordings[i] = rec("alice", "completed", "2026-01-01T00:00:00Z", 60 + i)
+    end
+    local listed = 0
+    local real = edge.user_recordings
+    edge.user_recordings = function(...) listed = listed + 1; return real(...) end
+    local a = quota.admit(facts())
+    assert.are.equal("grant", a.decision) -- the past days do not count: 60 min left
+    assert.are.equal(3600, a.max_duration)
+    assert.are.equal(2, a.user_limit)
+    assert.are.equal(0, listed)
+  end)
+
   it("passes its self test", function()
     assert.is_true(quota.self_test())
   end)

@@ -36,12 +36,24 @@ describe("sources.lua", function()
     assert.are.equal("test", (sources.resolve("a.b")))
   end)
 
-  it("maps rtp-<port> to an RTP listener on even ports", function()
-    local src, args = sources.resolve("rtp-5004")
+  it("maps rtp-<port> to an RTP listener on even ports inside the configured range", function()
+    local src, args = sources.resolve("rtp-40004")
     assert.are.equal("rtp", src)
+    assert.are.same({ video_port = 40004, audio_port = 40006 }, args)
+    state.config["rtp.port_min"] = "5000"
+    state.config["rtp.port_max"] = "5099"
+    src, args = sources.resolve("rtp-5004")
     assert.are.same({ video_port = 5004, audio_port = 5006 }, args)
-    assert.are.equal("test", (sources.resolve("rtp-5005")))
-    assert.are.equal("test", (sources.resolve("rtp-80")))
+    -- the last pair whose RTCP port still fits
+    assert.are.same({ video_port = 5094, audio_port = 5096 }, select(2, sources.resolve("rtp-5094")))
+  end)
+
+  it("never fixes ports outside the range: those rooms get allocated ones", function()
+    for _, room in ipairs({ "rtp-80", "rtp-5005", "rtp-65532", "rtp-39998", "rtp-40998", "rtp-1" }) do
+      local src, args = sources.resolve(room)
+      assert.are.equal("rtp", src, room)
+      assert.are.same({}, args, room)
+    end
   end)
 
   it("maps cam-<n> to a V4L2 device", function()

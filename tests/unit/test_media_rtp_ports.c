@@ -1,4 +1,5 @@
-/* test_media_rtp_ports: RTP port pairs from a range: even/odd pairs, no double allocation, exhaustion, ports in use skipped. */
+/* test_media_rtp_ports: RTP port pairs from a range: even/odd pairs, no double allocation, exhaustion, ports in use skipped,
+ * fixed ports claimed so neither the allocator nor a second claim takes them. */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -38,6 +39,21 @@ int main(void)
 	close(blocker);
 	CHECK_INT(media_rtp_ports_alloc(base, base + 7, 4, c, err, sizeof(err)), 0);
 	media_rtp_ports_release(c, 4);
+
+	/* a fixed pair claimed: not allocated, not claimed twice, free after release */
+	int fixed[1] = { base + 2 };
+	CHECK_INT(media_rtp_ports_claim(fixed, 1, err, sizeof(err)), 0);
+	CHECK_INT(media_rtp_ports_claim(fixed, 1, err, sizeof(err)), -1);
+	CHECK(strstr(err, "held by another recording") != NULL);
+	CHECK_INT(media_rtp_ports_alloc(base, base + 7, 3, c, err, sizeof(err)), 0);
+	CHECK(c[0] != base + 2 && c[1] != base + 2 && c[2] != base + 2);
+	CHECK_INT(media_rtp_ports_alloc(base, base + 7, 1, d, err, sizeof(err)), -1);
+	int rtcp_of_fixed[1] = { base + 3 }; /* a pair overlapping the claimed RTCP port */
+	CHECK_INT(media_rtp_ports_claim(rtcp_of_fixed, 1, err, sizeof(err)), -1);
+	media_rtp_ports_release(c, 3);
+	media_rtp_ports_release(fixed, 1);
+	CHECK_INT(media_rtp_ports_claim(fixed, 1, err, sizeof(err)), 0);
+	media_rtp_ports_release(fixed, 1);
 
 	/* odd minimum rounds up; bad ranges are refused */
 	CHECK_INT(media_rtp_ports_alloc(base + 1, base + 4, 1, c, err, sizeof(err)), 0);

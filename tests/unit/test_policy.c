@@ -43,6 +43,38 @@ static cJSON *fake_user_recordings(void *opaque, const char *user, const char *s
 	return out;
 }
 
+/* What the state store's usage indexes would answer for the fake's list:
+ * live recordings, and seconds today as lib/time.lua counts them. */
+static int fake_user_usage(void *opaque, const char *user, long long *live, double *secs)
+{
+	struct fake_state *fs = opaque;
+	fs->queries++;
+	*live = 0;
+	*secs = 0;
+	int64_t now = time_wall_ns();
+	char today[40];
+	time_iso8601(now, today, sizeof(today));
+	const cJSON *r;
+	cJSON_ArrayForEach(r, fs->recs) {
+		const char *u = cJSON_GetStringValue(cJSON_GetObjectItem(r, "user_id"));
+		const char *s = cJSON_GetStringValue(cJSON_GetObjectItem(r, "status"));
+		const char *at = cJSON_GetStringValue(cJSON_GetObjectItem(r, "started_at"));
+		if (!u || strcmp(u, user) != 0 || !s)
+			continue;
+		bool running = strcmp(s, "recording") == 0 || strcmp(s, "pending") == 0;
+		if (running || strcmp(s, "paused") == 0)
+			(*live)++;
+		int64_t started = 0;
+		if (!at || strncmp(at, today, 10) != 0 || time_parse_iso8601(at, &started) < 0)
+			continue;
+		double d = cJSON_GetNumberValue(cJSON_GetObjectItem(r, "duration_seconds"));
+		if (running && (double)(now - started) / 1e9 > d)
+			d = (double)(now - started) / 1e9;
+		*secs += d;
+	}
+	return 0;
+}
+
 static long long fake_disk_free(void *opaque)
 {
 	return ((struct fake_state *)opaque)->disk_free;
@@ -168,6 +200,7 @@ static void test_quota(struct policy_host *h, struct config *cfg)
 	struct fake_state fs = { .recs = cJSON_CreateArray(), .disk_free = 100LL << 30 };
 	struct policy_provider prov = {
 		.opaque = &fs, .user_recordings = fake_user_recordings, .disk_free_bytes = fake_disk_free,
+		.user_usage = fake_user_usage,
 	};
 	policy_host_set_provider(h, &prov);
 	struct policy_caller alice = { "alice", NULL };
@@ -231,11 +264,31 @@ static void test_quota(struct policy_host *h, struct config *cfg)
 	CHECK_INT(policy_admit(h, &f, &a), POLICY_ADMIT_REFUSE);
 	CHECK_INT(a.status, 403);
 
-	/* Without a provider the queries raise: the default (allow) decides. */
+	/* Without a provider the queries raise: the default decides, and it
+	 * keeps the configured limits. The daily minutes cannot be read:
+	 * refused (503), never admitted past them. */
 	policy_host_set_provider(h, NULL);
-	CHECK_INT(policy_admit(h, &f, &a), POLICY_ADMIT_ALLOW);
+	CHECK_INT(policy_admit(h, &f, &a), POLICY_ADMIT_REFUSE);
 	CHECK(a.fallback);
-	CHECK_STR(a.quality, "medium");
+	CHECK_INT(a.status, 503);
+	/* With the provider but quota.lua failing, the default grants what is
+	 * left of the day and carries the per-user limit to the admission. */
+	cJSON_Delete(fs.recs);
+	fs.recs = cJSON_CreateArray();
+	cJSON_AddItemToArray(fs.recs, make_rec("a5", "alice", "completed", today, 3000));
+	struct policy_provider usage_only = { .opaque = &fs, .user_usage = fake_user_usage,
+					      .disk_free_bytes = fake_disk_free };
+	policy_host_set_provider(h, &usage_only);
+	CHECK_INT(config_set(cfg, "policy.param.user_concurrent", "2", err, sizeof(err)), 0);
+	CHECK_INT(policy_admit(h, &f, &a), POLICY_ADMIT_GRANT);
+	CHECK(!a.fallback); /* quota.lua itself no longer lists the history */
+	CHECK_INT(a.max_duration_s, 600);
+	CHECK_INT(a.user_limit, 2);
+	CHECK_INT(policy_admit(NULL, &f, &a), POLICY_ADMIT_ALLOW); /* no host: the reference */
+	CHECK_INT(a.user_limit, 0);
+	CHECK_INT(config_set(cfg, "policy.param.user_minutes_per_day", "", err, sizeof(err)), 0);
+	CHECK_INT(config_set(cfg, "policy.param.user_concurrent", "", err, sizeof(err)), 0);
+	policy_host_set_provider(h, NULL);
 	cJSON_Delete(fs.recs);
 }
 
@@ -275,9 +328,13 @@ static void test_sources(struct policy_host *h, struct config *cfg)
 	CHECK(!s.fallback);
 	CHECK_STR(s.source, "test");
 	CHECK_STR(s.args, "");
+	policy_resolve_source(h, "rtp-40004", &s);
+	CHECK_STR(s.source, "rtp");
+	CHECK_STR(s.args, "audio_port=40006,video_port=40004");
+	/* Outside rtp.port_min..port_max (40000-40999 by default): allocated. */
 	policy_resolve_source(h, "rtp-5004", &s);
 	CHECK_STR(s.source, "rtp");
-	CHECK_STR(s.args, "audio_port=5006,video_port=5004");
+	CHECK_STR(s.args, "");
 	policy_resolve_source(h, "cam-1", &s);
 	CHECK_STR(s.source, "v4l2");
 	CHECK_STR(s.args, "device=/dev/video1");
@@ -294,11 +351,13 @@ static void test_sources(struct policy_host *h, struct config *cfg)
 
 /* A provider query that hangs (Redis stalled) holds one state of the
  * policy, not the policy: other admissions still answer at once. */
-static cJSON *slow_user_recordings(void *opaque, const char *user, const char *status)
+static int slow_user_usage(void *opaque, const char *user, long long *live, double *secs)
 {
 	if (strcmp(user, "slow") == 0)
 		time_sleep_ns(400 * TIME_NS_PER_MS);
-	return cJSON_CreateArray();
+	*live = 0;
+	*secs = 0;
+	return 0;
 }
 
 static void *slow_admit(void *arg)
@@ -319,7 +378,7 @@ static void test_slow_provider(struct policy_host *h, struct config *cfg)
 	char err[256];
 	CHECK_INT(config_set(cfg, "policy.param.user_concurrent", "3", err, sizeof(err)), 0);
 	CHECK_INT(config_set(cfg, "policy.param.user_minutes_per_day", "100000", err, sizeof(err)), 0);
-	struct policy_provider prov = { .user_recordings = slow_user_recordings };
+	struct policy_provider prov = { .user_usage = slow_user_usage };
 	policy_host_set_provider(h, &prov);
 	pthread_t t[2];
 	for (int i = 0; i < 2; i++)
@@ -397,7 +456,7 @@ int main(void)
 		struct policy_metrics m;
 		policy_metrics(h, &m);
 		CHECK(m.calls > 20);
-		CHECK_INT(m.kills, 0);
+		CHECK_INT(m.kills, 2); /* the two admissions whose query outlasted the budget */
 		CHECK_INT(m.reloads, 4);
 	}
 	test_fake_matches();
