@@ -36,6 +36,8 @@ const struct config_option http_options[] = {
 	{ "state_dir", CONFIG_STR, "/var/lib/edgerec", "where edgerec keeps its own state" },
 	{ "http.threads", CONFIG_INT, "48", "worker threads (each WebSocket subscriber holds one)" },
 	{ "http.ws_max_subscribers", CONFIG_INT, "24", "WebSocket subscribers at once; more get 503" },
+	{ "http.ws_queue", CONFIG_INT, "1024",
+	  "room events queued per WebSocket subscriber; beyond, the oldest go and a `lagged` event says how many" },
 	{ "http.max_body", CONFIG_SIZE, "64K", "largest request body accepted (413 beyond)" },
 	{ "http.request_timeout", CONFIG_DURATION, "30s", "socket read/write timeout of one request" },
 	{ "http.jwt_leeway", CONFIG_DURATION, "30s", "tolerance for token exp/nbf" },
