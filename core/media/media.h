@@ -65,6 +65,8 @@ struct media_stats {
 					* track got from the first keyframe; 0 otherwise */
 	bool paused;
 	bool failed;
+	bool disk_full;               /* the file write failed for lack of space (ENOSPC,
+				       * EDQUOT): the file ends there, not finalized */
 	char error[256];              /* why it failed, "" otherwise */
 };
 

@@ -310,6 +310,31 @@ void recorder_session_fail(struct recorder_session *s, const char *why)
 	recorder_count(r, RECORDER_FAILED);
 }
 
+/* A fault that is the disk filling up is not a broken recording: what was
+ * written is good. Like the low-water stop, the recording stops and goes
+ * to processing (which finalizes the file, in place when there is no room
+ * for a copy); metadata.stop_reason = "disk_full" and the stop event's
+ * reason say why. Returns true when it handled the fault. */
+static bool recorder_session_disk_full(struct recorder_session *s, const char *detail)
+{
+	struct media_stats st = { 0 };
+	if (!s->pipeline || (s->status != RECORDER_RECORDING && s->status != RECORDER_PAUSED))
+		return false;
+	media_pipeline_stats(s->pipeline, &st);
+	if (!st.disk_full)
+		return false;
+	char err[256];
+	cJSON *m = recorder_rec_metadata(s->rec);
+	recorder_json_set(m, "stop_reason", cJSON_CreateString("disk_full"));
+	recorder_json_set(m, "stop_detail", cJSON_CreateString(detail));
+	LOG_WARN(&log_rec, "%s: the disk is full (%s); stopping and finalizing what was written", s->id, detail);
+	if (recorder_session_stop(s, RECORDER_OP_STOP, "disk_full", err, sizeof(err)) < 0) {
+		LOG_ERROR(&log_rec, "%s: stop at disk full: %s", s->id, err);
+		return false;
+	}
+	return true;
+}
+
 void recorder_session_apply_events(struct recorder_session *s)
 {
 	if (s->ended)
@@ -330,6 +355,8 @@ void recorder_session_apply_events(struct recorder_session *s)
 		}
 	}
 	recorder_rtp_apply(s);
+	if (fault && recorder_session_disk_full(s, detail))
+		return;
 	if (fault) {
 		recorder_session_fail(s, detail);
 		return;
