@@ -154,7 +154,7 @@ void http_api_serve(struct http_request *req, const struct http_route_match *cm)
 	if (m->room_too_long || !http_decode_id(m->room_id) ||
 	    (m->room_id[0] && !recorder_room_id_valid(m->room_id))) {
 		http_reply_error(req, 400, "invalid_room_id",
-				 "room ids are 1 to 128 characters of A-Z a-z 0-9 . _ -");
+				 "room ids are 1 to 128 characters of A-Z a-z 0-9 . _ -, not . or ..");
 		goto done;
 	}
 	if (m->recording_too_long || !http_decode_id(m->recording_id) ||

@@ -107,7 +107,7 @@ static int http_ws_connect(const struct mg_connection *cconn, void *cbdata)
 	req.route = HTTP_ROUTE_WS;
 	if (http_ws_room(ri, room, sizeof(room)) < 0) {
 		http_reply_error(&req, 400, "invalid_room_id",
-				 "room_id is required: 1 to 128 characters of A-Z a-z 0-9 . _ -");
+				 "room_id is required: 1 to 128 characters of A-Z a-z 0-9 . _ -, not . or ..");
 		goto refuse;
 	}
 	if (http_auth_check(&req, true, &claims) < 0)

@@ -527,7 +527,7 @@ void recorder_start(struct recorder *r, const struct recorder_caller *caller,
 	out->status = 500;
 	out->body = NULL;
 	if (!recorder_room_id_valid(room_id)) {
-		reply_error(out, 400, "invalid_room_id", "room ids are 1 to 128 characters of A-Z a-z 0-9 . _ -");
+		reply_error(out, 400, "invalid_room_id", "room ids are 1 to 128 characters of A-Z a-z 0-9 . _ -, not . or ..");
 		return;
 	}
 	if (!format || !format[0])
@@ -756,7 +756,7 @@ static bool request_find(struct recorder *r, const struct recorder_caller *calle
 	out->status = 500;
 	out->body = NULL;
 	if (!recorder_room_id_valid(room_id)) {
-		reply_error(out, 400, "invalid_room_id", "room ids are 1 to 128 characters of A-Z a-z 0-9 . _ -");
+		reply_error(out, 400, "invalid_room_id", "room ids are 1 to 128 characters of A-Z a-z 0-9 . _ -, not . or ..");
 		return false;
 	}
 	if (!recorder_recording_id_valid(id)) {
@@ -977,7 +977,7 @@ void recorder_list_room(struct recorder *r, const struct recorder_caller *caller
 	out->status = 500;
 	out->body = NULL;
 	if (!recorder_room_id_valid(room_id)) {
-		reply_error(out, 400, "invalid_room_id", "room ids are 1 to 128 characters of A-Z a-z 0-9 . _ -");
+		reply_error(out, 400, "invalid_room_id", "room ids are 1 to 128 characters of A-Z a-z 0-9 . _ -, not . or ..");
 		return;
 	}
 	struct recorder_verdict v;

@@ -46,7 +46,8 @@ def expect(r, status, code=None):
 
 def test_malformed_ids(c):
     rid = str(uuid.uuid4())
-    for room in ("bad$room", "a" * 129, "a" * 5000, "room%20x", "r%2Fx", "%00", "caf%C3%A9"):
+    for room in ("bad$room", "a" * 129, "a" * 5000, "room%20x", "r%2Fx", "%00", "caf%C3%A9",
+                 ".", "..", "%2E", "%2e%2E", ".%2E"):
         expect(c.node.request("GET", "/api/webrtc/rooms/%s/recordings" % room), 400, "invalid_room_id")
         expect(c.node.request("POST", "/api/webrtc/rooms/%s/recording/start" % room), 400, "invalid_room_id")
         expect(c.node.request("GET", "/api/webrtc/rooms/%s/recording/%s/status" % (room, rid)), 400,
