@@ -165,7 +165,22 @@ static bool es256_cache(struct crypto_jwt_keys *k, const uint8_t id[CRYPTO_SHA25
 	return hit;
 }
 
-/* Verifies a raw R||S signature over 'hash' with the public key. */
+/* True when 's' is at most n/2 (n: the group order). For every valid
+ * signature (r, s), (r, n - s) is valid too; accepting only the low one
+ * makes a signature, and so a token, the only encoding of what was signed
+ * (as Bitcoin's BIP 62 and Ethereum's EIP-2 do). */
+static bool es256_low_s(const mbedtls_ecp_group *grp, const mbedtls_mpi *s)
+{
+	mbedtls_mpi half;
+	mbedtls_mpi_init(&half);
+	bool low = mbedtls_mpi_copy(&half, &grp->N) == 0 && mbedtls_mpi_shift_r(&half, 1) == 0 &&
+		   mbedtls_mpi_cmp_mpi(s, &half) <= 0;
+	mbedtls_mpi_free(&half);
+	return low;
+}
+
+/* Verifies a raw R||S signature over 'hash' with the public key; a high S
+ * is refused (es256_low_s). */
 static bool es256_verify(struct crypto_jwt_keys *k, const uint8_t hash[CRYPTO_SHA256_LEN],
 			 const uint8_t *sig)
 {
@@ -188,7 +203,8 @@ static bool es256_verify(struct crypto_jwt_keys *k, const uint8_t hash[CRYPTO_SH
 		pthread_mutex_lock(&slot->lock);
 	}
 	mbedtls_ecp_keypair *ec = mbedtls_pk_ec(slot->pk);
-	ok = mbedtls_ecdsa_verify(&ec->grp, hash, CRYPTO_SHA256_LEN, &ec->Q, &r, &s) == 0;
+	ok = es256_low_s(&ec->grp, &s) &&
+	     mbedtls_ecdsa_verify(&ec->grp, hash, CRYPTO_SHA256_LEN, &ec->Q, &r, &s) == 0;
 	pthread_mutex_unlock(&slot->lock);
 out:
 	mbedtls_mpi_free(&r);
@@ -493,7 +509,9 @@ char *crypto_jwt_sign_es256(const char *private_key_pem, const cJSON *claims, ch
 	}
 	crypto_sha256(input, strlen(input), hash);
 	mbedtls_ecp_keypair *ec = mbedtls_pk_ec(pk);
+	/* Verifiers here take only the low S of the pair (es256_low_s). */
 	if ((ret = mbedtls_ecdsa_sign(&ec->grp, &r, &s, &ec->d, hash, sizeof(hash), crypto_rng_cb, NULL)) != 0 ||
+	    (!es256_low_s(&ec->grp, &s) && (ret = mbedtls_mpi_sub_mpi(&s, &ec->grp.N, &s)) != 0) ||
 	    (ret = mbedtls_mpi_write_binary(&r, sig, ES256_PART)) != 0 ||
 	    (ret = mbedtls_mpi_write_binary(&s, sig + ES256_PART, ES256_PART)) != 0) {
 		err_set(err, errlen, "ECDSA signing failed (-0x%04x)", (unsigned)-ret);

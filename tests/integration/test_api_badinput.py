@@ -241,7 +241,12 @@ def test_tls_below_1_2_refused(c):
             assert t.version() == "TLSv1.2"
 
 
-def es256_token(private_key, sub, ttl=3600):
+P256_N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+
+
+def es256_token(private_key, sub, ttl=3600, high_s=False):
+    """An ES256 token signed with python3-cryptography; S is normalized to
+    the low one of (r, s) and (r, n - s), or to the high one with high_s."""
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
@@ -250,6 +255,8 @@ def es256_token(private_key, sub, ttl=3600):
         b64url(json.dumps({"sub": sub, "iat": now, "exp": now + ttl}))
     der = private_key.sign(signing_input.encode(), ec.ECDSA(hashes.SHA256()))
     r, s = decode_dss_signature(der)
+    if (s > P256_N // 2) != high_s:
+        s = P256_N - s
     return signing_input + "." + b64url(r.to_bytes(32, "big") + s.to_bytes(32, "big"))
 
 
@@ -281,6 +288,9 @@ def test_es256_public_key(c):
                "invalid_signature")
         expect(n.request("GET", "/api/webrtc/recordings", token=es256_token(key, "eve", ttl=-3600)), 401,
                "token_expired")
+        # The high-S twin of a good signature is refused.
+        expect(n.request("GET", "/api/webrtc/recordings", token=es256_token(key, "eve", high_s=True)), 401,
+               "invalid_signature")
     finally:
         assert n.stop() == 0
 

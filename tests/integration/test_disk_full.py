@@ -5,6 +5,7 @@ with reason disk_full), its state says why (metadata.stop_reason), and the
 file is finalized in place: ffprobe reads a duration and ffmpeg decodes it
 to the end without "ended prematurely" or any other error."""
 
+import atexit
 import os
 import subprocess
 import uuid
@@ -23,6 +24,8 @@ def setup():
     c = Ctx()
     c.mnt = mktemp("diskfull")
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%s,mode=0755" % TMPFS_SIZE, "tmpfs", c.mnt], check=True)
+    # Also on SIGTERM (the harness exits through atexit), not only in teardown.
+    atexit.register(subprocess.run, ["umount", "-l", c.mnt], stderr=subprocess.DEVNULL)
     c.redis = Redis().start()
     c.node = Edgerec(redis=c.redis, storage=c.mnt, name="disk-full",
                      config={"recorder.disk_reserve": "0", "recorder.disk_low_water": "0",
@@ -36,7 +39,7 @@ def teardown(c):
         if c and c.node.alive():
             assert c.node.stop() == 0, c.node.log_tail()
     finally:
-        subprocess.run(["umount", "-l", c.mnt])
+        subprocess.run(["umount", "-l", c.mnt], stderr=subprocess.DEVNULL)
 
 
 def test_disk_full_finalizes_and_says_why(c):

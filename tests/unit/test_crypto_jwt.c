@@ -330,7 +330,14 @@ static const char fixture_py[] =
 	"    p = b64(json.dumps({'sub': sub, 'exp': exp}).encode())\n"
 	"    der = subprocess.run(['openssl', 'dgst', '-sha256', '-sign', key], input=(h + '.' + p).encode(),\n"
 	"                         capture_output=True, check=True).stdout\n"
-	"    print(h + '.' + p + '.' + b64(raw_sig(der)))\n"
+	"    rs = raw_sig(der)\n"
+	"    # JOSE signers leave S as it comes; the verifier takes only the low\n"
+	"    # one of (r, s) and (r, n - s): 'low' (default) or 'high' picks one.\n"
+	"    n = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551\n"
+	"    sv = int.from_bytes(rs[32:], 'big')\n"
+	"    want_high = len(sys.argv) > 5 and sys.argv[5] == 'high'\n"
+	"    if (sv > n // 2) != want_high: sv = n - sv\n"
+	"    print(h + '.' + p + '.' + b64(rs[:32] + sv.to_bytes(32, 'big')))\n"
 	"elif cmd == 'es256-verify':\n"
 	"    pub, tok, sigfile = sys.argv[2], sys.argv[3], sys.argv[4]\n"
 	"    h, p, s = tok.split('.')\n"
@@ -464,6 +471,18 @@ static void test_es256(const char *py)
 	}
 	CHECK_INT(ok, 6);
 
+	/* The high-S twin of a valid signature is refused: a token has one
+	 * signature only. */
+	for (int i = 0; i < 3; i++) {
+		snprintf(cmd, sizeof(cmd), "/usr/bin/python3 '%s' es256-sign '%s' dave %lld high", py, keyp,
+			 (long long)now + 300);
+		char *tok = run(cmd);
+		CHECK(tok != NULL);
+		if (tok)
+			CHECK_INT(crypto_jwt_verify(keys, tok, now, 30, NULL, err, sizeof(err)), CRYPTO_JWT_ESIGNATURE);
+		free(tok);
+	}
+
 	/* A verified token is remembered, but its exp is still checked and a
 	 * token differing in one signature byte is still refused. */
 	snprintf(cmd, sizeof(cmd), "/usr/bin/python3 '%s' es256-sign '%s' dave %lld", py, keyp, (long long)now + 300);
@@ -490,6 +509,12 @@ static void test_es256(const char *py)
 		if (!tok)
 			continue;
 		CHECK_INT(crypto_jwt_verify(keys, tok, now, 30, NULL, err, sizeof(err)), 0);
+		/* Its S is the low one: the top byte of S is at most 0x7f (n/2
+		 * of P-256 is 0x7fffffff80...). */
+		size_t slen = 0;
+		uint8_t *sig = crypto_base64url_decode(strrchr(tok, '.') + 1, strlen(strrchr(tok, '.') + 1), &slen);
+		CHECK(sig && slen == 64 && sig[32] <= 0x7f);
+		free(sig);
 		char sigp[512];
 		snprintf(sigp, sizeof(sigp), "%s/sig.der", tmpdir);
 		snprintf(cmd, sizeof(cmd), "/usr/bin/python3 '%s' es256-verify '%s' '%s' '%s'", py, pubp, tok, sigp);
