@@ -44,8 +44,15 @@ struct crypto_jwt_keys {
 	unsigned next_slot;  /* round robin, under cache_lock */
 	pthread_mutex_t cache_lock;
 	uint8_t (*cache)[CRYPTO_SHA256_LEN]; /* direct-mapped, ES256_CACHE entries */
+	int64_t max_lifetime_s; /* tokens without exp: iat at most this old; 0: no limit */
 };
 
+
+void crypto_jwt_keys_set_max_lifetime(struct crypto_jwt_keys *keys, int64_t seconds)
+{
+	if (keys)
+		keys->max_lifetime_s = seconds > 0 ? seconds : 0;
+}
 
 const char *crypto_jwt_strerror(int code)
 {
@@ -404,6 +411,34 @@ int crypto_jwt_verify(const struct crypto_jwt_keys *keys, const char *token, int
 		err_set(err, errlen, "token expired %.0f s ago", (double)now_s - exp);
 		rc = CRYPTO_JWT_EEXPIRED;
 		goto out;
+	}
+	if (!has_exp && k->max_lifetime_s > 0) {
+		/* A token without exp would be good forever: it lives
+		 * max_lifetime_s from its iat instead. */
+		bool has_iat;
+		double iat = 0;
+		if (!numeric_claim(claims, "iat", &has_iat, &iat)) {
+			err_set(err, errlen, "token iat must be a number (seconds since 1970)");
+			rc = CRYPTO_JWT_ECLAIMS;
+			goto out;
+		}
+		if (!has_iat) {
+			err_set(err, errlen, "token has neither exp nor iat (tokens live at most %lld s)",
+				(long long)k->max_lifetime_s);
+			rc = CRYPTO_JWT_ECLAIMS;
+			goto out;
+		}
+		if ((double)now_s >= iat + (double)k->max_lifetime_s + leeway_s) {
+			err_set(err, errlen, "token has no exp and was issued %.0f s ago (tokens live at most %lld s)",
+				(double)now_s - iat, (long long)k->max_lifetime_s);
+			rc = CRYPTO_JWT_EEXPIRED;
+			goto out;
+		}
+		if ((double)now_s < iat - leeway_s) {
+			err_set(err, errlen, "token has no exp and is issued %.0f s in the future", iat - (double)now_s);
+			rc = CRYPTO_JWT_ENOTYET;
+			goto out;
+		}
 	}
 	if (has_nbf && (double)now_s < nbf - leeway_s) {
 		err_set(err, errlen, "token not valid for another %.0f s", nbf - (double)now_s);

@@ -106,6 +106,11 @@ def jwt_defects():
         ("not yet valid", "Bearer " + mint_token(TEST_SECRET, "alice", claims={"nbf": now + 3600}),
          "token_not_yet_valid"),
         ("no sub", "Bearer " + mint_token(TEST_SECRET, "alice", drop=("sub",)), "invalid_claims"),
+        # Without exp a token lives http.jwt_max_lifetime (24 h) from its iat.
+        ("no exp, no iat", "Bearer " + mint_token(TEST_SECRET, "alice", ttl=None, drop=("iat",)),
+         "invalid_claims"),
+        ("no exp, iat 25 h ago", "Bearer " + mint_token(TEST_SECRET, "alice", ttl=None, now=now - 25 * 3600),
+         "token_expired"),
         ("numeric sub", "Bearer " + mint_token(TEST_SECRET, "alice", claims={"sub": 42}), "invalid_claims"),
         ("exp string", "Bearer " + mint_token(TEST_SECRET, "alice", claims={"exp": "tomorrow"}),
          "invalid_claims"),
@@ -129,6 +134,10 @@ def test_jwt_defects(c):
             assert r.headers.get("www-authenticate", "").startswith("Bearer"), (name, r.headers)
     # Within the leeway an expired token still passes; a valid one always.
     r = c.node.request("GET", "/api/webrtc/recordings", token=mint_token(TEST_SECRET, "alice", ttl=-5))
+    assert r.status == 200, r
+    # A token without exp issued within the maximum lifetime passes.
+    r = c.node.request("GET", "/api/webrtc/recordings",
+                       token=mint_token(TEST_SECRET, "alice", ttl=None, now=int(time.time()) - 23 * 3600))
     assert r.status == 200, r
     r = c.node.request("GET", "/api/webrtc/recordings",
                        headers={"Authorization": "bearer " + mint_token(TEST_SECRET, "alice")}, token=None)

@@ -116,6 +116,47 @@ static void test_sign_verify_roundtrip(void)
 	crypto_jwt_keys_free(keys);
 }
 
+/* Signs {"sub": "alice"} plus iat (when iat_ago >= 0, seconds before now)
+ * and exp (when exp_in != 0, seconds after now); verifies it with 'keys'. */
+static int verify_lifetime(struct crypto_jwt_keys *keys, long long iat_ago, long long exp_in)
+{
+	char err[256];
+	cJSON *c = cJSON_CreateObject();
+	cJSON_AddStringToObject(c, "sub", "alice");
+	if (iat_ago >= 0)
+		cJSON_AddNumberToObject(c, "iat", (double)(now - iat_ago));
+	if (exp_in)
+		cJSON_AddNumberToObject(c, "exp", (double)(now + exp_in));
+	char *tok = crypto_jwt_sign_hs256(SECRET, c);
+	int r = crypto_jwt_verify(keys, tok, now, 30, NULL, err, sizeof(err));
+	free(tok);
+	cJSON_Delete(c);
+	return r;
+}
+
+/* Tokens without exp: accepted forever without a maximum lifetime; with
+ * one, they need an iat within it (plus leeway). Tokens with exp are
+ * judged by exp alone. */
+static void test_max_lifetime(void)
+{
+	char err[256];
+	struct crypto_jwt_keys *keys = crypto_jwt_keys_new(SECRET, NULL, err, sizeof(err));
+	CHECK_INT(verify_lifetime(keys, -1, 0), 0);
+	CHECK_INT(verify_lifetime(keys, 10 * 365 * 86400LL, 0), 0);
+	crypto_jwt_keys_set_max_lifetime(keys, 3600);
+	CHECK_INT(verify_lifetime(keys, -1, 0), CRYPTO_JWT_ECLAIMS);
+	CHECK_INT(verify_lifetime(keys, 0, 0), 0);
+	CHECK_INT(verify_lifetime(keys, 3600 + 29, 0), 0);
+	CHECK_INT(verify_lifetime(keys, 3600 + 30, 0), CRYPTO_JWT_EEXPIRED);
+	CHECK_INT(verify_lifetime(keys, 10 * 365 * 86400LL, 0), CRYPTO_JWT_EEXPIRED);
+	CHECK_INT(verify_lifetime(keys, 10 * 365 * 86400LL, 60), 0);
+	CHECK_INT(verify_lifetime(keys, -1, 7200), 0);
+	CHECK_INT(verify_lifetime(keys, 0, -60), CRYPTO_JWT_EEXPIRED);
+	crypto_jwt_keys_set_max_lifetime(keys, 0);
+	CHECK_INT(verify_lifetime(keys, -1, 0), 0);
+	crypto_jwt_keys_free(keys);
+}
+
 static void test_defects(void)
 {
 	char err[256], payload[256], payload_exp[256], payload_nbf[256];
@@ -642,6 +683,7 @@ int main(void)
 	test_rfc7515_a1();
 	test_sign_verify_roundtrip();
 	test_defects();
+	test_max_lifetime();
 	test_independent_hs256(py);
 	test_es256(py);
 	test_es256_threads();
