@@ -94,7 +94,77 @@ public:
 		return 0;
 	}
 
+	// A failed write is not reported to mkvmuxer: libwebm 1.0.0.29 frees
+	// queued frames it still holds when a write fails inside AddFrame
+	// (Segment::WriteFramesLessThan), so destroying the Segment afterwards
+	// frees them twice. The error is kept instead ("sticky"): later writes
+	// are dropped, flush() fails, and the caller stops and repairs.
 	mkvmuxer::int32 Write(const void *data, mkvmuxer::uint32 len) override
+	{
+		int64_t end = vpos_ + len;
+		if (errno_ || put(data, len) < 0)
+			vpos_ = end;
+		return 0;
+	}
+
+	mkvmuxer::int64 Position() const override { return vpos_; }
+
+	mkvmuxer::int32 Position(mkvmuxer::int64 position) override
+	{
+		flush(); // a failure is kept in errno_ (see Write)
+		vpos_ = position;
+		return 0;
+	}
+
+	bool Seekable() const override { return true; }
+
+	// mkvmuxer writes a placeholder Duration of 1 ms that it overwrites when
+	// it finalizes. Left in a crashed file it would tell players the
+	// recording lasts 1 ms, so the placeholder goes to disk as an EBML Void
+	// of the same 7 bytes (ID, size, 32-bit float); finalization then writes
+	// the real Duration over it.
+	void ElementStartNotify(mkvmuxer::uint64 id, mkvmuxer::int64 position) override
+	{
+		if (id == libwebm::kMkvDuration && !duration_voided_)
+			duration_pos_ = position;
+	}
+
+	// Hands the buffered bytes to the kernel. Returns 0, or -1 when this or
+	// an earlier write failed (errno_ says why; nothing more is written).
+	int flush()
+	{
+		if (errno_) {
+			len_ = 0;
+			return -1;
+		}
+		if (len_ == 0)
+			return 0;
+		if (duration_pos_ >= 0 && !duration_voided_) {
+			int64_t real = to_real(duration_pos_);
+			if (real >= buf_start_ && real + 7 <= buf_start_ + static_cast<int64_t>(len_)) {
+				static const uint8_t void7[7] = { 0xec, 0x85, 0, 0, 0, 0, 0 };
+				memcpy(buf_ + (real - buf_start_), void7, sizeof(void7));
+				duration_voided_ = true;
+			}
+		}
+		if (pwrite_all(buf_, len_, buf_start_) < 0)
+			return -1;
+		len_ = 0;
+		return 0;
+	}
+
+	int sync() { return fd_ >= 0 ? fdatasync(fd_) : 0; }
+	uint64_t bytes() const
+	{
+		uint64_t pending = len_ ? static_cast<uint64_t>(buf_start_) + len_ : 0;
+		return pending > file_end_ ? pending : file_end_;
+	}
+	int error() const { return errno_; }
+
+private:
+	// Buffers (or writes) 'len' bytes at the current position. Returns 0,
+	// or -1 when a write to the file failed.
+	int put(const void *data, mkvmuxer::uint32 len)
 	{
 		const uint8_t *p = static_cast<const uint8_t *>(data);
 		if (vpos_ < skip_len_) {
@@ -127,57 +197,6 @@ public:
 		return 0;
 	}
 
-	mkvmuxer::int64 Position() const override { return vpos_; }
-
-	mkvmuxer::int32 Position(mkvmuxer::int64 position) override
-	{
-		if (flush() < 0)
-			return -1;
-		vpos_ = position;
-		return 0;
-	}
-
-	bool Seekable() const override { return true; }
-
-	// mkvmuxer writes a placeholder Duration of 1 ms that it overwrites when
-	// it finalizes. Left in a crashed file it would tell players the
-	// recording lasts 1 ms, so the placeholder goes to disk as an EBML Void
-	// of the same 7 bytes (ID, size, 32-bit float); finalization then writes
-	// the real Duration over it.
-	void ElementStartNotify(mkvmuxer::uint64 id, mkvmuxer::int64 position) override
-	{
-		if (id == libwebm::kMkvDuration && !duration_voided_)
-			duration_pos_ = position;
-	}
-
-	// Hands the buffered bytes to the kernel. Returns 0 or -1 (errno kept).
-	int flush()
-	{
-		if (len_ == 0)
-			return 0;
-		if (duration_pos_ >= 0 && !duration_voided_) {
-			int64_t real = to_real(duration_pos_);
-			if (real >= buf_start_ && real + 7 <= buf_start_ + static_cast<int64_t>(len_)) {
-				static const uint8_t void7[7] = { 0xec, 0x85, 0, 0, 0, 0, 0 };
-				memcpy(buf_ + (real - buf_start_), void7, sizeof(void7));
-				duration_voided_ = true;
-			}
-		}
-		if (pwrite_all(buf_, len_, buf_start_) < 0)
-			return -1;
-		len_ = 0;
-		return 0;
-	}
-
-	int sync() { return fd_ >= 0 ? fdatasync(fd_) : 0; }
-	uint64_t bytes() const
-	{
-		uint64_t pending = len_ ? static_cast<uint64_t>(buf_start_) + len_ : 0;
-		return pending > file_end_ ? pending : file_end_;
-	}
-	int error() const { return errno_; }
-
-private:
 	int64_t to_real(int64_t v) const { return v < skip_len_ ? v : v - skip_len_ + own_header_len_; }
 
 	int pwrite_all(const uint8_t *p, size_t n, int64_t off)

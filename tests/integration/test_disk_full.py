@@ -1,6 +1,6 @@
 """test_disk_full: the recordings directory fills up mid-recording (a small
 tmpfs mounted for the test; once the recording runs, a filler file leaves
-it about 768 KB). The recording stops (event recording_stopped
+it about 512 KB). The recording stops (event recording_stopped
 with reason disk_full), its state says why (metadata.stop_reason), and the
 file is finalized in place: ffprobe reads a duration and ffmpeg decodes it
 to the end without "ended prematurely" or any other error."""
@@ -13,7 +13,7 @@ import uuid
 from edgerec_harness import Edgerec, Redis, mktemp, run_tests, ws_next
 
 TMPFS_SIZE = "64m"
-LEFT = 768 * 1024  # bytes left free once the recording runs
+LEFT = 512 * 1024  # bytes left free once the recording runs
 
 
 class Ctx:
@@ -29,8 +29,8 @@ def setup():
     c.redis = Redis().start()
     c.node = Edgerec(redis=c.redis, storage=c.mnt, name="disk-full",
                      config={"recorder.disk_reserve": "0", "recorder.disk_low_water": "0",
-                             "default_quality": "medium",
-                             "max_recording_duration": 120}).start()
+                             "default_quality": "low",
+                             "max_recording_duration": 600}).start()
     return c
 
 
@@ -51,12 +51,12 @@ def test_disk_full_finalizes_and_says_why(c):
     vs = os.statvfs(c.mnt)
     with open(os.path.join(c.mnt, "filler"), "wb") as f:
         f.write(b"\0" * (vs.f_bavail * vs.f_frsize - LEFT))
-    stopped = ws_next(ws, "recording_stopped", timeout=90)
+    stopped = ws_next(ws, "recording_stopped", timeout=300)
     ws.close()
     assert stopped["data"]["recording_id"] == rid
     assert stopped["data"]["reason"] == "disk_full", stopped
 
-    rec = c.node.wait_status(room, rid, ("completed", "failed"), timeout=60)
+    rec = c.node.wait_status(room, rid, ("completed", "failed"), timeout=120)
     md = rec["metadata"]
     assert md.get("stop_reason") == "disk_full", md
     assert "No space left" in md.get("stop_detail", ""), md
