@@ -71,8 +71,7 @@ public:
 			util_strlcpy(err, "out of memory", errlen);
 			return -1;
 		}
-		// Recordings are not for every local user: owner rw, group r.
-		fd_ = ::open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+		fd_ = ::open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, UTIL_MEDIA_FILE_MODE);
 		if (fd_ < 0) {
 			snprintf(err, errlen, "cannot create '%s': %s", path, strerror(errno));
 			return -1;

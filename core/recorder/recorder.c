@@ -605,7 +605,7 @@ void recorder_start(struct recorder *r, const struct recorder_caller *caller,
 		reply_error(out, 500, "internal", "cannot build the recording: %s", err);
 		goto fail;
 	}
-	int mrc = util_mkdir_p(dir, 0755);
+	int mrc = util_mkdir_p(dir, UTIL_MEDIA_DIR_MODE);
 	if (mrc < 0) {
 		reply_error(out, 500, "storage_unavailable", "cannot create %s: %s", dir, strerror(-mrc));
 		goto fail;
@@ -1230,7 +1230,7 @@ struct recorder *recorder_new(struct config *cfg, struct state *st, struct polic
 	lim = config_get_int(cfg, "recorder.workers");
 	r->n_workers = lim < 1 ? 1 : lim > 16 ? 16 : (int)lim;
 
-	int rc = util_mkdir_p(r->storage_path, 0755);
+	int rc = util_mkdir_p(r->storage_path, UTIL_MEDIA_DIR_MODE);
 	if (rc < 0 || access(r->storage_path, W_OK) != 0) {
 		snprintf(err, errlen, "local_storage_path %s is not a writable directory: %s", r->storage_path,
 			 strerror(rc < 0 ? -rc : errno));
