@@ -30,7 +30,7 @@ def setup():
     c.node = Edgerec(redis=c.redis, storage=c.mnt, name="disk-full",
                      config={"recorder.disk_reserve": "0", "recorder.disk_low_water": "0",
                              "default_quality": "low",
-                             "max_recording_duration": 600}).start()
+                             "max_recording_duration": 400}).start()
     return c
 
 
