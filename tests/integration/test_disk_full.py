@@ -6,6 +6,7 @@ file is finalized in place: ffprobe reads a duration and ffmpeg decodes it
 to the end without "ended prematurely" or any other error."""
 
 import atexit
+import errno
 import os
 import subprocess
 import uuid
@@ -48,9 +49,18 @@ def test_disk_full_finalizes_and_says_why(c):
     r = c.node.start_recording(room, "alice", fmt="webm")
     assert r.status == 200, r
     rid = r.json["recording_id"]
-    vs = os.statvfs(c.mnt)
-    with open(os.path.join(c.mnt, "filler"), "wb") as f:
-        f.write(b"\0" * (vs.f_bavail * vs.f_frsize - LEFT))
+    # The recording writes meanwhile: fill in steps, down to LEFT.
+    with open(os.path.join(c.mnt, "filler"), "wb", buffering=0) as f:
+        while True:
+            vs = os.statvfs(c.mnt)
+            free = vs.f_bavail * vs.f_frsize
+            if free <= LEFT:
+                break
+            try:
+                f.write(b"\0" * min(free - LEFT, 1 << 20))
+            except OSError as e:
+                assert e.errno == errno.ENOSPC, e
+                break
     stopped = ws_next(ws, "recording_stopped", timeout=300)
     ws.close()
     assert stopped["data"]["recording_id"] == rid
