@@ -514,6 +514,30 @@ void recorder_set_authorizer(struct recorder *r, recorder_authorize_fn fn, void 
 
 /* ---- requests ------------------------------------------------------------ */
 
+/* The cap on records one user may have stored (recorder.max_stored_per_user):
+ * adds 'id' to the user's index, or replies 429 when the user is at the
+ * cap. An unreachable store does not refuse here: admission, next, answers
+ * 503 then. Returns true when the start may go on. */
+static bool recorder_stored_cap_allows(struct recorder *r, const char *user_id, const char *id,
+				       struct recorder_reply *out)
+{
+	long long n = 0;
+	if (r->max_stored_per_user <= 0)
+		return true;
+	int rc = state_user_record_add(r->st, user_id, id, r->max_stored_per_user, &n);
+	if (rc != STATE_REFUSED)
+		return true;
+	pthread_mutex_lock(&r->lock);
+	r->m.refused_total++;
+	pthread_mutex_unlock(&r->lock);
+	reply_error(out, 429, "too_many_records",
+		    "user '%s' has %lld stored recordings (limit %d): delete finished ones (DELETE on a "
+		    "completed or failed recording) or wait until they expire",
+		    user_id, n, r->max_stored_per_user);
+	return false;
+}
+
+
 void recorder_start(struct recorder *r, const struct recorder_caller *caller,
 		    const char *room_id, const char *format, const char *quality,
 		    struct recorder_reply *out)
@@ -567,6 +591,8 @@ void recorder_start(struct recorder *r, const struct recorder_caller *caller,
 	}
 
 	util_uuid_v4(id);
+	if (!recorder_stored_cap_allows(r, caller->user_id, id, out))
+		return;
 	int rc = state_admit(r->st, id, caller->user_id, r->max_concurrent, user_limit,
 			     reason, sizeof(reason));
 	if (rc == STATE_REFUSED) {
@@ -1214,6 +1240,12 @@ struct recorder *recorder_new(struct config *cfg, struct state *st, struct polic
 		goto fail;
 	}
 	r->max_per_user = (int)lim;
+	lim = config_get_int(cfg, "recorder.max_stored_per_user");
+	if (lim < 0 || lim > 100000000) {
+		snprintf(err, errlen, "recorder.max_stored_per_user must be 0 (no cap) or positive");
+		goto fail;
+	}
+	r->max_stored_per_user = (int)lim;
 	r->transcoding = config_get_bool(cfg, "enable_transcoding");
 	r->keep_local = config_get_bool(cfg, "recorder.keep_local");
 	r->disk_reserve = config_get_int(cfg, "recorder.disk_reserve");
