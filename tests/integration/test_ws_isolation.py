@@ -61,28 +61,6 @@ def connect(node, room, rcvbuf=None):
     return ws
 
 
-class Publisher:
-    """PUBLISH over one raw RESP connection, pipelined per batch."""
-
-    def __init__(self, redis):
-        self.sock = socket.create_connection(("127.0.0.1", redis.port), timeout=10)
-        self.file = self.sock.makefile("rb")
-
-    def publish(self, pairs):
-        out = []
-        for channel, text in pairs:
-            parts = [b"PUBLISH", channel.encode(), text.encode()]
-            out.append(b"*3\r\n" + b"".join(b"$%d\r\n%s\r\n" % (len(p), p) for p in parts))
-        self.sock.sendall(b"".join(out))
-        for _ in pairs:
-            line = self.file.readline()
-            assert line.startswith(b":"), line
-
-    def close(self):
-        self.file.close()
-        self.sock.close()
-
-
 # A recording's state object, the usual payload, is some 600 bytes.
 PAD = "x" * 500
 
@@ -127,15 +105,13 @@ def test_slow_subscribers_affect_only_themselves(c):
     ta.start()
     tb.start()
 
-    pub = Publisher(c.redis)
     sent_b = {}
     for b in range(batches):
         pairs = [(CHANNEL + room_a, event(room_a, b * BATCH + i)) for i in range(BATCH)]
         sent_b[b] = time.monotonic()
         pairs.insert(BATCH // 2, (CHANNEL + room_b, event(room_b, b)))
-        pub.publish(pairs)
+        c.redis.pipeline([("PUBLISH", ch, text) for ch, text in pairs])
         time.sleep(PAUSE)
-    pub.close()
     ta.join()
     tb.join()
 
@@ -194,9 +170,8 @@ def test_stuck_subscriber_is_closed(c):
     got = []
     t = threading.Thread(target=reader, args=(steady, 400, got, 60))
     t.start()
-    pub = Publisher(c.redis)
     for b in range(8):
-        pub.publish([(CHANNEL + room, event(room, b * 50 + i)) for i in range(50)])
+        c.redis.pipeline([("PUBLISH", CHANNEL + room, event(room, b * 50 + i)) for i in range(50)])
         time.sleep(0.05)
     wait_until(lambda: metric(node, "edgerec_ws_write_failures_total") == 1, timeout=30,
                what="the stuck subscriber's write to fail")
