@@ -22,6 +22,11 @@ bool util_uuid_valid(const char *s);
 size_t util_strlcpy(char *out, const char *src, size_t outlen);
 /* Fills 'out' with 'len' bytes from the kernel's random source. Returns 0 or -1. */
 int util_random_bytes(void *out, size_t len);
+/* Modes of what recordings leave on disk (media files, thumbnails, remuxed
+ * copies, and their directories): owner and group only, so the recordings
+ * are not readable by every local user. */
+#define UTIL_MEDIA_FILE_MODE 0640
+#define UTIL_MEDIA_DIR_MODE 0750
 /* Creates 'path' and its missing parents with 'mode'. Returns 0 or -errno. */
 int util_mkdir_p(const char *path, unsigned mode);
 /* Removes 'path' and everything below it. Returns 0 or -errno (missing is 0). */

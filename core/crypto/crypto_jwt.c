@@ -44,8 +44,15 @@ struct crypto_jwt_keys {
 	unsigned next_slot;  /* round robin, under cache_lock */
 	pthread_mutex_t cache_lock;
 	uint8_t (*cache)[CRYPTO_SHA256_LEN]; /* direct-mapped, ES256_CACHE entries */
+	int64_t max_lifetime_s; /* tokens without exp: iat at most this old; 0: no limit */
 };
 
+
+void crypto_jwt_keys_set_max_lifetime(struct crypto_jwt_keys *keys, int64_t seconds)
+{
+	if (keys)
+		keys->max_lifetime_s = seconds > 0 ? seconds : 0;
+}
 
 const char *crypto_jwt_strerror(int code)
 {
@@ -165,7 +172,22 @@ static bool es256_cache(struct crypto_jwt_keys *k, const uint8_t id[CRYPTO_SHA25
 	return hit;
 }
 
-/* Verifies a raw R||S signature over 'hash' with the public key. */
+/* True when 's' is at most n/2 (n: the group order). For every valid
+ * signature (r, s), (r, n - s) is valid too; accepting only the low one
+ * makes a signature, and so a token, the only encoding of what was signed
+ * (as Bitcoin's BIP 62 and Ethereum's EIP-2 do). */
+static bool es256_low_s(const mbedtls_ecp_group *grp, const mbedtls_mpi *s)
+{
+	mbedtls_mpi half;
+	mbedtls_mpi_init(&half);
+	bool low = mbedtls_mpi_copy(&half, &grp->N) == 0 && mbedtls_mpi_shift_r(&half, 1) == 0 &&
+		   mbedtls_mpi_cmp_mpi(s, &half) <= 0;
+	mbedtls_mpi_free(&half);
+	return low;
+}
+
+/* Verifies a raw R||S signature over 'hash' with the public key; a high S
+ * is refused (es256_low_s). */
 static bool es256_verify(struct crypto_jwt_keys *k, const uint8_t hash[CRYPTO_SHA256_LEN],
 			 const uint8_t *sig)
 {
@@ -188,7 +210,8 @@ static bool es256_verify(struct crypto_jwt_keys *k, const uint8_t hash[CRYPTO_SH
 		pthread_mutex_lock(&slot->lock);
 	}
 	mbedtls_ecp_keypair *ec = mbedtls_pk_ec(slot->pk);
-	ok = mbedtls_ecdsa_verify(&ec->grp, hash, CRYPTO_SHA256_LEN, &ec->Q, &r, &s) == 0;
+	ok = es256_low_s(&ec->grp, &s) &&
+	     mbedtls_ecdsa_verify(&ec->grp, hash, CRYPTO_SHA256_LEN, &ec->Q, &r, &s) == 0;
 	pthread_mutex_unlock(&slot->lock);
 out:
 	mbedtls_mpi_free(&r);
@@ -389,6 +412,34 @@ int crypto_jwt_verify(const struct crypto_jwt_keys *keys, const char *token, int
 		rc = CRYPTO_JWT_EEXPIRED;
 		goto out;
 	}
+	if (!has_exp && k->max_lifetime_s > 0) {
+		/* A token without exp would be good forever: it lives
+		 * max_lifetime_s from its iat instead. */
+		bool has_iat;
+		double iat = 0;
+		if (!numeric_claim(claims, "iat", &has_iat, &iat)) {
+			err_set(err, errlen, "token iat must be a number (seconds since 1970)");
+			rc = CRYPTO_JWT_ECLAIMS;
+			goto out;
+		}
+		if (!has_iat) {
+			err_set(err, errlen, "token has neither exp nor iat (tokens live at most %lld s)",
+				(long long)k->max_lifetime_s);
+			rc = CRYPTO_JWT_ECLAIMS;
+			goto out;
+		}
+		if ((double)now_s >= iat + (double)k->max_lifetime_s + leeway_s) {
+			err_set(err, errlen, "token has no exp and was issued %.0f s ago (tokens live at most %lld s)",
+				(double)now_s - iat, (long long)k->max_lifetime_s);
+			rc = CRYPTO_JWT_EEXPIRED;
+			goto out;
+		}
+		if ((double)now_s < iat - leeway_s) {
+			err_set(err, errlen, "token has no exp and is issued %.0f s in the future", iat - (double)now_s);
+			rc = CRYPTO_JWT_ENOTYET;
+			goto out;
+		}
+	}
 	if (has_nbf && (double)now_s < nbf - leeway_s) {
 		err_set(err, errlen, "token not valid for another %.0f s", nbf - (double)now_s);
 		rc = CRYPTO_JWT_ENOTYET;
@@ -493,7 +544,9 @@ char *crypto_jwt_sign_es256(const char *private_key_pem, const cJSON *claims, ch
 	}
 	crypto_sha256(input, strlen(input), hash);
 	mbedtls_ecp_keypair *ec = mbedtls_pk_ec(pk);
+	/* Verifiers here take only the low S of the pair (es256_low_s). */
 	if ((ret = mbedtls_ecdsa_sign(&ec->grp, &r, &s, &ec->d, hash, sizeof(hash), crypto_rng_cb, NULL)) != 0 ||
+	    (!es256_low_s(&ec->grp, &s) && (ret = mbedtls_mpi_sub_mpi(&s, &ec->grp.N, &s)) != 0) ||
 	    (ret = mbedtls_mpi_write_binary(&r, sig, ES256_PART)) != 0 ||
 	    (ret = mbedtls_mpi_write_binary(&s, sig + ES256_PART, ES256_PART)) != 0) {
 		err_set(err, errlen, "ECDSA signing failed (-0x%04x)", (unsigned)-ret);

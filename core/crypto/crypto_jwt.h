@@ -31,9 +31,10 @@ enum crypto_jwt_error {
 	CRYPTO_JWT_EMALFORMED = -1, /* not three base64url parts, bad JSON, not objects */
 	CRYPTO_JWT_EALG = -2,       /* alg missing, "none", unknown, or no key for it */
 	CRYPTO_JWT_ESIGNATURE = -3, /* signature does not verify */
-	CRYPTO_JWT_EEXPIRED = -4,   /* now >= exp + leeway */
+	CRYPTO_JWT_EEXPIRED = -4,   /* now >= exp + leeway, or no exp and iat too old */
 	CRYPTO_JWT_ENOTYET = -5,    /* now < nbf - leeway */
-	CRYPTO_JWT_ECLAIMS = -6,    /* sub missing/not a string, exp/nbf not numbers */
+	CRYPTO_JWT_ECLAIMS = -6,    /* sub missing/not a string, exp/nbf/iat not numbers,
+				     * neither exp nor iat under a maximum lifetime */
 	CRYPTO_JWT_ENOKEY = -7,     /* no key configured at all */
 	CRYPTO_JWT_ENOMEM = -8,
 };
@@ -59,6 +60,12 @@ struct crypto_jwt_keys *crypto_jwt_keys_new(const char *hs256_secret, const char
 struct crypto_jwt_keys *crypto_jwt_keys_new_bin(const void *secret, size_t secret_len,
 						const char *es256_public_pem, char *err, size_t errlen);
 void crypto_jwt_keys_free(struct crypto_jwt_keys *keys);
+/* Sets the longest a token without exp is accepted: such a token then
+ * needs an iat no older than 'seconds' (leeway added); without iat it is
+ * refused (CRYPTO_JWT_ECLAIMS), once older CRYPTO_JWT_EEXPIRED. 0 (the
+ * default of new keys) accepts tokens without exp forever. Call before
+ * the keys are shared. Tokens with exp are checked against exp only. */
+void crypto_jwt_keys_set_max_lifetime(struct crypto_jwt_keys *keys, int64_t seconds);
 
 /* Verifies 'token' at time 'now_s' (Unix seconds) with 'leeway_s' seconds
  * of tolerance for exp/nbf. Returns 0 and, when 'claims_out' is not NULL,

@@ -2,11 +2,14 @@
  * ids and parameters checked here, decisions taken there. */
 #include "http_internal.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <civetweb.h>
 
+#include "common_time.h"
+#include "common_util.h"
 #include "recorder.h"
 
 /* Reads one query parameter into 'out'. Returns 1 when present, 0 when
@@ -114,6 +117,142 @@ out:
 	return rc;
 }
 
+/* ---- pagination of the listings ------------------------------------------
+ *
+ * Without limit and cursor a listing is the reference's: every record,
+ * {"recordings": [...], "count": n}. With either, the body keeps that shape
+ * and holds one page: at most 'limit' records (default HTTP_PAGE_DEFAULT)
+ * following the cursor in the listing's order (newest started_at first,
+ * then recording_id), count = the records in the page; when more follow,
+ * the X-Next-Cursor header carries the cursor of the next page. A cursor is
+ * "<started_at in ns>.<recording_id>" of the page's last record: opaque to
+ * clients, and stable when records are added or removed meanwhile. */
+#define HTTP_PAGE_DEFAULT 100
+#define HTTP_PAGE_MAX 1000
+
+struct http_page {
+	bool on;                 /* limit or cursor given */
+	int limit;
+	bool after;              /* a cursor was given: start after it */
+	int64_t after_ns;
+	char after_id[HTTP_ID_MAX + 1];
+};
+
+/* The sort key of a record, as state_list orders them: started_at (none
+ * sorts last), then recording_id. */
+static int64_t http_page_key(const cJSON *rec, const char **id)
+{
+	const cJSON *sa = cJSON_GetObjectItemCaseSensitive(rec, "started_at");
+	const cJSON *ri = cJSON_GetObjectItemCaseSensitive(rec, "recording_id");
+	int64_t ns = 0;
+	*id = cJSON_IsString(ri) ? ri->valuestring : "";
+	if (!cJSON_IsString(sa))
+		return INT64_MIN;
+	time_parse_iso8601(sa->valuestring, &ns);
+	return ns;
+}
+
+/* <0 when (ns_a, id_a) comes before (ns_b, id_b) in the listing. */
+static int http_page_cmp(int64_t ns_a, const char *id_a, int64_t ns_b, const char *id_b)
+{
+	if (ns_a != ns_b)
+		return ns_a > ns_b ? -1 : 1;
+	return strcmp(id_a, id_b);
+}
+
+/* Reads limit and cursor. Returns 0, or -1 with 400 replied. */
+static int http_page_parse(struct http_request *req, const struct mg_request_info *ri, struct http_page *pg)
+{
+	char limit[16], cursor[HTTP_ID_MAX + 32];
+	int hl = http_query(ri, "limit", limit, sizeof(limit));
+	int hc = http_query(ri, "cursor", cursor, sizeof(cursor));
+	memset(pg, 0, sizeof(*pg));
+	pg->limit = HTTP_PAGE_DEFAULT;
+	if (hl > 0) {
+		char *end;
+		long v = strtol(limit, &end, 10);
+		if (limit[0] < '0' || limit[0] > '9' || *end || v < 1 || v > HTTP_PAGE_MAX)
+			hl = -1;
+		else
+			pg->limit = (int)v;
+	}
+	if (hl < 0) {
+		http_reply_error(req, 400, "invalid_limit", "limit must be a whole number from 1 to %d",
+				 HTTP_PAGE_MAX);
+		return -1;
+	}
+	if (hc > 0) {
+		char *dot = strchr(cursor, '.'), *end = NULL;
+		long long ns = dot ? strtoll(cursor, &end, 10) : 0;
+		bool digits = cursor[0] == '-' ? cursor[1] >= '0' && cursor[1] <= '9' : cursor[0] >= '0' && cursor[0] <= '9';
+		if (!dot || !digits || end != dot || !recorder_recording_id_valid(dot + 1))
+			hc = -1;
+		else {
+			pg->after = true;
+			pg->after_ns = ns;
+			util_strlcpy(pg->after_id, dot + 1, sizeof(pg->after_id));
+		}
+	}
+	if (hc < 0) {
+		http_reply_error(req, 400, "invalid_cursor",
+				 "cursor must be a value of a previous reply's X-Next-Cursor header");
+		return -1;
+	}
+	pg->on = hl > 0 || hc > 0;
+	return 0;
+}
+
+/* Cuts the listing 'body' down to the page; writes the next page's cursor
+ * into 'next' ("" when this is the last page). */
+static void http_page_apply(cJSON *body, const struct http_page *pg, char *next, size_t nextlen)
+{
+	cJSON *arr = cJSON_GetObjectItemCaseSensitive(body, "recordings");
+	next[0] = '\0';
+	if (!cJSON_IsArray(arr))
+		return;
+	int kept = 0;
+	cJSON *it = arr->child;
+	while (it) {
+		cJSON *following = it->next;
+		const char *id;
+		int64_t ns = http_page_key(it, &id);
+		bool before = pg->after && http_page_cmp(ns, id, pg->after_ns, pg->after_id) <= 0;
+		if (before || kept == pg->limit) {
+			if (!before && !next[0] && arr->child) {
+				/* The page is full and a record follows. */
+				const cJSON *last = it->prev;
+				const char *lid;
+				int64_t lns = http_page_key(last, &lid);
+				snprintf(next, nextlen, "%lld.%s", (long long)lns, lid);
+			}
+			cJSON_Delete(cJSON_DetachItemViaPointer(arr, it));
+		} else {
+			kept++;
+		}
+		it = following;
+	}
+	cJSON_ReplaceItemInObjectCaseSensitive(body, "count", cJSON_CreateNumber(kept));
+}
+
+/* Replies with a listing, paginated when the request asked for it. */
+static void http_reply_list(struct http_request *req, const struct http_page *pg, cJSON *body)
+{
+	char next[HTTP_ID_MAX + 32];
+	if (!pg->on) {
+		http_reply_json(req, 200, body);
+		return;
+	}
+	http_page_apply(body, pg, next, sizeof(next));
+	char *text = cJSON_PrintUnformatted(body);
+	if (!text) {
+		http_reply_error(req, 500, "internal", "out of memory");
+		return;
+	}
+	http_reply(req, 200, "application/json", text, strlen(text), next[0] ? "X-Next-Cursor" : NULL,
+		   next[0] ? next : NULL);
+	cJSON_free(text);
+}
+
 /* Percent-decodes a captured path segment in place. Returns false when it
  * does not decode cleanly (bad escape, an embedded NUL). */
 static bool http_decode_id(char *id)
@@ -138,6 +277,7 @@ void http_api_serve(struct http_request *req, const struct http_route_match *cm)
 	cJSON *claims = NULL;
 	char format[32] = "", quality[32] = "", status[32] = "";
 	int hf = 0, hq = 0, hs = 0;
+	struct http_page page = { 0 };
 
 	/* A <video> or <img> element cannot send an Authorization header: the
 	 * file routes also take the token as ?access_token= (like the
@@ -154,7 +294,7 @@ void http_api_serve(struct http_request *req, const struct http_route_match *cm)
 	if (m->room_too_long || !http_decode_id(m->room_id) ||
 	    (m->room_id[0] && !recorder_room_id_valid(m->room_id))) {
 		http_reply_error(req, 400, "invalid_room_id",
-				 "room ids are 1 to 128 characters of A-Z a-z 0-9 . _ -");
+				 "room ids are 1 to 128 characters of A-Z a-z 0-9 . _ -, not . or ..");
 		goto done;
 	}
 	if (m->recording_too_long || !http_decode_id(m->recording_id) ||
@@ -212,6 +352,8 @@ void http_api_serve(struct http_request *req, const struct http_route_match *cm)
 		}
 		break;
 	case HTTP_ROUTE_LIST_ROOM:
+		if (http_page_parse(req, ri, &page) < 0)
+			goto done;
 		recorder_list_room(rec, &caller, m->room_id, &out);
 		break;
 	case HTTP_ROUTE_LIST_USER:
@@ -222,6 +364,8 @@ void http_api_serve(struct http_request *req, const struct http_route_match *cm)
 					 "completed, failed, cancelled");
 			goto done;
 		}
+		if (http_page_parse(req, ri, &page) < 0)
+			goto done;
 		recorder_list_user(rec, &caller, status[0] ? status : NULL, &out);
 		break;
 	default:
@@ -231,6 +375,8 @@ void http_api_serve(struct http_request *req, const struct http_route_match *cm)
 
 	if (out.status < 100 || out.status > 599) {
 		http_reply_error(req, 500, "internal", "the recorder gave no answer");
+	} else if (out.body && out.status == 200 && page.on) {
+		http_reply_list(req, &page, out.body);
 	} else if (out.body) {
 		http_reply_json(req, out.status, out.body);
 	} else if (out.status >= 400) {

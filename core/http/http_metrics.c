@@ -72,13 +72,20 @@ void http_metrics_render(struct http_metrics *m, struct http_text *out)
 			 "# HELP edgerec_ws_frames_sent_total Event frames written to subscribers.\n"
 			 "# TYPE edgerec_ws_frames_sent_total counter\n"
 			 "edgerec_ws_frames_sent_total %llu\n"
-			 "# HELP edgerec_ws_events_dropped_total Room events dropped because the hub queue was full.\n"
+			 "# HELP edgerec_ws_events_dropped_total Room events a subscriber did not get (its queue was full, or its write failed).\n"
 			 "# TYPE edgerec_ws_events_dropped_total counter\n"
 			 "edgerec_ws_events_dropped_total %llu\n"
+			 "# HELP edgerec_ws_lagged_total `lagged` notices written to subscribers that fell behind.\n"
+			 "# TYPE edgerec_ws_lagged_total counter\n"
+			 "edgerec_ws_lagged_total %llu\n"
+			 "# HELP edgerec_ws_write_failures_total Subscriptions ended because a write did not complete in http.request_timeout.\n"
+			 "# TYPE edgerec_ws_write_failures_total counter\n"
+			 "edgerec_ws_write_failures_total %llu\n"
 			 "# HELP edgerec_ws_rejected_total WebSocket upgrades refused (auth, bad room, limit).\n"
 			 "# TYPE edgerec_ws_rejected_total counter\n"
 			 "edgerec_ws_rejected_total %llu\n",
 			 atomic_load(&m->auth_failures), (long long)atomic_load(&m->ws_subscribers),
 			 atomic_load(&m->ws_events_received), atomic_load(&m->ws_frames_sent),
-			 atomic_load(&m->ws_events_dropped), atomic_load(&m->ws_rejected));
+			 atomic_load(&m->ws_events_dropped), atomic_load(&m->ws_lagged),
+			 atomic_load(&m->ws_write_failures), atomic_load(&m->ws_rejected));
 }

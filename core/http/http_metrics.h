@@ -30,7 +30,9 @@ struct http_metrics {
 	atomic_llong ws_subscribers;
 	atomic_ullong ws_events_received;   /* room events handed to the hub */
 	atomic_ullong ws_frames_sent;       /* frames written to subscribers */
-	atomic_ullong ws_events_dropped;    /* hub queue full */
+	atomic_ullong ws_events_dropped;    /* a subscriber's queue full, or its write failed */
+	atomic_ullong ws_lagged;            /* `lagged` notices written */
+	atomic_ullong ws_write_failures;    /* subscriptions ended by a failed write */
 	atomic_ullong ws_rejected;          /* upgrades refused (auth, limit) */
 };
 

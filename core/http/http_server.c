@@ -38,6 +38,8 @@ const struct config_option http_options[] = {
 	{ "state_dir", CONFIG_STR, "/var/lib/edgerec", "where edgerec keeps its own state" },
 	{ "http.threads", CONFIG_INT, "48", "worker threads (each WebSocket subscriber holds one)" },
 	{ "http.ws_max_subscribers", CONFIG_INT, "24", "WebSocket subscribers at once; more get 503" },
+	{ "http.ws_queue", CONFIG_INT, "1024",
+	  "room events queued per WebSocket subscriber; beyond, the oldest go and a `lagged` event says how many" },
 	{ "http.max_body", CONFIG_SIZE, "64K", "largest request body accepted (413 beyond)" },
 	{ "http.request_timeout", CONFIG_DURATION, "30s", "socket read/write timeout of one request" },
 	{ "http.handshake_timeout", CONFIG_DURATION, "10s",
@@ -50,6 +52,8 @@ const struct config_option http_options[] = {
 	  "addresses http.max_conns_per_addr does not apply to (a reverse proxy on this box), "
 	  "separated by commas or spaces; empty: none" },
 	{ "http.jwt_leeway", CONFIG_DURATION, "30s", "tolerance for token exp/nbf" },
+	{ "http.jwt_max_lifetime", CONFIG_DURATION, "24h",
+	  "a token without exp is refused once its iat is this old, and without iat at once (0: accepted forever)" },
 	{ 0 },
 };
 
@@ -643,6 +647,7 @@ static int http_keys_prepare(struct http_server *s, char *err, size_t errlen)
 		LOG_WARN(&http_log, "neither jwt_secret nor jwt_public_key is set: every token is refused");
 	s->keys = crypto_jwt_keys_new(secret, pem ? pem : pub, err, errlen);
 	free(pem);
+	crypto_jwt_keys_set_max_lifetime(s->keys, config_get_int(s->cfg, "http.jwt_max_lifetime") / 1000);
 	return s->keys ? 0 : -1;
 }
 

@@ -5,19 +5,34 @@
  *
  * Events arrive on the state subscriber thread. http_hub_publish puts a
  * reference to the event (one refcounted buffer shared by all) into the
- * outbox of every subscriber of the room: a bounded FIFO that drops its
- * oldest event (and counts it) when a client does not keep up. A small
- * pool of writer threads drains the outboxes; a subscriber is served by at
- * most one writer at a time (so its frames keep their order), and a client
- * whose socket blocks holds up only the writer serving it, never the
- * others or the publisher. A connection's close handler unlinks its
- * subscriber and waits until no writer is using it before civetweb frees
- * the connection. */
+ * queue of every subscriber of the room and returns; it never writes to a
+ * socket. Each subscriber has its own bounded queue (http.ws_queue events)
+ * and its own writer thread, so a client that does not read holds up only
+ * itself: not the publisher, not the other subscribers of its room, not
+ * other rooms.
+ *
+ * When a queue is full its oldest event is dropped and counted. The
+ * dropped events are always older than everything still queued, so the
+ * writer announces them before the next event it writes: one `lagged`
+ * event (SPEC §9) whose data is {"dropped": N}; then the subscriber goes
+ * on. A write that cannot complete within http.request_timeout (the
+ * client's socket stays full, or the client is gone) ends the
+ * subscription: nothing more is queued or written for it and its socket
+ * is shut down, which ends the connection (no close frame can reach a
+ * socket that takes nothing, and a frame cut by the timeout leaves the
+ * stream unusable anyway).
+ *
+ * A connection's close handler unlinks its subscriber, stops its writer
+ * and joins it before civetweb frees the connection. */
 #include "http_internal.h"
 
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include <civetweb.h>
 
@@ -27,31 +42,37 @@
 #include "recorder.h"
 
 #define HTTP_WS_PATH "/api/webrtc/ws"
-#define HTTP_HUB_WRITERS 4
-#define HTTP_SUB_OUTBOX 64
+#define HTTP_WS_WRITER_STACK (256 * 1024)
+/* The kernel's send buffer of a subscriber's socket (Linux doubles it).
+ * Left to autotuning it grows to net.ipv4.tcp_wmem's maximum (4 MiB) for a
+ * client that does not read, which would hide the queue bound; 64 KiB
+ * carries some hundred events in flight. */
+#define HTTP_WS_SNDBUF (64 * 1024)
 
 struct http_sub {
+	struct http_hub *hub;
 	struct mg_connection *conn;
 	char room_id[HTTP_ID_MAX + 1];
 	char request_id[HTTP_REQUEST_ID_LEN];
+	pthread_t writer;
+	int fd;                           /* the connection's socket, or -1 */
+	pthread_cond_t wake;              /* queued, dropped, linked or stop */
 	/* Under the hub lock: */
-	bool linked;                      /* greeted: writers may serve it */
-	bool busy;                        /* a writer is writing to it */
-	struct buf *outbox[HTTP_SUB_OUTBOX];
+	bool linked;                      /* greeted: the writer may write */
+	bool stop;                        /* the close handler asks the writer to end */
+	bool dead;                        /* a write failed: nothing more is queued */
+	struct buf **queue;               /* ring of hub->queue_max events */
 	int head, count;
+	unsigned long long dropped;       /* dropped and not yet announced */
 	struct http_sub *next;
 };
 
 struct http_hub {
 	struct http_server *s;
 	pthread_mutex_t lock;
-	pthread_cond_t work;              /* an outbox got an event, or stopping */
-	pthread_cond_t idle;              /* a writer put a subscriber down */
 	struct http_sub *subs;            /* subscribers past the handshake */
 	int count;                        /* subscribers in the list */
-	bool stopping;
-	pthread_t writers[HTTP_HUB_WRITERS];
-	int nwriters;
+	int queue_max;                    /* events one subscriber may have queued */
 };
 
 /* Reads and checks the room_id query parameter into 'room' (at least
@@ -86,7 +107,7 @@ static int http_ws_connect(const struct mg_connection *cconn, void *cbdata)
 	req.route = HTTP_ROUTE_WS;
 	if (http_ws_room(ri, room, sizeof(room)) < 0) {
 		http_reply_error(&req, 400, "invalid_room_id",
-				 "room_id is required: 1 to 128 characters of A-Z a-z 0-9 . _ -");
+				 "room_id is required: 1 to 128 characters of A-Z a-z 0-9 . _ -, not . or ..");
 		goto refuse;
 	}
 	if (http_auth_check(&req, true, &claims) < 0)
@@ -114,6 +135,201 @@ refuse:
 	return 1;
 }
 
+/* Returns the text of a notice to one subscriber, SPEC §7's frame shape:
+ * {"type": TYPE, "room_id": R, "data": {...}, "timestamp": now}; 'dropped'
+ * goes into data when >= 0. The caller frees it with cJSON_free; NULL when
+ * out of memory. */
+static char *http_ws_notice(const char *type, const char *room_id, long long dropped)
+{
+	char ts[40];
+	char *text = NULL;
+	cJSON *o = cJSON_CreateObject();
+	cJSON *data = NULL;
+	if (o && cJSON_AddStringToObject(o, "type", type) && cJSON_AddStringToObject(o, "room_id", room_id) &&
+	    (data = cJSON_AddObjectToObject(o, "data")) &&
+	    (dropped < 0 || cJSON_AddNumberToObject(data, "dropped", (double)dropped)) &&
+	    cJSON_AddStringToObject(o, "timestamp", time_iso8601(time_wall_ns(), ts, sizeof(ts))))
+		text = cJSON_PrintUnformatted(o);
+	cJSON_Delete(o);
+	return text;
+}
+
+/* Returns the socket of 'conn' or -1. civetweb 1.15 does not expose it,
+ * so it is found once, on the connection's own thread, as the one open
+ * socket whose local and peer ends are those of the request. The fd stays
+ * this connection's until its close handler returns. */
+static int http_ws_socket(const struct mg_request_info *ri)
+{
+	DIR *d = opendir("/proc/self/fd");
+	int found = -1;
+	if (!d)
+		return -1;
+	for (struct dirent *e; found < 0 && (e = readdir(d));) {
+		char *end;
+		long fd = strtol(e->d_name, &end, 10);
+		struct sockaddr_storage local, peer;
+		socklen_t llen = sizeof(local), plen = sizeof(peer);
+		char addr[INET6_ADDRSTRLEN];
+		if (*end || fd < 0 || fd == dirfd(d) ||
+		    getsockname((int)fd, (struct sockaddr *)&local, &llen) < 0 ||
+		    getpeername((int)fd, (struct sockaddr *)&peer, &plen) < 0 || local.ss_family != peer.ss_family)
+			continue;
+		int lport, pport;
+		const void *pa;
+		if (peer.ss_family == AF_INET) {
+			lport = ntohs(((struct sockaddr_in *)&local)->sin_port);
+			pport = ntohs(((struct sockaddr_in *)&peer)->sin_port);
+			pa = &((struct sockaddr_in *)&peer)->sin_addr;
+		} else if (peer.ss_family == AF_INET6) {
+			lport = ntohs(((struct sockaddr_in6 *)&local)->sin6_port);
+			pport = ntohs(((struct sockaddr_in6 *)&peer)->sin6_port);
+			pa = &((struct sockaddr_in6 *)&peer)->sin6_addr;
+		} else {
+			continue;
+		}
+		if (lport == ri->server_port && pport == ri->remote_port &&
+		    inet_ntop(peer.ss_family, pa, addr, sizeof(addr)) && strcmp(addr, ri->remote_addr) == 0)
+			found = (int)fd;
+	}
+	closedir(d);
+	return found;
+}
+
+/* Drops what a subscriber's queue still holds. Hub lock held. */
+static void http_sub_clear(struct http_hub *hub, struct http_sub *sub)
+{
+	while (sub->count) {
+		buf_unref(sub->queue[sub->head]);
+		sub->head = (sub->head + 1) % hub->queue_max;
+		sub->count--;
+	}
+}
+
+/* One subscriber's writer: waits for the greeting, then writes its queue
+ * in order, announcing drops with a `lagged` event before the next event.
+ * Only this thread writes to the connection once the subscriber is linked
+ * (civetweb's own pings take the connection lock around their frames).
+ * Ends when asked to (stop) or when a write fails. */
+static void *http_sub_writer(void *arg)
+{
+	struct http_sub *sub = arg;
+	struct http_hub *hub = sub->hub;
+	struct http_metrics *m = hub->s->metrics;
+	pthread_mutex_lock(&hub->lock);
+	for (;;) {
+		while (!sub->stop && !(sub->linked && (sub->count || sub->dropped)))
+			pthread_cond_wait(&sub->wake, &hub->lock);
+		if (sub->stop)
+			break;
+		struct buf *ev = NULL;
+		char *notice = NULL;
+		unsigned long long dropped = sub->dropped;
+		if (dropped) {
+			sub->dropped = 0;
+		} else {
+			ev = sub->queue[sub->head];
+			sub->head = (sub->head + 1) % hub->queue_max;
+			sub->count--;
+		}
+		pthread_mutex_unlock(&hub->lock);
+
+		int rc;
+		int64_t t0 = time_mono_ns();
+		if (ev) {
+			rc = mg_websocket_write(sub->conn, MG_WEBSOCKET_OPCODE_TEXT, (const char *)ev->data, ev->size);
+			buf_unref(ev);
+		} else if ((notice = http_ws_notice("lagged", sub->room_id, (long long)dropped))) {
+			rc = mg_websocket_write(sub->conn, MG_WEBSOCKET_OPCODE_TEXT, notice, strlen(notice));
+			cJSON_free(notice);
+			if (rc > 0)
+				atomic_fetch_add(&m->ws_lagged, 1);
+		} else {
+			rc = 1; /* out of memory: the count is lost, the stream goes on */
+		}
+		if (rc > 0 && ev)
+			atomic_fetch_add(&m->ws_frames_sent, 1);
+
+		pthread_mutex_lock(&hub->lock);
+		if (rc <= 0) {
+			sub->dead = true;
+			atomic_fetch_add(&m->ws_events_dropped, (unsigned long long)sub->count + sub->dropped);
+			http_sub_clear(hub, sub);
+			sub->dropped = 0;
+			atomic_fetch_add(&m->ws_write_failures, 1);
+			LOG_INFO(&http_log, "req=%s websocket: a write failed after %lld ms (client gone or not "
+				 "reading); the subscription ends", sub->request_id,
+				 (long long)((time_mono_ns() - t0) / 1000000));
+			/* civetweb's reader sees the shutdown and runs the close
+			 * handler, which joins this thread. */
+			if (sub->fd >= 0)
+				shutdown(sub->fd, SHUT_RDWR);
+			break;
+		}
+	}
+	pthread_mutex_unlock(&hub->lock);
+	return NULL;
+}
+
+/* Frees a subscriber whose writer has ended (or never started). */
+static void http_sub_free(struct http_sub *sub)
+{
+	if (!sub)
+		return;
+	pthread_cond_destroy(&sub->wake);
+	free(sub->queue);
+	free(sub);
+}
+
+/* Makes a subscriber with its queue and its writer thread (waiting for
+ * the link). Returns NULL when out of memory or threads. */
+static struct http_sub *http_sub_new(struct http_hub *hub, struct mg_connection *conn, const char *room,
+				     const char *request_id)
+{
+	const struct mg_request_info *ri = mg_get_request_info(conn);
+	struct http_sub *sub = calloc(1, sizeof(*sub));
+	if (!sub)
+		return NULL;
+	pthread_cond_init(&sub->wake, NULL);
+	sub->hub = hub;
+	sub->conn = conn;
+	sub->fd = http_ws_socket(ri);
+	if (sub->fd < 0) {
+		LOG_WARN(&http_log, "req=%s websocket: the connection's socket was not found; a stuck client "
+			 "is then closed by civetweb's ping timeout only", request_id);
+	} else {
+		int sndbuf = HTTP_WS_SNDBUF;
+		setsockopt(sub->fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
+	}
+	util_strlcpy(sub->room_id, room, sizeof(sub->room_id));
+	util_strlcpy(sub->request_id, request_id, sizeof(sub->request_id));
+	sub->queue = calloc((size_t)hub->queue_max, sizeof(*sub->queue));
+	pthread_attr_t attr;
+	pthread_attr_init(&attr);
+	pthread_attr_setstacksize(&attr, HTTP_WS_WRITER_STACK);
+	int rc = sub->queue ? pthread_create(&sub->writer, &attr, http_sub_writer, sub) : -1;
+	pthread_attr_destroy(&attr);
+	if (rc != 0) {
+		http_sub_free(sub);
+		return NULL;
+	}
+	return sub;
+}
+
+/* Stops a subscriber's writer and joins it; the subscriber is no longer
+ * in the hub's list. The writer may be inside a write: that ends within
+ * http.request_timeout, at once when the connection is closing. */
+static void http_sub_stop(struct http_hub *hub, struct http_sub *sub)
+{
+	pthread_mutex_lock(&hub->lock);
+	sub->stop = true;
+	pthread_cond_signal(&sub->wake);
+	pthread_mutex_unlock(&hub->lock);
+	pthread_join(sub->writer, NULL);
+	pthread_mutex_lock(&hub->lock);
+	http_sub_clear(hub, sub);
+	pthread_mutex_unlock(&hub->lock);
+}
+
 /* The handshake is done: make the subscriber, list it and greet it, so a
  * client knows from which moment events reach it. The room and token were
  * checked by http_ws_connect. */
@@ -121,23 +337,19 @@ static void http_ws_ready(struct mg_connection *conn, void *cbdata)
 {
 	struct http_hub *hub = cbdata;
 	const struct mg_request_info *ri = mg_get_request_info(conn);
-	struct http_sub *sub = calloc(1, sizeof(*sub));
-	char room[HTTP_ID_MAX + 2], ts[40];
+	char room[HTTP_ID_MAX + 2];
 	struct http_request req;
-	if (!sub || http_ws_room(ri, room, sizeof(room)) < 0) {
-		free(sub);
+	struct http_sub *sub = NULL;
+	http_request_begin(hub->s, conn, &req);
+	if (http_ws_room(ri, room, sizeof(room)) < 0 || !(sub = http_sub_new(hub, conn, room, req.id))) {
 		LOG_WARN(&http_log, "websocket: cannot set up a subscriber; closing");
 		mg_websocket_write(conn, MG_WEBSOCKET_OPCODE_CONNECTION_CLOSE, "\x03\xf3", 2);
 		return;
 	}
-	http_request_begin(hub->s, conn, &req);
-	sub->conn = conn;
-	util_strlcpy(sub->room_id, room, sizeof(sub->room_id));
-	util_strlcpy(sub->request_id, req.id, sizeof(sub->request_id));
 	mg_set_user_connection_data(conn, sub);
 
-	/* In the list at once (events start collecting in the outbox), but
-	 * not handed to writers until the greeting is out. */
+	/* In the list at once (events start collecting in the queue), but
+	 * the writer waits until the greeting is out. */
 	pthread_mutex_lock(&hub->lock);
 	sub->next = hub->subs;
 	hub->subs = sub;
@@ -146,24 +358,14 @@ static void http_ws_ready(struct mg_connection *conn, void *cbdata)
 	atomic_fetch_add(&hub->s->metrics->ws_subscribers, 1);
 	LOG_INFO(&http_log, "req=%s websocket: subscribed to room '%s'", sub->request_id, sub->room_id);
 
-	cJSON *hello = cJSON_CreateObject();
-	char *text = NULL;
-	if (hello && cJSON_AddStringToObject(hello, "type", "subscribed") &&
-	    cJSON_AddStringToObject(hello, "room_id", sub->room_id) && cJSON_AddObjectToObject(hello, "data") &&
-	    cJSON_AddStringToObject(hello, "timestamp", time_iso8601(time_wall_ns(), ts, sizeof(ts))))
-		text = cJSON_PrintUnformatted(hello);
-	cJSON_Delete(hello);
+	char *text = http_ws_notice("subscribed", sub->room_id, -1);
 	if (text) {
-		/* Written before the subscriber is handed to writers, so no
-		 * writer can interleave with it; events published meanwhile
-		 * wait in the outbox. */
 		mg_websocket_write(conn, MG_WEBSOCKET_OPCODE_TEXT, text, strlen(text));
 		cJSON_free(text);
 	}
 	pthread_mutex_lock(&hub->lock);
 	sub->linked = true;
-	if (sub->count)
-		pthread_cond_broadcast(&hub->work);
+	pthread_cond_signal(&sub->wake);
 	pthread_mutex_unlock(&hub->lock);
 }
 
@@ -174,16 +376,6 @@ static int http_ws_data(struct mg_connection *conn, int bits, char *data, size_t
 	if ((bits & 0x0f) == MG_WEBSOCKET_OPCODE_CONNECTION_CLOSE)
 		return 0;
 	return 1;
-}
-
-/* Drops what a subscriber's outbox still holds. Hub lock held. */
-static void http_sub_clear(struct http_sub *sub)
-{
-	while (sub->count) {
-		buf_unref(sub->outbox[sub->head]);
-		sub->head = (sub->head + 1) % HTTP_SUB_OUTBOX;
-		sub->count--;
-	}
 }
 
 static void http_ws_close(const struct mg_connection *cconn, void *cbdata)
@@ -201,55 +393,15 @@ static void http_ws_close(const struct mg_connection *cconn, void *cbdata)
 			was_listed = true;
 			break;
 		}
-	sub->linked = false;
-	while (sub->busy)
-		pthread_cond_wait(&hub->idle, &hub->lock);
-	http_sub_clear(sub);
 	if (was_listed)
 		hub->count--;
 	pthread_mutex_unlock(&hub->lock);
+	http_sub_stop(hub, sub);
 	if (was_listed)
 		atomic_fetch_sub(&hub->s->metrics->ws_subscribers, 1);
 	mg_set_user_connection_data(conn, NULL);
 	LOG_DEBUG(&http_log, "req=%s websocket closed", sub->request_id);
-	free(sub);
-}
-
-/* A writer: takes a subscriber with events that no other writer serves,
- * writes its oldest event outside the lock, puts it down, repeats. */
-static void *http_hub_writer(void *arg)
-{
-	struct http_hub *hub = arg;
-	pthread_mutex_lock(&hub->lock);
-	for (;;) {
-		struct http_sub *sub = NULL;
-		for (struct http_sub *it = hub->subs; it && !sub; it = it->next)
-			if (it->linked && !it->busy && it->count)
-				sub = it;
-		if (!sub) {
-			if (hub->stopping)
-				break;
-			pthread_cond_wait(&hub->work, &hub->lock);
-			continue;
-		}
-		struct buf *ev = sub->outbox[sub->head];
-		sub->head = (sub->head + 1) % HTTP_SUB_OUTBOX;
-		sub->count--;
-		sub->busy = true;
-		pthread_mutex_unlock(&hub->lock);
-
-		if (mg_websocket_write(sub->conn, MG_WEBSOCKET_OPCODE_TEXT, (const char *)ev->data, ev->size) > 0)
-			atomic_fetch_add(&hub->s->metrics->ws_frames_sent, 1);
-		else
-			LOG_DEBUG(&http_log, "req=%s websocket write failed", sub->request_id);
-		buf_unref(ev);
-
-		pthread_mutex_lock(&hub->lock);
-		sub->busy = false;
-		pthread_cond_broadcast(&hub->idle);
-	}
-	pthread_mutex_unlock(&hub->lock);
-	return NULL;
+	http_sub_free(sub);
 }
 
 void http_hub_publish(struct http_hub *hub, const char *room_id, const char *event_json)
@@ -264,19 +416,21 @@ void http_hub_publish(struct http_hub *hub, const char *room_id, const char *eve
 	atomic_fetch_add(&hub->s->metrics->ws_events_received, 1);
 	pthread_mutex_lock(&hub->lock);
 	for (struct http_sub *sub = hub->subs; sub; sub = sub->next) {
-		if (strcmp(sub->room_id, room_id) != 0)
+		if (sub->dead || strcmp(sub->room_id, room_id) != 0)
 			continue;
-		if (sub->count == HTTP_SUB_OUTBOX) {
-			/* The client does not keep up: its oldest event goes. */
-			buf_unref(sub->outbox[sub->head]);
-			sub->head = (sub->head + 1) % HTTP_SUB_OUTBOX;
+		if (sub->count == hub->queue_max) {
+			/* The client does not keep up: its oldest event goes,
+			 * and the writer announces it before the next one. */
+			buf_unref(sub->queue[sub->head]);
+			sub->head = (sub->head + 1) % hub->queue_max;
 			sub->count--;
+			sub->dropped++;
 			atomic_fetch_add(&hub->s->metrics->ws_events_dropped, 1);
 		}
-		sub->outbox[(sub->head + sub->count) % HTTP_SUB_OUTBOX] = buf_ref(ev);
+		sub->queue[(sub->head + sub->count) % hub->queue_max] = buf_ref(ev);
 		sub->count++;
+		pthread_cond_signal(&sub->wake);
 	}
-	pthread_cond_broadcast(&hub->work);
 	pthread_mutex_unlock(&hub->lock);
 	buf_unref(ev);
 }
@@ -287,16 +441,10 @@ struct http_hub *http_hub_new(struct http_server *s)
 	if (!hub)
 		return NULL;
 	hub->s = s;
+	hub->queue_max = (int)config_get_int(s->cfg, "http.ws_queue");
+	if (hub->queue_max < 1)
+		hub->queue_max = 1;
 	pthread_mutex_init(&hub->lock, NULL);
-	pthread_cond_init(&hub->work, NULL);
-	pthread_cond_init(&hub->idle, NULL);
-	for (int i = 0; i < HTTP_HUB_WRITERS; i++) {
-		if (pthread_create(&hub->writers[i], NULL, http_hub_writer, hub) != 0) {
-			http_hub_free(hub);
-			return NULL;
-		}
-		hub->nwriters++;
-	}
 	return hub;
 }
 
@@ -310,22 +458,14 @@ void http_hub_free(struct http_hub *hub)
 {
 	if (!hub)
 		return;
-	pthread_mutex_lock(&hub->lock);
-	hub->stopping = true;
-	pthread_cond_broadcast(&hub->work);
-	pthread_mutex_unlock(&hub->lock);
-	for (int i = 0; i < hub->nwriters; i++)
-		pthread_join(hub->writers[i], NULL);
 	/* Every connection is closed by now (mg_stop ran first), so the list
 	 * is empty unless a handshake failed after being accepted. */
 	while (hub->subs) {
-		struct http_sub *next = hub->subs->next;
-		http_sub_clear(hub->subs);
-		free(hub->subs);
-		hub->subs = next;
+		struct http_sub *sub = hub->subs;
+		hub->subs = sub->next;
+		http_sub_stop(hub, sub);
+		http_sub_free(sub);
 	}
-	pthread_cond_destroy(&hub->idle);
-	pthread_cond_destroy(&hub->work);
 	pthread_mutex_destroy(&hub->lock);
 	free(hub);
 }

@@ -140,6 +140,8 @@ struct media_stats {
 	struct media_degrade_step degrade_log[MEDIA_DEGRADE_LOG_MAX];
 	bool paused;
 	bool failed;
+	bool disk_full;               /* the file write failed for lack of space (ENOSPC,
+				       * EDQUOT): the file ends there, not finalized */
 	char error[256];              /* why it failed, "" otherwise */
 };
 

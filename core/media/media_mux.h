@@ -50,6 +50,8 @@ struct media_mux_driver {
 	/* Bytes in the file so far. */
 	uint64_t (*bytes)(const struct media_mux *m);
 	const char *(*last_error)(const struct media_mux *m);
+	/* errno of the file write that failed (ENOSPC: disk full), 0 if none. */
+	int (*last_errno)(const struct media_mux *m);
 	/* Changes a video track's size before the first write() (when the
 	 * header is written); later calls are ignored. Returns 0 or <0. */
 	int (*set_video_size)(struct media_mux *m, int track, int width, int height);

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <new>
@@ -70,7 +71,7 @@ public:
 			util_strlcpy(err, "out of memory", errlen);
 			return -1;
 		}
-		fd_ = ::open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		fd_ = ::open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, UTIL_MEDIA_FILE_MODE);
 		if (fd_ < 0) {
 			snprintf(err, errlen, "cannot create '%s': %s", path, strerror(errno));
 			return -1;
@@ -92,7 +93,77 @@ public:
 		return 0;
 	}
 
+	// A failed write is not reported to mkvmuxer: libwebm 1.0.0.29 frees
+	// queued frames it still holds when a write fails inside AddFrame
+	// (Segment::WriteFramesLessThan), so destroying the Segment afterwards
+	// frees them twice. The error is kept instead ("sticky"): later writes
+	// are dropped, flush() fails, and the caller stops and repairs.
 	mkvmuxer::int32 Write(const void *data, mkvmuxer::uint32 len) override
+	{
+		int64_t end = vpos_ + len;
+		if (errno_ || put(data, len) < 0)
+			vpos_ = end;
+		return 0;
+	}
+
+	mkvmuxer::int64 Position() const override { return vpos_; }
+
+	mkvmuxer::int32 Position(mkvmuxer::int64 position) override
+	{
+		flush(); // a failure is kept in errno_ (see Write)
+		vpos_ = position;
+		return 0;
+	}
+
+	bool Seekable() const override { return true; }
+
+	// mkvmuxer writes a placeholder Duration of 1 ms that it overwrites when
+	// it finalizes. Left in a crashed file it would tell players the
+	// recording lasts 1 ms, so the placeholder goes to disk as an EBML Void
+	// of the same 7 bytes (ID, size, 32-bit float); finalization then writes
+	// the real Duration over it.
+	void ElementStartNotify(mkvmuxer::uint64 id, mkvmuxer::int64 position) override
+	{
+		if (id == libwebm::kMkvDuration && !duration_voided_)
+			duration_pos_ = position;
+	}
+
+	// Hands the buffered bytes to the kernel. Returns 0, or -1 when this or
+	// an earlier write failed (errno_ says why; nothing more is written).
+	int flush()
+	{
+		if (errno_) {
+			len_ = 0;
+			return -1;
+		}
+		if (len_ == 0)
+			return 0;
+		if (duration_pos_ >= 0 && !duration_voided_) {
+			int64_t real = to_real(duration_pos_);
+			if (real >= buf_start_ && real + 7 <= buf_start_ + static_cast<int64_t>(len_)) {
+				static const uint8_t void7[7] = { 0xec, 0x85, 0, 0, 0, 0, 0 };
+				memcpy(buf_ + (real - buf_start_), void7, sizeof(void7));
+				duration_voided_ = true;
+			}
+		}
+		if (pwrite_all(buf_, len_, buf_start_) < 0)
+			return -1;
+		len_ = 0;
+		return 0;
+	}
+
+	int sync() { return fd_ >= 0 ? fdatasync(fd_) : 0; }
+	uint64_t bytes() const
+	{
+		uint64_t pending = len_ ? static_cast<uint64_t>(buf_start_) + len_ : 0;
+		return pending > file_end_ ? pending : file_end_;
+	}
+	int error() const { return errno_; }
+
+private:
+	// Buffers (or writes) 'len' bytes at the current position. Returns 0,
+	// or -1 when a write to the file failed.
+	int put(const void *data, mkvmuxer::uint32 len)
 	{
 		const uint8_t *p = static_cast<const uint8_t *>(data);
 		if (vpos_ < skip_len_) {
@@ -125,57 +196,6 @@ public:
 		return 0;
 	}
 
-	mkvmuxer::int64 Position() const override { return vpos_; }
-
-	mkvmuxer::int32 Position(mkvmuxer::int64 position) override
-	{
-		if (flush() < 0)
-			return -1;
-		vpos_ = position;
-		return 0;
-	}
-
-	bool Seekable() const override { return true; }
-
-	// mkvmuxer writes a placeholder Duration of 1 ms that it overwrites when
-	// it finalizes. Left in a crashed file it would tell players the
-	// recording lasts 1 ms, so the placeholder goes to disk as an EBML Void
-	// of the same 7 bytes (ID, size, 32-bit float); finalization then writes
-	// the real Duration over it.
-	void ElementStartNotify(mkvmuxer::uint64 id, mkvmuxer::int64 position) override
-	{
-		if (id == libwebm::kMkvDuration && !duration_voided_)
-			duration_pos_ = position;
-	}
-
-	// Hands the buffered bytes to the kernel. Returns 0 or -1 (errno kept).
-	int flush()
-	{
-		if (len_ == 0)
-			return 0;
-		if (duration_pos_ >= 0 && !duration_voided_) {
-			int64_t real = to_real(duration_pos_);
-			if (real >= buf_start_ && real + 7 <= buf_start_ + static_cast<int64_t>(len_)) {
-				static const uint8_t void7[7] = { 0xec, 0x85, 0, 0, 0, 0, 0 };
-				memcpy(buf_ + (real - buf_start_), void7, sizeof(void7));
-				duration_voided_ = true;
-			}
-		}
-		if (pwrite_all(buf_, len_, buf_start_) < 0)
-			return -1;
-		len_ = 0;
-		return 0;
-	}
-
-	int sync() { return fd_ >= 0 ? fdatasync(fd_) : 0; }
-	uint64_t bytes() const
-	{
-		uint64_t pending = len_ ? static_cast<uint64_t>(buf_start_) + len_ : 0;
-		return pending > file_end_ ? pending : file_end_;
-	}
-	int error() const { return errno_; }
-
-private:
 	int64_t to_real(int64_t v) const { return v < skip_len_ ? v : v - skip_len_ + own_header_len_; }
 
 	int pwrite_all(const uint8_t *p, size_t n, int64_t off)
@@ -371,6 +391,11 @@ static const char *mux_webm_last_error(const struct media_mux *m)
 	return m->error;
 }
 
+static int mux_webm_last_errno(const struct media_mux *m)
+{
+	return m->writer.error();
+}
+
 static int mux_webm_set_video_size(struct media_mux *m, int track, int width, int height)
 {
 	if (width <= 0 || height <= 0 || m->wrote_frame)
@@ -393,6 +418,7 @@ extern "C" const struct media_mux_driver media_mux_webm = {
 	mux_webm_abandon,
 	mux_webm_bytes,
 	mux_webm_last_error,
+	mux_webm_last_errno,
 	mux_webm_set_video_size,
 };
 
@@ -520,8 +546,105 @@ extern "C" int media_file_probe(const char *path, struct media_file_info *info, 
 	return 0;
 }
 
+// Finalizes a live-written file where it lies, for when there is no room
+// for a copy (the disk is full): the file is cut after its last complete
+// block (a frame cut by the failed write would make players stop with
+// "ended prematurely"; the open cluster and the segment have unknown size,
+// so nothing else points past the cut), and the Duration goes into the
+// 7-byte Void the writer left in its place. No Cues are added: players
+// seek without them. Returns 0 or -1 with 'err'.
+static int repair_in_place(const char *path, int64_t *duration_ns, char *err, size_t errlen)
+{
+	ParsedFile f;
+	struct stat sb;
+	if (stat(path, &sb) != 0) {
+		snprintf(err, errlen, "cannot stat '%s': %s", path, strerror(errno));
+		return -1;
+	}
+	if (f.open(path, err, errlen) < 0)
+		return -1;
+	long long cut = 0, last_t = 0;
+	uint64_t frames = 0;
+	walk_blocks(f, [&](const mkvparser::Block *b, const mkvparser::Cluster *c) {
+		for (int i = 0; i < b->GetFrameCount(); i++) {
+			const mkvparser::Block::Frame &fr = b->GetFrame(i);
+			if (fr.len <= 0 || fr.pos < 0 || fr.pos + fr.len > sb.st_size)
+				return false;
+		}
+		const mkvparser::Block::Frame &last = b->GetFrame(b->GetFrameCount() - 1);
+		cut = last.pos + last.len;
+		frames += static_cast<uint64_t>(b->GetFrameCount());
+		if (b->GetTime(c) > last_t)
+			last_t = b->GetTime(c);
+		return true;
+	});
+	if (frames == 0) {
+		snprintf(err, errlen, "'%s' holds no complete frame", path);
+		return -1;
+	}
+	// The Void the writer put where Duration goes: the first 7-byte Void
+	// among the Info element's children.
+	const mkvparser::SegmentInfo *si = f.segment->GetInfo();
+	long long pos = si->m_start, stop = si->m_start + si->m_size, void_pos = -1;
+	while (pos < stop && void_pos < 0) {
+		long len;
+		long long id = mkvparser::ReadID(&f.reader, pos, len);
+		if (id < 0)
+			break;
+		long long size_pos = pos + len;
+		long long size = mkvparser::ReadUInt(&f.reader, size_pos, len);
+		if (size < 0)
+			break;
+		if (id == libwebm::kMkvVoid && size == 5 && size_pos + len - pos == 2)
+			void_pos = pos;
+		pos = size_pos + len + size;
+	}
+	double scale = si->GetTimeCodeScale() > 0 ? static_cast<double>(si->GetTimeCodeScale()) : 1e6;
+	int fd = ::open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0) {
+		snprintf(err, errlen, "cannot open '%s' for writing: %s", path, strerror(errno));
+		return -1;
+	}
+	int ret = -1;
+	if (ftruncate(fd, cut) != 0) {
+		snprintf(err, errlen, "cannot cut '%s': %s", path, strerror(errno));
+		goto out;
+	}
+	if (void_pos >= 0) {
+		// Duration (0x4489), size 4, big-endian float in timecode units.
+		float d = static_cast<float>(static_cast<double>(last_t) / scale);
+		uint32_t bits;
+		memcpy(&bits, &d, sizeof(bits));
+		uint8_t el[7] = { 0x44, 0x89, 0x84, static_cast<uint8_t>(bits >> 24), static_cast<uint8_t>(bits >> 16),
+				  static_cast<uint8_t>(bits >> 8), static_cast<uint8_t>(bits) };
+		if (pwrite(fd, el, sizeof(el), void_pos) != static_cast<ssize_t>(sizeof(el))) {
+			snprintf(err, errlen, "cannot write the Duration of '%s': %s", path, strerror(errno));
+			goto out;
+		}
+	}
+	if (fdatasync(fd) != 0) {
+		snprintf(err, errlen, "cannot sync '%s': %s", path, strerror(errno));
+		goto out;
+	}
+	if (duration_ns)
+		*duration_ns = last_t;
+	LOG_INFO(&log_mux, "finalized %s in place: %llu frames, cut at %lld of %lld bytes%s", path,
+		 static_cast<unsigned long long>(frames), cut, static_cast<long long>(sb.st_size),
+		 void_pos < 0 ? " (no Duration slot)" : "");
+	ret = 0;
+out:
+	close(fd);
+	return ret;
+}
+
+static bool errno_is_disk_full(int e)
+{
+	return e == ENOSPC || e == EDQUOT;
+}
+
 // Rewrites every readable frame of 'path' into 'path.repair' through the
-// muxer, finalizes that file and renames it over the original.
+// muxer, finalizes that file and renames it over the original. When the
+// disk has no room for the copy, the file is finalized in place instead.
 extern "C" int media_file_repair(const char *path, int64_t *duration_ns, char *err, size_t errlen)
 {
 	char tmp[4096];
@@ -542,9 +665,26 @@ extern "C" int media_file_repair(const char *path, int64_t *duration_ns, char *e
 	}
 	if (f.open(path, err, errlen) < 0)
 		return -1;
+	{
+		// A copy needs about the file's size again: without it, do not
+		// fill the disk only to give up.
+		struct stat sb;
+		struct statvfs vs;
+		if (stat(path, &sb) == 0 && statvfs(path, &vs) == 0 &&
+		    static_cast<unsigned long long>(vs.f_bavail) * vs.f_frsize <
+			    static_cast<unsigned long long>(sb.st_size) + 64 * 1024) {
+			LOG_WARN(&log_mux, "no room to repair %s through a copy; finalizing it in place", path);
+			return repair_in_place(path, duration_ns, err, errlen);
+		}
+	}
 	out = mux_webm_open(tmp, strcmp(f.doc_type, "webm") == 0 ? "webm" : "matroska", err, errlen);
-	if (!out)
+	if (!out) {
+		if (errno_is_disk_full(errno)) {
+			unlink(tmp);
+			return repair_in_place(path, duration_ns, err, errlen);
+		}
 		return -1;
+	}
 	tracks = f.segment->GetTracks();
 	for (unsigned long i = 0; i < tracks->GetTracksCount(); i++) {
 		const mkvparser::Track *t = tracks->GetTrackByIndex(i);
@@ -642,10 +782,17 @@ extern "C" int media_file_repair(const char *path, int64_t *duration_ns, char *e
 	LOG_INFO(&log_mux, "repaired %s: %llu frames", path, static_cast<unsigned long long>(written));
 	ret = 0;
 fail:
-	if (out)
-		mux_webm_abandon(out);
-	if (ret < 0)
-		unlink(tmp);
-	free(frame);
+	{
+		bool full = out ? errno_is_disk_full(out->writer.error()) : errno_is_disk_full(errno);
+		if (out)
+			mux_webm_abandon(out);
+		if (ret < 0)
+			unlink(tmp);
+		free(frame);
+		if (ret < 0 && full) {
+			LOG_WARN(&log_mux, "no room to repair %s through a copy (%s); finalizing it in place", path, err);
+			ret = repair_in_place(path, duration_ns, err, errlen);
+		}
+	}
 	return ret;
 }

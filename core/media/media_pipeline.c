@@ -721,6 +721,12 @@ static void pipe_mux_write(struct media_pipeline *p, struct pipe_item *item, str
 	}
 	if (media_mux_webm.write(p->mux, p->mux_track[role], item->data->data, item->data->size,
 				 item->pts_ns, item->keyframe) < 0) {
+		int e = media_mux_webm.last_errno(p->mux);
+		if (e == ENOSPC || e == EDQUOT) {
+			pthread_mutex_lock(&p->lock);
+			p->stats.disk_full = true;
+			pthread_mutex_unlock(&p->lock);
+		}
 		pipe_fault(p, "muxer: %s", media_mux_webm.last_error(p->mux));
 		ms->failed = true;
 		return;

@@ -404,6 +404,31 @@ static void session_apply_degradation(struct recorder_session *s, unsigned seen)
 	cJSON_Delete(extra);
 }
 
+/* A fault that is the disk filling up is not a broken recording: what was
+ * written is good. Like the low-water stop, the recording stops and goes
+ * to processing (which finalizes the file, in place when there is no room
+ * for a copy); metadata.stop_reason = "disk_full" and the stop event's
+ * reason say why. Returns true when it handled the fault. */
+static bool recorder_session_disk_full(struct recorder_session *s, const char *detail)
+{
+	struct media_stats st = { 0 };
+	if (!s->pipeline || (s->status != RECORDER_RECORDING && s->status != RECORDER_PAUSED))
+		return false;
+	media_pipeline_stats(s->pipeline, &st);
+	if (!st.disk_full)
+		return false;
+	char err[256];
+	cJSON *m = recorder_rec_metadata(s->rec);
+	recorder_json_set(m, "stop_reason", cJSON_CreateString("disk_full"));
+	recorder_json_set(m, "stop_detail", cJSON_CreateString(detail));
+	LOG_WARN(&log_rec, "%s: the disk is full (%s); stopping and finalizing what was written", s->id, detail);
+	if (recorder_session_stop(s, RECORDER_OP_STOP, "disk_full", err, sizeof(err)) < 0) {
+		LOG_ERROR(&log_rec, "%s: stop at disk full: %s", s->id, err);
+		return false;
+	}
+	return true;
+}
+
 void recorder_session_apply_events(struct recorder_session *s)
 {
 	if (s->ended)
@@ -427,6 +452,8 @@ void recorder_session_apply_events(struct recorder_session *s)
 		}
 	}
 	recorder_rtp_apply(s);
+	if (fault && recorder_session_disk_full(s, detail))
+		return;
 	if (fault) {
 		recorder_session_fail(s, detail);
 		return;
@@ -584,6 +611,30 @@ void recorder_set_authorizer(struct recorder *r, recorder_authorize_fn fn, void 
 
 /* ---- requests ------------------------------------------------------------ */
 
+/* The cap on records one user may have stored (recorder.max_stored_per_user):
+ * adds 'id' to the user's index, or replies 429 when the user is at the
+ * cap. An unreachable store does not refuse here: admission, next, answers
+ * 503 then. Returns true when the start may go on. */
+static bool recorder_stored_cap_allows(struct recorder *r, const char *user_id, const char *id,
+				       struct recorder_reply *out)
+{
+	long long n = 0;
+	if (r->max_stored_per_user <= 0)
+		return true;
+	int rc = state_user_record_add(r->st, user_id, id, r->max_stored_per_user, &n);
+	if (rc != STATE_REFUSED)
+		return true;
+	pthread_mutex_lock(&r->lock);
+	r->m.refused_total++;
+	pthread_mutex_unlock(&r->lock);
+	reply_error(out, 429, "too_many_records",
+		    "user '%s' has %lld stored recordings (limit %d): delete finished ones (DELETE on a "
+		    "completed or failed recording) or wait until they expire",
+		    user_id, n, r->max_stored_per_user);
+	return false;
+}
+
+
 void recorder_start(struct recorder *r, const struct recorder_caller *caller,
 		    const char *room_id, const char *format, const char *quality,
 		    struct recorder_reply *out)
@@ -597,7 +648,7 @@ void recorder_start(struct recorder *r, const struct recorder_caller *caller,
 	out->status = 500;
 	out->body = NULL;
 	if (!recorder_room_id_valid(room_id)) {
-		reply_error(out, 400, "invalid_room_id", "room ids are 1 to 128 characters of A-Z a-z 0-9 . _ -");
+		reply_error(out, 400, "invalid_room_id", "room ids are 1 to 128 characters of A-Z a-z 0-9 . _ -, not . or ..");
 		return;
 	}
 	if (!format || !format[0])
@@ -660,6 +711,8 @@ void recorder_start(struct recorder *r, const struct recorder_caller *caller,
 	}
 
 	util_uuid_v4(id);
+	if (!recorder_stored_cap_allows(r, caller->user_id, id, out))
+		return;
 	int rc = state_admit(r->st, id, caller->user_id, r->max_concurrent, user_limit,
 			     reason, sizeof(reason));
 	if (rc == STATE_REFUSED) {
@@ -701,7 +754,7 @@ void recorder_start(struct recorder *r, const struct recorder_caller *caller,
 		goto fail;
 	}
 	recorder_policy_note_admission(r, rec, admit_fallback, max_duration_ms);
-	int mrc = util_mkdir_p(dir, 0755);
+	int mrc = util_mkdir_p(dir, UTIL_MEDIA_DIR_MODE);
 	if (mrc < 0) {
 		reply_error(out, 500, "storage_unavailable", "cannot create %s: %s", dir, strerror(-mrc));
 		goto fail;
@@ -854,7 +907,7 @@ static bool request_find(struct recorder *r, const struct recorder_caller *calle
 	out->status = 500;
 	out->body = NULL;
 	if (!recorder_room_id_valid(room_id)) {
-		reply_error(out, 400, "invalid_room_id", "room ids are 1 to 128 characters of A-Z a-z 0-9 . _ -");
+		reply_error(out, 400, "invalid_room_id", "room ids are 1 to 128 characters of A-Z a-z 0-9 . _ -, not . or ..");
 		return false;
 	}
 	if (!recorder_recording_id_valid(id)) {
@@ -1075,7 +1128,7 @@ void recorder_list_room(struct recorder *r, const struct recorder_caller *caller
 	out->status = 500;
 	out->body = NULL;
 	if (!recorder_room_id_valid(room_id)) {
-		reply_error(out, 400, "invalid_room_id", "room ids are 1 to 128 characters of A-Z a-z 0-9 . _ -");
+		reply_error(out, 400, "invalid_room_id", "room ids are 1 to 128 characters of A-Z a-z 0-9 . _ -, not . or ..");
 		return;
 	}
 	struct recorder_verdict v;
@@ -1343,6 +1396,12 @@ struct recorder *recorder_new(struct config *cfg, struct state *st, struct polic
 		goto fail;
 	}
 	r->max_per_user = (int)lim;
+	lim = config_get_int(cfg, "recorder.max_stored_per_user");
+	if (lim < 0 || lim > 100000000) {
+		snprintf(err, errlen, "recorder.max_stored_per_user must be 0 (no cap) or positive");
+		goto fail;
+	}
+	r->max_stored_per_user = (int)lim;
 	r->transcoding = config_get_bool(cfg, "enable_transcoding");
 	r->keep_local = config_get_bool(cfg, "recorder.keep_local");
 	r->disk_reserve = config_get_int(cfg, "recorder.disk_reserve");
@@ -1365,7 +1424,7 @@ struct recorder *recorder_new(struct config *cfg, struct state *st, struct polic
 	lim = config_get_int(cfg, "recorder.workers");
 	r->n_workers = lim < 1 ? 1 : lim > 16 ? 16 : (int)lim;
 
-	int rc = util_mkdir_p(r->storage_path, 0755);
+	int rc = util_mkdir_p(r->storage_path, UTIL_MEDIA_DIR_MODE);
 	if (rc < 0 || access(r->storage_path, W_OK) != 0) {
 		snprintf(err, errlen, "local_storage_path %s is not a writable directory: %s", r->storage_path,
 			 strerror(rc < 0 ? -rc : errno));

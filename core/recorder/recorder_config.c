@@ -42,6 +42,8 @@ static const struct config_option recorder_options[] = {
 	  "keep the local file after its S3 copy is verified (lifecycle.lua may decide instead)" },
 	{ "recorder.first_frame_timeout", CONFIG_DURATION, "60s",
 	  "a recording whose source sends nothing this long fails and frees its slot (0: wait forever)" },
+	{ "recorder.max_stored_per_user", CONFIG_INT, "10000",
+	  "records (of any status, until they expire or are deleted) one user may have; a start beyond gets 429 (0: no cap)" },
 	{ "recorder.disk_reserve", CONFIG_SIZE, "512M",
 	  "free space a start must leave beyond what the recording may need (else 507)" },
 	{ "recorder.disk_low_water", CONFIG_SIZE, "256M",

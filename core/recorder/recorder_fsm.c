@@ -248,7 +248,9 @@ bool recorder_room_id_valid(const char *room_id)
 		if (!ok || n >= 128)
 			return false;
 	}
-	return n >= 1;
+	/* "." and ".." are path components, not names: a room's files and
+	 * URLs would resolve elsewhere. */
+	return n >= 1 && strcmp(room_id, ".") != 0 && strcmp(room_id, "..") != 0;
 }
 
 bool recorder_recording_id_valid(const char *id)

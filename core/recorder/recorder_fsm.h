@@ -75,7 +75,7 @@ const char *recorder_op_name(enum recorder_op op);
  * recording ("recording_started", ...), or NULL when it broadcasts nothing. */
 const char *recorder_op_event(enum recorder_op op);
 
-/* Room ids: 1..128 characters of [A-Za-z0-9._-]. */
+/* Room ids: 1..128 characters of [A-Za-z0-9._-], not "." or "..". */
 bool recorder_room_id_valid(const char *room_id);
 /* Recording ids: a canonical uuid. */
 bool recorder_recording_id_valid(const char *id);

@@ -85,6 +85,7 @@ struct recorder {
 	int64_t max_duration_ms;
 	int max_concurrent;
 	int max_per_user;
+	int max_stored_per_user;       /* records one user may have stored; 0: no cap */
 	bool transcoding;
 	bool keep_local;               /* keep the local copy after a verified upload */
 	long long disk_reserve;        /* bytes start admission leaves free */

@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "common_log.h"
@@ -123,12 +124,24 @@ static int step_remux(struct worker_ctx *c, char *err, size_t errlen)
 	return storage_step_remux(&c->sj, err, errlen) < 0 ? -1 : 0;
 }
 
+/* thumbnail: a JPEG beside the file. On a full disk (less than
+ * RECORDER_THUMB_MIN_FREE left where it goes) there is no room for it, and
+ * the recording is not failed for that: metadata.thumbnail_error says why
+ * there is none. */
+#define RECORDER_THUMB_MIN_FREE (1024 * 1024)
+
 static int step_thumbnail(struct worker_ctx *c, char *err, size_t errlen)
 {
 	int w = 0, h = 0;
-	if (storage_step_thumbnail(&c->sj, &w, &h, err, errlen) < 0)
-		return -1;
 	cJSON *m = recorder_rec_metadata(c->rec);
+	if (storage_step_thumbnail(&c->sj, &w, &h, err, errlen) < 0) {
+		struct statvfs vs;
+		if (statvfs(c->dir, &vs) != 0 || (unsigned long long)vs.f_bavail * vs.f_frsize >= RECORDER_THUMB_MIN_FREE)
+			return -1;
+		LOG_WARN(&log_wrk, "%s: no thumbnail, the disk is full: %s", c->job->id, err);
+		recorder_json_set(m, "thumbnail_error", cJSON_CreateString(err));
+		return 0;
+	}
 	const char *slash = strrchr(c->thumb_path, '/');
 	recorder_json_set(m, "thumbnail", cJSON_CreateString(slash ? slash + 1 : c->thumb_path));
 	recorder_json_set(m, "thumbnail_width", cJSON_CreateNumber(w));

@@ -182,6 +182,14 @@ struct state_user_usage {
 };
 int state_user_usage(struct state *st, const char *user_id, int64_t now_wall_ns, struct state_user_usage *out);
 
+/* Adds a new record 'id' to its user's index of stored records
+ * (webrtc:recording:records:user:{user}, a sorted set by creation time)
+ * unless the user already has 'cap' stored records; ids whose state has
+ * expired or was deleted do not count. Sets '*count' to the records the
+ * user has (with 'id' when added). Returns STATE_OK, STATE_REFUSED at the
+ * cap, or a negative error. */
+int state_user_record_add(struct state *st, const char *user_id, const char *id, int cap, long long *count);
+
 /* Removes 'id' from the active set and the live bookkeeping. Deferred like
  * state_put when Redis is unreachable. */
 int state_release(struct state *st, const char *id);

@@ -4,7 +4,9 @@
  * clean stop. The child dies with us (PR_SET_PDEATHSIG) and sits in its own
  * process group, so a Ctrl-C in a terminal reaches edgerec only and edgerec
  * decides when its store goes down. */
+#include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -43,6 +45,33 @@ struct state_embedded {
 
 /* Writes the generated redis.conf. Paths are quoted; a path that cannot be
  * quoted safely is refused. */
+/* Files an older edgerec left world-readable (redis-server then ran with
+ * edgerec's umask): the AOF directory and its files, the log and the RDB
+ * become the owner's only. New ones are made so (umask in the child). */
+static void state_emb_tighten(struct state_embedded *e)
+{
+	char path[PATH_MAX + 32];
+	static const char *const names[] = { "appendonlydir", "redis.log", "dump.rdb", "appendonly.aof" };
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		struct stat sb;
+		snprintf(path, sizeof path, "%s/%s", e->dir, names[i]);
+		if (lstat(path, &sb) != 0)
+			continue;
+		chmod(path, S_ISDIR(sb.st_mode) ? 0700 : 0600);
+		if (!S_ISDIR(sb.st_mode))
+			continue;
+		DIR *d = opendir(path);
+		for (struct dirent *de; d && (de = readdir(d));) {
+			char file[PATH_MAX + 320];
+			snprintf(file, sizeof file, "%s/%s", path, de->d_name);
+			if (de->d_type == DT_REG)
+				chmod(file, 0600);
+		}
+		if (d)
+			closedir(d);
+	}
+}
+
 static int state_emb_write_conf(struct state_embedded *e, char *err, size_t errlen)
 {
 	const char *paths[] = { e->dir, e->sock, e->log };
@@ -108,6 +137,9 @@ static pid_t state_emb_spawn(struct state_embedded *e)
 				close(null);
 		}
 		close_range(3, ~0U, 0);
+		/* The AOF, RDB and log hold every recording's state: for
+		 * edgerec's user only. */
+		umask(0077);
 		execvp(argv[0], argv);
 		_exit(127);
 	}
@@ -237,6 +269,7 @@ struct state_embedded *state_embedded_start(const char *state_dir, struct state_
 	}
 	if (state_emb_write_conf(e, err, errlen) != 0)
 		goto fail;
+	state_emb_tighten(e);
 	if (pipe2(e->wake, O_CLOEXEC) != 0) {
 		snprintf(err, errlen, "pipe: %s", strerror(errno));
 		goto fail;

@@ -78,7 +78,7 @@ struct state {
 	int64_t down_until_ns;  /* under pool_lock: fail fast until then */
 	atomic_bool up;
 
-	char sha_put[41], sha_admit[41], sha_release[41], sha_usage[41];
+	char sha_put[41], sha_admit[41], sha_release[41], sha_usage[41], sha_records[41];
 
 	pthread_mutex_t write_lock;   /* serializes every write to Redis */
 	pthread_mutex_t pending_lock; /* guards the list below */

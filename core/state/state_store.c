@@ -151,6 +151,31 @@ static const char state_lua_admit[] =
 	"redis.call('SADD', KEYS[4], ARGV[1])\n"
 	"return {0, n + 1}\n";
 
+/* KEYS: records:user:{user}   ARGV: id cap index_ttl now_s grace_s
+ * The per-user index of stored records: a sorted set of ids by creation
+ * time. Returns {0, n} when 'id' is (now) in it, n its size, or {1, n}
+ * when the user has 'cap' records already. Records expire (state TTL) or
+ * are deleted without leaving the index, so at the cap the ids whose state
+ * is gone are dropped first: the precise count costs O(cap) EXISTS, only
+ * for a user at the cap. An id added in the last STATE_RECORDS_GRACE_S
+ * stays even without a state: its start may not have written it yet (a
+ * start refused later, by admission, counts for that long). */
+#define STATE_RECORDS_GRACE_S 120
+static const char state_lua_records[] =
+	"if redis.call('ZSCORE', KEYS[1], ARGV[1]) then return {0, redis.call('ZCARD', KEYS[1])} end\n"
+	"local cap = tonumber(ARGV[2])\n"
+	"local n = redis.call('ZCARD', KEYS[1])\n"
+	"if n >= cap then\n"
+	"  for _, m in ipairs(redis.call('ZRANGE', KEYS[1], '-inf', tonumber(ARGV[4]) - tonumber(ARGV[5]), 'BYSCORE')) do\n"
+	"    if redis.call('EXISTS', 'webrtc:recording:state:' .. m) == 0 then redis.call('ZREM', KEYS[1], m) end\n"
+	"  end\n"
+	"  n = redis.call('ZCARD', KEYS[1])\n"
+	"  if n >= cap then return {1, n} end\n"
+	"end\n"
+	"redis.call('ZADD', KEYS[1], ARGV[4], ARGV[1])\n"
+	"redis.call('EXPIRE', KEYS[1], ARGV[3])\n"
+	"return {0, n + 1}\n";
+
 /* ARGV: id */
 static const char state_lua_release[] =
 	STATE_LUA_RELEASE
@@ -593,6 +618,7 @@ static int state_op_load_scripts(struct state *st, redisContext *c, void *arg)
 		{ state_lua_admit, st->sha_admit },
 		{ state_lua_release, st->sha_release },
 		{ state_lua_usage, st->sha_usage },
+		{ state_lua_records, st->sha_records },
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(scripts); i++) {
 		redisReply *r = redisCommand(c, "SCRIPT LOAD %s", scripts[i].text);
@@ -767,6 +793,54 @@ int state_publish(struct state *st, const char *room_id, const char *event_json)
 	if (!st || !room_id || !room_id[0] || !event_json)
 		return STATE_ERR_INVALID;
 	return state_write(st, state_pending_new(STATE_PENDING_PUBLISH, room_id, event_json, NULL, NULL, false));
+}
+
+/* ---- The per-user index of stored records ---- */
+
+struct state_records_args {
+	const char *user_id, *id;
+	int cap;
+	long long count;
+};
+
+static int state_op_records(struct state *st, redisContext *c, void *arg)
+{
+	struct state_records_args *a = arg;
+	char key[512], cap[16], ttl[16], now[24], grace[16];
+	snprintf(key, sizeof key, STATE_KEY_PREFIX "records:user:%s", a->user_id);
+	snprintf(cap, sizeof cap, "%d", a->cap);
+	snprintf(ttl, sizeof ttl, "%d", STATE_TTL_RECORD_S);
+	snprintf(now, sizeof now, "%lld", (long long)(time_wall_ns() / TIME_NS_PER_SEC));
+	snprintf(grace, sizeof grace, "%d", STATE_RECORDS_GRACE_S);
+	const char *args[] = { "1", key, a->id, cap, ttl, now, grace };
+	redisReply *r = state_script(c, st->sha_records, state_lua_records, (int)ARRAY_SIZE(args), args);
+	if (!r)
+		return STATE_ERR_REDIS;
+	int rc = STATE_ERR_REDIS;
+	if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 && r->element[0]->type == REDIS_REPLY_INTEGER &&
+	    r->element[1]->type == REDIS_REPLY_INTEGER) {
+		rc = r->element[0]->integer == 0 ? STATE_OK : STATE_REFUSED;
+		a->count = r->element[1]->integer;
+	} else if (r->type == REDIS_REPLY_ERROR) {
+		LOG_ERROR(&log_state, "records script: %s", r->str);
+	}
+	freeReplyObject(r);
+	return rc;
+}
+
+int state_user_record_add(struct state *st, const char *user_id, const char *id, int cap, long long *count)
+{
+	if (count)
+		*count = 0;
+	if (!st || !user_id || !user_id[0] || !id || !id[0] || cap <= 0)
+		return STATE_ERR_INVALID;
+	struct state_records_args a = { user_id, id, cap, 0 };
+	int rc = state_run(st, state_op_records, &a);
+	if (count)
+		*count = a.count;
+	if (rc == STATE_ERR_CONN)
+		rc = STATE_ERR_REDIS;
+	return rc;
 }
 
 /* ---- Admission ---- */

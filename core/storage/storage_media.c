@@ -180,6 +180,7 @@ int storage_step_remux(const struct storage_job *job, char *err, size_t errlen)
 		goto fail;
 	}
 	avio_closep(&out->pb);
+	chmod(tmp, UTIL_MEDIA_FILE_MODE); /* libavformat creates it 0666 & ~umask */
 	if (rename(tmp, job->mp4_path) < 0) {
 		snprintf(err, errlen, "cannot rename %s: %s", tmp, strerror(errno));
 		rc = STORAGE_ERR_IO;
@@ -363,6 +364,8 @@ static int media_write_jpeg(const struct media_picture *p, int ow, int oh, const
 		goto fail;
 	}
 	f = fopen(tmp, "wb");
+	if (f)
+		fchmod(fileno(f), UTIL_MEDIA_FILE_MODE);
 	if (!f || fwrite(jpg, 1, len, f) != len) {
 		snprintf(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
 		goto fail;

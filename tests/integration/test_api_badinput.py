@@ -46,7 +46,8 @@ def expect(r, status, code=None):
 
 def test_malformed_ids(c):
     rid = str(uuid.uuid4())
-    for room in ("bad$room", "a" * 129, "a" * 5000, "room%20x", "r%2Fx", "%00", "caf%C3%A9"):
+    for room in ("bad$room", "a" * 129, "a" * 5000, "room%20x", "r%2Fx", "%00", "caf%C3%A9",
+                 ".", "..", "%2E", "%2e%2E", ".%2E"):
         expect(c.node.request("GET", "/api/webrtc/rooms/%s/recordings" % room), 400, "invalid_room_id")
         expect(c.node.request("POST", "/api/webrtc/rooms/%s/recording/start" % room), 400, "invalid_room_id")
         expect(c.node.request("GET", "/api/webrtc/rooms/%s/recording/%s/status" % (room, rid)), 400,
@@ -105,6 +106,11 @@ def jwt_defects():
         ("not yet valid", "Bearer " + mint_token(TEST_SECRET, "alice", claims={"nbf": now + 3600}),
          "token_not_yet_valid"),
         ("no sub", "Bearer " + mint_token(TEST_SECRET, "alice", drop=("sub",)), "invalid_claims"),
+        # Without exp a token lives http.jwt_max_lifetime (24 h) from its iat.
+        ("no exp, no iat", "Bearer " + mint_token(TEST_SECRET, "alice", ttl=None, drop=("iat",)),
+         "invalid_claims"),
+        ("no exp, iat 25 h ago", "Bearer " + mint_token(TEST_SECRET, "alice", ttl=None, now=now - 25 * 3600),
+         "token_expired"),
         ("numeric sub", "Bearer " + mint_token(TEST_SECRET, "alice", claims={"sub": 42}), "invalid_claims"),
         ("exp string", "Bearer " + mint_token(TEST_SECRET, "alice", claims={"exp": "tomorrow"}),
          "invalid_claims"),
@@ -128,6 +134,10 @@ def test_jwt_defects(c):
             assert r.headers.get("www-authenticate", "").startswith("Bearer"), (name, r.headers)
     # Within the leeway an expired token still passes; a valid one always.
     r = c.node.request("GET", "/api/webrtc/recordings", token=mint_token(TEST_SECRET, "alice", ttl=-5))
+    assert r.status == 200, r
+    # A token without exp issued within the maximum lifetime passes.
+    r = c.node.request("GET", "/api/webrtc/recordings",
+                       token=mint_token(TEST_SECRET, "alice", ttl=None, now=int(time.time()) - 23 * 3600))
     assert r.status == 200, r
     r = c.node.request("GET", "/api/webrtc/recordings",
                        headers={"Authorization": "bearer " + mint_token(TEST_SECRET, "alice")}, token=None)
@@ -240,7 +250,12 @@ def test_tls_below_1_2_refused(c):
             assert t.version() == "TLSv1.2"
 
 
-def es256_token(private_key, sub, ttl=3600):
+P256_N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+
+
+def es256_token(private_key, sub, ttl=3600, high_s=False):
+    """An ES256 token signed with python3-cryptography; S is normalized to
+    the low one of (r, s) and (r, n - s), or to the high one with high_s."""
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
@@ -249,6 +264,8 @@ def es256_token(private_key, sub, ttl=3600):
         b64url(json.dumps({"sub": sub, "iat": now, "exp": now + ttl}))
     der = private_key.sign(signing_input.encode(), ec.ECDSA(hashes.SHA256()))
     r, s = decode_dss_signature(der)
+    if (s > P256_N // 2) != high_s:
+        s = P256_N - s
     return signing_input + "." + b64url(r.to_bytes(32, "big") + s.to_bytes(32, "big"))
 
 
@@ -280,6 +297,9 @@ def test_es256_public_key(c):
                "invalid_signature")
         expect(n.request("GET", "/api/webrtc/recordings", token=es256_token(key, "eve", ttl=-3600)), 401,
                "token_expired")
+        # The high-S twin of a good signature is refused.
+        expect(n.request("GET", "/api/webrtc/recordings", token=es256_token(key, "eve", high_s=True)), 401,
+               "invalid_signature")
     finally:
         assert n.stop() == 0
 

@@ -116,6 +116,47 @@ static void test_sign_verify_roundtrip(void)
 	crypto_jwt_keys_free(keys);
 }
 
+/* Signs {"sub": "alice"} plus iat (when iat_ago >= 0, seconds before now)
+ * and exp (when exp_in != 0, seconds after now); verifies it with 'keys'. */
+static int verify_lifetime(struct crypto_jwt_keys *keys, long long iat_ago, long long exp_in)
+{
+	char err[256];
+	cJSON *c = cJSON_CreateObject();
+	cJSON_AddStringToObject(c, "sub", "alice");
+	if (iat_ago >= 0)
+		cJSON_AddNumberToObject(c, "iat", (double)(now - iat_ago));
+	if (exp_in)
+		cJSON_AddNumberToObject(c, "exp", (double)(now + exp_in));
+	char *tok = crypto_jwt_sign_hs256(SECRET, c);
+	int r = crypto_jwt_verify(keys, tok, now, 30, NULL, err, sizeof(err));
+	free(tok);
+	cJSON_Delete(c);
+	return r;
+}
+
+/* Tokens without exp: accepted forever without a maximum lifetime; with
+ * one, they need an iat within it (plus leeway). Tokens with exp are
+ * judged by exp alone. */
+static void test_max_lifetime(void)
+{
+	char err[256];
+	struct crypto_jwt_keys *keys = crypto_jwt_keys_new(SECRET, NULL, err, sizeof(err));
+	CHECK_INT(verify_lifetime(keys, -1, 0), 0);
+	CHECK_INT(verify_lifetime(keys, 10 * 365 * 86400LL, 0), 0);
+	crypto_jwt_keys_set_max_lifetime(keys, 3600);
+	CHECK_INT(verify_lifetime(keys, -1, 0), CRYPTO_JWT_ECLAIMS);
+	CHECK_INT(verify_lifetime(keys, 0, 0), 0);
+	CHECK_INT(verify_lifetime(keys, 3600 + 29, 0), 0);
+	CHECK_INT(verify_lifetime(keys, 3600 + 30, 0), CRYPTO_JWT_EEXPIRED);
+	CHECK_INT(verify_lifetime(keys, 10 * 365 * 86400LL, 0), CRYPTO_JWT_EEXPIRED);
+	CHECK_INT(verify_lifetime(keys, 10 * 365 * 86400LL, 60), 0);
+	CHECK_INT(verify_lifetime(keys, -1, 7200), 0);
+	CHECK_INT(verify_lifetime(keys, 0, -60), CRYPTO_JWT_EEXPIRED);
+	crypto_jwt_keys_set_max_lifetime(keys, 0);
+	CHECK_INT(verify_lifetime(keys, -1, 0), 0);
+	crypto_jwt_keys_free(keys);
+}
+
 static void test_defects(void)
 {
 	char err[256], payload[256], payload_exp[256], payload_nbf[256];
@@ -330,7 +371,14 @@ static const char fixture_py[] =
 	"    p = b64(json.dumps({'sub': sub, 'exp': exp}).encode())\n"
 	"    der = subprocess.run(['openssl', 'dgst', '-sha256', '-sign', key], input=(h + '.' + p).encode(),\n"
 	"                         capture_output=True, check=True).stdout\n"
-	"    print(h + '.' + p + '.' + b64(raw_sig(der)))\n"
+	"    rs = raw_sig(der)\n"
+	"    # JOSE signers leave S as it comes; the verifier takes only the low\n"
+	"    # one of (r, s) and (r, n - s): 'low' (default) or 'high' picks one.\n"
+	"    n = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551\n"
+	"    sv = int.from_bytes(rs[32:], 'big')\n"
+	"    want_high = len(sys.argv) > 5 and sys.argv[5] == 'high'\n"
+	"    if (sv > n // 2) != want_high: sv = n - sv\n"
+	"    print(h + '.' + p + '.' + b64(rs[:32] + sv.to_bytes(32, 'big')))\n"
 	"elif cmd == 'es256-verify':\n"
 	"    pub, tok, sigfile = sys.argv[2], sys.argv[3], sys.argv[4]\n"
 	"    h, p, s = tok.split('.')\n"
@@ -464,6 +512,18 @@ static void test_es256(const char *py)
 	}
 	CHECK_INT(ok, 6);
 
+	/* The high-S twin of a valid signature is refused: a token has one
+	 * signature only. */
+	for (int i = 0; i < 3; i++) {
+		snprintf(cmd, sizeof(cmd), "/usr/bin/python3 '%s' es256-sign '%s' dave %lld high", py, keyp,
+			 (long long)now + 300);
+		char *tok = run(cmd);
+		CHECK(tok != NULL);
+		if (tok)
+			CHECK_INT(crypto_jwt_verify(keys, tok, now, 30, NULL, err, sizeof(err)), CRYPTO_JWT_ESIGNATURE);
+		free(tok);
+	}
+
 	/* A verified token is remembered, but its exp is still checked and a
 	 * token differing in one signature byte is still refused. */
 	snprintf(cmd, sizeof(cmd), "/usr/bin/python3 '%s' es256-sign '%s' dave %lld", py, keyp, (long long)now + 300);
@@ -490,6 +550,12 @@ static void test_es256(const char *py)
 		if (!tok)
 			continue;
 		CHECK_INT(crypto_jwt_verify(keys, tok, now, 30, NULL, err, sizeof(err)), 0);
+		/* Its S is the low one: the top byte of S is at most 0x7f (n/2
+		 * of P-256 is 0x7fffffff80...). */
+		size_t slen = 0;
+		uint8_t *sig = crypto_base64url_decode(strrchr(tok, '.') + 1, strlen(strrchr(tok, '.') + 1), &slen);
+		CHECK(sig && slen == 64 && sig[32] <= 0x7f);
+		free(sig);
 		char sigp[512];
 		snprintf(sigp, sizeof(sigp), "%s/sig.der", tmpdir);
 		snprintf(cmd, sizeof(cmd), "/usr/bin/python3 '%s' es256-verify '%s' '%s' '%s'", py, pubp, tok, sigp);
@@ -617,6 +683,7 @@ int main(void)
 	test_rfc7515_a1();
 	test_sign_verify_roundtrip();
 	test_defects();
+	test_max_lifetime();
 	test_independent_hs256(py);
 	test_es256(py);
 	test_es256_threads();

@@ -143,6 +143,10 @@ static void test_validators(void)
 	CHECK(!recorder_room_id_valid("room/1"));
 	CHECK(!recorder_room_id_valid("r\xc3\xa9union"));
 	CHECK(!recorder_room_id_valid("a:b"));
+	CHECK(!recorder_room_id_valid("."));
+	CHECK(!recorder_room_id_valid(".."));
+	CHECK(recorder_room_id_valid("..."));
+	CHECK(recorder_room_id_valid(".a"));
 
 	CHECK(recorder_recording_id_valid("3f2c1d4e-5a6b-4c7d-8e9f-0a1b2c3d4e5f"));
 	CHECK(!recorder_recording_id_valid("3f2c1d4e-5a6b-4c7d-8e9f-0a1b2c3d4e5"));
