@@ -46,11 +46,23 @@ long long media_encode_cost(const struct media_preset *preset, const char *sourc
 /* Sets the node's encode budget in pixels per second (0: the default
  * measured for this machine, see media_preset.c). */
 void media_encode_set_budget(long long pixels_per_s);
-/* Reserves 'rate' pixels/s of the budget for a recording about to start.
- * Returns 0 (nothing to do for rate <= 0), or -1 with why in 'err' when it
- * does not fit next to the recordings already encoding. Each successful
- * reserve is undone by one media_encode_release with the same rate. */
-int media_encode_reserve(long long rate, char *err, size_t errlen);
+/* What a recording whose dense cost (media_encode_cost, the encoder at its
+ * dense speed) is 'dense_cost' costs at the quality speed: its pixels at
+ * MEDIA_QUALITY_COST_PCT, the rest as is; 0 for 0. */
+long long media_encode_quality_cost(long long dense_cost);
+/* What a start got from the ledger: the pixels/s reserved (0: nothing to
+ * encode) and whether the encoder must run at its dense speed. */
+struct media_encode_grant {
+	long long rate;
+	bool dense;
+};
+/* Reserves the budget for a recording about to start whose dense cost is
+ * 'dense_cost': at the quality cost when that fits next to the recordings
+ * already encoding, else at the dense cost (grant->dense). Returns 0
+ * (nothing reserved for dense_cost <= 0), or -1 with why in 'err' when not
+ * even the dense cost fits. Each successful reserve is undone by one
+ * media_encode_release of grant->rate. */
+int media_encode_reserve(long long dense_cost, struct media_encode_grant *grant, char *err, size_t errlen);
 void media_encode_release(long long rate);
 
 struct media_encode_load {
@@ -94,11 +106,12 @@ enum media_degrade_level {
 /* "none" "speed" "fps_half" "resolution". */
 const char *media_degrade_name(enum media_degrade_level l);
 
-/* One move on the ladder: 'level' is where it went (down: the step taken;
- * up: the step undone is level + 1). */
+/* One move on the ladder: 'level' is where it went, 'step' the step taken
+ * (down) or undone (up). */
 struct media_degrade_step {
 	int64_t wall_ns;
 	int level;
+	int step;
 	bool down;
 	char detail[96];
 };
@@ -110,6 +123,10 @@ struct media_pipeline_config {
 	const struct media_preset *preset;
 	const char *format;        /* webm|mkv|mp4 (mp4 => VP9+Opus in Matroska) */
 	const char *output_path;
+	/* Raw video is encoded at the dense speed (cheaper, lower quality; the
+	 * node's encode ledger chose it, media_encode_reserve) instead of the
+	 * quality speed. */
+	bool dense;
 	/* Called from pipeline threads; handlers must be quick and thread-safe.
 	 * 'detail' may be NULL and is only valid during the call. */
 	void (*on_event)(void *opaque, enum media_event ev, const char *detail);
@@ -133,6 +150,7 @@ struct media_stats {
 	/* Degradation (raw video in real time): the level now, the lowest
 	 * frame rate coded, and the moves (the first MEDIA_DEGRADE_LOG_MAX - 1
 	 * and the newest; degrade_moves counts them all). */
+	bool encoder_dense;           /* raw video encoded at the dense speed */
 	int degrade_level;
 	int degrade_max_level;
 	double video_fps, video_min_fps;  /* nominal rate; lowest coded (0: no raw video) */

@@ -20,6 +20,7 @@ struct media_enc_params {
 	int bitrate_bps;
 	int keyframe_interval;     /* video: at most this many frames between keyframes */
 	int threads;               /* video: encoder threads */
+	bool dense;                /* video: the dense speed is the normal one */
 };
 
 /* One encoded packet. 'data' is a new reference owned by the callee of the

@@ -22,6 +22,7 @@ struct vpx_priv {
 	vpx_codec_iface_t *iface;
 	vpx_codec_enc_cfg_t cfg;
 	unsigned threads_full;     /* g_threads asked for; one when short of CPU */
+	bool dense;                /* normal speed is the fastest */
 	vpx_image_t img;
 	int width, height, fps;    /* what frames come at */
 	int64_t frame_ns;
@@ -34,17 +35,29 @@ struct vpx_priv {
 
 /* Speed settings. A negative cpu-used fixes the speed; a positive one lets
  * libvpx pick it from how long frames take, which makes the CPU bill and the
- * quality depend on the machine's load. VP8 runs at the fixed realtime speed
- * 6: on hard content (grain, detail, motion) at the preset bitrates it gives
- * the PSNR/SSIM of libvpx's adaptive default (what `ffmpeg -deadline
- * realtime` uses, speed 4 or more) at about 0.6-0.8x its CPU; speed 16 costs
- * half as much again but loses 0.5-1.5 dB on such content. The degradation
- * ladder switches to the fastest speed when the CPU is short. VP9 takes the
- * fixed realtime speed 8, 9 when short. scripts/bench.d/10-media measures. */
+ * quality depend on the machine's load. VP8's quality speed is the fixed
+ * realtime speed 6: on hard content (grain, detail, motion) at the preset
+ * bitrates it gives the PSNR/SSIM of libvpx's adaptive default (what
+ * `ffmpeg -deadline realtime` uses, speed 4 or more) at about 0.6-0.8x its
+ * CPU. Its dense speed 16 takes about 0.57x the CPU of speed 6 (the node's
+ * ledger counts 1.75x for the quality speed, media_preset.c) but loses
+ * 0.5-1.5 dB on such content. A recording runs at the quality speed unless
+ * the ledger admitted it dense (media_enc_params.dense: the node was too
+ * full for its quality cost); the degradation ladder switches to the dense
+ * speed when the CPU is short. VP9 likewise: 8, and 9 dense or short.
+ * scripts/bench.d/10-media measures. */
 #define VPX_VP8_CPUUSED (-6)
 #define VPX_VP8_CPUUSED_FAST (-16)
 #define VPX_VP9_CPUUSED 8
 #define VPX_VP9_CPUUSED_FAST 9
+
+static int vpx_cpuused(const struct vpx_priv *v, bool fast)
+{
+	fast |= v->dense;
+	if (v->vp9)
+		return fast ? VPX_VP9_CPUUSED_FAST : VPX_VP9_CPUUSED;
+	return fast ? VPX_VP8_CPUUSED_FAST : VPX_VP8_CPUUSED;
+}
 
 /* Opens the libvpx context from v->cfg and sets the controls for v->level. */
 static int vpx_start(struct vpx_priv *v, char *err, size_t errlen)
@@ -57,12 +70,12 @@ static int vpx_start(struct vpx_priv *v, char *err, size_t errlen)
 	}
 	v->ctx_open = true;
 	if (v->vp9) {
-		vpx_codec_control(&v->ctx, VP8E_SET_CPUUSED, v->level.fast ? VPX_VP9_CPUUSED_FAST : VPX_VP9_CPUUSED);
+		vpx_codec_control(&v->ctx, VP8E_SET_CPUUSED, vpx_cpuused(v, v->level.fast));
 		vpx_codec_control(&v->ctx, VP9E_SET_ROW_MT, 1);
 		vpx_codec_control(&v->ctx, VP9E_SET_TILE_COLUMNS, cfg->g_w >= 1280 ? 2 : 1);
 		vpx_codec_control(&v->ctx, VP9E_SET_AQ_MODE, 3);
 	} else {
-		vpx_codec_control(&v->ctx, VP8E_SET_CPUUSED, v->level.fast ? VPX_VP8_CPUUSED_FAST : VPX_VP8_CPUUSED);
+		vpx_codec_control(&v->ctx, VP8E_SET_CPUUSED, vpx_cpuused(v, v->level.fast));
 		vpx_codec_control(&v->ctx, VP8E_SET_TOKEN_PARTITIONS, cfg->g_threads > 1 ? 2 : 0);
 		vpx_codec_control(&v->ctx, VP8E_SET_STATIC_THRESHOLD, 1);
 		vpx_codec_control(&v->ctx, VP8E_SET_NOISE_SENSITIVITY, 0);
@@ -120,6 +133,7 @@ static int vpx_open_common(struct media_enc *e, const struct media_enc_params *p
 	cfg.kf_min_dist = 0;
 	cfg.kf_max_dist = (unsigned)(p->keyframe_interval > 0 ? p->keyframe_interval : 2 * p->fps);
 	v->vp9 = vp9;
+	v->dense = p->dense;
 	v->iface = iface;
 	v->cfg = cfg;
 	v->threads_full = cfg.g_threads;
@@ -131,9 +145,9 @@ static int vpx_open_common(struct media_enc *e, const struct media_enc_params *p
 	v->fps = p->fps;
 	v->frame_ns = TIME_NS_PER_SEC / p->fps;
 	v->last_in_pts_ns = -1;
-	LOG_DEBUG(&log_vpx, "%s %dx%d@%d %d kbps, keyframe every <= %u frames, %u threads",
+	LOG_DEBUG(&log_vpx, "%s %dx%d@%d %d kbps, keyframe every <= %u frames, %u threads, %s speed",
 		  vp9 ? "vp9" : "vp8", p->width, p->height, p->fps, p->bitrate_bps / 1000,
-		  cfg.kf_max_dist, cfg.g_threads);
+		  cfg.kf_max_dist, cfg.g_threads, p->dense ? "dense" : "quality");
 	return 0;
 fail:
 	return -1;
@@ -262,9 +276,7 @@ static int vpx_set_level(struct media_enc *e, const struct media_enc_level *l)
 			return -1;
 	}
 	if (l->fast != v->level.fast) {
-		int speed = v->vp9 ? (l->fast ? VPX_VP9_CPUUSED_FAST : VPX_VP9_CPUUSED)
-				   : (l->fast ? VPX_VP8_CPUUSED_FAST : VPX_VP8_CPUUSED);
-		if (vpx_codec_control(&v->ctx, VP8E_SET_CPUUSED, speed) != VPX_CODEC_OK) {
+		if (vpx_codec_control(&v->ctx, VP8E_SET_CPUUSED, vpx_cpuused(v, l->fast)) != VPX_CODEC_OK) {
 			snprintf(e->err, sizeof(e->err), "libvpx speed: %s", vpx_codec_error(&v->ctx));
 			return -1;
 		}

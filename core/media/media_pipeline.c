@@ -406,8 +406,9 @@ static int pipe_enc_output(void *opaque, struct media_enc_packet *ep)
  * Every window the thread compares the time spent inside the encoder with
  * the wall time (a share near 1 means it cannot keep pace, whether the frames
  * are hard or other processes take the CPU) and looks at the queue. Behind:
- * one step down (fastest speed, then every other frame, then half size),
- * at most one step a window. Back up one step only after a calm spell in
+ * one step down (fastest speed, then every other frame, then half size;
+ * a recording encoded at the dense speed has no faster speed to go to and
+ * starts at every other frame), at most one step a window. Back up one step only after a calm spell in
  * which the level above would still have fitted, with room to spare. While
  * a backlog remains, every other queued frame is left out. */
 #define PIPE_DEGRADE_WINDOW_NS (300 * TIME_NS_PER_MS)
@@ -424,6 +425,7 @@ static const double pipe_degrade_up_cost[MEDIA_DEGRADE_LEVELS] = { 1.0, 2.0, 2.0
 
 struct pipe_degrade {
 	bool on;
+	bool dense;         /* the speed step gains nothing: skipped */
 	int level;
 	int64_t window_start, busy_ns, last_move;
 	int64_t last_up, up_hold_ns;
@@ -440,6 +442,16 @@ const char *media_degrade_name(enum media_degrade_level l)
 	return l >= 0 && l < MEDIA_DEGRADE_LEVELS ? names[l] : "?";
 }
 
+/* The level one step down (dir 1) or up (dir -1) from 'level'; -1 past
+ * either end. */
+static int pipe_degrade_next(const struct pipe_degrade *d, int level, int dir)
+{
+	int to = level + dir;
+	if (d->dense && to == MEDIA_DEGRADE_SPEED)
+		to += dir;
+	return to >= 0 && to < MEDIA_DEGRADE_LEVELS ? to : -1;
+}
+
 /* Moves to 'to' (one step from d->level); says so in the stats, the log and
  * an event. Returns false when the encoder refused the level. */
 static bool pipe_degrade_move(struct media_pipeline *p, struct pipe_degrade *d, int to,
@@ -452,7 +464,7 @@ static bool pipe_degrade_move(struct media_pipeline *p, struct pipe_degrade *d, 
 		.scale_div = to >= MEDIA_DEGRADE_RESOLUTION ? 2 : 1,
 	};
 	bool down = to > d->level;
-	int step = down ? to : d->level;
+	int step = down ? to : d->level; /* taken, or undone */
 	if (enc->driver->set_level(enc, &l) < 0) {
 		LOG_WARN(&log_pipe, "%s: cannot go to degradation level %s: %s", p->output_path,
 			 media_degrade_name(to), enc->err);
@@ -472,6 +484,7 @@ static bool pipe_degrade_move(struct media_pipeline *p, struct pipe_degrade *d, 
 	struct media_degrade_step *m = &st->degrade_log[i];
 	m->wall_ns = time_wall_ns();
 	m->level = to;
+	m->step = step;
 	m->down = down;
 	util_strlcpy(m->detail, detail, sizeof(m->detail));
 	st->degrade_moves++;
@@ -522,8 +535,8 @@ static void pipe_degrade_check(struct media_pipeline *p, struct pipe_degrade *d,
 				   : busy / PIPE_DEGRADE_BUSY_HIGH;
 		d->calm = 0;
 		do {
-			if (d->level + 1 >= MEDIA_DEGRADE_LEVELS ||
-			    !pipe_degrade_move(p, d, d->level + 1, busy, depth))
+			int to = pipe_degrade_next(d, d->level, 1);
+			if (to < 0 || !pipe_degrade_move(p, d, to, busy, depth))
 				break;
 			over /= pipe_degrade_up_cost[d->level];
 		} while (over > 1.0);
@@ -531,7 +544,7 @@ static void pipe_degrade_check(struct media_pipeline *p, struct pipe_degrade *d,
 		double up = busy * pipe_degrade_up_cost[d->level];
 		d->calm = up < PIPE_DEGRADE_BUSY_UP && depth <= 1 ? d->calm + 1 : 0;
 		if (d->calm >= PIPE_DEGRADE_CALM_WINDOWS && now - d->last_move >= d->up_hold_ns)
-			pipe_degrade_move(p, d, d->level - 1, busy, depth);
+			pipe_degrade_move(p, d, pipe_degrade_next(d, d->level, -1), busy, depth);
 	}
 	d->window_start = now;
 	d->busy_ns = 0;
@@ -550,6 +563,7 @@ static void *pipe_enc_main(void *arg)
 	int fps = p->preset->fps;
 	struct pipe_degrade d = {
 		.on = c->role == PIPE_VIDEO && !p->opt.fast && enc->driver->set_level,
+		.dense = p->stats.encoder_dense,
 		.window_start = time_mono_ns(),
 		.backlog = (size_t)(fps / 6 > 2 ? fps / 6 : 2),
 		.shed_depth = (size_t)(fps / 2 > 3 ? fps / 2 : 3),
@@ -877,6 +891,7 @@ struct media_pipeline *media_pipeline_new(const struct media_pipeline_config *cf
 		return NULL;
 	}
 	p->preset = cfg->preset;
+	p->stats.encoder_dense = cfg->dense;
 	p->src_driver = drv;
 	p->on_event = cfg->on_event;
 	p->opaque = cfg->opaque;
@@ -924,6 +939,7 @@ static int pipe_setup_role(struct media_pipeline *p, int role, struct media_mux_
 			ep.keyframe_interval = 2 * ep.fps;
 			/* Threads from the whole node's load (media_preset.c). */
 			ep.threads = media_encode_threads_take((long long)ep.width * ep.height * ep.fps);
+			ep.dense = p->stats.encoder_dense;
 			p->enc_threads = ep.threads;
 			t->width = si->width;
 			t->height = si->height;

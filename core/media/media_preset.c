@@ -32,23 +32,30 @@ const struct media_preset *media_preset_find(const char *quality)
 /* The real-time rule, an explicit budget set from measurements. The bench
  * scripts/bench.d/25-concurrent records N rooms at once through `edgerec
  * serve` and prints the server's CPU per recording: on this 2-core box
- * (shared, load 20-50) a whole recording (test source, VP8 at realtime
+ * (shared, load 20-50) a whole recording (test source, VP8 at the dense
  * speed 16 on one thread, Opus 128k, muxing, state updates) took about
  * 0.105 core at low (854x480@24, 9.8 Mpx/s) and 0.205 core at medium
  * (1280x720@30, 27.6 Mpx/s): about MEDIA_PIXELS_PER_CORE pixels per second
  * per core, plus MEDIA_RECORDING_OVERHEAD (audio, source, muxer: about
- * 0.05 core) counted as pixels. The node may spend MEDIA_BUDGET_PERCENT of
- * its online cores on encoding; the rest stays with the HTTP server, Redis,
- * processing (remux, thumbnail, upload) and whatever else shares the box.
- * On 2 cores that admits 8 medium, 16 low or 4 high recordings at once.
- * A preset whose own rate exceeds the whole budget is refused (ultra:
- * 3840x2160@60 = 498 Mpx/s) instead of recording a file that silently
- * drops most frames; the ledger below refuses a start that does not fit
- * next to the recordings already encoding. recorder.encode_budget
- * overrides the budget (re-measure after changing the encoder's speed). */
+ * 0.05 core) counted as pixels. That is the dense cost. The quality speed
+ * (6, media_enc_vpx.c) encodes the same pixels at MEDIA_QUALITY_COST_PCT
+ * of the dense cost, measured the same way (see core/media/README.md).
+ * The node may spend MEDIA_BUDGET_PERCENT of its online cores on encoding;
+ * the rest stays with the HTTP server, Redis, processing (remux,
+ * thumbnail, upload) and whatever else shares the box. A start takes the
+ * quality speed while its quality cost fits, else the dense speed: on 2
+ * cores 8 medium recordings fit at the dense speed (16 low, 4 high) but 5
+ * at the quality speed, and as starts come one by one the first 5 medium
+ * take the quality speed and leave no room for a sixth. A preset whose own rate
+ * exceeds the whole budget is refused (ultra: 3840x2160@60 = 498 Mpx/s)
+ * instead of recording a file that silently drops most frames; the ledger
+ * below refuses a start that does not fit next to the recordings already
+ * encoding even at the dense speed. recorder.encode_budget overrides the
+ * budget (re-measure after changing the encoder's speeds). */
 #define MEDIA_PIXELS_PER_CORE 180000000LL
 #define MEDIA_RECORDING_OVERHEAD 9000000LL
 #define MEDIA_BUDGET_PERCENT 85
+#define MEDIA_QUALITY_COST_PCT 175
 
 static long media_cores(void)
 {
@@ -101,24 +108,38 @@ long long media_encode_cost(const struct media_preset *preset, const char *sourc
 	return media_preset_pixel_rate(preset) + MEDIA_RECORDING_OVERHEAD;
 }
 
-int media_encode_reserve(long long rate, char *err, size_t errlen)
+long long media_encode_quality_cost(long long dense_cost)
 {
-	if (rate <= 0)
+	if (dense_cost <= 0)
 		return 0;
+	long long pixels = dense_cost > MEDIA_RECORDING_OVERHEAD ? dense_cost - MEDIA_RECORDING_OVERHEAD : 0;
+	return pixels * MEDIA_QUALITY_COST_PCT / 100 + (dense_cost - pixels);
+}
+
+int media_encode_reserve(long long dense_cost, struct media_encode_grant *grant, char *err, size_t errlen)
+{
+	*grant = (struct media_encode_grant){ 0 };
+	if (dense_cost <= 0)
+		return 0;
+	long long quality_cost = media_encode_quality_cost(dense_cost);
 	pthread_mutex_lock(&media_ledger.lock);
 	long long budget = media_budget_locked();
-	bool fits = media_ledger.reserved + rate <= budget;
-	if (fits) {
-		media_ledger.reserved += rate;
+	long long free_rate = budget - media_ledger.reserved;
+	if (quality_cost <= free_rate)
+		grant->rate = quality_cost;
+	else if (dense_cost <= free_rate)
+		*grant = (struct media_encode_grant){ .rate = dense_cost, .dense = true };
+	if (grant->rate > 0) {
+		media_ledger.reserved += grant->rate;
 		media_ledger.recordings++;
 	} else {
 		snprintf(err, errlen,
 			 "this node cannot encode another %lld Mpixel/s in real time: %d recordings already "
-			 "take %lld of its %lld Mpixel/s", rate / 1000000, media_ledger.recordings,
+			 "take %lld of its %lld Mpixel/s", dense_cost / 1000000, media_ledger.recordings,
 			 media_ledger.reserved / 1000000, budget / 1000000);
 	}
 	pthread_mutex_unlock(&media_ledger.lock);
-	return fits ? 0 : -1;
+	return grant->rate > 0 ? 0 : -1;
 }
 
 void media_encode_release(long long rate)

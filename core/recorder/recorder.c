@@ -139,6 +139,8 @@ static void rec_apply_media(cJSON *rec, const struct media_stats *st)
 	double secs = (double)st->active_duration_ns / 1e9;
 	double fps = secs > 0 ? (double)st->video_frames_encoded / secs : 0;
 	cJSON_AddNumberToObject(media, "effective_fps", round(fps * 100) / 100);
+	if (st->video_fps > 0)
+		cJSON_AddStringToObject(media, "encoder_speed", st->encoder_dense ? "dense" : "quality");
 	recorder_json_set(recorder_rec_metadata(rec), "media", media);
 }
 
@@ -162,7 +164,7 @@ static void rec_apply_degradation(cJSON *rec, const struct media_stats *st)
 		if (!o)
 			break;
 		cJSON_AddStringToObject(o, "at", time_iso8601(m->wall_ns, ts, sizeof(ts)));
-		cJSON_AddStringToObject(o, "step", media_degrade_name(m->down ? m->level : m->level + 1));
+		cJSON_AddStringToObject(o, "step", media_degrade_name(m->step));
 		cJSON_AddStringToObject(o, "direction", m->down ? "down" : "up");
 		cJSON_AddStringToObject(o, "detail", m->detail);
 		cJSON_AddItemToArray(steps, o);
@@ -396,7 +398,7 @@ static void session_apply_degradation(struct recorder_session *s, unsigned seen)
 	if (extra && st.degrade_moves > 0) {
 		uint32_t last = st.degrade_moves <= MEDIA_DEGRADE_LOG_MAX ? st.degrade_moves - 1 : MEDIA_DEGRADE_LOG_MAX - 1;
 		const struct media_degrade_step *m = &st.degrade_log[last];
-		cJSON_AddStringToObject(extra, "step", media_degrade_name(m->down ? m->level : m->level + 1));
+		cJSON_AddStringToObject(extra, "step", media_degrade_name(m->step));
 		cJSON_AddStringToObject(extra, "direction", m->down ? "down" : "up");
 		cJSON_AddStringToObject(extra, "detail", m->detail);
 	}
@@ -697,9 +699,11 @@ void recorder_start(struct recorder *r, const struct recorder_caller *caller,
 	 * that cannot be encoded in real time next to the others is refused
 	 * (503: this node's capacity, like a used-up RTP port range; it frees
 	 * when recordings end) instead of making every recording drop frames.
-	 * quota.lua may have lowered the preset to fit (downgrade_when_busy). */
-	long long encode_rate = media_encode_cost(preset, source, args);
-	if (media_encode_reserve(encode_rate, reason, sizeof(reason)) < 0) {
+	 * quota.lua may have lowered the preset to fit (downgrade_when_busy).
+	 * The recording gets the encoder's quality speed while that fits, else
+	 * the dense speed (media_preset.c). */
+	struct media_encode_grant grant;
+	if (media_encode_reserve(media_encode_cost(preset, source, args), &grant, reason, sizeof(reason)) < 0) {
 		pthread_mutex_lock(&r->lock);
 		r->m.refused_total++;
 		r->encode_refused++;
@@ -716,7 +720,7 @@ void recorder_start(struct recorder *r, const struct recorder_caller *caller,
 	int rc = state_admit(r->st, id, caller->user_id, r->max_concurrent, user_limit,
 			     reason, sizeof(reason));
 	if (rc == STATE_REFUSED) {
-		media_encode_release(encode_rate);
+		media_encode_release(grant.rate);
 		pthread_mutex_lock(&r->lock);
 		r->m.refused_total++;
 		pthread_mutex_unlock(&r->lock);
@@ -724,7 +728,7 @@ void recorder_start(struct recorder *r, const struct recorder_caller *caller,
 		return;
 	}
 	if (rc < 0) {
-		media_encode_release(encode_rate);
+		media_encode_release(grant.rate);
 		reply_error(out, 503, "state_unavailable", "recording state store unavailable: %s", state_strerror(rc));
 		return;
 	}
@@ -777,8 +781,8 @@ void recorder_start(struct recorder *r, const struct recorder_caller *caller,
 	pthread_cond_init(&s->ev_cond, NULL);
 	s->status = RECORDER_PENDING;
 	s->max_duration_ns = max_duration_ms * TIME_NS_PER_MS;
-	s->encode_rate = encode_rate; /* from here on the session gives it back */
-	encode_rate = 0;
+	s->encode_rate = grant.rate; /* from here on the session gives it back */
+	grant.rate = 0;
 	s->rec = rec;
 	rec = NULL;
 	recorder_lifecycle_event(r, RECORDER_PENDING, s->rec);
@@ -794,6 +798,7 @@ void recorder_start(struct recorder *r, const struct recorder_caller *caller,
 		.preset = preset,
 		.format = format,
 		.output_path = s->live_path,
+		.dense = grant.dense,
 		.on_event = session_on_media_event,
 		.opaque = s,
 	};
@@ -811,6 +816,7 @@ void recorder_start(struct recorder *r, const struct recorder_caller *caller,
 	r->sessions = s;
 	r->m.active++;
 	r->m.started_total++;
+	r->encode_dense += grant.dense;
 	pthread_mutex_unlock(&r->lock);
 	s->started_mono_ns = time_mono_ns();
 	s->refreshed_mono_ns = s->started_mono_ns;
@@ -860,7 +866,7 @@ void recorder_start(struct recorder *r, const struct recorder_caller *caller,
 	return;
 
 fail:
-	media_encode_release(encode_rate);
+	media_encode_release(grant.rate);
 	if (s) {
 		media_encode_release(s->encode_rate);
 		cJSON_Delete(s->rec);
@@ -1294,12 +1300,12 @@ char *recorder_encode_metrics(void *opaque)
 	struct media_encode_load load;
 	media_encode_load(&load);
 	pthread_mutex_lock(&r->lock);
-	unsigned long long refused = r->encode_refused;
+	unsigned long long refused = r->encode_refused, dense = r->encode_dense;
 	pthread_mutex_unlock(&r->lock);
-	char *out = malloc(1024);
+	char *out = malloc(1536);
 	if (!out)
 		return NULL;
-	snprintf(out, 1024,
+	snprintf(out, 1536,
 		 "# HELP edgerec_encode_budget_pixels_per_second What this node may encode at once.\n"
 		 "# TYPE edgerec_encode_budget_pixels_per_second gauge\n"
 		 "edgerec_encode_budget_pixels_per_second %lld\n"
@@ -1314,8 +1320,11 @@ char *recorder_encode_metrics(void *opaque)
 		 "edgerec_video_encoder_threads %d\n"
 		 "# HELP edgerec_recordings_refused_encode_total Starts refused because the encode budget was full.\n"
 		 "# TYPE edgerec_recordings_refused_encode_total counter\n"
-		 "edgerec_recordings_refused_encode_total %llu\n",
-		 load.budget, load.reserved, load.recordings, load.threads, refused);
+		 "edgerec_recordings_refused_encode_total %llu\n"
+		 "# HELP edgerec_recordings_started_dense_total Recordings started at the encoder's dense speed (the budget had no room for the quality speed).\n"
+		 "# TYPE edgerec_recordings_started_dense_total counter\n"
+		 "edgerec_recordings_started_dense_total %llu\n",
+		 load.budget, load.reserved, load.recordings, load.threads, refused, dense);
 	return out;
 }
 

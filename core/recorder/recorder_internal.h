@@ -106,6 +106,7 @@ struct recorder {
 	struct recorder_relay *relay;  /* room events; see recorder_on_event */
 	struct recorder_metrics m;     /* counters under lock */
 	uint64_t encode_refused;       /* starts refused by the encode budget, under lock */
+	uint64_t encode_dense;         /* recordings started at the dense speed, under lock */
 
 	/* The control thread: pipeline events and the maximum-duration timer. */
 	pthread_t ctl_thread;

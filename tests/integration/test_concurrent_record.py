@@ -35,9 +35,12 @@ two): the two recordings need well under the core that is left, so on an
 otherwise quiet machine they keep every frame there too.
 
 Last: the node's encode budget. With recorder.encode_budget small enough
-for two medium recordings, a third is refused with 503 and a JSON detail
-(the node's capacity, not bad input), a stop frees room again, and with
-quota.lua's downgrade_when_busy the third is admitted at low instead.
+for one medium recording at the encoder's quality speed and one at its
+dense speed, the first gets the quality speed, the second the dense speed
+(metadata.media.encoder_speed, /metrics), a third is refused with 503 and a
+JSON detail (the node's capacity, not bad input), a stop frees room again,
+and with quota.lua's downgrade_when_busy the third is admitted at low
+instead.
 """
 import json
 import os
@@ -49,7 +52,8 @@ import time
 from datetime import datetime
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
-from edgerec_harness import Edgerec, Redis, mktemp, run_tests, start_process, stop_process  # noqa: E402
+from edgerec_harness import (Edgerec, Redis, mktemp, run_tests, start_process, stop_process,  # noqa: E402
+                             wait_until)
 
 SRC = os.environ.get("EDGEREC_SOURCE_DIR") or os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
 FPS = 30
@@ -172,14 +176,17 @@ def check_file(rec, strict):
         rec["recording_id"][:8], kept, expected, wall, json.dumps(media, sort_keys=True))
     # The state counts exactly what reached the file.
     assert media["video_frames_encoded"] == kept, line
+    # Two medium recordings fit the default budget at the quality speed.
+    assert media.get("encoder_speed") == "quality", line
     assert kept <= expected + 2, line
     secs = rec["duration_seconds"]
     assert secs > 0 and abs(media["effective_fps"] - kept / secs) < 0.1, line
     # Honest: every frame of the media time is in the file or reported
-    # dropped (a lost frame is never silent), audio (20 ms Opus frames) too;
+    # dropped or skipped by the degradation ladder (a lost frame is never
+    # silent), audio (20 ms Opus frames) too;
     # and the media time covers the wall time but for the start-up, which
     # a loaded machine stretches.
-    assert kept + media["video_frames_dropped"] >= 0.97 * secs * FPS, line
+    assert kept + media["video_frames_dropped"] + media["video_frames_skipped"] >= 0.97 * secs * FPS, line
     assert media["audio_frames_encoded"] + media["audio_frames_dropped"] >= 0.97 * secs * 50, line
     assert secs >= 0.75 * wall, line
     if strict:
@@ -248,11 +255,21 @@ def test_two_medium_beside_a_cpu_hog(c):
     print("   ", check_cpu(watch, recs))
 
 
+def encoder_speed(c, room, rid):
+    """metadata.media.encoder_speed of a live recording, once the state
+    has it."""
+    def check():
+        r = c.node.op("status", room, rid)
+        return r.status == 200 and r.json.get("metadata", {}).get("media", {}).get("encoder_speed")
+    return wait_until(check, timeout=10, what="metadata.media.encoder_speed of %s" % rid)
+
+
 def test_start_beyond_the_encode_budget(c):
-    # A recording costs its pixel rate plus 9 Mpx/s (audio, source, muxer):
-    # room for two medium (2 x 36.6) and then one low (18.8), not for a
-    # third medium.
-    c.node.extra["recorder.encode_budget"] = "95"
+    # A recording costs its pixel rate plus 9 Mpx/s (audio, source, muxer)
+    # at the dense speed, 1.75 x its pixel rate plus 9 at the quality speed:
+    # room for one medium at the quality speed (57.4), not two, one dense
+    # (36.6) and then one low dense (18.8), not for a third medium.
+    c.node.extra["recorder.encode_budget"] = "113"
     c.node.restart()
     started = []
 
@@ -263,16 +280,19 @@ def test_start_beyond_the_encode_budget(c):
             started.append(("budget-%d" % i, r.json["recording_id"]))
     try:
         two_medium()
+        assert [encoder_speed(c, room, rid) for room, rid in started] == ["quality", "dense"]
         r = c.node.start_recording("budget-2", "alice", "webm", "medium")
         assert r.status == 503, r
         assert r.json["code"] == "encode_capacity" and "Mpixel/s" in r.json["detail"], r
         metrics = c.node.request("GET", "/metrics", token=None).body.decode()
         assert "edgerec_recordings_refused_encode_total 1\n" in metrics, metrics
-        assert "edgerec_encode_load_pixels_per_second 73296000\n" in metrics, metrics
+        assert "edgerec_recordings_started_dense_total 1\n" in metrics, metrics
+        assert "edgerec_encode_load_pixels_per_second 94032000\n" in metrics, metrics
         assert "edgerec_video_encoder_threads 2\n" in metrics, metrics
         # A cheaper preset still fits.
         r = c.node.start_recording("budget-low", "alice", "webm", "low")
         assert r.status == 200, r
+        assert encoder_speed(c, "budget-low", r.json["recording_id"]) == "dense"
         assert c.node.op("cancel", "budget-low", r.json["recording_id"]).status == 200
         # quota.lua may lower the quality instead of refusing.
         c.node.extra["policy.param.downgrade_when_busy"] = "true"
@@ -291,6 +311,8 @@ def test_start_beyond_the_encode_budget(c):
         r = c.node.start_recording("budget-3", "alice", "webm", "medium")
         assert r.status == 200 and r.json["quality"] == "medium", r
         started.append(("budget-3", r.json["recording_id"]))
+        # What is left (one medium dense) leaves room for the quality speed.
+        assert encoder_speed(c, "budget-3", r.json["recording_id"]) == "quality"
     finally:
         for room, rid in started:
             c.node.op("cancel", room, rid)
