@@ -5,11 +5,11 @@
 -- free where recordings are written; nil when unknown), presets
 -- ({ low = { video_bps, audio_bps, bps, pixel_rate }, ... }; pixel_rate is
 -- what this room would cost the node's encoders at that preset with the
--- encoder at its dense speed, the least it can be admitted at (it gets the
--- quality speed, costing more, when the budget has room), 0 for a
+-- encoder at its dense speed, what every start is booked at (it runs at
+-- the quality speed while the node is lightly loaded), 0 for a
 -- passthrough source such as rtp), encode_budget and encode_used (pixels per
 -- second this node may encode and already reserves for its live
--- recordings, each at the speed it got). Answer one of
+-- recordings). Answer one of
 --   { decision = "allow" }
 --   { decision = "refuse", status = 400 | 403 | 507, reason = "..." }
 --   { decision = "grant", quality = "low", max_duration = 1800 }

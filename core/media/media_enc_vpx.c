@@ -43,7 +43,7 @@ struct vpx_priv {
  * ledger counts 1.75x for the quality speed, media_preset.c) but loses
  * 0.5-1.5 dB on such content. A recording runs at the quality speed unless
  * the ledger admitted it dense (media_enc_params.dense: the node was too
- * full for its quality cost); the degradation ladder switches to the dense
+ * loaded for its quality cost); the degradation ladder switches to the dense
  * speed when the CPU is short. VP9 likewise: 8, and 9 dense or short.
  * scripts/bench.d/10-media measures. */
 #define VPX_VP8_CPUUSED (-6)

@@ -42,12 +42,16 @@ const struct media_preset *media_preset_find(const char *quality)
  * of the dense cost, measured the same way (see core/media/README.md).
  * The node may spend MEDIA_BUDGET_PERCENT of its online cores on encoding;
  * the rest stays with the HTTP server, Redis, processing (remux,
- * thumbnail, upload) and whatever else shares the box. A start takes the
- * quality speed while its quality cost fits, else the dense speed: on 2
- * cores 8 medium recordings fit at the dense speed (16 low, 4 high) but 5
- * at the quality speed, and as starts come one by one the first 5 medium
- * take the quality speed and leave no room for a sixth. A preset whose own rate
- * exceeds the whole budget is refused (ultra: 3840x2160@60 = 498 Mpx/s)
+ * thumbnail, upload) and whatever else shares the box. Every start is
+ * booked at its dense cost, so on 2 cores 8 medium recordings fit (16 low,
+ * 4 high). A start takes the quality speed while the node is lightly
+ * loaded: what is booked plus its quality cost stays within
+ * 1/MEDIA_QUALITY_SHARE of the budget (on 2 cores: the first two medium
+ * recordings). What those few cost beyond their booking (at most 3/7 of
+ * that third, a seventh of the budget) stays inside the share of the cores
+ * the budget leaves free; if the box is shorter than that, the degradation ladder's
+ * first step moves them to the dense speed, and their state says so. A
+ * preset whose own rate exceeds the whole budget is refused (ultra: 3840x2160@60 = 498 Mpx/s)
  * instead of recording a file that silently drops most frames; the ledger
  * below refuses a start that does not fit next to the recordings already
  * encoding even at the dense speed. recorder.encode_budget overrides the
@@ -56,6 +60,7 @@ const struct media_preset *media_preset_find(const char *quality)
 #define MEDIA_RECORDING_OVERHEAD 9000000LL
 #define MEDIA_BUDGET_PERCENT 85
 #define MEDIA_QUALITY_COST_PCT 175
+#define MEDIA_QUALITY_SHARE 3
 
 static long media_cores(void)
 {
@@ -124,13 +129,13 @@ int media_encode_reserve(long long dense_cost, struct media_encode_grant *grant,
 	long long quality_cost = media_encode_quality_cost(dense_cost);
 	pthread_mutex_lock(&media_ledger.lock);
 	long long budget = media_budget_locked();
-	long long free_rate = budget - media_ledger.reserved;
-	if (quality_cost <= free_rate)
-		grant->rate = quality_cost;
-	else if (dense_cost <= free_rate)
-		*grant = (struct media_encode_grant){ .rate = dense_cost, .dense = true };
-	if (grant->rate > 0) {
-		media_ledger.reserved += grant->rate;
+	if (media_ledger.reserved + dense_cost <= budget) {
+		/* Booked at the dense cost, so the quality speed never costs a
+		 * start its place; the quality speed only while the node is
+		 * lightly loaded. */
+		bool quality = media_ledger.reserved + quality_cost <= budget / MEDIA_QUALITY_SHARE;
+		*grant = (struct media_encode_grant){ .rate = dense_cost, .dense = !quality };
+		media_ledger.reserved += dense_cost;
 		media_ledger.recordings++;
 	} else {
 		snprintf(err, errlen,

@@ -35,7 +35,7 @@ two): the two recordings need well under the core that is left, so on an
 otherwise quiet machine they keep every frame there too.
 
 Last: the node's encode budget. With recorder.encode_budget small enough
-for one medium recording at the encoder's quality speed and one at its
+for one low recording at the encoder's quality speed and one medium at its
 dense speed, the first gets the quality speed, the second the dense speed
 (metadata.media.encoder_speed, /metrics), a third is refused with 503 and a
 JSON detail (the node's capacity, not bad input), a stop frees room again,
@@ -265,21 +265,24 @@ def encoder_speed(c, room, rid):
 
 
 def test_start_beyond_the_encode_budget(c):
-    # A recording costs its pixel rate plus 9 Mpx/s (audio, source, muxer)
-    # at the dense speed, 1.75 x its pixel rate plus 9 at the quality speed:
-    # room for one medium at the quality speed (57.4), not two, one dense
-    # (36.6) and then one low dense (18.8), not for a third medium.
-    c.node.extra["recorder.encode_budget"] = "113"
+    # Every start is booked at its dense cost (pixel rate plus 9 Mpx/s for
+    # audio, source and muxer: low 18.8, medium 36.6); it gets the quality
+    # speed (1.75 x the pixel rate plus 9: low 26.2, medium 57.4) while the
+    # booked rate plus that stays within a third of the budget. Budget 85
+    # (a third: 28.3): a low start alone takes the quality speed, a medium
+    # next to it the dense speed; a second medium (92) does not fit, a
+    # second low (74.3) does, dense.
+    c.node.extra["recorder.encode_budget"] = "85"
     c.node.restart()
     started = []
 
-    def two_medium():
-        for i in range(2):
-            r = c.node.start_recording("budget-%d" % i, "alice", "webm", "medium")
+    def low_then_medium():
+        for i, quality in enumerate(("low", "medium")):
+            r = c.node.start_recording("budget-%d" % i, "alice", "webm", quality)
             assert r.status == 200, r
             started.append(("budget-%d" % i, r.json["recording_id"]))
     try:
-        two_medium()
+        low_then_medium()
         assert [encoder_speed(c, room, rid) for room, rid in started] == ["quality", "dense"]
         r = c.node.start_recording("budget-2", "alice", "webm", "medium")
         assert r.status == 503, r
@@ -287,9 +290,9 @@ def test_start_beyond_the_encode_budget(c):
         metrics = c.node.request("GET", "/metrics", token=None).body.decode()
         assert "edgerec_recordings_refused_encode_total 1\n" in metrics, metrics
         assert "edgerec_recordings_started_dense_total 1\n" in metrics, metrics
-        assert "edgerec_encode_load_pixels_per_second 94032000\n" in metrics, metrics
+        assert "edgerec_encode_load_pixels_per_second 55486080\n" in metrics, metrics
         assert "edgerec_video_encoder_threads 2\n" in metrics, metrics
-        # A cheaper preset still fits.
+        # A cheaper preset still fits, at the dense speed.
         r = c.node.start_recording("budget-low", "alice", "webm", "low")
         assert r.status == 200, r
         assert encoder_speed(c, "budget-low", r.json["recording_id"]) == "dense"
@@ -298,21 +301,23 @@ def test_start_beyond_the_encode_budget(c):
         c.node.extra["policy.param.downgrade_when_busy"] = "true"
         c.node.restart()  # the two live recordings stop into processing
         started.clear()
-        two_medium()
+        low_then_medium()
         r = c.node.start_recording("budget-2", "alice", "webm", "medium")
         assert r.status == 200, r
         assert r.json["quality"] == "low", r.json
         started.append(("budget-2", r.json["recording_id"]))
-        # Stopping frees the budget at once.
-        room, rid = started.pop(0)
-        assert c.node.op("cancel", room, rid).status == 200
-        room, rid = started.pop()
-        assert c.node.op("cancel", room, rid).status == 200
-        r = c.node.start_recording("budget-3", "alice", "webm", "medium")
-        assert r.status == 200 and r.json["quality"] == "medium", r
+        # Stopping frees the budget at once: with all gone, a medium fits
+        # again, and a low start on the idle node takes the quality speed.
+        while started:
+            room, rid = started.pop()
+            assert c.node.op("cancel", room, rid).status == 200
+        r = c.node.start_recording("budget-3", "alice", "webm", "low")
+        assert r.status == 200 and r.json["quality"] == "low", r
         started.append(("budget-3", r.json["recording_id"]))
-        # What is left (one medium dense) leaves room for the quality speed.
         assert encoder_speed(c, "budget-3", r.json["recording_id"]) == "quality"
+        r = c.node.start_recording("budget-4", "alice", "webm", "medium")
+        assert r.status == 200 and r.json["quality"] == "medium", r
+        started.append(("budget-4", r.json["recording_id"]))
     finally:
         for room, rid in started:
             c.node.op("cancel", room, rid)

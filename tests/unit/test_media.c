@@ -66,49 +66,46 @@ static void test_encode_ledger(void)
 	CHECK_INT(media_encode_cost(medium, "test", "encoded=1") == 0, 1);
 	CHECK_INT(media_encode_cost(medium, "test", "encoded=0") == cost, 1);
 
-	/* Quality while its cost fits, then dense, then refused; each release
-	 * gives back what its grant took. Budget: two at the quality cost and
-	 * one dense (plus a little), so the third is dense and the fourth
-	 * refused. */
+	/* Every start is booked at its dense cost; the quality speed while the
+	 * booked rate plus its quality cost stays within a third of the budget.
+	 * Budget: three quality costs, so its third holds one quality start but
+	 * not a booking plus one: the first start is quality, the next ones
+	 * dense until the bookings fill the budget, then refused. */
 	long long qcost = media_encode_quality_cost(cost);
 	CHECK(qcost > cost + cost / 2 && qcost < 2 * cost);
 	CHECK_INT(media_encode_quality_cost(0) == 0, 1);
-	long long budget = 2 * qcost + cost + cost / 4;
+	long long budget = 3 * qcost;
+	int fit = (int)(budget / cost);
+	CHECK(fit >= 3 && fit < 8);
 	media_encode_set_budget(budget);
 	struct media_encode_load load;
 	media_encode_load(&load);
 	CHECK_INT(load.budget == budget, 1);
 	CHECK_INT(load.reserved == 0 && load.recordings == 0, 1);
-	struct media_encode_grant g[4];
-	CHECK_INT(media_encode_reserve(cost, &g[0], err, sizeof(err)), 0);
-	CHECK_INT(g[0].rate == qcost && !g[0].dense, 1);
-	CHECK_INT(media_encode_reserve(cost, &g[1], err, sizeof(err)), 0);
-	CHECK_INT(g[1].rate == qcost && !g[1].dense, 1);
-	CHECK_INT(media_encode_reserve(cost, &g[2], err, sizeof(err)), 0);
-	CHECK_INT(g[2].rate == cost && g[2].dense, 1);
-	CHECK_INT(media_encode_reserve(cost, &g[3], err, sizeof(err)), -1);
-	CHECK_INT(g[3].rate == 0, 1);
-	CHECK(strstr(err, "3 recordings") != NULL && strstr(err, "Mpixel/s") != NULL);
+	struct media_encode_grant g[8];
+	for (int i = 0; i < fit; i++) {
+		CHECK_INT(media_encode_reserve(cost, &g[i], err, sizeof(err)), 0);
+		CHECK_INT(g[i].rate == cost && g[i].dense == (i > 0), 1);
+	}
+	CHECK_INT(media_encode_reserve(cost, &g[fit], err, sizeof(err)), -1);
+	CHECK_INT(g[fit].rate == 0, 1);
+	CHECK(strstr(err, "recordings already") != NULL && strstr(err, "Mpixel/s") != NULL);
 	struct media_encode_grant none;
 	CHECK_INT(media_encode_reserve(0, &none, err, sizeof(err)), 0); /* passthrough: always */
 	CHECK_INT(none.rate == 0 && !none.dense, 1);
 	media_encode_release(none.rate);
 	media_encode_load(&load);
-	CHECK_INT(load.reserved == 2 * qcost + cost && load.recordings == 3, 1);
-	/* The dense one ends: a dense start fits again, a quality one not. */
-	media_encode_release(g[2].rate);
-	media_encode_load(&load);
-	CHECK_INT(load.reserved == 2 * qcost && load.recordings == 2, 1);
-	CHECK_INT(media_encode_reserve(cost, &g[2], err, sizeof(err)), 0);
-	CHECK_INT(g[2].rate == cost && g[2].dense, 1);
-	/* A quality one ends: the next start gets the quality speed. */
-	media_encode_release(g[0].rate);
-	media_encode_load(&load);
-	CHECK_INT(load.reserved == qcost + cost && load.recordings == 2, 1);
-	CHECK_INT(media_encode_reserve(cost, &g[0], err, sizeof(err)), 0);
-	CHECK_INT(g[0].rate == qcost && !g[0].dense, 1);
-	for (int i = 0; i < 3; i++)
+	CHECK_INT(load.reserved == fit * cost && load.recordings == fit, 1);
+	/* One ends: a start fits again, dense while the others are booked. */
+	media_encode_release(g[fit - 1].rate);
+	CHECK_INT(media_encode_reserve(cost, &g[fit - 1], err, sizeof(err)), 0);
+	CHECK_INT(g[fit - 1].dense, 1);
+	/* All end: the node is idle, the next start is quality. */
+	for (int i = 0; i < fit; i++)
 		media_encode_release(g[i].rate);
+	CHECK_INT(media_encode_reserve(cost, &g[0], err, sizeof(err)), 0);
+	CHECK_INT(!g[0].dense, 1);
+	media_encode_release(g[0].rate);
 	media_encode_load(&load);
 	CHECK_INT(load.reserved == 0 && load.recordings == 0, 1);
 	media_encode_set_budget(0);
