@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -31,6 +32,13 @@
 #define SERVE_DEFAULT_CONFIG "/etc/edgerec/edgerec.conf"
 #define SERVE_DEV_USER "dev"
 #define SERVE_DEV_TOKEN_TTL_S (24 * 3600)
+/* glibc gives every thread that finds the arenas busy an arena of its own
+ * (up to 8 per core) and each arena keeps what was freed in it, so a
+ * server whose recordings each run a source, encoder and mux thread ends up
+ * holding the peak of every arena at once. Two arenas keep malloc
+ * contention low on the small boards this runs on (most allocations of a
+ * hot path are served by glibc's per-thread cache without the lock). */
+#define SERVE_MALLOC_ARENAS 2
 
 static struct log_handle serve_log = LOG_HANDLE("serve");
 
@@ -215,6 +223,7 @@ int main_serve(int argc, char **argv)
 
 	if (!sets)
 		return 1;
+	mallopt(M_ARENA_MAX, SERVE_MALLOC_ARENAS);
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, "c:s:ph", longopts, NULL)) != -1) {
 		switch (opt) {
