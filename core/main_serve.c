@@ -39,6 +39,18 @@
  * contention low on the small boards this runs on (most allocations of a
  * hot path are served by glibc's per-thread cache without the lock). */
 #define SERVE_MALLOC_ARENAS 2
+/* glibc's default mmap threshold is dynamic: freeing a large mmapped block
+ * raises the threshold to its size and the trim threshold to twice that.
+ * libvpx frees a 22 MB buffer when a 720p encoder closes, after which every
+ * later encoder's big buffers come out of an arena whose top is only
+ * returned above 44 MB: after a few recordings the server held ~40 MB of
+ * free memory (malloc_trim does not trim the top of a thread's arena).
+ * Fixed thresholds: blocks above 4 MB (codec contexts) are mmapped and
+ * unmapped on free; raw frames (1.4 MB at 720p, 3.1 MB at 1080p) stay in
+ * the arenas, so they are reused without page faults; free memory above
+ * 8 MB at the top of an arena goes back to the system. */
+#define SERVE_MALLOC_MMAP_THRESHOLD (4 << 20)
+#define SERVE_MALLOC_TRIM_THRESHOLD (8 << 20)
 
 static struct log_handle serve_log = LOG_HANDLE("serve");
 
@@ -224,6 +236,8 @@ int main_serve(int argc, char **argv)
 	if (!sets)
 		return 1;
 	mallopt(M_ARENA_MAX, SERVE_MALLOC_ARENAS);
+	mallopt(M_MMAP_THRESHOLD, SERVE_MALLOC_MMAP_THRESHOLD);
+	mallopt(M_TRIM_THRESHOLD, SERVE_MALLOC_TRIM_THRESHOLD);
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, "c:s:ph", longopts, NULL)) != -1) {
 		switch (opt) {

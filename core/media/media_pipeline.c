@@ -28,6 +28,7 @@
 
 #include "common_log.h"
 #include "common_queue.h"
+#include "common_thread.h"
 #include "common_time.h"
 #include "common_util.h"
 #include "media_enc.h"
@@ -873,7 +874,7 @@ int media_pipeline_start(struct media_pipeline *p, char *err, size_t errlen)
 	}
 	p->started = true;
 	p->stats.started_wall_ns = time_wall_ns();
-	if (pthread_create(&p->mux_thread, NULL, pipe_mux_main, p) != 0)
+	if (thread_start(&p->mux_thread, "rec-mux", THREAD_STACK_MEDIA, pipe_mux_main, p) != 0)
 		goto thread_fail;
 	p->mux_started = true;
 	for (int i = 0; i < PIPE_ROLES; i++) {
@@ -884,13 +885,14 @@ int media_pipeline_start(struct media_pipeline *p, char *err, size_t errlen)
 			goto thread_fail;
 		c->p = p;
 		c->role = i;
-		if (pthread_create(&p->enc_thread[i], NULL, pipe_enc_main, c) != 0) {
+		if (thread_start(&p->enc_thread[i], i == PIPE_VIDEO ? "rec-venc" : "rec-aenc", THREAD_STACK_MEDIA,
+				 pipe_enc_main, c) != 0) {
 			free(c);
 			goto thread_fail;
 		}
 		p->enc_started[i] = true;
 	}
-	if (pthread_create(&p->src_thread, NULL, pipe_src_main, p) != 0)
+	if (thread_start(&p->src_thread, "rec-src", THREAD_STACK_MEDIA, pipe_src_main, p) != 0)
 		goto thread_fail;
 	p->src_started = true;
 	LOG_INFO(&log_pipe, "recording %s: source %s, %s %s", p->output_path, p->source_name,
