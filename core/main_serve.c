@@ -7,6 +7,7 @@
 #include <getopt.h>
 #include <malloc.h>
 #include <poll.h>
+#include <sys/resource.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,6 +66,22 @@ static const struct config_option serve_options[] = {
 	{ "dev_token", CONFIG_BOOL, "true", "print a development token for user 'dev' at start" },
 	{ 0 },
 };
+
+/* Raises the soft limit of open files to the hard one. Every rtp recording
+ * holds two to four UDP sockets and its file, so 150 of them need more than
+ * the 1024 a service gets by default (systemd's soft limit; its hard limit
+ * is far higher). */
+static void serve_raise_nofile(void)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= rl.rlim_max)
+		return;
+	rlim_t was = rl.rlim_cur;
+	rl.rlim_cur = rl.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &rl) == 0)
+		LOG_INFO(&serve_log, "open files limit raised from %llu to %llu", (unsigned long long)was,
+			 (unsigned long long)rl.rlim_cur);
+}
 
 /* The signal handler only writes one byte to this pipe; the main thread
  * waits on its other end. */
@@ -333,6 +350,8 @@ int main_serve(int argc, char **argv)
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
+
+	serve_raise_nofile();
 
 	/* Up, in dependency order. */
 	const char *redis_url = config_get_str(cfg, "redis_url");
