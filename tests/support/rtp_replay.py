@@ -67,7 +67,8 @@ def capture(cache):
                     "-map", "0:v", "-c", "copy", "-payload_type", "96", "-f", "rtp",
                     "rtp://127.0.0.1:%d?pkt_size=1200" % socks[0].getsockname()[1],
                     "-map", "0:a", "-c", "copy", "-payload_type", "97", "-f", "rtp",
-                    "rtp://127.0.0.1:%d?pkt_size=1200" % socks[1].getsockname()[1]], check=True)
+                    "rtp://127.0.0.1:%d?pkt_size=1200" % socks[1].getsockname()[1]], check=True,
+                   stdout=subprocess.DEVNULL)
     time.sleep(0.3)
     stop.set()
     for t in threads:
