@@ -38,9 +38,9 @@
 static struct log_handle log_pipe = LOG_HANDLE("media/pipeline");
 
 /* Raw frames waiting for the video encoder: at most PIPE_RAW_QUEUE_BYTES of
- * them (a raw 720p I420 frame is 1.4 MB: 7 frames, 230 ms at 30 fps; 480p
- * gets a whole second), never more than a second and never fewer than
- * PIPE_ENC_QUEUE_MIN. The queue only has to absorb scheduling hiccups: an
+ * them (a raw 720p I420 frame is 1.4 MB: 7 frames, 230 ms at 30 fps;
+ * 1080p: 4 frames; 360p: a second), never more than a second and never
+ * fewer than PIPE_ENC_QUEUE_MIN. The queue only has to absorb scheduling hiccups: an
  * encoder that falls behind for longer drops frames (counted) whatever the
  * depth, and every queued raw frame is resident memory. */
 #define PIPE_RAW_QUEUE_BYTES (10u << 20)
