@@ -30,6 +30,7 @@
 
 #include "common_log.h"
 #include "common_queue.h"
+#include "common_thread.h"
 #include "common_time.h"
 #include "common_util.h"
 #include "media_enc.h"
@@ -38,12 +39,19 @@
 
 static struct log_handle log_pipe = LOG_HANDLE("media/pipeline");
 
-#define PIPE_ENC_QUEUE_MIN 8      /* raw frames waiting for an encoder: a second, at least 8 */
+/* Raw frames waiting for the video encoder: at most PIPE_RAW_QUEUE_BYTES of
+ * them (a raw 720p I420 frame is 1.4 MB: 7 frames, 230 ms at 30 fps;
+ * 1080p: 4 frames; 360p: a second), never more than a second and never
+ * fewer than PIPE_ENC_QUEUE_MIN. The queue only has to absorb scheduling hiccups: an
+ * encoder that falls behind for longer drops frames (counted) whatever the
+ * depth, and every queued raw frame is resident memory. */
+#define PIPE_RAW_QUEUE_BYTES (10u << 20)
+#define PIPE_ENC_QUEUE_MIN 4
 #define PIPE_AUDIO_QUEUE 64       /* raw 10 ms audio chunks */
 #define PIPE_MUX_QUEUE 512        /* encoded packets waiting for the muxer */
 #define PIPE_READ_TIMEOUT_NS (100 * TIME_NS_PER_MS)
 #define PIPE_STALL_NS (2 * TIME_NS_PER_SEC)
-#define PIPE_INTERLEAVE_NS (2 * TIME_NS_PER_SEC) /* > the encoder queue's second */
+#define PIPE_INTERLEAVE_NS (2 * TIME_NS_PER_SEC) /* > the encoder queue's (at most) second */
 #define PIPE_KEY_REQUEST_NS (500 * TIME_NS_PER_MS)
 /* An encoded video stream opens the file with its first keyframe (the track
  * then carries the sender's real size); audio that comes before it is
@@ -917,6 +925,18 @@ int media_pipeline_set_options(struct media_pipeline *p, const struct media_pipe
 	return 0;
 }
 
+
+/* How many raw video frames of this size the encoder queue holds in real
+ * time (see PIPE_RAW_QUEUE_BYTES). */
+static size_t pipe_raw_queue_depth(int width, int height, int fps)
+{
+	size_t frame = (size_t)width * (size_t)height * 3 / 2;
+	size_t depth = frame > 0 ? PIPE_RAW_QUEUE_BYTES / frame : PIPE_ENC_QUEUE_MIN;
+	if (fps > 0 && depth > (size_t)fps)
+		depth = (size_t)fps;
+	return depth < PIPE_ENC_QUEUE_MIN ? PIPE_ENC_QUEUE_MIN : depth;
+}
+
 /* Opens the encoder for 'role' from the source stream, or marks the stream
  * for passthrough, and describes the output track. */
 static int pipe_setup_role(struct media_pipeline *p, int role, struct media_mux_track *t,
@@ -959,9 +979,9 @@ static int pipe_setup_role(struct media_pipeline *p, int role, struct media_mux_
 			return -1;
 		size_t cap = PIPE_AUDIO_QUEUE;
 		if (role == PIPE_VIDEO)
-			/* A second of slack in real time; in fast mode the source
-			 * waits instead, so a short queue is enough. */
-			cap = !p->opt.fast && ep.fps > PIPE_ENC_QUEUE_MIN ? (size_t)ep.fps : PIPE_ENC_QUEUE_MIN;
+			/* Slack in real time, bounded by memory; in fast mode
+			 * the source waits instead, so a short queue is enough. */
+			cap = p->opt.fast ? PIPE_ENC_QUEUE_MIN : pipe_raw_queue_depth(si->width, si->height, ep.fps);
 		p->enc_queue[role] = queue_new(cap);
 		if (!p->enc_queue[role]) {
 			util_strlcpy(err, "out of memory", errlen);
@@ -1065,7 +1085,7 @@ int media_pipeline_start(struct media_pipeline *p, char *err, size_t errlen)
 	}
 	p->started = true;
 	p->stats.started_wall_ns = time_wall_ns();
-	if (pthread_create(&p->mux_thread, NULL, pipe_mux_main, p) != 0)
+	if (thread_start(&p->mux_thread, "rec-mux", THREAD_STACK_MEDIA, pipe_mux_main, p) != 0)
 		goto thread_fail;
 	p->mux_started = true;
 	for (int i = 0; i < PIPE_ROLES; i++) {
@@ -1076,13 +1096,14 @@ int media_pipeline_start(struct media_pipeline *p, char *err, size_t errlen)
 			goto thread_fail;
 		c->p = p;
 		c->role = i;
-		if (pthread_create(&p->enc_thread[i], NULL, pipe_enc_main, c) != 0) {
+		if (thread_start(&p->enc_thread[i], i == PIPE_VIDEO ? "rec-venc" : "rec-aenc", THREAD_STACK_MEDIA,
+				 pipe_enc_main, c) != 0) {
 			free(c);
 			goto thread_fail;
 		}
 		p->enc_started[i] = true;
 	}
-	if (pthread_create(&p->src_thread, NULL, pipe_src_main, p) != 0)
+	if (thread_start(&p->src_thread, "rec-src", THREAD_STACK_MEDIA, pipe_src_main, p) != 0)
 		goto thread_fail;
 	p->src_started = true;
 	LOG_INFO(&log_pipe, "recording %s: source %s, %s %s", p->output_path, p->source_name,

@@ -64,8 +64,18 @@ static struct log_handle log_srtp = LOG_HANDLE("media/src_rtp");
 
 #define RTP_HOLD_NS (300 * TIME_NS_PER_MS)
 #define MEDIA_RTP_OPUS_PRESKIP 0 /* samples at 48 kHz; why 0: see rtp_open_stream */
-#define RTP_RECV_BATCH 64
+#define RTP_RECV_BATCH 64   /* packets read from one socket per pass, at most */
+#define RTP_RECV_VLEN 8     /* packets per recvmmsg() */
 #define RTP_SOCKET_RCVBUF (1 << 20)
+/* While packets flow, the source thread sleeps this long between passes
+ * instead of waking for every packet: one pass then reads what arrived
+ * meanwhile with a few recvmmsg() calls. A 720p stream sends ~300 packets
+ * a second; waking for each was most of a passthrough recording's CPU (and
+ * of a server's with 150 of them). Arrival times come from the kernel's
+ * receive timestamps, so the wait does not move them; the jitter buffer
+ * waits far longer (latency_ms) anyway. When nothing came in the last pass,
+ * the thread sleeps in poll() until a packet or a timer. */
+#define RTP_COALESCE_NS (20 * TIME_NS_PER_MS)
 
 struct rtp_stream {
 	bool video;
@@ -78,6 +88,7 @@ struct rtp_stream {
 	bool have_pending;
 	struct media_rtp_frame pending;
 	bool stalled;
+	int64_t last_arrival_ns;  /* of the last packet read (monotonic) */
 };
 
 struct rtp_priv {
@@ -97,7 +108,16 @@ struct rtp_priv {
 	uint64_t foreign;        /* packets dropped from other senders */
 	int keyframe_request;  /* atomic: set by request_keyframe() */
 	uint8_t opus_head[19];
-	uint8_t pkt[MEDIA_RTP_MAX_PACKET + 1];
+	/* recvmmsg() batch: packets, their senders, their receive timestamps. */
+	uint8_t pkt[RTP_RECV_VLEN][MEDIA_RTP_MAX_PACKET + 1];
+	struct sockaddr_storage from[RTP_RECV_VLEN];
+	union {
+		struct cmsghdr align;
+		char buf[CMSG_SPACE(sizeof(struct timespec))];
+	} ctl[RTP_RECV_VLEN];
+	struct iovec iov[RTP_RECV_VLEN];
+	struct mmsghdr msg[RTP_RECV_VLEN];
+	bool input;            /* the last pass read something */
 	pthread_mutex_t stats_lock;
 	struct media_rtp_rx_stats stats[2];
 };
@@ -138,6 +158,9 @@ static int rtp_bind(const char *addr, int port, char *err, size_t errlen)
 		return -1;
 	}
 	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
+	/* Each packet's arrival time (see RTP_COALESCE_NS); without it the
+	 * time of the read stands in. */
+	setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &(int){ 1 }, sizeof(int));
 	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
 		snprintf(err, errlen, "rtp: cannot listen on %s:%d: %s", addr, port, strerror(errno));
 		close(fd);
@@ -437,28 +460,69 @@ static bool rtp_sender_allowed(struct rtp_priv *r, const struct sockaddr_storage
 	return ok;
 }
 
-/* Reads what is waiting on one socket (at most a batch, for fairness). */
+/* When packet 'i' of the last recvmmsg() batch arrived, on the monotonic
+ * clock: its kernel receive timestamp (CLOCK_REALTIME) moved by the offset
+ * between the clocks, never later than 'now' nor before the stream's last
+ * arrival (the wall clock may step). */
+static int64_t rtp_arrival(const struct rtp_priv *r, int i, int64_t now, int64_t real_now, int64_t last)
+{
+	const struct msghdr *h = &r->msg[i].msg_hdr;
+	int64_t at = now;
+
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(h); c; c = CMSG_NXTHDR((struct msghdr *)h, c)) {
+		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPNS) {
+			struct timespec ts;
+			memcpy(&ts, CMSG_DATA(c), sizeof(ts));
+			at = now - (real_now - ((int64_t)ts.tv_sec * TIME_NS_PER_SEC + ts.tv_nsec));
+			break;
+		}
+	}
+	if (at > now || at < now - TIME_NS_PER_SEC)
+		at = now;
+	return at < last ? last : at;
+}
+
+/* Reads what is waiting on one socket (at most a batch, for fairness), a
+ * few packets per system call. */
 static void rtp_drain_socket(struct rtp_priv *r, struct rtp_stream *s, int fd, bool is_rtcp, int64_t now)
 {
-	for (int i = 0; i < RTP_RECV_BATCH; i++) {
-		struct sockaddr_storage from;
-		socklen_t flen = sizeof(from);
-		ssize_t n = recvfrom(fd, r->pkt, sizeof(r->pkt), 0, (struct sockaddr *)&from, &flen);
+	int64_t real_now = time_wall_ns();
 
-		if (n < 0)
-			break;
-		if (!rtp_sender_allowed(r, &from, now))
-			continue;
-		/* Learn where feedback goes: the sender of RTCP (ffmpeg's SR
-		 * port, Janus's latch packets), or of muxed RTP. */
-		if (!s->fb_fixed && (is_rtcp || s->rtcp_fd < 0 || !s->fb_len)) {
-			memcpy(&s->fb_addr, &from, flen);
-			s->fb_len = flen;
+	for (int total = 0; total < RTP_RECV_BATCH;) {
+		for (int i = 0; i < RTP_RECV_VLEN; i++) {
+			r->iov[i] = (struct iovec){ .iov_base = r->pkt[i], .iov_len = sizeof(r->pkt[i]) };
+			r->msg[i].msg_hdr = (struct msghdr){
+				.msg_name = &r->from[i], .msg_namelen = sizeof(r->from[i]),
+				.msg_iov = &r->iov[i], .msg_iovlen = 1,
+				.msg_control = r->ctl[i].buf, .msg_controllen = sizeof(r->ctl[i].buf),
+			};
 		}
-		if (is_rtcp)
-			media_rtp_rx_push_rtcp(s->rx, r->pkt, (size_t)n, now);
-		else
-			media_rtp_rx_push(s->rx, r->pkt, (size_t)n, now);
+		int got = recvmmsg(fd, r->msg, RTP_RECV_VLEN, MSG_DONTWAIT, NULL);
+		if (got <= 0)
+			break;
+		r->input = true;
+		total += got;
+		for (int i = 0; i < got; i++) {
+			size_t n = r->msg[i].msg_len;
+			socklen_t flen = r->msg[i].msg_hdr.msg_namelen;
+
+			if (!rtp_sender_allowed(r, &r->from[i], now))
+				continue;
+			/* Learn where feedback goes: the sender of RTCP (ffmpeg's SR
+			 * port, Janus's latch packets), or of muxed RTP. */
+			if (!s->fb_fixed && (is_rtcp || s->rtcp_fd < 0 || !s->fb_len)) {
+				memcpy(&s->fb_addr, &r->from[i], flen);
+				s->fb_len = flen;
+			}
+			int64_t at = rtp_arrival(r, i, now, real_now, s->last_arrival_ns);
+			s->last_arrival_ns = at;
+			if (is_rtcp)
+				media_rtp_rx_push_rtcp(s->rx, r->pkt[i], n, at);
+			else
+				media_rtp_rx_push(s->rx, r->pkt[i], n, at);
+		}
+		if (got < RTP_RECV_VLEN)
+			break;
 	}
 }
 
@@ -598,8 +662,15 @@ static int rtp_read(struct media_source *src, struct media_packet *pkt, int64_t 
 			if (s->rtcp_fd >= 0)
 				pfd[nfd++] = (struct pollfd){ .fd = s->rtcp_fd, .events = POLLIN };
 		}
-		if (wake > now)
-			poll(pfd, (nfds_t)nfd, (int)((wake - now + TIME_NS_PER_MS - 1) / TIME_NS_PER_MS));
+		if (wake <= now)
+			continue;
+		if (r->input) {
+			/* Packets are flowing: let a few more arrive (RTP_COALESCE_NS). */
+			r->input = false;
+			time_sleep_ns((wake < now + RTP_COALESCE_NS ? wake : now + RTP_COALESCE_NS) - now);
+			continue;
+		}
+		poll(pfd, (nfds_t)nfd, (int)((wake - now + TIME_NS_PER_MS - 1) / TIME_NS_PER_MS));
 	}
 }
 

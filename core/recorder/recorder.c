@@ -2,6 +2,7 @@
  * room events. The control thread is in recorder_control.c, processing in
  * recorder_worker.c, start-up recovery in recorder_recover.c. */
 #include <errno.h>
+#include <malloc.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -368,6 +369,9 @@ void recorder_session_fail(struct recorder_session *s, const char *why)
 		media_pipeline_free(s->pipeline);
 		s->pipeline = NULL;
 		recorder_add_media_totals(r, &st);
+		/* The encoder's frames and the queues are gone: give the pages
+		 * glibc keeps for reuse back to the system. */
+		malloc_trim(0);
 	}
 	LOG_ERROR(&log_rec, "%s: recording failed: %s", s->id, why);
 	rec_apply_stats(s->rec, &st, s->live_path);
@@ -491,6 +495,9 @@ int recorder_session_stop(struct recorder_session *s, enum recorder_op op, const
 		media_pipeline_free(s->pipeline);
 		s->pipeline = NULL;
 		recorder_add_media_totals(r, &st);
+		/* The encoder's frames and the queues are gone: give the pages
+		 * glibc keeps for reuse back to the system. */
+		malloc_trim(0);
 	}
 	rec_apply_stats(s->rec, &st, s->live_path);
 	rec_set_status(s->rec, to);

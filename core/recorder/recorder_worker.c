@@ -20,6 +20,7 @@
  * file_size_bytes, or `failed` with the step's error (files kept). */
 #include <dirent.h>
 #include <errno.h>
+#include <malloc.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -780,6 +781,9 @@ static void *worker_main(void *arg)
 					 job->id);
 			inflight_remove(r, job);
 			job_free(job);
+			/* Demuxing, decoding and hashing left freed pages in the
+			 * arenas: return them, so memory stays flat over a long run. */
+			malloc_trim(0);
 		}
 		atomic_fetch_sub(&r->jobs_running, 1);
 		pthread_mutex_lock(&r->idle_lock);

@@ -1,4 +1,4 @@
-/* test_common: log levels, ISO-8601, uuid, buffers and the bounded queue. */
+/* test_common: log levels, ISO-8601, uuid, buffers, the bounded queue and threads. */
 #include <pthread.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -7,6 +7,7 @@
 #include "common_buf.h"
 #include "common_log.h"
 #include "common_queue.h"
+#include "common_thread.h"
 #include "common_time.h"
 #include "common_util.h"
 
@@ -90,6 +91,44 @@ static void test_queue(void)
 	queue_free(q, NULL);
 }
 
+/* What a thread started by thread_start sees of itself. */
+struct thread_probe {
+	const char *want;  /* the name to wait for, or NULL */
+	size_t stack;
+	char name[16];
+};
+
+static void *thread_probe_main(void *arg)
+{
+	struct thread_probe *tp = arg;
+	pthread_attr_t attr;
+	if (pthread_getattr_np(pthread_self(), &attr) == 0) {
+		pthread_attr_getstacksize(&attr, &tp->stack);
+		pthread_attr_destroy(&attr);
+	}
+	/* The name is set just after the thread starts: wait for it. */
+	for (int i = 0; tp->want && i < 1000 && strcmp(tp->name, tp->want) != 0; i++) {
+		pthread_getname_np(pthread_self(), tp->name, sizeof(tp->name));
+		usleep(1000);
+	}
+	return NULL;
+}
+
+static void test_thread(void)
+{
+	struct thread_probe tp = { .want = "rec-venc-long-n" };
+	pthread_t t;
+	CHECK_INT(thread_start(&t, "rec-venc-long-name", THREAD_STACK_MEDIA, thread_probe_main, &tp), 0);
+	pthread_join(t, NULL);
+	CHECK(tp.stack >= THREAD_STACK_MEDIA && tp.stack < 2 * THREAD_STACK_MEDIA);
+	CHECK(strcmp(tp.name, "rec-venc-long-n") == 0);
+	/* Below the minimum: raised to it, the thread still runs. */
+	memset(&tp, 0, sizeof(tp));
+	CHECK_INT(thread_start(&t, NULL, 1, thread_probe_main, &tp), 0);
+	pthread_join(t, NULL);
+	CHECK(tp.stack >= (size_t)PTHREAD_STACK_MIN);
+}
+
 static void test_files(void)
 {
 	char dir[] = "/tmp/edgerec-test-XXXXXX";
@@ -118,6 +157,7 @@ int main(void)
 	test_uuid();
 	test_buf();
 	test_queue();
+	test_thread();
 	test_files();
 	return check_exit();
 }
