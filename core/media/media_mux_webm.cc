@@ -354,7 +354,8 @@ extern "C" uint64_t media_mux_timestamp_fixes(void)
 // moved the first to just past a slot's midpoint and the second to just
 // before the next one. Each video frame therefore goes to the millisecond
 // (the one below its exact time, or the one above) whose grid slot is the
-// slot of its exact time. The grid is the frame rate the frames themselves
+// slot of its exact time, and a frame most of an interval after the last
+// one to a later slot than it (a millisecond or two later at most). The grid is the frame rate the frames themselves
 // show (the median of the last intervals, to the nearest whole fps, so a
 // lost frame or a gap does not change it), counted from the file's first
 // timestamp as readers do.
@@ -381,10 +382,17 @@ static int64_t mux_on_frame_grid(struct media_mux *m, int track, int64_t pts_ns)
 	if (fps < 2 || llabs(fps * iv - 1000000000LL) > 20000000LL)
 		return pts_ns; // not near a whole frame rate: no grid to keep to
 	int64_t rel = pts_ns - m->origin_tick * MUX_TICK_NS;
-	int64_t below = rel / MUX_TICK_NS * MUX_TICK_NS;
-	if (rel < 0 || mux_grid_slot(below, fps) == mux_grid_slot(rel, fps))
+	if (rel < 0)
 		return pts_ns;
-	return (rel / MUX_TICK_NS + 1 + m->origin_tick) * MUX_TICK_NS;
+	int64_t out = rel / MUX_TICK_NS * MUX_TICK_NS;
+	if (mux_grid_slot(out, fps) != mux_grid_slot(rel, fps))
+		out += MUX_TICK_NS;
+	// Frames most of an interval apart never share a slot (a drift
+	// correction can make two exact times 0.99 slot apart straddle one).
+	int64_t slot = mux_grid_slot((m->last_tick[track] - m->origin_tick) * MUX_TICK_NS, fps);
+	if (last > 0 && pts_ns - last >= iv * 3 / 4 && mux_grid_slot(out, fps) <= slot)
+		out = (1000 * (slot + 1) - 500 + fps - 1) / fps * MUX_TICK_NS; // the next slot's first ms
+	return out < rel ? pts_ns : out + m->origin_tick * MUX_TICK_NS;
 }
 
 // The last word on timestamps: across tracks they must not decrease

@@ -779,11 +779,11 @@ static uint32_t rnd(uint32_t *seed)
 	return *seed >> 16;
 }
 
-/* An output interval equals the RTP interval within 0.1 ms: drift
- * correction only, no arrival jitter. */
+/* An output interval equals the RTP interval within 0.2 ms: drift
+ * correction only (at most 5000 ppm), no arrival jitter. */
 static bool interval_ok(int64_t out_step, int64_t rtp_step)
 {
-	return llabs(out_step - rtp_step) <= 100000;
+	return llabs(out_step - rtp_step) <= 200000;
 }
 
 /* Random jitter of 0..30 ms and bursts (a relay holding packets up to
