@@ -166,7 +166,11 @@ int64_t media_rtp_clock_map(struct media_rtp_clock *c, struct media_rtp_sync *sy
 				c->steps++;
 			} else {
 				int64_t lim = dt * MEDIA_RTP_CLOCK_SLEW_PPM / 1000000;
-				int64_t adj = dt >= CLOCK_TAU_NS ? err : err * dt / CLOCK_TAU_NS;
+				/* (err is bounded first so the product cannot overflow;
+				 * the slew limit is far below a second anyway) */
+				int64_t e = err > TIME_NS_PER_SEC ? TIME_NS_PER_SEC :
+					err < -TIME_NS_PER_SEC ? -TIME_NS_PER_SEC : err;
+				int64_t adj = dt >= CLOCK_TAU_NS ? e : e * dt / CLOCK_TAU_NS;
 
 				if (adj > lim)
 					adj = lim;
