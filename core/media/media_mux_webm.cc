@@ -354,8 +354,9 @@ extern "C" uint64_t media_mux_timestamp_fixes(void)
 // moved the first to just past a slot's midpoint and the second to just
 // before the next one. Each video frame therefore goes to the millisecond
 // (the one below its exact time, or the one above) whose grid slot is the
-// slot of its exact time, and a frame most of an interval after the last
-// one to a later slot than it (a millisecond or two later at most). The grid is the frame rate the frames themselves
+// slot of its exact time (one millisecond later at most). Pushing a frame
+// into the next slot instead would cascade whenever frames come slightly
+// faster than the grid (a drift correction slewing back) and delay them all. The grid is the frame rate the frames themselves
 // show (the median of the last intervals, to the nearest whole fps, so a
 // lost frame or a gap does not change it), counted from the file's first
 // timestamp as readers do.
@@ -385,14 +386,9 @@ static int64_t mux_on_frame_grid(struct media_mux *m, int track, int64_t pts_ns)
 	if (rel < 0)
 		return pts_ns;
 	int64_t out = rel / MUX_TICK_NS * MUX_TICK_NS;
-	if (mux_grid_slot(out, fps) != mux_grid_slot(rel, fps))
-		out += MUX_TICK_NS;
-	// Frames most of an interval apart never share a slot (a drift
-	// correction can make two exact times 0.99 slot apart straddle one).
-	int64_t slot = mux_grid_slot((m->last_tick[track] - m->origin_tick) * MUX_TICK_NS, fps);
-	if (last > 0 && pts_ns - last >= iv * 3 / 4 && mux_grid_slot(out, fps) <= slot)
-		out = (1000 * (slot + 1) - 500 + fps - 1) / fps * MUX_TICK_NS; // the next slot's first ms
-	return out < rel ? pts_ns : out + m->origin_tick * MUX_TICK_NS;
+	if (mux_grid_slot(out, fps) == mux_grid_slot(rel, fps))
+		return pts_ns;
+	return out + MUX_TICK_NS + m->origin_tick * MUX_TICK_NS;
 }
 
 // The last word on timestamps: across tracks they must not decrease

@@ -266,7 +266,7 @@ struct media_rtp_sync {
  * next frame slot, and a discontinuity of the RTP timestamps (a sender
  * restarting its clock, an SSRC change) re-anchors the timeline at the
  * arrival time (or by the SR), no earlier than the next frame slot. */
-#define MEDIA_RTP_CLOCK_SLEW_PPM 5000
+#define MEDIA_RTP_CLOCK_SLEW_PPM 2000
 #define MEDIA_RTP_CLOCK_STEP_NS (50 * 1000000LL)
 
 struct media_rtp_clock {

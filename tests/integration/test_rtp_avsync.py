@@ -18,7 +18,7 @@ sample count (the RTP clock alone) would fail the first check.
 Why 60 s at 1500 ppm rather than 2 min at 1000 ppm: the drift that has to
 be absorbed is of the same size (90 ms against 120 ms, both far over the
 20 ms allowed), at half the wall time; 1500 ppm is below the clock mapping's
-slew limit (MEDIA_RTP_CLOCK_SLEW_PPM, 5000), which is what a skew has to stay
+slew limit (MEDIA_RTP_CLOCK_SLEW_PPM, 2000), which is what a skew has to stay
 under to be followed. scripts/bench avsync runs 30 min at a real skew.
 """
 

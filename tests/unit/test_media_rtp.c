@@ -780,7 +780,7 @@ static uint32_t rnd(uint32_t *seed)
 }
 
 /* An output interval equals the RTP interval within 0.2 ms: drift
- * correction only (at most 5000 ppm), no arrival jitter. */
+ * correction only (at most 2000 ppm), no arrival jitter. */
 static bool interval_ok(int64_t out_step, int64_t rtp_step)
 {
 	return llabs(out_step - rtp_step) <= 200000;
