@@ -15,6 +15,7 @@
 #include "common_time.h"
 #include "config.h"
 #include "http_text.h"
+#include "media_mux.h"
 #include "recorder.h"
 
 /* True when a file can be created, written and removed in 'dir'. */
@@ -139,6 +140,9 @@ void http_info_metrics(struct http_request *req)
 		  rm.degradations_total },
 		{ "edgerec_processing_jobs_queued", "gauge", "Processing jobs waiting.", rm.jobs_queued },
 		{ "edgerec_processing_jobs_running", "gauge", "Processing jobs running.", rm.jobs_running },
+		{ "edgerec_mux_timestamp_fixes_total", "counter",
+		  "Frames the muxer moved to keep each track's timestamps strictly increasing.",
+		  media_mux_timestamp_fixes() },
 	};
 	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)
 		http_text_printf(&t, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", rows[i].name, rows[i].help,

@@ -37,8 +37,11 @@ struct media_mux_driver {
 	struct media_mux *(*open)(const char *path, const char *doc_type, char *err, size_t errlen);
 	/* Adds a track before the first write(); returns its number (>= 1) or <0. */
 	int (*add_track)(struct media_mux *m, const struct media_mux_track *t);
-	/* Writes one frame. Frames must come in non-decreasing pts order across
-	 * all tracks. Returns 0, or <0 (the reason via last_error). */
+	/* Writes one frame. Frames should come in non-decreasing pts order
+	 * across all tracks and on a later 1 ms tick than the track's previous
+	 * frame; one that does not is moved forward just enough (and counted in
+	 * media_mux_timestamp_fixes), so every track of the file has strictly
+	 * increasing timestamps. Returns 0, or <0 (the reason via last_error). */
 	int (*write)(struct media_mux *m, int track, const uint8_t *data, size_t len,
 		     int64_t pts_ns, bool keyframe);
 	/* Finalizes and closes the file, then frees 'm' whether or not it
@@ -58,6 +61,9 @@ struct media_mux_driver {
 };
 
 extern const struct media_mux_driver media_mux_webm;
+
+/* Frames whose timestamp write() had to move, in every file of this process. */
+uint64_t media_mux_timestamp_fixes(void);
 
 /* Matroska CodecID of 'codec' ("V_VP8" ...), or NULL for raw codecs. */
 const char *media_mux_codec_id(enum media_codec codec);

@@ -11,6 +11,7 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <new>
 
 #include "common/webmids.h"
@@ -231,12 +232,29 @@ private:
 
 } // namespace
 
+// The muxer's timestamp resolution: mkvmuxer's default TimecodeScale (1 ms);
+// a block's timestamp is its pts truncated to it.
+#define MUX_TICK_NS 1000000LL
+#define MUX_MAX_TRACKS 16
+#define MUX_INTERVALS 9 // video frame intervals the frame rate is judged from
+
+// Timestamps the muxer had to move (process-wide, for /metrics).
+static uint64_t mux_timestamp_fixes;
+
 struct media_mux {
 	FileWriter writer;
 	mkvmuxer::Segment segment;
 	bool has_video = false;
 	uint64_t video_track = 0;
 	int64_t last_pts_ns = 0;
+	int64_t last_tick[MUX_MAX_TRACKS]; // per track, in MUX_TICK_NS; -1: none yet
+	bool video[MUX_MAX_TRACKS] = {};
+	int64_t last_in_ns[MUX_MAX_TRACKS] = {};  // video: the pts asked for last
+	int64_t intervals[MUX_MAX_TRACKS][MUX_INTERVALS] = {}; // video: the last intervals; 0: none
+	unsigned nintervals[MUX_MAX_TRACKS] = {};
+	int64_t origin_tick = -1;                 // the file's first timestamp
+	int64_t last_asked_ns = 0;                // the newest pts asked for, before the grid
+	uint64_t fixes = 0;
 	bool wrote_frame = false; // the header (Tracks) is on disk
 	char error[200] = "";
 };
@@ -274,6 +292,8 @@ static struct media_mux *mux_webm_open(const char *path, const char *doc_type, c
 		util_strlcpy(err, "out of memory", errlen);
 		return nullptr;
 	}
+	for (int64_t &t : m->last_tick)
+		t = -1;
 	if (m->writer.open_file(path, doc_type, err, errlen) < 0)
 		goto fail;
 	if (!m->segment.Init(&m->writer)) {
@@ -312,6 +332,8 @@ static int mux_webm_add_track(struct media_mux *m, const struct media_mux_track 
 		track = vt;
 		m->has_video = true;
 		m->video_track = num;
+		if (num < MUX_MAX_TRACKS)
+			m->video[num] = true;
 		m->segment.CuesTrack(num);
 	} else {
 		num = m->segment.AddAudioTrack(t->sample_rate, t->channels, 0);
@@ -335,11 +357,99 @@ fail:
 	return -1;
 }
 
+extern "C" uint64_t media_mux_timestamp_fixes(void)
+{
+	return __atomic_load_n(&mux_timestamp_fixes, __ATOMIC_RELAXED);
+}
+
+// The last word on timestamps: across tracks they must not decrease
+// (mkvmuxer refuses that), and within a track every frame must land on a
+// later 1 ms tick than the one before it, or demuxers see two frames with
+// one timestamp ("non monotonically increasing dts"). A frame that breaks
+// either is moved to the earliest time that keeps both, and counted. The
+// sources' clock mappings make this rare; here it is guaranteed.
+// Readers that assume a constant frame rate (ffmpeg rescales video to
+// 1/fps when it decodes) round each timestamp to their frame grid; two frames
+// a whole interval apart can land in one grid slot when the 1 ms truncation
+// moved the first to just past a slot's midpoint and the second to just
+// before the next one. Each video frame therefore goes to the millisecond
+// (the one below its exact time, or the one above) whose grid slot is the
+// slot of its exact time (one millisecond later at most). Pushing a frame
+// into the next slot instead would cascade whenever frames come slightly
+// faster than the grid (a drift correction slewing back) and delay them all. The grid is the frame rate the frames themselves
+// show (the median of the last intervals, to the nearest whole fps, so a
+// lost frame or a gap does not change it), counted from the file's first
+// timestamp as readers do.
+static int64_t mux_grid_slot(int64_t rel_ns, int64_t fps)
+{
+	return (rel_ns * fps + 500000000LL) / 1000000000LL;
+}
+
+static int64_t mux_on_frame_grid(struct media_mux *m, int track, int64_t pts_ns)
+{
+	int64_t last = m->last_in_ns[track], sorted[MUX_INTERVALS];
+	unsigned n = m->nintervals[track] < MUX_INTERVALS ? m->nintervals[track] : MUX_INTERVALS;
+	m->last_in_ns[track] = pts_ns;
+	if (last > 0 && pts_ns - last >= 5 * MUX_TICK_NS && pts_ns - last <= 250 * MUX_TICK_NS) {
+		m->intervals[track][m->nintervals[track]++ % MUX_INTERVALS] = pts_ns - last;
+		n = m->nintervals[track] < MUX_INTERVALS ? m->nintervals[track] : MUX_INTERVALS;
+	}
+	if (n < 3 || m->origin_tick < 0)
+		return pts_ns;
+	memcpy(sorted, m->intervals[track], n * sizeof(sorted[0]));
+	std::sort(sorted, sorted + n);
+	int64_t iv = sorted[n / 2];
+	int64_t fps = (1000000000LL + iv / 2) / iv;
+	if (fps < 2 || llabs(fps * iv - 1000000000LL) > 20000000LL)
+		return pts_ns; // not near a whole frame rate: no grid to keep to
+	int64_t rel = pts_ns - m->origin_tick * MUX_TICK_NS;
+	if (rel < 0)
+		return pts_ns;
+	int64_t out = rel / MUX_TICK_NS * MUX_TICK_NS;
+	if (mux_grid_slot(out, fps) == mux_grid_slot(rel, fps))
+		return pts_ns;
+	return out + MUX_TICK_NS + m->origin_tick * MUX_TICK_NS;
+}
+
+// The last word on timestamps: across tracks they must not decrease
+// (mkvmuxer refuses that), and within a track every frame must land on a
+// later 1 ms tick than the one before it, or demuxers see two frames with
+// one timestamp ("non monotonically increasing dts"). A frame that breaks
+// either is moved to the earliest time that keeps both, and counted. The
+// sources' clock mappings make this rare; here it is guaranteed.
+static int64_t mux_fix_pts(struct media_mux *m, int track, int64_t pts_ns)
+{
+	bool known = track > 0 && track < MUX_MAX_TRACKS;
+	int64_t pts = pts_ns;
+	// Only behind a frame the grid moved later: follow it, uncounted.
+	bool grid = pts < m->last_pts_ns && pts >= m->last_asked_ns;
+	if (pts < m->last_pts_ns)
+		pts = m->last_pts_ns;
+	if (pts_ns > m->last_asked_ns)
+		m->last_asked_ns = pts_ns;
+	if (known && m->last_tick[track] >= 0 && pts / MUX_TICK_NS <= m->last_tick[track]) {
+		pts = (m->last_tick[track] + 1) * MUX_TICK_NS;
+		grid = false;
+	}
+	if (pts != pts_ns && !grid) {
+		if (m->fixes++ == 0)
+			LOG_WARN(&log_mux, "track %d: timestamp %.3f ms moved to %.3f ms (not after the previous "
+				 "frame); further moves in this file are only counted", track, pts_ns / 1e6, pts / 1e6);
+		__atomic_add_fetch(&mux_timestamp_fixes, 1, __ATOMIC_RELAXED);
+	} else if (known && m->video[track] && !grid) {
+		pts = mux_on_frame_grid(m, track, pts);
+	}
+	if (m->origin_tick < 0)
+		m->origin_tick = pts / MUX_TICK_NS;
+	if (known)
+		m->last_tick[track] = pts / MUX_TICK_NS;
+	return pts;
+}
+
 static int mux_webm_write(struct media_mux *m, int track, const uint8_t *data, size_t len,
 			  int64_t pts_ns, bool keyframe)
 {
-	if (pts_ns < m->last_pts_ns)
-		pts_ns = m->last_pts_ns; // the muxer needs one non-decreasing timeline
+	pts_ns = mux_fix_pts(m, track, pts_ns < 0 ? 0 : pts_ns);
 	if (!m->segment.AddFrame(data, len, static_cast<uint64_t>(track),
 				 static_cast<uint64_t>(pts_ns), keyframe)) {
 		mux_set_error(m, "mkvmuxer: cannot add frame");

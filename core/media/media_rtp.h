@@ -229,34 +229,61 @@ int media_rtp_opus_samples(const uint8_t *packet, size_t len, bool *stereo);
 
 /* ---- clocks and A/V sync --------------------------------------------- */
 
-/* Shared by the streams of one sender, so that streams mapped through
- * their Sender Reports keep the relation the sender's NTP clock gives. */
-struct media_rtp_sync {
-	bool have_offset;
-	int64_t offset_ns;  /* local mono ns = sender NTP ns + offset */
+/* The lowest of the values added over the last one to two windows (by
+ * arrival time): the least delay seen lately, which jitter and bursts only
+ * ever raise. */
+struct media_rtp_minwin {
+	bool have, have_prev;
+	int64_t start_ns;  /* when the current window began */
+	int64_t cur, prev; /* lowest of the current and the previous window */
 };
 
-/* Maps one stream's extended RTP timestamps onto the local monotonic
- * clock. With a Sender Report: sender time = SR NTP + (ts - SR ts) / rate,
- * moved onto the local clock by the group's offset. Without one (Janus
- * forwards send none): the stream's own timeline anchored at arrival. The
- * offsets follow the lowest observed delay quickly downwards and drift
- * slowly upwards (clock skew). Changes of the mapping are slewed in, so the
- * output increases strictly with the RTP timestamp (frames sharing one keep
- * one) and never goes backwards. */
+/* Shared by the streams of one sender, so that streams mapped through
+ * their Sender Reports keep the relation the sender's NTP clock gives:
+ * local mono ns = sender NTP ns + the group's least delay. */
+struct media_rtp_sync {
+	struct media_rtp_minwin delay;
+};
+
+/* Maps one stream's extended RTP timestamps onto the local monotonic clock.
+ *
+ * The output follows the sender's media clock exactly: out = origin_ns +
+ * (ts - origin_ts) / rate (an exact rational position, floored to the ns)
+ * + corr_ns. Only corr_ns, the drift correction, is steered, towards a
+ * target: without a Sender Report (Janus forwards send none) the least
+ * delay between the timeline and the arrival times seen over the last one
+ * to two seconds; with one, the sender time SR NTP + (ts - SR ts) / rate
+ * moved onto the local clock by the group's least delay. corr_ns moves by
+ * at most MEDIA_RTP_CLOCK_SLEW_PPM of the media time that passes (about a
+ * third of it per second of error), so arrival jitter and bursts never show
+ * in the frame intervals and a clock skew between the sender's streams is
+ * followed. Only an error towards later output over
+ * MEDIA_RTP_CLOCK_STEP_NS (the first SR moving a stream far, a lasting
+ * change of path delay) is taken at once, as a gap; towards earlier output
+ * it is always slewed, so frames are never crowded. The output increases
+ * strictly, by at least a frame interval where the sender's timestamps give
+ * none: a frame whose RTP timestamp equals or precedes the last one gets the
+ * next frame slot, and a discontinuity of the RTP timestamps (a sender
+ * restarting its clock, an SSRC change) re-anchors the timeline at the
+ * arrival time (or by the SR), no earlier than the next frame slot. */
+#define MEDIA_RTP_CLOCK_SLEW_PPM 2000
+#define MEDIA_RTP_CLOCK_STEP_NS (50 * 1000000LL)
+
 struct media_rtp_clock {
 	uint32_t rate;
 	bool have_sr;
 	int64_t sr_ext_ts;
 	int64_t sr_ntp_ns;
-	bool have_offset;
-	int64_t offset_ns;     /* used without SR */
-	bool have_sr_offset;
-	int64_t sr_offset_ns;  /* used with SR when there is no sync group */
+	struct media_rtp_minwin sr_delay; /* with SR when there is no sync group */
+	struct media_rtp_minwin delay;    /* arrival - (origin_ns + position), without SR */
 	bool have_last;
 	bool restarted;
+	int64_t origin_ts, origin_ns, corr_ns;
 	int64_t last_out_ns;
 	int64_t last_ext_ts;
+	int64_t last_arrival_ns;
+	int64_t last_step_ns;  /* the last interval between frames of different timestamps */
+	uint64_t steps;        /* corrections taken at once: steps, re-anchors, frames given a slot */
 };
 
 void media_rtp_clock_init(struct media_rtp_clock *c, uint32_t rate);
@@ -267,7 +294,7 @@ void media_rtp_clock_restart(struct media_rtp_clock *c);
  * by the stream's own unwrapper. */
 void media_rtp_clock_on_sr(struct media_rtp_clock *c, uint64_t ntp, int64_t ext_ts);
 /* Local mono ns for a frame of 'ext_ts' whose first packet arrived at
- * 'arrival_ns'. 'sync' may be NULL. */
+ * 'arrival_ns'. 'sync' may be NULL. Arrival times must not decrease. */
 int64_t media_rtp_clock_map(struct media_rtp_clock *c, struct media_rtp_sync *sync, int64_t ext_ts,
 			    int64_t arrival_ns);
 

@@ -15,7 +15,11 @@
  * "join=SEC" hides what the sender sent before SEC, as when a recorder joins
  * a running stream mid-GOP, and "hold=SEC" holds the video sent from SEC on
  * back for 3 s and then delivers it all at once, as a congested network
- * would). */
+ * would), "audio_ppm=N" (-10000..10000: the audio sample clock runs N ppm
+ * fast against the video clock, as capture cards and phones do: the beep of
+ * second k starts on sample k x rate x (1 + N/1e6) while pts still count
+ * samples at the nominal rate, so a sender pacing its audio by that clock
+ * sends it N ppm fast; the recorder has to keep A/V together). */
 #include "media_source.h"
 
 #include <stdatomic.h>
@@ -45,6 +49,7 @@ struct test_priv {
 	uint64_t audio_sample; /* next audio sample frame */
 	double tone_hz, beep_hz;
 	uint64_t skew_samples;   /* beep delay after the flash */
+	int audio_ppm;           /* audio clock error against video, ppm */
 	uint8_t *bars;         /* a periodic row of the pattern, width + 256 long */
 	uint8_t *v_row;        /* the V plane's row, the same on every line */
 	/* encoded=1: the sender's encoders and the packets they produced. */
@@ -131,6 +136,14 @@ static int test_open(struct media_source *src, const struct media_source_params 
 			return -1;
 		}
 		t->skew_samples = (uint64_t)ms * (uint64_t)t->rate / 1000;
+	}
+	if (media_source_arg(p->args, "audio_ppm", v, sizeof(v))) {
+		t->audio_ppm = atoi(v);
+		if (t->audio_ppm < -10000 || t->audio_ppm > 10000) {
+			snprintf(err, errlen, "test source: audio_ppm must be -10000..10000");
+			free(t);
+			return -1;
+		}
 	}
 	if (!(t->tone_hz >= 0 && t->tone_hz < t->rate / 2.0) ||
 	    !(t->beep_hz > 0 && t->beep_hz < t->rate / 2.0)) {
@@ -255,10 +268,17 @@ static struct buf *test_make_audio(struct test_priv *t, uint64_t first, int samp
 		return NULL;
 	int16_t *out = (int16_t *)b->data;
 	uint64_t beep_len = (uint64_t)t->rate * TEST_BEEP_MS / 1000;
+	/* samples in one second of the (possibly skewed) audio clock */
+	double per_second = t->rate * (1.0 + t->audio_ppm / 1e6);
 	for (int i = 0; i < samples; i++) {
 		uint64_t s = first + (uint64_t)i;
 		uint64_t in_second = (s + (uint64_t)t->rate - t->skew_samples % (uint64_t)t->rate) %
 				     (uint64_t)t->rate;
+		if (t->audio_ppm) {
+			int64_t from = (int64_t)s - (int64_t)t->skew_samples;
+			int64_t k = (int64_t)floor((double)from / per_second);
+			in_second = (uint64_t)(from - (int64_t)llround((double)k * per_second));
+		}
 		double ph, val;
 		if (in_second < beep_len) {
 			ph = 2.0 * M_PI * t->beep_hz * (double)in_second / t->rate;

@@ -18,8 +18,16 @@
  * u32le offset in us, u16le length, bytes) to N recorders at once, video to
  * 127.0.0.1:BASEPORT+4i and audio to BASEPORT+4i+2, each with its own SSRC,
  * looping with continuous sequence numbers and timestamps, paced by the
- * capture's offsets. */
+ * capture's offsets; and a live sender with flashes and beeps:
+ *     itest_media_rtp send HOST VPORT APORT SECONDS AUDIO_PPM SR
+ * sends the test source (encoded=1: VP8 + Opus, a white frame and a beep
+ * every second) as RTP to HOST:VPORT / HOST:APORT in real time, with its
+ * audio sample clock AUDIO_PPM fast against its video clock (negative:
+ * slow), as capture cards and phones have; SR=1 adds Sender Reports (to
+ * port+1) that tie both clocks to the sender's wall clock, SR=0 sends none
+ * (a relay such as Janus). PLIs coming back ask the source for a keyframe. */
 #include <arpa/inet.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -553,8 +561,162 @@ done:
 	return 0;
 }
 
+/* ---- the flash/beep sender -------------------------------------------- */
+
+extern const struct media_source_driver media_source_test;
+
+#define SEND_FIFO 1024
+#define SEND_PAYLOAD 1100
+
+struct send_fifo {
+	struct media_packet p[SEND_FIFO];
+	int head, len;
+};
+
+static void send_rtp(int fd, const struct sockaddr_in *to, uint8_t pt, bool marker, uint16_t seq, uint32_t ts,
+		     uint32_t ssrc, const uint8_t *desc, size_t dlen, const uint8_t *data, size_t len)
+{
+	uint8_t pkt[12 + 8 + SEND_PAYLOAD];
+
+	pkt[0] = 0x80;
+	pkt[1] = (uint8_t)(pt | (marker ? 0x80 : 0));
+	pkt[2] = (uint8_t)(seq >> 8);
+	pkt[3] = (uint8_t)seq;
+	put32(pkt + 4, ts);
+	put32(pkt + 8, ssrc);
+	if (dlen)
+		memcpy(pkt + 12, desc, dlen);
+	memcpy(pkt + 12 + dlen, data, len);
+	sendto(fd, pkt, 12 + dlen + len, 0, (const struct sockaddr *)to, sizeof(*to));
+}
+
+static void send_sr(int fd, const struct sockaddr_in *to, uint32_t ssrc, int64_t wall_ns, uint32_t ts)
+{
+	uint8_t sr[28] = { 0x80, 200, 0, 6 };
+	uint64_t ntp = media_rtcp_unix_ns_to_ntp(wall_ns);
+
+	put32(sr + 4, ssrc);
+	put32(sr + 8, (uint32_t)(ntp >> 32));
+	put32(sr + 12, (uint32_t)ntp);
+	put32(sr + 16, ts);
+	sendto(fd, sr, sizeof(sr), 0, (const struct sockaddr *)to, sizeof(*to));
+}
+
+static int send_av(const char *host, int vport, int aport, double seconds, int ppm, bool sr)
+{
+	char args[128], err[256];
+	struct media_source_params p = { .args = args, .width = 320, .height = 240, .fps = 30,
+					 .sample_rate = 48000, .channels = 2, .realtime = false,
+					 .duration_ns = (int64_t)(seconds * 1e9) };
+	struct media_source *src;
+	struct send_fifo *q = calloc(2, sizeof(*q));
+	struct sockaddr_in to[2], rtcp_to[2];
+	int fd = socket(AF_INET, SOCK_DGRAM, 0);
+	uint32_t ssrc[2] = { 0x5e4d0001, 0x5e4d0002 }, ts0[2] = { 0x7fff0000u, 0xfff00000u };
+	uint16_t seq[2] = { 1000, 50000 }, pic = 0;
+	double speed = 1.0 + ppm / 1e6;
+	int64_t t0, next_sr, wall0 = 1700000000LL * TIME_NS_PER_SEC;
+	uint64_t sent[2] = { 0, 0 };
+	bool eof = false;
+
+	snprintf(args, sizeof(args), "encoded=1,gop=2,bitrate=300000,audio_ppm=%d", ppm);
+	src = media_source_new(&media_source_test, &p, err, sizeof(err));
+	if (!src || !q || fd < 0) {
+		fprintf(stderr, "send: %s\n", src ? "out of resources" : err);
+		return 1;
+	}
+	for (int i = 0; i < 2; i++) {
+		to[i] = (struct sockaddr_in){ .sin_family = AF_INET, .sin_port = htons((uint16_t)(i ? aport : vport)) };
+		inet_pton(AF_INET, host, &to[i].sin_addr);
+		rtcp_to[i] = to[i];
+		rtcp_to[i].sin_port = htons((uint16_t)((i ? aport : vport) + 1));
+	}
+	t0 = time_mono_ns() + 50 * TIME_NS_PER_MS;
+	next_sr = sr ? t0 : INT64_MAX;
+	for (;;) {
+		struct media_packet *pk;
+		int64_t due[2] = { INT64_MAX, INT64_MAX }, now;
+		uint8_t fb[512];
+		ssize_t n;
+		int k;
+
+		while (!eof && (!q[0].len || !q[1].len) && q[0].len < SEND_FIFO && q[1].len < SEND_FIFO) {
+			struct media_packet pkt;
+			int r = src->driver->read(src, &pkt, 0);
+
+			if (r == MEDIA_SOURCE_EOF) {
+				eof = true;
+			} else if (r == MEDIA_SOURCE_OK && pkt.stream >= 0 && pkt.stream < 2) {
+				q[pkt.stream].p[(q[pkt.stream].head + q[pkt.stream].len++) % SEND_FIFO] = pkt;
+			} else if (r == MEDIA_SOURCE_OK) {
+				media_packet_clear(&pkt);
+			} else if (r == MEDIA_SOURCE_ERROR) {
+				fprintf(stderr, "send: %s\n", src->err);
+				return 1;
+			}
+		}
+		/* video leaves on its clock; audio on its own, 'ppm' fast */
+		if (q[0].len)
+			due[0] = t0 + q[0].p[q[0].head].pts_ns;
+		if (q[1].len)
+			due[1] = t0 + (int64_t)((double)q[1].p[q[1].head].pts_ns / speed);
+		k = due[1] < due[0] ? 1 : 0;
+		if (due[k] == INT64_MAX)
+			break;
+		if (next_sr <= due[k]) {
+			int64_t el = next_sr - t0;
+
+			time_sleep_ns(next_sr - time_mono_ns());
+			send_sr(fd, &rtcp_to[0], ssrc[0], wall0 + el, ts0[0] + (uint32_t)(el * 90000 / TIME_NS_PER_SEC));
+			send_sr(fd, &rtcp_to[1], ssrc[1], wall0 + el,
+				ts0[1] + (uint32_t)llround((double)el * 48000.0 * speed / 1e9));
+			next_sr += TIME_NS_PER_SEC;
+			continue;
+		}
+		now = time_mono_ns();
+		if (due[k] > now)
+			time_sleep_ns(due[k] - now);
+		while ((n = recv(fd, fb, sizeof(fb), MSG_DONTWAIT)) > 0) {
+			struct media_rtcp_info info;
+
+			if (media_rtcp_parse(fb, (size_t)n, &info) == 0 && (info.pli_count || info.fir_count) &&
+			    src->driver->request_keyframe)
+				src->driver->request_keyframe(src);
+		}
+		pk = &q[k].p[q[k].head];
+		if (k == 0) {
+			uint32_t ts = ts0[0] + (uint32_t)(pk->pts_ns * 90000 / TIME_NS_PER_SEC);
+
+			for (size_t off = 0; off < pk->data->size; off += SEND_PAYLOAD) {
+				size_t len = pk->data->size - off > SEND_PAYLOAD ? SEND_PAYLOAD : pk->data->size - off;
+				uint8_t desc[4] = { (uint8_t)(0x80 | (off == 0 ? 0x10 : 0)), 0x80,
+						    (uint8_t)(0x80 | (pic >> 8)), (uint8_t)pic };
+
+				send_rtp(fd, &to[0], 96, off + len == pk->data->size, seq[0]++, ts, ssrc[0], desc, 4,
+					 pk->data->data + off, len);
+			}
+			pic = (uint16_t)((pic + 1) & 0x7fff);
+		} else {
+			uint32_t ts = ts0[1] + (uint32_t)(pk->pts_ns * 48000 / TIME_NS_PER_SEC);
+
+			send_rtp(fd, &to[1], 111, true, seq[1]++, ts, ssrc[1], NULL, 0, pk->data->data, pk->data->size);
+		}
+		sent[k]++;
+		media_packet_clear(pk);
+		q[k].head = (q[k].head + 1) % SEND_FIFO;
+		q[k].len--;
+	}
+	printf("video_frames=%llu audio_frames=%llu\n", (unsigned long long)sent[0], (unsigned long long)sent[1]);
+	media_source_free(src);
+	free(q);
+	close(fd);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
+	if (argc == 8 && strcmp(argv[1], "send") == 0)
+		return send_av(argv[2], atoi(argv[3]), atoi(argv[4]), atof(argv[5]), atoi(argv[6]), atoi(argv[7]) != 0);
 	if (argc == 6 && strcmp(argv[1], "replay") == 0)
 		return replay(argv[2], atoi(argv[3]), atoi(argv[4]), atof(argv[5]));
 	if (argc == 5 && strcmp(argv[1], "record") == 0) {

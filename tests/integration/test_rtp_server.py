@@ -162,6 +162,9 @@ def test_record_through_api(ctx):
         text = m.body.decode()
         assert "edgerec_rtp_first_keyframe_seconds_count 1" in text, text[-600:]
         assert "edgerec_rtp_source_stalls_total 1" in text, text[-600:]
+        # a well-behaved sender: the clock mapping alone keeps every track
+        # strictly increasing, the muxer never has to move a frame
+        assert "\nedgerec_mux_timestamp_fixes_total 0\n" in text, text[-600:]
         r = ctx.node.request("POST", "%s/%s/stop" % (BASE, rid))
         assert r.status == 200, r
     finally:

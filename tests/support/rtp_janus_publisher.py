@@ -14,8 +14,9 @@ how long) instead of for --seconds.
 VP8 is encoded without periodic keyframes (keyframe-max-dist is huge), so
 after the first one every keyframe is one somebody asked for: the room is
 configured with fir_freq = 0, so only the recorder's PLI, relayed by Janus,
-can cause one. Prints one JSON line: the publisher id and when (seconds since
-start) the forward began. Exits non-zero on any failure. Meant to run inside
+can cause one. Prints one JSON line: the publisher id, when (seconds since
+start) the forward began, and the wall-clock time each video frame left the
+encoder (frame_times). Exits non-zero on any failure. Meant to run inside
 the test's network namespace (libnice skips loopback, so the veth address is
 added to the ICE agent explicitly).
 """
@@ -93,11 +94,19 @@ def main():
     pipe = Gst.parse_launch(
         "webrtcbin name=wb bundle-policy=max-bundle "
         "videotestsrc is-live=true pattern=ball ! video/x-raw,width=320,height=240,framerate=30/1 ! "
-        "vp8enc deadline=1 cpu-used=8 target-bitrate=500000 keyframe-max-dist=100000 ! "
+        "vp8enc name=venc deadline=1 cpu-used=8 target-bitrate=500000 keyframe-max-dist=100000 ! "
         "rtpvp8pay pt=96 picture-id-mode=15-bit ! application/x-rtp,media=video,encoding-name=VP8,payload=96,clock-rate=90000 ! wb. "
         "audiotestsrc is-live=true wave=sine freq=440 ! audioconvert ! audioresample ! opusenc ! "
         "rtpopuspay pt=111 ! application/x-rtp,media=audio,encoding-name=OPUS,payload=111,clock-rate=48000 ! wb.")
     wb = pipe.get_by_name("wb")
+    # When each video frame left the encoder (wall clock): on a loaded box the
+    # publisher may not keep 30 fps, so the caller counts what was sent.
+    frame_times = []
+
+    def on_frame(pad, info):
+        frame_times.append(time.time())
+        return Gst.PadProbeReturn.OK
+    pipe.get_by_name("venc").get_static_pad("src").add_probe(Gst.PadProbeType.BUFFER, on_frame)
     ice = wb.get_property("ice-agent")   # keep the reference: the agent lives as long as it does
     agent = ice.get_property("agent")
     agent.set_property("upnp", False)
@@ -187,7 +196,8 @@ def main():
         janus.post("/%d" % session, {"janus": "destroy"})
     except OSError:
         pass
-    print(json.dumps({"publisher_id": publisher_id, "forward_at": forward_at, "forward": data}))
+    print(json.dumps({"publisher_id": publisher_id, "forward_at": forward_at, "forward": data,
+                      "frame_times": [round(t, 4) for t in frame_times]}))
 
 
 if __name__ == "__main__":

@@ -206,3 +206,78 @@ def gst_sender(ref_path, vport, aport, pli_port, artcp_port, seconds, key_dist=1
              vp=vport, vr=vport + 1, pp=pli_port, ap=aport, ar=aport + 1, arp=artcp_port)
     return subprocess.Popen(["gst-launch-1.0", "-q", "-e"] + pipeline.split(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def flash_starts(path):
+    """Presentation times (s) of the white frames that start each flash."""
+    r = subprocess.run(["ffprobe", "-v", "error", "-f", "lavfi", "-i", "movie=%s,signalstats" % path,
+                        "-show_entries", "frame=pts_time:frame_tags=lavfi.signalstats.YAVG", "-of", "csv=p=0"],
+                       capture_output=True, text=True, timeout=3600)
+    starts, was = [], False
+    for line in r.stdout.split():
+        f = line.split(",")
+        if len(f) < 2:
+            continue
+        white = float(f[1]) > 200
+        if white and not was:
+            starts.append(float(f[0]))
+        was = white
+    return starts
+
+
+def beep_starts(path, by_samples=False):
+    """Onsets (s) of the loud beeps. By default each onset is placed by the
+    file's timestamps: the pts of the decoded audio frame that holds it plus
+    its position in that frame, i.e. where a player presents it. With
+    by_samples, by the count of samples before it instead (what the
+    sender's audio clock says), which shows a skewed sample clock."""
+    import array
+    r = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "a:0", "-show_entries",
+                        "frame=pts_time,nb_samples", "-of", "csv=p=0", path],
+                       capture_output=True, text=True, timeout=3600)
+    frames = []
+    for line in r.stdout.split():
+        f = line.split(",")
+        if len(f) >= 2 and f[0] not in ("", "N/A"):
+            frames.append((float(f[0]), int(f[1])))
+    pcm = subprocess.run(["ffmpeg", "-v", "error", "-i", path, "-map", "0:a:0", "-ac", "1", "-f", "s16le", "-"],
+                         capture_output=True, timeout=3600).stdout
+    samples = array.array("h")
+    samples.frombytes(pcm[: len(pcm) // 2 * 2])
+    if not frames:
+        return []
+    starts = []          # sample index of each decoded frame's first sample
+    n = 0
+    for _, ns in frames:
+        starts.append(n)
+        n += ns
+    import bisect
+    win, loud, onsets = 48, False, []
+    for i in range(0, len(samples) - win, win):
+        peak = max(abs(x) for x in samples[i:i + win])
+        if peak > 8000 and not loud:
+            j = next(k for k in range(i, i + win) if abs(samples[k]) > 2000)
+            if by_samples:
+                onsets.append(frames[0][0] + j / 48000.0)
+            else:
+                f = max(0, bisect.bisect_right(starts, j) - 1)
+                onsets.append(frames[f][0] + (j - starts[f]) / 48000.0)
+        loud = peak > 8000 if not loud else peak > 2000
+    return onsets
+
+
+def av_offsets(flashes, beeps):
+    """(flash time, beep - flash) for each flash that has a beep within 0.5 s."""
+    out = []
+    for f in flashes:
+        near = min(beeps, key=lambda b: abs(b - f)) if beeps else None
+        if near is not None and abs(near - f) < 0.5:
+            out.append((f, near - f))
+    return out
+
+
+def send_av(host, vport, aport, seconds, audio_ppm, sr):
+    """The harness's flash/beep sender (itest_media_rtp send): the test
+    source as VP8/Opus RTP in real time, its audio clock 'audio_ppm' fast."""
+    return subprocess.Popen([harness(), "send", host, str(vport), str(aport), str(seconds), str(audio_ppm),
+                             "1" if sr else "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -772,32 +772,92 @@ static void test_early_sr(void)
 	media_rtp_rx_free(rx);
 }
 
+/* A tiny deterministic generator for arrival jitter. */
+static uint32_t rnd(uint32_t *seed)
+{
+	*seed = *seed * 1103515245u + 12345u;
+	return *seed >> 16;
+}
+
+/* An output interval equals the RTP interval within 0.2 ms: drift
+ * correction only (at most 2000 ppm), no arrival jitter. */
+static bool interval_ok(int64_t out_step, int64_t rtp_step)
+{
+	return llabs(out_step - rtp_step) <= 200000;
+}
+
+/* Random jitter of 0..30 ms and bursts (a relay holding packets up to
+ * 200 ms, then releasing them at once): the output follows the RTP clock,
+ * not the arrivals, and sits on the least delay seen. */
+static void test_clock_jitter_bursts(void)
+{
+	struct media_rtp_clock c;
+	uint32_t seed = 7;
+	int64_t prev = -1, out = 0, worst = 0, held_until = 0;
+	bool steady = true;
+
+	media_rtp_clock_init(&c, 90000);
+	for (int i = 0; i < 3000; i++) {
+		int64_t sent = 1000 * MS + (int64_t)i * 100000000LL / 3;
+		int64_t arrival = sent + (int64_t)(rnd(&seed) % 30) * MS;
+
+		if (i % 45 == 0)
+			held_until = sent + (int64_t)(rnd(&seed) % 200) * MS;
+		if (arrival < held_until)
+			arrival = held_until;
+		out = media_rtp_clock_map(&c, NULL, 5000 + (int64_t)i * 3000, arrival);
+		if (prev >= 0 && !interval_ok(out - prev, 33333333))
+			steady = false;
+		/* after settling: never later than the fastest path, at most 2 ms early */
+		if (i > 300 && llabs(out - sent) > worst)
+			worst = llabs(out - sent);
+		prev = out;
+	}
+	CHECK(steady);
+	CHECK(worst <= 2 * MS);
+	CHECK_INT(c.steps, 0);
+}
+
+/* An audio clock 1000 ppm fast against the local clock (no SR): the output
+ * follows the arrivals (real time) within a few ms over two minutes, and the
+ * intervals still equal the RTP intervals. */
+static void test_clock_skew(void)
+{
+	for (int sign = -1; sign <= 1; sign += 2) {
+		struct media_rtp_clock c;
+		uint32_t seed = 99;
+		int64_t prev = -1, worst = 0;
+		bool steady = true;
+
+		media_rtp_clock_init(&c, 48000);
+		for (int i = 0; i < 6000; i++) {
+			/* packet i holds samples 960 i .. of a clock running at
+			 * 48000 (1 + sign 0.001) Hz: it is sent when captured */
+			int64_t sent = (int64_t)((double)i * 20e6 / (1.0 + sign * 0.001));
+			int64_t arrival = sent + (int64_t)(rnd(&seed) % 10) * MS;
+			int64_t out = media_rtp_clock_map(&c, NULL, (int64_t)i * 960, arrival);
+
+			if (prev >= 0 && !interval_ok(out - prev, 20 * MS))
+				steady = false;
+			if (llabs(out - sent) > worst)
+				worst = llabs(out - sent);
+			prev = out;
+		}
+		CHECK(steady);
+		CHECK(worst <= 8 * MS);
+	}
+}
+
 static void test_clock(void)
 {
 	struct media_rtp_clock c;
 	struct media_rtp_sync sync = { 0 };
 	struct media_rtp_clock a, v;
 	int64_t prev = -1;
-	uint32_t seed = 7;
-	bool mono = true;
-	int64_t first = 0, out = 0;
 
 	media_rtp_clock_init(&c, 90000);
-	for (int i = 0; i < 300; i++) {
-		int64_t jitter;
-
-		seed = seed * 1103515245u + 12345u;
-		jitter = (int64_t)((seed >> 16) % 30) * MS;
-		out = media_rtp_clock_map(&c, NULL, 5000 + (int64_t)i * 3000, 1000 * MS + (int64_t)i * 33333333LL + jitter);
-		if (i == 0)
-			first = out;
-		if (out < prev)
-			mono = false;
-		prev = out;
-	}
-	CHECK(mono);
-	/* 299 frames at 30 fps is 9.967 s; jitter of up to 30 ms must not add up */
-	CHECK(llabs(out - first - 9966666666LL) < 35 * MS);
+	for (int i = 0; i < 300; i++)
+		prev = media_rtp_clock_map(&c, NULL, 5000 + (int64_t)i * 3000, 1000 * MS + (int64_t)i * 33333333LL);
 
 	/* SR: audio NTP = video NTP at the same instant; audio arrives 5 ms
 	 * after sending, video 60 ms. Their outputs stay together. */
@@ -817,31 +877,53 @@ static void test_clock(void)
 		}
 		CHECK(llabs(ta - tv) < 1 * MS);
 	}
-	/* the first SR arrives 3 s in; the group's offset (set by a sibling
-	 * stream with a shorter path) puts this stream 55 ms earlier than arrival
-	 * anchoring did: no step back, no repeated or crowded timestamps, and the
-	 * new mapping is reached within a second */
-	{
+	/* k = 0: the first SR arrives 3 s in and puts the stream 30 ms earlier
+	 * than arrival anchoring did (a sibling with a shorter path set the
+	 * group's delay): slewed in. k = 1: no SR, the path's delay grows by
+	 * 80 ms for good: a step (a gap) once the old delays leave the window.
+	 * Never a step back or crowded frames; the new mapping is reached. */
+	for (int k = 0; k < 2; k++) {
 		struct media_rtp_clock s;
-		struct media_rtp_sync grp = { .have_offset = true, .offset_ns = 245 * MS };
-		int64_t prev_out = -1, o = 0, arrival = 0, min_step = INT64_MAX;
+		struct media_rtp_sync grp = { 0 };
+		int64_t prev_out = -1, o = 0, arrival = 0, sent = 0, min_step = INT64_MAX;
+		int64_t path = 300 * MS, shift = k ? 0 : 30 * MS;
+		bool steady = true;
 
 		media_rtp_clock_init(&s, 90000);
-		for (int i = 0; i < 150; i++) {
-			arrival = 10 * TIME_NS_PER_SEC_TEST + (int64_t)i * 33333333LL;
-			if (i == 90)
-				media_rtp_clock_on_sr(&s, media_rtcp_unix_ns_to_ntp(arrival - 300 * MS), (int64_t)i * 3000);
-			o = media_rtp_clock_map(&s, &grp, (int64_t)i * 3000, arrival);
+		for (int i = 0; i < 1200; i++) {
+			sent = 10 * TIME_NS_PER_SEC_TEST + (int64_t)i * 33333333LL;
+			arrival = sent + path + (k && i >= 90 ? 80 * MS : 0);
+			if (k == 0 && i >= 90)
+				grp.delay = (struct media_rtp_minwin){ .have = true, .start_ns = arrival,
+								       .cur = path - shift };
+			if (k == 0 && i == 90)
+				media_rtp_clock_on_sr(&s, media_rtcp_unix_ns_to_ntp(sent), (int64_t)i * 3000);
+			o = media_rtp_clock_map(&s, k ? NULL : &grp, (int64_t)i * 3000, arrival);
 			if (prev_out >= 0 && o - prev_out < min_step)
 				min_step = o - prev_out;
+			if (prev_out >= 0 && !interval_ok(o - prev_out, 33333333) && !(k && o - prev_out > 33 * MS))
+				steady = false;
 			prev_out = o;
 		}
-		CHECK(min_step >= 29 * MS);
-		CHECK(arrival - o > 40 * MS && arrival - o < 60 * MS);
+		CHECK(min_step >= 33 * MS);
+		CHECK(steady);
+		CHECK_INT(s.steps, k);
+		CHECK(llabs(arrival - o - shift) < 1 * MS);
 	}
 	/* restart keeps the output moving forward */
 	media_rtp_clock_restart(&c);
-	CHECK(media_rtp_clock_map(&c, NULL, 12, 0) >= prev);
+	CHECK(media_rtp_clock_map(&c, NULL, 12, 0) > prev);
+	/* a sender whose timestamps jump back 10 s (no SSRC change): the track
+	 * goes on forward from the arrival time */
+	media_rtp_clock_init(&c, 90000);
+	for (int i = 0; i < 60; i++)
+		prev = media_rtp_clock_map(&c, NULL, 900000 + (int64_t)i * 3000, (int64_t)i * 33333333LL);
+	{
+		int64_t o = media_rtp_clock_map(&c, NULL, 3000, 60 * 33333333LL);
+
+		CHECK(o > prev && o - prev < 40 * MS);
+		CHECK_INT(media_rtp_clock_map(&c, NULL, 6000, 61 * 33333333LL) - o, 33333333);
+	}
 }
 
 int main(void)
@@ -860,5 +942,7 @@ int main(void)
 	test_opus_dtx();
 	test_early_sr();
 	test_clock();
+	test_clock_jitter_bursts();
+	test_clock_skew();
 	return check_exit();
 }
