@@ -31,36 +31,38 @@ const struct media_preset *media_preset_find(const char *quality)
 
 /* The real-time rule, an explicit budget set from measurements. The bench
  * scripts/bench.d/25-concurrent records N rooms at once through `edgerec
- * serve` and prints the server's CPU per recording: on this 2-core box
- * (shared, load 20-50) a whole recording (test source, VP8 at the dense
- * speed 16 on one thread, Opus 128k, muxing, state updates) took about
- * 0.105 core at low (854x480@24, 9.8 Mpx/s) and 0.205 core at medium
- * (1280x720@30, 27.6 Mpx/s): about MEDIA_PIXELS_PER_CORE pixels per second
- * per core, plus MEDIA_RECORDING_OVERHEAD (audio, source, muxer: about
- * 0.05 core) counted as pixels. That is the dense cost. The quality speed
- * (6, media_enc_vpx.c) encodes the same pixels at MEDIA_QUALITY_COST_PCT
- * of the dense cost, measured the same way (see core/media/README.md).
- * The node may spend MEDIA_BUDGET_PERCENT of its online cores on encoding;
- * the rest stays with the HTTP server, Redis, processing (remux,
- * thumbnail, upload) and whatever else shares the box. Every start is
- * booked at its dense cost, so on 2 cores 8 medium recordings fit (16 low,
- * 4 high). A start takes the quality speed while the node is lightly
- * loaded: what is booked plus its quality cost stays within
- * 1/MEDIA_QUALITY_SHARE of the budget (on 2 cores: the first two medium
- * recordings). What those few cost beyond their booking (at most 3/7 of
- * that third, a seventh of the budget) stays inside the share of the cores
- * the budget leaves free; if the box is shorter than that, the degradation ladder's
- * first step moves them to the dense speed, and their state says so. A
- * preset whose own rate exceeds the whole budget is refused (ultra: 3840x2160@60 = 498 Mpx/s)
- * instead of recording a file that silently drops most frames; the ledger
- * below refuses a start that does not fit next to the recordings already
- * encoding even at the dense speed. recorder.encode_budget overrides the
- * budget (re-measure after changing the encoder's speeds). */
-#define MEDIA_PIXELS_PER_CORE 180000000LL
+ * serve` and prints frames kept and the server's CPU per recording. On this
+ * 2-core box, quiet (load 0.4 before the run), medium recordings (test
+ * source, VP8 on one thread, Opus 128k, muxing, state updates) kept every
+ * frame 2 at a time (0.28 core each), 98.7 % of them 4 at a time (0.27),
+ * 79 % 6 at a time and 55 % 8 at a time: the box holds 4 medium, not the 8
+ * a per-recording CPU figure measured on a loaded box suggested. So the
+ * budget is set to admit 4 medium: MEDIA_PIXELS_PER_CORE pixels per second
+ * per core, each recording also counted MEDIA_RECORDING_OVERHEAD (audio,
+ * source, muxer) as pixels. That is the dense cost (VP8 speed 16). The
+ * quality speed (6, media_enc_vpx.c) encodes the same pixels at
+ * MEDIA_QUALITY_COST_PCT of the dense cost (see core/media/README.md). The
+ * node may spend MEDIA_BUDGET_PERCENT of its online cores on encoding; the
+ * rest stays with the HTTP server, Redis, processing (remux, thumbnail,
+ * upload) and whatever else shares the box. Every start is booked at its
+ * dense cost: on 2 cores 4 medium recordings fit (9 low, 2 high). A start
+ * takes the quality speed while the node is lightly loaded: what is booked
+ * plus its quality cost stays within 1/MEDIA_QUALITY_SHARE of the budget
+ * (on 2 cores: the first medium recording, or the first two low). What
+ * those cost beyond their booking (at most 3/7 of that share) stays inside
+ * the share of the cores the budget leaves free; if the box is shorter, the
+ * degradation ladder's first step moves them to the dense speed, and their
+ * state says so. A preset whose own rate exceeds the whole budget is
+ * refused (ultra: 3840x2160@60 = 498 Mpx/s) instead of recording a file
+ * that silently drops most frames; the ledger below refuses a start that
+ * does not fit next to the recordings already encoding even at the dense
+ * speed. recorder.encode_budget overrides the budget (re-measure after
+ * changing the encoder's speeds). */
+#define MEDIA_PIXELS_PER_CORE 100000000LL
 #define MEDIA_RECORDING_OVERHEAD 9000000LL
 #define MEDIA_BUDGET_PERCENT 85
 #define MEDIA_QUALITY_COST_PCT 175
-#define MEDIA_QUALITY_SHARE 3
+#define MEDIA_QUALITY_SHARE 2
 
 static long media_cores(void)
 {

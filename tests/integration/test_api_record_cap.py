@@ -22,7 +22,9 @@ def setup():
     c.redis = Redis().start()
     c.node = Edgerec(redis=c.redis, name="cap",
                      config={"recorder.max_stored_per_user": CAP, "default_quality": "low",
-                             "max_concurrent_recordings": 20}).start()
+                             "max_concurrent_recordings": 20,
+                             # the record cap, not the encode budget, is under test
+                             "recorder.encode_budget": 100000}).start()
     return c
 
 

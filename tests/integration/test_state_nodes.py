@@ -41,10 +41,13 @@ def https_post(node, path, user):
 
 def test_race_two_nodes(ctx):
     redis = Redis(appendonly=False).start()
+    # The shared global limit is under test, not each node's encode budget.
     a = Edgerec(redis=redis, name="race-a", config={"max_concurrent_recordings": 10,
-                                                     "node_id": "race-a"})
+                                                     "node_id": "race-a",
+                                                     "recorder.encode_budget": 100000})
     b = Edgerec(redis=redis, name="race-b", config={"max_concurrent_recordings": 10,
-                                                     "node_id": "race-b"})
+                                                     "node_id": "race-b",
+                                                     "recorder.encode_budget": 100000})
     ctx.nodes = [a, b]
     a.start()
     b.start()
