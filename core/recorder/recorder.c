@@ -722,8 +722,10 @@ void recorder_start(struct recorder *r, const struct recorder_caller *caller,
 	}
 
 	util_uuid_v4(id);
-	if (!recorder_stored_cap_allows(r, caller->user_id, id, out))
+	if (!recorder_stored_cap_allows(r, caller->user_id, id, out)) {
+		media_encode_release(grant.rate);
 		return;
+	}
 	int rc = state_admit(r->st, id, caller->user_id, r->max_concurrent, user_limit,
 			     reason, sizeof(reason));
 	if (rc == STATE_REFUSED) {

@@ -33,6 +33,13 @@ def teardown(c):
         assert c.node.stop() == 0, c.node.log_tail()
 
 
+def encode_load(c):
+    """The node's reserved encode rate, from /metrics."""
+    body = c.node.request("GET", "/metrics", token=None).body.decode()
+    return int(next(l for l in body.splitlines()
+                    if l.startswith("edgerec_encode_load_pixels_per_second ")).split()[1])
+
+
 def start_cancel(c, user, room):
     r = c.node.start_recording(room, user)
     if r.status == 200:
@@ -50,7 +57,9 @@ def test_cap(c):
     r = c.node.start_recording(room, "hoarder")
     assert r.status == 429 and r.json["code"] == "too_many_records", r
     assert "3 stored recordings (limit 3)" in r.json["detail"], r.json
-    # Nothing was made for the refused start.
+    # Nothing was made for the refused start, and nothing is kept of it:
+    # with every recording cancelled the node encodes nothing.
+    assert encode_load(c) == 0
     listed = c.node.request("GET", "/api/webrtc/recordings", token="hoarder").json
     assert listed["count"] == CAP, listed
     # Another user is not affected.
