@@ -323,42 +323,45 @@ static int edge_disk_free_bytes(lua_State *L)
 	return edge_push_count(L, p.disk_free_bytes(p.opaque), "disk_free_bytes");
 }
 
-/* Asks the provider for the user's usage (live count, seconds today). */
-static void edge_usage(lua_State *L, const char *fname, long long *live, double *secs)
+/* Pushes the user's live (admitted) recordings, or with 'seconds' the
+ * seconds they recorded in the current UTC day (as lib/time.lua's
+ * seconds_today counts them). Both come from one provider query on the
+ * state store's per-user indexes (the live set, the per-day usage): cheap
+ * whatever the user's history, and asked once per call and user. */
+static int edge_push_usage(lua_State *L, const char *fname, bool seconds)
 {
 	struct policy_sandbox *sb = policy_sandbox_of(L);
 	const char *user = edge_check_id(L, 1, fname);
-	struct policy_provider p;
-	policy_host_provider(sb->host, &p);
-	if (!p.user_usage)
-		luaL_error(L, "edge.%s: not available", fname);
-	int rc = p.user_usage(p.opaque, user, live, secs);
-	policy_sandbox_check_deadline(L);
-	if (rc < 0)
-		luaL_error(L, "edge.%s: state unavailable", fname);
+	if (!sb->usage_valid || strcmp(sb->usage_user, user) != 0) {
+		struct policy_provider p;
+		policy_host_provider(sb->host, &p);
+		if (!p.user_usage)
+			return luaL_error(L, "edge.%s: not available", fname);
+		long long live = 0;
+		double secs = 0;
+		int rc = p.user_usage(p.opaque, user, &live, &secs);
+		policy_sandbox_check_deadline(L);
+		if (rc < 0)
+			return luaL_error(L, "edge.%s: state unavailable", fname);
+		util_strlcpy(sb->usage_user, user, sizeof(sb->usage_user));
+		sb->usage_live = live;
+		sb->usage_seconds = secs;
+		sb->usage_valid = true;
+	}
+	lua_pushinteger(L, seconds ? (lua_Integer)sb->usage_seconds : (lua_Integer)sb->usage_live);
+	return 1;
 }
 
-/* edge.user_live_count(user_id): the user's live (admitted) recordings,
- * from the per-user live set: cheap whatever the user's history. */
+/* edge.user_live_count(user_id) */
 static int edge_user_live_count(lua_State *L)
 {
-	long long live = 0;
-	double secs = 0;
-	edge_usage(L, "user_live_count", &live, &secs);
-	lua_pushinteger(L, (lua_Integer)live);
-	return 1;
+	return edge_push_usage(L, "user_live_count", false);
 }
 
-/* edge.user_seconds_today(user_id): seconds the user recorded in the
- * current UTC day (as lib/time.lua's seconds_today counts them), from the
- * per-user per-day usage the state store keeps. */
+/* edge.user_seconds_today(user_id) */
 static int edge_user_seconds_today(lua_State *L)
 {
-	long long live = 0;
-	double secs = 0;
-	edge_usage(L, "user_seconds_today", &live, &secs);
-	lua_pushinteger(L, (lua_Integer)secs);
-	return 1;
+	return edge_push_usage(L, "user_seconds_today", true);
 }
 
 /* The registration table: everything `edge` offers, in one place. */

@@ -50,6 +50,13 @@ struct policy_sandbox {
 	long long instructions;         /* executed in this call, in hook steps */
 	int64_t deadline_ns;            /* time_mono_ns() limit of this call */
 	const char *killed;             /* set once a limit is hit; the hook keeps raising */
+	/* The user's usage as the provider answered it in this call:
+	 * edge.user_live_count and edge.user_seconds_today share one query.
+	 * Forgotten when the next call is armed. */
+	bool usage_valid;
+	char usage_user[257];
+	long long usage_live;
+	double usage_seconds;
 };
 
 /* policy_sandbox.c */

@@ -111,6 +111,7 @@ void policy_sandbox_arm(struct policy_sandbox *sb)
 {
 	sb->instructions = 0;
 	sb->killed = NULL;
+	sb->usage_valid = false;
 	sb->deadline_ns = time_mono_ns() + sb->limits.max_call_ns;
 	sb->armed = true;
 	lua_sethook(sb->L, sandbox_hook, LUA_MASKCOUNT, POLICY_HOOK_EVERY);

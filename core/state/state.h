@@ -23,6 +23,8 @@
  *   webrtc:recording:job:{id}         JSON journal of processing steps, TTL 7 days
  *   webrtc:recording:usage:{uid}:{day} hash: seconds booked per finished recording
  *                                     that started on that UTC day, '*' their sum, TTL 2 days
+ *   webrtc:recording:records:user:{uid} sorted set of a user's record ids by creation
+ *                                     time (the stored-records cap), TTL 7 days refreshed on add
  * The active set is kept honest two ways: every live write re-adds its id
  * (so a Redis that lost its data is rebuilt by the retried writes), and
  * admission takes the slots of nodes whose heartbeat has expired (a node

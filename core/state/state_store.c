@@ -39,6 +39,19 @@ static struct log_handle log_state = LOG_HANDLE("state");
 	"  if o[2] then redis.call('SREM', 'webrtc:recording:live:user:' .. o[2], id) end\n" \
 	"end\n"
 
+/* A user's live recordings: the ids of their live set that are still
+ * admitted (in the active set); the others are pruned from the set. Shared
+ * by the admission (the per-user limit) and the usage read. */
+#define STATE_LUA_USER_LIVE \
+	"local function user_live(key)\n" \
+	"  local ids = {}\n" \
+	"  for _, m in ipairs(redis.call('SMEMBERS', key)) do\n" \
+	"    if redis.call('SISMEMBER', 'webrtc:recording:active', m) == 1 then ids[#ids + 1] = m\n" \
+	"    else redis.call('SREM', key, m) end\n" \
+	"  end\n" \
+	"  return ids\n" \
+	"end\n"
+
 /* KEYS: state:{id} room:{room} user:{user} owner:{id} node:{node} active live:user:{user}
  * ARGV: id json record_ttl index_ttl live(0|1) node user
  * A live write also (re)asserts the admission: after Redis lost its data
@@ -81,7 +94,7 @@ static const char state_lua_put[] =
 	"end\n"
 	"return 1\n";
 
-/* KEYS: live:user:{user} active usage:{user}:{day}
+/* KEYS: live:user:{user} usage:{user}:{day}
  * ARGV: day ("YYYY-MM-DD")
  * Returns {live, booked_seconds, started_at, status, duration, ...}: how
  * many of the user's live ids are admitted, the seconds booked for the day
@@ -89,22 +102,20 @@ static const char state_lua_put[] =
  * what its elapsed time is computed from. Work in proportion to the user's
  * live recordings, not to their history. */
 static const char state_lua_usage[] =
-	"local live, out = 0, {}\n"
-	"for _, m in ipairs(redis.call('SMEMBERS', KEYS[1])) do\n"
-	"  if redis.call('SISMEMBER', KEYS[2], m) == 1 then\n"
-	"    live = live + 1\n"
-	"    local j = redis.call('GET', 'webrtc:recording:state:' .. m)\n"
-	"    local ok, rec = pcall(cjson.decode, j or '')\n"
-	"    if ok and type(rec) == 'table' and type(rec.started_at) == 'string' and\n"
-	"       string.sub(rec.started_at, 1, 10) == ARGV[1] then\n"
-	"      out[#out + 1] = rec.started_at\n"
-	"      out[#out + 1] = tostring(rec.status)\n"
-	"      out[#out + 1] = tostring(tonumber(rec.duration_seconds) or 0)\n"
-	"    end\n"
+	STATE_LUA_USER_LIVE
+	"local live, out = user_live(KEYS[1]), {}\n"
+	"for _, m in ipairs(live) do\n"
+	"  local j = redis.call('GET', 'webrtc:recording:state:' .. m)\n"
+	"  local ok, rec = pcall(cjson.decode, j or '')\n"
+	"  if ok and type(rec) == 'table' and type(rec.started_at) == 'string' and\n"
+	"     string.sub(rec.started_at, 1, 10) == ARGV[1] then\n"
+	"    out[#out + 1] = rec.started_at\n"
+	"    out[#out + 1] = tostring(rec.status)\n"
+	"    out[#out + 1] = tostring(tonumber(rec.duration_seconds) or 0)\n"
 	"  end\n"
 	"end\n"
-	"local booked = tonumber(redis.call('HGET', KEYS[3], '*') or '0')\n"
-	"return {live, booked, unpack(out)}\n";
+	"local booked = tonumber(redis.call('HGET', KEYS[2], '*') or '0')\n"
+	"return {#live, booked, unpack(out)}\n";
 
 /* KEYS: active live:user:{user} owner:{id} node:{node} alive:{node} nodes
  * ARGV: id global_limit user_limit user node admitted_at owner_ttl alive_ttl
@@ -117,6 +128,7 @@ static const char state_lua_usage[] =
  * The cost is one EXISTS per known node, not per live recording. A user's
  * live set is pruned of ids no longer active before it is counted. */
 static const char state_lua_admit[] =
+	STATE_LUA_USER_LIVE
 	"redis.call('SET', KEYS[5], ARGV[6], 'EX', ARGV[8])\n"
 	"redis.call('SADD', KEYS[6], ARGV[5])\n"
 	"if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 then\n"
@@ -137,11 +149,7 @@ static const char state_lua_admit[] =
 	"if g > 0 and n >= g then return {1, 'global', n} end\n"
 	"local u = tonumber(ARGV[3])\n"
 	"if u > 0 then\n"
-	"  local live = 0\n"
-	"  for _, m in ipairs(redis.call('SMEMBERS', KEYS[2])) do\n"
-	"    if redis.call('SISMEMBER', KEYS[1], m) == 1 then live = live + 1\n"
-	"    else redis.call('SREM', KEYS[2], m) end\n"
-	"  end\n"
+	"  local live = #user_live(KEYS[2])\n"
 	"  if live >= u then return {1, 'user', live} end\n"
 	"end\n"
 	"redis.call('SADD', KEYS[1], ARGV[1])\n"
@@ -931,7 +939,7 @@ static int state_op_usage(struct state *st, redisContext *c, void *arg)
 	day[10] = 0;
 	snprintf(k_live, sizeof k_live, STATE_KEY_PREFIX "live:user:%s", a->user_id);
 	snprintf(k_usage, sizeof k_usage, STATE_KEY_PREFIX "usage:%s:%s", a->user_id, day);
-	const char *args[] = { "3", k_live, STATE_KEY_PREFIX "active", k_usage, day };
+	const char *args[] = { "2", k_live, k_usage, day };
 	redisReply *r = state_script(c, st->sha_usage, state_lua_usage, (int)ARRAY_SIZE(args), args);
 	if (!r)
 		return STATE_ERR_REDIS;

@@ -251,7 +251,10 @@ static void test_quota(struct policy_host *h, struct config *cfg)
 	/* Minutes per day: what is left today lowers the granted duration. */
 	CHECK_INT(config_set(cfg, "policy.param.user_concurrent", "10", err, sizeof(err)), 0);
 	CHECK_INT(config_set(cfg, "policy.param.user_minutes_per_day", "1000000", err, sizeof(err)), 0);
+	int queries = fs.queries;
 	CHECK_INT(policy_admit(h, &f, &a), POLICY_ADMIT_ALLOW);
+	/* Both limits from one usage query, not one per edge function. */
+	CHECK_INT(fs.queries - queries, 1);
 	char today[40];
 	time_t now = time(NULL);
 	strftime(today, sizeof(today), "%Y-%m-%dT00:00:01Z", gmtime(&now));
