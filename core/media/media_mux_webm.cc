@@ -252,6 +252,7 @@ struct media_mux {
 	int64_t last_in_ns[MUX_MAX_TRACKS] = {};  // video: the pts asked for last
 	int64_t intervals[MUX_MAX_TRACKS][MUX_INTERVALS] = {}; // video: the last intervals; 0: none
 	unsigned nintervals[MUX_MAX_TRACKS] = {};
+	int64_t grid_fps[MUX_MAX_TRACKS] = {};    // video: the frame rate of the grid; 0: none
 	int64_t origin_tick = -1;                 // the file's first timestamp
 	int64_t last_asked_ns = 0;                // the newest pts asked for, before the grid
 	uint64_t fixes = 0;
@@ -362,12 +363,6 @@ extern "C" uint64_t media_mux_timestamp_fixes(void)
 	return __atomic_load_n(&mux_timestamp_fixes, __ATOMIC_RELAXED);
 }
 
-// The last word on timestamps: across tracks they must not decrease
-// (mkvmuxer refuses that), and within a track every frame must land on a
-// later 1 ms tick than the one before it, or demuxers see two frames with
-// one timestamp ("non monotonically increasing dts"). A frame that breaks
-// either is moved to the earliest time that keeps both, and counted. The
-// sources' clock mappings make this rare; here it is guaranteed.
 // Readers that assume a constant frame rate (ffmpeg rescales video to
 // 1/fps when it decodes) round each timestamp to their frame grid; two frames
 // a whole interval apart can land in one grid slot when the 1 ms truncation
@@ -376,32 +371,41 @@ extern "C" uint64_t media_mux_timestamp_fixes(void)
 // (the one below its exact time, or the one above) whose grid slot is the
 // slot of its exact time (one millisecond later at most). Pushing a frame
 // into the next slot instead would cascade whenever frames come slightly
-// faster than the grid (a drift correction slewing back) and delay them all. The grid is the frame rate the frames themselves
-// show (the median of the last intervals, to the nearest whole fps, so a
-// lost frame or a gap does not change it), counted from the file's first
-// timestamp as readers do.
+// faster than the grid (a drift correction slewing back) and delay them all.
+// The grid is the frame rate the frames themselves show (the median of the
+// last intervals, to the nearest whole fps, so a lost frame or a gap does
+// not change it), counted from the file's first timestamp as readers do.
 static int64_t mux_grid_slot(int64_t rel_ns, int64_t fps)
 {
 	return (rel_ns * fps + 500000000LL) / 1000000000LL;
 }
 
-static int64_t mux_on_frame_grid(struct media_mux *m, int track, int64_t pts_ns)
+// The whole frame rate of the median of 'n' intervals, or 0 when it is not
+// near one.
+static int64_t mux_grid_fps(const int64_t *intervals, unsigned n)
 {
-	int64_t last = m->last_in_ns[track], sorted[MUX_INTERVALS];
-	unsigned n = m->nintervals[track] < MUX_INTERVALS ? m->nintervals[track] : MUX_INTERVALS;
-	m->last_in_ns[track] = pts_ns;
-	if (last > 0 && pts_ns - last >= 5 * MUX_TICK_NS && pts_ns - last <= 250 * MUX_TICK_NS) {
-		m->intervals[track][m->nintervals[track]++ % MUX_INTERVALS] = pts_ns - last;
-		n = m->nintervals[track] < MUX_INTERVALS ? m->nintervals[track] : MUX_INTERVALS;
-	}
-	if (n < 3 || m->origin_tick < 0)
-		return pts_ns;
-	memcpy(sorted, m->intervals[track], n * sizeof(sorted[0]));
+	int64_t sorted[MUX_INTERVALS];
+	memcpy(sorted, intervals, n * sizeof(sorted[0]));
 	std::sort(sorted, sorted + n);
 	int64_t iv = sorted[n / 2];
 	int64_t fps = (1000000000LL + iv / 2) / iv;
 	if (fps < 2 || llabs(fps * iv - 1000000000LL) > 20000000LL)
-		return pts_ns; // not near a whole frame rate: no grid to keep to
+		return 0;
+	return fps;
+}
+
+static int64_t mux_on_frame_grid(struct media_mux *m, int track, int64_t pts_ns)
+{
+	int64_t last = m->last_in_ns[track];
+	m->last_in_ns[track] = pts_ns;
+	if (last > 0 && pts_ns - last >= 5 * MUX_TICK_NS && pts_ns - last <= 250 * MUX_TICK_NS) {
+		m->intervals[track][m->nintervals[track]++ % MUX_INTERVALS] = pts_ns - last;
+		unsigned n = m->nintervals[track] < MUX_INTERVALS ? m->nintervals[track] : MUX_INTERVALS;
+		m->grid_fps[track] = n < 3 ? 0 : mux_grid_fps(m->intervals[track], n);
+	}
+	int64_t fps = m->grid_fps[track];
+	if (fps == 0 || m->origin_tick < 0)
+		return pts_ns; // no grid to keep to (yet)
 	int64_t rel = pts_ns - m->origin_tick * MUX_TICK_NS;
 	if (rel < 0)
 		return pts_ns;

@@ -483,11 +483,11 @@ static int64_t rtp_arrival(const struct rtp_priv *r, int i, int64_t now, int64_t
 }
 
 /* Reads what is waiting on one socket (at most a batch, for fairness), a
- * few packets per system call. */
-static void rtp_drain_socket(struct rtp_priv *r, struct rtp_stream *s, int fd, bool is_rtcp, int64_t now)
+ * few packets per system call. 'now' and 'real_now' are the monotonic and
+ * the wall clock read together at the start of the pass. */
+static void rtp_drain_socket(struct rtp_priv *r, struct rtp_stream *s, int fd, bool is_rtcp, int64_t now,
+			     int64_t real_now)
 {
-	int64_t real_now = time_wall_ns();
-
 	for (int total = 0; total < RTP_RECV_BATCH;) {
 		for (int i = 0; i < RTP_RECV_VLEN; i++) {
 			r->iov[i] = (struct iovec){ .iov_base = r->pkt[i], .iov_len = sizeof(r->pkt[i]) };
@@ -608,7 +608,7 @@ static int rtp_read(struct media_source *src, struct media_packet *pkt, int64_t 
 	int64_t deadline = time_mono_ns() + (timeout_ns > 0 ? timeout_ns : 0);
 
 	for (;;) {
-		int64_t now = time_mono_ns(), wake = deadline;
+		int64_t now = time_mono_ns(), real_now = time_wall_ns(), wake = deadline;
 		struct pollfd pfd[4];
 		struct rtp_stream *s;
 		int nfd = 0;
@@ -618,9 +618,9 @@ static int rtp_read(struct media_source *src, struct media_packet *pkt, int64_t 
 				media_rtp_rx_request_keyframe(r->st[i].rx);
 		for (int i = 0; i < r->n; i++) {
 			s = &r->st[i];
-			rtp_drain_socket(r, s, s->fd, false, now);
+			rtp_drain_socket(r, s, s->fd, false, now, real_now);
 			if (s->rtcp_fd >= 0)
-				rtp_drain_socket(r, s, s->rtcp_fd, true, now);
+				rtp_drain_socket(r, s, s->rtcp_fd, true, now, real_now);
 			if (!s->have_pending && media_rtp_rx_poll(s->rx, now, &s->pending) == 1)
 				s->have_pending = true;
 			rtp_send_feedback(s, now);

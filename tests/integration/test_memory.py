@@ -28,6 +28,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
 
 from edgerec_harness import Edgerec, run_tests  # noqa: E402
+import proc_stat  # noqa: E402
 from proc_stat import children, median, status  # noqa: E402
 import rtp_replay  # noqa: E402
 
@@ -54,13 +55,8 @@ class Ctx:
     pass
 
 
-def sample(pid, settle=2.0, n=5, every=0.4):
-    time.sleep(settle)
-    rows = []
-    for _ in range(n):
-        rows.append(status(pid))
-        time.sleep(every)
-    return {k: median([r[k] for r in rows]) for k in rows[0]}
+def sample(pid, settle=2.0, n=5):
+    return proc_stat.sample(pid, settle=settle, n=n, every=0.4)
 
 
 def setup():

@@ -4,9 +4,11 @@
   cpu_seconds(pids)  user + system CPU of the processes, in seconds
   children(pid)      pids of the direct children (every thread's)
   median(values)
+  sample(pid, ...)   median of a few status(pid) samples taken after a settle
 """
 
 import os
+import time
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -51,3 +53,13 @@ def median(values):
         return 0
     m = len(v) // 2
     return v[m] if len(v) % 2 else (v[m - 1] + v[m]) / 2
+
+
+def sample(pid, settle=2.0, n=5, every=0.5):
+    """Median of n samples of status(pid), 'every' s apart, taken after 'settle' s."""
+    time.sleep(settle)
+    rows = []
+    for _ in range(n):
+        rows.append(status(pid))
+        time.sleep(every)
+    return {k: median([r[k] for r in rows]) for k in rows[0]}
