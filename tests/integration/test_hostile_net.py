@@ -451,15 +451,8 @@ def test_tls_suites_forward_secret_aead_only(c):
 
 # -- a recording beside idle sockets -----------------------------------------
 
-def metric(c, name):
-    for l in c.node.request("GET", "/metrics", token=None).body.decode().splitlines():
-        if l.startswith(name + " "):
-            return float(l.split()[1])
-    raise AssertionError("no %s in /metrics" % name)
-
-
 def test_recording_keeps_its_frames_beside_idle_sockets(c):
-    dropped0 = metric(c, "edgerec_video_frames_dropped_total")
+    dropped0 = c.node.metric("edgerec_video_frames_dropped_total")
     room = "hostile-" + uuid.uuid4().hex[:8]
     r = c.node.start_recording(room, "alice", quality="low")
     assert r.status == 200, r
@@ -498,7 +491,7 @@ def test_recording_keeps_its_frames_beside_idle_sockets(c):
     expected = done["duration_seconds"] * num / den
     frames = int(st["nb_read_packets"])
     assert frames >= expected - 2, "%d frames for %.2f s at %s" % (frames, done["duration_seconds"], st["r_frame_rate"])
-    assert metric(c, "edgerec_video_frames_dropped_total") == dropped0, "frames were dropped"
+    assert c.node.metric("edgerec_video_frames_dropped_total") == dropped0, "frames were dropped"
 
 
 if __name__ == "__main__":
