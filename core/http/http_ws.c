@@ -26,9 +26,6 @@
  * and joins it before civetweb frees the connection. */
 #include "http_internal.h"
 
-#include <arpa/inet.h>
-#include <dirent.h>
-#include <netinet/in.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -154,47 +151,6 @@ static char *http_ws_notice(const char *type, const char *room_id, long long dro
 	return text;
 }
 
-/* Returns the socket of 'conn' or -1. civetweb 1.15 does not expose it,
- * so it is found once, on the connection's own thread, as the one open
- * socket whose local and peer ends are those of the request. The fd stays
- * this connection's until its close handler returns. */
-static int http_ws_socket(const struct mg_request_info *ri)
-{
-	DIR *d = opendir("/proc/self/fd");
-	int found = -1;
-	if (!d)
-		return -1;
-	for (struct dirent *e; found < 0 && (e = readdir(d));) {
-		char *end;
-		long fd = strtol(e->d_name, &end, 10);
-		struct sockaddr_storage local, peer;
-		socklen_t llen = sizeof(local), plen = sizeof(peer);
-		char addr[INET6_ADDRSTRLEN];
-		if (*end || fd < 0 || fd == dirfd(d) ||
-		    getsockname((int)fd, (struct sockaddr *)&local, &llen) < 0 ||
-		    getpeername((int)fd, (struct sockaddr *)&peer, &plen) < 0 || local.ss_family != peer.ss_family)
-			continue;
-		int lport, pport;
-		const void *pa;
-		if (peer.ss_family == AF_INET) {
-			lport = ntohs(((struct sockaddr_in *)&local)->sin_port);
-			pport = ntohs(((struct sockaddr_in *)&peer)->sin_port);
-			pa = &((struct sockaddr_in *)&peer)->sin_addr;
-		} else if (peer.ss_family == AF_INET6) {
-			lport = ntohs(((struct sockaddr_in6 *)&local)->sin6_port);
-			pport = ntohs(((struct sockaddr_in6 *)&peer)->sin6_port);
-			pa = &((struct sockaddr_in6 *)&peer)->sin6_addr;
-		} else {
-			continue;
-		}
-		if (lport == ri->server_port && pport == ri->remote_port &&
-		    inet_ntop(peer.ss_family, pa, addr, sizeof(addr)) && strcmp(addr, ri->remote_addr) == 0)
-			found = (int)fd;
-	}
-	closedir(d);
-	return found;
-}
-
 /* Drops what a subscriber's queue still holds. Hub lock held. */
 static void http_sub_clear(struct http_hub *hub, struct http_sub *sub)
 {
@@ -285,16 +241,15 @@ static void http_sub_free(struct http_sub *sub)
 static struct http_sub *http_sub_new(struct http_hub *hub, struct mg_connection *conn, const char *room,
 				     const char *request_id)
 {
-	const struct mg_request_info *ri = mg_get_request_info(conn);
 	struct http_sub *sub = calloc(1, sizeof(*sub));
 	if (!sub)
 		return NULL;
 	pthread_cond_init(&sub->wake, NULL);
 	sub->hub = hub;
 	sub->conn = conn;
-	sub->fd = http_ws_socket(ri);
+	sub->fd = mg_get_connection_socket(conn);
 	if (sub->fd < 0) {
-		LOG_WARN(&http_log, "req=%s websocket: the connection's socket was not found; a stuck client "
+		LOG_WARN(&http_log, "req=%s websocket: the connection has no socket; a stuck client "
 			 "is then closed by civetweb's ping timeout only", request_id);
 	} else {
 		int sndbuf = HTTP_WS_SNDBUF;

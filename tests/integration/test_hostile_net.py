@@ -39,6 +39,7 @@ import time
 import uuid
 
 from edgerec_harness import Edgerec, Redis, run_tests, wait_until
+from proc_stat import cpu_seconds
 
 HANDSHAKE_S = 3.0
 HEADER_S = 3.0
@@ -73,13 +74,6 @@ def teardown(c):
 
 
 # -- helpers ---------------------------------------------------------------
-
-def cpu_seconds(pid):
-    """utime + stime of a process, in seconds."""
-    with open("/proc/%d/stat" % pid) as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
 
 def raw_socket(c, src, timeout=5.0):
     """A TCP connection to the HTTPS port from loopback address 'src'."""
@@ -139,7 +133,7 @@ def measure(c, seconds, probes_per_s=8):
     """Probes /healthz for 'seconds' while measuring the server's CPU time.
     Returns (latencies, statuses, cpu share of one core)."""
     pid = c.node.proc.pid
-    cpu0, t0 = cpu_seconds(pid), time.monotonic()
+    cpu0, t0 = cpu_seconds([pid]), time.monotonic()
     lat, statuses = [], []
     while time.monotonic() - t0 < seconds:
         try:
@@ -149,7 +143,7 @@ def measure(c, seconds, probes_per_s=8):
         lat.append(dt)
         statuses.append(st)
         time.sleep(max(0.0, 1.0 / probes_per_s - dt))
-    share = (cpu_seconds(pid) - cpu0) / (time.monotonic() - t0)
+    share = (cpu_seconds([pid]) - cpu0) / (time.monotonic() - t0)
     return lat, statuses, share
 
 
@@ -451,15 +445,8 @@ def test_tls_suites_forward_secret_aead_only(c):
 
 # -- a recording beside idle sockets -----------------------------------------
 
-def metric(c, name):
-    for l in c.node.request("GET", "/metrics", token=None).body.decode().splitlines():
-        if l.startswith(name + " "):
-            return float(l.split()[1])
-    raise AssertionError("no %s in /metrics" % name)
-
-
 def test_recording_keeps_its_frames_beside_idle_sockets(c):
-    dropped0 = metric(c, "edgerec_video_frames_dropped_total")
+    dropped0 = c.node.metric("edgerec_video_frames_dropped_total")
     room = "hostile-" + uuid.uuid4().hex[:8]
     r = c.node.start_recording(room, "alice", quality="low")
     assert r.status == 200, r
@@ -498,7 +485,7 @@ def test_recording_keeps_its_frames_beside_idle_sockets(c):
     expected = done["duration_seconds"] * num / den
     frames = int(st["nb_read_packets"])
     assert frames >= expected - 2, "%d frames for %.2f s at %s" % (frames, done["duration_seconds"], st["r_frame_rate"])
-    assert metric(c, "edgerec_video_frames_dropped_total") == dropped0, "frames were dropped"
+    assert c.node.metric("edgerec_video_frames_dropped_total") == dropped0, "frames were dropped"
 
 
 if __name__ == "__main__":

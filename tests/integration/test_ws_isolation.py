@@ -10,11 +10,8 @@ sent. A second node with a short write deadline shows that a subscriber
 whose socket stays full is cut off and its connection closed."""
 
 import json
-import re
-import socket
 import threading
 import time
-import urllib.parse
 import uuid
 
 import websocket
@@ -48,19 +45,6 @@ def teardown(c):
             assert n.stop() == 0, n.log_tail()
 
 
-def connect(node, room, rcvbuf=None):
-    """A subscriber of 'room' (its 'subscribed' frame read); with rcvbuf,
-    the socket's receive buffer is set that small before connecting."""
-    u = urllib.parse.urlsplit(node.url)
-    url = "wss://%s:%d/api/webrtc/ws?room_id=%s&access_token=%s" % (
-        u.hostname, u.port, room, urllib.parse.quote(node.token("watcher")))
-    opts = [(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)] if rcvbuf else []
-    ws = websocket.create_connection(url, timeout=10, sockopt=opts, sslopt={"ca_certs": node.cert_path})
-    first = json.loads(ws.recv())
-    assert first["type"] == "subscribed", first
-    return ws
-
-
 # A recording's state object, the usual payload, is some 600 bytes.
 PAD = "x" * 500
 
@@ -69,11 +53,6 @@ def event(room, seq, **data):
     data["seq"] = seq
     data.setdefault("pad", PAD)
     return json.dumps({"type": "test_event", "room_id": room, "data": data, "timestamp": ""})
-
-
-def metric(node, name):
-    text = node.request("GET", "/metrics", token=None).body.decode()
-    return int(re.search(r"^%s (\d+)$" % name, text, re.M).group(1))
 
 
 def reader(ws, want, out, deadline_s):
@@ -95,9 +74,9 @@ def reader(ws, want, out, deadline_s):
 def test_slow_subscribers_affect_only_themselves(c):
     room_a = "iso-a-" + uuid.uuid4().hex[:8]
     room_b = "iso-b-" + uuid.uuid4().hex[:8]
-    slow = [connect(c.node, room_a, rcvbuf=2048) for _ in range(SLOW)]
-    fast_a = connect(c.node, room_a)
-    fast_b = connect(c.node, room_b)
+    slow = [c.node.ws(room_a, user="watcher", rcvbuf=2048) for _ in range(SLOW)]
+    fast_a = c.node.ws(room_a, user="watcher")
+    fast_b = c.node.ws(room_b, user="watcher")
     got_a, got_b = [], []
     batches = EVENTS_A // BATCH
     ta = threading.Thread(target=reader, args=(fast_a, EVENTS_A, got_a, 120))
@@ -151,8 +130,8 @@ def test_slow_subscribers_affect_only_themselves(c):
         losses.append(dropped)
         ws.close()
     print("  slow subscribers: dropped %s events, each announced by `lagged`" % losses)
-    assert metric(c.node, "edgerec_ws_lagged_total") >= SLOW
-    assert metric(c.node, "edgerec_ws_write_failures_total") == 0
+    assert c.node.metric("edgerec_ws_lagged_total") >= SLOW
+    assert c.node.metric("edgerec_ws_write_failures_total") == 0
     fast_a.close()
     fast_b.close()
 
@@ -165,17 +144,17 @@ def test_stuck_subscriber_is_closed(c):
                    name="ws-deadline").start()
     c.nodes.append(node)
     room = "iso-d-" + uuid.uuid4().hex[:8]
-    stuck = connect(node, room, rcvbuf=2048)
-    steady = connect(node, room)
+    stuck = node.ws(room, user="watcher", rcvbuf=2048)
+    steady = node.ws(room, user="watcher")
     got = []
     t = threading.Thread(target=reader, args=(steady, 400, got, 60))
     t.start()
     for b in range(8):
         c.redis.pipeline([("PUBLISH", CHANNEL + room, event(room, b * 50 + i)) for i in range(50)])
         time.sleep(0.05)
-    wait_until(lambda: metric(node, "edgerec_ws_write_failures_total") == 1, timeout=30,
+    wait_until(lambda: node.metric("edgerec_ws_write_failures_total") == 1, timeout=30,
                what="the stuck subscriber's write to fail")
-    wait_until(lambda: metric(node, "edgerec_ws_subscribers") == 1, timeout=30,
+    wait_until(lambda: node.metric("edgerec_ws_subscribers") == 1, timeout=30,
                what="the stuck subscriber's connection to close")
     t.join()
     seqs = [ev["data"]["seq"] for _, ev in got if ev["type"] == "test_event"]

@@ -508,6 +508,17 @@ class Edgerec:
 
     # -- the API, spelled out -----------------------------------------------
 
+    def metric(self, name, labels=""):
+        """The value of one sample of /metrics ('labels' as written there,
+        e.g. '{policy="quota"}'); AssertionError when it is missing."""
+        r = self.request("GET", "/metrics", token=None)
+        assert r.status == 200, r
+        want = name + labels + " "
+        for line in r.body.decode().splitlines():
+            if line.startswith(want):
+                return float(line.split()[-1])
+        raise AssertionError("%s%s not in /metrics" % (name, labels))
+
     def start_recording(self, room, user="alice", fmt=None, quality=None):
         q = {}
         if fmt:
@@ -541,10 +552,11 @@ class Edgerec:
 
     # -- WebSocket ----------------------------------------------------------
 
-    def ws(self, room, user="alice", via="query", token=None, timeout=10.0):
+    def ws(self, room, user="alice", via="query", token=None, timeout=10.0, rcvbuf=None):
         """Opens a subscription to 'room' and waits for the 'subscribed'
-        frame. via: "query" (access_token) or "header" (Authorization).
-        Returns the websocket (python3-websocket) object."""
+        frame. via: "query" (access_token) or "header" (Authorization);
+        with rcvbuf, the socket's receive buffer is set that small before
+        connecting. Returns the websocket (python3-websocket) object."""
         import websocket  # Debian python3-websocket
         tok = token or self.token(user)
         u = urllib.parse.urlsplit(self.url)
@@ -554,7 +566,8 @@ class Edgerec:
             url += "&access_token=" + urllib.parse.quote(tok)
         else:
             headers.append("Authorization: Bearer " + tok)
-        ws = websocket.create_connection(url, header=headers, timeout=timeout,
+        opts = [(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)] if rcvbuf else []
+        ws = websocket.create_connection(url, header=headers, timeout=timeout, sockopt=opts,
                                          sslopt={"ca_certs": self.cert_path})
         first = json.loads(ws.recv())
         assert first.get("type") == "subscribed" and first.get("room_id") == room, first
