@@ -8,29 +8,16 @@ import threading
 import time
 import uuid
 
-from edgerec_harness import Edgerec, Redis, run_tests
+from edgerec_harness import run_tests, start_node, stop_nodes
 
 CAP = 3
 
 
-class Ctx:
-    pass
-
-
 def setup():
-    c = Ctx()
-    c.redis = Redis().start()
-    c.node = Edgerec(redis=c.redis, name="cap",
-                     config={"recorder.max_stored_per_user": CAP, "default_quality": "low",
-                             "max_concurrent_recordings": 20,
-                             # the record cap, not the encode budget, is under test
-                             "recorder.encode_budget": 100000}).start()
-    return c
-
-
-def teardown(c):
-    if c and c.node.alive():
-        assert c.node.stop() == 0, c.node.log_tail()
+    return start_node("cap", {"recorder.max_stored_per_user": CAP, "default_quality": "low",
+                              "max_concurrent_recordings": 20,
+                              # the record cap, not the encode budget, is under test
+                              "recorder.encode_budget": 100000})
 
 
 def start_cancel(c, user, room):
@@ -71,7 +58,7 @@ def test_racing_starts_stay_under_the_cap(c):
     results = []
 
     def one():
-        results.append(c.node.__class__.start_recording(fresh_node(c), room, user))
+        results.append(c.node.client().start_recording(room, user))
     threads = [threading.Thread(target=one) for _ in range(8)]
     for t in threads:
         t.start()
@@ -84,13 +71,5 @@ def test_racing_starts_stay_under_the_cap(c):
         assert c.node.op("cancel", room, r.json["recording_id"], user=user).status == 200
 
 
-def fresh_node(c):
-    """A copy of the node handle with its own HTTPS connection."""
-    n = Edgerec.__new__(Edgerec)
-    n.__dict__.update(c.node.__dict__)
-    n._conn = None
-    return n
-
-
 if __name__ == "__main__":
-    run_tests(globals(), setup=setup, teardown=teardown)
+    run_tests(globals(), setup=setup, teardown=stop_nodes)
