@@ -81,15 +81,7 @@ def write(path, text):
     os.rename(tmp, path)
 
 
-def resp_cmd(*args):
-    out = b"*%d\r\n" % len(args)
-    for a in args:
-        a = a if isinstance(a, bytes) else str(a).encode()
-        out += b"$%d\r\n%s\r\n" % (len(a), a)
-    return out
-
-
-def seed_past_records(port, user, n):
+def seed_past_records(redis, user, n):
     """n finished records of 'user' from 30 days ago, written straight into
     Redis in the layout of the state store (SPEC §4)."""
     started = time.strftime("%Y-%m-%dT10:00:00.000Z", time.gmtime(time.time() - 30 * 86400))
@@ -107,17 +99,9 @@ def seed_past_records(port, user, n):
             "stopped_at": started, "completed_at": started, "duration_seconds": 60,
             "file_size_bytes": 1000, "error": None, "metadata": {"note": "x" * 200},
         }
-        parts.append(resp_cmd("SET", "webrtc:recording:state:" + rid, json.dumps(rec), "EX", 604800))
-        parts.append(resp_cmd("SADD", "webrtc:recording:user:" + user, rid))
-    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
-        s.sendall(b"".join(parts))
-        lines, chunks = 0, []
-        while lines < 2 * n:  # one line per reply: +OK or :1
-            chunk = s.recv(65536)
-            assert chunk, "redis closed the connection"
-            lines += chunk.count(b"\r\n")
-            chunks.append(chunk)
-    assert b"-ERR" not in b"".join(chunks)
+        parts.append(("SET", "webrtc:recording:state:" + rid, json.dumps(rec), "EX", 604800))
+        parts.append(("SADD", "webrtc:recording:user:" + user, rid))
+    redis.pipeline(parts)
 
 
 def setup():
@@ -146,7 +130,7 @@ def setup():
     c.nodes = [c.node]
     c.node.start()
     c.admin = c.node.token("root", claims={"roles": ["admin"]})
-    seed_past_records(c.redis.port, USER, PAST)
+    seed_past_records(c.redis, USER, PAST)
     assert int(c.redis.cli("SCARD", "webrtc:recording:user:" + USER)) == PAST
     return c
 
