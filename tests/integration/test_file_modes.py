@@ -63,7 +63,9 @@ def test_embedded_redis_files(c):
     for p in paths:
         os.chmod(p, 0o755 if os.path.isdir(p) else 0o644)
     c.node.restart()
-    for p in embedded_files(c.node.state_dir):
+    after = embedded_files(c.node.state_dir)
+    assert any(p.endswith(".aof") for p in after), after
+    for p in after:
         want = 0o700 if os.path.isdir(p) else 0o600
         assert mode(p) == want, (p, oct(mode(p)))
 
