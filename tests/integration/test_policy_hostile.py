@@ -29,7 +29,7 @@ import time
 import urllib.parse
 import uuid
 
-from edgerec_harness import Edgerec, Redis, mktemp, run_tests, wait_until
+from edgerec_harness import Ctx, Edgerec, Redis, mktemp, run_tests, wait_until, write_file
 from rtp_testlib import free_ports
 
 SRC = os.environ.get("EDGEREC_SOURCE_DIR", ".")
@@ -68,17 +68,6 @@ return M
 NUMBER_AUTH = """
 return { authorize = function(action, caller, rec, room) return 42 end }
 """
-
-
-class Ctx:
-    pass
-
-
-def write(path, text):
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.rename(tmp, path)
 
 
 def seed_past_records(redis, user, n):
@@ -163,7 +152,7 @@ def swap_policy(c, path, text, name):
     """Writes 'text' to the policy file and waits until it is in force."""
     import hashlib
     want = hashlib.sha256(text.encode()).hexdigest()
-    write(path, text)
+    write_file(path, text)
     wait_until(lambda: policies(c)[name]["sha256"] == want, timeout=10, interval=0.05,
                what="the new %s.lua in force" % name)
 

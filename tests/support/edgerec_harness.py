@@ -18,6 +18,7 @@ edgerec's own code on the client side:
   start_node(name, config)  the usual setup(): Redis() and one started
                             Edgerec() in a Ctx (.redis, .node, .nodes);
   stop_nodes(ctx)           the usual teardown(): each node exits 0.
+  write_file(path, text)    replaces a file at once (a policy hot-reload).
   start_process(argv, log)  any other helper server, stopped by cleanup().
   cleanup()                 stops every process started here (also run at
                             exit, and on SIGTERM from ctest's timeout).
@@ -628,6 +629,15 @@ def s3_config(port, bucket, extra=None):
 __all__ += ["start_process", "stop_process", "start_s3rver", "s3_config"]
 
 
+def write_file(path, text):
+    """Replaces 'path' with 'text' at once (written beside it, then renamed
+    over it, as a deploy does), so a watcher never reads half a file."""
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.rename(tmp, path)
+
+
 class Ctx:
     """What setup() hands every test; tests add what they share."""
 
@@ -653,7 +663,7 @@ def stop_nodes(c):
             assert node.stop() == 0, node.log_tail()
 
 
-__all__ += ["Ctx", "start_node", "stop_nodes"]
+__all__ += ["Ctx", "start_node", "stop_nodes", "write_file"]
 
 
 def run_tests(namespace, setup=None, teardown=None):
