@@ -10,20 +10,14 @@ import json
 import time
 import uuid
 
-from edgerec_harness import Edgerec, Redis, run_tests
+from edgerec_harness import run_tests, start_node, stop_nodes
 
 USER = "pager"
 N = 250
 
 
-class Ctx:
-    pass
-
-
 def setup():
-    c = Ctx()
-    c.redis = Redis().start()
-    c.node = Edgerec(redis=c.redis, config={"default_quality": "low"}, name="pages").start()
+    c = start_node("pages", {"default_quality": "low"})
     c.room = "pages-" + uuid.uuid4().hex[:6]
     r = c.node.start_recording(c.room, USER)
     assert r.status == 200, r
@@ -33,11 +27,6 @@ def setup():
     c.ids = [rid]
     add_records(c, N - 1)
     return c
-
-
-def teardown(c):
-    if c and c.node.alive():
-        assert c.node.stop() == 0, c.node.log_tail()
 
 
 def add_records(c, n, base=None):
@@ -118,4 +107,4 @@ def test_bad_parameters(c):
 
 
 if __name__ == "__main__":
-    run_tests(globals(), setup=setup, teardown=teardown)
+    run_tests(globals(), setup=setup, teardown=stop_nodes)

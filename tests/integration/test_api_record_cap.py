@@ -8,36 +8,16 @@ import threading
 import time
 import uuid
 
-from edgerec_harness import Edgerec, Redis, run_tests
+from edgerec_harness import run_tests, start_node, stop_nodes
 
 CAP = 3
 
 
-class Ctx:
-    pass
-
-
 def setup():
-    c = Ctx()
-    c.redis = Redis().start()
-    c.node = Edgerec(redis=c.redis, name="cap",
-                     config={"recorder.max_stored_per_user": CAP, "default_quality": "low",
-                             "max_concurrent_recordings": 20,
-                             # the record cap, not the encode budget, is under test
-                             "recorder.encode_budget": 100000}).start()
-    return c
-
-
-def teardown(c):
-    if c and c.node.alive():
-        assert c.node.stop() == 0, c.node.log_tail()
-
-
-def encode_load(c):
-    """The node's reserved encode rate, from /metrics."""
-    body = c.node.request("GET", "/metrics", token=None).body.decode()
-    return int(next(l for l in body.splitlines()
-                    if l.startswith("edgerec_encode_load_pixels_per_second ")).split()[1])
+    return start_node("cap", {"recorder.max_stored_per_user": CAP, "default_quality": "low",
+                              "max_concurrent_recordings": 20,
+                              # the record cap, not the encode budget, is under test
+                              "recorder.encode_budget": 100000})
 
 
 def start_cancel(c, user, room):
@@ -59,7 +39,7 @@ def test_cap(c):
     assert "3 stored recordings (limit 3)" in r.json["detail"], r.json
     # Nothing was made for the refused start, and nothing is kept of it:
     # with every recording cancelled the node encodes nothing.
-    assert encode_load(c) == 0
+    assert c.node.metric("edgerec_encode_load_pixels_per_second") == 0
     listed = c.node.request("GET", "/api/webrtc/recordings", token="hoarder").json
     assert listed["count"] == CAP, listed
     # Another user is not affected.
@@ -94,4 +74,4 @@ def test_racing_starts_stay_under_the_cap(c):
 
 
 if __name__ == "__main__":
-    run_tests(globals(), setup=setup, teardown=teardown)
+    run_tests(globals(), setup=setup, teardown=stop_nodes)

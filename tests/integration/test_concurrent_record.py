@@ -54,6 +54,7 @@ from datetime import datetime
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
 from edgerec_harness import (Edgerec, Redis, mktemp, run_tests, start_process, stop_process,  # noqa: E402
                              wait_until)
+from proc_stat import cpu_seconds  # noqa: E402
 
 SRC = os.environ.get("EDGEREC_SOURCE_DIR") or os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
 FPS = 30
@@ -78,7 +79,6 @@ def count_frames(path):
 
 
 CORES = os.cpu_count() or 1
-TICK = os.sysconf("SC_CLK_TCK")
 
 
 def system_cpu():
@@ -90,16 +90,6 @@ def system_cpu():
     return sum(v) - idle, sum(v)
 
 
-def process_cpu(pid):
-    """utime + stime of a process in jiffies (0 once it is gone)."""
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return int(fields[11]) + int(fields[12])
-    except (OSError, IndexError, ValueError):
-        return 0
-
-
 class CpuWatch:
     """CPU taken over a run by the machine, the listed processes, and so by
     everyone else (in cores)."""
@@ -108,13 +98,13 @@ class CpuWatch:
         self.pids = pids
         self.t0 = time.monotonic()
         self.sys0 = system_cpu()
-        self.p0 = [process_cpu(p) for p in pids]
+        self.p0 = [cpu_seconds([p]) for p in pids]
 
     def stop(self):
         wall = time.monotonic() - self.t0
         busy, total = system_cpu()
         busy_cores = (busy - self.sys0[0]) / max(1, total - self.sys0[1]) * CORES
-        self.cpu_s = [(process_cpu(p) - p0) / TICK for p, p0 in zip(self.pids, self.p0)]
+        self.cpu_s = [cpu_seconds([p]) - p0 for p, p0 in zip(self.pids, self.p0)]
         mine = [c / wall for c in self.cpu_s]
         self.others = max(0.0, busy_cores - sum(mine))
         self.mine = mine

@@ -13,36 +13,30 @@ import os
 import subprocess
 import uuid
 
-from edgerec_harness import Edgerec, Redis, mktemp, run_tests, ws_next
+from edgerec_harness import mktemp, run_tests, start_node, stop_nodes, ws_next
 
 TMPFS_SIZE = "64m"
 LEFT = 512 * 1024  # bytes left free once the recording runs
 
 
-class Ctx:
-    pass
-
-
 def setup():
-    c = Ctx()
-    c.mnt = mktemp("diskfull")
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%s,mode=0755" % TMPFS_SIZE, "tmpfs", c.mnt], check=True)
+    mnt = mktemp("diskfull")
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%s,mode=0755" % TMPFS_SIZE, "tmpfs", mnt], check=True)
     # Also on SIGTERM (the harness exits through atexit), not only in teardown.
-    atexit.register(subprocess.run, ["umount", "-l", c.mnt], stderr=subprocess.DEVNULL)
-    c.redis = Redis().start()
-    c.node = Edgerec(redis=c.redis, storage=c.mnt, name="disk-full",
-                     config={"recorder.disk_reserve": "0", "recorder.disk_low_water": "0",
-                             "default_quality": "low",
-                             "max_recording_duration": 400}).start()
+    atexit.register(subprocess.run, ["umount", "-l", mnt], stderr=subprocess.DEVNULL)
+    c = start_node("disk-full", {"recorder.disk_reserve": "0", "recorder.disk_low_water": "0",
+                                 "default_quality": "low", "max_recording_duration": 400},
+                   storage=mnt)
+    c.mnt = mnt
     return c
 
 
 def teardown(c):
     try:
-        if c and c.node.alive():
-            assert c.node.stop() == 0, c.node.log_tail()
+        stop_nodes(c)
     finally:
-        subprocess.run(["umount", "-l", c.mnt], stderr=subprocess.DEVNULL)
+        if c:
+            subprocess.run(["umount", "-l", c.mnt], stderr=subprocess.DEVNULL)
 
 
 def test_disk_full_finalizes_and_says_why(c):

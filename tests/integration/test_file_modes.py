@@ -9,22 +9,12 @@ import stat
 import time
 import uuid
 
-from edgerec_harness import Edgerec, run_tests
-
-
-class Ctx:
-    pass
+from edgerec_harness import run_tests, start_node, stop_nodes
 
 
 def setup():
-    c = Ctx()
-    c.node = Edgerec(name="modes", config={"default_quality": "low"}).start()
-    return c
-
-
-def teardown(c):
-    if c and c.node.alive():
-        assert c.node.stop() == 0, c.node.log_tail()
+    # The embedded Redis: its files are checked too.
+    return start_node("modes", {"default_quality": "low"}, redis=False)
 
 
 def mode(path):
@@ -73,10 +63,12 @@ def test_embedded_redis_files(c):
     for p in paths:
         os.chmod(p, 0o755 if os.path.isdir(p) else 0o644)
     c.node.restart()
-    for p in embedded_files(c.node.state_dir):
+    after = embedded_files(c.node.state_dir)
+    assert any(p.endswith(".aof") for p in after), after
+    for p in after:
         want = 0o700 if os.path.isdir(p) else 0o600
         assert mode(p) == want, (p, oct(mode(p)))
 
 
 if __name__ == "__main__":
-    run_tests(globals(), setup=setup, teardown=teardown)
+    run_tests(globals(), setup=setup, teardown=stop_nodes)

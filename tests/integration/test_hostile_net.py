@@ -38,7 +38,7 @@ import threading
 import time
 import uuid
 
-from edgerec_harness import Edgerec, Redis, run_tests, wait_until
+from edgerec_harness import run_tests, start_node, stop_nodes, wait_until
 from proc_stat import cpu_seconds
 
 HANDSHAKE_S = 3.0
@@ -50,27 +50,15 @@ P99_CEILING_S = 2.0
 CPU_SHARE_BOUND = 0.25
 
 
-class Ctx:
-    pass
-
-
 def setup():
-    c = Ctx()
-    c.redis = Redis().start()
-    c.node = Edgerec(redis=c.redis, name="hostile", config={
+    c = start_node("hostile", {
         "default_quality": "low",
         "http.handshake_timeout": "%dms" % int(HANDSHAKE_S * 1000),
         "http.header_timeout": "%dms" % int(HEADER_S * 1000),
         "http.max_conns_per_addr": str(PER_ADDR),
-    }).start()
-    c.nodes = [c.node]
+    })
     c.port = c.node._https_port
     return c
-
-
-def teardown(c):
-    if c and c.node.alive():
-        assert c.node.stop() == 0
 
 
 # -- helpers ---------------------------------------------------------------
@@ -489,4 +477,4 @@ def test_recording_keeps_its_frames_beside_idle_sockets(c):
 
 
 if __name__ == "__main__":
-    run_tests(globals(), setup=setup, teardown=teardown)
+    run_tests(globals(), setup=setup, teardown=stop_nodes)

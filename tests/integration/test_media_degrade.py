@@ -13,15 +13,11 @@ import subprocess
 import time
 import uuid
 
-from edgerec_harness import Edgerec, Redis, run_tests, ws_next
+from edgerec_harness import run_tests, start_node, stop_nodes, ws_next
 
 FPS = 30           # the medium preset
 SECONDS = 12       # recorded wall time
 HOGS_PER_CORE = 4   # busy loops: the server gets about a ninth of the box
-
-
-class Ctx:
-    pass
 
 
 def hog():
@@ -35,16 +31,7 @@ def hog():
 
 
 def setup():
-    c = Ctx()
-    c.redis = Redis().start()
-    c.node = Edgerec(redis=c.redis, config={"default_quality": "medium"}).start()
-    c.nodes = [c.node]
-    return c
-
-
-def teardown(c):
-    if c and c.node.alive():
-        assert c.node.stop() == 0
+    return start_node(config={"default_quality": "medium"})
 
 
 def video_times(path):
@@ -134,4 +121,4 @@ def test_degrades_evenly_under_cpu_hogs(c):
 
 
 if __name__ == "__main__":
-    run_tests(globals(), setup=setup, teardown=teardown)
+    run_tests(globals(), setup=setup, teardown=stop_nodes)

@@ -16,21 +16,10 @@ import threading
 import time
 import urllib.parse
 
-from edgerec_harness import Edgerec, mktemp, run_tests, wait_until
+from edgerec_harness import Ctx, Edgerec, mktemp, run_tests, wait_until, write_file
 
 SRC = os.environ.get("EDGEREC_SOURCE_DIR", ".")
 NAMES = ("auth", "quota", "lifecycle", "sources")
-
-
-class Ctx:
-    pass
-
-
-def write(path, text):
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.rename(tmp, path)
 
 
 def sha_of(path):
@@ -95,7 +84,7 @@ def test_quota_edit_is_enforced_within_a_second(c):
     assert new != c.quota_text, "quota.lua no longer has the user_concurrent knob"
     want = hashlib.sha256(new.encode()).hexdigest()
     t0 = time.monotonic()
-    write(c.quota, new)
+    write_file(c.quota, new)
     wait_until(lambda: policies(c)["quota"]["sha256"] == want, timeout=5, interval=0.02,
                what="the new quota.lua in force")
     took = time.monotonic() - t0
@@ -124,7 +113,7 @@ def test_broken_edit_keeps_the_last_good_version(c):
     r = start(c, "e2e-quota", "carol")
     assert r.status == 400 and "concurrent limit" in r.json["detail"], r
     # Back to the shipped text: no error, the shipped sha256.
-    write(c.quota, c.quota_text)
+    write_file(c.quota, c.quota_text)
     wait_until(lambda: policies(c)["quota"]["last_error"] is None, timeout=1.0, interval=0.02,
                what="the error cleared")
     assert policies(c)["quota"]["sha256"] == hashlib.sha256(c.quota_text.encode()).hexdigest()
@@ -168,9 +157,9 @@ def test_auth_edits_under_load_fail_no_request(c):
                 with open(c.auth, "w") as f:
                     f.write("return { authorize = function( }\n")
             else:
-                write(c.auth, c.auth_text + "\n-- edit %d\n" % i)
+                write_file(c.auth, c.auth_text + "\n-- edit %d\n" % i)
             time.sleep(0.25)
-        write(c.auth, c.auth_text)
+        write_file(c.auth, c.auth_text)
         time.sleep(0.5)
     finally:
         stop.set()

@@ -29,7 +29,7 @@ import time
 import urllib.parse
 import uuid
 
-from edgerec_harness import Edgerec, Redis, mktemp, run_tests, wait_until
+from edgerec_harness import Ctx, Edgerec, Redis, mktemp, run_tests, wait_until, write_file
 from rtp_testlib import free_ports
 
 SRC = os.environ.get("EDGEREC_SOURCE_DIR", ".")
@@ -68,17 +68,6 @@ return M
 NUMBER_AUTH = """
 return { authorize = function(action, caller, rec, room) return 42 end }
 """
-
-
-class Ctx:
-    pass
-
-
-def write(path, text):
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.rename(tmp, path)
 
 
 def seed_past_records(redis, user, n):
@@ -149,21 +138,11 @@ def policies(c):
     return {p["name"]: p for p in r.json["policies"]}
 
 
-def metric(c, name, labels=""):
-    r = c.node.request("GET", "/metrics", token=None)
-    assert r.status == 200, r
-    want = name + labels + " "
-    for line in r.body.decode().splitlines():
-        if line.startswith(want):
-            return float(line.split()[-1])
-    raise AssertionError("%s%s not in /metrics" % (name, labels))
-
-
 def swap_policy(c, path, text, name):
     """Writes 'text' to the policy file and waits until it is in force."""
     import hashlib
     want = hashlib.sha256(text.encode()).hexdigest()
-    write(path, text)
+    write_file(path, text)
     wait_until(lambda: policies(c)[name]["sha256"] == want, timeout=10, interval=0.05,
                what="the new %s.lua in force" % name)
 
@@ -211,7 +190,7 @@ def live_count(c, user):
 
 
 def check_quota_fallback(c, room, error_part):
-    before = metric(c, "edgerec_policy_fallbacks_total", '{policy="quota"}')
+    before = c.node.metric("edgerec_policy_fallbacks_total", '{policy="quota"}')
     results = start_many(c, USER, room, 8)
     codes = sorted(s for s, _ in results)
     admitted = [b for s, b in results if s == 200]
@@ -230,9 +209,9 @@ def check_quota_fallback(c, room, error_part):
     h = c.node.request("GET", "/healthz", token=None)
     assert h.status == 200 and h.json["status"] == "degraded", h
     assert any("quota" in r and error_part in r for r in h.json["reasons"]), h.json
-    after = metric(c, "edgerec_policy_fallbacks_total", '{policy="quota"}')
+    after = c.node.metric("edgerec_policy_fallbacks_total", '{policy="quota"}')
     assert after - before >= 8, (before, after)
-    assert metric(c, "edgerec_policy_degraded", '{policy="quota"}') == 1
+    assert c.node.metric("edgerec_policy_degraded", '{policy="quota"}') == 1
     cancel_live(c)
     wait_until(lambda: live_count(c, USER) == 0, timeout=10, what="the live set emptied")
 
@@ -266,7 +245,7 @@ def test_quota_fallback_keeps_the_daily_minutes(c):
 def admit_cost(c, user, n=6):
     """Median wall time of a start (then cancel) for 'user', and quota's
     fallbacks meanwhile."""
-    f0 = metric(c, "edgerec_policy_fallbacks_total", '{policy="quota"}')
+    f0 = c.node.metric("edgerec_policy_fallbacks_total", '{policy="quota"}')
     times = []
     for i in range(n):
         t0 = time.monotonic()
@@ -274,7 +253,7 @@ def admit_cost(c, user, n=6):
         times.append(time.monotonic() - t0)
         assert r.status == 200, r
         c.node.op("cancel", "cost-%d" % i, r.json["recording_id"], user=user)
-    return statistics.median(times), metric(c, "edgerec_policy_fallbacks_total", '{policy="quota"}') - f0
+    return statistics.median(times), c.node.metric("edgerec_policy_fallbacks_total", '{policy="quota"}') - f0
 
 
 def test_per_user_checks_stay_fast_for_users_with_many_records(c):
@@ -300,7 +279,7 @@ def test_per_user_checks_stay_fast_for_users_with_many_records(c):
 
 
 def test_auth_result_of_the_wrong_type_fails_closed_and_shows(c):
-    before = metric(c, "edgerec_policy_fallbacks_total", '{policy="auth"}')
+    before = c.node.metric("edgerec_policy_fallbacks_total", '{policy="auth"}')
     swap_policy(c, c.auth, NUMBER_AUTH, "auth")
     r = c.node.request("GET", "/api/webrtc/recordings", token="alice")
     assert r.status == 403 and "auth.lua" in r.json["detail"], r
@@ -313,7 +292,7 @@ def test_auth_result_of_the_wrong_type_fails_closed_and_shows(c):
     h = c.node.request("GET", "/healthz", token=None)
     assert h.status == 200 and h.json["status"] == "degraded", h
     assert any("auth" in x and "returned a number" in x for x in h.json["reasons"]), h.json
-    assert metric(c, "edgerec_policy_fallbacks_total", '{policy="auth"}') - before >= 3
+    assert c.node.metric("edgerec_policy_fallbacks_total", '{policy="auth"}') - before >= 3
     # A good version clears the error at once.
     swap_policy(c, c.auth, c.auth_text, "auth")
     assert policies(c)["auth"]["last_error"] is None
@@ -343,7 +322,7 @@ def test_rtp_ports_stay_in_the_configured_range(c):
     assert r3.status == 409, r3
 
     # The sender filter: the first address latches, a second one is dropped.
-    before = metric(c, "edgerec_rtp_foreign_packets_dropped_total")
+    before = c.node.metric("edgerec_rtp_foreign_packets_dropped_total")
     first = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     first.bind(("127.0.0.1", 0))
     other = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -354,7 +333,7 @@ def test_rtp_ports_stay_in_the_configured_range(c):
     time.sleep(0.3)
     for _ in range(20):
         other.sendto(junk, ("127.0.0.1", rtp["video_port"]))
-    wait_until(lambda: metric(c, "edgerec_rtp_foreign_packets_dropped_total") - before >= 20,
+    wait_until(lambda: c.node.metric("edgerec_rtp_foreign_packets_dropped_total") - before >= 20,
                timeout=5, what="packets of the second sender dropped and counted")
     first.close()
     other.close()

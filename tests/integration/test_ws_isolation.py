@@ -16,7 +16,7 @@ import uuid
 
 import websocket
 
-from edgerec_harness import Edgerec, Redis, run_tests, wait_until
+from edgerec_harness import Edgerec, run_tests, start_node, stop_nodes, wait_until
 
 CHANNEL = "webrtc:recording:events:"
 EVENTS_A = 4000
@@ -27,22 +27,8 @@ B_LATENCY_MAX = 2.0    # seconds; the unisolated hub took more than 10
 SLOW = 4
 
 
-class Ctx:
-    pass
-
-
 def setup():
-    c = Ctx()
-    c.redis = Redis().start()
-    c.node = Edgerec(redis=c.redis, config={"http.ws_queue": QUEUE}, name="ws-iso").start()
-    c.nodes = [c.node]
-    return c
-
-
-def teardown(c):
-    for n in c.nodes:
-        if n.alive():
-            assert n.stop() == 0, n.log_tail()
+    return start_node("ws-iso", {"http.ws_queue": QUEUE})
 
 
 # A recording's state object, the usual payload, is some 600 bytes.
@@ -178,4 +164,4 @@ def test_stuck_subscriber_is_closed(c):
 
 
 if __name__ == "__main__":
-    run_tests(globals(), setup=setup, teardown=teardown)
+    run_tests(globals(), setup=setup, teardown=stop_nodes)

@@ -11,26 +11,13 @@ import uuid
 
 import websocket
 
-from edgerec_harness import Edgerec, Redis, run_tests, ws_next
+from edgerec_harness import run_tests, start_node, stop_nodes, ws_next
 
 SECONDS = 5.0
 
 
-class Ctx:
-    pass
-
-
 def setup():
-    c = Ctx()
-    c.redis = Redis().start()
-    c.node = Edgerec(redis=c.redis, config={"default_quality": "low"}, name="ws-stress").start()
-    c.nodes = [c.node]
-    return c
-
-
-def teardown(c):
-    if c and c.node.alive():
-        assert c.node.stop() == 0, c.node.log_tail()
+    return start_node("ws-stress", {"default_quality": "low"})
 
 
 def test_churn_while_events_flow(c):
@@ -55,9 +42,7 @@ def test_churn_while_events_flow(c):
             errors.append(repr(e))
 
     def drive():
-        node = Edgerec.__new__(Edgerec)
-        node.__dict__.update(c.node.__dict__)
-        node._conn = None
+        node = c.node.client()
         try:
             while not stop.is_set():
                 r = node.start_recording(room, "driver")
@@ -70,9 +55,7 @@ def test_churn_while_events_flow(c):
             errors.append(repr(e))
 
     def rest():
-        node = Edgerec.__new__(Edgerec)
-        node.__dict__.update(c.node.__dict__)
-        node._conn = None
+        node = c.node.client()
         try:
             while not stop.is_set():
                 assert node.request("GET", "/api/webrtc/rooms/%s/recordings" % room).status == 200
@@ -115,4 +98,4 @@ def test_churn_while_events_flow(c):
 
 
 if __name__ == "__main__":
-    run_tests(globals(), setup=setup, teardown=teardown)
+    run_tests(globals(), setup=setup, teardown=stop_nodes)

@@ -15,6 +15,10 @@ edgerec's own code on the client side:
                             never depend on the code under test; the other
                             arguments build every defect a test may want.
   ws_next(ws, type)         the next event frame of a type from .ws().
+  start_node(name, config)  the usual setup(): Redis() and one started
+                            Edgerec() in a Ctx (.redis, .node, .nodes);
+  stop_nodes(ctx)           the usual teardown(): each node exits 0.
+  write_file(path, text)    replaces a file at once (a policy hot-reload).
   start_process(argv, log)  any other helper server, stopped by cleanup().
   cleanup()                 stops every process started here (also run at
                             exit, and on SIGTERM from ctest's timeout).
@@ -636,6 +640,43 @@ def s3_config(port, bucket, extra=None):
 
 
 __all__ += ["start_process", "stop_process", "start_s3rver", "s3_config"]
+
+
+def write_file(path, text):
+    """Replaces 'path' with 'text' at once (written beside it, then renamed
+    over it, as a deploy does), so a watcher never reads half a file."""
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.rename(tmp, path)
+
+
+class Ctx:
+    """What setup() hands every test; tests add what they share."""
+
+
+def start_node(name="node", config=None, redis=True, **kw):
+    """The usual setup(): a real redis-server (redis=False: the node's
+    embedded one) and one `edgerec serve` on it named 'name' with 'config'
+    (other Edgerec() arguments in 'kw'), started. Returns a Ctx with .redis,
+    .node and .nodes, the nodes whose log tail run_tests prints when a test
+    fails (a test appends the nodes it starts later)."""
+    c = Ctx()
+    c.redis = Redis().start() if redis else None
+    c.node = Edgerec(redis=c.redis, config=config, name=name, **kw).start()
+    c.nodes = [c.node]
+    return c
+
+
+def stop_nodes(c):
+    """The usual teardown(): every node of c.nodes still running stops on
+    SIGTERM with exit status 0 (else the assertion shows its log tail)."""
+    for node in (getattr(c, "nodes", None) or []) if c else []:
+        if node.alive():
+            assert node.stop() == 0, node.log_tail()
+
+
+__all__ += ["Ctx", "start_node", "stop_nodes", "write_file"]
 
 
 def run_tests(namespace, setup=None, teardown=None):

@@ -143,14 +143,12 @@ def _parallel(node, fn, items, workers):
     """fn(client, item) for every item, from 'workers' threads, each with
     its own connection to 'node' (an Edgerec); returns the results in order.
     An orchestrator starting many rooms does the same."""
-    import copy
     from concurrent.futures import ThreadPoolExecutor
     local = threading.local()
 
     def call(item):
         if not hasattr(local, "client"):
-            local.client = copy.copy(node)
-            local.client._conn = None
+            local.client = node.client()
         return fn(local.client, item)
     with ThreadPoolExecutor(max_workers=workers) as ex:
         return list(ex.map(call, items))
