@@ -34,6 +34,7 @@
 #include <civetweb.h>
 
 #include "common_buf.h"
+#include "common_thread.h"
 #include "common_time.h"
 #include "common_util.h"
 #include "recorder.h"
@@ -258,11 +259,8 @@ static struct http_sub *http_sub_new(struct http_hub *hub, struct mg_connection 
 	util_strlcpy(sub->room_id, room, sizeof(sub->room_id));
 	util_strlcpy(sub->request_id, request_id, sizeof(sub->request_id));
 	sub->queue = calloc((size_t)hub->queue_max, sizeof(*sub->queue));
-	pthread_attr_t attr;
-	pthread_attr_init(&attr);
-	pthread_attr_setstacksize(&attr, HTTP_WS_WRITER_STACK);
-	int rc = sub->queue ? pthread_create(&sub->writer, &attr, http_sub_writer, sub) : -1;
-	pthread_attr_destroy(&attr);
+	int rc = sub->queue ? thread_start(&sub->writer, "ws-writer", HTTP_WS_WRITER_STACK, http_sub_writer, sub)
+			    : -1;
 	if (rc != 0) {
 		http_sub_free(sub);
 		return NULL;
