@@ -106,11 +106,9 @@ enum media_degrade_level {
 /* "none" "speed" "fps_half" "resolution". */
 const char *media_degrade_name(enum media_degrade_level l);
 
-/* One move on the ladder: 'level' is where it went, 'step' the step taken
- * (down) or undone (up). */
+/* One move on the ladder: 'step' the step taken (down) or undone (up). */
 struct media_degrade_step {
 	int64_t wall_ns;
-	int level;
 	int step;
 	bool down;
 	char detail[96];

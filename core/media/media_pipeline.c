@@ -491,7 +491,6 @@ static bool pipe_degrade_move(struct media_pipeline *p, struct pipe_degrade *d, 
 	uint32_t i = st->degrade_moves < MEDIA_DEGRADE_LOG_MAX ? st->degrade_moves : MEDIA_DEGRADE_LOG_MAX - 1;
 	struct media_degrade_step *m = &st->degrade_log[i];
 	m->wall_ns = time_wall_ns();
-	m->level = to;
 	m->step = step;
 	m->down = down;
 	util_strlcpy(m->detail, detail, sizeof(m->detail));
@@ -518,10 +517,10 @@ static bool pipe_degrade_move(struct media_pipeline *p, struct pipe_degrade *d, 
 	return true;
 }
 
-/* After each frame: adds its encode time and, once a window is full, decides. */
-static void pipe_degrade_check(struct media_pipeline *p, struct pipe_degrade *d, int64_t encode_ns)
+/* After each frame, which took 'encode_ns' and ended at 'now' (monotonic):
+ * adds its encode time and, once a window is full, decides. */
+static void pipe_degrade_check(struct media_pipeline *p, struct pipe_degrade *d, int64_t encode_ns, int64_t now)
 {
-	int64_t now = time_mono_ns();
 	d->busy_ns += encode_ns;
 	int64_t span = now - d->window_start;
 	/* One frame that took several frame periods closes the window early:
@@ -604,12 +603,12 @@ static void *pipe_enc_main(void *arg)
 			int r = enc->driver->encode(enc, item->data, item->samples, item->pts_ns,
 						    item->keyframe, pipe_enc_output, c);
 			if (c->role == PIPE_VIDEO) {
-				int64_t dt = time_mono_ns() - t0;
+				int64_t t1 = time_mono_ns(), dt = t1 - t0;
 				pthread_mutex_lock(&p->lock);
 				p->stats.video_encode_ns += dt;
 				pthread_mutex_unlock(&p->lock);
 				if (d.on && r >= 0)
-					pipe_degrade_check(p, &d, dt);
+					pipe_degrade_check(p, &d, dt, t1);
 			}
 			if (r < 0) {
 				pipe_fault(p, "%s encoder: %s", enc->driver->name, enc->err[0] ? enc->err : "failed");

@@ -79,8 +79,21 @@ static struct {
 	long long reserved;         /* pixel/s of admitted encode recordings */
 	int recordings;             /* admitted recordings that encode video */
 	int encoders;               /* video encoders open */
-	int threads;                /* their threads */
+	long long threads;          /* their threads */
 } media_ledger = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+/* Gives 'amount' back to the ledger's '*total' (never below 0) and one
+ * holder back from '*holders' (media_encode_release, _threads_give). */
+static void media_ledger_give(long long *total, long long amount, int *holders)
+{
+	if (amount <= 0)
+		return;
+	pthread_mutex_lock(&media_ledger.lock);
+	*total = *total > amount ? *total - amount : 0;
+	if (*holders > 0)
+		(*holders)--;
+	pthread_mutex_unlock(&media_ledger.lock);
+}
 
 static long long media_budget_locked(void)
 {
@@ -151,15 +164,7 @@ int media_encode_reserve(long long dense_cost, struct media_encode_grant *grant,
 
 void media_encode_release(long long rate)
 {
-	if (rate <= 0)
-		return;
-	pthread_mutex_lock(&media_ledger.lock);
-	media_ledger.reserved -= rate;
-	if (media_ledger.reserved < 0)
-		media_ledger.reserved = 0;
-	if (media_ledger.recordings > 0)
-		media_ledger.recordings--;
-	pthread_mutex_unlock(&media_ledger.lock);
+	media_ledger_give(&media_ledger.reserved, rate, &media_ledger.recordings);
 }
 
 void media_encode_load(struct media_encode_load *out)
@@ -169,7 +174,7 @@ void media_encode_load(struct media_encode_load *out)
 	out->reserved = media_ledger.reserved;
 	out->recordings = media_ledger.recordings;
 	out->encoders = media_ledger.encoders;
-	out->threads = media_ledger.threads;
+	out->threads = (int)media_ledger.threads;
 	out->cores = (int)media_cores();
 	pthread_mutex_unlock(&media_ledger.lock);
 }
@@ -201,15 +206,7 @@ int media_encode_threads_take(long long rate)
 
 void media_encode_threads_give(int threads)
 {
-	if (threads <= 0)
-		return;
-	pthread_mutex_lock(&media_ledger.lock);
-	media_ledger.threads -= threads;
-	if (media_ledger.threads < 0)
-		media_ledger.threads = 0;
-	if (media_ledger.encoders > 0)
-		media_ledger.encoders--;
-	pthread_mutex_unlock(&media_ledger.lock);
+	media_ledger_give(&media_ledger.threads, threads, &media_ledger.encoders);
 }
 
 int media_preset_check(const struct media_preset *preset, const char *format,

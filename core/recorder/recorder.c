@@ -122,11 +122,25 @@ static double seconds_ms(int64_t ns)
 	return round((double)ns / 1e6) / 1e3;
 }
 
+/* The video frames written per second of media time written, to 1/100
+ * (the preset's fps when nothing was lost; 0 before any media time). */
+static double stats_effective_fps(const struct media_stats *st)
+{
+	double secs = (double)st->active_duration_ns / 1e9;
+	return secs > 0 ? round((double)st->video_frames_encoded / secs * 100) / 100 : 0;
+}
+
+/* Fills 'o' with one ladder move: "step", "direction", "detail". */
+static void degrade_step_json(cJSON *o, const struct media_degrade_step *m)
+{
+	cJSON_AddStringToObject(o, "step", media_degrade_name(m->step));
+	cJSON_AddStringToObject(o, "direction", m->down ? "down" : "up");
+	cJSON_AddStringToObject(o, "detail", m->detail);
+}
+
 /* metadata.media: what the pipeline kept and dropped, so a recording
  * that lost frames says so in its state (frames skipped: left out evenly by
- * the degradation ladder). effective_fps is the video frames
- * written per second of media time written (the preset's fps when nothing
- * was lost; 0 before any media time). */
+ * the degradation ladder), and effective_fps (stats_effective_fps). */
 static void rec_apply_media(cJSON *rec, const struct media_stats *st)
 {
 	cJSON *media = cJSON_CreateObject();
@@ -137,9 +151,7 @@ static void rec_apply_media(cJSON *rec, const struct media_stats *st)
 	cJSON_AddNumberToObject(media, "video_frames_skipped", (double)st->video_frames_skipped);
 	cJSON_AddNumberToObject(media, "audio_frames_encoded", (double)st->audio_frames_encoded);
 	cJSON_AddNumberToObject(media, "audio_frames_dropped", (double)st->audio_frames_dropped);
-	double secs = (double)st->active_duration_ns / 1e9;
-	double fps = secs > 0 ? (double)st->video_frames_encoded / secs : 0;
-	cJSON_AddNumberToObject(media, "effective_fps", round(fps * 100) / 100);
+	cJSON_AddNumberToObject(media, "effective_fps", stats_effective_fps(st));
 	if (st->video_fps > 0)
 		cJSON_AddStringToObject(media, "encoder_speed", st->encoder_dense ? "dense" : "quality");
 	recorder_json_set(recorder_rec_metadata(rec), "media", media);
@@ -165,16 +177,12 @@ static void rec_apply_degradation(cJSON *rec, const struct media_stats *st)
 		if (!o)
 			break;
 		cJSON_AddStringToObject(o, "at", time_iso8601(m->wall_ns, ts, sizeof(ts)));
-		cJSON_AddStringToObject(o, "step", media_degrade_name(m->step));
-		cJSON_AddStringToObject(o, "direction", m->down ? "down" : "up");
-		cJSON_AddStringToObject(o, "detail", m->detail);
+		degrade_step_json(o, m);
 		cJSON_AddItemToArray(steps, o);
 	}
-	double secs = (double)st->active_duration_ns / 1e9;
 	cJSON_AddNumberToObject(d, "moves", st->degrade_moves);
 	cJSON_AddStringToObject(d, "level", media_degrade_name(st->degrade_level));
-	cJSON_AddNumberToObject(d, "effective_fps",
-				secs > 0 ? round((double)st->video_frames_encoded / secs * 100) / 100 : 0);
+	cJSON_AddNumberToObject(d, "effective_fps", stats_effective_fps(st));
 	cJSON_AddNumberToObject(d, "min_fps", st->video_min_fps);
 	cJSON_AddNumberToObject(d, "frames_skipped", (double)st->video_frames_skipped);
 	recorder_json_set(recorder_rec_metadata(rec), "degradation", d);
@@ -401,10 +409,7 @@ static void session_apply_degradation(struct recorder_session *s, unsigned seen)
 	cJSON *extra = cJSON_CreateObject();
 	if (extra && st.degrade_moves > 0) {
 		uint32_t last = st.degrade_moves <= MEDIA_DEGRADE_LOG_MAX ? st.degrade_moves - 1 : MEDIA_DEGRADE_LOG_MAX - 1;
-		const struct media_degrade_step *m = &st.degrade_log[last];
-		cJSON_AddStringToObject(extra, "step", media_degrade_name(m->step));
-		cJSON_AddStringToObject(extra, "direction", m->down ? "down" : "up");
-		cJSON_AddStringToObject(extra, "detail", m->detail);
+		degrade_step_json(extra, &st.degrade_log[last]);
 	}
 	recorder_publish(s->r, "recording_degraded", s->rec, extra);
 	cJSON_Delete(extra);

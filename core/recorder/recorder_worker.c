@@ -26,7 +26,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "common_log.h"
@@ -136,8 +135,8 @@ static int step_thumbnail(struct worker_ctx *c, char *err, size_t errlen)
 	int w = 0, h = 0;
 	cJSON *m = recorder_rec_metadata(c->rec);
 	if (storage_step_thumbnail(&c->sj, &w, &h, err, errlen) < 0) {
-		struct statvfs vs;
-		if (statvfs(c->dir, &vs) != 0 || (unsigned long long)vs.f_bavail * vs.f_frsize >= RECORDER_THUMB_MIN_FREE)
+		long long avail = recorder_disk_free(c->r); /* c->dir is under storage_path */
+		if (avail < 0 || avail >= RECORDER_THUMB_MIN_FREE)
 			return -1;
 		LOG_WARN(&log_wrk, "%s: no thumbnail, the disk is full: %s", c->job->id, err);
 		recorder_json_set(m, "thumbnail_error", cJSON_CreateString(err));

@@ -67,8 +67,8 @@ static void test_encode_ledger(void)
 	CHECK_INT(media_encode_cost(medium, "test", "encoded=0") == cost, 1);
 
 	/* Every start is booked at its dense cost; the quality speed while the
-	 * booked rate plus its quality cost stays within a third of the budget.
-	 * Budget: three quality costs, so its third holds one quality start but
+	 * booked rate plus its quality cost stays within half the budget.
+	 * Budget: three quality costs, so its half holds one quality start but
 	 * not a booking plus one: the first start is quality, the next ones
 	 * dense until the bookings fill the budget, then refused. */
 	long long qcost = media_encode_quality_cost(cost);
