@@ -1335,7 +1335,7 @@ char *recorder_encode_metrics(void *opaque)
 		 "# HELP edgerec_recordings_refused_encode_total Starts refused because the encode budget was full.\n"
 		 "# TYPE edgerec_recordings_refused_encode_total counter\n"
 		 "edgerec_recordings_refused_encode_total %llu\n"
-		 "# HELP edgerec_recordings_started_dense_total Recordings started at the encoder's dense speed (the budget had no room for the quality speed).\n"
+		 "# HELP edgerec_recordings_started_dense_total Recordings started at the encoder's dense speed (the node was not lightly loaded).\n"
 		 "# TYPE edgerec_recordings_started_dense_total counter\n"
 		 "edgerec_recordings_started_dense_total %llu\n",
 		 load.budget, load.reserved, load.recordings, load.threads, refused, dense);
