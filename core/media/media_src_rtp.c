@@ -26,6 +26,11 @@
  *                            something has been silent this long
  *   fir=0|1                  send FIR with every PLI
  *   max_frame_kb=4096        largest VP8 frame accepted
+ *   feed=NAME                packets come from an in-process feed
+ *                            (media_rtp_feed.h: WebRTC ingest after SRTP)
+ *                            instead of sockets; video=0|1, audio=0|1 say
+ *                            which streams it carries; RTCP goes back
+ *                            through it; its end is the end of the source
  *
  * One pass of read() drains the sockets into the media_rtp_rx streams, sends
  * the RTCP that is due, and hands out the oldest ready frame. Frames of the
@@ -56,6 +61,7 @@
 #include "common_time.h"
 #include "common_util.h"
 #include "media_rtp.h"
+#include "media_rtp_feed.h"
 #include "media_rtp_sdp.h"
 
 extern const struct media_source_driver media_source_rtp;
@@ -118,6 +124,8 @@ struct rtp_priv {
 	struct iovec iov[RTP_RECV_VLEN];
 	struct mmsghdr msg[RTP_RECV_VLEN];
 	bool input;            /* the last pass read something */
+	struct media_rtp_feed *feed; /* feed=: packets from the process, no sockets */
+	bool feed_ended;
 	pthread_mutex_t stats_lock;
 	struct media_rtp_rx_stats stats[2];
 };
@@ -203,10 +211,12 @@ static int rtp_open_stream(struct rtp_priv *r, struct media_source *src, bool vi
 
 	s->fd = s->rtcp_fd = -1;
 	s->video = video;
-	s->fd = rtp_bind(bind_addr, (int)a->port, err, errlen);
-	if (s->fd < 0)
-		return -1;
-	if (!mux) {
+	if (!r->feed) {
+		s->fd = rtp_bind(bind_addr, (int)a->port, err, errlen);
+		if (s->fd < 0)
+			return -1;
+	}
+	if (!mux && !r->feed) {
 		s->rtcp_fd = rtp_bind(bind_addr, (int)a->rtcp_port, err, errlen);
 		if (s->rtcp_fd < 0)
 			return -1;
@@ -262,7 +272,10 @@ static int rtp_open_stream(struct rtp_priv *r, struct media_source *src, bool vi
 	}
 	s->index = src->nb_streams++;
 	r->n++;
-	LOG_INFO(&log_srtp, "%s: listening on %s:%ld (pt %ld), rtcp %s %ld, feedback to %s", video ? "video" : "audio",
+	if (r->feed)
+		LOG_INFO(&log_srtp, "%s: from %s (pt %ld)", video ? "video" : "audio", media_rtp_feed_name(r->feed), a->pt);
+	else
+		LOG_INFO(&log_srtp, "%s: listening on %s:%ld (pt %ld), rtcp %s %ld, feedback to %s", video ? "video" : "audio",
 		 bind_addr, a->port, a->pt, mux ? "muxed on" : "on", mux ? a->port : a->rtcp_port,
 		 a->fb[0] ? a->fb : "the sender");
 	return 0;
@@ -285,6 +298,7 @@ static void rtp_close(struct media_source *src)
 			buf_unref(s->pending.data);
 		media_rtp_rx_free(s->rx);
 	}
+	media_rtp_feed_detach(r->feed);
 	pthread_mutex_destroy(&r->stats_lock);
 	free(r);
 	src->priv = NULL;
@@ -370,6 +384,22 @@ static int rtp_open(struct media_source *src, const struct media_source_params *
 			aa.has_ssrc = true;
 			aa.ssrc = x;
 		}
+	}
+	if (media_source_arg(args, "feed", v, sizeof(v))) {
+		long want_v = 1, want_a = 1;
+		if (rtp_arg_int(args, "video", 0, 1, &want_v, err, errlen) < 0 ||
+		    rtp_arg_int(args, "audio", 0, 1, &want_a, err, errlen) < 0)
+			goto fail;
+		r->feed = media_rtp_feed_attach(v);
+		if (!r->feed) {
+			snprintf(err, errlen, "rtp: no feed '%s' to read (the publisher went away?)", v);
+			goto fail;
+		}
+		/* Streams stand for the feed's 0 (video) and 1 (audio); the
+		 * port numbers only mark them present. */
+		va.port = want_v ? 1 : 0;
+		aa.port = want_a ? 2 : 0;
+		mux = 1;
 	}
 	if (!va.port && !aa.port) {
 		util_strlcpy(err, "rtp: no stream configured (set video_port and/or audio_port, or sdp=)", errlen);
@@ -526,12 +556,48 @@ static void rtp_drain_socket(struct rtp_priv *r, struct rtp_stream *s, int fd, b
 	}
 }
 
-static void rtp_send_feedback(struct rtp_stream *s, int64_t now)
+/* Takes what the feed holds (at most a batch, like a socket) into the
+ * streams. */
+static void rtp_drain_feed(struct rtp_priv *r)
+{
+	struct media_rtp_feed_packet p;
+	bool ended = false;
+
+	for (int total = 0; total < RTP_RECV_BATCH * 2; total++) {
+		if (media_rtp_feed_pop(r->feed, &p, &ended) != 1)
+			break;
+		r->input = true;
+		for (int i = 0; i < r->n; i++) {
+			struct rtp_stream *s = &r->st[i];
+			if (s->video != (p.stream == 0))
+				continue;
+			int64_t at = p.arrival_ns < s->last_arrival_ns ? s->last_arrival_ns : p.arrival_ns;
+			s->last_arrival_ns = at;
+			if (p.rtcp)
+				media_rtp_rx_push_rtcp(s->rx, p.data, p.len, at);
+			else
+				media_rtp_rx_push(s->rx, p.data, p.len, at);
+		}
+		free(p.data);
+	}
+	if (ended && !r->feed_ended) {
+		LOG_INFO(&log_srtp, "%s ended: the publisher went away", media_rtp_feed_name(r->feed));
+		r->feed_ended = true;
+	}
+}
+
+static void rtp_send_feedback(struct rtp_stream *s, struct media_rtp_feed *feed, int64_t now)
 {
 	uint8_t out[128];
 	size_t n;
 	int fd = s->rtcp_fd >= 0 ? s->rtcp_fd : s->fd;
 
+	if (fd < 0) {
+		n = media_rtp_rx_rtcp_due(s->rx, now, out, sizeof(out));
+		if (n)
+			media_rtp_feed_send_rtcp(feed, s->video ? 0 : 1, out, n);
+		return;
+	}
 	if (!s->fb_len)
 		return;
 	n = media_rtp_rx_rtcp_due(s->rx, now, out, sizeof(out));
@@ -616,14 +682,17 @@ static int rtp_read(struct media_source *src, struct media_packet *pkt, int64_t 
 		if (__atomic_exchange_n(&r->keyframe_request, 0, __ATOMIC_ACQ_REL))
 			for (int i = 0; i < r->n; i++)
 				media_rtp_rx_request_keyframe(r->st[i].rx);
+		if (r->feed)
+			rtp_drain_feed(r);
 		for (int i = 0; i < r->n; i++) {
 			s = &r->st[i];
-			rtp_drain_socket(r, s, s->fd, false, now, real_now);
+			if (s->fd >= 0)
+				rtp_drain_socket(r, s, s->fd, false, now, real_now);
 			if (s->rtcp_fd >= 0)
 				rtp_drain_socket(r, s, s->rtcp_fd, true, now, real_now);
 			if (!s->have_pending && media_rtp_rx_poll(s->rx, now, &s->pending) == 1)
 				s->have_pending = true;
-			rtp_send_feedback(s, now);
+			rtp_send_feedback(s, r->feed, now);
 		}
 		rtp_update_stats(r, now);
 		s = rtp_pick(r, now);
@@ -644,13 +713,20 @@ static int rtp_read(struct media_source *src, struct media_packet *pkt, int64_t 
 			return MEDIA_SOURCE_EOF;
 		if (rtp_idle_eof(r, now))
 			return MEDIA_SOURCE_EOF;
+		if (r->feed_ended) {
+			bool pending = false;
+			for (int i = 0; i < r->n; i++)
+				pending |= r->st[i].have_pending;
+			if (!pending)
+				return MEDIA_SOURCE_EOF;
+		}
 		if (now >= deadline)
 			return MEDIA_SOURCE_AGAIN;
 		for (int i = 0; i < r->n; i++) {
 			int64_t w;
 
 			s = &r->st[i];
-			w = media_rtp_rx_next_wakeup(s->rx, now, s->fb_len > 0);
+			w = media_rtp_rx_next_wakeup(s->rx, now, s->fb_len > 0 || r->feed);
 			/* With a frame pending, the stream's own next frame may be
 			 * ready already; it is not taken before the pending one
 			 * leaves, so only the hold limit (and new input) matters. */
@@ -658,10 +734,13 @@ static int rtp_read(struct media_source *src, struct media_packet *pkt, int64_t 
 				w = w > now ? w : s->pending.pts_ns + RTP_HOLD_NS;
 			if (w < wake)
 				wake = w;
-			pfd[nfd++] = (struct pollfd){ .fd = s->fd, .events = POLLIN };
+			if (s->fd >= 0)
+				pfd[nfd++] = (struct pollfd){ .fd = s->fd, .events = POLLIN };
 			if (s->rtcp_fd >= 0)
 				pfd[nfd++] = (struct pollfd){ .fd = s->rtcp_fd, .events = POLLIN };
 		}
+		if (r->feed)
+			pfd[nfd++] = (struct pollfd){ .fd = media_rtp_feed_fd(r->feed), .events = POLLIN };
 		if (wake <= now)
 			continue;
 		if (r->input) {

@@ -1,0 +1,220 @@
+/* media_rtp_feed: packets handed to an rtp source in-process (see
+ * media_rtp_feed.h). A ring of MEDIA_RTP_FEED_SLOTS copied packets behind
+ * one mutex, an eventfd that is readable while the ring holds something
+ * (or the feed ended), and a process-wide list to find a feed by name. */
+#include "media_rtp_feed.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "media_rtp.h"
+
+struct media_rtp_feed {
+	pthread_mutex_t lock;
+	char name[MEDIA_RTP_FEED_NAME_MAX];
+	int refs;
+	bool attached, detached, ended, producer_gone;
+	int efd;
+	media_rtp_feed_rtcp_fn send_rtcp;
+	void *opaque;
+	struct media_rtp_feed_packet ring[MEDIA_RTP_FEED_SLOTS];
+	size_t head, count;
+	uint64_t dropped;
+	struct media_rtp_feed *next; /* in feeds */
+};
+
+static pthread_mutex_t feeds_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct media_rtp_feed *feeds;
+static unsigned long feeds_serial;
+
+struct media_rtp_feed *media_rtp_feed_new(media_rtp_feed_rtcp_fn send_rtcp, void *opaque)
+{
+	struct media_rtp_feed *f = calloc(1, sizeof(*f));
+	if (!f)
+		return NULL;
+	f->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (f->efd < 0) {
+		free(f);
+		return NULL;
+	}
+	pthread_mutex_init(&f->lock, NULL);
+	f->refs = 1;
+	f->send_rtcp = send_rtcp;
+	f->opaque = opaque;
+	pthread_mutex_lock(&feeds_lock);
+	snprintf(f->name, sizeof(f->name), "feed%lu", ++feeds_serial);
+	f->next = feeds;
+	feeds = f;
+	pthread_mutex_unlock(&feeds_lock);
+	return f;
+}
+
+const char *media_rtp_feed_name(const struct media_rtp_feed *f)
+{
+	return f->name;
+}
+
+/* Raises the eventfd (the reader clears it when it finds the ring empty). */
+static void feed_wake(struct media_rtp_feed *f)
+{
+	uint64_t one = 1;
+	if (write(f->efd, &one, sizeof(one)) < 0) {
+		/* the counter is already raised */
+	}
+}
+
+int media_rtp_feed_push(struct media_rtp_feed *f, int stream, bool rtcp, const uint8_t *data, size_t len,
+			int64_t arrival_ns)
+{
+	if (len == 0 || len > MEDIA_RTP_MAX_PACKET)
+		return -1;
+	uint8_t *copy = malloc(len);
+	if (!copy)
+		return -1;
+	memcpy(copy, data, len);
+	pthread_mutex_lock(&f->lock);
+	if (f->count == MEDIA_RTP_FEED_SLOTS || f->ended || f->detached) {
+		f->dropped += f->count == MEDIA_RTP_FEED_SLOTS;
+		pthread_mutex_unlock(&f->lock);
+		free(copy);
+		return -1;
+	}
+	bool was_empty = f->count == 0;
+	f->ring[(f->head + f->count) % MEDIA_RTP_FEED_SLOTS] = (struct media_rtp_feed_packet){
+		.data = copy, .len = len, .stream = stream, .rtcp = rtcp, .arrival_ns = arrival_ns,
+	};
+	f->count++;
+	pthread_mutex_unlock(&f->lock);
+	if (was_empty)
+		feed_wake(f);
+	return 0;
+}
+
+void media_rtp_feed_end(struct media_rtp_feed *f)
+{
+	pthread_mutex_lock(&f->lock);
+	f->ended = true;
+	pthread_mutex_unlock(&f->lock);
+	feed_wake(f);
+}
+
+bool media_rtp_feed_detached(const struct media_rtp_feed *f)
+{
+	pthread_mutex_lock((pthread_mutex_t *)&f->lock);
+	bool d = f->detached;
+	pthread_mutex_unlock((pthread_mutex_t *)&f->lock);
+	return d;
+}
+
+uint64_t media_rtp_feed_dropped(const struct media_rtp_feed *f)
+{
+	pthread_mutex_lock((pthread_mutex_t *)&f->lock);
+	uint64_t n = f->dropped;
+	pthread_mutex_unlock((pthread_mutex_t *)&f->lock);
+	return n;
+}
+
+/* Drops one reference; the last frees the feed. */
+static void feed_unref(struct media_rtp_feed *f)
+{
+	pthread_mutex_lock(&feeds_lock);
+	pthread_mutex_lock(&f->lock);
+	bool last = --f->refs == 0;
+	pthread_mutex_unlock(&f->lock);
+	if (last) {
+		for (struct media_rtp_feed **p = &feeds; *p; p = &(*p)->next) {
+			if (*p == f) {
+				*p = f->next;
+				break;
+			}
+		}
+	}
+	pthread_mutex_unlock(&feeds_lock);
+	if (!last)
+		return;
+	for (size_t i = 0; i < f->count; i++)
+		free(f->ring[(f->head + i) % MEDIA_RTP_FEED_SLOTS].data);
+	close(f->efd);
+	pthread_mutex_destroy(&f->lock);
+	free(f);
+}
+
+void media_rtp_feed_release(struct media_rtp_feed *f)
+{
+	if (!f)
+		return;
+	pthread_mutex_lock(&f->lock);
+	f->send_rtcp = NULL;
+	f->producer_gone = true;
+	f->ended = true;
+	pthread_mutex_unlock(&f->lock);
+	feed_wake(f);
+	feed_unref(f);
+}
+
+struct media_rtp_feed *media_rtp_feed_attach(const char *name)
+{
+	struct media_rtp_feed *found = NULL;
+	pthread_mutex_lock(&feeds_lock);
+	for (struct media_rtp_feed *f = feeds; f; f = f->next) {
+		if (strcmp(f->name, name) != 0)
+			continue;
+		pthread_mutex_lock(&f->lock);
+		if (!f->attached && !f->producer_gone) {
+			f->attached = true;
+			f->refs++;
+			found = f;
+		}
+		pthread_mutex_unlock(&f->lock);
+		break;
+	}
+	pthread_mutex_unlock(&feeds_lock);
+	return found;
+}
+
+int media_rtp_feed_fd(const struct media_rtp_feed *f)
+{
+	return f->efd;
+}
+
+int media_rtp_feed_pop(struct media_rtp_feed *f, struct media_rtp_feed_packet *out, bool *ended)
+{
+	int got = 0;
+	pthread_mutex_lock(&f->lock);
+	if (f->count) {
+		*out = f->ring[f->head];
+		f->head = (f->head + 1) % MEDIA_RTP_FEED_SLOTS;
+		f->count--;
+		got = 1;
+	} else {
+		uint64_t v;
+		if (read(f->efd, &v, sizeof(v)) < 0) {
+			/* nothing was raised */
+		}
+	}
+	*ended = f->ended && f->count == 0 && !got;
+	pthread_mutex_unlock(&f->lock);
+	return got;
+}
+
+void media_rtp_feed_send_rtcp(struct media_rtp_feed *f, int stream, const uint8_t *data, size_t len)
+{
+	pthread_mutex_lock(&f->lock);
+	if (f->send_rtcp)
+		f->send_rtcp(f->opaque, stream, data, len);
+	pthread_mutex_unlock(&f->lock);
+}
+
+void media_rtp_feed_detach(struct media_rtp_feed *f)
+{
+	if (!f)
+		return;
+	pthread_mutex_lock(&f->lock);
+	f->detached = true;
+	pthread_mutex_unlock(&f->lock);
+	feed_unref(f);
+}

@@ -1,0 +1,67 @@
+/* media_rtp_feed: RTP and RTCP handed to an `rtp` source by another part of
+ * the process instead of its own UDP sockets (WebRTC ingest: the packets
+ * come out of SRTP in core/webrtc), and the source's RTCP feedback handed
+ * back.
+ *
+ * The producer makes a feed, gives its name to the source as `feed=NAME`
+ * in the source arguments, pushes packets (copied; a full feed drops and
+ * counts them) and ends it when the peer goes away; the source attaches by
+ * name, reads them in its own thread (waking on media_rtp_feed_fd()) and
+ * hands its RTCP to media_rtp_feed_send_rtcp(), which calls the producer's
+ * callback. Both sides hold a reference; the feed goes with the last.
+ * Stream 0 is video, 1 audio. Any thread may call any function. */
+#ifndef EDGEREC_MEDIA_RTP_FEED_H
+#define EDGEREC_MEDIA_RTP_FEED_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define MEDIA_RTP_FEED_NAME_MAX 32
+#define MEDIA_RTP_FEED_SLOTS 1024
+
+/* Sends one RTCP compound packet of 'stream' to the peer. Called on the
+ * source's thread, with the feed's lock held: it must not call back into
+ * the feed. */
+typedef void (*media_rtp_feed_rtcp_fn)(void *opaque, int stream, const uint8_t *data, size_t len);
+
+struct media_rtp_feed;
+
+/* Producer side. */
+struct media_rtp_feed *media_rtp_feed_new(media_rtp_feed_rtcp_fn send_rtcp, void *opaque);
+const char *media_rtp_feed_name(const struct media_rtp_feed *f);
+/* Copies one packet in. Returns 0, or -1 when the feed is full (dropped,
+ * counted) or the packet is too big. */
+int media_rtp_feed_push(struct media_rtp_feed *f, int stream, bool rtcp, const uint8_t *data, size_t len,
+			int64_t arrival_ns);
+/* No more packets will come: the source reports the end of its input once
+ * it has read what is queued. */
+void media_rtp_feed_end(struct media_rtp_feed *f);
+/* True once the source has closed (the recording ended). */
+bool media_rtp_feed_detached(const struct media_rtp_feed *f);
+/* Packets dropped because the feed was full. */
+uint64_t media_rtp_feed_dropped(const struct media_rtp_feed *f);
+/* Drops the producer's reference; the callback is not called after it. */
+void media_rtp_feed_release(struct media_rtp_feed *f);
+
+/* Source side. */
+struct media_rtp_feed_packet {
+	uint8_t *data;  /* malloc'd; the caller frees it */
+	size_t len;
+	int stream;
+	bool rtcp;
+	int64_t arrival_ns;
+};
+/* Takes a reference to the feed named 'name', or NULL (unknown, or a
+ * source already attached). */
+struct media_rtp_feed *media_rtp_feed_attach(const char *name);
+/* Readable while packets are queued or the feed has ended. */
+int media_rtp_feed_fd(const struct media_rtp_feed *f);
+/* The oldest packet into '*out' (1), 0 when none; sets '*ended' when the
+ * producer ended the feed and nothing is left. */
+int media_rtp_feed_pop(struct media_rtp_feed *f, struct media_rtp_feed_packet *out, bool *ended);
+void media_rtp_feed_send_rtcp(struct media_rtp_feed *f, int stream, const uint8_t *data, size_t len);
+/* Drops the source's reference and marks the feed detached. */
+void media_rtp_feed_detach(struct media_rtp_feed *f);
+
+#endif
