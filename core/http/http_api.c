@@ -14,7 +14,7 @@
 
 /* Reads one query parameter into 'out'. Returns 1 when present, 0 when
  * absent, -1 when longer than 'outlen' - 1 or holding a NUL ("%00"). */
-static int http_query(const struct mg_request_info *ri, const char *name, char *out, size_t outlen)
+int http_query(const struct mg_request_info *ri, const char *name, char *out, size_t outlen)
 {
 	if (!ri->query_string)
 		return 0;
@@ -29,7 +29,7 @@ static int http_query(const struct mg_request_info *ri, const char *name, char *
 /* Reads the request body (at most s->max_body bytes). Returns a malloc'd
  * NUL-terminated text (possibly empty) and its length, or NULL with 413/500
  * already replied. */
-static char *http_read_body(struct http_request *req, size_t *len)
+char *http_read_body(struct http_request *req, size_t *len)
 {
 	size_t cap = 1024, n = 0;
 	char *buf = malloc(cap);
@@ -268,6 +268,22 @@ static bool http_decode_id(char *id)
 	return true;
 }
 
+int http_check_ids(struct http_request *req, struct http_route_match *m)
+{
+	if (m->room_too_long || !http_decode_id(m->room_id) ||
+	    (m->room_id[0] && !recorder_room_id_valid(m->room_id))) {
+		http_reply_error(req, 400, "invalid_room_id",
+				 "room ids are 1 to 128 characters of A-Z a-z 0-9 . _ -, not . or ..");
+		return -1;
+	}
+	if (m->recording_too_long || !http_decode_id(m->recording_id) ||
+	    (m->recording_id[0] && !recorder_recording_id_valid(m->recording_id))) {
+		http_reply_error(req, 400, "invalid_recording_id", "recording ids are uuids");
+		return -1;
+	}
+	return 0;
+}
+
 void http_api_serve(struct http_request *req, const struct http_route_match *cm)
 {
 	struct http_route_match copy = *cm, *m = &copy;
@@ -291,17 +307,8 @@ void http_api_serve(struct http_request *req, const struct http_route_match *cm)
 		.claims = claims,
 	};
 
-	if (m->room_too_long || !http_decode_id(m->room_id) ||
-	    (m->room_id[0] && !recorder_room_id_valid(m->room_id))) {
-		http_reply_error(req, 400, "invalid_room_id",
-				 "room ids are 1 to 128 characters of A-Z a-z 0-9 . _ -, not . or ..");
+	if (http_check_ids(req, m) < 0)
 		goto done;
-	}
-	if (m->recording_too_long || !http_decode_id(m->recording_id) ||
-	    (m->recording_id[0] && !recorder_recording_id_valid(m->recording_id))) {
-		http_reply_error(req, 400, "invalid_recording_id", "recording ids are uuids");
-		goto done;
-	}
 
 	switch (m->route->id) {
 	case HTTP_ROUTE_START:

@@ -110,6 +110,18 @@ int http_auth_check(struct http_request *req, bool allow_query, cJSON **claims);
 
 /* Routes of the API (http_api.c): serves a matched route. */
 void http_api_serve(struct http_request *req, const struct http_route_match *m);
+struct mg_request_info;
+/* Helpers of the API routes (http_api.c). A query parameter into 'out': 1
+ * present, 0 absent, -1 too long or holding a NUL. */
+int http_query(const struct mg_request_info *ri, const char *name, char *out, size_t outlen);
+/* The body (at most http.max_body), malloc'd and NUL-terminated, or NULL
+ * after a 413/500 reply. */
+char *http_read_body(struct http_request *req, size_t *len);
+/* Decodes and checks the captured room and recording ids; -1 after a 400. */
+int http_check_ids(struct http_request *req, struct http_route_match *m);
+/* WHIP (http_whip.c): the routes HTTP_ROUTE_WHIP*. */
+void http_whip_serve(struct http_request *req, const struct http_route_match *m);
+bool http_route_is_whip(int route);
 
 /* GET .../download and .../thumbnail of the recording 'rec' (the state
  * object the recorder returned for this caller) (http_file.c). */

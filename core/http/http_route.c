@@ -21,6 +21,12 @@ const struct http_route http_routes[HTTP_ROUTE_COUNT] = {
 	{ HTTP_ROUTE_DOWNLOAD, "GET", "/api/webrtc/rooms/{room_id}/recording/{recording_id}/download", "download", true },
 	{ HTTP_ROUTE_THUMBNAIL, "GET", "/api/webrtc/rooms/{room_id}/recording/{recording_id}/thumbnail", "thumbnail",
 	  true },
+	{ HTTP_ROUTE_WHIP, "POST", "/api/webrtc/rooms/{room_id}/whip", "whip_publish", true },
+	{ HTTP_ROUTE_WHIP_OPTIONS, "OPTIONS", "/api/webrtc/rooms/{room_id}/whip", "whip_options", false },
+	{ HTTP_ROUTE_WHIP_END, "DELETE", "/api/webrtc/rooms/{room_id}/whip/{recording_id}", "whip_end", true },
+	{ HTTP_ROUTE_WHIP_PATCH, "PATCH", "/api/webrtc/rooms/{room_id}/whip/{recording_id}", "whip_patch", true },
+	{ HTTP_ROUTE_WHIP_SESSION_OPTIONS, "OPTIONS", "/api/webrtc/rooms/{room_id}/whip/{recording_id}",
+	  "whip_session_options", false },
 };
 
 /* Reads a decimal number of up to 18 digits. Returns the characters used,

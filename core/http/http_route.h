@@ -28,6 +28,11 @@ enum http_route_id {
 	HTTP_ROUTE_POLICIES,
 	HTTP_ROUTE_DOWNLOAD,
 	HTTP_ROUTE_THUMBNAIL,
+	HTTP_ROUTE_WHIP,            /* WHIP (RFC 9725), http_whip.c */
+	HTTP_ROUTE_WHIP_OPTIONS,
+	HTTP_ROUTE_WHIP_END,
+	HTTP_ROUTE_WHIP_PATCH,
+	HTTP_ROUTE_WHIP_SESSION_OPTIONS,
 	HTTP_ROUTE_COUNT,
 	/* Pseudo routes, for metrics labels of requests that matched none. */
 	HTTP_ROUTE_NOT_FOUND = HTTP_ROUTE_COUNT,

@@ -113,6 +113,11 @@ int http_reply_headers(struct http_request *req, int status, const char *content
 		mg_response_header_add(c, "Content-Length", clen, -1);
 	mg_response_header_add(c, "X-Request-Id", req->id, -1);
 	mg_response_header_add(c, "Cache-Control", "no-store", -1);
+	if (http_route_is_whip(req->route)) {
+		/* A page on another origin publishes with WHIP (RFC 9725 §4.3). */
+		mg_response_header_add(c, "Access-Control-Allow-Origin", "*", -1);
+		mg_response_header_add(c, "Access-Control-Expose-Headers", "Location, Link, ETag, X-Recording-Id", -1);
+	}
 	/* Our own Date: civetweb's formats it with gmtime(), whose shared
 	 * buffer races between worker threads. */
 	char date[64];
@@ -259,6 +264,13 @@ static int http_handle(struct mg_connection *conn, void *cbdata)
 		 * lands here. */
 		http_reply_error(&req, 426, "upgrade_required",
 				 "this path speaks WebSocket: GET with Upgrade: websocket");
+		break;
+	case HTTP_ROUTE_WHIP:
+	case HTTP_ROUTE_WHIP_OPTIONS:
+	case HTTP_ROUTE_WHIP_END:
+	case HTTP_ROUTE_WHIP_PATCH:
+	case HTTP_ROUTE_WHIP_SESSION_OPTIONS:
+		http_whip_serve(&req, &m);
 		break;
 	default:
 		http_api_serve(&req, &m);
@@ -831,6 +843,7 @@ struct http_server *http_server_new(struct config *cfg, struct recorder *rec, ch
 	}
 	http_server_add_health_check(s, "recorder", http_health_recorder, rec);
 	http_server_add_metrics(s, recorder_rtp_metrics, rec);
+	http_server_add_metrics(s, recorder_whip_metrics, rec);
 	http_server_add_metrics(s, http_conn_metrics, s->conn_limit);
 	http_server_add_metrics(s, recorder_encode_metrics, rec);
 	if (recorder_on_event(rec, http_on_room_event, s) < 0)

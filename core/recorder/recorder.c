@@ -28,10 +28,7 @@ static struct log_handle log_rec = LOG_HANDLE("recorder");
 
 /* ---- replies ------------------------------------------------------------ */
 
-static void reply_error(struct recorder_reply *out, int status, const char *code, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-
-static void reply_error(struct recorder_reply *out, int status, const char *code, const char *fmt, ...)
+void reply_error(struct recorder_reply *out, int status, const char *code, const char *fmt, ...)
 {
 	char detail[512];
 	va_list ap;
@@ -653,6 +650,13 @@ void recorder_start(struct recorder *r, const struct recorder_caller *caller,
 		    const char *room_id, const char *format, const char *quality,
 		    struct recorder_reply *out)
 {
+	recorder_start_with(r, caller, room_id, format, quality, NULL, out);
+}
+
+void recorder_start_with(struct recorder *r, const struct recorder_caller *caller,
+			 const char *room_id, const char *format, const char *quality,
+			 const struct recorder_start_opts *opts, struct recorder_reply *out)
+{
 	char err[256] = "", reason[256] = "";
 	struct recorder_session *s = NULL;
 	cJSON *rec = NULL;
@@ -689,7 +693,11 @@ void recorder_start(struct recorder *r, const struct recorder_caller *caller,
 	}
 
 	char source[64], args[600];
-	if (recorder_policy_source(r, room_id, source, sizeof(source), args, sizeof(args)) < 0) {
+	if (opts && opts->source) {
+		/* The source is given (a WHIP publisher), not the room's. */
+		util_strlcpy(source, opts->source, sizeof(source));
+		util_strlcpy(args, opts->args ? opts->args : "", sizeof(args));
+	} else if (recorder_policy_source(r, room_id, source, sizeof(source), args, sizeof(args)) < 0) {
 		reply_error(out, 503, "policy_unavailable", "the source policy (sources.lua) failed for room %s; "
 			    "an admin finds why in /api/system/policies", room_id);
 		return;
@@ -772,6 +780,13 @@ void recorder_start(struct recorder *r, const struct recorder_caller *caller,
 		goto fail;
 	}
 	recorder_policy_note_admission(r, rec, admit_fallback, max_duration_ms);
+	if (opts && opts->meta_key && opts->meta) {
+		cJSON *m = recorder_rec_metadata(rec), *copy = cJSON_Duplicate(opts->meta, 1);
+		if (m && copy)
+			recorder_json_set(m, opts->meta_key, copy);
+		else
+			cJSON_Delete(copy);
+	}
 	int mrc = util_mkdir_p(dir, UTIL_MEDIA_DIR_MODE);
 	if (mrc < 0) {
 		reply_error(out, 500, "storage_unavailable", "cannot create %s: %s", dir, strerror(-mrc));
@@ -850,7 +865,7 @@ void recorder_start(struct recorder *r, const struct recorder_caller *caller,
 
 	/* Wait for the first frame (or a fault) so the reply usually shows
 	 * "recording"; the control thread applies it too if we time out. */
-	int64_t deadline = time_mono_ns() + RECORDER_START_WAIT_MS * TIME_NS_PER_MS;
+	int64_t deadline = time_mono_ns() + (opts && opts->no_wait ? 0 : RECORDER_START_WAIT_MS) * TIME_NS_PER_MS;
 	pthread_mutex_lock(&s->ev_lock);
 	while (!s->ev_first_frame && !s->ev_fault && !s->ev_eof) {
 		int64_t left = deadline - time_mono_ns();
@@ -1472,6 +1487,7 @@ struct recorder *recorder_new(struct config *cfg, struct state *st, struct polic
 	}
 	if (recorder_recover(r) < 0)
 		LOG_WARN(&log_rec, "start-up recovery incomplete; it is retried by the rescan");
+	recorder_whip_init(r);
 	LOG_INFO(&log_rec, "node %s, recordings in %s (%s), limits %d global / %d per user, max %lld s",
 		 r->node_id, r->storage_path, r->storage_backend, r->max_concurrent, r->max_per_user,
 		 (long long)(r->max_duration_ms / 1000));
@@ -1513,6 +1529,7 @@ void recorder_free(struct recorder *r)
 	 * recordings just stopped); what is left resumes at the next start. */
 	if (r->n_started_workers > 0 && recorder_drain(r, RECORDER_SHUTDOWN_DRAIN_MS * TIME_NS_PER_MS) < 0)
 		LOG_WARN(&log_rec, "processing unfinished at shutdown; it resumes at the next start");
+	recorder_whip_free(r);
 	recorder_relay_detach(r);
 	recorder_control_stop(r);
 	recorder_worker_stop(r);

@@ -126,6 +126,47 @@ void recorder_free(struct recorder *r);
 void recorder_start(struct recorder *r, const struct recorder_caller *caller,
 		    const char *room_id, const char *format, const char *quality,
 		    struct recorder_reply *out);
+/* A start whose source is given rather than the room's (sources.lua is
+ * not asked): 'source' and 'args' as a room's; 'meta' (copied) is set as
+ * metadata.<meta_key> before the record is first written; 'no_wait'
+ * answers at once (pending) instead of waiting for a first frame. */
+struct recorder_start_opts {
+	const char *source, *args;
+	const char *meta_key;
+	const struct cJSON *meta;
+	bool no_wait;
+};
+void recorder_start_with(struct recorder *r, const struct recorder_caller *caller,
+			 const char *room_id, const char *format, const char *quality,
+			 const struct recorder_start_opts *opts, struct recorder_reply *out);
+
+/* WHIP (RFC 9725), recorder_whip.c. A publish is a start whose source is
+ * the publisher: same format/quality defaults, the same authorization
+ * (RECORDER_OP_START), quota and admission, the same errors; then the
+ * offer ('sdp', 'len' bytes) is answered. On success out->status is 201,
+ * out->body the recording (as start's), '*answer' the SDP answer
+ * (malloc'd) and 'recording_id' (UUID_STR_LEN) the session's name.
+ * Errors: 400 invalid_sdp / unsupported_codec / invalid_format, 503
+ * whip_unavailable (the UDP port could not be opened), and start's. */
+void recorder_whip_publish(struct recorder *r, const struct recorder_caller *caller, const char *room_id,
+			   const char *format, const char *quality, const char *sdp, size_t len,
+			   struct recorder_reply *out, char **answer, char *recording_id);
+/* DELETE of a WHIP session: stops its recording (as stop, with stop's
+ * authorization) and closes the session. 200 also when the recording had
+ * already left the live statuses (the publisher went first), 404 when
+ * there is no such recording in the room. */
+void recorder_whip_end(struct recorder *r, const struct recorder_caller *caller, const char *room_id,
+		       const char *recording_id, struct recorder_reply *out);
+/* PATCH of a WHIP session with an application/trickle-ice-sdpfrag body
+ * (RFC 8840): status's authorization; 204 for trickled candidates (an
+ * ICE-lite agent needs none: it learns addresses from the checks), 422
+ * for an ICE restart (other credentials; not supported), 404 when the
+ * session is gone. */
+void recorder_whip_patch(struct recorder *r, const struct recorder_caller *caller, const char *room_id,
+			 const char *recording_id, const char *frag, size_t len, struct recorder_reply *out);
+/* The WHIP transport's /metrics text (malloc'd) or NULL; 'opaque' is the recorder. */
+char *recorder_whip_metrics(void *opaque);
+
 void recorder_stop(struct recorder *r, const struct recorder_caller *caller,
 		   const char *room_id, const char *recording_id, struct recorder_reply *out);
 void recorder_pause(struct recorder *r, const struct recorder_caller *caller,

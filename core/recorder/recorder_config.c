@@ -65,6 +65,8 @@ int recorder_config_register(struct config *c)
 {
 	if (config_register(c, recorder_options) < 0)
 		return -1;
+	if (recorder_whip_config_register(c) < 0)
+		return -1;
 	return recorder_rtp_config_register(c);
 }
 

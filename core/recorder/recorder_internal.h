@@ -127,10 +127,17 @@ struct recorder {
 	atomic_bool quit;
 	pthread_mutex_t idle_lock;
 	pthread_cond_t idle_cond;
+
+	/* WHIP ingest (recorder_whip.c); NULL with the reason when unavailable. */
+	struct webrtc *webrtc;
+	char webrtc_err[256];
 };
 
 /* recorder.c */
 void recorder_session_unref(struct recorder_session *s);
+/* Fills 'out' with 'status' and {"detail", "code"}. */
+void reply_error(struct recorder_reply *out, int status, const char *code, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
 /* Applies the pipeline's raised flags (first frame, fault, eof) to the
  * session; 'reason' of an eof stop is "source_ended". Session lock held. */
 void recorder_session_apply_events(struct recorder_session *s);
@@ -225,6 +232,14 @@ long long recorder_disk_free(const struct recorder *r);
  * when it could not look (state store down). The control thread runs it
  * every retention.interval. */
 int recorder_retention_run(struct recorder *r);
+
+/* recorder_whip.c: WHIP publishers (the transport is core/webrtc). */
+struct config;
+struct webrtc;
+int recorder_whip_config_register(struct config *c);
+/* Opens the WHIP transport (a failure only disables WHIP, logged). */
+void recorder_whip_init(struct recorder *r);
+void recorder_whip_free(struct recorder *r);
 
 /* recorder_rtp.c: rooms whose source is rtp. */
 struct config;

@@ -153,6 +153,13 @@ int recorder_rtp_prepare(struct recorder_session *s, const char *source, const c
 		snprintf(err, errlen, "out of memory");
 		return 500;
 	}
+	char feed[40];
+	if (media_source_arg(args, "feed", feed, sizeof(feed))) {
+		/* A WHIP publisher's packets come through the process (no
+		 * ports); recorder_whip.c wrote metadata.whip. */
+		s->rtp = x;
+		return 0;
+	}
 	bool has_sdp = media_source_arg(args, "sdp", v, sizeof(v));
 	bool has_video = media_source_arg(args, "video_port", v, sizeof(v));
 	bool has_audio = media_source_arg(args, "audio_port", v, sizeof(v));
