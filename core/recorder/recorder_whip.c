@@ -147,7 +147,8 @@ void recorder_whip_end(struct recorder *r, const struct recorder_caller *caller,
 		       const char *recording_id, struct recorder_reply *out)
 {
 	recorder_stop(r, caller, room_id, recording_id, out);
-	if (out->status == 409) {
+	const cJSON *code = out->status >= 400 ? cJSON_GetObjectItemCaseSensitive(out->body, "code") : NULL;
+	if (cJSON_IsString(code) && strcmp(code->valuestring, "invalid_transition") == 0) {
 		/* Already past live: the publisher went first (or a REST stop
 		 * came). For a WHIP recording, ending the session is all DELETE
 		 * has left to do. */

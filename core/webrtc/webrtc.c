@@ -271,6 +271,7 @@ static void session_end(struct webrtc_session *s, const char *reason, uint64_t *
 	if (s->ended)
 		return;
 	s->ended = true;
+	s->w->st.sessions_active--;
 	util_strlcpy(s->end_reason, reason, sizeof(s->end_reason));
 	if (counter)
 		(*counter)++;
@@ -293,7 +294,6 @@ static void session_free(struct webrtc *w, struct webrtc_session *s)
 	}
 	if (!s->ended)
 		session_end(s, "closed", &w->st.ended_closed);
-	w->st.sessions_active--;
 	/* After this the feed never calls webrtc_feed_rtcp again. */
 	media_rtp_feed_release(s->feed);
 	if (s->srtp_in_ready)

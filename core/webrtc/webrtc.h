@@ -71,7 +71,7 @@ int webrtc_session_remote_ufrag(struct webrtc *w, const char *tag, char *out, si
 
 /* Totals since start, for /metrics. */
 struct webrtc_stats {
-	uint64_t sessions_started, sessions_active;
+	uint64_t sessions_started, sessions_active;  /* active: answered and not ended */
 	uint64_t ended_consent, ended_dtls_closed, ended_dtls_failed, ended_fingerprint, ended_handshake_timeout,
 		ended_closed;
 	uint64_t stun_unknown, stun_bad_integrity, stun_ok;

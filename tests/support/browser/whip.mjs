@@ -1,5 +1,7 @@
 // Publishes Debian chromium's fake camera and microphone to a WHIP endpoint:
-//   node whip.mjs <whip-url> <token> <seconds> [vp8|h264|any]
+//   node whip.mjs <whip-url> <token> <seconds> [vp8|h264|any] [badfp]
+// 'badfp' sends the offer with a DTLS fingerprint that is not the
+// browser's certificate's (the endpoint must refuse its media).
 // The page lives on another origin (a plain HTTP server this script runs
 // on 127.0.0.1), so the POST goes through CORS like a real web
 // publisher's. It follows RFC 9725: POST the offer (non-trickle: after
@@ -15,7 +17,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
 
-const [url, token, secondsArg, codec = 'any'] = process.argv.slice(2);
+const [url, token, secondsArg, codec = 'any', mode = ''] = process.argv.slice(2);
 if (!url || !token) {
   console.error('usage: node whip.mjs <whip-url> <token> <seconds> [vp8|h264|any]');
   process.exit(2);
@@ -42,7 +44,7 @@ try {
   });
   const page = await context.newPage();
   await page.goto(origin + '/publish.html');
-  const result = await page.evaluate(async ({ url, token, seconds, codec }) => {
+  const result = await page.evaluate(async ({ url, token, seconds, codec, mode }) => {
     const out = {};
     const t0 = performance.now();
     try {
@@ -67,8 +69,14 @@ try {
           if (pc.iceGatheringState === 'complete') { clearTimeout(t); resolve(); }
         });
       });
+      let offer = pc.localDescription.sdp;
+      if (mode === 'badfp') {
+        // Same form, other bytes: flip the first hex pair of every fingerprint.
+        offer = offer.replace(/a=fingerprint:sha-256 ([0-9A-F]{2})/g, (m, h) =>
+          'a=fingerprint:sha-256 ' + ((parseInt(h, 16) ^ 0xff).toString(16).toUpperCase().padStart(2, '0')));
+      }
       const res = await fetch(url, {
-        method: 'POST', body: pc.localDescription.sdp,
+        method: 'POST', body: offer,
         headers: { 'Content-Type': 'application/sdp', Authorization: 'Bearer ' + token },
       });
       out.status = res.status;
@@ -80,6 +88,8 @@ try {
       out.location = res.headers.get('Location');
       out.recording_id = res.headers.get('X-Recording-Id');
       await pc.setRemoteDescription({ type: 'answer', sdp: text });
+      out.states = [];
+      pc.addEventListener('connectionstatechange', () => out.states.push(pc.connectionState));
       await new Promise((resolve, reject) => {
         const t = setTimeout(() => reject(new Error('not connected within 15 s: ' + pc.connectionState)), 15000);
         const check = () => {
@@ -117,7 +127,7 @@ try {
       out.error = String(e && e.message ? e.message : e);
     }
     return out;
-  }, { url, token, seconds, codec });
+  }, { url, token, seconds, codec, mode });
   console.log(JSON.stringify(result));
   ok = !result.error;
 } catch (e) {
