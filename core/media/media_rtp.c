@@ -176,7 +176,16 @@ int media_rtcp_parse(const uint8_t *data, size_t len, struct media_rtcp_info *in
 
 size_t media_rtcp_build(const struct media_rtcp_feedback *fb, uint8_t *out, size_t cap)
 {
-	size_t need = 8 + (fb->report ? 24 : 0) + (fb->pli ? 12 : 0) + (fb->fir ? 20 : 0);
+	int nack_words = 0;
+	for (int i = 0; i < fb->nack_count;) {
+		int j = i + 1;
+		while (j < fb->nack_count && (uint16_t)(fb->nack[j] - fb->nack[i]) <= 16)
+			j++;
+		nack_words++;
+		i = j;
+	}
+	size_t need = 8 + (fb->report ? 24 : 0) + (fb->pli ? 12 : 0) + (fb->fir ? 20 : 0) +
+		      (nack_words ? 12 + 4 * (size_t)nack_words : 0) + (fb->remb_bps ? 24 : 0);
 	size_t off = 0;
 
 	if (cap < need)
@@ -223,6 +232,46 @@ size_t media_rtcp_build(const struct media_rtcp_feedback *fb, uint8_t *out, size
 		out[off + 16] = fb->fir_seq;
 		out[off + 17] = out[off + 18] = out[off + 19] = 0;
 		off += 20;
+	}
+	if (nack_words) {
+		/* RTPFB FMT=1: FCI words of PID + a bitmask of the 16 after it. */
+		out[off] = 0x81;
+		out[off + 1] = MEDIA_RTCP_RTPFB;
+		wr16(out + off + 2, (uint16_t)(2 + nack_words));
+		wr32(out + off + 4, fb->sender_ssrc);
+		wr32(out + off + 8, fb->media_ssrc);
+		off += 12;
+		for (int i = 0; i < fb->nack_count;) {
+			uint16_t pid = fb->nack[i], blp = 0;
+			int j = i + 1;
+			while (j < fb->nack_count && (uint16_t)(fb->nack[j] - pid) <= 16) {
+				blp |= (uint16_t)(1u << ((uint16_t)(fb->nack[j] - pid) - 1));
+				j++;
+			}
+			wr16(out + off, pid);
+			wr16(out + off + 2, blp);
+			off += 4;
+			i = j;
+		}
+	}
+	if (fb->remb_bps) {
+		/* PSFB FMT=15, media SSRC 0, "REMB", 1 SSRC, exponent and an
+		 * 18-bit mantissa. */
+		uint64_t m = fb->remb_bps;
+		unsigned e = 0;
+		while (m > 0x3ffff) {
+			m >>= 1;
+			e++;
+		}
+		out[off] = 0x8f;
+		out[off + 1] = MEDIA_RTCP_PSFB;
+		wr16(out + off + 2, 5);
+		wr32(out + off + 4, fb->sender_ssrc);
+		wr32(out + off + 8, 0);
+		memcpy(out + off + 12, "REMB", 4);
+		wr32(out + off + 16, (1u << 24) | ((uint32_t)e << 18) | (uint32_t)m);
+		wr32(out + off + 20, fb->media_ssrc);
+		off += 24;
 	}
 	return off;
 }

@@ -124,10 +124,19 @@ struct media_rtcp_feedback {
 	bool pli;
 	bool fir;
 	uint8_t fir_seq;
+	/* Generic NACK (RFC 4585 §6.2.1) of these sequence numbers, ascending;
+	 * at most MEDIA_RTP_NACK_MAX. */
+	const uint16_t *nack;
+	int nack_count;
+	/* > 0: REMB (draft-alvestrand-rmcat-remb), the bitrate the sender
+	 * should stay under, in bit/s. */
+	uint64_t remb_bps;
 };
 
-/* Writes RR (+ PLI) (+ FIR) into 'out' as one compound packet. Returns its
- * length, or 0 when 'cap' is too small (64 bytes always suffice). */
+/* Writes RR (+ PLI) (+ FIR) (+ NACK) (+ REMB) into 'out' as one compound
+ * packet. Returns its length, or 0 when 'cap' is too small
+ * (MEDIA_RTCP_MAX_FEEDBACK always suffices). */
+#define MEDIA_RTCP_MAX_FEEDBACK 400
 size_t media_rtcp_build(const struct media_rtcp_feedback *fb, uint8_t *out, size_t cap);
 
 /* NTP 32.32 (since 1900) to nanoseconds since the Unix epoch and back. */
@@ -147,6 +156,40 @@ struct media_rtp_unwrap {
 
 void media_rtp_unwrap_init(struct media_rtp_unwrap *u, int bits);
 int64_t media_rtp_unwrap(struct media_rtp_unwrap *u, uint32_t value);
+
+/* ---- NACK (media_rtp_nack.c) ------------------------------------------ */
+
+/* The sequence numbers missing from a stream that are still worth asking
+ * for: a gap adds them, their arrival removes them; each is asked for at
+ * most MEDIA_RTP_NACK_TRIES times (the first MEDIA_RTP_NACK_WAIT_NS after
+ * the gap showed), MEDIA_RTP_NACK_RETRY_NS apart, until
+ * it is older than the jitter buffer waits ('expire_ns'), when a
+ * retransmission would come too late. Bounded: a gap of more than
+ * MEDIA_RTP_NACK_MAX packets (a jump, not loss) asks for none. */
+#define MEDIA_RTP_NACK_MAX 64
+#define MEDIA_RTP_NACK_TRIES 3
+#define MEDIA_RTP_NACK_RETRY_NS (40 * 1000000LL)
+#define MEDIA_RTP_NACK_WAIT_NS (10 * 1000000LL)  /* first ask: a reordered packet may still come */
+
+struct media_rtp_nack {
+	struct {
+		int64_t seq, first_ns, sent_ns;
+		int tries;
+	} e[MEDIA_RTP_NACK_MAX];
+	int n;
+	uint64_t requested, recovered;
+};
+
+void media_rtp_nack_reset(struct media_rtp_nack *k);
+/* A packet of 'ext_seq' arrived; 'max_seq' is the highest before it
+ * ('have_max' false for the first packet). */
+void media_rtp_nack_on_packet(struct media_rtp_nack *k, int64_t ext_seq, int64_t max_seq, bool have_max,
+			      int64_t now_ns);
+/* Writes the sequence numbers to ask for now into 'out' (ascending; at
+ * most 'cap') and marks them asked; drops what expired. Returns the count. */
+int media_rtp_nack_due(struct media_rtp_nack *k, int64_t now_ns, int64_t expire_ns, uint16_t *out, int cap);
+/* When the next request may be due (INT64_MAX: nothing missing). */
+int64_t media_rtp_nack_next(const struct media_rtp_nack *k);
 
 /* ---- jitter buffer ---------------------------------------------------- */
 
@@ -319,6 +362,8 @@ struct media_rtp_rx_config {
 	bool send_fir;             /* FIR as well as PLI */
 	int64_t rr_interval_ns;    /* 0: 1 s between plain receiver reports */
 	int64_t stall_timeout_ns;  /* 0: 5 s */
+	bool nack;                 /* ask for lost packets again (generic NACK) */
+	uint64_t remb_bps;         /* > 0: send REMB with this bitrate in each report */
 };
 
 /* A frame ready for the muxer. */
@@ -349,6 +394,8 @@ struct media_rtp_rx_stats {
 	uint64_t frames_dropped;   /* incomplete, broken reference, before a keyframe, too big */
 	uint64_t keyframes;
 	uint64_t keyframe_requests; /* compound packets carrying a PLI */
+	uint64_t nack_requested;    /* sequence numbers asked for again (NACK), counted once each */
+	uint64_t nack_recovered;    /* of those, packets that came in time */
 	uint64_t ssrc_changes;
 	int64_t start_ns;          /* when the stream was created */
 	int64_t first_packet_ns;   /* -1 until then */

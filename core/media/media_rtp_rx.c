@@ -58,7 +58,8 @@ struct media_rtp_rx {
 	size_t ready_head, ready_count;
 	size_t ready_bytes;  /* at most 2 x max_frame_bytes */
 
-	/* keyframe requests and receiver reports */
+	/* keyframe requests, NACKs and receiver reports */
+	struct media_rtp_nack nack;
 	bool kf_wanted;
 	int64_t last_rtcp_ns;
 	uint8_t fir_seq;
@@ -379,6 +380,7 @@ static void rx_restart(struct media_rtp_rx *rx, int64_t now_ns)
 {
 	rx_drain(rx, now_ns);
 	media_rtp_jb_reset(rx->jb);
+	media_rtp_nack_reset(&rx->nack);
 	media_rtp_unwrap_init(&rx->seq_uw, 16);
 	media_rtp_unwrap_init(&rx->ts_uw, 32);
 	media_rtp_clock_restart(&rx->clock);
@@ -456,6 +458,8 @@ static void rx_note_arrival(struct media_rtp_rx *rx, const struct media_rtp_pack
 {
 	int64_t transit = ns_to_ticks(now_ns, rx->cfg.clock_rate) - (int64_t)p->timestamp;
 
+	if (rx->cfg.nack)
+		media_rtp_nack_on_packet(&rx->nack, ext_seq, rx->max_seq, rx->have_base, now_ns);
 	if (!rx->have_base) {
 		rx->have_base = true;
 		rx->base_seq = rx->max_seq = ext_seq;
@@ -619,6 +623,8 @@ size_t media_rtp_rx_rtcp_due(struct media_rtp_rx *rx, int64_t now_ns, uint8_t *o
 {
 	struct media_rtcp_feedback fb;
 	struct media_rtcp_report rep;
+	uint16_t nack[16];
+	int n_nack = 0;
 	bool pli = false;
 	size_t n;
 
@@ -627,9 +633,14 @@ size_t media_rtp_rx_rtcp_due(struct media_rtp_rx *rx, int64_t now_ns, uint8_t *o
 	if (rx->kf_wanted && (rx->st.last_keyframe_request_ns < 0 ||
 			      now_ns - rx->st.last_keyframe_request_ns >= rx->cfg.keyframe_min_interval_ns))
 		pli = true;
-	if (!pli && now_ns - rx->last_rtcp_ns < rx->cfg.rr_interval_ns)
+	if (rx->cfg.nack && cap >= MEDIA_RTCP_MAX_FEEDBACK && media_rtp_nack_next(&rx->nack) <= now_ns)
+		n_nack = media_rtp_nack_due(&rx->nack, now_ns, rx->cfg.jb_latency_ns, nack, 16);
+	if (!pli && !n_nack && now_ns - rx->last_rtcp_ns < rx->cfg.rr_interval_ns)
 		return 0;
 	memset(&fb, 0, sizeof(fb));
+	fb.nack = nack;
+	fb.nack_count = n_nack;
+	fb.remb_bps = rx->cfg.remb_bps;
 	fb.sender_ssrc = rx->cfg.local_ssrc;
 	fb.media_ssrc = rx->ssrc;
 	if (rx->have_base) {
@@ -671,6 +682,8 @@ int64_t media_rtp_rx_next_wakeup(const struct media_rtp_rx *rx, int64_t now_ns, 
 
 		if (rr < t)
 			t = rr;
+		if (rx->cfg.nack && media_rtp_nack_next(&rx->nack) < t)
+			t = media_rtp_nack_next(&rx->nack) > now_ns ? media_rtp_nack_next(&rx->nack) : now_ns;
 		if (rx->kf_wanted) {
 			int64_t k = rx->st.last_keyframe_request_ns < 0 ? now_ns :
 				rx->st.last_keyframe_request_ns + rx->cfg.keyframe_min_interval_ns;
@@ -689,6 +702,8 @@ bool media_rtp_rx_stalled(const struct media_rtp_rx *rx, int64_t now_ns)
 void media_rtp_rx_stats(const struct media_rtp_rx *rx, struct media_rtp_rx_stats *st)
 {
 	*st = rx->st;
+	st->nack_requested = rx->nack.requested;
+	st->nack_recovered = rx->nack.recovered;
 	st->start_ns = rx->start_ns;
 	st->ssrc = rx->ssrc;
 	st->waiting_keyframe = rx->waiting_key;

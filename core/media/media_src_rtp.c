@@ -26,6 +26,11 @@
  *                            something has been silent this long
  *   fir=0|1                  send FIR with every PLI
  *   max_frame_kb=4096        largest VP8 frame accepted
+ *   nack=0|1                 ask for lost video packets again (generic
+ *                            NACK; the sender must have agreed, as WebRTC
+ *                            senders do with a=rtcp-fb nack)
+ *   remb_kbps=0              > 0: REMB in every video report, asking the
+ *                            sender to stay under this bitrate
  *   feed=NAME                packets come from an in-process feed
  *                            (media_rtp_feed.h: WebRTC ingest after SRTP)
  *                            instead of sockets; video=0|1, audio=0|1 say
@@ -229,6 +234,10 @@ static int rtp_open_stream(struct rtp_priv *r, struct media_source *src, bool vi
 		s->fb_fixed = true;
 	}
 	cfg.codec = video ? MEDIA_RTP_CODEC_VP8 : MEDIA_RTP_CODEC_OPUS;
+	if (!video) {
+		cfg.nack = false;
+		cfg.remb_bps = 0;
+	}
 	cfg.payload_type = (int)a->pt;
 	cfg.has_ssrc = a->has_ssrc;
 	cfg.ssrc = (uint32_t)a->ssrc;
@@ -312,7 +321,7 @@ static int rtp_open(struct media_source *src, const struct media_source_params *
 	struct media_rtp_rx_config base = { 0 };
 	char bind_addr[64] = "0.0.0.0", v[512];
 	long mux = 0, latency_ms = 150, stall_ms = 5000, idle_ms = 0, fir = 0, max_kb = 4096;
-	long vrtcp = 0, artcp = 0;
+	long vrtcp = 0, artcp = 0, nack = 0, remb_kbps = 0;
 
 	if (!r) {
 		util_strlcpy(err, "rtp: out of memory", errlen);
@@ -365,7 +374,9 @@ static int rtp_open(struct media_source *src, const struct media_source_params *
 	    rtp_arg_int(args, "stall_ms", 100, 3600000, &stall_ms, err, errlen) < 0 ||
 	    rtp_arg_int(args, "idle_eof_ms", 0, 3600000, &idle_ms, err, errlen) < 0 ||
 	    rtp_arg_int(args, "fir", 0, 1, &fir, err, errlen) < 0 ||
-	    rtp_arg_int(args, "max_frame_kb", 16, 65536, &max_kb, err, errlen) < 0)
+	    rtp_arg_int(args, "max_frame_kb", 16, 65536, &max_kb, err, errlen) < 0 ||
+	    rtp_arg_int(args, "nack", 0, 1, &nack, err, errlen) < 0 ||
+	    rtp_arg_int(args, "remb_kbps", 0, 1000000, &remb_kbps, err, errlen) < 0)
 		goto fail;
 	{
 		long x = -1;
@@ -440,6 +451,8 @@ static int rtp_open(struct media_source *src, const struct media_source_params *
 	base.stall_timeout_ns = stall_ms * TIME_NS_PER_MS;
 	base.send_fir = fir != 0;
 	base.max_frame_bytes = (size_t)max_kb * 1024;
+	base.nack = nack != 0;
+	base.remb_bps = (uint64_t)remb_kbps * 1000;
 	if (va.port && rtp_open_stream(r, src, true, &va, mux, bind_addr, &base, p, err, errlen) < 0)
 		goto fail;
 	if (aa.port && rtp_open_stream(r, src, false, &aa, mux, bind_addr, &base, p, err, errlen) < 0)
@@ -588,7 +601,7 @@ static void rtp_drain_feed(struct rtp_priv *r)
 
 static void rtp_send_feedback(struct rtp_stream *s, struct media_rtp_feed *feed, int64_t now)
 {
-	uint8_t out[128];
+	uint8_t out[MEDIA_RTCP_MAX_FEEDBACK];
 	size_t n;
 	int fd = s->rtcp_fd >= 0 ? s->rtcp_fd : s->fd;
 

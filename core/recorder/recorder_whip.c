@@ -23,6 +23,7 @@
 #include "common_log.h"
 #include "common_util.h"
 #include "config.h"
+#include "media.h"
 #include "recorder_internal.h"
 #include "webrtc.h"
 
@@ -118,9 +119,14 @@ void recorder_whip_publish(struct recorder *r, const struct recorder_caller *cal
 		reply_error(out, 500, "internal", "cannot open a WHIP session: %s", err);
 		goto done;
 	}
-	snprintf(args, sizeof(args), "feed=%s,video=%d,audio=%d,video_pt=%d,audio_pt=%d,latch=0", info.feed,
-		 c.video_section >= 0, c.audio_section >= 0, c.video_section >= 0 ? c.video_pt : 96,
-		 c.audio_section >= 0 ? c.audio_pt : 111);
+	/* NACK and REMB were offered back in the answer (a=rtcp-fb); REMB
+	 * asks for the preset's video bitrate. The jitter buffer waits 250 ms
+	 * so that a retransmission asked for after 10 ms fits a 200 ms RTT. */
+	const struct media_preset *preset = media_preset_find(quality && quality[0] ? quality : r->default_quality);
+	snprintf(args, sizeof(args), "feed=%s,video=%d,audio=%d,video_pt=%d,audio_pt=%d,latch=0,nack=1,"
+		 "remb_kbps=%lld,latency_ms=250", info.feed, c.video_section >= 0, c.audio_section >= 0,
+		 c.video_section >= 0 ? c.video_pt : 96, c.audio_section >= 0 ? c.audio_pt : 111,
+		 preset ? (long long)preset->video_bps / 1000 : 0);
 	cJSON *meta = whip_meta(o, &c, info.id);
 	struct recorder_start_opts opts = {
 		.source = "rtp", .args = args, .meta_key = "whip", .meta = meta, .no_wait = true,
