@@ -110,6 +110,7 @@ void recorder_whip_publish(struct recorder *r, const struct recorder_caller *cal
 		reply_error(out, 400, "unsupported_codec", "%s", err);
 		goto done;
 	}
+	c.no_nack = !config_get_bool(r->cfg, "webrtc.nack");
 	if (strcmp(format, "mp4") == 0 && c.video_codec == WEBRTC_VIDEO_VP8) {
 		reply_error(out, 400, "invalid_format", "a WHIP publisher is recorded as it sends (VP8/Opus here): "
 			    "use format webm or mkv; mp4 would mean re-encoding the video");
@@ -123,9 +124,9 @@ void recorder_whip_publish(struct recorder *r, const struct recorder_caller *cal
 	 * asks for the preset's video bitrate. The jitter buffer waits 250 ms
 	 * so that a retransmission asked for after 10 ms fits a 200 ms RTT. */
 	const struct media_preset *preset = media_preset_find(quality && quality[0] ? quality : r->default_quality);
-	snprintf(args, sizeof(args), "feed=%s,video=%d,audio=%d,video_pt=%d,audio_pt=%d,latch=0,nack=1,"
+	snprintf(args, sizeof(args), "feed=%s,video=%d,audio=%d,video_pt=%d,audio_pt=%d,latch=0,nack=%d,"
 		 "remb_kbps=%lld,latency_ms=250", info.feed, c.video_section >= 0, c.audio_section >= 0,
-		 c.video_section >= 0 ? c.video_pt : 96, c.audio_section >= 0 ? c.audio_pt : 111,
+		 c.video_section >= 0 ? c.video_pt : 96, c.audio_section >= 0 ? c.audio_pt : 111, !c.no_nack,
 		 preset ? (long long)preset->video_bps / 1000 : 0);
 	cJSON *meta = whip_meta(o, &c, info.id);
 	struct recorder_start_opts opts = {

@@ -62,6 +62,8 @@ static const struct config_option webrtc_options[] = {
 	  "interfaces that are up)" },
 	{ "webrtc.consent_timeout", CONFIG_DURATION, "30s",
 	  "a WHIP session whose publisher sends no ICE consent check this long ends" },
+	{ "webrtc.nack", CONFIG_BOOL, "true",
+	  "ask WHIP publishers to send lost video packets again (generic NACK)" },
 	{ 0 },
 };
 

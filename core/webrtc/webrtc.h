@@ -24,6 +24,7 @@
  *                          comma-separated ("" = every IPv4 address of
  *                          the interfaces that are up, loopback last)
  *   webrtc.consent_timeout no consent check this long ends a session (30s)
+ *   webrtc.nack            generic NACK for lost video packets   (true)
  *
  * Uses: common, config, crypto (DTLS, HMAC-SHA1), media (the feed),
  * libsrtp2, zlib. Every function may be called from any thread; the

@@ -279,6 +279,7 @@ int webrtc_offer_choose(const struct webrtc_offer *o, const char *format, bool h
 	c->video_section = c->audio_section = -1;
 	c->video_codec = WEBRTC_VIDEO_NONE;
 	c->video_pt = c->audio_pt = -1;
+	c->no_nack = false;
 	for (int i = 0; i < o->n; i++) {
 		const struct webrtc_sdp_section *s = &o->s[i];
 		if (!s->sends || !s->mid[0])
@@ -367,9 +368,11 @@ char *webrtc_answer_build(const struct webrtc_offer *o, const struct webrtc_choi
 		} else {
 			fprintf(f, "a=rtpmap:%d VP8/90000\r\n", pt);
 		}
+		if (video && !c->no_nack)
+			fprintf(f, "a=rtcp-fb:%d nack\r\n", pt);
 		if (video)
-			fprintf(f, "a=rtcp-fb:%d nack\r\na=rtcp-fb:%d nack pli\r\na=rtcp-fb:%d ccm fir\r\n"
-				"a=rtcp-fb:%d goog-remb\r\n", pt, pt, pt, pt);
+			fprintf(f, "a=rtcp-fb:%d nack pli\r\na=rtcp-fb:%d ccm fir\r\na=rtcp-fb:%d goog-remb\r\n", pt,
+				pt, pt);
 		for (int k = 0; k < p->n_addresses; k++)
 			fprintf(f, "a=candidate:%d 1 udp %u %s %d typ host\r\n", k + 1, 2130706431u - (unsigned)k,
 				p->addresses[k], p->port);

@@ -63,6 +63,7 @@ struct webrtc_choice {
 	int video_section, audio_section;  /* indexes into the offer; -1: none */
 	enum webrtc_video_codec video_codec;
 	int video_pt, audio_pt;
+	bool no_nack;      /* leave generic NACK out of the answer (webrtc.nack = false) */
 };
 
 /* Picks the sections and codecs to record into 'format' (webm: VP8 only;

@@ -18,6 +18,10 @@ webm, mp4 with VP8, a wrong content type, an oversize body and a missing
 token get 400/400/400/415/413/401 with a JSON detail; more publishers than
 the concurrency limit get start's refusal.
 
+Loss: through a relay that loses 2 % of the browser's SRTP (seeded; ICE
+and DTLS untouched), the share of the encoded frames that reach the file
+whole, with generic NACK (webrtc.nack = true, the default) and without.
+
 EDGEREC_WHIP_RUNS=N repeats the browser publish N times (default 1)."""
 
 import hashlib
@@ -32,6 +36,7 @@ import time
 import zlib
 
 from edgerec_harness import Edgerec, free_port, run_tests
+from rtp_impair import PeerRelay
 
 SRC = os.environ.get("EDGEREC_SOURCE_DIR") or os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
 BROWSER_DIR = os.path.abspath(os.path.join(SRC, "tests", "support", "browser"))
@@ -167,6 +172,47 @@ def test_browser_publishes_vp8_opus(c):
 def test_browser_publishes_into_mkv(c):
     rec, _ = check_browser_recording(c, "whip-mkv", "mkv")
     assert rec["file_name"].endswith(".mkv")
+
+
+def lossy_publish(nack, seconds=8):
+    """A node that listens on 127.0.0.1 and announces 127.0.0.2, where a
+    relay losing 2 % of the media forwards to it."""
+    udp = free_udp_port()
+    node = Edgerec(name="whip-loss-%s" % ("nack" if nack else "plain"), config={
+        "default_quality": "low", "webrtc.udp_port": udp, "webrtc.bind": "127.0.0.1",
+        "webrtc.host_addresses": "127.0.0.2", "webrtc.nack": "true" if nack else "false",
+    }).start()
+    relay = PeerRelay("127.0.0.2", udp, ("127.0.0.1", udp), loss=0.02, seed=7).start()
+    try:
+        out = subprocess.run(["node", os.path.join(BROWSER_DIR, "whip.mjs"), node.url + whip_path("lossy"),
+                              node.token("alice"), str(seconds), "vp8"],
+                             capture_output=True, text=True, timeout=120, cwd=BROWSER_DIR)
+        res = json.loads([l for l in out.stdout.splitlines() if l.startswith("{")][-1])
+        print("publisher (nack=%s): %s" % (nack, json.dumps(res)), flush=True)
+        assert out.returncode == 0 and res["status"] == 201, (res, out.stderr[-1500:])
+        rec = node.wait_status("lossy", res["recording_id"], ("completed", "failed"), timeout=60)
+        assert rec["status"] == "completed", rec
+        info = ffprobe(file_of(rec))
+        frames = int([s for s in info["streams"] if s["codec_type"] == "video"][0]["nb_read_frames"])
+        share = frames / float(res["video"]["framesEncoded"])
+        print("nack=%s: %d of %d encoded frames in the file (%.1f %%); relay %s; browser NACKs received %d, "
+              "retransmitted %d" % (nack, frames, res["video"]["framesEncoded"], 100 * share, relay.counts,
+                                    res["video"]["nackCount"], res["video"]["retransmittedPacketsSent"]),
+              flush=True)
+        return share, res
+    finally:
+        relay.stop()
+        node.stop()
+
+
+def test_loss_recovered_by_nack(c):
+    with_nack, res = lossy_publish(True)
+    without, _ = lossy_publish(False)
+    print("share of encoded frames in the file at 2 %% media loss: %.1f %% with NACK, %.1f %% without"
+          % (100 * with_nack, 100 * without), flush=True)
+    assert res["video"]["nackCount"] > 0, res
+    assert with_nack >= 0.9, with_nack
+    assert with_nack > without, (with_nack, without)
 
 
 def test_wrong_fingerprint_gets_no_media(c):

@@ -116,6 +116,57 @@ class Relay:
                 self._release(m)
 
 
+class PeerRelay:
+    """Between WebRTC peers on one UDP port each: the publisher sends to
+    (host, port) as if it were the server; datagrams go on from one socket
+    to 'server', and what the server sends back goes to the publisher's
+    last address. Only SRTP/SRTCP from the publisher (first byte 128-191,
+    RFC 7983) is lost, with probability 'loss' from random.Random(seed), so
+    ICE and DTLS stay deterministic and the loss hits media alone.
+    counts: {'in', 'lost', 'back'}."""
+
+    def __init__(self, host, port, server, loss=0.0, seed=1):
+        self.host, self.port, self.server = host, port, server
+        self.loss = loss
+        self.rng = random.Random(seed)
+        self.counts = {"in": 0, "lost": 0, "back": 0}
+        self._stop = threading.Event()
+        self._thread = None
+
+    def start(self):
+        self.front = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.front.bind((self.host, self.port))
+        self.back = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.back.bind((self.server[0], 0))
+        self.peer = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self):
+        self._stop.set()
+        if self._thread:
+            self._thread.join(2)
+        self.front.close()
+        self.back.close()
+
+    def _run(self):
+        while not self._stop.is_set():
+            ready, _, _ = select.select([self.front, self.back], [], [], 0.05)
+            if self.front in ready:
+                data, self.peer = self.front.recvfrom(65536)
+                self.counts["in"] += 1
+                if 128 <= data[0] <= 191 and self.rng.random() < self.loss:
+                    self.counts["lost"] += 1
+                else:
+                    self.back.sendto(data, self.server)
+            if self.back in ready:
+                data = self.back.recv(65536)
+                if self.peer:
+                    self.counts["back"] += 1
+                    self.front.sendto(data, self.peer)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--map", action="append", required=True, help="LISTEN:TARGET_PORT or LISTEN:HOST:PORT")
