@@ -102,11 +102,7 @@ void http_whip_serve(struct http_request *req, const struct http_route_match *cm
 	}
 	if (http_auth_check(req, false, &claims) < 0)
 		return;
-	const cJSON *sub = cJSON_GetObjectItemCaseSensitive(claims, "sub");
-	struct recorder_caller caller = {
-		.user_id = cJSON_IsString(sub) ? sub->valuestring : "",
-		.claims = claims,
-	};
+	struct recorder_caller caller = recorder_caller_of(claims);
 	if (http_check_ids(req, m) < 0)
 		goto done;
 	switch (m->route->id) {

@@ -612,6 +612,25 @@ bool recorder_authorize(struct recorder *r, const struct recorder_caller *caller
 	return v->allow;
 }
 
+struct recorder_caller recorder_caller_of(const cJSON *claims)
+{
+	const cJSON *sub = cJSON_GetObjectItemCaseSensitive(claims, "sub");
+	return (struct recorder_caller){ .user_id = cJSON_IsString(sub) ? sub->valuestring : "", .claims = claims };
+}
+
+/* The recording format asked, or the configured default; false after a
+ * 400 reply when it is none of webm, mp4, mkv. */
+bool recorder_format_or_default(struct recorder *r, const char **format, struct recorder_reply *out)
+{
+	if (!*format || !(*format)[0])
+		*format = r->default_format;
+	if (!recorder_format_valid(*format)) {
+		reply_error(out, 400, "invalid_format", "unknown recording_format; use webm, mp4 or mkv");
+		return false;
+	}
+	return true;
+}
+
 void recorder_set_authorizer(struct recorder *r, recorder_authorize_fn fn, void *opaque)
 {
 	pthread_mutex_lock(&r->lock);
@@ -669,12 +688,8 @@ void recorder_start_with(struct recorder *r, const struct recorder_caller *calle
 		reply_error(out, 400, "invalid_room_id", "room ids are 1 to 128 characters of A-Z a-z 0-9 . _ -, not . or ..");
 		return;
 	}
-	if (!format || !format[0])
-		format = r->default_format;
-	if (!recorder_format_valid(format)) {
-		reply_error(out, 400, "invalid_format", "unknown recording_format; use webm, mp4 or mkv");
+	if (!recorder_format_or_default(r, &format, out))
 		return;
-	}
 	if (!quality || !quality[0])
 		quality = r->default_quality;
 	const struct media_preset *preset = media_preset_find(quality);

@@ -67,6 +67,9 @@ struct recorder_caller {
 	const cJSON *claims;
 };
 
+/* The caller of a verified token: its "sub" ("" when absent) and claims. */
+struct recorder_caller recorder_caller_of(const cJSON *claims);
+
 /* The answer to one request; 'body' goes to the caller (cJSON_Delete). */
 struct recorder_reply {
 	int status;

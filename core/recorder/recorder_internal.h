@@ -135,6 +135,7 @@ struct recorder {
 
 /* recorder.c */
 void recorder_session_unref(struct recorder_session *s);
+bool recorder_format_or_default(struct recorder *r, const char **format, struct recorder_reply *out);
 /* Fills 'out' with 'status' and {"detail", "code"}. */
 void reply_error(struct recorder_reply *out, int status, const char *code, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));

@@ -90,12 +90,8 @@ void recorder_whip_publish(struct recorder *r, const struct recorder_caller *cal
 			    r->webrtc_err);
 		return;
 	}
-	if (!format || !format[0])
-		format = r->default_format;
-	if (!recorder_format_valid(format)) {
-		reply_error(out, 400, "invalid_format", "unknown recording_format; use webm, mp4 or mkv");
+	if (!recorder_format_or_default(r, &format, out))
 		return;
-	}
 	o = malloc(sizeof(*o));
 	if (!o) {
 		reply_error(out, 500, "internal", "out of memory");

@@ -35,7 +35,7 @@ import subprocess
 import time
 import zlib
 
-from edgerec_harness import Edgerec, free_port, run_tests
+from edgerec_harness import Edgerec, ensure_browser, run_tests
 from rtp_impair import PeerRelay
 
 SRC = os.environ.get("EDGEREC_SOURCE_DIR") or os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
@@ -54,10 +54,7 @@ def free_udp_port():
 
 
 def setup():
-    assert os.path.exists("/usr/bin/chromium"), "Debian's chromium is not installed (scripts/bootstrap)"
-    if not os.path.isdir(os.path.join(BROWSER_DIR, "node_modules", "playwright-core")):
-        subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=BROWSER_DIR,
-                       check=True, timeout=300)
+    ensure_browser(BROWSER_DIR)
     c = Ctx()
     c.udp = free_udp_port()
     c.node = Edgerec(name="whip", config={

@@ -87,6 +87,15 @@ def free_port():
         return s.getsockname()[1]
 
 
+def ensure_browser(browser_dir):
+    """Debian's chromium is there and playwright-core is installed in
+    'browser_dir' (tests/support/browser; npm ci from its lock file)."""
+    assert os.path.exists("/usr/bin/chromium"), "Debian's chromium is not installed (scripts/bootstrap)"
+    if not os.path.isdir(os.path.join(browser_dir, "node_modules", "playwright-core")):
+        subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=browser_dir,
+                       check=True, timeout=300)
+
+
 def wait_until(pred, timeout=10.0, interval=0.05, what="condition"):
     """Polls pred() until it returns a true value (returned) or raises
     AssertionError after 'timeout' seconds."""
