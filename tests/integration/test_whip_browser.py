@@ -9,6 +9,9 @@ file decodes cleanly (ffmpeg), holds VP8 and Opus (ffprobe), its video
 covers the publishing time and holds about the frames the browser says it
 encoded; RTCP reached the browser (its PLI count, REMB bitrate cap).
 
+A second, independent stack publishes too: GStreamer's webrtcbin
+(tests/support/whip_gst_publisher.py: libnice, OpenSSL DTLS, no trickle).
+
 Then what must not work: a browser whose offer names another DTLS
 fingerprint gets its session ended and nothing recorded; STUN with
 credentials of no session, or a bad MESSAGE-INTEGRITY, is ignored while a
@@ -169,6 +172,28 @@ def test_browser_publishes_vp8_opus(c):
 def test_browser_publishes_into_mkv(c):
     rec, _ = check_browser_recording(c, "whip-mkv", "mkv")
     assert rec["file_name"].endswith(".mkv")
+
+
+def test_gstreamer_webrtcbin_publishes(c):
+    seconds = 5
+    out = subprocess.run(["/usr/bin/python3", os.path.join(SRC, "tests", "support", "whip_gst_publisher.py"),
+                          "--url", c.node.url + whip_path("whip-gst"), "--token", c.node.token("alice"),
+                          "--local-ip", "127.0.0.1", "--seconds", str(seconds)],
+                         capture_output=True, text=True, timeout=120)
+    lines = [l for l in out.stdout.splitlines() if l.startswith("{")]
+    assert out.returncode == 0 and lines, (out.returncode, out.stdout, out.stderr[-2000:])
+    res = json.loads(lines[-1])
+    print("webrtcbin: %s" % json.dumps(res), flush=True)
+    assert res["status"] == 201 and res["delete_status"] == 200, res
+    rec = c.node.wait_status("whip-gst", res["recording_id"], ("completed", "failed"), timeout=60)
+    assert rec["status"] == "completed", rec
+    info = ffprobe(file_of(rec))
+    assert sorted(s["codec_name"] for s in info["streams"]) == ["opus", "vp8"], info["streams"]
+    video = [s for s in info["streams"] if s["codec_type"] == "video"][0]
+    assert (int(video["width"]), int(video["height"])) == (320, 240), video
+    # 30 fps for the publishing time; a loaded box may encode fewer.
+    assert int(video["nb_read_frames"]) >= 0.6 * 30 * seconds, video
+    assert float(info["format"]["duration"]) >= seconds - 1.0, info["format"]
 
 
 def lossy_publish(nack, seconds=8):
