@@ -154,6 +154,11 @@ struct media_stats {
 	double video_fps, video_min_fps;  /* nominal rate; lowest coded (0: no raw video) */
 	uint32_t degrade_moves;
 	struct media_degrade_step degrade_log[MEDIA_DEGRADE_LOG_MAX];
+	/* RTP sources: what the network took (video + audio streams), about
+	 * once a second: packets lost for good, asked for again (NACK), and
+	 * of those come in time; frames left out (incomplete, broken
+	 * reference, before a keyframe). */
+	uint64_t rtp_packets_lost, rtp_nack_requested, rtp_nack_recovered, rtp_frames_dropped;
 	bool paused;
 	bool failed;
 	bool disk_full;               /* the file write failed for lack of space (ENOSPC,

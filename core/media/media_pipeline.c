@@ -35,6 +35,7 @@
 #include "common_util.h"
 #include "media_enc.h"
 #include "media_mux.h"
+#include "media_rtp.h"
 #include "media_source.h"
 
 static struct log_handle log_pipe = LOG_HANDLE("media/pipeline");
@@ -205,6 +206,7 @@ struct pipe_src_state {
 	int64_t last_packet_mono;
 	int64_t last_key_request_mono;
 	int64_t last_drop_log_mono;
+	int64_t last_rtp_stats_mono;
 	bool stalled;
 	uint64_t raw_video_n;     /* raw video frames offered to the encoder */
 };
@@ -281,6 +283,23 @@ static void pipe_src_forward(struct media_pipeline *p, struct pipe_src_state *s,
 	}
 }
 
+
+/* An rtp source's network losses into the stats, once a second. */
+static void pipe_rtp_stats(struct media_pipeline *p, struct pipe_src_state *s)
+{
+	struct media_rtp_rx_stats v, a;
+	int64_t now = time_mono_ns();
+	if (now - s->last_rtp_stats_mono < TIME_NS_PER_SEC || media_rtp_source_stats(p->src, &v, &a) < 0)
+		return;
+	s->last_rtp_stats_mono = now;
+	pthread_mutex_lock(&p->lock);
+	p->stats.rtp_packets_lost = v.packets_lost + a.packets_lost;
+	p->stats.rtp_nack_requested = v.nack_requested + a.nack_requested;
+	p->stats.rtp_nack_recovered = v.nack_recovered + a.nack_recovered;
+	p->stats.rtp_frames_dropped = v.frames_dropped + a.frames_dropped;
+	pthread_mutex_unlock(&p->lock);
+}
+
 static void *pipe_src_main(void *arg)
 {
 	struct media_pipeline *p = arg;
@@ -293,6 +312,7 @@ static void *pipe_src_main(void *arg)
 
 	while (!atomic_load(&p->stop_requested)) {
 		int r = p->src->driver->read(p->src, &pkt, PIPE_READ_TIMEOUT_NS);
+		pipe_rtp_stats(p, &s);
 		if (r == MEDIA_SOURCE_AGAIN) {
 			if (!s.stalled && time_mono_ns() - s.last_packet_mono > PIPE_STALL_NS) {
 				s.stalled = true;

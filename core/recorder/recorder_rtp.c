@@ -13,6 +13,10 @@
  * keyframe reaches the file (the pipeline drops what comes before it). A room
  * that never sends fails after recorder.first_frame_timeout.
  *
+ * metadata.network says what the network took from the streams
+ * (packets_lost, nack_requested, nack_recovered, frames_dropped), rewritten
+ * at most every 5 s while it changes.
+ *
  * Thread use: prepare/release/apply run with the session lock held (request
  * and control threads); note_event runs on pipeline threads and only raises
  * flags. */
@@ -37,6 +41,9 @@
 
 static struct log_handle log_rrtp = LOG_HANDLE("recorder/rtp");
 
+/* How often metadata.network may be rewritten while it changes. */
+#define RTP_NETWORK_EVERY_NS (5 * TIME_NS_PER_SEC)
+
 /* Totals over every rtp recording of this process, for /metrics. */
 static pthread_mutex_t rtp_totals_lock = PTHREAD_MUTEX_INITIALIZER;
 static uint64_t rtp_ttfk_count, rtp_stalls_total;
@@ -57,6 +64,8 @@ struct recorder_rtp {
 	bool stalled_shown;    /* what metadata says; under the session lock */
 	bool ttfk_shown;
 	int64_t stalls;
+	uint64_t lost_shown[4];   /* metadata.network as last written */
+	int64_t lost_shown_ns;
 };
 
 int recorder_rtp_config_register(struct config *c)
@@ -303,6 +312,27 @@ void recorder_rtp_apply(struct recorder_session *s)
 				recorder_json_set(m, "video_resolution", cJSON_CreateString(res));
 			}
 		}
+	}
+
+	/* What the network took, at most every RTP_NETWORK_EVERY_NS. */
+	if (s->pipeline && time_mono_ns() - x->lost_shown_ns >= RTP_NETWORK_EVERY_NS) {
+		struct media_stats st;
+		media_pipeline_stats(s->pipeline, &st);
+		uint64_t now[4] = { st.rtp_packets_lost, st.rtp_nack_requested, st.rtp_nack_recovered,
+				    st.rtp_frames_dropped };
+		if (memcmp(now, x->lost_shown, sizeof(now)) != 0) {
+			cJSON *n = cJSON_CreateObject();
+			if (n) {
+				cJSON_AddNumberToObject(n, "packets_lost", (double)now[0]);
+				cJSON_AddNumberToObject(n, "nack_requested", (double)now[1]);
+				cJSON_AddNumberToObject(n, "nack_recovered", (double)now[2]);
+				cJSON_AddNumberToObject(n, "frames_dropped", (double)now[3]);
+				recorder_json_set(m, "network", n);
+				memcpy(x->lost_shown, now, sizeof(now));
+				changed = true;
+			}
+		}
+		x->lost_shown_ns = time_mono_ns();
 	}
 
 	bool stalled = atomic_load(&x->stalled) != 0;

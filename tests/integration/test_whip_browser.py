@@ -217,6 +217,10 @@ def lossy_publish(nack, seconds=8):
         info = ffprobe(file_of(rec))
         frames = int([s for s in info["streams"] if s["codec_type"] == "video"][0]["nb_read_frames"])
         share = frames / float(res["video"]["framesEncoded"])
+        net = rec["metadata"].get("network", {})
+        print("metadata.network (nack=%s): %s" % (nack, json.dumps(net)), flush=True)
+        if nack:
+            assert net.get("nack_requested", 0) > 0 and net.get("nack_recovered", 0) > 0, net
         print("nack=%s: %d of %d encoded frames in the file (%.1f %%); relay %s; browser NACKs received %d, "
               "retransmitted %d" % (nack, frames, res["video"]["framesEncoded"], 100 * share, relay.counts,
                                     res["video"]["nackCount"], res["video"]["retransmittedPacketsSent"]),
