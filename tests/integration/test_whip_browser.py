@@ -351,6 +351,22 @@ def test_stun_credentials(c):
     ufrag, pwd = answer_creds(sdp)
     rid = r.headers["x-recording-id"]
     assert r.headers["location"].endswith("/whip/" + rid)
+    # Pending until a keyframe reaches the file.
+    assert c.node.op("status", "whip-stun", rid).json["status"] == "pending"
+    # Trickle (RFC 8840 sdpfrag): accepted, nothing needed by a lite agent;
+    # new credentials would be an ICE restart: 422.
+    loc = r.headers["location"]
+    frag = "a=ice-ufrag:pubU\r\na=ice-pwd:pubPassword0123456789xyz\r\nm=audio 9 UDP/TLS/RTP/SAVPF 0\r\na=mid:0\r\n" \
+           "a=candidate:1 1 udp 2130706431 127.0.0.1 50000 typ host\r\n"
+    p = c.node.request("PATCH", loc, headers={"Content-Type": "application/trickle-ice-sdpfrag"}, body=frag)
+    assert p.status == 204, p
+    p = c.node.request("PATCH", loc, headers={"Content-Type": "application/trickle-ice-sdpfrag"},
+                       body=frag.replace("pubU", "newU"))
+    assert p.status == 422 and p.json["detail"], p
+    p = c.node.request("PATCH", loc, headers={"Content-Type": "application/sdp"}, body=frag)
+    assert p.status == 415, p
+    assert c.node.request("PATCH", loc, token=None, headers={"Content-Type": "application/trickle-ice-sdpfrag"},
+                          body=frag).status == 401
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.bind(("127.0.0.1", 0))
     s.settimeout(1.0)
