@@ -39,6 +39,7 @@ import time
 import zlib
 
 from edgerec_harness import Edgerec, ensure_browser, run_tests
+from proc_stat import cpu_seconds
 from rtp_impair import PeerRelay
 
 SRC = os.environ.get("EDGEREC_SOURCE_DIR") or os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
@@ -112,7 +113,9 @@ def metric(c, name, labels=""):
 
 
 def check_browser_recording(c, room, fmt):
+    cpu0 = cpu_seconds([c.node.proc.pid])
     code, res = publish(c, room, fmt)
+    cpu = cpu_seconds([c.node.proc.pid]) - cpu0
     assert code == 0 and res.get("status") == 201, res
     assert res["video"]["codec"].lower() == "video/vp8" and res["audio"]["codec"].lower() == "audio/opus", res
     assert res["delete_status"] == 200, res
@@ -149,6 +152,10 @@ def check_browser_recording(c, room, fmt):
     # The file covers the publishing time: from connection to DELETE,
     # less the first keyframe's wait, plus what was sent before the timer.
     assert published - 1.5 <= duration <= published + 3.0, (duration, published)
+    # A figure, not a check: edgerec's CPU from the browser's start to DELETE (ICE, DTLS,
+    # SRTP, jitter buffer, muxing; the idle server's own share included).
+    print("edgerec CPU over the publish: %.2f s for %.2f s published (%.1f %% of a core)"
+          % (cpu, published, 100 * cpu / published), flush=True)
     # Every frame the browser encoded reached the file (loopback: no loss),
     # less those before the first keyframe.
     assert frames >= 0.9 * res["video"]["framesEncoded"] - 15, (frames, res["video"])
