@@ -25,22 +25,11 @@ import argparse
 import faulthandler
 import json
 import sys
-import threading
 import time
 import urllib.request
 
-import gi
-
-gi.require_version("Gst", "1.0")
-gi.require_version("GstWebRTC", "1.0")
-gi.require_version("GstSdp", "1.0")
-gi.require_version("Nice", "0.1")
-from gi.repository import Gst, GstSdp, GstWebRTC, Nice  # noqa: E402
-
-
-def die(msg):
-    print("publisher: " + msg, file=sys.stderr)
-    sys.exit(1)
+from webrtcbin_offer import die, gathered_offer, publisher, set_answer
+from gi.repository import Gst  # noqa: E402  (versions loaded by webrtcbin_offer)
 
 
 class Janus:
@@ -91,56 +80,11 @@ def main():
         die("Janus does not answer at " + a.janus)
     handle = janus.post("/%d" % session, {"janus": "attach", "plugin": "janus.plugin.videoroom"})["data"]["id"]
 
-    pipe = Gst.parse_launch(
-        "webrtcbin name=wb bundle-policy=max-bundle "
-        "videotestsrc is-live=true pattern=ball ! video/x-raw,width=320,height=240,framerate=30/1 ! "
-        "vp8enc name=venc deadline=1 cpu-used=8 target-bitrate=500000 keyframe-max-dist=100000 ! "
-        "rtpvp8pay pt=96 picture-id-mode=15-bit ! application/x-rtp,media=video,encoding-name=VP8,payload=96,clock-rate=90000 ! wb. "
-        "audiotestsrc is-live=true wave=sine freq=440 ! audioconvert ! audioresample ! opusenc ! "
-        "rtpopuspay pt=111 ! application/x-rtp,media=audio,encoding-name=OPUS,payload=111,clock-rate=48000 ! wb.")
-    wb = pipe.get_by_name("wb")
     # When each video frame left the encoder (wall clock): on a loaded box the
     # publisher may not keep 30 fps, so the caller counts what was sent.
     frame_times = []
-
-    def on_frame(pad, info):
-        frame_times.append(time.time())
-        return Gst.PadProbeReturn.OK
-    pipe.get_by_name("venc").get_static_pad("src").add_probe(Gst.PadProbeType.BUFFER, on_frame)
-    ice = wb.get_property("ice-agent")   # keep the reference: the agent lives as long as it does
-    agent = ice.get_property("agent")
-    agent.set_property("upnp", False)
-    addr = Nice.Address()
-    addr.set_from_string(a.local_ip)
-    agent.add_local_address(addr)
-    negotiate = threading.Event()
-    wb.connect("on-negotiation-needed", lambda *_: negotiate.set())
-    pipe.set_state(Gst.State.PLAYING)
-    if not negotiate.wait(10):
-        die("webrtcbin never asked for negotiation")
-    # Both sink pads link at about the same time; let the second one settle.
-    time.sleep(0.5)
-    offered = threading.Event()
-    result = {}
-
-    def on_offer(promise):
-        # The reply (and the offer in it) belongs to the promise: take the text now.
-        reply = promise.get_reply()
-        offer = reply.get_value("offer") if reply else None
-        result["sdp"] = offer.sdp.as_text() if offer and offer.sdp else None
-        offered.set()
-    wb.emit("create-offer", None, Gst.Promise.new_with_change_func(on_offer))
-    if not offered.wait(10) or not result.get("sdp"):
-        die("webrtcbin made no offer")
-    ok, msg = GstSdp.SDPMessage.new_from_text(result["sdp"])
-    wb.emit("set-local-description",
-            GstWebRTC.WebRTCSessionDescription.new(GstWebRTC.WebRTCSDPType.OFFER, msg), None)
-    deadline = time.monotonic() + 10
-    while wb.get_property("ice-gathering-state") != GstWebRTC.WebRTCICEGatheringState.COMPLETE:
-        if time.monotonic() > deadline:
-            die("ICE gathering did not complete")
-        time.sleep(0.05)
-    sdp = wb.get_property("local-description").sdp.as_text()
+    pipe, wb, _, ice = publisher(a.local_ip, frame_times=frame_times)
+    sdp = gathered_offer(pipe, wb)
     mids, kind = {}, None
     for line in sdp.splitlines():
         if line.startswith("m="):
@@ -169,9 +113,7 @@ def main():
                 die("Janus: %s" % data["error"])
             jsep = ev.get("jsep")
             if jsep and jsep.get("type") == "answer" and not answered:
-                ok, msg = GstSdp.SDPMessage.new_from_text(jsep["sdp"])
-                desc = GstWebRTC.WebRTCSessionDescription.new(GstWebRTC.WebRTCSDPType.ANSWER, msg)
-                wb.emit("set-remote-description", desc, None)
+                set_answer(wb, jsep["sdp"])
                 answered = True
     # Let the publisher's first keyframe go by: from now on only a PLI makes one.
     time.sleep(1.0)

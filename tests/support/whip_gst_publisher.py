@@ -16,25 +16,13 @@ import argparse
 import faulthandler
 import json
 import ssl
-import sys
-import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 
-import gi
-
-gi.require_version("Gst", "1.0")
-gi.require_version("GstWebRTC", "1.0")
-gi.require_version("GstSdp", "1.0")
-gi.require_version("Nice", "0.1")
-from gi.repository import Gst, GstSdp, GstWebRTC, Nice  # noqa: E402
-
-
-def die(msg):
-    print("publisher: " + msg, file=sys.stderr)
-    sys.exit(1)
+from webrtcbin_offer import die, gathered_offer, publisher, set_answer
+from gi.repository import Gst, GstWebRTC  # noqa: E402  (versions loaded by webrtcbin_offer)
 
 
 def main():
@@ -46,60 +34,11 @@ def main():
     a = ap.parse_args()
 
     faulthandler.enable()
-    Gst.init(None)
     tls = ssl.create_default_context()
     tls.check_hostname = False
     tls.verify_mode = ssl.CERT_NONE
-    pipe = Gst.parse_launch(
-        "webrtcbin name=wb bundle-policy=max-bundle "
-        "videotestsrc is-live=true pattern=ball ! video/x-raw,width=320,height=240,framerate=30/1 ! "
-        "vp8enc name=venc deadline=1 cpu-used=8 target-bitrate=500000 keyframe-max-dist=60 ! "
-        "rtpvp8pay pt=96 picture-id-mode=15-bit ! application/x-rtp,media=video,encoding-name=VP8,payload=96,clock-rate=90000 ! wb. "
-        "audiotestsrc is-live=true wave=sine freq=440 ! audioconvert ! audioresample ! opusenc ! "
-        "rtpopuspay pt=111 ! application/x-rtp,media=audio,encoding-name=OPUS,payload=111,clock-rate=48000 ! wb.")
-    wb = pipe.get_by_name("wb")
-    frames = [0]
-
-    def on_frame(pad, info):
-        frames[0] += 1
-        return Gst.PadProbeReturn.OK
-    pipe.get_by_name("venc").get_static_pad("src").add_probe(Gst.PadProbeType.BUFFER, on_frame)
-    ice = wb.get_property("ice-agent")   # keep the reference: the agent lives as long as it does
-    agent = ice.get_property("agent")
-    agent.set_property("upnp", False)
-    addr = Nice.Address()
-    addr.set_from_string(a.local_ip)
-    agent.add_local_address(addr)
-    negotiate = threading.Event()
-    wb.connect("on-negotiation-needed", lambda *_: negotiate.set())
-    pipe.set_state(Gst.State.PLAYING)
-    if not negotiate.wait(10):
-        die("webrtcbin never asked for negotiation")
-    time.sleep(0.5)  # both sink pads link at about the same time
-    for i in range(2):
-        t = wb.emit("get-transceiver", i)
-        if t:
-            t.set_property("direction", GstWebRTC.WebRTCRTPTransceiverDirection.SENDONLY)
-    offered = threading.Event()
-    result = {}
-
-    def on_offer(promise):
-        reply = promise.get_reply()
-        offer = reply.get_value("offer") if reply else None
-        result["sdp"] = offer.sdp.as_text() if offer and offer.sdp else None
-        offered.set()
-    wb.emit("create-offer", None, Gst.Promise.new_with_change_func(on_offer))
-    if not offered.wait(10) or not result.get("sdp"):
-        die("webrtcbin made no offer")
-    ok, msg = GstSdp.SDPMessage.new_from_text(result["sdp"])
-    wb.emit("set-local-description", GstWebRTC.WebRTCSessionDescription.new(GstWebRTC.WebRTCSDPType.OFFER, msg),
-            None)
-    deadline = time.monotonic() + 10
-    while wb.get_property("ice-gathering-state") != GstWebRTC.WebRTCICEGatheringState.COMPLETE:
-        if time.monotonic() > deadline:
-            die("ICE gathering did not complete")
-        time.sleep(0.05)
-    sdp = wb.get_property("local-description").sdp.as_text()
+    pipe, wb, frames, ice = publisher(a.local_ip, keyframe_max_dist=60)
+    sdp = gathered_offer(pipe, wb, sendonly=True)
     req = urllib.request.Request(a.url, sdp.encode(), {"Content-Type": "application/sdp",
                                                        "Authorization": "Bearer " + a.token})
     out = {}
@@ -111,9 +50,7 @@ def main():
             answer = r.read().decode()
     except urllib.error.HTTPError as e:
         die("POST: %d %s" % (e.code, e.read()[:500]))
-    ok, msg = GstSdp.SDPMessage.new_from_text(answer)
-    wb.emit("set-remote-description", GstWebRTC.WebRTCSessionDescription.new(GstWebRTC.WebRTCSDPType.ANSWER, msg),
-            None)
+    set_answer(wb, answer)
     deadline = time.monotonic() + 15
     while wb.get_property("connection-state") != GstWebRTC.WebRTCPeerConnectionState.CONNECTED:
         if time.monotonic() > deadline:

@@ -7,10 +7,7 @@
 //   {"url", "duration", "target", "currentTime", "readyState", "frame",
 //    "mediaTime", "error"}
 // and exits 0 when every URL was played, 1 otherwise.
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import { chromium } from 'playwright-core';
+import { launchChromium } from './chromium.mjs';
 
 const urls = process.argv.slice(2);
 if (urls.length === 0) {
@@ -18,18 +15,11 @@ if (urls.length === 0) {
   process.exit(2);
 }
 
-const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'edgerec-chromium-'));
 let failed = false;
-let context;
+let browser;
 try {
-  context = await chromium.launchPersistentContext(profile, {
-    executablePath: '/usr/bin/chromium',
-    headless: true,
-    ignoreHTTPSErrors: true,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync',
-      '--autoplay-policy=no-user-gesture-required'],
-  });
+  browser = await launchChromium(['--autoplay-policy=no-user-gesture-required']);
+  const { context } = browser;
   for (const url of urls) {
     const page = await context.newPage();
     const result = await page.evaluate(async (src) => {
@@ -85,9 +75,8 @@ try {
   console.error('browser: ' + (e && e.stack ? e.stack : e));
   failed = true;
 } finally {
-  if (context) {
-    await context.close();
+  if (browser) {
+    await browser.close();
   }
-  fs.rmSync(profile, { recursive: true, force: true });
 }
 process.exit(failed ? 1 : 0);

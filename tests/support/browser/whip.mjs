@@ -9,13 +9,11 @@
 // Prints one JSON line: {"status", "location", "connected_ms",
 // "video": {codec, framesEncoded, packetsSent, nackCount, pliCount,
 // firCount, frameWidth, frameHeight, targetBitrate},
-// "audio": {codec, packetsSent}, "delete_status", "published_ms",
+// "audio": {codec, packetsSent}, "delete_status", "video_frames_at_delete",
+// "published_ms",
 // "error"} and exits 0 when the publish ran, 1 otherwise.
-import fs from 'node:fs';
 import http from 'node:http';
-import os from 'node:os';
-import path from 'node:path';
-import { chromium } from 'playwright-core';
+import { launchChromium } from './chromium.mjs';
 
 const [url, token, secondsArg, codec = 'any', mode = ''] = process.argv.slice(2);
 if (!url || !token) {
@@ -23,26 +21,18 @@ if (!url || !token) {
   process.exit(2);
 }
 const seconds = Number(secondsArg || 5);
-const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'edgerec-chromium-'));
 const server = http.createServer((req, res) => {
   res.writeHead(200, { 'Content-Type': 'text/html' });
   res.end('<!doctype html><title>whip</title><body></body>');
 });
 await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
 const origin = 'http://127.0.0.1:' + server.address().port;
-let context;
+let browser;
 let ok = false;
 try {
-  context = await chromium.launchPersistentContext(profile, {
-    executablePath: '/usr/bin/chromium',
-    headless: true,
-    ignoreHTTPSErrors: true,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync',
-      '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
-      '--allow-loopback-in-peer-connection', '--ignore-certificate-errors'],
-  });
-  const page = await context.newPage();
+  browser = await launchChromium(['--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
+    '--allow-loopback-in-peer-connection', '--ignore-certificate-errors']);
+  const page = await browser.context.newPage();
   await page.goto(origin + '/publish.html');
   const result = await page.evaluate(async ({ url, token, seconds, codec, mode }) => {
     const out = {};
@@ -122,6 +112,10 @@ try {
       const loc = new URL(out.location, url).toString();
       const del = await fetch(loc, { method: 'DELETE', headers: { Authorization: 'Bearer ' + token } });
       out.delete_status = del.status;
+      // Frames encoded until the DELETE was answered: no more can be in the file.
+      (await pc.getStats()).forEach((s) => {
+        if (s.type === 'outbound-rtp' && s.kind === 'video') out.video_frames_at_delete = s.framesEncoded;
+      });
       pc.close();
     } catch (e) {
       out.error = String(e && e.message ? e.message : e);
@@ -133,8 +127,7 @@ try {
 } catch (e) {
   console.log(JSON.stringify({ error: String(e && e.stack ? e.stack : e) }));
 } finally {
-  if (context) await context.close();
-  fs.rmSync(profile, { recursive: true, force: true });
+  if (browser) await browser.close();
   server.close();
 }
 process.exit(ok ? 0 : 1);
