@@ -284,12 +284,13 @@ static void pipe_src_forward(struct media_pipeline *p, struct pipe_src_state *s,
 }
 
 
-/* An rtp source's network losses into the stats, once a second. */
-static void pipe_rtp_stats(struct media_pipeline *p, struct pipe_src_state *s)
+/* An rtp source's network losses into the stats, once a second (and,
+ * 'force', when the source thread ends). */
+static void pipe_rtp_stats(struct media_pipeline *p, struct pipe_src_state *s, bool force)
 {
 	struct media_rtp_rx_stats v, a;
 	int64_t now = time_mono_ns();
-	if (now - s->last_rtp_stats_mono < TIME_NS_PER_SEC || media_rtp_source_stats(p->src, &v, &a) < 0)
+	if ((!force && now - s->last_rtp_stats_mono < TIME_NS_PER_SEC) || media_rtp_source_stats(p->src, &v, &a) < 0)
 		return;
 	s->last_rtp_stats_mono = now;
 	pthread_mutex_lock(&p->lock);
@@ -312,7 +313,7 @@ static void *pipe_src_main(void *arg)
 
 	while (!atomic_load(&p->stop_requested)) {
 		int r = p->src->driver->read(p->src, &pkt, PIPE_READ_TIMEOUT_NS);
-		pipe_rtp_stats(p, &s);
+		pipe_rtp_stats(p, &s, false);
 		if (r == MEDIA_SOURCE_AGAIN) {
 			if (!s.stalled && time_mono_ns() - s.last_packet_mono > PIPE_STALL_NS) {
 				s.stalled = true;
@@ -390,6 +391,7 @@ static void *pipe_src_main(void *arg)
 	}
 	/* End every stream: encoder queues close (their threads then flush);
 	 * passthrough streams end at the muxer directly. */
+	pipe_rtp_stats(p, &s, true);
 	for (int i = 0; i < PIPE_ROLES; i++) {
 		if (p->enc_queue[i])
 			queue_close(p->enc_queue[i]);

@@ -18,6 +18,7 @@ struct media_rtp_feed {
 	char name[MEDIA_RTP_FEED_NAME_MAX];
 	int refs;
 	bool attached, detached, ended, producer_gone;
+	char why[160];
 	int efd;
 	media_rtp_feed_rtcp_fn send_rtcp;
 	void *opaque;
@@ -94,12 +95,21 @@ int media_rtp_feed_push(struct media_rtp_feed *f, int stream, bool rtcp, const u
 	return 0;
 }
 
-void media_rtp_feed_end(struct media_rtp_feed *f)
+void media_rtp_feed_end(struct media_rtp_feed *f, const char *why)
 {
 	pthread_mutex_lock(&f->lock);
+	if (!f->ended && why)
+		snprintf(f->why, sizeof(f->why), "%s", why);
 	f->ended = true;
 	pthread_mutex_unlock(&f->lock);
 	feed_wake(f);
+}
+
+void media_rtp_feed_end_reason(struct media_rtp_feed *f, char *out, size_t outlen)
+{
+	pthread_mutex_lock(&f->lock);
+	snprintf(out, outlen, "%s", f->why);
+	pthread_mutex_unlock(&f->lock);
 }
 
 bool media_rtp_feed_detached(const struct media_rtp_feed *f)

@@ -35,8 +35,11 @@ const char *media_rtp_feed_name(const struct media_rtp_feed *f);
 int media_rtp_feed_push(struct media_rtp_feed *f, int stream, bool rtcp, const uint8_t *data, size_t len,
 			int64_t arrival_ns);
 /* No more packets will come: the source reports the end of its input once
- * it has read what is queued. */
-void media_rtp_feed_end(struct media_rtp_feed *f);
+ * it has read what is queued. 'why' (may be NULL) is kept for the source:
+ * one that delivered nothing fails with it. */
+void media_rtp_feed_end(struct media_rtp_feed *f, const char *why);
+/* Why the producer ended the feed ("" when it did not say). */
+void media_rtp_feed_end_reason(struct media_rtp_feed *f, char *out, size_t outlen);
 /* True once the source has closed (the recording ended). */
 bool media_rtp_feed_detached(const struct media_rtp_feed *f);
 /* Packets dropped because the feed was full. */

@@ -36,6 +36,8 @@
  *                            instead of sockets; video=0|1, audio=0|1 say
  *                            which streams it carries; RTCP goes back
  *                            through it; its end is the end of the source
+ *                            (an error with the producer's reason when no
+ *                            frame came before it)
  *
  * One pass of read() drains the sockets into the media_rtp_rx streams, sends
  * the RTCP that is due, and hands out the oldest ready frame. Frames of the
@@ -131,6 +133,7 @@ struct rtp_priv {
 	bool input;            /* the last pass read something */
 	struct media_rtp_feed *feed; /* feed=: packets from the process, no sockets */
 	bool feed_ended;
+	bool delivered;        /* a frame went out */
 	pthread_mutex_t stats_lock;
 	struct media_rtp_rx_stats stats[2];
 };
@@ -720,6 +723,7 @@ static int rtp_read(struct media_source *src, struct media_packet *pkt, int64_t 
 			pkt->duration_ns = s->video ? 0 : (int64_t)s->pending.samples * TIME_NS_PER_SEC / 48000;
 			pkt->data = s->pending.data;
 			s->have_pending = false;
+			r->delivered = true;
 			return MEDIA_SOURCE_OK;
 		}
 		if (r->duration_ns > 0 && now - r->start_ns >= r->duration_ns)
@@ -730,8 +734,16 @@ static int rtp_read(struct media_source *src, struct media_packet *pkt, int64_t 
 			bool pending = false;
 			for (int i = 0; i < r->n; i++)
 				pending |= r->st[i].have_pending;
-			if (!pending)
+			if (!pending && r->delivered)
 				return MEDIA_SOURCE_EOF;
+			if (!pending) {
+				/* Nothing came: say why the publisher went. */
+				char why[160];
+				media_rtp_feed_end_reason(r->feed, why, sizeof(why));
+				snprintf(src->err, sizeof(src->err), "the publisher went away before any media: %s",
+					 why[0] ? why : "its feed ended");
+				return MEDIA_SOURCE_ERROR;
+			}
 		}
 		if (now >= deadline)
 			return MEDIA_SOURCE_AGAIN;

@@ -152,6 +152,7 @@ static void rec_apply_media(cJSON *rec, const struct media_stats *st)
 	if (st->video_fps > 0)
 		cJSON_AddStringToObject(media, "encoder_speed", st->encoder_dense ? "dense" : "quality");
 	recorder_json_set(recorder_rec_metadata(rec), "media", media);
+	recorder_rtp_apply_network(rec, st);
 }
 
 /* metadata.degradation from 'st' when the video ever went down the ladder:

@@ -243,6 +243,10 @@ void recorder_whip_init(struct recorder *r);
 void recorder_whip_free(struct recorder *r);
 
 /* recorder_rtp.c: rooms whose source is rtp. */
+/* metadata.network from the rtp counters of 'st' (nothing when all are 0);
+ * returns true when it changed. */
+struct media_stats;
+bool recorder_rtp_apply_network(cJSON *rec, const struct media_stats *st);
 struct config;
 struct recorder_rtp;
 /* Registers rtp.port_min / rtp.port_max. Returns 0 or -1. */

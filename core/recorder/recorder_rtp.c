@@ -64,8 +64,7 @@ struct recorder_rtp {
 	bool stalled_shown;    /* what metadata says; under the session lock */
 	bool ttfk_shown;
 	int64_t stalls;
-	uint64_t lost_shown[4];   /* metadata.network as last written */
-	int64_t lost_shown_ns;
+	int64_t lost_shown_ns;    /* when metadata.network was last looked at */
 };
 
 int recorder_rtp_config_register(struct config *c)
@@ -279,6 +278,30 @@ bool recorder_rtp_note_event(struct recorder_session *s, int ev)
 	return true;
 }
 
+bool recorder_rtp_apply_network(cJSON *rec, const struct media_stats *st)
+{
+	cJSON *m = recorder_rec_metadata(rec);
+	const uint64_t now[4] = { st->rtp_packets_lost, st->rtp_nack_requested, st->rtp_nack_recovered,
+				  st->rtp_frames_dropped };
+	static const char *const names[4] = { "packets_lost", "nack_requested", "nack_recovered", "frames_dropped" };
+	const cJSON *old = cJSON_GetObjectItemCaseSensitive(m, "network");
+	bool same = old != NULL, any = false;
+	for (int i = 0; i < 4; i++) {
+		const cJSON *v = cJSON_GetObjectItemCaseSensitive(old, names[i]);
+		same = same && cJSON_IsNumber(v) && (uint64_t)v->valuedouble == now[i];
+		any |= now[i] != 0;
+	}
+	if (!m || same || (!any && !old))
+		return false;
+	cJSON *n = cJSON_CreateObject();
+	if (!n)
+		return false;
+	for (int i = 0; i < 4; i++)
+		cJSON_AddNumberToObject(n, names[i], (double)now[i]);
+	recorder_json_set(m, "network", n);
+	return true;
+}
+
 void recorder_rtp_apply(struct recorder_session *s)
 {
 	struct recorder_rtp *x = s->rtp;
@@ -318,20 +341,7 @@ void recorder_rtp_apply(struct recorder_session *s)
 	if (s->pipeline && time_mono_ns() - x->lost_shown_ns >= RTP_NETWORK_EVERY_NS) {
 		struct media_stats st;
 		media_pipeline_stats(s->pipeline, &st);
-		uint64_t now[4] = { st.rtp_packets_lost, st.rtp_nack_requested, st.rtp_nack_recovered,
-				    st.rtp_frames_dropped };
-		if (memcmp(now, x->lost_shown, sizeof(now)) != 0) {
-			cJSON *n = cJSON_CreateObject();
-			if (n) {
-				cJSON_AddNumberToObject(n, "packets_lost", (double)now[0]);
-				cJSON_AddNumberToObject(n, "nack_requested", (double)now[1]);
-				cJSON_AddNumberToObject(n, "nack_recovered", (double)now[2]);
-				cJSON_AddNumberToObject(n, "frames_dropped", (double)now[3]);
-				recorder_json_set(m, "network", n);
-				memcpy(x->lost_shown, now, sizeof(now));
-				changed = true;
-			}
-		}
+		changed |= recorder_rtp_apply_network(s->rec, &st);
 		x->lost_shown_ns = time_mono_ns();
 	}
 

@@ -280,7 +280,7 @@ static void session_end(struct webrtc_session *s, const char *reason, uint64_t *
 	if (s->dtls) {
 		crypto_dtls_close(s->dtls);
 	}
-	media_rtp_feed_end(s->feed);
+	media_rtp_feed_end(s->feed, reason);
 	LOG_INFO(&log_webrtc, "session %llu%s%s ended: %s", (unsigned long long)s->id, s->tag[0] ? " of " : "", s->tag,
 		 reason);
 }

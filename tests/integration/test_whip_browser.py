@@ -255,6 +255,7 @@ def test_wrong_fingerprint_gets_no_media(c):
     rid = res["recording_id"]
     rec = c.node.wait_status("whip-badfp", rid, ("failed", "completed"), timeout=40)
     assert rec["status"] == "failed", rec
+    assert "fingerprint" in (rec.get("error") or ""), rec
     assert metric(c, "edgerec_whip_sessions_ended_total", '{reason="fingerprint_mismatch"}') == ended + 1
     assert metric(c, "edgerec_whip_packets_total", '{kind="rtp_in"}') == rtp
     assert not os.path.exists(file_of(rec)) or os.path.getsize(file_of(rec)) == 0
@@ -408,7 +409,7 @@ def test_stun_credentials(c):
     # Nothing follows the checks: no DTLS; after the consent timeout (8 s
     # here) the session ends and its recording fails (nothing recorded).
     rec = c.node.wait_status("whip-stun", rid, ("failed", "completed"), timeout=30)
-    assert rec["status"] == "failed", rec
+    assert rec["status"] == "failed" and "no DTLS handshake" in (rec.get("error") or ""), rec
     r = c.node.request("DELETE", "/api/webrtc/rooms/whip-stun/whip/" + rid)
     assert r.status == 200, r
 
