@@ -233,7 +233,12 @@ static int rtp_open_stream(struct rtp_priv *r, struct media_source *src, bool vi
 		info->codec = MEDIA_CODEC_VP8;
 		info->width = p->width > 0 ? p->width : 640;
 		info->height = p->height > 0 ? p->height : 360;
-		info->fps_num = p->fps > 0 ? p->fps : 30;
+		/* RTP does not carry the sender's frame rate: claiming the
+		 * preset's would write it as the track's DefaultDuration, and
+		 * readers that trust it (ffmpeg) put a 30 fps sender recorded
+		 * at the low preset on a 24 fps grid where frames collide.
+		 * Unknown: the timestamps say it. */
+		info->fps_num = 0;
 		info->fps_den = 1;
 	} else {
 		/* RFC 7587: the rtpmap is always opus/48000/2; decoders output
