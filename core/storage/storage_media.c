@@ -1,7 +1,9 @@
 /* storage_media: the file work after a recording stops: Matroska -> MP4
  * remux (libavformat), a JPEG thumbnail of a keyframe (libavformat demux,
- * libvpx decode, libjpeg-turbo encode) and the facts for the metadata. */
+ * libvpx decode, libjpeg-turbo encode) and the facts for the metadata.
+ * Runs only inside the edgerec-finish process (storage_finish_tool.c). */
 #include "storage.h"
+#include "storage_media.h"
 
 #include "common_log.h"
 #include "common_util.h"
@@ -64,7 +66,7 @@ static int media_open_input(const char *path, AVFormatContext **out, char *err, 
 	return 0;
 }
 
-int storage_step_remux(const struct storage_job *job, char *err, size_t errlen)
+int storage_media_remux(const struct storage_job *job, char *err, size_t errlen)
 {
 	AVFormatContext *in = NULL, *out = NULL;
 	AVPacket *pkt = NULL;
@@ -400,8 +402,8 @@ static int media_decode(vpx_codec_ctx_t *dec, const AVPacket *pkt, struct media_
 	return media_picture_take(pic, last) < 0 ? -1 : 1;
 }
 
-int storage_step_thumbnail(const struct storage_job *job, int *out_w, int *out_h,
-			   char *err, size_t errlen)
+int storage_media_thumbnail(const struct storage_job *job, int *out_w, int *out_h,
+			    char *err, size_t errlen)
 {
 	AVFormatContext *in = NULL;
 	AVPacket *pkt = NULL;
@@ -519,7 +521,7 @@ fail:
 	return rc;
 }
 
-int storage_file_facts(const char *path, struct storage_facts *facts, char *err, size_t errlen)
+int storage_media_facts(const char *path, struct storage_facts *facts, char *err, size_t errlen)
 {
 	AVFormatContext *in = NULL;
 	uint8_t *chunk = NULL;

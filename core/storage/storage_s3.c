@@ -21,8 +21,6 @@
 #include <unistd.h>
 
 #include <curl/curl.h>
-#include <libavutil/md5.h>
-#include <libavutil/mem.h>
 
 static struct log_handle log_s3 = LOG_HANDLE("storage/s3");
 static pthread_once_t s3_init_once = PTHREAD_ONCE_INIT;
@@ -1195,7 +1193,7 @@ int storage_s3_file_etag(const char *path, int64_t part_size, char *etag, size_t
 {
 	struct stat sb;
 	uint8_t *buf = NULL, *md5s = NULL, digest[CRYPTO_MD5_LEN];
-	struct AVMD5 *whole = NULL;
+	struct crypto_md5_ctx whole;
 	int rc = STORAGE_ERR_IO;
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0 || fstat(fd, &sb) < 0) {
@@ -1210,12 +1208,11 @@ int storage_s3_file_etag(const char *path, int64_t part_size, char *etag, size_t
 	size_t chunk = (size_t)(sb.st_size < part_size ? (sb.st_size ? sb.st_size : 1) : part_size);
 	buf = malloc(chunk);
 	md5s = malloc((size_t)nparts * CRYPTO_MD5_LEN);
-	whole = av_md5_alloc();
-	if (!buf || !md5s || !whole) {
+	if (!buf || !md5s) {
 		rc = STORAGE_ERR_NOMEM;
 		goto done;
 	}
-	av_md5_init(whole);
+	crypto_md5_init(&whole);
 	for (int64_t n = 0; n < nparts; n++) {
 		int64_t off = n * part_size;
 		size_t len = (size_t)(sb.st_size - off < part_size ? sb.st_size - off : part_size);
@@ -1224,9 +1221,9 @@ int storage_s3_file_etag(const char *path, int64_t part_size, char *etag, size_t
 			goto done;
 		}
 		crypto_md5(buf, len, md5s + n * CRYPTO_MD5_LEN);
-		av_md5_update(whole, buf, len);
+		crypto_md5_update(&whole, buf, len);
 	}
-	av_md5_final(whole, digest);
+	crypto_md5_final(&whole, digest);
 	if (whole_md5)
 		crypto_hex(digest, sizeof(digest), whole_md5);
 	char hex[33];
@@ -1244,6 +1241,5 @@ done:
 		close(fd);
 	free(buf);
 	free(md5s);
-	av_free(whole);
 	return rc;
 }
