@@ -135,7 +135,7 @@ struct media_stats {
 	int64_t active_duration_ns;   /* media time written, pauses excluded */
 	uint64_t bytes_written;       /* bytes in the output file so far (its size after stop) */
 	uint64_t video_frames_encoded;
-	uint64_t video_frames_dropped; /* encoder behind, or queue full */
+	uint64_t video_frames_dropped; /* encoder behind, queue full, or a live source ran late */
 	uint64_t video_frames_skipped; /* left out evenly by the fps_half step */
 	uint64_t video_keyframes;
 	uint64_t audio_frames_encoded;

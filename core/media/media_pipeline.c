@@ -321,6 +321,14 @@ static void *pipe_src_main(void *arg)
 			media_packet_clear(&pkt);
 			continue;
 		}
+		if (pkt.missed) {
+			pthread_mutex_lock(&p->lock);
+			if (role == PIPE_VIDEO)
+				p->stats.video_frames_dropped += pkt.missed;
+			else
+				p->stats.audio_frames_dropped += pkt.missed;
+			pthread_mutex_unlock(&p->lock);
+		}
 		if (!s.have_base) {
 			s.have_base = true;
 			s.base_ns = pkt.pts_ns;

@@ -70,6 +70,9 @@ struct media_packet {
 	int64_t duration_ns;  /* 0 if unknown */
 	bool keyframe;        /* encoded video: a keyframe */
 	int samples;          /* audio: sample frames (per channel) */
+	uint32_t missed;      /* frames of this stream a live source skipped just
+			       * before this one because it ran late (counted as
+			       * dropped) */
 	struct buf *data;
 };
 
