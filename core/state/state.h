@@ -238,6 +238,7 @@ struct state_stats {
 	uint64_t dropped_writes;   /* lost because the buffer was full */
 	size_t pending_writes;     /* waiting in the buffer now */
 	uint64_t reconnects;       /* connections (re)opened */
+	uint64_t master_changes;   /* redis-sentinel://: times the master moved (or was forgotten) */
 	uint64_t events_received;  /* by the subscriber */
 	uint64_t embedded_restarts;
 	int embedded_pid;          /* 0 when not embedded or not running */
