@@ -297,7 +297,11 @@ redisContext *state_connect(const struct state_url *url, int64_t connect_timeout
  * finds another master, when a write is refused with READONLY (the master
  * was demoted under a live connection), and when a sentinel announces
  * +switch-master: a watcher thread keeps one subscription on a sentinel so
- * a failover is learnt at once, not at the next failed command. */
+ * a failover is learnt at once, not at the next failed command. That
+ * matters: a master replaced while it still runs keeps saying ROLE master
+ * and taking writes for some 8 s, until the sentinels convert it to a
+ * replica (which then drops what it took in the meantime); nothing tells a
+ * live connection before that but the announcement. */
 
 #define STATE_SENTINEL_CONNECT_MS 300
 #define STATE_SENTINEL_COMMAND_MS 500
@@ -428,13 +432,23 @@ static bool state_sentinel_is_master(redisContext *c, const struct state_addr *a
 	return master;
 }
 
-/* Remembers the verified master 'a'; a different one than before starts a
- * new generation. Returns the generation the connection belongs to. */
-static uint64_t state_sentinel_found(struct state_sentinel *sn, const struct state_addr *a)
+/* Remembers the verified master 'a', found by a resolution that started
+ * under generation 'gen0'; a different one than before starts a new
+ * generation. Returns false when the answer may be stale: the generation
+ * moved while this resolution ran (a sentinel may have answered with the
+ * old master just before a switch, and the old master says ROLE master
+ * until the sentinels convert it, seconds later). */
+static bool state_sentinel_found(struct state_sentinel *sn, const struct state_addr *a, uint64_t gen0,
+				 uint64_t *gen)
 {
 	bool changed = false;
 	pthread_mutex_lock(&sn->lock);
-	if (sn->master_port != a->port || strcmp(sn->master_host, a->host) != 0) {
+	bool other = sn->master_port != a->port || strcmp(sn->master_host, a->host) != 0;
+	if (other && atomic_load(&sn->gen) != gen0) {
+		pthread_mutex_unlock(&sn->lock);
+		return false;
+	}
+	if (other) {
 		if (sn->master_host[0]) {
 			LOG_WARN(&log_sentinel, "redis master '%s' moved from %s:%d to %s:%d", sn->url->master_name,
 				 sn->master_host, sn->master_port, a->host, a->port);
@@ -446,11 +460,11 @@ static uint64_t state_sentinel_found(struct state_sentinel *sn, const struct sta
 		util_strlcpy(sn->master_host, a->host, sizeof sn->master_host);
 		sn->master_port = a->port;
 	}
-	uint64_t gen = atomic_load(&sn->gen);
+	*gen = atomic_load(&sn->gen);
 	pthread_mutex_unlock(&sn->lock);
 	if (changed && sn->on_change)
 		sn->on_change(sn->opaque);
-	return gen;
+	return true;
 }
 
 redisContext *state_sentinel_connect(struct state_sentinel *sn, int64_t command_timeout_ms, uint64_t *gen,
@@ -460,6 +474,7 @@ redisContext *state_sentinel_connect(struct state_sentinel *sn, int64_t command_
 		struct state_addr a;
 		if (round > 0)
 			time_sleep_ns(STATE_SENTINEL_ROLE_WAIT_MS * TIME_NS_PER_MS);
+		uint64_t gen0 = atomic_load(&sn->gen);
 		if (state_sentinel_ask(sn, &a, err, errlen) != 0)
 			return NULL;
 		redisContext *c = state_dial(sn->url, a.host, a.port, STATE_SENTINEL_CONNECT_MS, command_timeout_ms,
@@ -467,8 +482,10 @@ redisContext *state_sentinel_connect(struct state_sentinel *sn, int64_t command_
 		if (!c)
 			return NULL;
 		if (state_login(c, sn->url, err, errlen) == 0 && state_sentinel_is_master(c, &a, err, errlen)) {
-			*gen = state_sentinel_found(sn, &a);
-			return c;
+			if (state_sentinel_found(sn, &a, gen0, gen))
+				return c;
+			snprintf(err, errlen, "redis at %s:%d: a stale master (the sentinels have moved on)", a.host,
+				 a.port);
 		}
 		redisFree(c);
 		LOG_DEBUG(&log_sentinel, "%s", err);
@@ -574,8 +591,9 @@ static void state_sentinel_on_message(void *opaque, const redisReply *r)
 	state_sentinel_forget(sn, atomic_load(&sn->gen), why);
 }
 
-/* Subscribes to +switch-master on the first sentinel that answers; NULL
- * when none does. */
+/* Subscribes to +switch-master on the first sentinel that answers and
+ * watches the master (one that does not know it would announce nothing);
+ * NULL when none does. */
 static redisContext *state_sentinel_watch_connect(struct state_sentinel *sn)
 {
 	struct state_addr list[STATE_SENTINELS_MAX];
@@ -586,8 +604,13 @@ static redisContext *state_sentinel_watch_connect(struct state_sentinel *sn)
 					     STATE_SENTINEL_COMMAND_MS, err, sizeof err);
 		if (!c)
 			continue;
-		redisReply *r = redisCommand(c, "SUBSCRIBE +switch-master");
+		const char *argv[] = { "SENTINEL", "get-master-addr-by-name", sn->url->master_name };
+		redisReply *r = redisCommandArgv(c, 3, argv, NULL);
 		bool ok = r && r->type == REDIS_REPLY_ARRAY;
+		if (r)
+			freeReplyObject(r);
+		r = ok ? redisCommand(c, "SUBSCRIBE +switch-master") : NULL;
+		ok = r && r->type == REDIS_REPLY_ARRAY;
 		if (r)
 			freeReplyObject(r);
 		/* The subscription waits for messages without a deadline. */

@@ -253,10 +253,11 @@ static struct state_conn *state_pool_take(struct state *st, bool fresh, char *er
 	return slot;
 }
 
-/* Returns a borrowed connection; a broken one is closed. */
+/* Returns a borrowed connection; a broken one, or one to a master that has
+ * been replaced meanwhile, is closed. */
 static void state_pool_give(struct state *st, struct state_conn *slot, bool broken)
 {
-	if (broken) {
+	if (broken || state_conn_stale(st, slot->gen)) {
 		redisFree(slot->c);
 		slot->c = NULL;
 	} else {
@@ -674,11 +675,21 @@ static int state_op_load_scripts(struct state *st, redisContext *c, void *arg)
 	return STATE_OK;
 }
 
-/* The sentinels' master moved: the retry thread tries its buffer at once
- * instead of at the end of its backoff. */
+/* The sentinels' master moved: idle connections to the old one are closed
+ * now (busy ones when they come back), and the retry thread tries its
+ * buffer at once instead of at the end of its backoff. */
 static void state_on_master_change(void *opaque)
 {
 	struct state *st = opaque;
+	pthread_mutex_lock(&st->pool_lock);
+	for (int i = 0; i < STATE_POOL_SIZE; i++) {
+		struct state_conn *slot = &st->pool[i];
+		if (!slot->busy && slot->c && state_conn_stale(st, slot->gen)) {
+			redisFree(slot->c);
+			slot->c = NULL;
+		}
+	}
+	pthread_mutex_unlock(&st->pool_lock);
 	pthread_mutex_lock(&st->pending_lock);
 	pthread_cond_broadcast(&st->pending_cond);
 	pthread_mutex_unlock(&st->pending_lock);
