@@ -61,7 +61,8 @@ static struct log_handle serve_log = LOG_HANDLE("serve");
  * jwt_public_key belong to http_options, registered below. */
 static const struct config_option serve_options[] = {
 	{ "redis_url", CONFIG_STR, "",
-	  "redis://host:port[/db] or unix:///path; empty: an embedded redis-server in state_dir" },
+	  "redis://host:port[/db], redis-sentinel://host:port,.../mastername[/db] or unix:///path; "
+	  "empty: an embedded redis-server in state_dir" },
 	{ "log_level", CONFIG_STR, "", "error, warn, info, debug or trace (EDGEREC_LOG wins when set)" },
 	{ "dev_token", CONFIG_BOOL, "true", "print a development token for user 'dev' at start" },
 	{ 0 },
