@@ -61,7 +61,8 @@ static struct log_handle serve_log = LOG_HANDLE("serve");
  * jwt_public_key belong to http_options, registered below. */
 static const struct config_option serve_options[] = {
 	{ "redis_url", CONFIG_STR, "",
-	  "redis://host:port[/db] or unix:///path; empty: an embedded redis-server in state_dir" },
+	  "redis://host:port[/db], redis-sentinel://host:port,.../mastername[/db] or unix:///path; "
+	  "empty: an embedded redis-server in state_dir" },
 	{ "log_level", CONFIG_STR, "", "error, warn, info, debug or trace (EDGEREC_LOG wins when set)" },
 	{ "dev_token", CONFIG_BOOL, "true", "print a development token for user 'dev' at start" },
 	{ 0 },
@@ -194,10 +195,12 @@ static char *serve_state_metrics(void *opaque)
 		     "# HELP edgerec_state_pending_writes State writes waiting for Redis now.\n"
 		     "# TYPE edgerec_state_pending_writes gauge\nedgerec_state_pending_writes %zu\n"
 		     "# HELP edgerec_state_events_received_total Room events received from Redis.\n"
-		     "# TYPE edgerec_state_events_received_total counter\nedgerec_state_events_received_total %llu\n",
+		     "# TYPE edgerec_state_events_received_total counter\nedgerec_state_events_received_total %llu\n"
+		     "# HELP edgerec_redis_master_changes_total Times the Redis master moved (redis-sentinel:// only).\n"
+		     "# TYPE edgerec_redis_master_changes_total counter\nedgerec_redis_master_changes_total %llu\n",
 		     ss.redis_up ? 1 : 0, (unsigned long long)ss.deferred_writes,
 		     (unsigned long long)ss.retried_writes, (unsigned long long)ss.dropped_writes, ss.pending_writes,
-		     (unsigned long long)ss.events_received) < 0)
+		     (unsigned long long)ss.events_received, (unsigned long long)ss.master_changes) < 0)
 		return NULL;
 	return text;
 }

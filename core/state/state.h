@@ -35,8 +35,9 @@
  * Threads: every function may be called from any thread. Commands run on a
  * small pool of Redis connections (STATE_POOL_SIZE); a caller borrows one
  * connection for the duration of one call, so calls never share a
- * connection. The subscriber, the retry writer and the embedded-server
- * supervisor each run on their own thread. */
+ * connection. The subscriber, the retry writer, the embedded-server
+ * supervisor and, with Redis Sentinel, the +switch-master watcher each run
+ * on their own thread. */
 #ifndef EDGEREC_STATE_H
 #define EDGEREC_STATE_H
 
@@ -131,8 +132,13 @@ int state_record_set_number(cJSON *rec, const char *field, double value);
 
 struct state;
 
-/* Connects to the Redis at 'redis_url' ("redis://[:password@]host[:port][/db]"
- * or "unix:///path/to.sock[?db=N]"), or, when 'redis_url' is NULL or empty,
+/* Connects to the Redis at 'redis_url' ("redis://[:password@]host[:port][/db]",
+ * "unix:///path/to.sock[?db=N]", or
+ * "redis-sentinel://[:password@]host[:port],host[:port].../mastername[/db]":
+ * the master the sentinels name, checked with ROLE, re-resolved after a
+ * lost connection, a READONLY refusal or a +switch-master announcement,
+ * with every connection, the subscriber's included, moved to the new
+ * master), or, when 'redis_url' is NULL or empty,
  * starts an embedded redis-server on the unix socket 'state_dir'/redis.sock
  * (config generated in 'state_dir', appendonly yes, dir 'state_dir'), waits
  * until it answers PING and supervises it (restarts it if it dies).
@@ -238,6 +244,7 @@ struct state_stats {
 	uint64_t dropped_writes;   /* lost because the buffer was full */
 	size_t pending_writes;     /* waiting in the buffer now */
 	uint64_t reconnects;       /* connections (re)opened */
+	uint64_t master_changes;   /* redis-sentinel://: times the master moved (or was forgotten) */
 	uint64_t events_received;  /* by the subscriber */
 	uint64_t embedded_restarts;
 	int embedded_pid;          /* 0 when not embedded or not running */
