@@ -45,6 +45,7 @@ export class Recordings {
     $('status-filter').addEventListener('change', (e) => { this.filter = e.target.value; this.render(); });
     $('refresh').addEventListener('click', () => this.load());
     $('start-form').addEventListener('submit', (e) => { e.preventDefault(); this.start(); });
+    $('start-room').addEventListener('change', () => this.app.roomsChanged());
     $('player-close').addEventListener('click', () => this.closePlayer());
     $('recordings-body').addEventListener('click', (e) => this.onClick(e));
   }
@@ -74,11 +75,21 @@ export class Recordings {
       (b.started_at || '').localeCompare(a.started_at || '') || a.recording_id.localeCompare(b.recording_id));
   }
 
+  // Rows are rebuilt only for recordings whose shown facts changed, so an
+  // event does not reload every thumbnail.
   render() {
     const body = $('recordings-body');
     const rows = this.list().filter((r) => !this.filter || r.status === this.filter);
+    const kept = new Map();
     const frag = document.createDocumentFragment();
-    for (const rec of rows) frag.appendChild(this.row(rec));
+    for (const rec of rows) {
+      const key = [rec.status, rec.duration_seconds, rec.file_size_bytes, rec.error].join('|');
+      const old = this.rows && this.rows.get(rec.recording_id);
+      const tr = old && old.key === key ? old.tr : this.row(rec);
+      kept.set(rec.recording_id, { key, tr });
+      frag.appendChild(tr);
+    }
+    this.rows = kept;
     body.replaceChildren(frag);
     $('recordings-empty').hidden = rows.length > 0;
   }
@@ -100,7 +111,7 @@ export class Recordings {
       thumb = document.createElement('img');
       thumb.src = recordingPath(rec) + '/thumbnail';
       thumb.alt = 'Preview of recording ' + short + ' in room ' + rec.room_id;
-      thumb.loading = 'lazy';
+      thumb.decoding = 'async';
       thumb.width = 96; thumb.height = 54;
       thumb.addEventListener('error', () => thumb.replaceWith(Object.assign(document.createElement('span'),
         { className: 'thumb-none', title: 'no preview' })), { once: true });
