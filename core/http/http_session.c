@@ -478,9 +478,17 @@ void http_session_login(struct http_request *req)
 	}
 	if (!http_sessions_check(ss, u->valuestring, p->valuestring)) {
 		int n = http_failures_add(ss, addr, now);
+		char shown[65];
+		size_t i = 0;
+		/* The name as typed, but never a line break into the log. */
+		for (; u->valuestring[i] && i < sizeof(shown) - 1; i++) {
+			unsigned char ch = (unsigned char)u->valuestring[i];
+			shown[i] = ch >= 0x20 && ch < 0x7f ? (char)ch : '?';
+		}
+		shown[i] = '\0';
 		atomic_fetch_add(&req->s->metrics->auth_failures, 1);
-		LOG_WARN(&http_log, "console sign-in failed from %s as '%.64s' (%d of %d before a %lld s wait)", addr,
-			 u->valuestring, n, ss->max_failures, (long long)(ss->lockout_ns / TIME_NS_PER_SEC));
+		LOG_WARN(&http_log, "console sign-in failed from %s as '%s' (%d of %d before a %lld s wait)", addr,
+			 shown, n, ss->max_failures, (long long)(ss->lockout_ns / TIME_NS_PER_SEC));
 		http_reply_error(req, 401, "invalid_credentials", "wrong user name or password");
 		goto out;
 	}

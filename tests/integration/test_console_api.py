@@ -24,13 +24,9 @@ import subprocess
 import time
 import uuid
 
-from edgerec_harness import Edgerec, Redis, run_tests, wait_until, ws_next
+from edgerec_harness import Ctx, Edgerec, Redis, run_tests, stop_nodes, ws_next
 
 LOCKOUT_S = 4
-
-
-class Ctx:
-    pass
 
 
 def setup():
@@ -44,11 +40,7 @@ def setup():
 
 
 def teardown(c):
-    if c is None:
-        return
-    for n in c.nodes:
-        if n.alive():
-            assert n.stop() == 0, n.log_tail()
+    stop_nodes(c)
 
 
 def login(node, user, password, headers=None):
@@ -153,13 +145,7 @@ def test_admin_lists_everyone(c):
 def test_delete_completed_recording(c):
     room = "del-" + uuid.uuid4().hex[:6]
     ws = c.node.ws(room, user="alice")
-    r = c.node.start_recording(room, "alice")
-    assert r.status == 200, r
-    rid = r.json["recording_id"]
-    time.sleep(1.5)
-    assert c.node.op("stop", room, rid).status == 200
-    rec = c.node.wait_status(room, rid, ("completed", "failed"), timeout=60)
-    assert rec["status"] == "completed", rec
+    rid = c.node.record_clip(room)["recording_id"]
     folder = os.path.join(c.node.storage, rid)
     assert os.path.isdir(folder) and os.listdir(folder), folder
     # Not the owner, not an admin: refused, nothing goes.

@@ -21,15 +21,11 @@ import shutil
 import subprocess
 import uuid
 
-from edgerec_harness import Edgerec, Redis, run_tests
+from edgerec_harness import Ctx, Edgerec, Redis, run_tests, stop_nodes
 
 SRC = os.environ.get("EDGEREC_SOURCE_DIR") or os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
 BROWSER_DIR = os.path.abspath(os.path.join(SRC, "tests", "support", "browser"))
 OUT_DIR = os.path.join(os.environ.get("EDGEREC_BUILD_DIR") or os.path.join(SRC, "build"), "test-output", "console")
-
-
-class Ctx:
-    pass
 
 
 def setup():
@@ -48,11 +44,7 @@ def setup():
 
 
 def teardown(c):
-    if c is None:
-        return
-    for n in c.nodes:
-        if n.alive():
-            assert n.stop() == 0, n.log_tail()
+    stop_nodes(c)
 
 
 def partial_content_served(c):

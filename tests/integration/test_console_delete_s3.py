@@ -11,17 +11,12 @@ keeps the object (s3_object "kept") and removes the rest."""
 
 import os
 import shutil
-import time
 
-from edgerec_harness import (Edgerec, Redis, free_port, mktemp, run_tests, s3_config, start_s3rver,
-                             stop_process, wait_until, write_file)
+from edgerec_harness import (Ctx, Edgerec, Redis, free_port, mktemp, run_tests, s3_config, start_s3rver,
+                             stop_nodes, stop_process, wait_until, write_file)
 
 BUCKET = "edgerec-delete"
 SRC = os.environ.get("EDGEREC_SOURCE_DIR") or os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
-
-
-class Ctx:
-    pass
 
 
 def setup():
@@ -39,11 +34,9 @@ def setup():
 
 
 def teardown(c):
-    if c is None:
-        return
-    if c.node.alive():
-        assert c.node.stop() == 0, c.node.log_tail()
-    stop_process(c.s3)
+    stop_nodes(c)
+    if c is not None:
+        stop_process(c.s3)
 
 
 def objects(c):
@@ -56,14 +49,9 @@ def objects(c):
 
 
 def record(c, room):
-    r = c.node.start_recording(room, "alice")
-    assert r.status == 200, r
-    rid = r.json["recording_id"]
-    time.sleep(1.5)
-    assert c.node.op("stop", room, rid).status == 200
-    rec = c.node.wait_status(room, rid, ("completed", "failed"), timeout=90)
-    assert rec["status"] == "completed" and rec["s3_key"], rec
-    assert any(rid in o for o in objects(c)), objects(c)
+    rec = c.node.record_clip(room, timeout=90)
+    rid = rec["recording_id"]
+    assert rec["s3_key"] and any(rid in o for o in objects(c)), (rec, objects(c))
     return rid, rec
 
 

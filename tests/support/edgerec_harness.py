@@ -554,6 +554,19 @@ class Edgerec:
         return wait_until(check, timeout=timeout, interval=0.1,
                           what="recording %s in %s" % (rid, "/".join(statuses)))
 
+    def record_clip(self, room, user="alice", seconds=1.5, timeout=60.0):
+        """Records about 'seconds' in 'room' as 'user' and waits until the
+        recording is finished; returns its state (AssertionError unless it
+        completed)."""
+        r = self.start_recording(room, user)
+        assert r.status == 200, r
+        rid = r.json["recording_id"]
+        time.sleep(seconds)
+        assert self.op("stop", room, rid, user).status == 200
+        rec = self.wait_status(room, rid, ("completed", "failed"), user=user, timeout=timeout)
+        assert rec["status"] == "completed", rec
+        return rec
+
     # -- WebSocket ----------------------------------------------------------
 
     def ws(self, room, user="alice", via="query", token=None, timeout=10.0, rcvbuf=None):
