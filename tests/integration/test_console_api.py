@@ -196,6 +196,23 @@ def test_logout(c):
     assert c.node.request("GET", "/api/webrtc/recordings", token=None, headers=h).status == 401
 
 
+def test_console_files(c):
+    r = c.node.request("GET", "/", token=None)
+    assert r.status == 200 and r.headers["content-type"].startswith("text/html"), r
+    assert b'src="/console/app.js"' in r.body, r.body[:300]
+    csp = r.headers["content-security-policy"]
+    assert "default-src 'self'" in csp and "frame-ancestors 'none'" in csp and "unsafe" not in csp, csp
+    assert r.headers["x-content-type-options"] == "nosniff", r.headers
+    etag = r.headers["etag"]
+    r = c.node.request("GET", "/", token=None, headers={"If-None-Match": etag})
+    assert r.status == 304 and r.body == b"", r
+    r = c.node.request("GET", "/console/app.js", token=None)
+    assert r.status == 200 and "javascript" in r.headers["content-type"] and r.headers["etag"] != etag, r
+    for bad in ("/console/nothing.js", "/console/..%2findex.html", "/console/index.html/x"):
+        r = c.node.request("GET", bad, token=None)
+        assert r.status == 404, (bad, r)
+
+
 def test_configured_hash(c):
     out = subprocess.run([c.node.bin, "passwd", "--iterations", "1000"], input="correct horse battery\n",
                          capture_output=True, text=True, timeout=30)

@@ -100,6 +100,19 @@ export class Rooms {
     };
   }
 
+  // Keeps exactly the rooms of 'wanted' (a Set) subscribed, at most
+  // this.max of them: a room whose recordings all ended is let go.
+  sync(wanted) {
+    for (const [room, e] of this.sockets) {
+      if (wanted.has(room)) continue;
+      e.closed = true;
+      if (e.ws) e.ws.close();
+      this.sockets.delete(room);
+    }
+    for (const room of wanted) this.want(room);
+    this.onState();
+  }
+
   closeAll() {
     for (const e of this.sockets.values()) { e.closed = true; if (e.ws) e.ws.close(); }
     this.sockets.clear();

@@ -79,12 +79,14 @@ class App {
     } catch { /* the next poll tries again */ }
   }
 
-  // Subscribes to every room with something live in it, and to the room of
-  // the start form.
+  // Subscribes to every room with something live in it (processing too:
+  // its completion is an event), and to the room of the start form.
   roomsChanged() {
-    for (const rec of this.recordings.list()) if (LIVE.has(rec.status)) this.rooms.want(rec.room_id);
+    const wanted = new Set();
     const room = $('start-room').value.trim();
-    if (room) this.rooms.want(room);
+    if (room) wanted.add(room);
+    for (const rec of this.recordings.list()) if (LIVE.has(rec.status)) wanted.add(rec.room_id);
+    this.rooms.sync(wanted);
     this.roomsView.render();
   }
 
