@@ -78,15 +78,22 @@ static int http_sessions_password_file(struct http_sessions *ss, const char *sta
 	if (access(ss->password_file, F_OK) != 0) {
 		uint8_t raw[15];
 		char *pw = crypto_random(raw, sizeof(raw)) == 0 ? crypto_base64url_encode(raw, sizeof(raw)) : NULL;
-		int fd = pw ? open(ss->password_file, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600) : -1;
+		if (!pw) {
+			snprintf(err, errlen, "%s: no entropy for a password", ss->password_file);
+			return -1;
+		}
+		int fd = open(ss->password_file, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 		bool ok = fd >= 0 && write(fd, pw, strlen(pw)) == (ssize_t)strlen(pw) && write(fd, "\n", 1) == 1;
 		int saved = errno;
 		if (fd >= 0)
 			ok = close(fd) == 0 && ok;
+		memset(pw, 0, strlen(pw));
 		free(pw);
 		if (!ok && saved != EEXIST) {
-			snprintf(err, errlen, "%s: %s", ss->password_file, pw ? strerror(saved) : "no entropy");
-			unlink(ss->password_file);
+			/* Another start made it meanwhile (EEXIST): read theirs. */
+			snprintf(err, errlen, "%s: %s", ss->password_file, strerror(saved));
+			if (fd >= 0)
+				unlink(ss->password_file);
 			return -1;
 		}
 		if (ok)
@@ -95,11 +102,13 @@ static int http_sessions_password_file(struct http_sessions *ss, const char *sta
 				 ss->user, ss->password_file);
 	}
 	char *text = util_read_file(ss->password_file, NULL);
-	size_t n = text ? strcspn(text, "\r\n") : 0;
+	int saved = errno;
+	bool read = text != NULL;
+	size_t n = read ? strcspn(text, "\r\n") : 0;
 	free(text);
 	if (n < 8) {
 		snprintf(err, errlen, "%s: %s", ss->password_file,
-			 text ? "the password must be at least 8 characters" : strerror(errno));
+			 read ? "the password must be at least 8 characters" : strerror(saved));
 		return -1;
 	}
 	return 0;
