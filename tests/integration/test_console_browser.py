@@ -21,7 +21,7 @@ import shutil
 import subprocess
 import uuid
 
-from edgerec_harness import Ctx, Edgerec, Redis, run_tests, stop_nodes
+from edgerec_harness import Ctx, Edgerec, Redis, browser_dir, run_tests, stop_nodes
 
 SRC = os.environ.get("EDGEREC_SOURCE_DIR") or os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
 BROWSER_DIR = os.path.abspath(os.path.join(SRC, "tests", "support", "browser"))
@@ -29,10 +29,7 @@ OUT_DIR = os.path.join(os.environ.get("EDGEREC_BUILD_DIR") or os.path.join(SRC, 
 
 
 def setup():
-    assert os.path.exists("/usr/bin/chromium"), "Debian's chromium is not installed (scripts/bootstrap)"
-    if not os.path.isdir(os.path.join(BROWSER_DIR, "node_modules", "axe-core")):
-        subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=BROWSER_DIR,
-                       check=True, timeout=300)
+    browser_dir()
     c = Ctx()
     c.redis = Redis().start()
     c.policy_dir = os.path.join(c.redis.dir, "policies")

@@ -655,6 +655,23 @@ def s3_config(port, bucket, extra=None):
 __all__ += ["start_process", "stop_process", "start_s3rver", "s3_config"]
 
 
+def browser_dir():
+    """The folder of the browser drivers (tests/support/browser), with every
+    npm dependency its package.json names installed from its lock file
+    (npm ci, once); fails when Debian's chromium is missing."""
+    assert os.path.exists("/usr/bin/chromium"), "Debian's chromium is not installed (scripts/bootstrap)"
+    src = os.environ.get("EDGEREC_SOURCE_DIR") or os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
+    d = os.path.abspath(os.path.join(src, "tests", "support", "browser"))
+    with open(os.path.join(d, "package.json")) as f:
+        deps = json.load(f).get("dependencies", {})
+    if not all(os.path.isdir(os.path.join(d, "node_modules", name)) for name in deps):
+        subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=d, check=True, timeout=300)
+    return d
+
+
+__all__.append("browser_dir")
+
+
 def write_file(path, text):
     """Replaces 'path' with 'text' at once (written beside it, then renamed
     over it, as a deploy does), so a watcher never reads half a file."""
