@@ -81,16 +81,19 @@ export class Recordings {
     const body = $('recordings-body');
     const rows = this.list().filter((r) => !this.filter || r.status === this.filter);
     const kept = new Map();
-    const frag = document.createDocumentFragment();
+    const trs = [];
     for (const rec of rows) {
       const key = [rec.status, rec.duration_seconds, rec.file_size_bytes, rec.error].join('|');
       const old = this.rows && this.rows.get(rec.recording_id);
       const tr = old && old.key === key ? old.tr : this.row(rec);
       kept.set(rec.recording_id, { key, tr });
-      frag.appendChild(tr);
+      trs.push(tr);
     }
     this.rows = kept;
-    body.replaceChildren(frag);
+    // Untouched when nothing changed: a click or a download in progress
+    // keeps its element.
+    const now = body.children;
+    if (now.length !== trs.length || trs.some((tr, i) => now[i] !== tr)) body.replaceChildren(...trs);
     $('recordings-empty').hidden = rows.length > 0;
   }
 
