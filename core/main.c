@@ -13,6 +13,7 @@ static const struct {
 	{ "serve", main_serve, "run the recording appliance (HTTPS API, WebSocket events)" },
 	{ "record", main_record, "record one clip from a source to a file" },
 	{ "token", main_token, "mint a development token from the configured secret" },
+	{ "passwd", main_passwd, "print the configuration line that sets the console's password" },
 };
 
 static void usage(FILE *out)

@@ -401,6 +401,10 @@ int main_serve(int argc, char **argv)
 			printf("edgerec serve: token for user '%s' (24 h): %s\n", SERVE_DEV_USER, tok);
 		free(tok);
 	}
+	const char *console_user = NULL;
+	const char *console_pw = http_server_console_password_file(http, &console_user);
+	if (console_pw)
+		printf("edgerec serve: console sign-in as '%s', password in %s\n", console_user, console_pw);
 	printf("edgerec serve: ready (Ctrl-C stops)\n");
 	fflush(stdout);
 

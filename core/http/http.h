@@ -1,7 +1,8 @@
 /* http: edgerec's network face: the HTTPS REST API of SPEC §2, the
  * WebSocket event hub of SPEC §7, recording download (byte ranges) and
  * thumbnail, /healthz, /metrics (Prometheus text), /api/system/policies,
- * the OpenAPI document (/api/openapi.json) and a small operator page (/).
+ * the OpenAPI document (/api/openapi.json) and the operator console (/,
+ * /console/..., signed in with /api/system/login: a session cookie).
  *
  * Provides: struct http_server (opaque), the option table http_options[],
  * hooks through which main wires in what this module does not link
@@ -53,6 +54,11 @@ void http_server_free(struct http_server *s);
  * plain listener when HTTPS is disabled. 'tls' picks which; NULL when that
  * listener is not configured. Valid until http_server_free. */
 const char *http_server_url(const struct http_server *s, bool tls);
+
+/* Where the console's generated operator password is kept (NULL when
+ * console.password_hash is configured instead); '*user' receives the
+ * operator's user name. Valid until http_server_free. */
+const char *http_server_console_password_file(const struct http_server *s, const char **user);
 
 /* A check that /healthz runs on every call besides its own (Redis through
  * the recorder, disk writable). The check returns true when healthy, false

@@ -1,5 +1,5 @@
-/* http_info: the routes about the appliance itself: /healthz, /metrics,
- * /api/openapi.json and the operator page at /. */
+/* http_info: the routes about the appliance itself: /healthz, /metrics
+ * and /api/openapi.json. */
 #include "http_internal.h"
 
 #include <errno.h>
@@ -212,40 +212,4 @@ void http_info_policies(struct http_request *req)
 void http_info_openapi(struct http_request *req)
 {
 	http_reply(req, 200, "application/json", http_openapi_json, http_openapi_json_len, NULL, NULL);
-}
-
-/* A small page for operators: paste a token, list recordings, start and
- * stop one in a room, watch the room's events. Everything it does goes
- * through the public API. */
-static const char http_index_html[] =
-	"<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>edgerec</title>\n"
-	"<style>body{font:14px sans-serif;margin:2em;max-width:60em}input{margin:0 .5em}"
-	"pre{background:#f4f4f4;padding:1em;overflow:auto;max-height:20em}</style></head><body>\n"
-	"<h1>edgerec</h1>\n"
-	"<p><a href=\"/healthz\">health</a> &middot; <a href=\"/metrics\">metrics</a> &middot; "
-	"<a href=\"/api/openapi.json\">OpenAPI</a></p>\n"
-	"<p>Token<input id=\"tok\" size=\"60\"> Room<input id=\"room\" value=\"lobby\"> "
-	"Quality<select id=\"q\"><option>low</option><option selected>medium</option><option>high</option>"
-	"<option>ultra</option></select></p>\n"
-	"<p><button onclick=\"mine()\">my recordings</button><button onclick=\"start()\">start</button>"
-	"<button onclick=\"watch()\">watch room events</button></p>\n"
-	"<pre id=\"out\"></pre><pre id=\"ev\"></pre>\n<script>\n"
-	"const $=i=>document.getElementById(i);\n"
-	"async function call(m,p){const r=await fetch(p,{method:m,headers:{Authorization:'Bearer '+$('tok').value}});"
-	"const j=await r.json();$('out').textContent=r.status+'\\n'+JSON.stringify(j,null,2);return j;}\n"
-	"function mine(){call('GET','/api/webrtc/recordings');}\n"
-	"async function start(){const j=await call('POST','/api/webrtc/rooms/'+encodeURIComponent($('room').value)"
-	"+'/recording/start?quality='+$('q').value);if(j.recording_id){const b=document.createElement('button');"
-	"b.textContent='stop '+j.recording_id.slice(0,8);b.onclick=()=>call('POST','/api/webrtc/rooms/'+"
-	"encodeURIComponent(j.room_id)+'/recording/'+j.recording_id+'/stop');$('out').before(b);}}\n"
-	"function watch(){const u=(location.protocol=='https:'?'wss://':'ws://')+location.host+"
-	"'/api/webrtc/ws?room_id='+encodeURIComponent($('room').value)+'&access_token='+"
-	"encodeURIComponent($('tok').value);const w=new WebSocket(u);"
-	"w.onmessage=e=>{$('ev').textContent=e.data+'\\n'+$('ev').textContent;};}\n"
-	"</script></body></html>\n";
-
-void http_info_index(struct http_request *req)
-{
-	http_reply(req, 200, "text/html; charset=utf-8", http_index_html, sizeof(http_index_html) - 1, NULL,
-		   NULL);
 }

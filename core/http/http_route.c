@@ -21,6 +21,10 @@ const struct http_route http_routes[HTTP_ROUTE_COUNT] = {
 	{ HTTP_ROUTE_DOWNLOAD, "GET", "/api/webrtc/rooms/{room_id}/recording/{recording_id}/download", "download", true },
 	{ HTTP_ROUTE_THUMBNAIL, "GET", "/api/webrtc/rooms/{room_id}/recording/{recording_id}/thumbnail", "thumbnail",
 	  true },
+	{ HTTP_ROUTE_CONSOLE, "GET", "/console/{file}", "console", false },
+	{ HTTP_ROUTE_LOGIN, "POST", "/api/system/login", "login", false },
+	{ HTTP_ROUTE_LOGOUT, "POST", "/api/system/logout", "logout", false },
+	{ HTTP_ROUTE_SESSION, "GET", "/api/system/session", "session", false },
 };
 
 /* Reads a decimal number of up to 18 digits. Returns the characters used,

@@ -54,6 +54,15 @@ const struct config_option http_options[] = {
 	{ "http.jwt_leeway", CONFIG_DURATION, "30s", "tolerance for token exp/nbf" },
 	{ "http.jwt_max_lifetime", CONFIG_DURATION, "24h",
 	  "a token without exp is refused once its iat is this old, and without iat at once (0: accepted forever)" },
+	{ "console.user", CONFIG_STR, "operator",
+	  "the operator account of the console at / (its sessions act as this user with the admin role)" },
+	{ "console.password_hash", CONFIG_STR, "",
+	  "the operator's password as printed by `edgerec passwd`; empty: a generated one in state_dir/console_password" },
+	{ "console.session_ttl", CONFIG_DURATION, "12h", "how long a console sign-in lasts" },
+	{ "console.login_max_failures", CONFIG_INT, "5",
+	  "failed sign-ins from one address before it must wait console.login_lockout (429)" },
+	{ "console.login_lockout", CONFIG_DURATION, "5m",
+	  "the wait after too many failed sign-ins, and the window they are counted in" },
 	{ 0 },
 };
 
@@ -112,7 +121,11 @@ int http_reply_headers(struct http_request *req, int status, const char *content
 	if (len >= 0)
 		mg_response_header_add(c, "Content-Length", clen, -1);
 	mg_response_header_add(c, "X-Request-Id", req->id, -1);
-	mg_response_header_add(c, "Cache-Control", "no-store", -1);
+	bool own_cache = false;
+	for (int i = 0; extra && extra[i] && extra[i + 1]; i += 2)
+		own_cache = own_cache || strcmp(extra[i], "Cache-Control") == 0;
+	if (!own_cache)
+		mg_response_header_add(c, "Cache-Control", "no-store", -1);
 	/* Our own Date: civetweb's formats it with gmtime(), whose shared
 	 * buffer races between worker threads. */
 	char date[64];
@@ -249,7 +262,17 @@ static int http_handle(struct mg_connection *conn, void *cbdata)
 		http_info_openapi(&req);
 		break;
 	case HTTP_ROUTE_INDEX:
-		http_info_index(&req);
+	case HTTP_ROUTE_CONSOLE:
+		http_console_serve(&req);
+		break;
+	case HTTP_ROUTE_LOGIN:
+		http_session_login(&req);
+		break;
+	case HTTP_ROUTE_LOGOUT:
+		http_session_logout(&req);
+		break;
+	case HTTP_ROUTE_SESSION:
+		http_session_info(&req);
 		break;
 	case HTTP_ROUTE_POLICIES:
 		http_info_policies(&req);
@@ -704,7 +727,7 @@ int http_config_check(const struct config *cfg, char *err, size_t errlen)
 	if (https && *https &&
 	    http_listen_spec("listen_https", https, true, false, spec, sizeof(spec), host, sizeof(host), err, errlen) < 0)
 		return -1;
-	return 0;
+	return http_sessions_config_check(cfg, err, errlen);
 }
 
 struct http_server *http_server_new(struct config *cfg, struct recorder *rec, char *err, size_t errlen)
@@ -755,6 +778,9 @@ struct http_server *http_server_new(struct config *cfg, struct recorder *rec, ch
 			goto fail;
 	}
 	if (http_keys_prepare(s, err, errlen) < 0)
+		goto fail;
+	s->sessions = http_sessions_new(cfg, err, errlen);
+	if (!s->sessions)
 		goto fail;
 	s->hub = http_hub_new(s);
 	if (!s->hub) {
@@ -858,9 +884,16 @@ void http_server_free(struct http_server *s)
 	http_hub_free(s->hub);
 	http_conn_limit_free(s->conn_limit);
 	crypto_jwt_keys_free(s->keys);
+	http_sessions_free(s->sessions);
 	free(s->metrics);
 	pthread_mutex_destroy(&s->hooks_lock);
 	free(s);
+}
+
+const char *http_server_console_password_file(const struct http_server *s, const char **user)
+{
+	*user = http_sessions_user(s->sessions);
+	return http_sessions_password_path(s->sessions);
 }
 
 const char *http_server_url(const struct http_server *s, bool tls)

@@ -19,11 +19,11 @@
 
 static const char *const decide_action_names[POLICY_ACTION__COUNT] = {
 	"start", "stop", "pause", "resume", "cancel", "read", "list_room", "list_user", "admin",
-	"download",
+	"download", "delete",
 };
 
 static const char *const decide_event_names[POLICY_EVENT__COUNT] = {
-	"started", "stopped", "completed", "failed",
+	"started", "stopped", "completed", "failed", "deleted",
 };
 
 const char *policy_action_name(enum policy_action a)
@@ -197,6 +197,7 @@ static void decide_default_authorize(enum policy_action action, const struct pol
 	case POLICY_ACTION_CANCEL:
 	case POLICY_ACTION_READ:
 	case POLICY_ACTION_DOWNLOAD:
+	case POLICY_ACTION_DELETE:
 		out->allow = is_owner || admin;
 		if (!out->allow)
 			util_strlcpy(out->reason, "only the owner of the recording may do this",
@@ -546,6 +547,18 @@ static int decide_lifecycle_call(lua_State *L)
 	struct decide_life_ctx *c = lua_touserdata(L, 1);
 	char hook[32];
 	snprintf(hook, sizeof(hook), "on_%s", policy_event_name(c->event));
+	if (c->event == POLICY_EVENT_DELETED) {
+		/* Optional: policies written before it keep working. */
+		policy_sandbox_push_module(L);             /* ctx mod */
+		bool has = false;
+		if (lua_istable(L, -1)) {
+			lua_pushstring(L, hook);
+			has = lua_rawget(L, -2) == LUA_TFUNCTION; /* ctx mod hook */
+		}
+		lua_settop(L, 1);                          /* ctx */
+		if (!has)
+			return 0;
+	}
 	decide_push_hook(L, hook);                         /* ctx fn */
 	policy_edge_push_json(L, c->rec, 0);               /* ctx fn rec */
 	lua_call(L, 1, 1);                                 /* ctx answer */
@@ -568,6 +581,12 @@ static int decide_lifecycle_call(lua_State *L)
 		c->out->keep_local = lua_toboolean(L, -1);
 	else if (t != LUA_TNIL)
 		return luaL_error(L, "%s: 'keep_local' must be a boolean", hook);
+	lua_pop(L, 1);
+	t = lua_getfield(L, 2, "delete_s3");
+	if (t == LUA_TBOOLEAN && c->event == POLICY_EVENT_DELETED)
+		c->out->delete_s3 = lua_toboolean(L, -1);
+	else if (t != LUA_TNIL && t != LUA_TBOOLEAN)
+		return luaL_error(L, "%s: 'delete_s3' must be a boolean", hook);
 	lua_pop(L, 1);
 	decide_opt_str(L, 2, "s3_key_template", c->tmpl, sizeof(c->tmpl));
 	char err[POLICY_ERR_MAX];

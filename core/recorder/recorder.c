@@ -581,6 +581,10 @@ bool recorder_authorize(struct recorder *r, const struct recorder_caller *caller
 		def = owner || (known && caller_is_admin(caller));
 		why = "only the owner of the recording may fetch its files";
 		break;
+	case RECORDER_OP_DELETE:
+		def = owner || (known && caller_is_admin(caller));
+		why = "only the owner of the recording or an admin may delete it";
+		break;
 	case RECORDER_OP_ADMIN:
 		def = known && caller_is_admin(caller);
 		why = "the admin role is required";
@@ -962,6 +966,10 @@ static bool request_find(struct recorder *r, const struct recorder_caller *calle
 		reply_error(out, 404, "not_found", "recording %s not found in room %s", id, room_id);
 		goto refuse;
 	}
+	/* DELETE on a finished recording is a delete, authorized as one. */
+	if (op == RECORDER_OP_CANCEL && !f->s &&
+	    (rec_status(f->rec) == RECORDER_COMPLETED || rec_status(f->rec) == RECORDER_FAILED))
+		op = RECORDER_OP_DELETE;
 	struct recorder_verdict v;
 	if (!recorder_authorize(r, caller, op, f->rec, &v)) {
 		reply_denied(out, &v);
@@ -1068,7 +1076,18 @@ void recorder_cancel(struct recorder *r, const struct recorder_caller *caller,
 	enum recorder_status to;
 	if (!request_find(r, caller, room_id, recording_id, RECORDER_OP_CANCEL, &f, out))
 		return;
-	if (!f.s && rec_status(f.rec) == RECORDER_PROCESSING) {
+	enum recorder_status now = f.s ? f.s->status : rec_status(f.rec);
+	if (!f.s && recorder_fsm_step(now, RECORDER_OP_DELETE, &to) == 200) {
+		/* Completed or failed: deleted for good (recorder_delete.c). */
+		cJSON *gone = NULL;
+		char code[32], err[512];
+		int st = recorder_delete_final(r, f.rec, &gone, code, sizeof(code), err, sizeof(err));
+		if (st == 200)
+			reply_record(out, gone);
+		else
+			reply_error(out, st, code, "%s", err);
+		cJSON_Delete(gone);
+	} else if (!f.s && rec_status(f.rec) == RECORDER_PROCESSING) {
 		/* Processing: the worker stops, aborts the upload and removes
 		 * the files (recorder_worker_cancel). */
 		cJSON *cur = NULL;
@@ -1180,7 +1199,11 @@ void recorder_list_user(struct recorder *r, const struct recorder_caller *caller
 		reply_denied(out, &v);
 		return;
 	}
-	cJSON *arr = state_list_user(r->st, caller->user_id, status && status[0] ? status : NULL);
+	/* An admin lists every user's recordings (SPEC §9); whether the
+	 * caller is one is the authorization's call (auth.lua, "admin"). */
+	bool all = recorder_authorize(r, caller, RECORDER_OP_ADMIN, NULL, NULL);
+	const char *filter = status && status[0] ? status : NULL;
+	cJSON *arr = all ? state_list_all(r->st, filter) : state_list_user(r->st, caller->user_id, filter);
 	if (!arr) {
 		reply_error(out, 503, "state_unavailable", "recording state store unavailable");
 		return;

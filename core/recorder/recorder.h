@@ -136,13 +136,19 @@ void recorder_resume(struct recorder *r, const struct recorder_caller *caller,
  * extension of SPEC §3) has its job stopped, its S3 multipart upload
  * aborted and any uploaded object deleted, its files removed (the reply
  * waits for that, up to 30 s; 409 wrong_node when another node processes
- * it). Both end cancelled with the event recording_cancelled. */
+ * it). Both end cancelled with the event recording_cancelled. A completed
+ * or failed recording is deleted instead (SPEC §9; authorized as the op
+ * "delete", owner or admin): its S3 object when lifecycle.lua's on_deleted
+ * says so, its files, its record; event recording_deleted; the reply is
+ * the last state with metadata.deleted {at, local_files, s3_object}. */
 void recorder_cancel(struct recorder *r, const struct recorder_caller *caller,
 		     const char *room_id, const char *recording_id, struct recorder_reply *out);
 void recorder_status(struct recorder *r, const struct recorder_caller *caller,
 		     const char *room_id, const char *recording_id, struct recorder_reply *out);
 void recorder_list_room(struct recorder *r, const struct recorder_caller *caller,
 			const char *room_id, struct recorder_reply *out);
+/* The caller's own recordings; every user's when the caller passes the
+ * admin authorization (RECORDER_OP_ADMIN: auth.lua, or the admin role). */
 void recorder_list_user(struct recorder *r, const struct recorder_caller *caller,
 			const char *status, struct recorder_reply *out);
 /* The files of a recording: the same checks as recorder_status (room,

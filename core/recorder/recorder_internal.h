@@ -215,8 +215,21 @@ int recorder_policy_source(struct recorder *r, const char *room_id, char *source
 void recorder_lifecycle_event(struct recorder *r, enum recorder_status to, cJSON *rec);
 /* lifecycle.lua on stop: tags, and the S3 key and keep_local to use. */
 void recorder_lifecycle_stopped(struct recorder *r, cJSON *rec, char *s3_key, size_t keylen, bool *keep_local);
+/* lifecycle.lua's on_deleted: true when a deleted recording's S3 object
+ * goes too (false without a policy host, the hook, or when it fails). */
+bool recorder_lifecycle_deleted(struct recorder *r, const cJSON *rec);
 /* Free bytes where recordings are written, or -1. */
 long long recorder_disk_free(const struct recorder *r);
+
+/* recorder_delete.c */
+/* Deletes the completed or failed recording 'rec' (not taken): its S3
+ * object when lifecycle.lua says so, its local directory, its record;
+ * publishes recording_deleted. Returns 200 with '*deleted' (owned by the
+ * caller) the last state with metadata.deleted, or the reply status with
+ * 'code' and 'err' (nothing of the recording is lost that a retry cannot
+ * finish deleting). Any thread. */
+int recorder_delete_final(struct recorder *r, const cJSON *rec, cJSON **deleted, char *code, size_t codelen,
+			  char *err, size_t errlen);
 
 /* recorder_retention.c */
 /* Deletes the local files of finished recordings beyond retention.max_bytes

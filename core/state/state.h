@@ -206,6 +206,16 @@ int state_release(struct state *st, const char *id);
  * first, ids whose state expired skipped. NULL on error. */
 cJSON *state_list_room(struct state *st, const char *room_id);
 cJSON *state_list_user(struct state *st, const char *user_id, const char *status_or_null);
+/* Every record in the store (SCAN over the state keys, so its cost
+ * follows the number of records kept, 7 days of them), optionally of one
+ * status: what an admin lists. */
+cJSON *state_list_all(struct state *st, const char *status_or_null);
+/* Removes the record 'rec' (a state object, not taken) for good: its
+ * state key, processing journal and owner entry, and its id from the room,
+ * user and stored-records indexes, in one MULTI/EXEC. Not deferred: returns
+ * STATE_OK, or STATE_ERR_REDIS when Redis cannot be reached (nothing was
+ * removed). For final recordings only (a live one still holds its slot). */
+int state_delete(struct state *st, const cJSON *rec);
 /* Records owned by 'node_id' that are still pending/recording/paused: what a
  * node must reconcile after a crash. Stale entries are pruned. */
 cJSON *state_list_owned_live(struct state *st, const char *node_id);

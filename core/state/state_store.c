@@ -1123,11 +1123,12 @@ struct state_list_args {
 	cJSON *out;
 };
 
-/* Fetches the records of the ids in 'ids' (MGET in batches) into a->out. */
-static int state_list_fetch(redisContext *c, redisReply *ids, struct state_list_args *a)
+/* Fetches the records of the 'nids' ids in 'ids' (MGET in batches) into
+ * a->out. */
+static int state_list_fetch(redisContext *c, const char *const *ids, size_t nids, struct state_list_args *a)
 {
-	for (size_t base = 0; base < ids->elements; base += STATE_MGET_BATCH) {
-		size_t n = ids->elements - base;
+	for (size_t base = 0; base < nids; base += STATE_MGET_BATCH) {
+		size_t n = nids - base;
 		if (n > STATE_MGET_BATCH)
 			n = STATE_MGET_BATCH;
 		const char **argv = calloc(n + 1, sizeof *argv);
@@ -1139,9 +1140,7 @@ static int state_list_fetch(redisContext *c, redisReply *ids, struct state_list_
 		}
 		argv[0] = "MGET";
 		for (size_t i = 0; i < n; i++) {
-			const redisReply *id = ids->element[base + i];
-			if (id->type != REDIS_REPLY_STRING ||
-			    asprintf(&keys[i], STATE_KEY_PREFIX "state:%s", id->str) < 0) {
+			if (asprintf(&keys[i], STATE_KEY_PREFIX "state:%s", ids[base + i]) < 0) {
 				keys[i] = NULL;
 				rc = STATE_ERR_NOMEM;
 				goto batch_done;
@@ -1157,7 +1156,7 @@ static int state_list_fetch(redisContext *c, redisReply *ids, struct state_list_
 		}
 		for (size_t i = 0; i < n; i++) {
 			const redisReply *v = r->element[i];
-			const char *id = ids->element[base + i]->str;
+			const char *id = ids[base + i];
 			cJSON *rec = v->type == REDIS_REPLY_STRING ? cJSON_ParseWithLength(v->str, v->len) : NULL;
 			int status = rec ? state_record_status(rec) : -1;
 			bool keep = rec != NULL;
@@ -1186,6 +1185,26 @@ batch_done:
 	return STATE_OK;
 }
 
+/* state_list_fetch for the strings of a reply array, each with 'skip'
+ * leading characters (a key prefix) left out. */
+static int state_list_fetch_reply(redisContext *c, const redisReply *arr, size_t skip, struct state_list_args *a)
+{
+	if (arr->elements == 0)
+		return STATE_OK;
+	const char **ids = calloc(arr->elements, sizeof *ids);
+	size_t n = 0;
+	if (!ids)
+		return STATE_ERR_NOMEM;
+	for (size_t i = 0; i < arr->elements; i++) {
+		const redisReply *e = arr->element[i];
+		if (e->type == REDIS_REPLY_STRING && e->len > skip)
+			ids[n++] = e->str + skip;
+	}
+	int rc = state_list_fetch(c, ids, n, a);
+	free(ids);
+	return rc;
+}
+
 static int state_op_list(struct state *st, redisContext *c, void *arg)
 {
 	struct state_list_args *a = arg;
@@ -1198,16 +1217,44 @@ static int state_op_list(struct state *st, redisContext *c, void *arg)
 	if (!a->out)
 		rc = STATE_ERR_NOMEM;
 	else if (ids->type == REDIS_REPLY_ARRAY)
-		rc = state_list_fetch(c, ids, a);
+		rc = state_list_fetch_reply(c, ids, 0, a);
 	freeReplyObject(ids);
 	return rc;
 }
 
-/* Runs a listing of set 'key' and sorts it; NULL on error. */
+/* Every record: SCAN over the state keys (a few hundred keys per round
+ * trip, never blocking Redis the way KEYS would), fetched page by page. */
+static int state_op_list_all(struct state *st, redisContext *c, void *arg)
+{
+	struct state_list_args *a = arg;
+	char cursor[32] = "0";
+	cJSON_Delete(a->out);
+	a->out = cJSON_CreateArray();
+	if (!a->out)
+		return STATE_ERR_NOMEM;
+	do {
+		redisReply *r = redisCommand(c, "SCAN %s MATCH " STATE_KEY_PREFIX "state:* COUNT 500", cursor);
+		if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+		    r->element[0]->type != REDIS_REPLY_STRING || r->element[1]->type != REDIS_REPLY_ARRAY) {
+			if (r)
+				freeReplyObject(r);
+			return STATE_ERR_REDIS;
+		}
+		util_strlcpy(cursor, r->element[0]->str, sizeof cursor);
+		int rc = state_list_fetch_reply(c, r->element[1], strlen(STATE_KEY_PREFIX "state:"), a);
+		freeReplyObject(r);
+		if (rc != STATE_OK)
+			return rc;
+	} while (strcmp(cursor, "0") != 0);
+	return STATE_OK;
+}
+
+/* Runs a listing of set 'key' (NULL: every record) and sorts it; NULL on
+ * error. */
 static cJSON *state_list(struct state *st, const char *key, const char *status, bool live_only)
 {
 	struct state_list_args a = { key, status, live_only, NULL };
-	int rc = state_run(st, state_op_list, &a);
+	int rc = state_run(st, key ? state_op_list : state_op_list_all, &a);
 	if (rc != STATE_OK) {
 		cJSON_Delete(a.out);
 		return NULL;
@@ -1246,6 +1293,51 @@ cJSON *state_list_user(struct state *st, const char *user_id, const char *status
 		return NULL;
 	snprintf(key, sizeof key, STATE_KEY_PREFIX "user:%s", user_id);
 	return state_list(st, key, status_or_null, false);
+}
+
+cJSON *state_list_all(struct state *st, const char *status_or_null)
+{
+	if (!st)
+		return NULL;
+	return state_list(st, NULL, status_or_null, false);
+}
+
+/* Removes one record and everything kept beside it (see state_delete). */
+static int state_op_delete(struct state *st, redisContext *c, void *arg)
+{
+	const cJSON *rec = arg;
+	const char *id = state_record_str(rec, "recording_id");
+	const char *room = state_record_str(rec, "room_id");
+	const char *user = state_record_str(rec, "user_id");
+	(void)st;
+	if (!id || !room || !user)
+		return STATE_ERR_INVALID;
+	redisAppendCommand(c, "MULTI");
+	redisAppendCommand(c, "DEL " STATE_KEY_PREFIX "state:%s " STATE_KEY_PREFIX "job:%s " STATE_KEY_PREFIX
+			      "owner:%s", id, id, id);
+	redisAppendCommand(c, "SREM " STATE_KEY_PREFIX "room:%s %s", room, id);
+	redisAppendCommand(c, "SREM " STATE_KEY_PREFIX "user:%s %s", user, id);
+	redisAppendCommand(c, "ZREM " STATE_KEY_PREFIX "records:user:%s %s", user, id);
+	redisAppendCommand(c, "EXEC");
+	int rc = STATE_OK;
+	for (int i = 0; i < 6; i++) {
+		redisReply *r = NULL;
+		if (redisGetReply(c, (void **)&r) != REDIS_OK || !r) {
+			return STATE_ERR_REDIS;
+		}
+		if (r->type == REDIS_REPLY_ERROR || (i == 5 && r->type != REDIS_REPLY_ARRAY))
+			rc = STATE_ERR_REDIS;
+		freeReplyObject(r);
+	}
+	return rc;
+}
+
+int state_delete(struct state *st, const cJSON *rec)
+{
+	if (!st || !rec)
+		return STATE_ERR_INVALID;
+	int rc = state_run(st, state_op_delete, (void *)rec);
+	return rc == STATE_ERR_CONN ? STATE_ERR_REDIS : rc;
 }
 
 cJSON *state_list_owned_live(struct state *st, const char *node_id)

@@ -17,7 +17,7 @@ import subprocess
 import time
 import urllib.parse
 
-from edgerec_harness import Edgerec, run_tests
+from edgerec_harness import Edgerec, browser_dir, run_tests
 
 SRC = os.environ.get("EDGEREC_SOURCE_DIR") or os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
 BROWSER_DIR = os.path.abspath(os.path.join(SRC, "tests", "support", "browser"))
@@ -28,10 +28,7 @@ class Ctx:
 
 
 def setup():
-    assert os.path.exists("/usr/bin/chromium"), "Debian's chromium is not installed (scripts/bootstrap)"
-    if not os.path.isdir(os.path.join(BROWSER_DIR, "node_modules", "playwright-core")):
-        subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=BROWSER_DIR,
-                       check=True, timeout=300)
+    browser_dir()
     c = Ctx()
     c.node = Edgerec(name="browser", config={"default_quality": "low"}).start()
     c.nodes = [c.node]

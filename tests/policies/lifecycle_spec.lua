@@ -37,6 +37,12 @@ describe("lifecycle.lua", function()
     assert.is_true(life.on_failed(rec).tags.needs_attention)
   end)
 
+  it("deletes the S3 object of a deleted recording unless told not to", function()
+    assert.is_true(life.on_deleted(rec).delete_s3)
+    life.delete_s3 = false
+    assert.is_false(life.on_deleted(rec).delete_s3)
+  end)
+
   it("follows its knobs", function()
     life.keep_local = true
     life.s3_key_template = "{prefix}{room_id}/{date}/{file_name}"

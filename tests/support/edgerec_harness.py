@@ -554,6 +554,19 @@ class Edgerec:
         return wait_until(check, timeout=timeout, interval=0.1,
                           what="recording %s in %s" % (rid, "/".join(statuses)))
 
+    def record_clip(self, room, user="alice", seconds=1.5, timeout=60.0):
+        """Records about 'seconds' in 'room' as 'user' and waits until the
+        recording is finished; returns its state (AssertionError unless it
+        completed)."""
+        r = self.start_recording(room, user)
+        assert r.status == 200, r
+        rid = r.json["recording_id"]
+        time.sleep(seconds)
+        assert self.op("stop", room, rid, user).status == 200
+        rec = self.wait_status(room, rid, ("completed", "failed"), user=user, timeout=timeout)
+        assert rec["status"] == "completed", rec
+        return rec
+
     # -- WebSocket ----------------------------------------------------------
 
     def ws(self, room, user="alice", via="query", token=None, timeout=10.0, rcvbuf=None):
@@ -640,6 +653,23 @@ def s3_config(port, bucket, extra=None):
 
 
 __all__ += ["start_process", "stop_process", "start_s3rver", "s3_config"]
+
+
+def browser_dir():
+    """The folder of the browser drivers (tests/support/browser), with every
+    npm dependency its package.json names installed from its lock file
+    (npm ci, once); fails when Debian's chromium is missing."""
+    assert os.path.exists("/usr/bin/chromium"), "Debian's chromium is not installed (scripts/bootstrap)"
+    src = os.environ.get("EDGEREC_SOURCE_DIR") or os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
+    d = os.path.abspath(os.path.join(src, "tests", "support", "browser"))
+    with open(os.path.join(d, "package.json")) as f:
+        deps = json.load(f).get("dependencies", {})
+    if not all(os.path.isdir(os.path.join(d, "node_modules", name)) for name in deps):
+        subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=d, check=True, timeout=300)
+    return d
+
+
+__all__.append("browser_dir")
 
 
 def write_file(path, text):
