@@ -83,7 +83,14 @@ def test_browser_seeks_in_download(c):
         assert res["frame"] is True, what
         assert res["target"] - 0.5 <= res["mediaTime"] <= res["target"] + 1.5, what
         assert res["currentTime"] >= res["target"] - 0.1, what
-        assert (res["width"], res["height"]) == (rec["metadata"]["width"], rec["metadata"]["height"]), what
+        w, h = rec["metadata"]["width"], rec["metadata"]["height"]
+        sizes = [(w, h)]
+        steps = (rec["metadata"].get("degradation") or {}).get("steps") or []
+        if any(s.get("step") == "resolution" for s in steps):
+            # A busy box stepped the picture down for a while (the state
+            # says so): the sought frame may be one of the half-size ones.
+            sizes.append(((w // 2) & ~1, (h // 2) & ~1))
+        assert (res["width"], res["height"]) in sizes, (what, steps)
     assert metric_206(c) > before, "the browser got no 206 from the download route"
 
 
