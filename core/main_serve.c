@@ -59,10 +59,13 @@ static struct log_handle serve_log = LOG_HANDLE("serve");
 
 /* The options only this command reads. state_dir, jwt_secret and
  * jwt_public_key belong to http_options, registered below. */
+static const char *const serve_log_levels[] = { "", "error", "warn", "info", "debug", "trace", NULL };
+
 static const struct config_option serve_options[] = {
 	{ "redis_url", CONFIG_STR, "",
 	  "redis://host:port[/db] or unix:///path; empty: an embedded redis-server in state_dir" },
-	{ "log_level", CONFIG_STR, "", "error, warn, info, debug or trace (EDGEREC_LOG wins when set)" },
+	{ "log_level", CONFIG_STR, "", "error, warn, info, debug or trace (EDGEREC_LOG wins when set)",
+	  .choices = serve_log_levels, .flags = CONFIG_LIVE },
 	{ "dev_token", CONFIG_BOOL, "true", "print a development token for user 'dev' at start" },
 	{ 0 },
 };
@@ -219,6 +222,70 @@ static cJSON *serve_policy_status(void *opaque)
 	return policy_status_json(opaque);
 }
 
+/* Environment variables read outside the option tables. */
+static const char *const serve_env_other[] = { "EDGEREC_LOG", NULL };
+
+/* The log level: EDGEREC_LOG when set, else log_level, else info. */
+static void serve_apply_log_level(const struct config *c)
+{
+	const char *level = config_get_str(c, "log_level");
+	if (getenv("EDGEREC_LOG") && log_level_from_name(getenv("EDGEREC_LOG")) >= 0)
+		log_set_level(-1);
+	else
+		log_set_level(level && *level ? log_level_from_name(level) : LOG_LEVEL_INFO);
+}
+
+/* Checks the whole configuration as the modules will read it, before any
+ * of them starts (or, on SIGHUP, before it replaces the running one). */
+static int serve_check(const struct config *c, char *err, size_t errlen)
+{
+	if (http_config_check(c, err, errlen) < 0 || recorder_config_check(c, err, errlen) < 0)
+		return -1;
+	const char *state_dir = config_get_str(c, "state_dir");
+	if (!state_dir || !*state_dir) {
+		snprintf(err, errlen, "state_dir is empty");
+		return -1;
+	}
+	return 0;
+}
+
+/* Builds the configuration: every module's options, the file 'path' (may
+ * be NULL), the EDGEREC_* environment, then the --set pairs 'sets' (each
+ * "KEY=VALUE"), and checks all of it. Returns it, or NULL with 'err'. */
+static struct config *serve_configure(const char *path, char **sets, int nsets, char *err, size_t errlen)
+{
+	char why[1024];
+	struct config *c = config_new();
+	if (!c || serve_register(c) < 0) {
+		snprintf(err, errlen, "cannot register the options");
+		goto fail;
+	}
+	if (path && config_load_file(c, path, err, errlen) < 0)
+		goto fail;
+	if (config_apply_env_checked(c, err, errlen) < 0)
+		goto fail;
+	for (int i = 0; i < nsets; i++) {
+		const char *eq = strchr(sets[i], '=');
+		char key[256];
+		if (!eq || (size_t)(eq - sets[i]) >= sizeof(key)) {
+			snprintf(err, errlen, "--set %s: expected KEY=VALUE", sets[i]);
+			goto fail;
+		}
+		memcpy(key, sets[i], (size_t)(eq - sets[i]));
+		key[eq - sets[i]] = '\0';
+		if (config_set(c, key, eq + 1, why, sizeof(why)) < 0) {
+			snprintf(err, errlen, "--set: %.900s", why);
+			goto fail;
+		}
+	}
+	if (serve_check(c, err, errlen) < 0)
+		goto fail;
+	return c;
+fail:
+	config_free(c);
+	return NULL;
+}
+
 int main_serve(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -262,58 +329,26 @@ int main_serve(int argc, char **argv)
 		goto out;
 	}
 
-	cfg = config_new();
-	if (!cfg || serve_register(cfg) < 0) {
-		fprintf(stderr, "edgerec serve: cannot register the options\n");
-		goto out;
-	}
 	if (!config_path && access(SERVE_DEFAULT_CONFIG, R_OK) == 0)
 		config_path = SERVE_DEFAULT_CONFIG;
-	if (config_path && config_load_file(cfg, config_path, err, sizeof(err)) < 0) {
+	cfg = serve_configure(config_path, sets, nsets, err, sizeof(err));
+	if (!cfg) {
 		fprintf(stderr, "edgerec serve: %s\n", err);
 		status = 2;
 		goto out;
 	}
-	if (config_apply_env_checked(cfg, err, sizeof(err)) < 0) {
-		fprintf(stderr, "edgerec serve: %s\n", err);
-		status = 2;
-		goto out;
-	}
-	for (int i = 0; i < nsets; i++) {
-		char *eq = strchr(sets[i], '=');
-		if (!eq) {
-			fprintf(stderr, "edgerec serve: --set %s: expected KEY=VALUE\n", sets[i]);
-			status = 2;
-			goto out;
-		}
-		*eq = '\0';
-		if (config_set(cfg, sets[i], eq + 1, err, sizeof(err)) < 0) {
-			fprintf(stderr, "edgerec serve: --set: %s\n", err);
-			status = 2;
-			goto out;
-		}
-	}
-	const char *level = config_get_str(cfg, "log_level");
-	if (level && *level && !getenv("EDGEREC_LOG")) {
-		int l = log_level_from_name(level);
-		if (l < 0) {
-			fprintf(stderr, "edgerec serve: log_level '%s' is not error|warn|info|debug|trace\n", level);
-			status = 2;
-			goto out;
-		}
-		log_set_level(l);
-	}
+	char unknown[1024];
+	int nunknown = config_unknown_env(cfg, serve_env_other, unknown, sizeof(unknown));
+	if (nunknown > 0)
+		LOG_WARN(&serve_log, "%d EDGEREC_* environment variable%s set%s no option (ignored): %s", nunknown,
+			 nunknown == 1 ? "" : "s", nunknown == 1 ? "s" : "", unknown);
+	serve_apply_log_level(cfg);
 	if (print_config) {
 		config_dump(cfg, stdout);
 		status = 0;
 		goto out;
 	}
 
-	if (http_config_check(cfg, err, sizeof(err)) < 0) {
-		fprintf(stderr, "edgerec serve: %s\n", err);
-		status = 2;
-		goto out;
-	}
 	const char *state_dir = config_get_str(cfg, "state_dir");
 	if (!state_dir || !*state_dir || util_mkdir_p(state_dir, 0700) < 0) {
 		fprintf(stderr, "edgerec serve: state_dir '%s' cannot be created: %s\n",

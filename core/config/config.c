@@ -215,6 +215,21 @@ static int value_check(const struct config_option *o, const char *key, const cha
 		err_set(err, errlen, "%s: value longer than %d bytes", key, CONFIG_VALUE_MAX);
 		return -1;
 	}
+	if (r == 0 && o->choices) {
+		bool found = false;
+		for (const char *const *ch = o->choices; *ch && !found; ch++)
+			found = strcmp(*ch, value) == 0;
+		if (!found) {
+			char list[512];
+			size_t n = 0;
+			list[0] = '\0';
+			for (const char *const *ch = o->choices; *ch && n < sizeof(list); ch++)
+				n += (size_t)snprintf(list + n, sizeof(list) - n, "%s%s", n ? ", " : "",
+						      **ch ? *ch : "\"\" (empty)");
+			err_set(err, errlen, "%s: '%.64s' is not one of %s", key, value, list);
+			return -1;
+		}
+	}
 	if (r < 0) {
 		const char *hint = o->type == CONFIG_SIZE ? " (e.g. 512, 10M, 2G)"
 			: o->type == CONFIG_DURATION ? " (e.g. 30s, 250ms, 5m, 2h)"
@@ -461,6 +476,10 @@ int config_register(struct config *c, const struct config_option *table)
 		}
 		if (o->type < CONFIG_STR || o->type > CONFIG_DURATION) {
 			LOG_ERROR(&log_cfg, "option table: %s has no valid type", o->key);
+			goto out;
+		}
+		if (o->choices && o->type != CONFIG_STR) {
+			LOG_ERROR(&log_cfg, "option table: %s has choices but is not a string", o->key);
 			goto out;
 		}
 		if (o->def && value_check(o, o->key, o->def, err, sizeof(err)) < 0) {
@@ -1107,6 +1126,13 @@ bool config_is_set(const struct config *c, const char *key)
 	return set;
 }
 
+unsigned config_flags(const struct config *c, const char *key)
+{
+	const struct config_option *o = NULL;
+	lookup(c, key, &o, NULL);
+	return o ? o->flags : 0;
+}
+
 const char *config_origin(const struct config *c, const char *key)
 {
 	const char *origin = NULL;
@@ -1157,9 +1183,59 @@ void config_foreach(const struct config *c, const char *prefix,
 	free(all);
 }
 
+/* Writes 'value' with the password of a URL's user part ("scheme://user:pw@")
+ * as "***" into 'out'; false when there is none. */
+static bool redact_url(const char *value, char *out, size_t outlen)
+{
+	const char *scheme = strstr(value, "://");
+	if (!scheme)
+		return false;
+	const char *user = scheme + 3;
+	size_t authority = strcspn(user, "/?#");
+	const char *at = memchr(user, '@', authority);
+	const char *colon = at ? memchr(user, ':', (size_t)(at - user)) : NULL;
+	if (!colon || colon + 1 == at)
+		return false;
+	snprintf(out, outlen, "%.*s***%s", (int)(colon + 1 - value), value, at);
+	return true;
+}
+
+/* The display text of 'value' for option 'o' (may be NULL). */
+static const char *display(const struct config_option *o, const char *value, char *out, size_t outlen)
+{
+	if (!value)
+		return NULL;
+	if (o && (o->flags & CONFIG_SECRET) && *value) {
+		snprintf(out, outlen, "(redacted)");
+		return out;
+	}
+	if (redact_url(value, out, outlen))
+		return out;
+	snprintf(out, outlen, "%s", value);
+	return out;
+}
+
+const char *config_display_value(const struct config *c, const char *key, const char *value, char *out,
+				 size_t outlen)
+{
+	struct config *m = (struct config *)c;
+	const struct config_option *o = NULL;
+	if (c && key) {
+		pthread_rwlock_rdlock(&m->lock);
+		o = opt_find(c, key);
+		pthread_rwlock_unlock(&m->lock);
+	}
+	if (!value) {
+		snprintf(out, outlen, "(unset)");
+		return out;
+	}
+	return display(o, value, out, outlen);
+}
+
 void config_dump(const struct config *c, void *out)
 {
 	FILE *f = out;
+	char shown[CONFIG_VALUE_MAX + 16];
 	if (!c || !f)
 		return;
 	struct config *m = (struct config *)c;
@@ -1167,7 +1243,7 @@ void config_dump(const struct config *c, void *out)
 	for (size_t i = 0; i < c->nopts; i++) {
 		const struct config_option *o = c->opts[i];
 		long e = strchr(o->key, '*') ? -1 : entry_search(c, o->key);
-		const char *v = e >= 0 ? c->entries[e].value : o->def;
+		const char *v = display(o, e >= 0 ? c->entries[e].value : o->def, shown, sizeof(shown));
 		fprintf(f, "%-28s %-8s = %-24s (%s)  %s\n", o->key, type_name(o->type),
 			v ? v : "(unset)", e >= 0 ? c->entries[e].origin : "default",
 			o->help ? o->help : "");
@@ -1177,7 +1253,143 @@ void config_dump(const struct config *c, void *out)
 		if (e->opt && !strchr(e->opt->key, '*'))
 			continue;
 		fprintf(f, "%-28s %-8s = %-24s (%s)\n", e->key, e->opt ? type_name(e->opt->type) : "unknown",
-			e->value, e->origin);
+			display(e->opt, e->value, shown, sizeof(shown)), e->origin);
 	}
 	pthread_rwlock_unlock(&m->lock);
+}
+
+/* ---- unknown environment variables ----------------------------------------- */
+
+/* True when the environment variable 'name' (without "=value") sets a
+ * registered option. Caller holds a lock. */
+static bool env_known(const struct config *c, const char *name, size_t nlen)
+{
+	for (size_t i = 0; i < c->nopts; i++) {
+		const char *key = c->opts[i]->key;
+		const char *star = strchr(key, '*');
+		char pre[CONFIG_KEY_MAX + 16] = "EDGEREC_", suf[CONFIG_KEY_MAX + 8];
+		if (!star) {
+			env_name(pre + 8, sizeof(pre) - 8, key, strlen(key));
+			if (strlen(pre) == nlen && memcmp(pre, name, nlen) == 0)
+				return true;
+			continue;
+		}
+		env_name(pre + 8, sizeof(pre) - 8, key, (size_t)(star - key));
+		env_name(suf, sizeof(suf), star + 1, strlen(star + 1));
+		size_t plen = strlen(pre), slen = strlen(suf);
+		if (nlen <= plen + slen || memcmp(name, pre, plen) != 0 || memcmp(name + nlen - slen, suf, slen) != 0)
+			continue;
+		/* The segment is one non-empty word without dots. */
+		bool seg = true;
+		for (size_t j = plen; j < nlen - slen && seg; j++)
+			seg = seg_char(name[j]) && name[j] != '.';
+		if (seg)
+			return true;
+	}
+	return false;
+}
+
+int config_unknown_env(const struct config *c, const char *const *ignore, char *out, size_t outlen)
+{
+	struct config *m = (struct config *)c;
+	int count = 0;
+	size_t used = 0;
+	if (outlen)
+		out[0] = '\0';
+	if (!c)
+		return 0;
+	pthread_rwlock_rdlock(&m->lock);
+	for (char **e = environ; e && *e; e++) {
+		const char *eq = strchr(*e, '=');
+		if (!eq || strncmp(*e, "EDGEREC_", 8) != 0)
+			continue;
+		size_t nlen = (size_t)(eq - *e);
+		bool skip = env_known(c, *e, nlen);
+		for (const char *const *ig = ignore; ig && *ig && !skip; ig++)
+			skip = strlen(*ig) == nlen && memcmp(*ig, *e, nlen) == 0;
+		if (skip)
+			continue;
+		count++;
+		if (outlen && used < outlen)
+			used += (size_t)snprintf(out + used, outlen - used, "%s%.*s", used ? ", " : "", (int)nlen, *e);
+	}
+	pthread_rwlock_unlock(&m->lock);
+	return count;
+}
+
+/* ---- what a reload changed --------------------------------------------------- */
+
+struct config_snapshot {
+	struct kv *v;
+	size_t n;
+};
+
+static void snap_add(void *opaque, const char *key, const char *value)
+{
+	struct config_snapshot *s = opaque;
+	if (!s->v)
+		return;
+	char *k = strdup(key), *val = strdup(value);
+	struct kv *nv = realloc(s->v, (s->n + 1) * sizeof(*nv));
+	if (!k || !val || !nv) {
+		free(k);
+		free(val);
+		if (nv)
+			s->v = nv;
+		return;
+	}
+	s->v = nv;
+	s->v[s->n++] = (struct kv){ k, val };
+}
+
+struct config_snapshot *config_snapshot(const struct config *c)
+{
+	struct config_snapshot *s = calloc(1, sizeof(*s));
+	if (!s)
+		return NULL;
+	s->v = malloc(sizeof(*s->v));
+	if (!s->v) {
+		free(s);
+		return NULL;
+	}
+	config_foreach(c, "", snap_add, s);
+	return s;
+}
+
+void config_snapshot_free(struct config_snapshot *s)
+{
+	if (!s)
+		return;
+	for (size_t i = 0; i < s->n; i++) {
+		free((char *)s->v[i].key);
+		free((char *)s->v[i].value);
+	}
+	free(s->v);
+	free(s);
+}
+
+void config_diff(const struct config *c, const struct config_snapshot *before,
+		 void (*cb)(void *opaque, const char *key, const char *old_value, const char *new_value),
+		 void *opaque)
+{
+	struct config_snapshot *now = config_snapshot(c);
+	char a[CONFIG_VALUE_MAX + 16], b[CONFIG_VALUE_MAX + 16];
+	if (!now || !before || !cb) {
+		config_snapshot_free(now);
+		return;
+	}
+	/* Both are sorted by key (config_foreach): walk them side by side. */
+	size_t i = 0, j = 0;
+	while (i < before->n || j < now->n) {
+		int r = i >= before->n ? 1 : j >= now->n ? -1 : strcmp(before->v[i].key, now->v[j].key);
+		const char *key = r <= 0 ? before->v[i].key : now->v[j].key;
+		const char *old_v = r <= 0 ? before->v[i].value : NULL;
+		const char *new_v = r >= 0 ? now->v[j].value : NULL;
+		if (!same_text(old_v, new_v))
+			cb(opaque, key, old_v ? config_display_value(c, key, old_v, a, sizeof(a)) : NULL,
+			   new_v ? config_display_value(c, key, new_v, b, sizeof(b)) : NULL);
+		i += r <= 0;
+		j += r >= 0;
+	}
+	config_snapshot_free(now);
 }

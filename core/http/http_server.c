@@ -33,7 +33,7 @@ const struct config_option http_options[] = {
 	{ "tls_cert", CONFIG_STR, "",
 	  "PEM certificate (chain) for HTTPS; empty: a self-signed one kept in state_dir/tls" },
 	{ "tls_key", CONFIG_STR, "", "PEM private key of tls_cert (empty: inside tls_cert)" },
-	{ "jwt_secret", CONFIG_STR, NULL, "HS256 secret of bearer tokens" },
+	{ "jwt_secret", CONFIG_STR, NULL, "HS256 secret of bearer tokens", .flags = CONFIG_SECRET },
 	{ "jwt_public_key", CONFIG_STR, NULL, "ES256 public key of bearer tokens: a PEM file or PEM text" },
 	{ "state_dir", CONFIG_STR, "/var/lib/edgerec", "where edgerec keeps its own state" },
 	{ "http.threads", CONFIG_INT, "48", "worker threads (each WebSocket subscriber holds one)" },

@@ -1384,68 +1384,16 @@ struct recorder *recorder_new(struct config *cfg, struct state *st, struct polic
 		goto fail;
 	}
 	util_strlcpy(r->storage_path, v && v[0] ? v : "/tmp/webrtc_recordings", sizeof(r->storage_path));
-	v = config_get_str(cfg, "storage_backend");
-	if (!v || (strcmp(v, "local") != 0 && strcmp(v, "s3") != 0)) {
-		snprintf(err, errlen, "storage_backend must be local or s3, not '%s'", v ? v : "");
+	if (recorder_config_check(cfg, err, errlen) < 0)
 		goto fail;
-	}
-	util_strlcpy(r->storage_backend, v, sizeof(r->storage_backend));
-	v = config_get_str(cfg, "default_format");
-	if (!recorder_format_valid(v)) {
-		snprintf(err, errlen, "default_format must be webm, mkv or mp4, not '%s'", v ? v : "");
+	struct recorder_limits lim;
+	if (recorder_limits_read(cfg, &lim, err, errlen) < 0)
 		goto fail;
-	}
-	util_strlcpy(r->default_format, v, sizeof(r->default_format));
-	v = config_get_str(cfg, "default_quality");
-	if (!media_preset_find(v)) {
-		snprintf(err, errlen, "default_quality must be low, medium, high or ultra, not '%s'", v ? v : "");
-		goto fail;
-	}
-	util_strlcpy(r->default_quality, v, sizeof(r->default_quality));
-	r->max_duration_ms = config_get_int(cfg, "max_recording_duration");
-	if (r->max_duration_ms <= 0) {
-		snprintf(err, errlen, "max_recording_duration must be positive");
-		goto fail;
-	}
-	long long lim = config_get_int(cfg, "max_concurrent_recordings");
-	if (lim <= 0 || lim > 1000000) {
-		snprintf(err, errlen, "max_concurrent_recordings must be at least 1");
-		goto fail;
-	}
-	r->max_concurrent = (int)lim;
-	lim = config_get_int(cfg, "max_recordings_per_user");
-	if (lim < 0 || lim > 1000000) {
-		snprintf(err, errlen, "max_recordings_per_user must be 0 (off) or positive");
-		goto fail;
-	}
-	r->max_per_user = (int)lim;
-	lim = config_get_int(cfg, "recorder.max_stored_per_user");
-	if (lim < 0 || lim > 100000000) {
-		snprintf(err, errlen, "recorder.max_stored_per_user must be 0 (no cap) or positive");
-		goto fail;
-	}
-	r->max_stored_per_user = (int)lim;
-	r->transcoding = config_get_bool(cfg, "enable_transcoding");
-	r->keep_local = config_get_bool(cfg, "recorder.keep_local");
-	r->disk_reserve = config_get_int(cfg, "recorder.disk_reserve");
-	r->disk_low_water = config_get_int(cfg, "recorder.disk_low_water");
-	r->first_frame_timeout_ms = config_get_int(cfg, "recorder.first_frame_timeout");
-	r->retention_max_bytes = config_get_int(cfg, "retention.max_bytes");
-	r->retention_max_age_ms = config_get_int(cfg, "retention.max_age");
-	r->retention_interval_ms = config_get_int(cfg, "retention.interval");
-	if (r->retention_max_bytes < 0 || r->retention_max_age_ms < 0 || r->retention_interval_ms < 100) {
-		snprintf(err, errlen, "retention.max_bytes and retention.max_age must be 0 or positive, "
-			 "retention.interval at least 100ms");
-		goto fail;
-	}
-	lim = config_get_int(cfg, "recorder.encode_budget");
-	if (lim < 0 || lim > 1000000) {
-		snprintf(err, errlen, "recorder.encode_budget must be 0 (measured default) or Mpixel/s");
-		goto fail;
-	}
-	media_encode_set_budget(lim * 1000000);
-	lim = config_get_int(cfg, "recorder.workers");
-	r->n_workers = lim < 1 ? 1 : lim > 16 ? 16 : (int)lim;
+	util_strlcpy(r->storage_backend, config_get_str(cfg, "storage_backend"), sizeof(r->storage_backend));
+	util_strlcpy(r->default_format, config_get_str(cfg, "default_format"), sizeof(r->default_format));
+	util_strlcpy(r->default_quality, config_get_str(cfg, "default_quality"), sizeof(r->default_quality));
+	recorder_limits_apply(r, &lim);
+	r->n_workers = lim.n_workers;
 
 	int rc = util_mkdir_p(r->storage_path, UTIL_MEDIA_DIR_MODE);
 	if (rc < 0 || access(r->storage_path, W_OK) != 0) {

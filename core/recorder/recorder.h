@@ -100,6 +100,19 @@ struct recorder_reply {
  *   room.<id>.args              driver arguments "k=v,k=v" ("") */
 int recorder_config_register(struct config *c);
 
+/* Checks every option the recorder reads (ranges, the quality preset, the
+ * S3 settings when storage_backend is s3) without starting anything, so a
+ * bad file is refused before any module comes up. Returns 0 or -1 with the
+ * reason in 'err'. */
+int recorder_config_check(const struct config *c, char *err, size_t errlen);
+
+/* Puts the options marked CONFIG_LIVE in force after the configuration was
+ * reloaded: limits, durations, disk thresholds, retention, the encode
+ * budget, the S3 credentials. Live recordings keep running (a new
+ * max_recording_duration applies to them from now on). Returns 0, or -1
+ * with 'err' (the previous values stay). Any thread. */
+int recorder_reload(struct recorder *r, char *err, size_t errlen);
+
 /* Writes this node's id into 'out': the node_id option when set, else an
  * id kept in {state_dir}/node_id (created once, a uuid), else the host
  * name. Returns 0 or -1. Main passes the same id to state_new. */

@@ -71,13 +71,33 @@ struct recorder_job {
 	bool cancel;          /* a cancel request: end as cancelled; under recorder.lock */
 };
 
+/* The options of a recorder that a reload may change while it runs
+ * (recorder_config.c); recorder_new reads them the same way. */
+struct recorder_limits {
+	int64_t max_duration_ms;
+	int max_concurrent, max_per_user, max_stored_per_user;
+	bool transcoding, keep_local;
+	long long disk_reserve, disk_low_water;
+	int64_t first_frame_timeout_ms;
+	long long retention_max_bytes;
+	int64_t retention_max_age_ms, retention_interval_ms;
+	long long encode_budget_px;  /* pixels per second; 0: the measured default */
+	int n_workers;               /* read at start only */
+};
+
+/* Reads and checks the limits from 'cfg'. Returns 0, or -1 with 'err'. */
+int recorder_limits_read(const struct config *cfg, struct recorder_limits *l, char *err, size_t errlen);
+/* Puts 'l' in force in 'r' (all but n_workers). Any thread. */
+void recorder_limits_apply(struct recorder *r, const struct recorder_limits *l);
+
 struct recorder {
 	struct config *cfg;
 	struct state *st;
 	struct policy_host *pol;
 	char node_id[128];
 
-	/* Options, read once in recorder_new. */
+	/* Options, read in recorder_new; those of struct recorder_limits
+	 * again by recorder_reload. */
 	char storage_path[RECORDER_STORAGE_MAX];
 	char storage_backend[16];
 	char default_format[8];
