@@ -74,6 +74,7 @@ struct http_request {
 	struct mg_connection *conn;
 	int route;                    /* route id or pseudo route, for metrics */
 	int status;                   /* the reply status once sent */
+	long long bytes;              /* body bytes written, for the access log */
 	int64_t start_ns;
 	char id[HTTP_REQUEST_ID_LEN];
 	char user[HTTP_USER_ID_MAX + 1];  /* the token's sub once verified */

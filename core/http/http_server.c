@@ -131,8 +131,9 @@ void http_reply(struct http_request *req, int status, const char *content_type, 
 		size_t len, const char *extra_name, const char *extra_value)
 {
 	const char *extra[] = { extra_name, extra_value, NULL };
-	if (http_reply_headers(req, status, content_type, (long long)len, extra_name ? extra : NULL) && len)
-		mg_write(req->conn, body, len);
+	if (http_reply_headers(req, status, content_type, (long long)len, extra_name ? extra : NULL) && len &&
+	    mg_write(req->conn, body, len) > 0)
+		req->bytes += (long long)len;
 }
 
 void http_reply_json(struct http_request *req, int status, const cJSON *body)
@@ -178,9 +179,10 @@ void http_reply_error(struct http_request *req, int status, const char *code, co
 	cJSON_free(text);
 }
 
-/* Counts and logs a finished request with its id and user: errors at
- * info (5xx at warn), requests that change something (POST, DELETE) at
- * info too, as an audit trail; reads at debug. */
+/* Counts a finished request and writes its access log line (id, peer,
+ * user, method, path, status, body bytes, duration): at info, 5xx at warn;
+ * successful probes of /healthz and /metrics (a monitor asks every few
+ * seconds) at debug. */
 static void http_request_end(struct http_request *req)
 {
 	const struct mg_request_info *ri = mg_get_request_info(req->conn);
@@ -188,12 +190,10 @@ static void http_request_end(struct http_request *req)
 	http_metrics_observe(req->s->metrics, req->route, req->status, elapsed);
 	const char *method = ri->request_method ? ri->request_method : "-";
 	const char *uri = ri->local_uri_raw ? ri->local_uri_raw : (ri->local_uri ? ri->local_uri : "-");
-	enum log_level level = req->status >= 500   ? LOG_LEVEL_WARN
-			       : req->status >= 400 ? LOG_LEVEL_INFO
-			       : (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) ? LOG_LEVEL_INFO
-										: LOG_LEVEL_DEBUG;
-	LOG_AT(&http_log, level, "req=%s %s user=%s %s %s -> %d (%.2f ms)%s%s", req->id, ri->remote_addr,
-	       req->user[0] ? req->user : "-", method, uri, req->status, (double)elapsed / 1e6,
+	bool probe = (req->route == HTTP_ROUTE_HEALTHZ || req->route == HTTP_ROUTE_METRICS) && req->status < 400;
+	enum log_level level = req->status >= 500 ? LOG_LEVEL_WARN : probe ? LOG_LEVEL_DEBUG : LOG_LEVEL_INFO;
+	LOG_AT(&http_log, level, "req=%s %s user=%s %s %s -> %d %lld B (%.2f ms)%s%s", req->id, ri->remote_addr,
+	       req->user[0] ? req->user : "-", method, uri, req->status, req->bytes, (double)elapsed / 1e6,
 	       req->note[0] ? " " : "", req->note);
 }
 
@@ -504,9 +504,13 @@ static char *http_conn_metrics(void *opaque)
 	return out;
 }
 
+/* civetweb's own messages ("SSL read failed, error -30848" when a peer
+ * closes without close_notify, an accept that failed) describe single
+ * connections: debug. What matters to an operator shows in the access log
+ * and /metrics. */
 static int http_on_log(const struct mg_connection *conn, const char *message)
 {
-	LOG_WARN(&http_log, "civetweb: %s", message);
+	LOG_DEBUG(&http_log, "civetweb: %s", message);
 	return 1;
 }
 
