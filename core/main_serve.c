@@ -1,13 +1,16 @@
 /* main_serve: `edgerec serve`: reads the configuration (file < environment
  * < --set), brings the modules up in dependency order (state, policy,
  * recorder, http), prints where it listens and a development token, runs
- * until SIGINT/SIGTERM, then takes the modules down in reverse order. */
+ * until SIGINT/SIGTERM, then takes the modules down in reverse order.
+ * SIGHUP reloads the configuration and the policies (serve_reload). */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <malloc.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sys/resource.h>
+#include <sys/signalfd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -86,20 +89,6 @@ static void serve_raise_nofile(void)
 			 (unsigned long long)rl.rlim_cur);
 }
 
-/* The signal handler only writes one byte to this pipe; the main thread
- * waits on its other end. */
-static int serve_signal_pipe[2] = { -1, -1 };
-
-static void serve_on_signal(int sig)
-{
-	int saved = errno;
-	unsigned char b = (unsigned char)sig;
-	if (write(serve_signal_pipe[1], &b, 1) < 0) {
-		/* Nothing can be done in a handler; the pipe is non-blocking. */
-	}
-	errno = saved;
-}
-
 static void serve_usage(FILE *out)
 {
 	fprintf(out,
@@ -110,7 +99,9 @@ static void serve_usage(FILE *out)
 		"\n"
 		"  --config PATH     configuration file (default %s if it exists)\n"
 		"  --set KEY=VALUE   set one option (repeatable)\n"
-		"  --print-config    print every option with its value and origin, then exit\n",
+		"  --print-config    print every option with its value and origin (secrets redacted), then exit\n"
+		"\n"
+		"SIGHUP reloads the configuration and the policies; SIGTERM or SIGINT stops.\n",
 		SERVE_DEFAULT_CONFIG);
 }
 
@@ -286,6 +277,71 @@ fail:
 	return NULL;
 }
 
+/* What a SIGHUP reloads. */
+struct serve_reload_ctx {
+	struct config *cfg;
+	const char *path;
+	char **sets;
+	int nsets;
+	struct recorder *rec;
+	struct policy_host *pol;
+	struct storage_s3 *s3;  /* the presigner's client, or NULL */
+	int changed, restart;
+};
+
+static void serve_reload_change(void *opaque, const char *key, const char *old_value, const char *new_value)
+{
+	struct serve_reload_ctx *x = opaque;
+	bool live = config_flags(x->cfg, key) & CONFIG_LIVE;
+	x->changed++;
+	x->restart += !live;
+	LOG_AT(&serve_log, live ? LOG_LEVEL_INFO : LOG_LEVEL_WARN, "reload: %s: %s -> %s (%s)", key,
+	       old_value ? old_value : "(unset)", new_value ? new_value : "(unset)",
+	       live ? "applied" : "needs a restart");
+}
+
+/* SIGHUP: reads the configuration again (file, environment, --set),
+ * checks all of it beside the running one, swaps it in, puts the options
+ * marked CONFIG_LIVE in force and says which changes wait for a restart;
+ * then reloads the policies. A configuration that does not pass changes
+ * nothing. Runs on the main thread; never ends the process. */
+static void serve_reload(struct serve_reload_ctx *x)
+{
+	char err[1024];
+	LOG_INFO(&serve_log, "SIGHUP: reloading the configuration%s and the policies",
+		 x->path ? "" : " (no file: the environment only)");
+	x->changed = x->restart = 0;
+	struct config *fresh = serve_configure(x->path, x->sets, x->nsets, err, sizeof(err));
+	if (!fresh) {
+		LOG_ERROR(&serve_log, "reload refused, the running configuration stays: %s", err);
+		goto policies;
+	}
+	config_free(fresh);
+	struct config_snapshot *before = config_snapshot(x->cfg);
+	int rc = x->path ? config_reload_file(x->cfg, x->path, err, sizeof(err))
+			 : config_apply_env_checked(x->cfg, err, sizeof(err));
+	if (rc < 0) {
+		LOG_ERROR(&serve_log, "reload refused, the running configuration stays: %s", err);
+		config_snapshot_free(before);
+		goto policies;
+	}
+	config_diff(x->cfg, before, serve_reload_change, x);
+	config_snapshot_free(before);
+	serve_apply_log_level(x->cfg);
+	if (recorder_reload(x->rec, err, sizeof(err)) < 0)
+		LOG_ERROR(&serve_log, "reload: recorder: %s", err);
+	if (x->s3 && storage_s3_reload_credentials(x->s3, x->cfg) < 0)
+		LOG_ERROR(&serve_log, "reload: the S3 credentials are incomplete: downloads keep the previous ones");
+	LOG_INFO(&serve_log, "reload: %d option%s changed, %d applied, %d need%s a restart", x->changed,
+		 x->changed == 1 ? "" : "s", x->changed - x->restart, x->restart, x->restart == 1 ? "s" : "");
+policies:
+	if (x->pol) {
+		int n = policy_host_reload(x->pol);
+		LOG_INFO(&serve_log, "reload: policies rescanned, %d new version%s in force", n, n == 1 ? "" : "s");
+	}
+	LOG_INFO(&serve_log, "reload: done");
+}
+
 int main_serve(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -306,6 +362,7 @@ int main_serve(int argc, char **argv)
 	struct recorder *rec = NULL;
 	struct http_server *http = NULL;
 	struct storage_s3 *s3 = NULL;
+	int sfd = -1;
 
 	if (!sets)
 		return 1;
@@ -362,16 +419,19 @@ int main_serve(int argc, char **argv)
 		goto out;
 	}
 
-	if (pipe2(serve_signal_pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
-		fprintf(stderr, "edgerec serve: pipe: %s\n", strerror(errno));
+	/* SIGINT, SIGTERM and SIGHUP are blocked in every thread (the ones
+	 * started below inherit the mask) and read from a signalfd by this
+	 * thread alone: no handler runs, so no system call of a recording's
+	 * threads is interrupted by a reload. */
+	sigset_t sigs;
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGHUP);
+	if (pthread_sigmask(SIG_BLOCK, &sigs, NULL) != 0 || (sfd = signalfd(-1, &sigs, SFD_CLOEXEC)) < 0) {
+		fprintf(stderr, "edgerec serve: signalfd: %s\n", strerror(errno));
 		goto out;
 	}
-	struct sigaction sa;
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = serve_on_signal;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
 	serve_raise_nofile();
@@ -436,20 +496,27 @@ int main_serve(int argc, char **argv)
 	printf("edgerec serve: ready (Ctrl-C stops)\n");
 	fflush(stdout);
 
+	struct serve_reload_ctx reload = { .cfg = cfg, .path = config_path, .sets = sets, .nsets = nsets,
+					   .rec = rec, .pol = pol, .s3 = s3 };
 	for (;;) {
-		unsigned char sig;
-		ssize_t n = read(serve_signal_pipe[0], &sig, 1);
-		if (n == 1) {
-			/* A second signal while shutting down ends the process. */
-			signal(SIGINT, SIG_DFL);
-			signal(SIGTERM, SIG_DFL);
-			LOG_INFO(&serve_log, "signal %d: shutting down", sig);
+		struct signalfd_siginfo si;
+		ssize_t n = read(sfd, &si, sizeof(si));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n != (ssize_t)sizeof(si)) {
+			LOG_ERROR(&serve_log, "signalfd: %s", n < 0 ? strerror(errno) : "short read");
 			break;
 		}
-		if (n < 0 && errno != EAGAIN && errno != EINTR)
-			break;
-		struct pollfd pfd = { .fd = serve_signal_pipe[0], .events = POLLIN };
-		poll(&pfd, 1, -1);
+		if (si.ssi_signo == SIGHUP) {
+			serve_reload(&reload);
+			continue;
+		}
+		LOG_INFO(&serve_log, "signal %u: shutting down", si.ssi_signo);
+		/* A second SIGINT or SIGTERM while shutting down ends the
+		 * process: this thread takes them with the default action. */
+		sigdelset(&sigs, SIGHUP);
+		pthread_sigmask(SIG_UNBLOCK, &sigs, NULL);
+		break;
 	}
 	status = 0;
 out:
@@ -460,13 +527,8 @@ out:
 	policy_host_free(pol);
 	state_free(st);
 	config_free(cfg);
-	if (serve_signal_pipe[0] >= 0) {
-		signal(SIGINT, SIG_DFL);
-		signal(SIGTERM, SIG_DFL);
-		close(serve_signal_pipe[0]);
-		close(serve_signal_pipe[1]);
-		serve_signal_pipe[0] = serve_signal_pipe[1] = -1;
-	}
+	if (sfd >= 0)
+		close(sfd);
 	free(sets);
 	if (status == 0 && !print_config)
 		LOG_INFO(&serve_log, "stopped");
