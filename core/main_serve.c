@@ -169,6 +169,13 @@ static bool serve_policy_health(void *opaque, char *why, size_t whylen)
 	return true;
 }
 
+/* The disk and the S3 uploads: never down, degraded when starts would be
+ * refused for space or uploads fail. */
+static bool serve_storage_health(void *opaque, char *why, size_t whylen)
+{
+	return recorder_storage_health(opaque, why, whylen);
+}
+
 /* The state store's figures for /metrics (Redis reachability, the retry
  * buffer, the subscriber). */
 static char *serve_state_metrics(void *opaque)
@@ -466,6 +473,8 @@ int main_serve(int argc, char **argv)
 		goto out;
 	}
 	http_server_add_metrics(http, serve_state_metrics, st);
+	http_server_add_metrics(http, recorder_storage_metrics, rec);
+	http_server_add_health_check(http, "storage", serve_storage_health, rec);
 	const char *backend = config_get_str(cfg, "storage_backend");
 	if (backend && strcmp(backend, "s3") == 0) {
 		s3 = storage_s3_new_from_config(cfg, err, sizeof(err));

@@ -703,6 +703,8 @@ void recorder_start(struct recorder *r, const struct recorder_caller *caller,
 		pthread_mutex_lock(&r->lock);
 		r->m.refused_total++;
 		pthread_mutex_unlock(&r->lock);
+		if (prc == 507)
+			recorder_storage_refused(r, room_id, caller->user_id, reason);
 		reply_error(out, prc, prc == 507 ? "insufficient_storage" : prc == 403 ? "forbidden"
 				      : prc == 503 ? "policy_unavailable" : "limit_reached", "%s", reason);
 		return;
@@ -1344,17 +1346,24 @@ char *recorder_encode_metrics(void *opaque)
 
 bool recorder_healthy(struct recorder *r, char *why, size_t whylen)
 {
-	if (access(r->storage_path, W_OK) != 0) {
-		snprintf(why, whylen, "storage directory %s is not writable: %s", r->storage_path,
-			 strerror(errno));
-		return false;
-	}
-	if (!state_healthy(r->st)) {
-		snprintf(why, whylen, "the state store (Redis) does not answer");
-		return false;
-	}
 	if (why && whylen)
 		why[0] = 0;
+	if (!state_healthy(r->st)) {
+		struct state_stats ss;
+		state_stats(r->st, &ss);
+		if (ss.pending_writes >= ss.pending_max) {
+			snprintf(why, whylen, "the state store (Redis) does not answer and its retry buffer is full "
+				 "(%zu writes): state changes are being lost", ss.pending_writes);
+			return false;
+		}
+		snprintf(why, whylen, "the state store (Redis) does not answer: live recordings go on, %zu state "
+			 "writes wait for it (room for %zu more); starts and listings answer 503 until it is back",
+			 ss.pending_writes, ss.pending_max - ss.pending_writes);
+		return true;
+	}
+	if (access(r->storage_path, W_OK) != 0)
+		snprintf(why, whylen, "storage directory %s is not writable: %s; starts are refused", r->storage_path,
+			 strerror(errno));
 	return true;
 }
 
@@ -1375,6 +1384,8 @@ struct recorder *recorder_new(struct config *cfg, struct state *st, struct polic
 	pthread_mutex_init(&r->ctl_lock, NULL);
 	pthread_cond_init(&r->ctl_cond, NULL);
 	pthread_mutex_init(&r->idle_lock, NULL);
+	pthread_mutex_init(&r->uploads_lock, NULL);
+	pthread_mutex_init(&r->counts_lock, NULL);
 	pthread_cond_init(&r->idle_cond, NULL);
 	util_strlcpy(r->node_id, state_node_id(st) ? state_node_id(st) : "", sizeof(r->node_id));
 
@@ -1471,6 +1482,8 @@ void recorder_free(struct recorder *r)
 	pthread_mutex_destroy(&r->ctl_lock);
 	pthread_cond_destroy(&r->ctl_cond);
 	pthread_mutex_destroy(&r->idle_lock);
+	pthread_mutex_destroy(&r->uploads_lock);
+	pthread_mutex_destroy(&r->counts_lock);
 	pthread_cond_destroy(&r->idle_cond);
 	free(r);
 }

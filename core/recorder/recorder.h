@@ -228,9 +228,28 @@ char *recorder_rtp_metrics(void *opaque);
  * threads, starts refused for it), malloc'd; 'opaque' is the recorder. */
 char *recorder_encode_metrics(void *opaque);
 
-/* False with a reason in 'why' when the recorder cannot do its job: the
- * storage directory is not writable, or the state store is unhealthy. */
+/* The recorder's check of /healthz. False (the node is down) only when the
+ * state store is unreachable and its retry buffer is full; true with a
+ * reason (degraded) when Redis is unreachable but writes are buffered, or
+ * the storage directory is not writable. */
 bool recorder_healthy(struct recorder *r, char *why, size_t whylen);
+
+/* The storage check of /healthz: true always (storage never takes the
+ * node down), with a reason when a start would be refused for space or S3
+ * uploads are failing ("degraded"). Any thread. */
+bool recorder_storage_health(struct recorder *r, char *why, size_t whylen);
+/* {"disk": {path, free_bytes, total_bytes, starts_refused,
+ * local_only_deleted}, "uploads": {queue, uploaded, bytes_sent, failed,
+ * last_failure, last_failure_at} (S3 backend only)}; a new object, NULL
+ * when out of memory. */
+cJSON *recorder_storage_json(struct recorder *r);
+/* Prometheus text: disk gauges, the recordings by status in the state store
+ * (edgerec_recordings, all nodes), S3 upload counters (an http_metrics_fn;
+ * 'opaque' is the recorder). */
+char *recorder_storage_metrics(void *opaque);
+/* The records by status in the state store, reused for up to 10 s.
+ * Returns 0, or -1 when they were never counted (Redis down since start). */
+int recorder_state_counts(struct recorder *r, long long counts[RECORDER_STATUS_COUNT]);
 
 /* Waits until no processing job is queued or running, up to 'timeout_ns'
  * (negative: forever). Returns 0 when idle, -1 on timeout. For tests and

@@ -46,9 +46,13 @@ def test_version(c):
     line = out.stdout.strip()
     assert line.startswith("edgerec %s" % want), line
     if os.path.isdir(os.path.join(src, ".git")) or os.path.isfile(os.path.join(src, ".git")):
-        head = subprocess.run(["git", "-C", src, "rev-parse", "--short=7", "HEAD"], capture_output=True,
-                              text=True).stdout.strip()
-        assert head and head[:7] in line, (line, head)
+        # The build names a commit of this checkout (the one it was built
+        # from, which may be older than HEAD now).
+        m = re.search(r"\((?:.*-g)?([0-9a-f]{7,40})(-dirty)?\)$", line)
+        assert m, line
+        known = subprocess.run(["git", "-C", src, "cat-file", "-e", m.group(1) + "^{commit}"],
+                               capture_output=True)
+        assert known.returncode == 0, (line, "not a commit of this checkout")
 
 
 def test_print_config_redacts(c):
