@@ -810,7 +810,7 @@ static void env_name(char *out, size_t outlen, const char *k, size_t klen)
 static int env_take(const struct config *c, const char *var, const char *key, const char *value,
 		    struct plist *out, bool strict, char *err, size_t errlen)
 {
-	char why[256], origin[CONFIG_KEY_MAX + 16];
+	char why[256], origin[CONFIG_KEY_MAX + 32];
 	const struct config_option *opt;
 	if (check_pair(c, key, value, &opt, why, sizeof(why)) < 0) {
 		LOG_WARN(&log_cfg, "ignoring %s: %s", var, why);
@@ -827,46 +827,56 @@ static int env_take(const struct config *c, const char *var, const char *key, co
 	return 0;
 }
 
-/* Collects the EDGEREC_* variables of every registered option into 'out'.
- * Caller holds the lock. */
-static int collect_env(const struct config *c, struct plist *out, bool strict, char *err, size_t errlen)
+/* The option key the environment variable 'name' ('nlen' bytes, without
+ * "=value") sets, written into 'full': EDGEREC_REDIS_URL sets redis_url;
+ * for a family the wildcard segment is taken as written
+ * (EDGEREC_ROOM_lobby_SOURCE sets room.lobby.source). False when it sets
+ * none. Caller holds a lock. */
+static bool env_key_of(const struct config *c, const char *name, size_t nlen, char *full, size_t fulllen)
 {
+	if (nlen <= 8 || strncmp(name, "EDGEREC_", 8) != 0)
+		return false;
 	for (size_t i = 0; i < c->nopts; i++) {
 		const char *key = c->opts[i]->key;
 		const char *star = strchr(key, '*');
 		char pre[CONFIG_KEY_MAX + 16] = "EDGEREC_", suf[CONFIG_KEY_MAX + 8];
+		env_name(pre + 8, sizeof(pre) - 8, key, star ? (size_t)(star - key) : strlen(key));
+		size_t plen = strlen(pre);
 		if (!star) {
-			env_name(pre + 8, sizeof(pre) - 8, key, strlen(key));
-			const char *v = getenv(pre);
-			if (v && env_take(c, pre, key, v, out, strict, err, errlen) < 0)
-				return -1;
+			if (plen == nlen && memcmp(pre, name, nlen) == 0) {
+				snprintf(full, fulllen, "%s", key);
+				return true;
+			}
 			continue;
 		}
-		/* A family: EDGEREC_<before>_<segment>_<after>=value. */
-		env_name(pre + 8, sizeof(pre) - 8, key, (size_t)(star - key));
+		/* A family: EDGEREC_<before>_<segment>_<after>. */
 		env_name(suf, sizeof(suf), star + 1, strlen(star + 1));
-		size_t plen = strlen(pre), slen = strlen(suf);
-		for (char **e = environ; e && *e; e++) {
-			const char *eq = strchr(*e, '=');
-			if (!eq || strncmp(*e, pre, plen) != 0)
-				continue;
-			size_t nlen = (size_t)(eq - *e);
-			if (nlen <= plen + slen || strncmp(eq - slen, suf, slen) != 0)
-				continue;
-			char var[CONFIG_KEY_MAX + 16], full[2 * CONFIG_KEY_MAX + 8], seg[CONFIG_KEY_MAX + 1];
-			size_t seglen = nlen - plen - slen;
-			if (nlen >= sizeof(var) || seglen > CONFIG_KEY_MAX)
-				continue;
-			memcpy(var, *e, nlen);
-			var[nlen] = '\0';
-			memcpy(seg, *e + plen, seglen);
-			seg[seglen] = '\0';
-			snprintf(full, sizeof(full), "%.*s%s%s", (int)(star - key), key, seg, star + 1);
-			if (!key_match(key, full))
-				continue;
-			if (env_take(c, var, full, eq + 1, out, strict, err, errlen) < 0)
-				return -1;
-		}
+		size_t slen = strlen(suf);
+		if (nlen <= plen + slen || nlen - plen - slen > CONFIG_KEY_MAX || memcmp(name, pre, plen) != 0 ||
+		    memcmp(name + nlen - slen, suf, slen) != 0)
+			continue;
+		snprintf(full, fulllen, "%.*s%.*s%s", (int)(star - key), key, (int)(nlen - plen - slen), name + plen,
+			 star + 1);
+		if (key_valid(full, false) && key_match(key, full))
+			return true;
+	}
+	return false;
+}
+
+/* Collects the EDGEREC_* variables of every registered option into 'out'.
+ * Caller holds the lock. */
+static int collect_env(const struct config *c, struct plist *out, bool strict, char *err, size_t errlen)
+{
+	for (char **e = environ; e && *e; e++) {
+		const char *eq = strchr(*e, '=');
+		char var[CONFIG_KEY_MAX + 16], full[2 * CONFIG_KEY_MAX + 8];
+		size_t nlen = eq ? (size_t)(eq - *e) : 0;
+		if (!eq || nlen >= sizeof(var) || !env_key_of(c, *e, nlen, full, sizeof(full)))
+			continue;
+		memcpy(var, *e, nlen);
+		var[nlen] = '\0';
+		if (env_take(c, var, full, eq + 1, out, strict, err, errlen) < 0)
+			return -1;
 	}
 	return 0;
 }
@@ -1260,35 +1270,6 @@ void config_dump(const struct config *c, void *out)
 
 /* ---- unknown environment variables ----------------------------------------- */
 
-/* True when the environment variable 'name' (without "=value") sets a
- * registered option. Caller holds a lock. */
-static bool env_known(const struct config *c, const char *name, size_t nlen)
-{
-	for (size_t i = 0; i < c->nopts; i++) {
-		const char *key = c->opts[i]->key;
-		const char *star = strchr(key, '*');
-		char pre[CONFIG_KEY_MAX + 16] = "EDGEREC_", suf[CONFIG_KEY_MAX + 8];
-		if (!star) {
-			env_name(pre + 8, sizeof(pre) - 8, key, strlen(key));
-			if (strlen(pre) == nlen && memcmp(pre, name, nlen) == 0)
-				return true;
-			continue;
-		}
-		env_name(pre + 8, sizeof(pre) - 8, key, (size_t)(star - key));
-		env_name(suf, sizeof(suf), star + 1, strlen(star + 1));
-		size_t plen = strlen(pre), slen = strlen(suf);
-		if (nlen <= plen + slen || memcmp(name, pre, plen) != 0 || memcmp(name + nlen - slen, suf, slen) != 0)
-			continue;
-		/* The segment is one non-empty word without dots. */
-		bool seg = true;
-		for (size_t j = plen; j < nlen - slen && seg; j++)
-			seg = seg_char(name[j]) && name[j] != '.';
-		if (seg)
-			return true;
-	}
-	return false;
-}
-
 int config_unknown_env(const struct config *c, const char *const *ignore, char *out, size_t outlen)
 {
 	struct config *m = (struct config *)c;
@@ -1304,7 +1285,8 @@ int config_unknown_env(const struct config *c, const char *const *ignore, char *
 		if (!eq || strncmp(*e, "EDGEREC_", 8) != 0)
 			continue;
 		size_t nlen = (size_t)(eq - *e);
-		bool skip = env_known(c, *e, nlen);
+		char full[2 * CONFIG_KEY_MAX + 8];
+		bool skip = env_key_of(c, *e, nlen, full, sizeof(full));
 		for (const char *const *ig = ignore; ig && *ig && !skip; ig++)
 			skip = strlen(*ig) == nlen && memcmp(*ig, *e, nlen) == 0;
 		if (skip)

@@ -11,11 +11,7 @@ import os
 import re
 import subprocess
 
-from edgerec_harness import Edgerec, mktemp, run_tests
-
-
-class Ctx:
-    pass
+from edgerec_harness import Ctx, Edgerec, mktemp, run_tests, source_dir
 
 
 def setup():
@@ -40,7 +36,7 @@ def run(c, args, conf=None, env=None):
 def test_version(c):
     out = run(c, ["--version"])
     assert out.returncode == 0, out
-    src = os.environ.get("EDGEREC_SOURCE_DIR") or os.path.join(os.path.dirname(__file__), "..", "..")
+    src = source_dir()
     with open(os.path.join(src, "CMakeLists.txt")) as f:
         want = re.search(r"project\(edgerec VERSION ([0-9.]+)", f.read()).group(1)
     line = out.stdout.strip()

@@ -18,7 +18,6 @@
   edgerec_s3_upload_failures_total{cause="network"} and shows in
   /healthz storage.uploads.last_failure."""
 
-import json
 import os
 import re
 import shutil
@@ -27,22 +26,14 @@ import subprocess
 import time
 import uuid
 
-from edgerec_harness import Edgerec, Redis, free_port, run_tests, wait_until, write_file, ws_next
-
-
-class Ctx:
-    pass
+from edgerec_harness import (Ctx, Edgerec, Redis, copy_policies, free_port, run_tests, wait_until, write_file,
+                             ws_next)
 
 
 def setup():
     c = Ctx()
     c.redis = Redis().start()
-    c.policy_dir = os.path.join(c.redis.dir, "policies")
-    os.makedirs(c.policy_dir)
-    src = os.environ.get("EDGEREC_SOURCE_DIR") or os.path.join(os.path.dirname(__file__), "..", "..")
-    for name in ("auth.lua", "quota.lua", "lifecycle.lua", "sources.lua"):
-        shutil.copy(os.path.join(src, "policies", name), c.policy_dir)
-    shutil.copytree(os.path.join(src, "policies", "lib"), os.path.join(c.policy_dir, "lib"))
+    c.policy_dir = copy_policies(os.path.join(c.redis.dir, "policies"))
     c.node = Edgerec(redis=c.redis, name="health", config={"policy_dir": c.policy_dir})
     c.node.start()
     c.nodes = [c.node]
@@ -132,13 +123,7 @@ def test_formats(c):
 
 
 def test_recordings_gauges_from_state(c):
-    room = "gauge-" + uuid.uuid4().hex[:6]
-    r = c.node.start_recording(room, "alice", "webm", "low")
-    assert r.status == 200, r
-    rid = r.json["recording_id"]
-    time.sleep(1.0)
-    assert c.node.op("stop", room, rid).status == 200
-    c.node.wait_status(room, rid, "completed")
+    c.node.record_for(1.0)
     want = int(c.redis.cli("EVAL", "local n = 0 for _, k in ipairs(redis.call('KEYS', 'webrtc:recording:state:*')) do "
                            "if cjson.decode(redis.call('GET', k)).status == 'completed' then n = n + 1 end end "
                            "return n", "0"))
@@ -219,13 +204,7 @@ def test_s3_failures_by_cause(c):
     promtool_check(text)
     strict_check(text)
     assert value(text, 'edgerec_s3_upload_failures_total{cause="network"}') == 0
-    room = "s3-" + uuid.uuid4().hex[:6]
-    r = n.start_recording(room, "alice", "webm", "low")
-    assert r.status == 200, r
-    rid = r.json["recording_id"]
-    time.sleep(1.0)
-    assert n.op("stop", room, rid).status == 200
-    n.wait_status(room, rid, "failed", timeout=60)
+    n.record_for(1.0, wait="failed")
     text = metrics(c, n)
     promtool_check(text)
     assert value(text, 'edgerec_s3_upload_failures_total{cause="network"}') == 1, text

@@ -18,15 +18,11 @@ import time
 import urllib.parse
 import uuid
 
-from edgerec_harness import Edgerec, Redis, run_tests
+from edgerec_harness import Ctx, Edgerec, Redis, run_tests
 
 ISO_LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (error|warn |info |debug|trace) \[[^\]]+\] ")
 JOURNAL_LINE = re.compile(r"^<([0-7])>(error|warn |info |debug|trace) \[[^\]]+\] ")
 PRIORITY = {"error": "3", "warn ": "4", "info ": "6", "debug": "7", "trace": "7"}
-
-
-class Ctx:
-    pass
 
 
 def setup():
@@ -69,13 +65,7 @@ def access_lines(n, rid_header):
 
 def test_dates_and_access_log_with_download(c):
     n = node_with_env(c, "dated", {"EDGEREC_LOG": "info"})
-    room = "logs-" + uuid.uuid4().hex[:6]
-    r = n.start_recording(room, "alice", "webm", "low")
-    assert r.status == 200, r
-    rid = r.json["recording_id"]
-    time.sleep(1.2)
-    assert n.op("stop", room, rid).status == 200
-    rec = n.wait_status(room, rid, "completed")
+    room, rid, rec = n.record_for(1.2)
     path = "/api/webrtc/rooms/%s/recording/%s/download" % (room, rid)
     r = n.request("GET", path, headers={"X-Request-Id": "dl-check-1"})
     assert r.status == 200 and len(r.body) == rec["file_size_bytes"], r

@@ -11,26 +11,16 @@
 - A lifecycle.lua whose local_retention raises deletes nothing."""
 
 import os
-import shutil
 import time
-import uuid
 
-from edgerec_harness import Edgerec, Redis, run_tests, wait_until, write_file
-
-
-class Ctx:
-    pass
+from edgerec_harness import Ctx, Edgerec, Redis, copy_policies, run_tests, source_dir, wait_until, write_file
 
 
 def setup():
     c = Ctx()
     c.redis = Redis().start()
-    c.policy_dir = os.path.join(c.redis.dir, "policies")
-    os.makedirs(c.policy_dir)
-    c.src = os.environ.get("EDGEREC_SOURCE_DIR") or os.path.join(os.path.dirname(__file__), "..", "..")
-    for name in ("auth.lua", "quota.lua", "lifecycle.lua", "sources.lua"):
-        shutil.copy(os.path.join(c.src, "policies", name), c.policy_dir)
-    shutil.copytree(os.path.join(c.src, "policies", "lib"), os.path.join(c.policy_dir, "lib"))
+    c.src = source_dir()
+    c.policy_dir = copy_policies(os.path.join(c.redis.dir, "policies"))
     c.node = Edgerec(redis=c.redis, name="ret", config={"policy_dir": c.policy_dir, "retention.interval": "300ms"})
     c.node.start()
     c.nodes = [c.node]
@@ -43,13 +33,7 @@ def teardown(c):
 
 
 def record(c, seconds=1.0):
-    room = "ret-" + uuid.uuid4().hex[:6]
-    r = c.node.start_recording(room, "alice", "webm", "low")
-    assert r.status == 200, r
-    rid = r.json["recording_id"]
-    time.sleep(seconds)
-    assert c.node.op("stop", room, rid).status == 200
-    rec = c.node.wait_status(room, rid, "completed")
+    room, rid, rec = c.node.record_for(seconds)
     path = os.path.join(rec["local_path"], rec["file_name"])
     assert os.path.exists(path)
     return room, rid, rec, path

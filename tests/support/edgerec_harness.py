@@ -554,6 +554,21 @@ class Edgerec:
         return wait_until(check, timeout=timeout, interval=0.1,
                           what="recording %s in %s" % (rid, "/".join(statuses)))
 
+    def record_for(self, seconds, room=None, user="alice", fmt="webm", quality="low", wait="completed",
+                   timeout=60.0):
+        """Starts a recording in 'room' (a new name when None), stops it
+        after 'seconds' and waits until its status is 'wait'. Returns
+        (room, recording id, the final state object)."""
+        import uuid
+        room = room or "clip-" + uuid.uuid4().hex[:8]
+        r = self.start_recording(room, user, fmt, quality)
+        assert r.status == 200, r
+        rid = r.json["recording_id"]
+        time.sleep(seconds)
+        r = self.op("stop", room, rid, user)
+        assert r.status == 200, r
+        return room, rid, self.wait_status(room, rid, wait, user, timeout=timeout)
+
     # -- WebSocket ----------------------------------------------------------
 
     def ws(self, room, user="alice", via="query", token=None, timeout=10.0, rcvbuf=None):
@@ -676,7 +691,21 @@ def stop_nodes(c):
             assert node.stop() == 0, node.log_tail()
 
 
-__all__ += ["Ctx", "start_node", "stop_nodes", "write_file"]
+def source_dir():
+    """The checkout (EDGEREC_SOURCE_DIR, else two levels above this file)."""
+    return os.environ.get("EDGEREC_SOURCE_DIR") or os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                                                 "..", "..")
+
+
+def copy_policies(dest):
+    """Copies the shipped policies (policies/: the four files and lib/) to
+    'dest', a new folder, as scripts/run deploys them; returns 'dest'. A
+    test edits the copy, never the checkout."""
+    shutil.copytree(os.path.join(source_dir(), "policies"), dest)
+    return dest
+
+
+__all__ += ["Ctx", "start_node", "stop_nodes", "write_file", "source_dir", "copy_policies"]
 
 
 def run_tests(namespace, setup=None, teardown=None):
