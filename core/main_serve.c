@@ -4,10 +4,8 @@
  * until SIGINT/SIGTERM, then takes the modules down in reverse order.
  * SIGHUP reloads the configuration and the policies (serve_reload). */
 #include <errno.h>
-#include <fcntl.h>
 #include <getopt.h>
 #include <malloc.h>
-#include <poll.h>
 #include <pthread.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
@@ -60,10 +58,10 @@
 
 static struct log_handle serve_log = LOG_HANDLE("serve");
 
-/* The options only this command reads. state_dir, jwt_secret and
- * jwt_public_key belong to http_options, registered below. */
 static const char *const serve_log_levels[] = { "", "error", "warn", "info", "debug", "trace", NULL };
 
+/* The options only this command reads. state_dir, jwt_secret and
+ * jwt_public_key belong to http_options, registered below. */
 static const struct config_option serve_options[] = {
 	{ "redis_url", CONFIG_STR, "",
 	  "redis://host:port[/db] or unix:///path; empty: an embedded redis-server in state_dir" },

@@ -505,7 +505,7 @@ static char *http_conn_metrics(void *opaque)
 }
 
 /* civetweb's own messages ("SSL read failed, error -30848" when a peer
- * closes without close_notify, an accept that failed) describe single
+ * ends its TLS session with close_notify, an accept that failed) describe single
  * connections: debug. What matters to an operator shows in the access log
  * and /metrics. */
 static int http_on_log(const struct mg_connection *conn, const char *message)

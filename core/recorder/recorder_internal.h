@@ -147,6 +147,7 @@ struct recorder {
 	pthread_mutex_t counts_lock;   /* the records by status, counted in the state store */
 	long long counts[RECORDER_STATUS_COUNT];
 	int64_t counts_at_ns;          /* monotonic; 0: never counted */
+	atomic_ullong retention_removed[2]; /* local files removed: [0] safe in S3, [1] local-only */
 	uint64_t encode_refused;       /* starts refused by the encode budget, under lock */
 	uint64_t encode_dense;         /* recordings started at the dense speed, under lock */
 

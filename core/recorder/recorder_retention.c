@@ -23,7 +23,9 @@
  * disk_free_bytes, disk_total_bytes, disk_free_ratio, the disk figures as
  * they are after the removals before it). {delete = true, reason = "..."}
  * removes the file; for a local-only recording that loses its media, and
- * the record says so (metadata.local_removed_reason, local_only_removed). A
+ * the record says so (metadata.local_removed_reason, local_only_removed),
+ * as do a recording_local_removed event and
+ * edgerec_retention_removed_total{copy="local_only"}. A
  * policy that fails or has no such hook keeps everything. */
 #include <dirent.h>
 #include <errno.h>
@@ -125,6 +127,14 @@ static bool retention_remove(struct recorder *r, const struct retention_file *f,
 			recorder_json_set(m, "local_only_removed", cJSON_CreateTrue());
 	}
 	recorder_put(r, rec);
+	atomic_fetch_add(&r->retention_removed[safe ? 0 : 1], 1);
+	if (!safe) {
+		cJSON *extra = cJSON_CreateObject();
+		if (extra)
+			cJSON_AddStringToObject(extra, "reason", why);
+		recorder_publish(r, "recording_local_removed", rec, extra);
+		cJSON_Delete(extra);
+	}
 	if (safe)
 		LOG_INFO(&log_ret, "%s: local copy removed (%s; %lld bytes; the object is %s)", f->id, why, f->bytes, key);
 	else

@@ -227,6 +227,14 @@ char *recorder_storage_metrics(void *opaque)
 		"# HELP edgerec_disk_starts_refused 1 when a start at the default quality would be refused for space (507).\n"
 		"# TYPE edgerec_disk_starts_refused gauge\nedgerec_disk_starts_refused %d\n",
 		d.free, d.total, d.refused ? 1 : 0);
+	fprintf(f,
+		"# HELP edgerec_retention_removed_total Local files of finished recordings removed by retention: "
+		"copies safe in S3, or (lifecycle.lua's local_retention) recordings that existed only here.\n"
+		"# TYPE edgerec_retention_removed_total counter\n"
+		"edgerec_retention_removed_total{copy=\"safe_in_s3\"} %llu\n"
+		"edgerec_retention_removed_total{copy=\"local_only\"} %llu\n",
+		(unsigned long long)atomic_load(&r->retention_removed[0]),
+		(unsigned long long)atomic_load(&r->retention_removed[1]));
 	long long counts[RECORDER_STATUS_COUNT];
 	if (recorder_state_counts(r, counts) == 0) {
 		fprintf(f, "# HELP edgerec_recordings Recordings in the state store by status (every node sharing the "

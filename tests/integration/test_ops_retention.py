@@ -7,13 +7,14 @@
 - A lifecycle.lua with delete_local_only = true (the shipped rules
   otherwise) deletes that file on the next retention pass: the record keeps
   metadata.local_copy = false, local_only_removed = true and the reason
-  (retention_days), the download answers 404, and a younger recording stays.
+  (retention_days), the room gets recording_local_removed, /metrics counts
+  it, the download answers 404, and a younger recording stays.
 - A lifecycle.lua whose local_retention raises deletes nothing."""
 
 import os
 import time
 
-from edgerec_harness import Ctx, Edgerec, Redis, copy_policies, run_tests, source_dir, wait_until, write_file
+from edgerec_harness import Ctx, Edgerec, Redis, copy_policies, run_tests, source_dir, wait_until, write_file, ws_next
 
 
 def setup():
@@ -63,6 +64,7 @@ def test_shipped_policy_keeps_local_only(c):
 
 def test_policy_may_delete_local_only(c):
     room, rid, path = c.old
+    c.ws = c.node.ws(room)
     _, yrid, _, young = record(c)
     text = open(os.path.join(c.src, "policies", "lifecycle.lua")).read()
     assert "M.delete_local_only = false" in text
@@ -80,6 +82,9 @@ def test_policy_may_delete_local_only(c):
     h = c.node.request("GET", "/healthz", token=None).json
     assert h["storage"]["disk"]["local_only_deleted"] is True, h
     assert "existed only here" in c.node.log_text(since_start=True)
+    assert c.node.metric("edgerec_retention_removed_total", '{copy="local_only"}') == 1
+    ev = ws_next(c.ws, "recording_local_removed")
+    assert ev["data"]["recording_id"] == rid and "retention_days" in ev["data"]["reason"], ev
 
 
 def test_failing_hook_keeps(c):
