@@ -291,6 +291,7 @@ struct serve_reload_ctx {
 	struct recorder *rec;
 	struct policy_host *pol;
 	struct storage_s3 *s3;  /* the presigner's client, or NULL */
+	struct http_server *http;
 	int changed, restart;
 };
 
@@ -337,6 +338,13 @@ static void serve_reload(struct serve_reload_ctx *x)
 		LOG_ERROR(&serve_log, "reload: recorder: %s", err);
 	if (x->s3 && storage_s3_reload_credentials(x->s3, x->cfg) < 0)
 		LOG_ERROR(&serve_log, "reload: the S3 credentials are incomplete: downloads keep the previous ones");
+	/* The certificate files are read again even when their names did not
+	 * change: a renewal replaces them in place. */
+	int tls = http_server_reload_tls(x->http, err, sizeof(err));
+	if (tls < 0)
+		LOG_ERROR(&serve_log, "reload: TLS certificate not replaced, the running one stays: %s", err);
+	else if (tls > 0)
+		LOG_INFO(&serve_log, "reload: TLS certificate read again; new connections get it");
 	LOG_INFO(&serve_log, "reload: %d option%s changed, %d applied, %d need%s a restart", x->changed,
 		 x->changed == 1 ? "" : "s", x->changed - x->restart, x->restart, x->restart == 1 ? "s" : "");
 policies:
@@ -504,7 +512,7 @@ int main_serve(int argc, char **argv)
 	fflush(stdout);
 
 	struct serve_reload_ctx reload = { .cfg = cfg, .path = config_path, .sets = sets, .nsets = nsets,
-					   .rec = rec, .pol = pol, .s3 = s3 };
+					   .rec = rec, .pol = pol, .s3 = s3, .http = http };
 	for (;;) {
 		struct signalfd_siginfo si;
 		ssize_t n = read(sfd, &si, sizeof(si));

@@ -126,6 +126,11 @@ void http_info_policies(struct http_request *req);
 extern const char http_openapi_json[];
 extern const unsigned long http_openapi_json_len;
 
+/* Writes state_dir/tls/server.pem (the key and chain civetweb reads) from
+ * tls_cert and tls_key, or the self-signed pair made there on first start
+ * (http_server.c). Returns 0 or -1 with 'err'. */
+int http_tls_prepare(struct http_server *s, char *err, size_t errlen);
+
 /* How many TLS configurations were held to TLS 1.2+ (http_tls.c); the
  * server checks it after start, which also keeps the wrapper linked. */
 int http_tls_min_version_applied(void);

@@ -31,8 +31,8 @@ const struct config_option http_options[] = {
 	{ "listen_http", CONFIG_STR, "",
 	  "plain HTTP listener, loopback only (127.0.0.1:8080); empty disables it" },
 	{ "tls_cert", CONFIG_STR, "",
-	  "PEM certificate (chain) for HTTPS; empty: a self-signed one kept in state_dir/tls" },
-	{ "tls_key", CONFIG_STR, "", "PEM private key of tls_cert (empty: inside tls_cert)" },
+	  "PEM certificate (chain) for HTTPS; empty: a self-signed one kept in state_dir/tls", .flags = CONFIG_LIVE },
+	{ "tls_key", CONFIG_STR, "", "PEM private key of tls_cert (empty: inside tls_cert)", .flags = CONFIG_LIVE },
 	{ "jwt_secret", CONFIG_STR, NULL, "HS256 secret of bearer tokens", .flags = CONFIG_SECRET },
 	{ "jwt_public_key", CONFIG_STR, NULL, "ES256 public key of bearer tokens: a PEM file or PEM text" },
 	{ "state_dir", CONFIG_STR, "/var/lib/edgerec", "where edgerec keeps its own state" },
@@ -579,7 +579,7 @@ static int http_write_private(const char *path, const char *a, const char *b, ch
  * certificate chain together) in state_dir/tls/server.pem: from tls_cert
  * and tls_key when configured, else from a self-signed pair created there
  * on first start. Returns 0 or -1 with 'err'. */
-static int http_tls_prepare(struct http_server *s, char *err, size_t errlen)
+int http_tls_prepare(struct http_server *s, char *err, size_t errlen)
 {
 	const char *state_dir = config_get_str(s->cfg, "state_dir");
 	const char *cert = config_get_str(s->cfg, "tls_cert");

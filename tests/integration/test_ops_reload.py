@@ -10,11 +10,18 @@ never ends the server; SIGTERM stays the clean stop.
 - Options that need a restart (http.threads) are named as such in the log.
 - A configuration that does not pass (storage_backend = s4) is refused with
   the reason; the running one stays and the server keeps serving.
-- A policy edited on disk is in force right after the SIGHUP."""
+- A policy edited on disk is in force right after the SIGHUP.
+- A TLS certificate renewed in place is served to new connections after
+  the SIGHUP while a connection opened before keeps working; a broken file
+  leaves the running certificate in place."""
 
+import http.client
 import json
 import os
+import shutil
 import signal
+import socket
+import ssl
 import subprocess
 import time
 import uuid
@@ -45,8 +52,9 @@ def setup():
 
 
 def teardown(c):
-    if c and c.node.alive():
-        assert c.node.stop() == 0, c.node.log_tail()
+    for n in (c.nodes if c else []):
+        if n.alive():
+            assert n.stop() == 0, n.log_tail()
 
 
 def rewrite_config(c, **extra):
@@ -157,6 +165,72 @@ def test_policy_reloaded(c):
     r = c.node.start_recording(room, "alice", "webm", "low")
     assert r.status == 200, r
     assert c.node.op("cancel", room, r.json["recording_id"]).status == 200
+
+
+def make_cert(d, name):
+    key, cert = os.path.join(d, name + "-key.pem"), os.path.join(d, name + "-cert.pem")
+    out = subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                          "-nodes", "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=" + name,
+                          "-addext", "subjectAltName=IP:127.0.0.1"], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    return key, cert
+
+
+def served_cert(node, cafile):
+    """The certificate a new TLS connection to 'node' gets (DER), and the
+    status of one request on it."""
+    u = node.url[len("https://"):].split(":")
+    ctx = ssl.create_default_context(cafile=cafile)
+    with socket.create_connection((u[0], int(u[1])), timeout=10) as raw:
+        with ctx.wrap_socket(raw, server_hostname=u[0]) as t:
+            t.sendall(b"GET /healthz HTTP/1.1\r\nHost: e\r\nConnection: close\r\n\r\n")
+            status = t.recv(64).split(b" ")[1]
+            return t.getpeercert(binary_form=True), int(status)
+
+
+def test_tls_certificate_replaced(c):
+    d = os.path.join(c.node.dir, "certs")
+    os.makedirs(d, exist_ok=True)
+    key_a, cert_a = make_cert(d, "first")
+    key_b, cert_b = make_cert(d, "second")
+    key, cert = os.path.join(d, "live-key.pem"), os.path.join(d, "live-cert.pem")
+    shutil.copy(key_a, key)
+    shutil.copy(cert_a, cert)
+    n = Edgerec(redis=c.redis, name="tls", config={"tls_cert": cert, "tls_key": key})
+    c.nodes.append(n)
+    n.start(wait_healthy=False)
+    der_a = ssl.PEM_cert_to_DER_cert(open(cert_a).read())
+    der_b = ssl.PEM_cert_to_DER_cert(open(cert_b).read())
+    assert served_cert(n, cert_a) == (der_a, 200)
+    # An open keep-alive connection made with the first certificate.
+    u = n.url[len("https://"):].split(":")
+    keep = http.client.HTTPSConnection(u[0], int(u[1]), context=ssl.create_default_context(cafile=cert_a),
+                                       timeout=10)
+    keep.request("GET", "/healthz")
+    assert keep.getresponse().read() and True
+    # A renewal replaces the files in place; SIGHUP puts the new one in force.
+    shutil.copy(key_b, key + ".tmp")
+    os.rename(key + ".tmp", key)
+    shutil.copy(cert_b, cert + ".tmp")
+    os.rename(cert + ".tmp", cert)
+    done = n.log_text(since_start=True).count("reload: done")
+    n.proc.send_signal(signal.SIGHUP)
+    wait_until(lambda: n.log_text(since_start=True).count("reload: done") > done, timeout=10, what="reload")
+    assert "TLS certificate read again" in n.log_text(since_start=True), n.log_tail()
+    assert served_cert(n, cert_b) == (der_b, 200)
+    keep.request("GET", "/healthz")
+    r = keep.getresponse()
+    assert r.status == 200 and r.read(), "the connection opened before the reload broke"
+    keep.close()
+    # A broken file leaves the running certificate in place.
+    with open(cert, "w") as f:
+        f.write("not a certificate\n")
+    done = n.log_text(since_start=True).count("reload: done")
+    n.proc.send_signal(signal.SIGHUP)
+    wait_until(lambda: n.log_text(since_start=True).count("reload: done") > done, timeout=10, what="reload")
+    assert "TLS certificate not replaced, the running one stays" in n.log_text(since_start=True)
+    assert served_cert(n, cert_b) == (der_b, 200)
+    assert n.stop() == 0, n.log_tail()
 
 
 def test_sigterm_still_stops(c):
