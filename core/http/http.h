@@ -50,6 +50,13 @@ struct http_server *http_server_new(struct config *cfg, struct recorder *rec,
  * close frame), stops the hub thread and frees 's'. NULL is a no-op. */
 void http_server_free(struct http_server *s);
 
+/* Reads tls_cert and tls_key (or the self-signed pair) again and serves the
+ * connections accepted from now on with them; open connections keep
+ * theirs. For SIGHUP: a renewed certificate needs no restart. Returns 1
+ * when HTTPS serves the files read now, 0 when HTTPS is off, -1 with 'err'
+ * (the running certificate stays). Main thread. */
+int http_server_reload_tls(struct http_server *s, char *err, size_t errlen);
+
 /* The base URL of the HTTPS listener ("https://127.0.0.1:8443"), or of the
  * plain listener when HTTPS is disabled. 'tls' picks which; NULL when that
  * listener is not configured. Valid until http_server_free. */

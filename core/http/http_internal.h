@@ -77,6 +77,7 @@ struct http_request {
 	struct mg_connection *conn;
 	int route;                    /* route id or pseudo route, for metrics */
 	int status;                   /* the reply status once sent */
+	long long bytes;              /* body bytes written, for the access log */
 	int64_t start_ns;
 	char id[HTTP_REQUEST_ID_LEN];
 	char user[HTTP_USER_ID_MAX + 1];  /* the token's sub once verified */
@@ -161,6 +162,11 @@ void http_info_policies(struct http_request *req);
 /* The OpenAPI document text (embedded at build time) and its length. */
 extern const char http_openapi_json[];
 extern const unsigned long http_openapi_json_len;
+
+/* Writes state_dir/tls/server.pem (the key and chain civetweb reads) from
+ * tls_cert and tls_key, or the self-signed pair made there on first start
+ * (http_server.c). Returns 0 or -1 with 'err'. */
+int http_tls_prepare(struct http_server *s, char *err, size_t errlen);
 
 /* How many TLS configurations were held to TLS 1.2+ (http_tls.c); the
  * server checks it after start, which also keeps the wrapper linked. */

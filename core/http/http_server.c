@@ -31,9 +31,9 @@ const struct config_option http_options[] = {
 	{ "listen_http", CONFIG_STR, "",
 	  "plain HTTP listener, loopback only (127.0.0.1:8080); empty disables it" },
 	{ "tls_cert", CONFIG_STR, "",
-	  "PEM certificate (chain) for HTTPS; empty: a self-signed one kept in state_dir/tls" },
-	{ "tls_key", CONFIG_STR, "", "PEM private key of tls_cert (empty: inside tls_cert)" },
-	{ "jwt_secret", CONFIG_STR, NULL, "HS256 secret of bearer tokens" },
+	  "PEM certificate (chain) for HTTPS; empty: a self-signed one kept in state_dir/tls", .flags = CONFIG_LIVE },
+	{ "tls_key", CONFIG_STR, "", "PEM private key of tls_cert (empty: inside tls_cert)", .flags = CONFIG_LIVE },
+	{ "jwt_secret", CONFIG_STR, NULL, "HS256 secret of bearer tokens", .flags = CONFIG_SECRET },
 	{ "jwt_public_key", CONFIG_STR, NULL, "ES256 public key of bearer tokens: a PEM file or PEM text" },
 	{ "state_dir", CONFIG_STR, "/var/lib/edgerec", "where edgerec keeps its own state" },
 	{ "http.threads", CONFIG_INT, "48", "worker threads (each WebSocket subscriber holds one)" },
@@ -57,7 +57,8 @@ const struct config_option http_options[] = {
 	{ "console.user", CONFIG_STR, "operator",
 	  "the operator account of the console at / (its sessions act as this user with the admin role)" },
 	{ "console.password_hash", CONFIG_STR, "",
-	  "the operator's password as printed by `edgerec passwd`; empty: a generated one in state_dir/console_password" },
+	  "the operator's password as printed by `edgerec passwd`; empty: a generated one in state_dir/console_password",
+	  .flags = CONFIG_SECRET },
 	{ "console.session_ttl", CONFIG_DURATION, "12h", "how long a console sign-in lasts" },
 	{ "console.login_max_failures", CONFIG_INT, "5",
 	  "failed sign-ins from one address before it must wait console.login_lockout (429)" },
@@ -144,8 +145,9 @@ void http_reply(struct http_request *req, int status, const char *content_type, 
 		size_t len, const char *extra_name, const char *extra_value)
 {
 	const char *extra[] = { extra_name, extra_value, NULL };
-	if (http_reply_headers(req, status, content_type, (long long)len, extra_name ? extra : NULL) && len)
-		mg_write(req->conn, body, len);
+	if (http_reply_headers(req, status, content_type, (long long)len, extra_name ? extra : NULL) && len &&
+	    mg_write(req->conn, body, len) > 0)
+		req->bytes += (long long)len;
 }
 
 void http_reply_json(struct http_request *req, int status, const cJSON *body)
@@ -191,9 +193,10 @@ void http_reply_error(struct http_request *req, int status, const char *code, co
 	cJSON_free(text);
 }
 
-/* Counts and logs a finished request with its id and user: errors at
- * info (5xx at warn), requests that change something (POST, DELETE) at
- * info too, as an audit trail; reads at debug. */
+/* Counts a finished request and writes its access log line (id, peer,
+ * user, method, path, status, body bytes, duration): at info, 5xx at warn;
+ * successful probes of /healthz and /metrics (a monitor asks every few
+ * seconds) at debug. */
 static void http_request_end(struct http_request *req)
 {
 	const struct mg_request_info *ri = mg_get_request_info(req->conn);
@@ -201,12 +204,10 @@ static void http_request_end(struct http_request *req)
 	http_metrics_observe(req->s->metrics, req->route, req->status, elapsed);
 	const char *method = ri->request_method ? ri->request_method : "-";
 	const char *uri = ri->local_uri_raw ? ri->local_uri_raw : (ri->local_uri ? ri->local_uri : "-");
-	enum log_level level = req->status >= 500   ? LOG_LEVEL_WARN
-			       : req->status >= 400 ? LOG_LEVEL_INFO
-			       : (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) ? LOG_LEVEL_INFO
-										: LOG_LEVEL_DEBUG;
-	LOG_AT(&http_log, level, "req=%s %s user=%s %s %s -> %d (%.2f ms)%s%s", req->id, ri->remote_addr,
-	       req->user[0] ? req->user : "-", method, uri, req->status, (double)elapsed / 1e6,
+	bool probe = (req->route == HTTP_ROUTE_HEALTHZ || req->route == HTTP_ROUTE_METRICS) && req->status < 400;
+	enum log_level level = req->status >= 500 ? LOG_LEVEL_WARN : probe ? LOG_LEVEL_DEBUG : LOG_LEVEL_INFO;
+	LOG_AT(&http_log, level, "req=%s %s user=%s %s %s -> %d %lld B (%.2f ms)%s%s", req->id, ri->remote_addr,
+	       req->user[0] ? req->user : "-", method, uri, req->status, req->bytes, (double)elapsed / 1e6,
 	       req->note[0] ? " " : "", req->note);
 }
 
@@ -527,9 +528,13 @@ static char *http_conn_metrics(void *opaque)
 	return out;
 }
 
+/* civetweb's own messages ("SSL read failed, error -30848" when a peer
+ * ends its TLS session with close_notify, an accept that failed) describe single
+ * connections: debug. What matters to an operator shows in the access log
+ * and /metrics. */
 static int http_on_log(const struct mg_connection *conn, const char *message)
 {
-	LOG_WARN(&http_log, "civetweb: %s", message);
+	LOG_DEBUG(&http_log, "civetweb: %s", message);
 	return 1;
 }
 
@@ -598,7 +603,7 @@ static int http_write_private(const char *path, const char *a, const char *b, ch
  * certificate chain together) in state_dir/tls/server.pem: from tls_cert
  * and tls_key when configured, else from a self-signed pair created there
  * on first start. Returns 0 or -1 with 'err'. */
-static int http_tls_prepare(struct http_server *s, char *err, size_t errlen)
+int http_tls_prepare(struct http_server *s, char *err, size_t errlen)
 {
 	const char *state_dir = config_get_str(s->cfg, "state_dir");
 	const char *cert = config_get_str(s->cfg, "tls_cert");

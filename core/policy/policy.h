@@ -261,6 +261,34 @@ struct policy_lifecycle_result {
 void policy_lifecycle(struct policy_host *h, enum policy_event event, const cJSON *recording,
 		      struct policy_lifecycle_result *out);
 
+/* lifecycle.lua's optional local_retention(recording, facts): may the
+ * local files of a finished (completed or failed) recording on this node
+ * go now? Asked by the recorder's retention pass, oldest first. */
+struct policy_retention_facts {
+	double age_days;           /* since the file was last written */
+	long long size_bytes;      /* of its local files */
+	bool local_only;           /* no verified copy in S3: deleting loses it */
+	long long disk_free_bytes, disk_total_bytes;
+	double disk_free_ratio;    /* free / total, 0..1 */
+};
+
+struct policy_retention_result {
+	bool remove;               /* the policy answered {delete = true} */
+	char reason[128];          /* its reason, for the log and metadata */
+	bool fallback;             /* no hook, or it failed: keep */
+};
+
+/* The hook's answer for 'recording' (the state object): nil/false keeps,
+ * {delete = true, reason = "..."} removes. Without the hook, or when it
+ * fails (counted as a policy error), the answer is keep. */
+void policy_local_retention(struct policy_host *h, const cJSON *recording,
+			    const struct policy_retention_facts *facts, struct policy_retention_result *out);
+
+/* lifecycle.lua's module field delete_local_only (a boolean): whether its
+ * local_retention may delete recordings that exist nowhere else. False
+ * when the field is absent or the policy is not loaded. */
+bool policy_lifecycle_deletes_local_only(struct policy_host *h);
+
 /* ---- sources.lua ------------------------------------------------------- */
 
 struct policy_source {

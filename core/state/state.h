@@ -221,6 +221,11 @@ int state_delete(struct state *st, const cJSON *rec);
 cJSON *state_list_owned_live(struct state *st, const char *node_id);
 /* SCARD of the active set, or a negative error. */
 long long state_active_count(struct state *st);
+/* Counts every stored record by status (all nodes; 'counts' is indexed by
+ * enum state_status), reading them in batches: O(records), for /metrics
+ * at most every few seconds. A record changing status during the count
+ * may be counted under either. Returns STATE_OK or an error. */
+int state_count_by_status(struct state *st, long long counts[STATE_STATUS_COUNT]);
 
 /* Publishes 'event_json' on the room's channel. Deferred (bounded FIFO) when
  * Redis is unreachable. */
@@ -253,6 +258,7 @@ struct state_stats {
 	uint64_t retried_writes;   /* deferred writes later written */
 	uint64_t dropped_writes;   /* lost because the buffer was full */
 	size_t pending_writes;     /* waiting in the buffer now */
+	size_t pending_max;        /* what the buffer holds at most */
 	uint64_t reconnects;       /* connections (re)opened */
 	uint64_t master_changes;   /* redis-sentinel://: times the master moved (or was forgotten) */
 	uint64_t events_received;  /* by the subscriber */

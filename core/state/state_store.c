@@ -1372,6 +1372,65 @@ long long state_active_count(struct state *st)
 	return n;
 }
 
+/* Counts the stored records by status: SCAN over the state keys in
+ * batches (Redis is never blocked for long), MGET each batch, read each
+ * record's status. */
+static int state_op_count(struct state *st, redisContext *c, void *arg)
+{
+	long long *counts = arg;
+	char cursor[32] = "0";
+	memset(counts, 0, sizeof(long long) * STATE_STATUS_COUNT);
+	do {
+		redisReply *r = redisCommand(c, "SCAN %s MATCH " STATE_KEY_PREFIX "state:* COUNT 500", cursor);
+		if (!r)
+			return STATE_ERR_REDIS;
+		if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 || r->element[0]->type != REDIS_REPLY_STRING ||
+		    r->element[1]->type != REDIS_REPLY_ARRAY) {
+			freeReplyObject(r);
+			return STATE_ERR_REDIS;
+		}
+		util_strlcpy(cursor, r->element[0]->str, sizeof(cursor));
+		redisReply *keys = r->element[1];
+		size_t n = keys->elements;
+		const char **argv = n ? calloc(n + 1, sizeof(*argv)) : NULL;
+		if (n && !argv) {
+			freeReplyObject(r);
+			return STATE_ERR_NOMEM;
+		}
+		if (argv)
+			argv[0] = "MGET";
+		for (size_t i = 0; i < n; i++)
+			argv[i + 1] = keys->element[i]->type == REDIS_REPLY_STRING ? keys->element[i]->str : "";
+		redisReply *v = n ? redisCommandArgv(c, (int)n + 1, argv, NULL) : NULL;
+		free(argv);
+		freeReplyObject(r);
+		if (n && (!v || v->type != REDIS_REPLY_ARRAY)) {
+			if (v)
+				freeReplyObject(v);
+			return STATE_ERR_REDIS;
+		}
+		for (size_t i = 0; v && i < v->elements; i++) {
+			if (v->element[i]->type != REDIS_REPLY_STRING)
+				continue; /* expired between SCAN and MGET */
+			cJSON *rec = cJSON_ParseWithLength(v->element[i]->str, v->element[i]->len);
+			int status = rec ? state_record_status(rec) : -1;
+			if (status >= 0 && status < STATE_STATUS_COUNT)
+				counts[status]++;
+			cJSON_Delete(rec);
+		}
+		if (v)
+			freeReplyObject(v);
+	} while (strcmp(cursor, "0") != 0);
+	return STATE_OK;
+}
+
+int state_count_by_status(struct state *st, long long counts[STATE_STATUS_COUNT])
+{
+	if (!st || !counts)
+		return STATE_ERR_INVALID;
+	return state_run(st, state_op_count, counts);
+}
+
 cJSON *state_journal_get(struct state *st, const char *id)
 {
 	return state_get_stored(st, STATE_PENDING_JOURNAL, "job", id);
@@ -1413,6 +1472,7 @@ void state_stats(struct state *st, struct state_stats *out)
 	out->master_changes = st->sentinel ? state_sentinel_changes(st->sentinel) : 0;
 	pthread_mutex_lock(&st->pending_lock);
 	out->pending_writes = st->pending_count;
+	out->pending_max = STATE_PENDING_MAX;
 	out->events_received = st->sub ? state_sub_received(st->sub) : 0;
 	pthread_mutex_unlock(&st->pending_lock);
 	if (st->emb) {

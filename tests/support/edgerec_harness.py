@@ -554,16 +554,26 @@ class Edgerec:
         return wait_until(check, timeout=timeout, interval=0.1,
                           what="recording %s in %s" % (rid, "/".join(statuses)))
 
-    def record_clip(self, room, user="alice", seconds=1.5, timeout=60.0):
-        """Records about 'seconds' in 'room' as 'user' and waits until the
-        recording is finished; returns its state (AssertionError unless it
-        completed)."""
-        r = self.start_recording(room, user)
+    def record_for(self, seconds, room=None, user="alice", fmt="webm", quality="low", wait="completed",
+                   timeout=60.0):
+        """Starts a recording in 'room' (a new name when None), stops it
+        after 'seconds' and waits until its status is 'wait'. Returns
+        (room, recording id, the final state object)."""
+        import uuid
+        room = room or "clip-" + uuid.uuid4().hex[:8]
+        r = self.start_recording(room, user, fmt, quality)
         assert r.status == 200, r
         rid = r.json["recording_id"]
         time.sleep(seconds)
-        assert self.op("stop", room, rid, user).status == 200
-        rec = self.wait_status(room, rid, ("completed", "failed"), user=user, timeout=timeout)
+        r = self.op("stop", room, rid, user)
+        assert r.status == 200, r
+        return room, rid, self.wait_status(room, rid, wait, user, timeout=timeout)
+
+    def record_clip(self, room, user="alice", seconds=1.5, timeout=60.0):
+        """record_for with the node's default format and quality, for a
+        recording that must complete; returns its final state."""
+        _, _, rec = self.record_for(seconds, room=room, user=user, fmt=None, quality=None,
+                                    wait=("completed", "failed"), timeout=timeout)
         assert rec["status"] == "completed", rec
         return rec
 
@@ -706,7 +716,21 @@ def stop_nodes(c):
             assert node.stop() == 0, node.log_tail()
 
 
-__all__ += ["Ctx", "start_node", "stop_nodes", "write_file"]
+def source_dir():
+    """The checkout (EDGEREC_SOURCE_DIR, else two levels above this file)."""
+    return os.environ.get("EDGEREC_SOURCE_DIR") or os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                                                 "..", "..")
+
+
+def copy_policies(dest):
+    """Copies the shipped policies (policies/: the four files and lib/) to
+    'dest', a new folder, as scripts/run deploys them; returns 'dest'. A
+    test edits the copy, never the checkout."""
+    shutil.copytree(os.path.join(source_dir(), "policies"), dest)
+    return dest
+
+
+__all__ += ["Ctx", "start_node", "stop_nodes", "write_file", "source_dir", "copy_policies"]
 
 
 def run_tests(namespace, setup=None, teardown=None):
