@@ -1,7 +1,7 @@
 /* media_source: the source driver table. A source delivers packets on one
  * or more streams; each stream carries either raw media (I420 video frames,
  * interleaved signed 16-bit PCM) that the pipeline encodes, or packets that
- * are already encoded (VP8, VP9, Opus) that the pipeline writes as they are
+ * are already encoded (VP8, VP9, H.264, Opus) that the pipeline writes as they are
  * (passthrough).
  *
  * Uses: common_buf (packet payloads are refcounted buffers).
@@ -43,6 +43,8 @@ enum media_codec {
 	MEDIA_CODEC_VP8,    /* encoded */
 	MEDIA_CODEC_VP9,
 	MEDIA_CODEC_OPUS,
+	MEDIA_CODEC_H264,   /* access units in AVCC form (4-byte lengths), SPS/PPS in-band
+			     * ahead of every IDR; Matroska only (not WebM) */
 };
 
 /* What one stream carries; filled by open(). */
