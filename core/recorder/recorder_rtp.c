@@ -56,6 +56,7 @@ struct recorder_rtp {
 	atomic_int stalled;    /* raised by the pipeline: 1 stalled, 0 flowing */
 	bool stalled_shown;    /* what metadata says; under the session lock */
 	bool ttfk_shown;
+	uint32_t size_changes_shown; /* the sender's resolution changes metadata shows */
 	int64_t stalls;
 };
 
@@ -143,9 +144,15 @@ int recorder_rtp_prepare(struct recorder_session *s, const char *source, const c
 
 	if (strcmp(source, "rtp") != 0)
 		return 0;
-	if (strcmp(format, "mp4") == 0) {
+	bool h264 = media_rtp_source_h264(args);
+	if (!h264 && strcmp(format, "mp4") == 0) {
 		snprintf(err, errlen, "room %s records RTP from an SFU as it was sent (VP8/Opus): use format webm "
 			 "or mkv; mp4 would mean re-encoding every stream to VP9", s->room_id);
+		return 400;
+	}
+	if (h264 && strcmp(format, "webm") == 0) {
+		snprintf(err, errlen, "room %s receives H.264 (as sent, not re-encoded) and WebM cannot hold H.264: "
+			 "use format mkv or mp4", s->room_id);
 		return 400;
 	}
 	x = calloc(1, sizeof(*x));
@@ -205,6 +212,7 @@ int recorder_rtp_prepare(struct recorder_session *s, const char *source, const c
 			cJSON_AddNumberToObject(info, "video_rtcp_port",
 						(double)(mux ? vp : rtp_arg_long(args, "video_rtcp_port", vp + 1)));
 			cJSON_AddNumberToObject(info, "video_pt", (double)rtp_arg_long(args, "video_pt", 96));
+			cJSON_AddStringToObject(info, "video_codec", h264 ? "h264" : "vp8");
 		}
 		if (ap > 0) {
 			cJSON_AddNumberToObject(info, "audio_port", (double)ap);
@@ -295,6 +303,23 @@ void recorder_rtp_apply(struct recorder_session *s)
 				snprintf(res, sizeof(res), "%dx%d", st.video_width, st.video_height);
 				recorder_json_set(m, "video_resolution", cJSON_CreateString(res));
 			}
+		}
+	}
+
+	if (s->pipeline) {
+		/* The sender changed resolution mid-recording: the file goes on in
+		 * the same track (players follow the keyframes); the state says so. */
+		struct media_stats st;
+		media_pipeline_stats(s->pipeline, &st);
+		if (st.video_size_changes != x->size_changes_shown) {
+			char res[32];
+			x->size_changes_shown = st.video_size_changes;
+			snprintf(res, sizeof(res), "%dx%d", st.video_last_width, st.video_last_height);
+			recorder_json_set(m, "video_resolution_changes", cJSON_CreateNumber((double)st.video_size_changes));
+			recorder_json_set(m, "video_resolution_last", cJSON_CreateString(res));
+			LOG_INFO(&log_rrtp, "%s: room %s: the sender's video is now %s (change %u)", s->id, s->room_id, res,
+				 (unsigned)st.video_size_changes);
+			changed = true;
 		}
 	}
 
