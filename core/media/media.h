@@ -12,6 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "media_source.h"
+
 /* One quality preset of SPEC §5. The objects are static; never free them. */
 struct media_preset {
 	const char *name;               /* "low" "medium" "high" "ultra" */
@@ -152,6 +154,8 @@ struct media_stats {
 	uint32_t video_size_changes;
 	int video_last_width, video_last_height;
 	char video_codec[8];          /* encoded video: "vp8" "h264"; "" otherwise */
+	struct media_source_stats source; /* what a live source lost before the pipeline
+					   * (zero for sources that report nothing) */
 	/* Degradation (raw video in real time): the level now, the lowest
 	 * frame rate coded, and the moves (the first MEDIA_DEGRADE_LOG_MAX - 1
 	 * and the newest; degrade_moves counts them all). */

@@ -208,7 +208,23 @@ struct pipe_src_state {
 	int64_t last_drop_log_mono;
 	bool stalled;
 	uint64_t raw_video_n;     /* raw video frames offered to the encoder */
+	int64_t last_stats_mono;  /* when the source's own counters were read */
 };
+
+/* Copies what the source lost on the way in into the pipeline's stats. */
+static void pipe_src_stats(struct media_pipeline *p, struct pipe_src_state *s, bool now)
+{
+	struct media_source_stats st;
+	int64_t t = time_mono_ns();
+	if (!p->src->driver->stats || (!now && t - s->last_stats_mono < 500 * TIME_NS_PER_MS))
+		return;
+	s->last_stats_mono = t;
+	memset(&st, 0, sizeof(st));
+	p->src->driver->stats(p->src, &st);
+	pthread_mutex_lock(&p->lock);
+	p->stats.source = st;
+	pthread_mutex_unlock(&p->lock);
+}
 
 /* Decides from the schedule and the pause flag whether 'pts' falls in a
  * pause. */
@@ -293,6 +309,7 @@ static void *pipe_src_main(void *arg)
 		s.need_key[i] = p->passthrough[i] && p->src->streams[p->src_stream[i]].kind == MEDIA_KIND_VIDEO;
 
 	while (!atomic_load(&p->stop_requested)) {
+		pipe_src_stats(p, &s, false);
 		int r = p->src->driver->read(p->src, &pkt, PIPE_READ_TIMEOUT_NS);
 		if (r == MEDIA_SOURCE_AGAIN) {
 			if (!s.stalled && time_mono_ns() - s.last_packet_mono > PIPE_STALL_NS) {
@@ -369,6 +386,7 @@ static void *pipe_src_main(void *arg)
 		int64_t out = pts - s.offset_ns;
 		pipe_src_forward(p, &s, role, &pkt, out < 0 ? 0 : out);
 	}
+	pipe_src_stats(p, &s, true);
 	/* End every stream: encoder queues close (their threads then flush);
 	 * passthrough streams end at the muxer directly. */
 	for (int i = 0; i < PIPE_ROLES; i++) {

@@ -87,6 +87,15 @@ struct media_source_params {
 	int64_t duration_ns;  /* >0: report EOF after this much media */
 };
 
+/* What a live encoded source lost on the way in, before the pipeline saw
+ * it (RTP: packets lost, frames its depacketizers dropped). */
+struct media_source_stats {
+	uint64_t packets_lost;
+	uint64_t video_frames_dropped;   /* incomplete, or waiting for a keyframe */
+	uint64_t keyframe_requests;      /* PLIs sent */
+	uint64_t packets_unsupported;    /* payload formats not taken (H.264 interleaved mode) */
+};
+
 struct media_source;
 
 struct media_source_driver {
@@ -103,6 +112,9 @@ struct media_source_driver {
 	/* Asks an encoded source for a keyframe soon (e.g. RTCP PLI); may be
 	 * NULL. Any thread. */
 	void (*request_keyframe)(struct media_source *src);
+	/* Copies what the source lost so far; may be NULL. Called on the
+	 * source thread. */
+	void (*stats)(struct media_source *src, struct media_source_stats *st);
 };
 
 struct media_source {

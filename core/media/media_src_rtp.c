@@ -742,10 +742,23 @@ int media_rtp_source_stats(struct media_source *src, struct media_rtp_rx_stats *
 	return 0;
 }
 
+static void rtp_stats(struct media_source *src, struct media_source_stats *out)
+{
+	struct media_rtp_rx_stats v, a;
+
+	if (media_rtp_source_stats(src, &v, &a) < 0)
+		return;
+	out->packets_lost = v.packets_lost + a.packets_lost;
+	out->video_frames_dropped = v.frames_dropped;
+	out->keyframe_requests = v.keyframe_requests;
+	out->packets_unsupported = v.packets_unsupported;
+}
+
 const struct media_source_driver media_source_rtp = {
 	.name = "rtp",
 	.open = rtp_open,
 	.read = rtp_read,
 	.close = rtp_close,
 	.request_keyframe = rtp_request_keyframe,
+	.stats = rtp_stats,
 };

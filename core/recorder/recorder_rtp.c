@@ -57,6 +57,7 @@ struct recorder_rtp {
 	bool stalled_shown;    /* what metadata says; under the session lock */
 	bool ttfk_shown;
 	uint32_t size_changes_shown; /* the sender's resolution changes metadata shows */
+	struct media_source_stats loss_shown; /* what metadata.rtp_receive shows */
 	int64_t stalls;
 };
 
@@ -321,6 +322,11 @@ void recorder_rtp_apply(struct recorder_session *s)
 				 (unsigned)st.video_size_changes);
 			changed = true;
 		}
+		if (memcmp(&st.source, &x->loss_shown, sizeof(st.source)) != 0) {
+			x->loss_shown = st.source;
+			recorder_rtp_apply_loss(m, &st.source);
+			changed = true;
+		}
 	}
 
 	bool stalled = atomic_load(&x->stalled) != 0;
@@ -349,6 +355,22 @@ void recorder_rtp_apply(struct recorder_session *s)
 	}
 	if (changed)
 		recorder_put(r, s->rec);
+}
+
+void recorder_rtp_apply_loss(cJSON *metadata, const struct media_source_stats *src)
+{
+	cJSON *o;
+	if (!metadata || !(src->packets_lost || src->video_frames_dropped || src->keyframe_requests ||
+			   src->packets_unsupported))
+		return;
+	o = cJSON_CreateObject();
+	if (!o)
+		return;
+	cJSON_AddNumberToObject(o, "packets_lost", (double)src->packets_lost);
+	cJSON_AddNumberToObject(o, "video_frames_dropped", (double)src->video_frames_dropped);
+	cJSON_AddNumberToObject(o, "keyframe_requests", (double)src->keyframe_requests);
+	cJSON_AddNumberToObject(o, "packets_unsupported", (double)src->packets_unsupported);
+	recorder_json_set(metadata, "rtp_receive", o);
 }
 
 char *recorder_rtp_metrics(void *opaque)
