@@ -213,7 +213,7 @@ int recorder_rtp_prepare(struct recorder_session *s, const char *source, const c
 			cJSON_AddNumberToObject(info, "video_rtcp_port",
 						(double)(mux ? vp : rtp_arg_long(args, "video_rtcp_port", vp + 1)));
 			cJSON_AddNumberToObject(info, "video_pt", (double)rtp_arg_long(args, "video_pt", 96));
-			cJSON_AddStringToObject(info, "video_codec", h264 ? "h264" : "vp8");
+
 		}
 		if (ap > 0) {
 			cJSON_AddNumberToObject(info, "audio_port", (double)ap);
@@ -222,6 +222,8 @@ int recorder_rtp_prepare(struct recorder_session *s, const char *source, const c
 			cJSON_AddNumberToObject(info, "audio_pt", (double)rtp_arg_long(args, "audio_pt", 111));
 		}
 		cJSON_AddBoolToObject(info, "rtcp_mux", mux);
+		if (rtp_arg_long(args, "video", 1) != 0)
+			cJSON_AddStringToObject(info, "video_codec", h264 ? "h264" : "vp8");
 		cJSON_AddBoolToObject(info, "allocated", need > 0);
 		/* Who may send: the allow= address, else the first sender is
 		 * latched (others dropped and counted), unless latch=0. */
