@@ -7,11 +7,12 @@ with ffprobe/ffmpeg.
 2. Clean run, mkv, room args video_codec=h264 (SPS/PPS in-band, as x264
    repeats them before every IDR): the status turns to recording on the
    first IDR, metadata.rtp.video_codec is h264 and video_resolution the
-   sender's 1280x720; after stop and processing the file is H.264 (the
-   track's avcC read by ffprobe) + Opus, decodes with `ffmpeg -f null`
-   without a single error, its first packet is a keyframe, its frame count
-   is within 5 % of its duration x 30 fps and within 5 % of what was sent,
-   no packet or frame was lost on the way in, a thumbnail was made.
+   sender's 640x360 (23 macroblock rows cropped); after stop and
+   processing the file is H.264 (the track's avcC read by ffprobe) + Opus,
+   decodes with `ffmpeg -f null` without a single error, its first packet
+   is a keyframe, its frame count is within 5 % of its video's span x 30
+   fps and within 5 % of what was sent, no packet or frame was lost on the
+   way in, a thumbnail was made.
 3. Lossy run, mp4, a room described by an SDP file whose fmtp carries
    sprop-parameter-sets while the sender keeps SPS/PPS out of the stream
    (global header): the video goes through rtp_impair's relay (2 % loss,
@@ -19,6 +20,12 @@ with ffprobe/ffmpeg.
    for an IDR (PLIs sent, counted in metadata.rtp_receive), every IDR gets
    the SDP's SPS/PPS; processing remuxes to MP4, which ffprobe reads as
    h264 + opus with the right duration and which decodes without errors.
+4. Resolution change: one sender at 960x540, then another (new SSRC) at
+   640x360 into the same recording. The file keeps one track whose header
+   says 960x540 (as VP8 files do), the 640x360 IDR carries its SPS/PPS,
+   ffmpeg decodes every frame of both parts without an error and sees both
+   sizes, and the state says metadata.video_resolution_changes = 1 and
+   video_resolution_last = 640x360.
 """
 
 import json
@@ -51,7 +58,7 @@ def sender_sprop(tmp):
     lossy run uses (x264's headers depend on the settings only)."""
     sdp = os.path.join(tmp, "probe.sdp")
     port = free_ports(1)[0]
-    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=s=1280x720:r=30:d=0.1"] + X264 +
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=s=640x360:r=30:d=0.1"] + X264 +
                    ["-flags:v", "+global_header", "-payload_type", "96", "-f", "rtp", "-sdp_file", sdp,
                     "rtp://127.0.0.1:%d?pkt_size=1200" % port], check=True, capture_output=True)
     m = re.search(r"sprop-parameter-sets=([^;\s]+)", open(sdp).read())
@@ -98,20 +105,21 @@ def state(ctx, room, rid):
     return r.json
 
 
-def send(vport, aport, extra=()):
-    """ffmpeg: SECONDS of 1280x720 30 fps x264 and Opus, paced in real time."""
+def send(vport, aport, extra=(), size="640x360", seconds=SECONDS, ssrc=1111):
+    """ffmpeg: 'seconds' of 30 fps x264 and (aport) Opus, paced in real time."""
+    audio = ["-map", "1:a", "-c:a", "libopus", "-b:a", "64k", "-payload_type", "97", "-ssrc", "2222",
+             "-f", "rtp", "rtp://127.0.0.1:%d?pkt_size=1200" % aport] if aport else []
     return subprocess.Popen(
         ["ffmpeg", "-v", "error", "-re",
-         "-f", "lavfi", "-i", "testsrc2=s=1280x720:r=%d:d=%d" % (FPS, SECONDS),
-         "-f", "lavfi", "-i", "sine=f=440:r=48000:d=%d" % SECONDS,
+         "-f", "lavfi", "-i", "testsrc2=s=%s:r=%d:d=%d" % (size, FPS, seconds),
+         "-f", "lavfi", "-i", "sine=f=440:r=48000:d=%d" % seconds,
          "-map", "0:v"] + X264 + list(extra) +
-        ["-payload_type", "96", "-ssrc", "1111", "-f", "rtp", "rtp://127.0.0.1:%d?pkt_size=1200" % vport,
-         "-map", "1:a", "-c:a", "libopus", "-b:a", "64k", "-payload_type", "97", "-ssrc", "2222",
-         "-f", "rtp", "rtp://127.0.0.1:%d?pkt_size=1200" % aport],
+        ["-payload_type", "96", "-ssrc", str(ssrc), "-f", "rtp", "rtp://127.0.0.1:%d?pkt_size=1200" % vport] +
+        audio,
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
-def record(ctx, room, fmt, sender_fn):
+def record(ctx, room, fmt, sender_fn, size="640x360"):
     """Starts a recording, runs the sender, stops after it ended, waits
     for processing. Returns (final state, sender wall seconds)."""
     r = ctx.node.request("POST", base(room) + "/start?recording_format=%s&quality=low" % fmt)
@@ -127,7 +135,7 @@ def record(ctx, room, fmt, sender_fn):
     try:
         wait_until(lambda: state(ctx, room, rid)["status"] == "recording", timeout=15, what="recording")
         st = state(ctx, room, rid)
-        assert st["metadata"].get("video_resolution") == "1280x720", st["metadata"]
+        assert st["metadata"].get("video_resolution") == size, st["metadata"]
         sender.wait(SECONDS * 3)
         wall = time.monotonic() - t0
         err = sender.stderr.read()
@@ -149,6 +157,15 @@ def record(ctx, room, fmt, sender_fn):
 def decode_errors(path):
     r = subprocess.run(["ffmpeg", "-v", "error", "-i", path, "-f", "null", "-"], capture_output=True, text=True)
     return r.returncode, r.stderr.strip()
+
+
+def video_span(path):
+    """Seconds from the first video frame to the end of the last (its
+    timestamps, whatever the audio does)."""
+    out = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "packet=pts_time",
+                          "-of", "csv=p=0", path], capture_output=True, text=True, check=True)
+    ts = sorted(float(x) for x in out.stdout.split())
+    return ts[-1] - ts[0] + 1.0 / FPS
 
 
 def duration(path):
@@ -177,16 +194,16 @@ def test_clean_mkv(ctx):
     v = [s for s in streams if s["codec_name"] == "h264"]
     a = [s for s in streams if s["codec_name"] == "opus"]
     assert len(v) == 1 and len(a) == 1, streams
-    assert (v[0]["width"], v[0]["height"]) == (1280, 720), v
+    assert (v[0]["width"], v[0]["height"]) == (640, 360), v
     rc, errs = decode_errors(path)
     assert rc == 0 and errs == "", "decode errors: %s" % errs[:600]
     flags = keyframe_flags(path)
     assert flags and flags[0], "the first video packet is a keyframe"
     frames = int(v[0]["nb_read_frames"])
-    dur, _ = duration(path)
+    dur = video_span(path)
     sent = SECONDS * FPS
-    print("clean: %d frames in %.3f s (%.1f fps), %d sent, sender wall %.2f s, %d keyframes" %
-          (frames, dur, frames / dur, sent, wall, sum(flags)))
+    print("clean: %d frames over %.3f s of video (%.1f fps), %d sent, sender wall %.2f s, %d keyframes, load %s" %
+          (frames, dur, frames / dur, sent, wall, sum(flags), os.getloadavg()))
     assert abs(frames - dur * FPS) <= 0.05 * dur * FPS, (frames, dur)
     assert abs(frames - sent) <= 0.05 * sent, (frames, sent)
     m = st["metadata"]
@@ -220,7 +237,7 @@ def test_lossy_mp4_sprop(ctx):
     v = [s for s in streams if s["codec_name"] == "h264"]
     a = [s for s in streams if s["codec_name"] == "opus"]
     assert len(v) == 1 and len(a) == 1, streams
-    assert (v[0]["width"], v[0]["height"]) == (1280, 720), v
+    assert (v[0]["width"], v[0]["height"]) == (640, 360), v
     rc, errs = decode_errors(path)
     frames = int(v[0]["nb_read_frames"])
     rx = st["metadata"].get("rtp_receive") or {}
@@ -235,6 +252,50 @@ def test_lossy_mp4_sprop(ctx):
     assert 0 < frames < SECONDS * FPS, frames
     assert SECONDS - 1.5 <= dur <= SECONDS + 0.5, dur
     assert abs(st["duration_seconds"] - dur) <= 0.5, (st["duration_seconds"], dur)
+
+
+def test_resolution_change(ctx):
+    class Both:
+        """Two senders one after the other, seen by record() as one."""
+        def __init__(self, vp):
+            self.vp = vp
+            self.stderr = self
+            self.returncode = None
+            self.p = send(vp, 0, size="960x540", seconds=3, ssrc=3333, extra=["-g", "30"])
+
+        def read(self):
+            return ""
+
+        def wait(self, timeout):
+            self.p.wait(timeout)
+            if self.p.returncode == 0:
+                self.p = send(self.vp, 0, size="640x360", seconds=3, ssrc=4444, extra=["-g", "30"])
+                self.p.wait(timeout)
+            self.returncode = self.p.returncode
+
+        def poll(self):
+            return self.p.poll()
+
+        def kill(self):
+            self.p.kill()
+
+    st, wall = record(ctx, ROOM, "mkv", lambda vp, ap: (Both(vp), lambda: None), size="960x540")
+    path = os.path.join(st["local_path"], st["file_name"])
+    m = st["metadata"]
+    print("resolution change: metadata %s -> %s, %s change(s)" % (m.get("video_resolution"),
+                                                                  m.get("video_resolution_last"),
+                                                                  m.get("video_resolution_changes")))
+    assert m.get("video_resolution") == "960x540", m
+    assert m.get("video_resolution_changes") == 1 and m.get("video_resolution_last") == "640x360", m
+    rc, errs = decode_errors(path)
+    assert rc == 0 and errs == "", "decode errors: %s" % errs[:600]
+    r = subprocess.run(["ffmpeg", "-v", "info", "-i", path, "-vf", "showinfo", "-f", "null", "-"],
+                       capture_output=True, text=True)
+    sizes = re.findall(r" s:(\d+x\d+) ", r.stderr)
+    big, small = sizes.count("960x540"), sizes.count("640x360")
+    print("decoded %d frames at 960x540 and %d at 640x360" % (big, small))
+    assert big >= 80 and small >= 80 and big + small == len(sizes), (big, small, len(sizes))
+    assert sizes.index("640x360") == big, "the 640x360 part follows the 960x540 one"
 
 
 def teardown(ctx):
