@@ -15,17 +15,19 @@ with ffprobe/ffmpeg.
    way in, a thumbnail was made.
 3. Lossy run, mp4, a room described by an SDP file whose fmtp carries
    sprop-parameter-sets while the sender keeps SPS/PPS out of the stream
-   (global header): the video goes through rtp_impair's relay (2 % loss,
-   5 % reordered). Incomplete access units are dropped, the next frames wait
-   for an IDR (PLIs sent, counted in metadata.rtp_receive), every IDR gets
-   the SDP's SPS/PPS; processing remuxes to MP4, which ffprobe reads as
+   (global header; an IDR every 0.5 s): the video goes through
+   rtp_impair's relay (2 % loss, 5 % reordered). Incomplete access units
+   are dropped, the next frames wait for an IDR (PLIs sent, counted in
+   metadata.rtp_receive) and the recording comes back at later IDRs, each
+   given the SDP's SPS/PPS; processing remuxes to MP4, which ffprobe reads as
    h264 + opus with the right duration and which decodes without errors.
-4. Resolution change: one sender at 960x540, then another (new SSRC) at
-   640x360 into the same recording. The file keeps one track whose header
-   says 960x540 (as VP8 files do), the 640x360 IDR carries its SPS/PPS,
-   ffmpeg decodes every frame of both parts without an error and sees both
-   sizes, and the state says metadata.video_resolution_changes = 1 and
-   video_resolution_last = 640x360.
+4. Resolution change, mp4: one sender at 960x540, then another (new SSRC)
+   at 640x360 into the same recording. The file keeps one track whose
+   header says 960x540 (as VP8 files do), the 640x360 IDR carries its
+   SPS/PPS, ffmpeg decodes every frame of both parts of the remuxed MP4
+   without an error and sees both sizes, and the state says
+   metadata.video_resolution_changes = 1 and video_resolution_last =
+   640x360.
 """
 
 import json
@@ -154,8 +156,12 @@ def record(ctx, room, fmt, sender_fn, size="640x360"):
     return st, wall
 
 
-def decode_errors(path):
-    r = subprocess.run(["ffmpeg", "-v", "error", "-i", path, "-f", "null", "-"], capture_output=True, text=True)
+def decode_errors(path, passthrough=False):
+    """ffmpeg's exit code and error output decoding every frame of 'path'.
+    'passthrough': frames keep their own timestamps instead of going to
+    ffmpeg's 1/fps grid."""
+    r = subprocess.run(["ffmpeg", "-v", "error", "-i", path] + (["-vsync", "passthrough"] if passthrough else []) +
+                       ["-f", "null", "-"], capture_output=True, text=True)
     return r.returncode, r.stderr.strip()
 
 
@@ -223,7 +229,9 @@ def test_lossy_mp4_sprop(ctx):
         # where nobody listens (PLIs could not reach ffmpeg anyway).
         relay = Relay([(relay_port, ("127.0.0.1", vp))], loss=0.02, reorder=0.05, seed=5).start()
         holder["relay"] = relay
-        return send(relay_port, ap, extra=["-flags:v", "+global_header"]), relay.stop
+        # An IDR every half second: ffmpeg ignores PLI, so each recovery
+        # waits for the next one.
+        return send(relay_port, ap, extra=["-flags:v", "+global_header", "-g", "15"]), relay.stop
 
     r = ctx.node.request("POST", base(SDP_ROOM) + "/start?recording_format=webm")
     assert r.status == 400, r
@@ -247,9 +255,11 @@ def test_lossy_mp4_sprop(ctx):
     assert counts["lost"] > 0 and counts["reordered"] > 0, counts
     assert rx.get("packets_lost", 0) > 0 and rx.get("video_frames_dropped", 0) > 0, rx
     assert rx.get("keyframe_requests", 0) > 0, rx
-    # The sender's IDRs come every 2 s: at least the first GOP and some of
-    # the later ones survive; the duration is the sending time.
-    assert 0 < frames < SECONDS * FPS, frames
+    # Frames were lost and the recording came back at later IDRs; the
+    # duration is the sending time.
+    keys = sum(keyframe_flags(path))
+    print("lossy: %d keyframes in the file" % keys)
+    assert 30 <= frames < SECONDS * FPS and keys >= 3, (frames, keys)
     assert SECONDS - 1.5 <= dur <= SECONDS + 0.5, dur
     assert abs(st["duration_seconds"] - dur) <= 0.5, (st["duration_seconds"], dur)
 
@@ -279,7 +289,7 @@ def test_resolution_change(ctx):
         def kill(self):
             self.p.kill()
 
-    st, wall = record(ctx, ROOM, "mkv", lambda vp, ap: (Both(vp), lambda: None), size="960x540")
+    st, wall = record(ctx, ROOM, "mp4", lambda vp, ap: (Both(vp), lambda: None), size="960x540")
     path = os.path.join(st["local_path"], st["file_name"])
     m = st["metadata"]
     print("resolution change: metadata %s -> %s, %s change(s)" % (m.get("video_resolution"),
@@ -287,7 +297,11 @@ def test_resolution_change(ctx):
                                                                   m.get("video_resolution_changes")))
     assert m.get("video_resolution") == "960x540", m
     assert m.get("video_resolution_changes") == 1 and m.get("video_resolution_last") == "640x360", m
-    rc, errs = decode_errors(path)
+    # The second sender's timeline is anchored at its arrival and slewed
+    # (core/media/README.md, Timestamps): while it slews, one frame can
+    # share a slot of ffmpeg's 1/fps grid. What is tested here is decoding,
+    # so the frames keep their own timestamps.
+    rc, errs = decode_errors(path, passthrough=True)
     assert rc == 0 and errs == "", "decode errors: %s" % errs[:600]
     r = subprocess.run(["ffmpeg", "-v", "info", "-i", path, "-vf", "showinfo", "-f", "null", "-"],
                        capture_output=True, text=True)
