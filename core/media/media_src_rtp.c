@@ -243,14 +243,13 @@ static int rtp_open_stream(struct rtp_priv *r, struct media_source *src, bool vi
 		info->codec = a->h264 ? MEDIA_CODEC_H264 : MEDIA_CODEC_VP8;
 		info->width = p->width > 0 ? p->width : 640;
 		info->height = p->height > 0 ? p->height : 360;
-		info->fps_num = p->fps > 0 ? p->fps : 30;
+		/* The sender decides the rate, which the preset's is not: a
+		 * track claiming the low preset's 24 fps for a 30 fps sender
+		 * makes ffmpeg put two frames in one slot of its 1/24 grid
+		 * ("non monotonically increasing dts"). No rate in the header:
+		 * readers take it from the timestamps. */
+		info->fps_num = 0;
 		info->fps_den = 1;
-		/* The sender decides the rate, which the preset's is not: an
-		 * H.264 track claiming 24 fps for a 30 fps sender makes ffmpeg
-		 * put two frames in one slot of its 1/24 grid. No rate in the
-		 * header: readers take it from the timestamps. */
-		if (a->h264)
-			info->fps_num = 0;
 	} else {
 		/* RFC 7587: the rtpmap is always opus/48000/2; decoders output
 		 * stereo from mono packets too. RTP does not carry the sender's
