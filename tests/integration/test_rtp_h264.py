@@ -28,6 +28,12 @@ with ffprobe/ffmpeg.
    without an error and sees both sizes, and the state says
    metadata.video_resolution_changes = 1 and video_resolution_last =
    640x360.
+5. A sender that answers PLI: GStreamer rtpbin with openh264enc (an IDR
+   only when asked: gop-size 1000) and rtph264pay (SPS/PPS in STAP-A before
+   every IDR, aggregate-mode zero-latency), through the lossy relay; the
+   room's PLIs go to rtpbin's RTCP port (pli_to). Every loss of a reference
+   picture is answered by a new IDR: the file holds several keyframes and
+   most of the frames, and decodes without errors.
 """
 
 import json
@@ -45,6 +51,7 @@ from rtp_testlib import free_ports, keyframe_flags, probe  # noqa: E402
 
 ROOM = "h264-room"
 SDP_ROOM = "h264-sdp-room"
+GST_ROOM = "h264-gst-room"
 SECONDS = 8
 FPS = 30
 X264 = ["-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", "60", "-b:v", "1200k",
@@ -83,7 +90,11 @@ def setup():
                 "a=fmtp:96 packetization-mode=1; sprop-parameter-sets=%s; profile-level-id=42C01F\r\n"
                 "m=audio %d RTP/AVP 97\r\na=rtpmap:97 opus/48000/2\r\n"
                 % (c.sdp_vport, sender_sprop(c.tmp), c.sdp_aport))
+    c.pli_port = free_ports(1)[0]
     c.node = Edgerec(redis=c.redis, config={
+        "room.%s.source" % GST_ROOM: "rtp",
+        "room.%s.args" % GST_ROOM: "bind=127.0.0.1,video_codec=h264,video_pt=96,audio=0,pli_to=127.0.0.1:%d"
+                                   % c.pli_port,
         "room.%s.source" % ROOM: "rtp",
         "room.%s.args" % ROOM: "bind=127.0.0.1,video_codec=h264,video_pt=96,audio_pt=97",
         "room.%s.source" % SDP_ROOM: "rtp",
@@ -133,7 +144,7 @@ def record(ctx, room, fmt, sender_fn, size="640x360"):
     if rtp.get("from_sdp"):
         sender, cleanup = sender_fn(ctx.sdp_vport, ctx.sdp_aport)
     else:
-        sender, cleanup = sender_fn(rtp["video_port"], rtp["audio_port"])
+        sender, cleanup = sender_fn(rtp["video_port"], rtp.get("audio_port", 0))
     try:
         wait_until(lambda: state(ctx, room, rid)["status"] == "recording", timeout=15, what="recording")
         st = state(ctx, room, rid)
@@ -310,6 +321,70 @@ def test_resolution_change(ctx):
     print("decoded %d frames at 960x540 and %d at 640x360" % (big, small))
     assert big >= 80 and small >= 80 and big + small == len(sizes), (big, small, len(sizes))
     assert sizes.index("640x360") == big, "the 640x360 part follows the 960x540 one"
+
+
+def test_gstreamer_pli_recovery(ctx):
+    relay_port = free_ports(1)[0]
+    holder = {}
+    frames_sent = SECONDS * FPS
+
+    def sender_fn(vp, ap):
+        relay = Relay([(relay_port, ("127.0.0.1", vp))], loss=0.02, reorder=0.05, seed=3).start()
+        holder["relay"] = relay
+        pipeline = (
+            "rtpbin name=rb "
+            "videotestsrc is-live=true num-buffers={n} pattern=ball ! "
+            "video/x-raw,width=640,height=360,framerate={fps}/1 ! "
+            "openh264enc gop-size=1000 complexity=low bitrate=800000 ! h264parse ! "
+            "rtph264pay pt=96 mtu=1200 config-interval=-1 aggregate-mode=zero-latency ! rb.send_rtp_sink_0 "
+            "rb.send_rtp_src_0 ! udpsink host=127.0.0.1 port={relay} "
+            "rb.send_rtcp_src_0 ! udpsink host=127.0.0.1 port={rtcp} sync=false async=false "
+            "udpsrc address=127.0.0.1 port={pli} ! rb.recv_rtcp_sink_0"
+        ).format(n=frames_sent, fps=FPS, relay=relay_port, rtcp=vp + 1, pli=ctx.pli_port)
+        p = subprocess.Popen(["gst-launch-1.0", "-q"] + pipeline.split(), stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True)
+        return GstSender(p), relay.stop
+
+    st, wall = record(ctx, GST_ROOM, "mkv", sender_fn)
+    counts = holder["relay"].counts
+    path = os.path.join(st["local_path"], st["file_name"])
+    streams = probe(path)
+    v = [s for s in streams if s["codec_name"] == "h264"]
+    assert len(v) == 1 and (v[0]["width"], v[0]["height"]) == (640, 360), streams
+    frames = int(v[0]["nb_read_frames"])
+    keys = sum(keyframe_flags(path))
+    rx = st["metadata"].get("rtp_receive") or {}
+    print("pli recovery: relay %s; recorded %d of %d frames (%.0f %%), %d keyframes; rtp_receive %s" %
+          (counts, frames, frames_sent, 100.0 * frames / frames_sent, keys, rx))
+    rc, errs = decode_errors(path)
+    assert rc == 0 and errs == "", "decode errors: %s" % errs[:600]
+    assert counts["lost"] > 0, counts
+    assert rx.get("keyframe_requests", 0) >= 2 and keys >= 2, (rx, keys)
+    assert frames >= 0.5 * frames_sent, frames
+
+
+class GstSender:
+    """gst-launch as record() expects a sender: it ends after its buffers
+    (rtpbin may hang in EOS on its RTCP branch: then it is stopped)."""
+    def __init__(self, p):
+        self.p = p
+        self.stderr = p.stderr
+        self.returncode = None
+
+    def wait(self, timeout):
+        try:
+            self.p.wait(min(timeout, SECONDS + 5))
+            self.returncode = self.p.returncode
+        except subprocess.TimeoutExpired:
+            self.p.terminate()
+            self.p.wait(5)
+            self.returncode = 0
+
+    def poll(self):
+        return self.p.poll()
+
+    def kill(self):
+        self.p.kill()
 
 
 def teardown(ctx):
