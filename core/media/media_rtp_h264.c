@@ -35,6 +35,7 @@ struct media_rtp_h264 {
 	bool cur_active;       /* an access unit is being assembled */
 	bool cur_bad;          /* something of it is missing */
 	bool cur_gap;          /* packets were lost just before it */
+	bool carry_gap;        /* ... and it held no picture: the next one inherits the gap */
 	bool cur_vcl;          /* a slice came */
 	bool cur_ref;          /* a slice with nal_ref_idc != 0 came */
 	bool cur_idr;
@@ -175,7 +176,8 @@ static void h264_begin(struct media_rtp_h264 *h, int64_t ts, int64_t arrival, bo
 {
 	h->cur_active = true;
 	h->cur_bad = false;
-	h->cur_gap = gap;
+	h->cur_gap = gap || h->carry_gap;
+	h->carry_gap = false;
 	h->cur_vcl = h->cur_ref = h->cur_idr = h->cur_first_ok = false;
 	h->cur_pps = -1;
 	h->cur_frame_num = -1;
@@ -308,8 +310,10 @@ static void h264_finish(struct media_rtp_h264 *h, bool tail_ok)
 		h->fu_active = false;
 		h->cur_bad = true;
 	}
-	if (!h->cur_vcl && !h->cur_bad && tail_ok)
-		return; /* parameter sets or SEI on a timestamp of their own */
+	if (!h->cur_vcl && !h->cur_bad && tail_ok) {
+		h->carry_gap = h->cur_gap; /* parameter sets or SEI on a timestamp of their own */
+		return;
+	}
 	if (h->cur_bad || !tail_ok || !h->cur_vcl || !h->cur_first_ok) {
 		h->st.dropped_incomplete++;
 		if (h->cur_ref || !h->cur_vcl)

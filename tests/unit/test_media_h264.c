@@ -523,6 +523,32 @@ static void test_depacketize(void)
 /* The 1080p baseline SPS and PPS above, as ffmpeg's SDP writes them. */
 static const char *sprop_1080p = "Z0LAKNkAeAIn5cBEAAADAAQAAAMA8DxgySA=,aMuDyyA=";
 
+/* A loss before parameter sets sent on a timestamp of their own still
+ * counts for the picture after them. */
+static void test_gap_before_params(void)
+{
+	struct stream s;
+	struct media_rtp_h264 *h = media_rtp_h264_new(0);
+	struct media_rtp_h264_au au;
+	uint8_t idr[500], p1[300];
+	size_t nidr, np1;
+
+	stream_init(&s);
+	nidr = build_slice(idr, true, true, 0, 0, 300, 1);
+	media_rtp_h264_push(h, s.sps, s.nsps, 100, false, 0, 0);
+	media_rtp_h264_push(h, s.pps, s.npps, 100, false, 0, 0);
+	media_rtp_h264_push(h, idr, nidr, 100, true, 0, 0);
+	CHECK_INT(media_rtp_h264_pop(h, &au), 1);
+	buf_unref(au.data);
+	/* reference picture 1 lost, then SPS alone, then picture 2 */
+	media_rtp_h264_push(h, s.sps, s.nsps, 6000, true, 3, 0);
+	np1 = build_slice(p1, false, true, 2, 0, 100, 2);
+	media_rtp_h264_push(h, p1, np1, 6100, true, 0, 0);
+	CHECK_INT(media_rtp_h264_pop(h, &au), 0);
+	CHECK(media_rtp_h264_waiting_key(h));
+	media_rtp_h264_free(h);
+}
+
 static void test_sprop(void)
 {
 	struct media_rtp_h264 *h = media_rtp_h264_new(0);
@@ -700,6 +726,7 @@ int main(void)
 	test_sps();
 	test_avcc();
 	test_depacketize();
+	test_gap_before_params();
 	test_sprop();
 	test_rx_reorder_and_loss();
 	return check_exit();
