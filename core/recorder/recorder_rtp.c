@@ -40,6 +40,7 @@ static struct log_handle log_rrtp = LOG_HANDLE("recorder/rtp");
 /* Totals over every rtp recording of this process, for /metrics. */
 static pthread_mutex_t rtp_totals_lock = PTHREAD_MUTEX_INITIALIZER;
 static uint64_t rtp_ttfk_count, rtp_stalls_total;
+static struct media_source_stats rtp_loss_total; /* what rtp sources lost on the way in */
 static double rtp_ttfk_sum_s, rtp_ttfk_max_s;
 
 static const struct config_option recorder_rtp_options[] = {
@@ -58,6 +59,8 @@ struct recorder_rtp {
 	bool ttfk_shown;
 	uint32_t size_changes_shown; /* the sender's resolution changes metadata shows */
 	struct media_source_stats loss_shown; /* what metadata.rtp_receive shows */
+	struct media_source_stats loss_counted; /* what went into rtp_loss_total */
+	int64_t loss_shown_mono;  /* when metadata.rtp_receive was last written */
 	int64_t stalls;
 };
 
@@ -324,8 +327,20 @@ void recorder_rtp_apply(struct recorder_session *s)
 				 (unsigned)st.video_size_changes);
 			changed = true;
 		}
-		if (memcmp(&st.source, &x->loss_shown, sizeof(st.source)) != 0) {
+		pthread_mutex_lock(&rtp_totals_lock);
+		rtp_loss_total.packets_lost += st.source.packets_lost - x->loss_counted.packets_lost;
+		rtp_loss_total.video_frames_dropped += st.source.video_frames_dropped - x->loss_counted.video_frames_dropped;
+		rtp_loss_total.keyframe_requests += st.source.keyframe_requests - x->loss_counted.keyframe_requests;
+		rtp_loss_total.packets_unsupported += st.source.packets_unsupported - x->loss_counted.packets_unsupported;
+		pthread_mutex_unlock(&rtp_totals_lock);
+		x->loss_counted = st.source;
+		/* The state at most every 2 s while a lossy stream keeps changing
+		 * it; the final figures are written at the stop. */
+		int64_t now = time_mono_ns();
+		if (memcmp(&st.source, &x->loss_shown, sizeof(st.source)) != 0 &&
+		    now - x->loss_shown_mono >= 2 * TIME_NS_PER_SEC) {
 			x->loss_shown = st.source;
+			x->loss_shown_mono = now;
 			recorder_rtp_apply_loss(m, &st.source);
 			changed = true;
 		}
@@ -377,12 +392,12 @@ void recorder_rtp_apply_loss(cJSON *metadata, const struct media_source_stats *s
 
 char *recorder_rtp_metrics(void *opaque)
 {
-	char *out = malloc(1536);
+	char *out = malloc(3072);
 	(void)opaque;
 	if (!out)
 		return NULL;
 	pthread_mutex_lock(&rtp_totals_lock);
-	snprintf(out, 1536,
+	snprintf(out, 3072,
 		 "# HELP edgerec_rtp_first_keyframe_seconds From an rtp recording's start to its first keyframe in the file.\n"
 		 "# TYPE edgerec_rtp_first_keyframe_seconds summary\n"
 		 "edgerec_rtp_first_keyframe_seconds_sum %.3f\n"
@@ -396,9 +411,27 @@ char *recorder_rtp_metrics(void *opaque)
 		 "# HELP edgerec_rtp_foreign_packets_dropped_total Packets dropped because they came from "
 		 "an address other than the room's sender.\n"
 		 "# TYPE edgerec_rtp_foreign_packets_dropped_total counter\n"
-		 "edgerec_rtp_foreign_packets_dropped_total %llu\n",
+		 "edgerec_rtp_foreign_packets_dropped_total %llu\n"
+		 "# HELP edgerec_rtp_packets_lost_total RTP packets that never arrived (rtp recordings while live).\n"
+		 "# TYPE edgerec_rtp_packets_lost_total counter\n"
+		 "edgerec_rtp_packets_lost_total %llu\n"
+		 "# HELP edgerec_rtp_video_frames_dropped_total Video frames an rtp source could not assemble or held "
+		 "back until a keyframe.\n"
+		 "# TYPE edgerec_rtp_video_frames_dropped_total counter\n"
+		 "edgerec_rtp_video_frames_dropped_total %llu\n"
+		 "# HELP edgerec_rtp_keyframe_requests_total PLIs rtp sources sent to their senders.\n"
+		 "# TYPE edgerec_rtp_keyframe_requests_total counter\n"
+		 "edgerec_rtp_keyframe_requests_total %llu\n"
+		 "# HELP edgerec_rtp_packets_unsupported_total RTP packets of payload formats not taken "
+		 "(H.264 interleaved mode).\n"
+		 "# TYPE edgerec_rtp_packets_unsupported_total counter\n"
+		 "edgerec_rtp_packets_unsupported_total %llu\n",
 		 rtp_ttfk_sum_s, (unsigned long long)rtp_ttfk_count, rtp_ttfk_max_s,
-		 (unsigned long long)rtp_stalls_total, media_rtp_foreign_dropped());
+		 (unsigned long long)rtp_stalls_total, media_rtp_foreign_dropped(),
+		 (unsigned long long)rtp_loss_total.packets_lost,
+		 (unsigned long long)rtp_loss_total.video_frames_dropped,
+		 (unsigned long long)rtp_loss_total.keyframe_requests,
+		 (unsigned long long)rtp_loss_total.packets_unsupported);
 	pthread_mutex_unlock(&rtp_totals_lock);
 	return out;
 }

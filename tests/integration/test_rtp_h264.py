@@ -266,6 +266,8 @@ def test_lossy_mp4_sprop(ctx):
     assert counts["lost"] > 0 and counts["reordered"] > 0, counts
     assert rx.get("packets_lost", 0) > 0 and rx.get("video_frames_dropped", 0) > 0, rx
     assert rx.get("keyframe_requests", 0) > 0, rx
+    assert ctx.node.metric("edgerec_rtp_packets_lost_total") > 0
+    assert ctx.node.metric("edgerec_rtp_video_frames_dropped_total") > 0
     # Frames were lost and the recording came back at later IDRs; the
     # duration is the sending time.
     keys = sum(keyframe_flags(path))
