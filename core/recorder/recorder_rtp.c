@@ -317,16 +317,11 @@ void recorder_rtp_apply(struct recorder_session *s)
 		 * the same track (players follow the keyframes); the state says so. */
 		struct media_stats st;
 		media_pipeline_stats(s->pipeline, &st);
-		if (st.video_size_changes != x->size_changes_shown) {
-			char res[32];
-			x->size_changes_shown = st.video_size_changes;
-			snprintf(res, sizeof(res), "%dx%d", st.video_last_width, st.video_last_height);
-			recorder_json_set(m, "video_resolution_changes", cJSON_CreateNumber((double)st.video_size_changes));
-			recorder_json_set(m, "video_resolution_last", cJSON_CreateString(res));
-			LOG_INFO(&log_rrtp, "%s: room %s: the sender's video is now %s (change %u)", s->id, s->room_id, res,
-				 (unsigned)st.video_size_changes);
-			changed = true;
-		}
+		int64_t now = time_mono_ns();
+		bool sized = st.video_size_changes != x->size_changes_shown;
+		if (sized)
+			LOG_INFO(&log_rrtp, "%s: room %s: the sender's video is now %dx%d (change %u)", s->id, s->room_id,
+				 st.video_last_width, st.video_last_height, (unsigned)st.video_size_changes);
 		pthread_mutex_lock(&rtp_totals_lock);
 		rtp_loss_total.packets_lost += st.source.packets_lost - x->loss_counted.packets_lost;
 		rtp_loss_total.video_frames_dropped += st.source.video_frames_dropped - x->loss_counted.video_frames_dropped;
@@ -334,14 +329,14 @@ void recorder_rtp_apply(struct recorder_session *s)
 		rtp_loss_total.packets_unsupported += st.source.packets_unsupported - x->loss_counted.packets_unsupported;
 		pthread_mutex_unlock(&rtp_totals_lock);
 		x->loss_counted = st.source;
-		/* The state at most every 2 s while a lossy stream keeps changing
-		 * it; the final figures are written at the stop. */
-		int64_t now = time_mono_ns();
-		if (memcmp(&st.source, &x->loss_shown, sizeof(st.source)) != 0 &&
-		    now - x->loss_shown_mono >= 2 * TIME_NS_PER_SEC) {
+		/* Losses reach the state at most every 2 s while a lossy stream
+		 * keeps changing them; the final figures are written at the stop. */
+		if (sized || (memcmp(&st.source, &x->loss_shown, sizeof(st.source)) != 0 &&
+			      now - x->loss_shown_mono >= 2 * TIME_NS_PER_SEC)) {
+			x->size_changes_shown = st.video_size_changes;
 			x->loss_shown = st.source;
 			x->loss_shown_mono = now;
-			recorder_rtp_apply_loss(m, &st.source);
+			recorder_rtp_apply_stats(m, &st);
 			changed = true;
 		}
 	}
@@ -374,11 +369,21 @@ void recorder_rtp_apply(struct recorder_session *s)
 		recorder_put(r, s->rec);
 }
 
-void recorder_rtp_apply_loss(cJSON *metadata, const struct media_source_stats *src)
+void recorder_rtp_apply_stats(cJSON *metadata, const struct media_stats *st)
 {
+	const struct media_source_stats *src = &st->source;
 	cJSON *o;
-	if (!metadata || !(src->packets_lost || src->video_frames_dropped || src->keyframe_requests ||
-			   src->packets_unsupported))
+	if (!metadata)
+		return;
+	if (st->video_size_changes) {
+		/* The sender changed resolution mid-recording: the file goes on
+		 * in the same track (players follow the keyframes). */
+		char res[32];
+		snprintf(res, sizeof(res), "%dx%d", st->video_last_width, st->video_last_height);
+		recorder_json_set(metadata, "video_resolution_changes", cJSON_CreateNumber((double)st->video_size_changes));
+		recorder_json_set(metadata, "video_resolution_last", cJSON_CreateString(res));
+	}
+	if (!(src->packets_lost || src->video_frames_dropped || src->keyframe_requests || src->packets_unsupported))
 		return;
 	o = cJSON_CreateObject();
 	if (!o)
