@@ -200,6 +200,7 @@ static void rec_apply_stats(cJSON *rec, const struct media_stats *st, const char
 		size = (double)sb.st_size;
 	state_record_set_number(rec, "file_size_bytes", size);
 	rec_apply_media(rec, st);
+	recorder_rtp_apply_stats(recorder_rec_metadata(rec), st);
 }
 
 int recorder_put(struct recorder *r, const cJSON *rec)

@@ -318,8 +318,15 @@ void recorder_rtp_free(struct recorder_session *s);
  * Returns true when it was one (the control thread should then apply it). */
 bool recorder_rtp_note_event(struct recorder_session *s, int ev); /* an enum media_event */
 /* Session lock held: stores what changed (metadata.source_stalled and the
- * source_stalled/source_resumed events, metadata.time_to_first_keyframe_ms). */
+ * source_stalled/source_resumed events, metadata.time_to_first_keyframe_ms,
+ * the sender's resolution changes, what the network lost). */
 void recorder_rtp_apply(struct recorder_session *s);
+/* From a live source's stats: metadata.rtp_receive (what it lost on the way
+ * in: packets_lost, video_frames_dropped, keyframe_requests,
+ * packets_unsupported; absent when it lost nothing) and the sender's
+ * resolution changes (video_resolution_changes, video_resolution_last). */
+struct media_stats;
+void recorder_rtp_apply_stats(cJSON *metadata, const struct media_stats *st);
 
 /* recorder_recover.c */
 int recorder_recover(struct recorder *r);
