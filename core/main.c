@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "common_log.h"
+#include "common_version.h"
 #include "main.h"
 
 static const struct {
@@ -13,6 +14,7 @@ static const struct {
 	{ "serve", main_serve, "run the recording appliance (HTTPS API, WebSocket events)" },
 	{ "record", main_record, "record one clip from a source to a file" },
 	{ "token", main_token, "mint a development token from the configured secret" },
+	{ "passwd", main_passwd, "print the configuration line that sets the console's password" },
 };
 
 static void usage(FILE *out)
@@ -20,7 +22,8 @@ static void usage(FILE *out)
 	fprintf(out, "usage: edgerec <command> [options]\n\ncommands:\n");
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		fprintf(out, "  %-8s %s\n", commands[i].name, commands[i].help);
-	fprintf(out, "\n'edgerec <command> --help' describes a command's options.\n");
+	fprintf(out, "\n'edgerec <command> --help' describes a command's options; "
+		     "'edgerec --version' names the build.\n");
 }
 
 int main(int argc, char **argv)
@@ -29,6 +32,11 @@ int main(int argc, char **argv)
 	if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
 		usage(argc < 2 ? stderr : stdout);
 		return argc < 2 ? 2 : 0;
+	}
+	if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "version") == 0) {
+		printf("edgerec %s%s%s%s\n", common_version, common_version_git[0] ? " (" : "", common_version_git,
+		       common_version_git[0] ? ")" : "");
+		return 0;
 	}
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		if (strcmp(argv[1], commands[i].name) == 0)

@@ -9,5 +9,7 @@ int main_record(int argc, char **argv);
 int main_serve(int argc, char **argv);
 /* edgerec token: mints a development JWT (main_token.c). */
 int main_token(int argc, char **argv);
+/* edgerec passwd: the console operator's password hash line (main_passwd.c). */
+int main_passwd(int argc, char **argv);
 
 #endif

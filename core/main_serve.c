@@ -1,13 +1,14 @@
 /* main_serve: `edgerec serve`: reads the configuration (file < environment
  * < --set), brings the modules up in dependency order (state, policy,
  * recorder, http), prints where it listens and a development token, runs
- * until SIGINT/SIGTERM, then takes the modules down in reverse order. */
+ * until SIGINT/SIGTERM, then takes the modules down in reverse order.
+ * SIGHUP reloads the configuration and the policies (serve_reload). */
 #include <errno.h>
-#include <fcntl.h>
 #include <getopt.h>
 #include <malloc.h>
-#include <poll.h>
+#include <pthread.h>
 #include <sys/resource.h>
+#include <sys/signalfd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,12 +58,16 @@
 
 static struct log_handle serve_log = LOG_HANDLE("serve");
 
+static const char *const serve_log_levels[] = { "", "error", "warn", "info", "debug", "trace", NULL };
+
 /* The options only this command reads. state_dir, jwt_secret and
  * jwt_public_key belong to http_options, registered below. */
 static const struct config_option serve_options[] = {
 	{ "redis_url", CONFIG_STR, "",
-	  "redis://host:port[/db] or unix:///path; empty: an embedded redis-server in state_dir" },
-	{ "log_level", CONFIG_STR, "", "error, warn, info, debug or trace (EDGEREC_LOG wins when set)" },
+	  "redis://host:port[/db], redis-sentinel://host:port,.../mastername[/db] or unix:///path; "
+	  "empty: an embedded redis-server in state_dir" },
+	{ "log_level", CONFIG_STR, "", "error, warn, info, debug or trace (EDGEREC_LOG wins when set)",
+	  .choices = serve_log_levels, .flags = CONFIG_LIVE },
 	{ "dev_token", CONFIG_BOOL, "true", "print a development token for user 'dev' at start" },
 	{ 0 },
 };
@@ -83,20 +88,6 @@ static void serve_raise_nofile(void)
 			 (unsigned long long)rl.rlim_cur);
 }
 
-/* The signal handler only writes one byte to this pipe; the main thread
- * waits on its other end. */
-static int serve_signal_pipe[2] = { -1, -1 };
-
-static void serve_on_signal(int sig)
-{
-	int saved = errno;
-	unsigned char b = (unsigned char)sig;
-	if (write(serve_signal_pipe[1], &b, 1) < 0) {
-		/* Nothing can be done in a handler; the pipe is non-blocking. */
-	}
-	errno = saved;
-}
-
 static void serve_usage(FILE *out)
 {
 	fprintf(out,
@@ -107,7 +98,9 @@ static void serve_usage(FILE *out)
 		"\n"
 		"  --config PATH     configuration file (default %s if it exists)\n"
 		"  --set KEY=VALUE   set one option (repeatable)\n"
-		"  --print-config    print every option with its value and origin, then exit\n",
+		"  --print-config    print every option with its value and origin (secrets redacted), then exit\n"
+		"\n"
+		"SIGHUP reloads the configuration and the policies; SIGTERM or SIGINT stops.\n",
 		SERVE_DEFAULT_CONFIG);
 }
 
@@ -175,6 +168,13 @@ static bool serve_policy_health(void *opaque, char *why, size_t whylen)
 	return true;
 }
 
+/* The disk and the S3 uploads: never down, degraded when starts would be
+ * refused for space or uploads fail. */
+static bool serve_storage_health(void *opaque, char *why, size_t whylen)
+{
+	return recorder_storage_health(opaque, why, whylen);
+}
+
 /* The state store's figures for /metrics (Redis reachability, the retry
  * buffer, the subscriber). */
 static char *serve_state_metrics(void *opaque)
@@ -194,10 +194,12 @@ static char *serve_state_metrics(void *opaque)
 		     "# HELP edgerec_state_pending_writes State writes waiting for Redis now.\n"
 		     "# TYPE edgerec_state_pending_writes gauge\nedgerec_state_pending_writes %zu\n"
 		     "# HELP edgerec_state_events_received_total Room events received from Redis.\n"
-		     "# TYPE edgerec_state_events_received_total counter\nedgerec_state_events_received_total %llu\n",
+		     "# TYPE edgerec_state_events_received_total counter\nedgerec_state_events_received_total %llu\n"
+		     "# HELP edgerec_redis_master_changes_total Times the Redis master moved (redis-sentinel:// only).\n"
+		     "# TYPE edgerec_redis_master_changes_total counter\nedgerec_redis_master_changes_total %llu\n",
 		     ss.redis_up ? 1 : 0, (unsigned long long)ss.deferred_writes,
 		     (unsigned long long)ss.retried_writes, (unsigned long long)ss.dropped_writes, ss.pending_writes,
-		     (unsigned long long)ss.events_received) < 0)
+		     (unsigned long long)ss.events_received, (unsigned long long)ss.master_changes) < 0)
 		return NULL;
 	return text;
 }
@@ -217,6 +219,143 @@ static char *serve_presign(void *opaque, const char *key, long long expires_s, c
 static cJSON *serve_policy_status(void *opaque)
 {
 	return policy_status_json(opaque);
+}
+
+/* Environment variables read outside the option tables. */
+static const char *const serve_env_other[] = { "EDGEREC_LOG", NULL };
+
+/* The log level: EDGEREC_LOG when set, else log_level, else info. */
+static void serve_apply_log_level(const struct config *c)
+{
+	const char *level = config_get_str(c, "log_level");
+	if (getenv("EDGEREC_LOG") && log_level_from_name(getenv("EDGEREC_LOG")) >= 0)
+		log_set_level(-1);
+	else
+		log_set_level(level && *level ? log_level_from_name(level) : LOG_LEVEL_INFO);
+}
+
+/* Checks the whole configuration as the modules will read it, before any
+ * of them starts (or, on SIGHUP, before it replaces the running one). */
+static int serve_check(const struct config *c, char *err, size_t errlen)
+{
+	if (http_config_check(c, err, errlen) < 0 || recorder_config_check(c, err, errlen) < 0)
+		return -1;
+	const char *state_dir = config_get_str(c, "state_dir");
+	if (!state_dir || !*state_dir) {
+		snprintf(err, errlen, "state_dir is empty");
+		return -1;
+	}
+	return 0;
+}
+
+/* Builds the configuration: every module's options, the file 'path' (may
+ * be NULL), the EDGEREC_* environment, then the --set pairs 'sets' (each
+ * "KEY=VALUE"), and checks all of it. Returns it, or NULL with 'err'. */
+static struct config *serve_configure(const char *path, char **sets, int nsets, char *err, size_t errlen)
+{
+	char why[1024];
+	struct config *c = config_new();
+	if (!c || serve_register(c) < 0) {
+		snprintf(err, errlen, "cannot register the options");
+		goto fail;
+	}
+	if (path && config_load_file(c, path, err, errlen) < 0)
+		goto fail;
+	if (config_apply_env_checked(c, err, errlen) < 0)
+		goto fail;
+	for (int i = 0; i < nsets; i++) {
+		const char *eq = strchr(sets[i], '=');
+		char key[256];
+		if (!eq || (size_t)(eq - sets[i]) >= sizeof(key)) {
+			snprintf(err, errlen, "--set %s: expected KEY=VALUE", sets[i]);
+			goto fail;
+		}
+		memcpy(key, sets[i], (size_t)(eq - sets[i]));
+		key[eq - sets[i]] = '\0';
+		if (config_set(c, key, eq + 1, why, sizeof(why)) < 0) {
+			snprintf(err, errlen, "--set: %.900s", why);
+			goto fail;
+		}
+	}
+	if (serve_check(c, err, errlen) < 0)
+		goto fail;
+	return c;
+fail:
+	config_free(c);
+	return NULL;
+}
+
+/* What a SIGHUP reloads. */
+struct serve_reload_ctx {
+	struct config *cfg;
+	const char *path;
+	char **sets;
+	int nsets;
+	struct recorder *rec;
+	struct policy_host *pol;
+	struct storage_s3 *s3;  /* the presigner's client, or NULL */
+	struct http_server *http;
+	int changed, restart;
+};
+
+static void serve_reload_change(void *opaque, const char *key, const char *old_value, const char *new_value)
+{
+	struct serve_reload_ctx *x = opaque;
+	bool live = config_flags(x->cfg, key) & CONFIG_LIVE;
+	x->changed++;
+	x->restart += !live;
+	LOG_AT(&serve_log, live ? LOG_LEVEL_INFO : LOG_LEVEL_WARN, "reload: %s: %s -> %s (%s)", key,
+	       old_value ? old_value : "(unset)", new_value ? new_value : "(unset)",
+	       live ? "applied" : "needs a restart");
+}
+
+/* SIGHUP: reads the configuration again (file, environment, --set),
+ * checks all of it beside the running one, swaps it in, puts the options
+ * marked CONFIG_LIVE in force and says which changes wait for a restart;
+ * then reloads the policies. A configuration that does not pass changes
+ * nothing. Runs on the main thread; never ends the process. */
+static void serve_reload(struct serve_reload_ctx *x)
+{
+	char err[1024];
+	LOG_INFO(&serve_log, "SIGHUP: reloading the configuration%s and the policies",
+		 x->path ? "" : " (no file: the environment only)");
+	x->changed = x->restart = 0;
+	struct config *fresh = serve_configure(x->path, x->sets, x->nsets, err, sizeof(err));
+	if (!fresh) {
+		LOG_ERROR(&serve_log, "reload refused, the running configuration stays: %s", err);
+		goto policies;
+	}
+	config_free(fresh);
+	struct config_snapshot *before = config_snapshot(x->cfg);
+	int rc = x->path ? config_reload_file(x->cfg, x->path, err, sizeof(err))
+			 : config_apply_env_checked(x->cfg, err, sizeof(err));
+	if (rc < 0) {
+		LOG_ERROR(&serve_log, "reload refused, the running configuration stays: %s", err);
+		config_snapshot_free(before);
+		goto policies;
+	}
+	config_diff(x->cfg, before, serve_reload_change, x);
+	config_snapshot_free(before);
+	serve_apply_log_level(x->cfg);
+	if (recorder_reload(x->rec, err, sizeof(err)) < 0)
+		LOG_ERROR(&serve_log, "reload: recorder: %s", err);
+	if (x->s3 && storage_s3_reload_credentials(x->s3, x->cfg) < 0)
+		LOG_ERROR(&serve_log, "reload: the S3 credentials are incomplete: downloads keep the previous ones");
+	/* The certificate files are read again even when their names did not
+	 * change: a renewal replaces them in place. */
+	int tls = http_server_reload_tls(x->http, err, sizeof(err));
+	if (tls < 0)
+		LOG_ERROR(&serve_log, "reload: TLS certificate not replaced, the running one stays: %s", err);
+	else if (tls > 0)
+		LOG_INFO(&serve_log, "reload: TLS certificate read again; new connections get it");
+	LOG_INFO(&serve_log, "reload: %d option%s changed, %d applied, %d need%s a restart", x->changed,
+		 x->changed == 1 ? "" : "s", x->changed - x->restart, x->restart, x->restart == 1 ? "s" : "");
+policies:
+	if (x->pol) {
+		int n = policy_host_reload(x->pol);
+		LOG_INFO(&serve_log, "reload: policies rescanned, %d new version%s in force", n, n == 1 ? "" : "s");
+	}
+	LOG_INFO(&serve_log, "reload: done");
 }
 
 int main_serve(int argc, char **argv)
@@ -239,6 +378,7 @@ int main_serve(int argc, char **argv)
 	struct recorder *rec = NULL;
 	struct http_server *http = NULL;
 	struct storage_s3 *s3 = NULL;
+	int sfd = -1;
 
 	if (!sets)
 		return 1;
@@ -262,58 +402,26 @@ int main_serve(int argc, char **argv)
 		goto out;
 	}
 
-	cfg = config_new();
-	if (!cfg || serve_register(cfg) < 0) {
-		fprintf(stderr, "edgerec serve: cannot register the options\n");
-		goto out;
-	}
 	if (!config_path && access(SERVE_DEFAULT_CONFIG, R_OK) == 0)
 		config_path = SERVE_DEFAULT_CONFIG;
-	if (config_path && config_load_file(cfg, config_path, err, sizeof(err)) < 0) {
+	cfg = serve_configure(config_path, sets, nsets, err, sizeof(err));
+	if (!cfg) {
 		fprintf(stderr, "edgerec serve: %s\n", err);
 		status = 2;
 		goto out;
 	}
-	if (config_apply_env_checked(cfg, err, sizeof(err)) < 0) {
-		fprintf(stderr, "edgerec serve: %s\n", err);
-		status = 2;
-		goto out;
-	}
-	for (int i = 0; i < nsets; i++) {
-		char *eq = strchr(sets[i], '=');
-		if (!eq) {
-			fprintf(stderr, "edgerec serve: --set %s: expected KEY=VALUE\n", sets[i]);
-			status = 2;
-			goto out;
-		}
-		*eq = '\0';
-		if (config_set(cfg, sets[i], eq + 1, err, sizeof(err)) < 0) {
-			fprintf(stderr, "edgerec serve: --set: %s\n", err);
-			status = 2;
-			goto out;
-		}
-	}
-	const char *level = config_get_str(cfg, "log_level");
-	if (level && *level && !getenv("EDGEREC_LOG")) {
-		int l = log_level_from_name(level);
-		if (l < 0) {
-			fprintf(stderr, "edgerec serve: log_level '%s' is not error|warn|info|debug|trace\n", level);
-			status = 2;
-			goto out;
-		}
-		log_set_level(l);
-	}
+	char unknown[1024];
+	int nunknown = config_unknown_env(cfg, serve_env_other, unknown, sizeof(unknown));
+	if (nunknown > 0)
+		LOG_WARN(&serve_log, "%d EDGEREC_* environment variable%s set%s no option (ignored): %s", nunknown,
+			 nunknown == 1 ? "" : "s", nunknown == 1 ? "s" : "", unknown);
+	serve_apply_log_level(cfg);
 	if (print_config) {
 		config_dump(cfg, stdout);
 		status = 0;
 		goto out;
 	}
 
-	if (http_config_check(cfg, err, sizeof(err)) < 0) {
-		fprintf(stderr, "edgerec serve: %s\n", err);
-		status = 2;
-		goto out;
-	}
 	const char *state_dir = config_get_str(cfg, "state_dir");
 	if (!state_dir || !*state_dir || util_mkdir_p(state_dir, 0700) < 0) {
 		fprintf(stderr, "edgerec serve: state_dir '%s' cannot be created: %s\n",
@@ -327,16 +435,19 @@ int main_serve(int argc, char **argv)
 		goto out;
 	}
 
-	if (pipe2(serve_signal_pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
-		fprintf(stderr, "edgerec serve: pipe: %s\n", strerror(errno));
+	/* SIGINT, SIGTERM and SIGHUP are blocked in every thread (the ones
+	 * started below inherit the mask) and read from a signalfd by this
+	 * thread alone: no handler runs, so no system call of a recording's
+	 * threads is interrupted by a reload. */
+	sigset_t sigs;
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGHUP);
+	if (pthread_sigmask(SIG_BLOCK, &sigs, NULL) != 0 || (sfd = signalfd(-1, &sigs, SFD_CLOEXEC)) < 0) {
+		fprintf(stderr, "edgerec serve: signalfd: %s\n", strerror(errno));
 		goto out;
 	}
-	struct sigaction sa;
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = serve_on_signal;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
 	serve_raise_nofile();
@@ -371,6 +482,8 @@ int main_serve(int argc, char **argv)
 		goto out;
 	}
 	http_server_add_metrics(http, serve_state_metrics, st);
+	http_server_add_metrics(http, recorder_storage_metrics, rec);
+	http_server_add_health_check(http, "storage", serve_storage_health, rec);
 	const char *backend = config_get_str(cfg, "storage_backend");
 	if (backend && strcmp(backend, "s3") == 0) {
 		s3 = storage_s3_new_from_config(cfg, err, sizeof(err));
@@ -398,23 +511,34 @@ int main_serve(int argc, char **argv)
 			printf("edgerec serve: token for user '%s' (24 h): %s\n", SERVE_DEV_USER, tok);
 		free(tok);
 	}
+	const char *console_user = NULL;
+	const char *console_pw = http_server_console_password_file(http, &console_user);
+	if (console_pw)
+		printf("edgerec serve: console sign-in as '%s', password in %s\n", console_user, console_pw);
 	printf("edgerec serve: ready (Ctrl-C stops)\n");
 	fflush(stdout);
 
+	struct serve_reload_ctx reload = { .cfg = cfg, .path = config_path, .sets = sets, .nsets = nsets,
+					   .rec = rec, .pol = pol, .s3 = s3, .http = http };
 	for (;;) {
-		unsigned char sig;
-		ssize_t n = read(serve_signal_pipe[0], &sig, 1);
-		if (n == 1) {
-			/* A second signal while shutting down ends the process. */
-			signal(SIGINT, SIG_DFL);
-			signal(SIGTERM, SIG_DFL);
-			LOG_INFO(&serve_log, "signal %d: shutting down", sig);
+		struct signalfd_siginfo si;
+		ssize_t n = read(sfd, &si, sizeof(si));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n != (ssize_t)sizeof(si)) {
+			LOG_ERROR(&serve_log, "signalfd: %s", n < 0 ? strerror(errno) : "short read");
 			break;
 		}
-		if (n < 0 && errno != EAGAIN && errno != EINTR)
-			break;
-		struct pollfd pfd = { .fd = serve_signal_pipe[0], .events = POLLIN };
-		poll(&pfd, 1, -1);
+		if (si.ssi_signo == SIGHUP) {
+			serve_reload(&reload);
+			continue;
+		}
+		LOG_INFO(&serve_log, "signal %u: shutting down", si.ssi_signo);
+		/* A second SIGINT or SIGTERM while shutting down ends the
+		 * process: this thread takes them with the default action. */
+		sigdelset(&sigs, SIGHUP);
+		pthread_sigmask(SIG_UNBLOCK, &sigs, NULL);
+		break;
 	}
 	status = 0;
 out:
@@ -425,13 +549,8 @@ out:
 	policy_host_free(pol);
 	state_free(st);
 	config_free(cfg);
-	if (serve_signal_pipe[0] >= 0) {
-		signal(SIGINT, SIG_DFL);
-		signal(SIGTERM, SIG_DFL);
-		close(serve_signal_pipe[0]);
-		close(serve_signal_pipe[1]);
-		serve_signal_pipe[0] = serve_signal_pipe[1] = -1;
-	}
+	if (sfd >= 0)
+		close(sfd);
 	free(sets);
 	if (status == 0 && !print_config)
 		LOG_INFO(&serve_log, "stopped");

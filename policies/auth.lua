@@ -2,8 +2,10 @@
 --
 -- authorize(action, caller, recording, room_id) is asked before every
 -- request. 'action' is one of start, stop, pause, resume, cancel, read
--- (a recording's status), download (its file and thumbnail), list_room,
--- list_user, admin (the /api/system routes). 'caller' is { user_id = "...", claims = {...} } with
+-- (a recording's status), download (its file and thumbnail), delete (a
+-- completed or failed recording removed for good), list_room, list_user
+-- (an admin's lists every user's recordings), admin (the /api/system
+-- routes). 'caller' is { user_id = "...", claims = {...} } with
 -- every claim of the caller's token. 'recording' is the state object the
 -- request is about (nil for start and the lists). Answer true to allow, or
 -- false and a reason (shown to the client as "detail"), optionally followed
@@ -18,7 +20,7 @@ local M = {}
 
 local owner_actions = {
   stop = true, pause = true, resume = true, cancel = true, read = true,
-  download = true,
+  download = true, delete = true,
 }
 
 local open_actions = { start = true, list_room = true, list_user = true }
@@ -57,6 +59,8 @@ function M.self_test()
   assert(M.authorize("admin", alice) == false)
   assert(M.authorize("download", alice, rec, "r1") == false)
   assert(M.authorize("download", root, rec, "r1") == true)
+  assert(M.authorize("delete", alice, rec, "r1") == false)
+  assert(M.authorize("delete", root, rec, "r1") == true)
   return true
 end
 

@@ -4,12 +4,21 @@
  * Uses: stderr only. Thread-safe: one line is written with one fputs under a
  * lock so lines from different threads never interleave.
  *
+ * A line is "2026-05-01T12:00:00.123Z info  [module] text" (UTC, ISO 8601),
+ * or, when stderr is systemd's journal stream (JOURNAL_STREAM names it),
+ * "<6>info  [module] text": journald dates it and takes <N> as the syslog
+ * priority (error 3, warn 4, info 6, debug and trace 7), so
+ * `journalctl -p err` finds the errors. A newline inside a message is
+ * written as a space: one call, one line.
+ *
  * A module declares its handle once:
  *     static struct log_handle log_mod = LOG_HANDLE("media/vp8");
  * and logs with LOG_INFO(&log_mod, "opened %dx%d", w, h). The level check
  * happens before any formatting, so a disabled TRACE costs one compare. */
 #ifndef EDGEREC_COMMON_LOG_H
 #define EDGEREC_COMMON_LOG_H
+
+#include <stdbool.h>
 
 enum log_level {
 	LOG_LEVEL_ERROR = 0,
@@ -31,6 +40,10 @@ extern int log_global_level;
  * when called with a negative level. */
 void log_set_level(int level);
 int log_level_from_name(const char *name);
+/* The name of a level ("info"); "?" when out of range. */
+const char *log_level_name(int level);
+/* True when lines go to journald (see above). */
+bool log_to_journal(void);
 void log_write(const struct log_handle *h, enum log_level level, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 

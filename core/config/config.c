@@ -215,6 +215,21 @@ static int value_check(const struct config_option *o, const char *key, const cha
 		err_set(err, errlen, "%s: value longer than %d bytes", key, CONFIG_VALUE_MAX);
 		return -1;
 	}
+	if (r == 0 && o->choices) {
+		bool found = false;
+		for (const char *const *ch = o->choices; *ch && !found; ch++)
+			found = strcmp(*ch, value) == 0;
+		if (!found) {
+			char list[512];
+			size_t n = 0;
+			list[0] = '\0';
+			for (const char *const *ch = o->choices; *ch && n < sizeof(list); ch++)
+				n += (size_t)snprintf(list + n, sizeof(list) - n, "%s%s", n ? ", " : "",
+						      **ch ? *ch : "\"\" (empty)");
+			err_set(err, errlen, "%s: '%.64s' is not one of %s", key, value, list);
+			return -1;
+		}
+	}
 	if (r < 0) {
 		const char *hint = o->type == CONFIG_SIZE ? " (e.g. 512, 10M, 2G)"
 			: o->type == CONFIG_DURATION ? " (e.g. 30s, 250ms, 5m, 2h)"
@@ -461,6 +476,10 @@ int config_register(struct config *c, const struct config_option *table)
 		}
 		if (o->type < CONFIG_STR || o->type > CONFIG_DURATION) {
 			LOG_ERROR(&log_cfg, "option table: %s has no valid type", o->key);
+			goto out;
+		}
+		if (o->choices && o->type != CONFIG_STR) {
+			LOG_ERROR(&log_cfg, "option table: %s has choices but is not a string", o->key);
 			goto out;
 		}
 		if (o->def && value_check(o, o->key, o->def, err, sizeof(err)) < 0) {
@@ -791,7 +810,7 @@ static void env_name(char *out, size_t outlen, const char *k, size_t klen)
 static int env_take(const struct config *c, const char *var, const char *key, const char *value,
 		    struct plist *out, bool strict, char *err, size_t errlen)
 {
-	char why[256], origin[CONFIG_KEY_MAX + 16];
+	char why[256], origin[CONFIG_KEY_MAX + 32];
 	const struct config_option *opt;
 	if (check_pair(c, key, value, &opt, why, sizeof(why)) < 0) {
 		LOG_WARN(&log_cfg, "ignoring %s: %s", var, why);
@@ -808,46 +827,56 @@ static int env_take(const struct config *c, const char *var, const char *key, co
 	return 0;
 }
 
-/* Collects the EDGEREC_* variables of every registered option into 'out'.
- * Caller holds the lock. */
-static int collect_env(const struct config *c, struct plist *out, bool strict, char *err, size_t errlen)
+/* The option key the environment variable 'name' ('nlen' bytes, without
+ * "=value") sets, written into 'full': EDGEREC_REDIS_URL sets redis_url;
+ * for a family the wildcard segment is taken as written
+ * (EDGEREC_ROOM_lobby_SOURCE sets room.lobby.source). False when it sets
+ * none. Caller holds a lock. */
+static bool env_key_of(const struct config *c, const char *name, size_t nlen, char *full, size_t fulllen)
 {
+	if (nlen <= 8 || strncmp(name, "EDGEREC_", 8) != 0)
+		return false;
 	for (size_t i = 0; i < c->nopts; i++) {
 		const char *key = c->opts[i]->key;
 		const char *star = strchr(key, '*');
 		char pre[CONFIG_KEY_MAX + 16] = "EDGEREC_", suf[CONFIG_KEY_MAX + 8];
+		env_name(pre + 8, sizeof(pre) - 8, key, star ? (size_t)(star - key) : strlen(key));
+		size_t plen = strlen(pre);
 		if (!star) {
-			env_name(pre + 8, sizeof(pre) - 8, key, strlen(key));
-			const char *v = getenv(pre);
-			if (v && env_take(c, pre, key, v, out, strict, err, errlen) < 0)
-				return -1;
+			if (plen == nlen && memcmp(pre, name, nlen) == 0) {
+				snprintf(full, fulllen, "%s", key);
+				return true;
+			}
 			continue;
 		}
-		/* A family: EDGEREC_<before>_<segment>_<after>=value. */
-		env_name(pre + 8, sizeof(pre) - 8, key, (size_t)(star - key));
+		/* A family: EDGEREC_<before>_<segment>_<after>. */
 		env_name(suf, sizeof(suf), star + 1, strlen(star + 1));
-		size_t plen = strlen(pre), slen = strlen(suf);
-		for (char **e = environ; e && *e; e++) {
-			const char *eq = strchr(*e, '=');
-			if (!eq || strncmp(*e, pre, plen) != 0)
-				continue;
-			size_t nlen = (size_t)(eq - *e);
-			if (nlen <= plen + slen || strncmp(eq - slen, suf, slen) != 0)
-				continue;
-			char var[CONFIG_KEY_MAX + 16], full[2 * CONFIG_KEY_MAX + 8], seg[CONFIG_KEY_MAX + 1];
-			size_t seglen = nlen - plen - slen;
-			if (nlen >= sizeof(var) || seglen > CONFIG_KEY_MAX)
-				continue;
-			memcpy(var, *e, nlen);
-			var[nlen] = '\0';
-			memcpy(seg, *e + plen, seglen);
-			seg[seglen] = '\0';
-			snprintf(full, sizeof(full), "%.*s%s%s", (int)(star - key), key, seg, star + 1);
-			if (!key_match(key, full))
-				continue;
-			if (env_take(c, var, full, eq + 1, out, strict, err, errlen) < 0)
-				return -1;
-		}
+		size_t slen = strlen(suf);
+		if (nlen <= plen + slen || nlen - plen - slen > CONFIG_KEY_MAX || memcmp(name, pre, plen) != 0 ||
+		    memcmp(name + nlen - slen, suf, slen) != 0)
+			continue;
+		snprintf(full, fulllen, "%.*s%.*s%s", (int)(star - key), key, (int)(nlen - plen - slen), name + plen,
+			 star + 1);
+		if (key_valid(full, false) && key_match(key, full))
+			return true;
+	}
+	return false;
+}
+
+/* Collects the EDGEREC_* variables of every registered option into 'out'.
+ * Caller holds the lock. */
+static int collect_env(const struct config *c, struct plist *out, bool strict, char *err, size_t errlen)
+{
+	for (char **e = environ; e && *e; e++) {
+		const char *eq = strchr(*e, '=');
+		char var[CONFIG_KEY_MAX + 16], full[2 * CONFIG_KEY_MAX + 8];
+		size_t nlen = eq ? (size_t)(eq - *e) : 0;
+		if (!eq || nlen >= sizeof(var) || !env_key_of(c, *e, nlen, full, sizeof(full)))
+			continue;
+		memcpy(var, *e, nlen);
+		var[nlen] = '\0';
+		if (env_take(c, var, full, eq + 1, out, strict, err, errlen) < 0)
+			return -1;
 	}
 	return 0;
 }
@@ -1107,6 +1136,13 @@ bool config_is_set(const struct config *c, const char *key)
 	return set;
 }
 
+unsigned config_flags(const struct config *c, const char *key)
+{
+	const struct config_option *o = NULL;
+	lookup(c, key, &o, NULL);
+	return o ? o->flags : 0;
+}
+
 const char *config_origin(const struct config *c, const char *key)
 {
 	const char *origin = NULL;
@@ -1157,9 +1193,59 @@ void config_foreach(const struct config *c, const char *prefix,
 	free(all);
 }
 
+/* Writes 'value' with the password of a URL's user part ("scheme://user:pw@")
+ * as "***" into 'out'; false when there is none. */
+static bool redact_url(const char *value, char *out, size_t outlen)
+{
+	const char *scheme = strstr(value, "://");
+	if (!scheme)
+		return false;
+	const char *user = scheme + 3;
+	size_t authority = strcspn(user, "/?#");
+	const char *at = memchr(user, '@', authority);
+	const char *colon = at ? memchr(user, ':', (size_t)(at - user)) : NULL;
+	if (!colon || colon + 1 == at)
+		return false;
+	snprintf(out, outlen, "%.*s***%s", (int)(colon + 1 - value), value, at);
+	return true;
+}
+
+/* The display text of 'value' for option 'o' (may be NULL). */
+static const char *display(const struct config_option *o, const char *value, char *out, size_t outlen)
+{
+	if (!value)
+		return NULL;
+	if (o && (o->flags & CONFIG_SECRET) && *value) {
+		snprintf(out, outlen, "(redacted)");
+		return out;
+	}
+	if (redact_url(value, out, outlen))
+		return out;
+	snprintf(out, outlen, "%s", value);
+	return out;
+}
+
+const char *config_display_value(const struct config *c, const char *key, const char *value, char *out,
+				 size_t outlen)
+{
+	struct config *m = (struct config *)c;
+	const struct config_option *o = NULL;
+	if (c && key) {
+		pthread_rwlock_rdlock(&m->lock);
+		o = opt_find(c, key);
+		pthread_rwlock_unlock(&m->lock);
+	}
+	if (!value) {
+		snprintf(out, outlen, "(unset)");
+		return out;
+	}
+	return display(o, value, out, outlen);
+}
+
 void config_dump(const struct config *c, void *out)
 {
 	FILE *f = out;
+	char shown[CONFIG_VALUE_MAX + 16];
 	if (!c || !f)
 		return;
 	struct config *m = (struct config *)c;
@@ -1167,7 +1253,7 @@ void config_dump(const struct config *c, void *out)
 	for (size_t i = 0; i < c->nopts; i++) {
 		const struct config_option *o = c->opts[i];
 		long e = strchr(o->key, '*') ? -1 : entry_search(c, o->key);
-		const char *v = e >= 0 ? c->entries[e].value : o->def;
+		const char *v = display(o, e >= 0 ? c->entries[e].value : o->def, shown, sizeof(shown));
 		fprintf(f, "%-28s %-8s = %-24s (%s)  %s\n", o->key, type_name(o->type),
 			v ? v : "(unset)", e >= 0 ? c->entries[e].origin : "default",
 			o->help ? o->help : "");
@@ -1177,7 +1263,115 @@ void config_dump(const struct config *c, void *out)
 		if (e->opt && !strchr(e->opt->key, '*'))
 			continue;
 		fprintf(f, "%-28s %-8s = %-24s (%s)\n", e->key, e->opt ? type_name(e->opt->type) : "unknown",
-			e->value, e->origin);
+			display(e->opt, e->value, shown, sizeof(shown)), e->origin);
 	}
 	pthread_rwlock_unlock(&m->lock);
+}
+
+/* ---- unknown environment variables ----------------------------------------- */
+
+int config_unknown_env(const struct config *c, const char *const *ignore, char *out, size_t outlen)
+{
+	struct config *m = (struct config *)c;
+	int count = 0;
+	size_t used = 0;
+	if (outlen)
+		out[0] = '\0';
+	if (!c)
+		return 0;
+	pthread_rwlock_rdlock(&m->lock);
+	for (char **e = environ; e && *e; e++) {
+		const char *eq = strchr(*e, '=');
+		if (!eq || strncmp(*e, "EDGEREC_", 8) != 0)
+			continue;
+		size_t nlen = (size_t)(eq - *e);
+		char full[2 * CONFIG_KEY_MAX + 8];
+		bool skip = env_key_of(c, *e, nlen, full, sizeof(full));
+		for (const char *const *ig = ignore; ig && *ig && !skip; ig++)
+			skip = strlen(*ig) == nlen && memcmp(*ig, *e, nlen) == 0;
+		if (skip)
+			continue;
+		count++;
+		if (outlen && used < outlen)
+			used += (size_t)snprintf(out + used, outlen - used, "%s%.*s", used ? ", " : "", (int)nlen, *e);
+	}
+	pthread_rwlock_unlock(&m->lock);
+	return count;
+}
+
+/* ---- what a reload changed --------------------------------------------------- */
+
+struct config_snapshot {
+	struct kv *v;
+	size_t n;
+};
+
+static void snap_add(void *opaque, const char *key, const char *value)
+{
+	struct config_snapshot *s = opaque;
+	if (!s->v)
+		return;
+	char *k = strdup(key), *val = strdup(value);
+	struct kv *nv = realloc(s->v, (s->n + 1) * sizeof(*nv));
+	if (!k || !val || !nv) {
+		free(k);
+		free(val);
+		if (nv)
+			s->v = nv;
+		return;
+	}
+	s->v = nv;
+	s->v[s->n++] = (struct kv){ k, val };
+}
+
+struct config_snapshot *config_snapshot(const struct config *c)
+{
+	struct config_snapshot *s = calloc(1, sizeof(*s));
+	if (!s)
+		return NULL;
+	s->v = malloc(sizeof(*s->v));
+	if (!s->v) {
+		free(s);
+		return NULL;
+	}
+	config_foreach(c, "", snap_add, s);
+	return s;
+}
+
+void config_snapshot_free(struct config_snapshot *s)
+{
+	if (!s)
+		return;
+	for (size_t i = 0; i < s->n; i++) {
+		free((char *)s->v[i].key);
+		free((char *)s->v[i].value);
+	}
+	free(s->v);
+	free(s);
+}
+
+void config_diff(const struct config *c, const struct config_snapshot *before,
+		 void (*cb)(void *opaque, const char *key, const char *old_value, const char *new_value),
+		 void *opaque)
+{
+	struct config_snapshot *now = config_snapshot(c);
+	char a[CONFIG_VALUE_MAX + 16], b[CONFIG_VALUE_MAX + 16];
+	if (!now || !before || !cb) {
+		config_snapshot_free(now);
+		return;
+	}
+	/* Both are sorted by key (config_foreach): walk them side by side. */
+	size_t i = 0, j = 0;
+	while (i < before->n || j < now->n) {
+		int r = i >= before->n ? 1 : j >= now->n ? -1 : strcmp(before->v[i].key, now->v[j].key);
+		const char *key = r <= 0 ? before->v[i].key : now->v[j].key;
+		const char *old_v = r <= 0 ? before->v[i].value : NULL;
+		const char *new_v = r >= 0 ? now->v[j].value : NULL;
+		if (!same_text(old_v, new_v))
+			cb(opaque, key, old_v ? config_display_value(c, key, old_v, a, sizeof(a)) : NULL,
+			   new_v ? config_display_value(c, key, new_v, b, sizeof(b)) : NULL);
+		i += r <= 0;
+		j += r >= 0;
+	}
+	config_snapshot_free(now);
 }

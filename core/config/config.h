@@ -44,15 +44,32 @@ enum config_type {
 	CONFIG_DURATION,
 };
 
+/* Flags of an option. */
+enum {
+	/* The value is a credential: config_dump shows "(redacted)". */
+	CONFIG_SECRET = 1 << 0,
+	/* The running program applies a new value on reload (SIGHUP);
+	 * without it a change waits for a restart. */
+	CONFIG_LIVE = 1 << 1,
+};
+
 /* One option a module reads. 'def' is the default as text (NULL = none);
- * 'help' is one line shown by config_dump and in error messages. A table is
- * an array that ends with an all-zero entry ({0}); it must outlive the
- * struct config (a static const table does). */
+ * 'help' is one line shown by config_dump and in error messages.
+ * 'choices' (optional, NULL-terminated) makes a string option an
+ * enumeration: any other value is refused when it is set, with a message
+ * naming the allowed ones ("storage_backend: 's4' is not one of local,
+ * s3"). 'flags' are CONFIG_SECRET and friends. A table is an array that
+ * ends with an all-zero entry ({0}); it must outlive the struct config (a
+ * static const table does). The two last fields are usually given by name:
+ *     { "storage_backend", CONFIG_STR, "local", "where ...", .choices = backends },
+ *     { "jwt_secret", CONFIG_STR, NULL, "HS256 secret", .flags = CONFIG_SECRET }, */
 struct config_option {
 	const char *key;
 	enum config_type type;
 	const char *def;
 	const char *help;
+	const char *const *choices;
+	unsigned flags;
 };
 
 struct config;
@@ -130,6 +147,9 @@ double config_get_double(const struct config *c, const char *key);
 /* True when the key has a value from the file, the environment or
  * config_set (not only a default). */
 bool config_is_set(const struct config *c, const char *key);
+/* The flags (CONFIG_SECRET, CONFIG_LIVE) of the option declaring 'key';
+ * 0 for an unknown key. */
+unsigned config_flags(const struct config *c, const char *key);
 /* Where the value of 'key' came from: "path:line", "env EDGEREC_X",
  * "set", "default", or NULL when it has none. Valid until config_free. */
 const char *config_origin(const struct config *c, const char *key);
@@ -141,8 +161,33 @@ void config_foreach(const struct config *c, const char *prefix,
 		    void (*cb)(void *opaque, const char *key, const char *value), void *opaque);
 
 /* Writes every registered option with its type, value, origin and help to
- * 'out' (a FILE *), for `--print-config` style diagnostics. */
+ * 'out' (a FILE *), for `--print-config` style diagnostics. Values of
+ * CONFIG_SECRET options show as "(redacted)", and a password inside a URL
+ * ("redis://:pw@host") as "***". */
 void config_dump(const struct config *c, void *out);
+
+/* The text config_dump shows for 'value' of 'key' (redacted as above),
+ * written into 'out'. Returns 'out'. */
+const char *config_display_value(const struct config *c, const char *key, const char *value, char *out,
+				 size_t outlen);
+
+/* Names the EDGEREC_* environment variables that set no registered option
+ * (a typo such as EDGEREC_REDIS_ULR, or an option of a newer release).
+ * Variables in 'ignore' (NULL-terminated, may be NULL) are read by other
+ * parts of the program (EDGEREC_LOG) and are not reported. Writes the
+ * names, separated by ", ", into 'out' and returns how many there are. */
+int config_unknown_env(const struct config *c, const char *const *ignore, char *out, size_t outlen);
+
+/* Compares the live values with 'before' (a snapshot from
+ * config_snapshot): calls 'cb' once per key whose effective value differs,
+ * with the old and new text (NULL for none). Secret values are passed
+ * redacted. For the log of a reload. */
+struct config_snapshot;
+struct config_snapshot *config_snapshot(const struct config *c);
+void config_snapshot_free(struct config_snapshot *s);
+void config_diff(const struct config *c, const struct config_snapshot *before,
+		 void (*cb)(void *opaque, const char *key, const char *old_value, const char *new_value),
+		 void *opaque);
 
 /* The parsers behind the types, for modules that read such values from
  * elsewhere (a request, a policy). Each returns 0 or -1 on malformed text. */

@@ -19,6 +19,8 @@ static struct log_handle log_crypto = LOG_HANDLE("crypto");
 
 _Static_assert(sizeof(struct crypto_sha256_ctx) >= sizeof(mbedtls_sha256_context),
 	       "crypto_sha256_ctx too small for mbedtls_sha256_context");
+_Static_assert(sizeof(struct crypto_md5_ctx) >= sizeof(mbedtls_md5_context),
+	       "crypto_md5_ctx too small for mbedtls_md5_context");
 
 void crypto_sha256(const void *data, size_t len, uint8_t out[CRYPTO_SHA256_LEN])
 {
@@ -53,6 +55,25 @@ void crypto_sha256_final(struct crypto_sha256_ctx *ctx, uint8_t out[CRYPTO_SHA25
 	mbedtls_sha256_context *c = (mbedtls_sha256_context *)ctx->opaque;
 	mbedtls_sha256_finish_ret(c, out);
 	mbedtls_sha256_free(c);
+}
+
+void crypto_md5_init(struct crypto_md5_ctx *ctx)
+{
+	mbedtls_md5_context *c = (mbedtls_md5_context *)ctx->opaque;
+	mbedtls_md5_init(c);
+	mbedtls_md5_starts_ret(c);
+}
+
+void crypto_md5_update(struct crypto_md5_ctx *ctx, const void *data, size_t len)
+{
+	mbedtls_md5_update_ret((mbedtls_md5_context *)ctx->opaque, data, len);
+}
+
+void crypto_md5_final(struct crypto_md5_ctx *ctx, uint8_t out[CRYPTO_MD5_LEN])
+{
+	mbedtls_md5_context *c = (mbedtls_md5_context *)ctx->opaque;
+	mbedtls_md5_finish_ret(c, out);
+	mbedtls_md5_free(c);
 }
 
 void crypto_hex(const void *in, size_t len, char *out)

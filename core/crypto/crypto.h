@@ -35,6 +35,15 @@ void crypto_sha256_init(struct crypto_sha256_ctx *ctx);
 void crypto_sha256_update(struct crypto_sha256_ctx *ctx, const void *data, size_t len);
 void crypto_sha256_final(struct crypto_sha256_ctx *ctx, uint8_t out[CRYPTO_SHA256_LEN]);
 
+/* Incremental MD5, the same way (an S3 object's whole-body ETag). */
+struct crypto_md5_ctx {
+	/* Room for mbedtls_md5_context; opaque to callers. */
+	uint64_t opaque[16];
+};
+void crypto_md5_init(struct crypto_md5_ctx *ctx);
+void crypto_md5_update(struct crypto_md5_ctx *ctx, const void *data, size_t len);
+void crypto_md5_final(struct crypto_md5_ctx *ctx, uint8_t out[CRYPTO_MD5_LEN]);
+
 /* Writes 2*len lower-case hex digits and a NUL to 'out' (2*len+1 bytes). */
 void crypto_hex(const void *in, size_t len, char *out);
 

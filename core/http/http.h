@@ -1,7 +1,8 @@
 /* http: edgerec's network face: the HTTPS REST API of SPEC §2, the
  * WebSocket event hub of SPEC §7, recording download (byte ranges) and
  * thumbnail, /healthz, /metrics (Prometheus text), /api/system/policies,
- * the OpenAPI document (/api/openapi.json) and a small operator page (/).
+ * the OpenAPI document (/api/openapi.json) and the operator console (/,
+ * /console/..., signed in with /api/system/login: a session cookie).
  *
  * Provides: struct http_server (opaque), the option table http_options[],
  * hooks through which main wires in what this module does not link
@@ -49,10 +50,22 @@ struct http_server *http_server_new(struct config *cfg, struct recorder *rec,
  * close frame), stops the hub thread and frees 's'. NULL is a no-op. */
 void http_server_free(struct http_server *s);
 
+/* Reads tls_cert and tls_key (or the self-signed pair) again and serves the
+ * connections accepted from now on with them; open connections keep
+ * theirs. For SIGHUP: a renewed certificate needs no restart. Returns 1
+ * when HTTPS serves the files read now, 0 when HTTPS is off, -1 with 'err'
+ * (the running certificate stays). Main thread. */
+int http_server_reload_tls(struct http_server *s, char *err, size_t errlen);
+
 /* The base URL of the HTTPS listener ("https://127.0.0.1:8443"), or of the
  * plain listener when HTTPS is disabled. 'tls' picks which; NULL when that
  * listener is not configured. Valid until http_server_free. */
 const char *http_server_url(const struct http_server *s, bool tls);
+
+/* Where the console's generated operator password is kept (NULL when
+ * console.password_hash is configured instead); '*user' receives the
+ * operator's user name. Valid until http_server_free. */
+const char *http_server_console_password_file(const struct http_server *s, const char **user);
 
 /* A check that /healthz runs on every call besides its own (Redis through
  * the recorder, disk writable). The check returns true when healthy, false

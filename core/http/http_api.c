@@ -26,9 +26,6 @@ int http_query(const struct mg_request_info *ri, const char *name, char *out, si
 	return 1;
 }
 
-/* Reads the request body (at most s->max_body bytes). Returns a malloc'd
- * NUL-terminated text (possibly empty) and its length, or NULL with 413/500
- * already replied. */
 char *http_read_body(struct http_request *req, size_t *len)
 {
 	size_t cap = 1024, n = 0;

@@ -72,6 +72,10 @@ int http_auth_check(struct http_request *req, bool allow_query, cJSON **claims)
 	int rc;
 
 	*claims = NULL;
+	/* No Authorization header: a console session's cookie, when there is
+	 * one, decides (http_session.c); bearer clients never reach it. */
+	if (!header && (rc = http_session_auth(req, claims)) <= 0)
+		return rc;
 	if (header) {
 		while (*header == ' ')
 			header++;

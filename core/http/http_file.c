@@ -123,6 +123,7 @@ static void http_file_send(struct http_request *req, const char *path, const cha
 		}
 		if (mg_write(req->conn, buf, (size_t)n) <= 0)
 			break; /* the client went away */
+		req->bytes += n;
 		left -= n;
 		off += n;
 	}

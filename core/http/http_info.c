@@ -1,5 +1,5 @@
-/* http_info: the routes about the appliance itself: /healthz, /metrics,
- * /api/openapi.json and the operator page at /. */
+/* http_info: the routes about the appliance itself: /healthz, /metrics
+ * and /api/openapi.json. */
 #include "http_internal.h"
 
 #include <errno.h>
@@ -13,6 +13,7 @@
 #include <civetweb.h>
 
 #include "common_time.h"
+#include "common_version.h"
 #include "config.h"
 #include "http_text.h"
 #include "media_mux.h"
@@ -57,17 +58,24 @@ static void http_health_add(cJSON *checks, cJSON *reasons, const char *name, boo
 	else
 		cJSON_AddNullToObject(c, "detail");
 	if (said && reasons) {
-		char line[600];
+		char line[1200];
 		snprintf(line, sizeof(line), "%s: %s", name, why);
 		cJSON_AddItemToArray(reasons, cJSON_CreateString(line));
 	}
 }
 
+/* GET /healthz: {"status": "ok" | "degraded" | "down", "reasons": [...],
+ * "checks": {...}, "storage": {disk, uploads}, "version", "uptime_seconds"}.
+ * Only "down" (a check that says the node cannot serve: Redis unreachable
+ * with its retry buffer full) answers 503; everything that leaves the node
+ * serving in a lesser way (a policy on its last good version, a disk too
+ * full to start, a directory not writable, S3 failing) is "degraded", 200,
+ * so a load balancer does not drain a node that still works. */
 void http_info_healthz(struct http_request *req)
 {
 	struct http_server *s = req->s;
-	char why[512];
-	bool all = true, degraded = false;
+	char why[1024];
+	bool down = false, degraded = false;
 	cJSON *o = cJSON_CreateObject();
 	cJSON *checks = o ? cJSON_AddObjectToObject(o, "checks") : NULL;
 	cJSON *reasons = o ? cJSON_AddArrayToObject(o, "reasons") : NULL;
@@ -83,9 +91,12 @@ void http_info_healthz(struct http_request *req)
 		if (!dir || !*dir)
 			continue;
 		why[0] = '\0';
-		bool ok = http_dir_writable(dir, why, sizeof(why));
-		all = all && ok;
-		http_health_add(checks, reasons, dirs[i][0], ok, ok ? "" : why);
+		if (!http_dir_writable(dir, why, sizeof(why))) {
+			size_t n = strlen(why);
+			snprintf(why + n, sizeof(why) - n, " (%s is not writable)", dirs[i][1]);
+			degraded = true;
+		}
+		http_health_add(checks, reasons, dirs[i][0], true, why);
 	}
 	struct http_health_check hc[HTTP_HEALTH_MAX];
 	pthread_mutex_lock(&s->hooks_lock);
@@ -95,14 +106,21 @@ void http_info_healthz(struct http_request *req)
 	for (int i = 0; i < n; i++) {
 		why[0] = '\0';
 		bool ok = hc[i].fn(hc[i].opaque, why, sizeof(why));
-		all = all && ok;
+		down = down || !ok;
 		degraded = degraded || (ok && why[0]);
 		http_health_add(checks, reasons, hc[i].name, ok, why);
 	}
-	cJSON_AddStringToObject(o, "status", !all ? "unhealthy" : degraded ? "degraded" : "ok");
+	cJSON_AddStringToObject(o, "status", down ? "down" : degraded ? "degraded" : "ok");
+	if (s->rec) {
+		cJSON *st = recorder_storage_json(s->rec);
+		if (st)
+			cJSON_AddItemToObject(o, "storage", st);
+	}
+	cJSON_AddStringToObject(o, "version", common_version);
+	cJSON_AddStringToObject(o, "git", common_version_git);
 	cJSON_AddNumberToObject(o, "uptime_seconds",
 				(double)((time_wall_ns() - s->started_wall_ns) / 1000000) / 1000.0);
-	http_reply_json(req, all ? 200 : 503, o);
+	http_reply_json(req, down ? 503 : 200, o);
 	cJSON_Delete(o);
 }
 
@@ -115,11 +133,12 @@ void http_info_metrics(struct http_request *req)
 	recorder_metrics(s->rec, &rm);
 	http_text_init(&t);
 
-	http_text_printf(&t, "# HELP edgerec_recordings Recordings known to this node by status "
-			     "(live and processing now, final statuses reached since start).\n"
-			     "# TYPE edgerec_recordings gauge\n");
-	for (int i = 0; i < RECORDER_STATUS_COUNT; i++)
-		http_text_printf(&t, "edgerec_recordings{status=\"%s\"} %llu\n",
+	/* edgerec_recordings (every status, from the state store) comes from
+	 * recorder_storage_metrics; this node's own live ones are here. */
+	http_text_printf(&t, "# HELP edgerec_node_recordings Recordings this node is recording or processing now, "
+			     "by status.\n# TYPE edgerec_node_recordings gauge\n");
+	for (int i = RECORDER_PENDING; i <= RECORDER_PROCESSING; i++)
+		http_text_printf(&t, "edgerec_node_recordings{status=\"%s\"} %llu\n",
 				 recorder_status_name((enum recorder_status)i), (unsigned long long)rm.by_status[i]);
 	struct {
 		const char *name, *type, *help;
@@ -151,6 +170,8 @@ void http_info_metrics(struct http_request *req)
 			     "# TYPE edgerec_uptime_seconds gauge\nedgerec_uptime_seconds %.3f\n",
 			 (double)(time_wall_ns() - s->started_wall_ns) / 1e9);
 	http_metrics_render(s->metrics, &t);
+	http_metrics_render_build(&t);
+	http_metrics_render_process(&t);
 	pthread_mutex_lock(&s->hooks_lock);
 	int n = s->metrics_extra_count;
 	http_metrics_fn fns[HTTP_HEALTH_MAX];
@@ -212,40 +233,4 @@ void http_info_policies(struct http_request *req)
 void http_info_openapi(struct http_request *req)
 {
 	http_reply(req, 200, "application/json", http_openapi_json, http_openapi_json_len, NULL, NULL);
-}
-
-/* A small page for operators: paste a token, list recordings, start and
- * stop one in a room, watch the room's events. Everything it does goes
- * through the public API. */
-static const char http_index_html[] =
-	"<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>edgerec</title>\n"
-	"<style>body{font:14px sans-serif;margin:2em;max-width:60em}input{margin:0 .5em}"
-	"pre{background:#f4f4f4;padding:1em;overflow:auto;max-height:20em}</style></head><body>\n"
-	"<h1>edgerec</h1>\n"
-	"<p><a href=\"/healthz\">health</a> &middot; <a href=\"/metrics\">metrics</a> &middot; "
-	"<a href=\"/api/openapi.json\">OpenAPI</a></p>\n"
-	"<p>Token<input id=\"tok\" size=\"60\"> Room<input id=\"room\" value=\"lobby\"> "
-	"Quality<select id=\"q\"><option>low</option><option selected>medium</option><option>high</option>"
-	"<option>ultra</option></select></p>\n"
-	"<p><button onclick=\"mine()\">my recordings</button><button onclick=\"start()\">start</button>"
-	"<button onclick=\"watch()\">watch room events</button></p>\n"
-	"<pre id=\"out\"></pre><pre id=\"ev\"></pre>\n<script>\n"
-	"const $=i=>document.getElementById(i);\n"
-	"async function call(m,p){const r=await fetch(p,{method:m,headers:{Authorization:'Bearer '+$('tok').value}});"
-	"const j=await r.json();$('out').textContent=r.status+'\\n'+JSON.stringify(j,null,2);return j;}\n"
-	"function mine(){call('GET','/api/webrtc/recordings');}\n"
-	"async function start(){const j=await call('POST','/api/webrtc/rooms/'+encodeURIComponent($('room').value)"
-	"+'/recording/start?quality='+$('q').value);if(j.recording_id){const b=document.createElement('button');"
-	"b.textContent='stop '+j.recording_id.slice(0,8);b.onclick=()=>call('POST','/api/webrtc/rooms/'+"
-	"encodeURIComponent(j.room_id)+'/recording/'+j.recording_id+'/stop');$('out').before(b);}}\n"
-	"function watch(){const u=(location.protocol=='https:'?'wss://':'ws://')+location.host+"
-	"'/api/webrtc/ws?room_id='+encodeURIComponent($('room').value)+'&access_token='+"
-	"encodeURIComponent($('tok').value);const w=new WebSocket(u);"
-	"w.onmessage=e=>{$('ev').textContent=e.data+'\\n'+$('ev').textContent;};}\n"
-	"</script></body></html>\n";
-
-void http_info_index(struct http_request *req)
-{
-	http_reply(req, 200, "text/html; charset=utf-8", http_index_html, sizeof(http_index_html) - 1, NULL,
-		   NULL);
 }

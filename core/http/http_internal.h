@@ -20,6 +20,8 @@ struct mg_connection;
 struct mg_context;
 struct crypto_jwt_keys;
 struct http_hub;
+struct http_sessions;
+struct config;
 
 #define HTTP_HEALTH_MAX 8
 #define HTTP_REQUEST_ID_LEN 40
@@ -43,6 +45,7 @@ struct http_server {
 	struct mg_context *ctx;
 	bool lib_init;                /* mg_init_library was called */
 	struct http_hub *hub;
+	struct http_sessions *sessions; /* the console's sign-in (http_session.c) */
 	struct http_metrics *metrics;
 	struct http_conn_limit *conn_limit; /* connections per peer address (http_server.c) */
 	char url_https[96];
@@ -74,6 +77,7 @@ struct http_request {
 	struct mg_connection *conn;
 	int route;                    /* route id or pseudo route, for metrics */
 	int status;                   /* the reply status once sent */
+	long long bytes;              /* body bytes written, for the access log */
 	int64_t start_ns;
 	char id[HTTP_REQUEST_ID_LEN];
 	char user[HTTP_USER_ID_MAX + 1];  /* the token's sub once verified */
@@ -114,28 +118,65 @@ struct mg_request_info;
 /* Helpers of the API routes (http_api.c). A query parameter into 'out': 1
  * present, 0 absent, -1 too long or holding a NUL. */
 int http_query(const struct mg_request_info *ri, const char *name, char *out, size_t outlen);
-/* The body (at most http.max_body), malloc'd and NUL-terminated, or NULL
- * after a 413/500 reply. */
-char *http_read_body(struct http_request *req, size_t *len);
 /* Decodes and checks the captured room and recording ids; -1 after a 400. */
 int http_check_ids(struct http_request *req, struct http_route_match *m);
 /* WHIP (http_whip.c): the routes HTTP_ROUTE_WHIP*. */
 void http_whip_serve(struct http_request *req, const struct http_route_match *m);
 bool http_route_is_whip(int route);
 
+/* Reads the request body (at most s->max_body bytes). Returns a malloc'd
+ * NUL-terminated text (possibly empty) and its length, or NULL with
+ * 413/500 already replied (http_api.c). */
+char *http_read_body(struct http_request *req, size_t *len);
+
+/* The console's sign-in (http_session.c). The operator account comes from
+ * console.user and console.password_hash, else a password generated once
+ * into state_dir/console_password (mode 0600). */
+struct http_sessions *http_sessions_new(const struct config *cfg, char *err, size_t errlen);
+void http_sessions_free(struct http_sessions *ss);
+/* Checks the console.* options. Returns 0 or -1 with 'err'. */
+int http_sessions_config_check(const struct config *cfg, char *err, size_t errlen);
+/* The generated password's file, or NULL when a hash is configured. */
+const char *http_sessions_password_path(const struct http_sessions *ss);
+const char *http_sessions_user(const struct http_sessions *ss);
+/* Authenticates a request by its session cookie. Returns 1 when it carries
+ * none (the caller goes on with bearer tokens); 0 with the session's claims
+ * (sub = the operator, roles = ["admin"]; the reference goes to the caller);
+ * -1 after replying 401 (unknown or expired session) or 403 (a foreign
+ * Origin, or a request other than GET/HEAD without the session's
+ * X-CSRF-Token header). */
+int http_session_auth(struct http_request *req, cJSON **claims);
+/* POST /api/system/login {"user", "password"}: 200 with the cookie and
+ * {"user", "csrf_token", "expires_at"}; 401 invalid_credentials; 429 with
+ * Retry-After once an address failed console.login_max_failures times. */
+void http_session_login(struct http_request *req);
+/* POST /api/system/logout: ends the session (CSRF token needed), clears
+ * the cookie. */
+void http_session_logout(struct http_request *req);
+/* GET /api/system/session: the signed-in session's {"user", "csrf_token",
+ * "expires_at"} (a reloaded page gets its CSRF token back), else 401. */
+void http_session_info(struct http_request *req);
+
+/* GET / and GET /console/{file}: the embedded console (http_console_serve.c). */
+void http_console_serve(struct http_request *req);
+
 /* GET .../download and .../thumbnail of the recording 'rec' (the state
  * object the recorder returned for this caller) (http_file.c). */
 void http_file_serve(struct http_request *req, bool thumbnail, const cJSON *rec);
 
-/* /healthz, /metrics, /api/openapi.json, / (http_info.c). */
+/* /healthz, /metrics, /api/openapi.json (http_info.c). */
 void http_info_healthz(struct http_request *req);
 void http_info_metrics(struct http_request *req);
 void http_info_openapi(struct http_request *req);
-void http_info_index(struct http_request *req);
 void http_info_policies(struct http_request *req);
 /* The OpenAPI document text (embedded at build time) and its length. */
 extern const char http_openapi_json[];
 extern const unsigned long http_openapi_json_len;
+
+/* Writes state_dir/tls/server.pem (the key and chain civetweb reads) from
+ * tls_cert and tls_key, or the self-signed pair made there on first start
+ * (http_server.c). Returns 0 or -1 with 'err'. */
+int http_tls_prepare(struct http_server *s, char *err, size_t errlen);
 
 /* How many TLS configurations were held to TLS 1.2+ (http_tls.c); the
  * server checks it after start, which also keeps the wrapper linked. */

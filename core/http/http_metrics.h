@@ -3,7 +3,8 @@
  * text rendering.
  *
  * Provides: struct http_metrics (counters updated lock-free from any
- * thread), http_metrics_render(). Uses: libc atomics only. */
+ * thread), http_metrics_render(), the build and process metrics. Uses: libc
+ * atomics, /proc/self. */
 #ifndef EDGEREC_HTTP_METRICS_H
 #define EDGEREC_HTTP_METRICS_H
 
@@ -45,5 +46,13 @@ void http_metrics_observe(struct http_metrics *m, int route, int status, int64_t
  * growing buffer managed by http_text_* (http_internal.h). */
 struct http_text;
 void http_metrics_render(struct http_metrics *m, struct http_text *out);
+
+/* edgerec_build_info{version, git} 1. */
+void http_metrics_render_build(struct http_text *out);
+/* The process metrics under the names every Prometheus client library uses
+ * (process_cpu_seconds_total, process_resident_memory_bytes,
+ * process_virtual_memory_bytes, process_start_time_seconds,
+ * process_open_fds, process_max_fds), from /proc/self. */
+void http_metrics_render_process(struct http_text *out);
 
 #endif

@@ -27,6 +27,10 @@ const struct http_route http_routes[HTTP_ROUTE_COUNT] = {
 	{ HTTP_ROUTE_WHIP_PATCH, "PATCH", "/api/webrtc/rooms/{room_id}/whip/{recording_id}", "whip_patch", true },
 	{ HTTP_ROUTE_WHIP_SESSION_OPTIONS, "OPTIONS", "/api/webrtc/rooms/{room_id}/whip/{recording_id}",
 	  "whip_session_options", false },
+	{ HTTP_ROUTE_CONSOLE, "GET", "/console/{file}", "console", false },
+	{ HTTP_ROUTE_LOGIN, "POST", "/api/system/login", "login", false },
+	{ HTTP_ROUTE_LOGOUT, "POST", "/api/system/logout", "logout", false },
+	{ HTTP_ROUTE_SESSION, "GET", "/api/system/session", "session", false },
 };
 
 /* Reads a decimal number of up to 18 digits. Returns the characters used,

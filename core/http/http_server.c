@@ -31,9 +31,9 @@ const struct config_option http_options[] = {
 	{ "listen_http", CONFIG_STR, "",
 	  "plain HTTP listener, loopback only (127.0.0.1:8080); empty disables it" },
 	{ "tls_cert", CONFIG_STR, "",
-	  "PEM certificate (chain) for HTTPS; empty: a self-signed one kept in state_dir/tls" },
-	{ "tls_key", CONFIG_STR, "", "PEM private key of tls_cert (empty: inside tls_cert)" },
-	{ "jwt_secret", CONFIG_STR, NULL, "HS256 secret of bearer tokens" },
+	  "PEM certificate (chain) for HTTPS; empty: a self-signed one kept in state_dir/tls", .flags = CONFIG_LIVE },
+	{ "tls_key", CONFIG_STR, "", "PEM private key of tls_cert (empty: inside tls_cert)", .flags = CONFIG_LIVE },
+	{ "jwt_secret", CONFIG_STR, NULL, "HS256 secret of bearer tokens", .flags = CONFIG_SECRET },
 	{ "jwt_public_key", CONFIG_STR, NULL, "ES256 public key of bearer tokens: a PEM file or PEM text" },
 	{ "state_dir", CONFIG_STR, "/var/lib/edgerec", "where edgerec keeps its own state" },
 	{ "http.threads", CONFIG_INT, "48", "worker threads (each WebSocket subscriber holds one)" },
@@ -54,6 +54,16 @@ const struct config_option http_options[] = {
 	{ "http.jwt_leeway", CONFIG_DURATION, "30s", "tolerance for token exp/nbf" },
 	{ "http.jwt_max_lifetime", CONFIG_DURATION, "24h",
 	  "a token without exp is refused once its iat is this old, and without iat at once (0: accepted forever)" },
+	{ "console.user", CONFIG_STR, "operator",
+	  "the operator account of the console at / (its sessions act as this user with the admin role)" },
+	{ "console.password_hash", CONFIG_STR, "",
+	  "the operator's password as printed by `edgerec passwd`; empty: a generated one in state_dir/console_password",
+	  .flags = CONFIG_SECRET },
+	{ "console.session_ttl", CONFIG_DURATION, "12h", "how long a console sign-in lasts" },
+	{ "console.login_max_failures", CONFIG_INT, "5",
+	  "failed sign-ins from one address before it must wait console.login_lockout (429)" },
+	{ "console.login_lockout", CONFIG_DURATION, "5m",
+	  "the wait after too many failed sign-ins, and the window they are counted in" },
 	{ 0 },
 };
 
@@ -112,7 +122,11 @@ int http_reply_headers(struct http_request *req, int status, const char *content
 	if (len >= 0)
 		mg_response_header_add(c, "Content-Length", clen, -1);
 	mg_response_header_add(c, "X-Request-Id", req->id, -1);
-	mg_response_header_add(c, "Cache-Control", "no-store", -1);
+	bool own_cache = false;
+	for (int i = 0; extra && extra[i] && extra[i + 1]; i += 2)
+		own_cache = own_cache || strcmp(extra[i], "Cache-Control") == 0;
+	if (!own_cache)
+		mg_response_header_add(c, "Cache-Control", "no-store", -1);
 	if (http_route_is_whip(req->route)) {
 		/* A page on another origin publishes with WHIP (RFC 9725 §4.3). */
 		mg_response_header_add(c, "Access-Control-Allow-Origin", "*", -1);
@@ -136,8 +150,9 @@ void http_reply(struct http_request *req, int status, const char *content_type, 
 		size_t len, const char *extra_name, const char *extra_value)
 {
 	const char *extra[] = { extra_name, extra_value, NULL };
-	if (http_reply_headers(req, status, content_type, (long long)len, extra_name ? extra : NULL) && len)
-		mg_write(req->conn, body, len);
+	if (http_reply_headers(req, status, content_type, (long long)len, extra_name ? extra : NULL) && len &&
+	    mg_write(req->conn, body, len) > 0)
+		req->bytes += (long long)len;
 }
 
 void http_reply_json(struct http_request *req, int status, const cJSON *body)
@@ -183,9 +198,10 @@ void http_reply_error(struct http_request *req, int status, const char *code, co
 	cJSON_free(text);
 }
 
-/* Counts and logs a finished request with its id and user: errors at
- * info (5xx at warn), requests that change something (POST, DELETE) at
- * info too, as an audit trail; reads at debug. */
+/* Counts a finished request and writes its access log line (id, peer,
+ * user, method, path, status, body bytes, duration): at info, 5xx at warn;
+ * successful probes of /healthz and /metrics (a monitor asks every few
+ * seconds) at debug. */
 static void http_request_end(struct http_request *req)
 {
 	const struct mg_request_info *ri = mg_get_request_info(req->conn);
@@ -193,12 +209,10 @@ static void http_request_end(struct http_request *req)
 	http_metrics_observe(req->s->metrics, req->route, req->status, elapsed);
 	const char *method = ri->request_method ? ri->request_method : "-";
 	const char *uri = ri->local_uri_raw ? ri->local_uri_raw : (ri->local_uri ? ri->local_uri : "-");
-	enum log_level level = req->status >= 500   ? LOG_LEVEL_WARN
-			       : req->status >= 400 ? LOG_LEVEL_INFO
-			       : (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) ? LOG_LEVEL_INFO
-										: LOG_LEVEL_DEBUG;
-	LOG_AT(&http_log, level, "req=%s %s user=%s %s %s -> %d (%.2f ms)%s%s", req->id, ri->remote_addr,
-	       req->user[0] ? req->user : "-", method, uri, req->status, (double)elapsed / 1e6,
+	bool probe = (req->route == HTTP_ROUTE_HEALTHZ || req->route == HTTP_ROUTE_METRICS) && req->status < 400;
+	enum log_level level = req->status >= 500 ? LOG_LEVEL_WARN : probe ? LOG_LEVEL_DEBUG : LOG_LEVEL_INFO;
+	LOG_AT(&http_log, level, "req=%s %s user=%s %s %s -> %d %lld B (%.2f ms)%s%s", req->id, ri->remote_addr,
+	       req->user[0] ? req->user : "-", method, uri, req->status, req->bytes, (double)elapsed / 1e6,
 	       req->note[0] ? " " : "", req->note);
 }
 
@@ -254,7 +268,17 @@ static int http_handle(struct mg_connection *conn, void *cbdata)
 		http_info_openapi(&req);
 		break;
 	case HTTP_ROUTE_INDEX:
-		http_info_index(&req);
+	case HTTP_ROUTE_CONSOLE:
+		http_console_serve(&req);
+		break;
+	case HTTP_ROUTE_LOGIN:
+		http_session_login(&req);
+		break;
+	case HTTP_ROUTE_LOGOUT:
+		http_session_logout(&req);
+		break;
+	case HTTP_ROUTE_SESSION:
+		http_session_info(&req);
 		break;
 	case HTTP_ROUTE_POLICIES:
 		http_info_policies(&req);
@@ -516,9 +540,13 @@ static char *http_conn_metrics(void *opaque)
 	return out;
 }
 
+/* civetweb's own messages ("SSL read failed, error -30848" when a peer
+ * ends its TLS session with close_notify, an accept that failed) describe single
+ * connections: debug. What matters to an operator shows in the access log
+ * and /metrics. */
 static int http_on_log(const struct mg_connection *conn, const char *message)
 {
-	LOG_WARN(&http_log, "civetweb: %s", message);
+	LOG_DEBUG(&http_log, "civetweb: %s", message);
 	return 1;
 }
 
@@ -587,7 +615,7 @@ static int http_write_private(const char *path, const char *a, const char *b, ch
  * certificate chain together) in state_dir/tls/server.pem: from tls_cert
  * and tls_key when configured, else from a self-signed pair created there
  * on first start. Returns 0 or -1 with 'err'. */
-static int http_tls_prepare(struct http_server *s, char *err, size_t errlen)
+int http_tls_prepare(struct http_server *s, char *err, size_t errlen)
 {
 	const char *state_dir = config_get_str(s->cfg, "state_dir");
 	const char *cert = config_get_str(s->cfg, "tls_cert");
@@ -716,7 +744,7 @@ int http_config_check(const struct config *cfg, char *err, size_t errlen)
 	if (https && *https &&
 	    http_listen_spec("listen_https", https, true, false, spec, sizeof(spec), host, sizeof(host), err, errlen) < 0)
 		return -1;
-	return 0;
+	return http_sessions_config_check(cfg, err, errlen);
 }
 
 struct http_server *http_server_new(struct config *cfg, struct recorder *rec, char *err, size_t errlen)
@@ -767,6 +795,9 @@ struct http_server *http_server_new(struct config *cfg, struct recorder *rec, ch
 			goto fail;
 	}
 	if (http_keys_prepare(s, err, errlen) < 0)
+		goto fail;
+	s->sessions = http_sessions_new(cfg, err, errlen);
+	if (!s->sessions)
 		goto fail;
 	s->hub = http_hub_new(s);
 	if (!s->hub) {
@@ -871,9 +902,16 @@ void http_server_free(struct http_server *s)
 	http_hub_free(s->hub);
 	http_conn_limit_free(s->conn_limit);
 	crypto_jwt_keys_free(s->keys);
+	http_sessions_free(s->sessions);
 	free(s->metrics);
 	pthread_mutex_destroy(&s->hooks_lock);
 	free(s);
+}
+
+const char *http_server_console_password_file(const struct http_server *s, const char **user)
+{
+	*user = http_sessions_user(s->sessions);
+	return http_sessions_password_path(s->sessions);
 }
 
 const char *http_server_url(const struct http_server *s, bool tls)

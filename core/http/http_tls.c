@@ -1,5 +1,6 @@
 /* http_tls: holds civetweb's TLS server to TLS 1.2 and later, with
- * forward-secret AEAD cipher suites only.
+ * forward-secret AEAD cipher suites only, and replaces its certificate
+ * while it runs (http_server_reload_tls).
  *
  * civetweb's mbedTLS glue (mod_mbedtls.inl) configures its server with
  * mbedtls_ssl_config_defaults() and nothing else, so with Debian's mbedTLS
@@ -13,6 +14,10 @@
  * config pointer so that mbedTLS's headers stay the crypto module's alone;
  * their signatures are those of mbedTLS 2.28's ssl.h. */
 #include "http_internal.h"
+
+#include <stdio.h>
+
+#include <civetweb.h>
 
 int __real_mbedtls_ssl_config_defaults(void *conf, int endpoint, int transport, int preset);
 int __wrap_mbedtls_ssl_config_defaults(void *conf, int endpoint, int transport, int preset);
@@ -54,4 +59,22 @@ int __wrap_mbedtls_ssl_config_defaults(void *conf, int endpoint, int transport, 
 int http_tls_min_version_applied(void)
 {
 	return atomic_load(&http_tls_configs);
+}
+
+int http_server_reload_tls(struct http_server *s, char *err, size_t errlen)
+{
+	if (!s || !s->url_https[0])
+		return 0;
+	if (http_tls_prepare(s, err, errlen) < 0)
+		return -1;
+	int rc = mg_reload_ssl_certificate(s->ctx);
+	if (rc == -2) {
+		snprintf(err, errlen, "the certificate was replaced too often in this run: restart to load it");
+		return -1;
+	}
+	if (rc < 0) {
+		snprintf(err, errlen, "%s does not hold a usable key and certificate", s->tls_pem);
+		return -1;
+	}
+	return 1;
 }

@@ -12,6 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "media_source.h"
+
 /* One quality preset of SPEC §5. The objects are static; never free them. */
 struct media_preset {
 	const char *name;               /* "low" "medium" "high" "ultra" */
@@ -119,7 +121,8 @@ struct media_pipeline_config {
 	const char *source;        /* "test" "file" "rtp" */
 	const char *source_args;   /* "k=v,k=v", driver specific (see media_source.h) */
 	const struct media_preset *preset;
-	const char *format;        /* webm|mkv|mp4 (mp4 => VP9+Opus in Matroska) */
+	const char *format;        /* webm|mkv|mp4 (mp4 => VP9+Opus in Matroska, or an
+				    * encoded H.264 source as sent; remuxed afterwards) */
 	const char *output_path;
 	/* Raw video is encoded at the dense speed (cheaper, lower quality; the
 	 * node's encode ledger chose it, media_encode_reserve) instead of the
@@ -135,7 +138,7 @@ struct media_stats {
 	int64_t active_duration_ns;   /* media time written, pauses excluded */
 	uint64_t bytes_written;       /* bytes in the output file so far (its size after stop) */
 	uint64_t video_frames_encoded;
-	uint64_t video_frames_dropped; /* encoder behind, or queue full */
+	uint64_t video_frames_dropped; /* encoder behind, queue full, or a live source ran late */
 	uint64_t video_frames_skipped; /* left out evenly by the fps_half step */
 	uint64_t video_keyframes;
 	uint64_t audio_frames_encoded;
@@ -145,6 +148,14 @@ struct media_stats {
 	int64_t video_encode_ns;      /* wall-clock time spent inside the video encoder */
 	int video_width, video_height; /* encoded sources: the size the file's video
 					* track got from the first keyframe; 0 otherwise */
+	/* Encoded sources: keyframes whose size differs from the keyframe
+	 * before (the sender changed resolution; the file goes on in the same
+	 * track, players follow the keyframes), and the size now. */
+	uint32_t video_size_changes;
+	int video_last_width, video_last_height;
+	char video_codec[8];          /* encoded video: "vp8" "h264"; "" otherwise */
+	struct media_source_stats source; /* what a live source lost before the pipeline
+					   * (zero for sources that report nothing) */
 	/* Degradation (raw video in real time): the level now, the lowest
 	 * frame rate coded, and the moves (the first MEDIA_DEGRADE_LOG_MAX - 1
 	 * and the newest; degrade_moves counts them all). */
@@ -218,7 +229,7 @@ struct media_file_info {
 	int64_t duration_ns;       /* from the Duration element; 0 if absent */
 	int64_t last_timestamp_ns; /* timestamp of the last block found */
 	char doc_type[16];         /* "webm" or "matroska" */
-	char video_codec[16];      /* "V_VP8" "V_VP9", "" if no video */
+	char video_codec[16];      /* "V_VP8" "V_VP9" "V_MPEG4/ISO/AVC", "" if no video */
 	char audio_codec[16];      /* "A_OPUS", "" if no audio */
 	int width, height;
 	int sample_rate, channels;

@@ -19,7 +19,7 @@
 /* One track of the output. */
 struct media_mux_track {
 	enum media_kind kind;
-	enum media_codec codec;    /* VP8, VP9 or OPUS */
+	enum media_codec codec;    /* VP8, VP9, H264 (not in "webm") or OPUS */
 	int width, height;         /* video */
 	double fps;                /* video, nominal (0 = unknown) */
 	int sample_rate, channels; /* audio */
@@ -58,6 +58,10 @@ struct media_mux_driver {
 	/* Changes a video track's size before the first write() (when the
 	 * header is written); later calls are ignored. Returns 0 or <0. */
 	int (*set_video_size)(struct media_mux *m, int track, int width, int height);
+	/* Sets a track's CodecPrivate before the first write() (an H.264
+	 * track's avcC, known from the first keyframe); later calls are
+	 * ignored. Returns 0 or <0. */
+	int (*set_codec_private)(struct media_mux *m, int track, const uint8_t *data, size_t len);
 };
 
 extern const struct media_mux_driver media_mux_webm;
@@ -65,7 +69,8 @@ extern const struct media_mux_driver media_mux_webm;
 /* Frames whose timestamp write() had to move, in every file of this process. */
 uint64_t media_mux_timestamp_fixes(void);
 
-/* Matroska CodecID of 'codec' ("V_VP8" ...), or NULL for raw codecs. */
+/* Matroska CodecID of 'codec' ("V_VP8", "V_MPEG4/ISO/AVC" ...), or NULL for
+ * raw codecs. */
 const char *media_mux_codec_id(enum media_codec codec);
 
 #endif

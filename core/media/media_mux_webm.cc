@@ -85,13 +85,19 @@ public:
 				return -1;
 			}
 			own_header_len_ = vpos_;
-			CountingWriter counter;
-			mkvmuxer::WriteEbmlHeader(&counter, mkvmuxer::Segment::kDefaultDocTypeVersion,
-						  "webm");
-			skip_len_ = counter.Position();
+			skip_len_ = header_len("webm");
 			vpos_ = 0;
 		}
 		return 0;
+	}
+
+	// mkvmuxer writes DocType "matroska" itself once a track's codec is
+	// not a WebM one (Segment::DocTypeIsWebm): its header is then that
+	// long. Called when such a track is added, before anything is written.
+	void mkvmuxer_writes_matroska()
+	{
+		if (own_header_len_ > 0)
+			skip_len_ = header_len("matroska");
 	}
 
 	// A failed write is not reported to mkvmuxer: libwebm 1.0.0.29 frees
@@ -199,6 +205,13 @@ private:
 
 	int64_t to_real(int64_t v) const { return v < skip_len_ ? v : v - skip_len_ + own_header_len_; }
 
+	static int64_t header_len(const char *doc_type)
+	{
+		CountingWriter counter;
+		mkvmuxer::WriteEbmlHeader(&counter, mkvmuxer::Segment::kDefaultDocTypeVersion, doc_type);
+		return counter.Position();
+	}
+
 	int pwrite_all(const uint8_t *p, size_t n, int64_t off)
 	{
 		while (n > 0) {
@@ -238,12 +251,16 @@ private:
 #define MUX_MAX_TRACKS 16
 #define MUX_INTERVALS 9 // video frame intervals the frame rate is judged from
 
+// Matroska's CodecID for H.264 (access units in AVCC form, CodecPrivate avcC).
+#define MUX_CODEC_ID_AVC "V_MPEG4/ISO/AVC"
+
 // Timestamps the muxer had to move (process-wide, for /metrics).
 static uint64_t mux_timestamp_fixes;
 
 struct media_mux {
 	FileWriter writer;
 	mkvmuxer::Segment segment;
+	bool webm = false;        // DocType webm: WebM codecs only
 	bool has_video = false;
 	uint64_t video_track = 0;
 	int64_t last_pts_ns = 0;
@@ -274,6 +291,7 @@ extern "C" const char *media_mux_codec_id(enum media_codec codec)
 	case MEDIA_CODEC_VP8: return mkvmuxer::Tracks::kVp8CodecId;
 	case MEDIA_CODEC_VP9: return mkvmuxer::Tracks::kVp9CodecId;
 	case MEDIA_CODEC_OPUS: return mkvmuxer::Tracks::kOpusCodecId;
+	case MEDIA_CODEC_H264: return MUX_CODEC_ID_AVC;
 	default: return nullptr;
 	}
 }
@@ -307,6 +325,7 @@ static struct media_mux *mux_webm_open(const char *path, const char *doc_type, c
 	m->segment.set_estimate_file_duration(true);
 	m->segment.GetSegmentInfo()->set_writing_app("edgerec");
 	m->segment.GetSegmentInfo()->set_muxing_app("edgerec (libwebm)");
+	m->webm = strcmp(doc_type, "webm") == 0;
 	return m;
 fail:
 	delete m;
@@ -322,6 +341,13 @@ static int mux_webm_add_track(struct media_mux *m, const struct media_mux_track 
 	}
 	uint64_t num;
 	mkvmuxer::Track *track;
+	if (t->codec == MEDIA_CODEC_H264) {
+		if (m->webm) {
+			util_strlcpy(m->error, "WebM cannot hold H.264 (record mkv or mp4)", sizeof(m->error));
+			return -1;
+		}
+		m->writer.mkvmuxer_writes_matroska();
+	}
 	if (t->kind == MEDIA_KIND_VIDEO) {
 		num = m->segment.AddVideoTrack(t->width, t->height, 0);
 		mkvmuxer::VideoTrack *vt =
@@ -523,6 +549,16 @@ static int mux_webm_set_video_size(struct media_mux *m, int track, int width, in
 	return 0;
 }
 
+static int mux_webm_set_codec_private(struct media_mux *m, int track, const uint8_t *data, size_t len)
+{
+	if (!data || len == 0 || m->wrote_frame)
+		return -1;
+	mkvmuxer::Track *t = m->segment.GetTrackByNumber(static_cast<uint64_t>(track));
+	if (!t || !t->SetCodecPrivate(data, len))
+		return -1;
+	return 0;
+}
+
 extern "C" const struct media_mux_driver media_mux_webm = {
 	"webm",
 	mux_webm_open,
@@ -534,6 +570,7 @@ extern "C" const struct media_mux_driver media_mux_webm = {
 	mux_webm_last_error,
 	mux_webm_last_errno,
 	mux_webm_set_video_size,
+	mux_webm_set_codec_private,
 };
 
 // ---------------------------------------------------------------------------
@@ -813,6 +850,8 @@ extern "C" int media_file_repair(const char *path, int64_t *duration_ns, char *e
 			mt.codec = MEDIA_CODEC_VP9;
 		else if (strcmp(id, "A_OPUS") == 0)
 			mt.codec = MEDIA_CODEC_OPUS;
+		else if (strcmp(id, MUX_CODEC_ID_AVC) == 0)
+			mt.codec = MEDIA_CODEC_H264;
 		else
 			continue;
 		if (t->GetType() == mkvparser::Track::kVideo) {

@@ -34,6 +34,7 @@
 #include "common_time.h"
 #include "common_util.h"
 #include "media_enc.h"
+#include "media_h264.h"
 #include "media_mux.h"
 #include "media_rtp.h"
 #include "media_source.h"
@@ -209,7 +210,23 @@ struct pipe_src_state {
 	int64_t last_rtp_stats_mono;
 	bool stalled;
 	uint64_t raw_video_n;     /* raw video frames offered to the encoder */
+	int64_t last_stats_mono;  /* when the source's own counters were read */
 };
+
+/* Copies what the source lost on the way in into the pipeline's stats. */
+static void pipe_src_stats(struct media_pipeline *p, struct pipe_src_state *s, bool now)
+{
+	struct media_source_stats st;
+	int64_t t = time_mono_ns();
+	if (!p->src->driver->stats || (!now && t - s->last_stats_mono < 500 * TIME_NS_PER_MS))
+		return;
+	s->last_stats_mono = t;
+	memset(&st, 0, sizeof(st));
+	p->src->driver->stats(p->src, &st);
+	pthread_mutex_lock(&p->lock);
+	p->stats.source = st;
+	pthread_mutex_unlock(&p->lock);
+}
 
 /* Decides from the schedule and the pause flag whether 'pts' falls in a
  * pause. */
@@ -312,6 +329,7 @@ static void *pipe_src_main(void *arg)
 		s.need_key[i] = p->passthrough[i] && p->src->streams[p->src_stream[i]].kind == MEDIA_KIND_VIDEO;
 
 	while (!atomic_load(&p->stop_requested)) {
+		pipe_src_stats(p, &s, false);
 		int r = p->src->driver->read(p->src, &pkt, PIPE_READ_TIMEOUT_NS);
 		pipe_rtp_stats(p, &s, false);
 		if (r == MEDIA_SOURCE_AGAIN) {
@@ -341,6 +359,14 @@ static void *pipe_src_main(void *arg)
 		if (role < 0 || !pkt.data) {
 			media_packet_clear(&pkt);
 			continue;
+		}
+		if (pkt.missed) {
+			pthread_mutex_lock(&p->lock);
+			if (role == PIPE_VIDEO)
+				p->stats.video_frames_dropped += pkt.missed;
+			else
+				p->stats.audio_frames_dropped += pkt.missed;
+			pthread_mutex_unlock(&p->lock);
 		}
 		if (!s.have_base) {
 			s.have_base = true;
@@ -389,6 +415,7 @@ static void *pipe_src_main(void *arg)
 		int64_t out = pts - s.offset_ns;
 		pipe_src_forward(p, &s, role, &pkt, out < 0 ? 0 : out);
 	}
+	pipe_src_stats(p, &s, true);
 	/* End every stream: encoder queues close (their threads then flush);
 	 * passthrough streams end at the muxer directly. */
 	pipe_rtp_stats(p, &s, true);
@@ -702,6 +729,46 @@ static bool pipe_vp8_key_size(const uint8_t *data, size_t len, int *w, int *h)
 	return *w > 0 && *h > 0;
 }
 
+/* The size an encoded video keyframe declares (VP8 frame header, H.264
+ * SPS in the access unit). */
+static bool pipe_key_size(enum media_codec codec, const struct buf *data, int *w, int *h)
+{
+	if (codec == MEDIA_CODEC_VP8)
+		return pipe_vp8_key_size(data->data, data->size, w, h);
+	if (codec == MEDIA_CODEC_H264) {
+		const uint8_t *sps, *pps;
+		size_t sps_len, pps_len;
+		struct media_h264_sps s;
+		bool idr;
+		if (media_h264_avcc_scan(data->data, data->size, &idr, &sps, &sps_len, &pps, &pps_len) < 0 || !sps ||
+		    media_h264_sps_parse(sps, sps_len, &s) < 0)
+			return false;
+		*w = s.width;
+		*h = s.height;
+		return true;
+	}
+	return false;
+}
+
+/* H.264: the track's CodecPrivate (avcC) from the SPS and PPS the first
+ * keyframe carries. Returns 0, or -1 when it carries none that parse. */
+static int pipe_h264_codec_private(struct media_pipeline *p, const struct buf *data)
+{
+	const uint8_t *sps, *pps;
+	size_t sps_len, pps_len, n;
+	bool idr;
+	uint8_t *avcc;
+	if (media_h264_avcc_scan(data->data, data->size, &idr, &sps, &sps_len, &pps, &pps_len) < 0 || !sps || !pps)
+		return -1;
+	avcc = malloc(11 + sps_len + pps_len + 4);
+	if (!avcc)
+		return -1;
+	n = media_h264_avcc_build(sps, sps_len, pps, pps_len, avcc, 11 + sps_len + pps_len + 4);
+	int rc = n && media_mux_webm.set_codec_private(p->mux, p->mux_track[PIPE_VIDEO], avcc, n) == 0 ? 0 : -1;
+	free(avcc);
+	return rc;
+}
+
 static void pipe_mux_drop(struct media_pipeline *p, int role)
 {
 	pthread_mutex_lock(&p->lock);
@@ -751,15 +818,40 @@ static void pipe_mux_write(struct media_pipeline *p, struct pipe_item *item, str
 					   (int)(PIPE_FIRST_KEY_WAIT_NS / TIME_NS_PER_SEC));
 			return;
 		} else if (role == PIPE_VIDEO) {
+			enum media_codec codec = p->src->streams[p->src_stream[PIPE_VIDEO]].codec;
 			int w, h;
-			if (p->src->streams[p->src_stream[PIPE_VIDEO]].codec == MEDIA_CODEC_VP8 &&
-			    pipe_vp8_key_size(item->data->data, item->data->size, &w, &h)) {
+			if (codec == MEDIA_CODEC_H264 && pipe_h264_codec_private(p, item->data) < 0) {
+				/* The depacketizer puts SPS/PPS before every IDR;
+				 * without them the track could not be decoded. */
+				pipe_mux_drop(p, role);
+				ms->need_video_key = true;
+				media_pipeline_request_keyframe(p);
+				return;
+			}
+			if (pipe_key_size(codec, item->data, &w, &h)) {
 				media_mux_webm.set_video_size(p->mux, p->mux_track[role], w, h);
 				pthread_mutex_lock(&p->lock);
-				p->stats.video_width = w;
-				p->stats.video_height = h;
+				p->stats.video_width = p->stats.video_last_width = w;
+				p->stats.video_height = p->stats.video_last_height = h;
 				pthread_mutex_unlock(&p->lock);
 			}
+		}
+	} else if (role == PIPE_VIDEO && item->keyframe && p->passthrough[PIPE_VIDEO]) {
+		/* A new size from the sender: the file goes on in the same track
+		 * (players follow the keyframes; H.264 keyframes carry their SPS
+		 * and PPS); the state says it happened. */
+		int w, h;
+		if (pipe_key_size(p->src->streams[p->src_stream[PIPE_VIDEO]].codec, item->data, &w, &h)) {
+			pthread_mutex_lock(&p->lock);
+			bool changed = w != p->stats.video_last_width || h != p->stats.video_last_height;
+			if (changed) {
+				LOG_INFO(&log_pipe, "%s: the sender's video changed size %dx%d -> %dx%d", p->output_path,
+					 p->stats.video_last_width, p->stats.video_last_height, w, h);
+				p->stats.video_size_changes++;
+				p->stats.video_last_width = w;
+				p->stats.video_last_height = h;
+			}
+			pthread_mutex_unlock(&p->lock);
 		}
 	}
 	if (media_mux_webm.write(p->mux, p->mux_track[role], item->data->data, item->data->size,
@@ -1023,6 +1115,13 @@ static int pipe_setup_role(struct media_pipeline *p, int role, struct media_mux_
 		util_strlcpy(err, "format mp4 records VP9, but the source sends VP8 (record webm or mkv)", errlen);
 		return -1;
 	}
+	if (si->codec == MEDIA_CODEC_H264 && strcmp(p->format, "webm") == 0) {
+		util_strlcpy(err, "WebM cannot hold H.264, which the source sends (record mkv or mp4)", errlen);
+		return -1;
+	}
+	if (role == PIPE_VIDEO)
+		util_strlcpy(p->stats.video_codec, si->codec == MEDIA_CODEC_H264 ? "h264" :
+			     si->codec == MEDIA_CODEC_VP9 ? "vp9" : "vp8", sizeof(p->stats.video_codec));
 	p->passthrough[role] = true;
 	t->codec = si->codec;
 	t->width = si->width;

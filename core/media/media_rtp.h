@@ -1,4 +1,4 @@
-/* media_rtp: plain RTP/RTCP ingest of VP8 and Opus, as pure objects.
+/* media_rtp: plain RTP/RTCP ingest of VP8, H.264 and Opus, as pure objects.
  *
  * Provides the pieces the `rtp` source driver (media_src_rtp.c) is built
  * from, each testable with synthetic packets and no sockets:
@@ -9,11 +9,12 @@
  *   - 16-bit sequence and 32-bit timestamp unwrapping;
  *   - a bounded jitter buffer (reorder, duplicates, late drops, loss);
  *   - the VP8 payload descriptor (RFC 7741) and frame reassembly;
+ *   - the H.264 depacketizer (RFC 6184, media_rtp_h264.c) into access units;
  *   - Opus TOC parsing (RFC 7587 / RFC 6716 section 3.1);
  *   - per-stream clock mapping onto the local monotonic clock, from RTCP
  *     Sender Reports when they come and from arrival times otherwise;
  *   - media_rtp_rx, one receive stream tying all of the above together.
- * Uses: common (buf, log, time). No object here is thread-safe: one stream
+ * Uses: common (buf, log, time), crypto (base64). No object here is thread-safe: one stream
  * (and the sync group it shares with its sibling) belongs to one thread. */
 #ifndef EDGEREC_MEDIA_RTP_H
 #define EDGEREC_MEDIA_RTP_H
@@ -270,6 +271,79 @@ int media_rtp_vp8_frame_info(const uint8_t *frame, size_t len, bool *key, int *w
  * empty or its frame count code is invalid (more than 120 ms). */
 int media_rtp_opus_samples(const uint8_t *packet, size_t len, bool *stereo);
 
+/* ---- H.264 (RFC 6184) ------------------------------------------------ */
+
+/* The depacketizer of packetization-mode 1 (non-interleaved): single NAL
+ * unit packets (types 1-23), STAP-A (24) and FU-A (28). Packets go in in
+ * sequence order (out of the jitter buffer) with the count of packets lost
+ * just before each; access units come out in AVCC form (each NAL unit after
+ * a 4-byte big-endian length; access unit delimiters and filler data left
+ * out), one per RTP timestamp, closed by the marker bit (or, when no packet
+ * went missing, by the next timestamp).
+ *
+ * Loss: an access unit with a lost packet, an FU-A without its start or
+ * end, or a first slice that does not start at macroblock 0 is dropped
+ * and counted. A dropped reference picture (nal_ref_idc != 0, or one whose
+ * slices never came) breaks the references: every access unit after it is
+ * dropped (counted apart) until the next IDR, and waiting_key() says so
+ * (the receive stream turns that into PLI). Packets lost between two
+ * access units are harmless when the next one starts with its first slice
+ * and its frame_num shows no reference picture was among them.
+ *
+ * Parameter sets: every SPS and PPS seen (in-band, or from the SDP's
+ * sprop-parameter-sets) is kept by id; an IDR access unit that lacks the
+ * SPS or PPS its first slice refers to gets them put in front, so each
+ * keyframe decodes on its own (a player joining there, a new size). An IDR
+ * whose parameter sets never came is dropped (dropped_no_params).
+ *
+ * Other packet types (STAP-B, MTAP16, MTAP24, FU-B: interleaved mode, not
+ * negotiated; 0, 30, 31: undefined) are counted as unsupported and make the
+ * access unit they belong to incomplete. */
+struct media_rtp_h264;
+
+struct media_rtp_h264_au {
+	struct buf *data;      /* AVCC; the reference goes to the caller */
+	int64_t ext_ts;
+	int64_t arrival_ns;    /* of its first packet */
+	bool keyframe;         /* holds an IDR slice (and its SPS and PPS) */
+	int width, height;     /* keyframes: the display size of its SPS */
+};
+
+struct media_rtp_h264_stats {
+	uint64_t access_units;        /* handed out */
+	uint64_t keyframes;
+	uint64_t dropped_incomplete;  /* a packet of it missing, or a broken FU-A */
+	uint64_t dropped_waiting;     /* complete, but after a break and before an IDR */
+	uint64_t dropped_no_params;   /* an IDR whose SPS/PPS never came */
+	uint64_t packets_unsupported; /* STAP-B, MTAP16/24, FU-B, undefined types */
+	uint64_t packets_malformed;   /* STAP-A or FU-A that does not parse, F bit set */
+	uint64_t parameter_sets;      /* SPS and PPS taken (in-band and sprop) */
+};
+
+/* A depacketizer whose access units are at most 'max_au_bytes' (larger ones
+ * are dropped as incomplete). */
+struct media_rtp_h264 *media_rtp_h264_new(size_t max_au_bytes);
+void media_rtp_h264_free(struct media_rtp_h264 *h);
+/* Takes the SPS and PPS of an SDP fmtp's sprop-parameter-sets value (base64
+ * NAL units separated by commas). Returns the number taken, or -1 when one
+ * is not base64 or not an SPS/PPS that parses (the valid ones are kept). */
+int media_rtp_h264_set_sprop(struct media_rtp_h264 *h, const char *sprop);
+/* One RTP payload, in sequence order. 'lost_before': packets declared lost
+ * just before it. */
+void media_rtp_h264_push(struct media_rtp_h264 *h, const uint8_t *payload, size_t len, int64_t ext_ts,
+			 bool marker, uint32_t lost_before, int64_t arrival_ns);
+/* The next finished access unit into '*out' (returns 1), or 0. */
+int media_rtp_h264_pop(struct media_rtp_h264 *h, struct media_rtp_h264_au *out);
+/* A new timeline (SSRC change, restarted sequence): what is being assembled
+ * is dropped and the next IDR awaited. Parameter sets are kept. */
+void media_rtp_h264_restart(struct media_rtp_h264 *h);
+/* An access unit handed out could not be used (dropped downstream): wait
+ * for the next IDR. */
+void media_rtp_h264_lost_reference(struct media_rtp_h264 *h);
+/* True from the start and after a break until an IDR came through. */
+bool media_rtp_h264_waiting_key(const struct media_rtp_h264 *h);
+void media_rtp_h264_stats(const struct media_rtp_h264 *h, struct media_rtp_h264_stats *st);
+
 /* ---- clocks and A/V sync --------------------------------------------- */
 
 /* The lowest of the values added over the last one to two windows (by
@@ -346,6 +420,7 @@ int64_t media_rtp_clock_map(struct media_rtp_clock *c, struct media_rtp_sync *sy
 enum media_rtp_codec {
 	MEDIA_RTP_CODEC_VP8 = 1,
 	MEDIA_RTP_CODEC_OPUS = 2,
+	MEDIA_RTP_CODEC_H264 = 3,  /* RFC 6184 packetization-mode 1 */
 };
 
 struct media_rtp_rx_config {
@@ -364,6 +439,9 @@ struct media_rtp_rx_config {
 	int64_t stall_timeout_ns;  /* 0: 5 s */
 	bool nack;                 /* ask for lost packets again (generic NACK) */
 	uint64_t remb_bps;         /* > 0: send REMB with this bitrate in each report */
+	/* H.264: the SDP fmtp's sprop-parameter-sets, or NULL; read by
+	 * media_rtp_rx_new only. Parameter sets in-band replace them. */
+	const char *h264_sprop;
 };
 
 /* A frame ready for the muxer. */
@@ -372,8 +450,8 @@ struct media_rtp_frame {
 	int64_t pts_ns;       /* local monotonic clock, never backwards per stream */
 	int64_t ext_ts;       /* extended RTP timestamp */
 	uint32_t ssrc;
-	bool keyframe;        /* VP8 keyframe; always true for Opus */
-	int width, height;    /* VP8 keyframes */
+	bool keyframe;        /* VP8 keyframe, H.264 IDR; always true for Opus */
+	int width, height;    /* video keyframes (H.264: the SPS's display size) */
 	bool size_changed;    /* a keyframe with a new width/height */
 	int samples;          /* Opus: 48 kHz samples in the packet */
 	bool stereo;          /* Opus TOC */
@@ -387,11 +465,13 @@ struct media_rtp_rx_stats {
 	uint64_t packets_duplicate;
 	uint64_t packets_malformed;
 	uint64_t packets_foreign;  /* wrong PT or SSRC */
+	uint64_t packets_unsupported; /* H.264: packet types outside packetization-mode 1 */
 	uint64_t packets_oversize;
 	uint64_t rtcp_packets;
 	uint64_t sender_reports;
 	uint64_t frames;           /* frames handed out */
-	uint64_t frames_dropped;   /* incomplete, broken reference, before a keyframe, too big */
+	uint64_t frames_dropped;   /* incomplete, broken reference, before a keyframe, too big
+				    * (H.264: every media_rtp_h264_stats drop) */
 	uint64_t keyframes;
 	uint64_t keyframe_requests; /* compound packets carrying a PLI */
 	uint64_t nack_requested;    /* sequence numbers asked for again (NACK), counted once each */
@@ -465,6 +545,12 @@ unsigned long long media_rtp_foreign_dropped(void);
 /* ---- the `rtp` source driver (media_src_rtp.c) ------------------------ */
 
 struct media_source;
+
+/* True when an `rtp` source opened with 'args' records H.264 video:
+ * video_codec=h264, or (without video_codec=) an sdp= file whose video
+ * section the source takes is H.264. For checking the format before start
+ * (WebM cannot hold H.264; mp4 takes it through the remux). */
+bool media_rtp_source_h264(const char *args);
 
 /* Copies the counters of an open `rtp` source's streams (zeroed when the
  * stream is absent; either pointer may be NULL). Any thread. Returns 0, or

@@ -1,9 +1,11 @@
-/* media_rtp_rx: one RTP receive stream: SSRC latch, jitter buffer, VP8/Opus frames, RTCP feedback.
+/* media_rtp_rx: one RTP receive stream: SSRC latch, jitter buffer, VP8/H.264/Opus frames, RTCP feedback.
  *
  * Datagrams go in with media_rtp_rx_push*(); they are parsed, filtered (PT,
  * SSRC), unwrapped and put in the jitter buffer. media_rtp_rx_poll() takes
  * packets out in order and turns them into frames: an Opus packet is a frame;
- * VP8 packets are gathered by timestamp from the S bit to the marker bit.
+ * VP8 packets are gathered by timestamp from the S bit to the marker bit;
+ * H.264 packets go through the RFC 6184 depacketizer (media_rtp_h264.c),
+ * whose access units are the frames and which keeps its own reference chain.
  * Frames are timed by media_rtp_clock. Whatever breaks the VP8 reference
  * chain (a lost packet of a reference frame, a whole frame missing, an SSRC
  * change) drops frames until the next keyframe and raises a keyframe request
@@ -52,6 +54,7 @@ struct media_rtp_rx {
 	uint16_t last_pic;
 	bool waiting_key;
 	int last_w, last_h;
+	struct media_rtp_h264 *h264;
 
 	/* frames ready to hand out */
 	struct media_rtp_frame ready[RX_READY_MAX];
@@ -93,7 +96,8 @@ struct media_rtp_rx *media_rtp_rx_new(const struct media_rtp_rx_config *cfg, str
 {
 	struct media_rtp_rx *rx;
 
-	if (!cfg || (cfg->codec != MEDIA_RTP_CODEC_VP8 && cfg->codec != MEDIA_RTP_CODEC_OPUS)) {
+	if (!cfg || (cfg->codec != MEDIA_RTP_CODEC_VP8 && cfg->codec != MEDIA_RTP_CODEC_OPUS &&
+		     cfg->codec != MEDIA_RTP_CODEC_H264)) {
 		LOG_ERROR(&log_rtp, "unknown codec for an RTP stream");
 		return NULL;
 	}
@@ -102,7 +106,7 @@ struct media_rtp_rx *media_rtp_rx_new(const struct media_rtp_rx_config *cfg, str
 		return NULL;
 	rx->cfg = *cfg;
 	if (!rx->cfg.clock_rate)
-		rx->cfg.clock_rate = cfg->codec == MEDIA_RTP_CODEC_VP8 ? 90000 : 48000;
+		rx->cfg.clock_rate = cfg->codec == MEDIA_RTP_CODEC_OPUS ? 48000 : 90000;
 	if (!rx->cfg.jb_slots)
 		rx->cfg.jb_slots = 512;
 	if (!rx->cfg.jb_latency_ns)
@@ -119,17 +123,25 @@ struct media_rtp_rx *media_rtp_rx_new(const struct media_rtp_rx_config *cfg, str
 		rx->cfg.stall_timeout_ns = 5000 * 1000000LL;
 	while (!rx->cfg.local_ssrc)
 		util_random_bytes(&rx->cfg.local_ssrc, sizeof(rx->cfg.local_ssrc));
+	rx->cfg.h264_sprop = NULL;
 	rx->sync = sync;
 	rx->jb = media_rtp_jb_new(rx->cfg.jb_slots, rx->cfg.jb_latency_ns);
-	if (!rx->jb) {
+	if (cfg->codec == MEDIA_RTP_CODEC_H264)
+		rx->h264 = media_rtp_h264_new(rx->cfg.max_frame_bytes);
+	if (!rx->jb || (cfg->codec == MEDIA_RTP_CODEC_H264 && !rx->h264)) {
+		media_rtp_jb_free(rx->jb);
+		media_rtp_h264_free(rx->h264);
 		free(rx);
 		return NULL;
 	}
+	if (rx->h264 && cfg->h264_sprop && media_rtp_h264_set_sprop(rx->h264, cfg->h264_sprop) < 0)
+		LOG_WARN(&log_rtp, "sprop-parameter-sets '%s' hold a part that is not an SPS/PPS; "
+			 "it is ignored (in-band parameter sets still count)", cfg->h264_sprop);
 	media_rtp_unwrap_init(&rx->seq_uw, 16);
 	media_rtp_unwrap_init(&rx->ts_uw, 32);
 	media_rtp_clock_init(&rx->clock, rx->cfg.clock_rate);
 	rx->start_ns = now_ns;
-	rx->waiting_key = cfg->codec == MEDIA_RTP_CODEC_VP8;
+	rx->waiting_key = cfg->codec != MEDIA_RTP_CODEC_OPUS;
 	rx->kf_wanted = rx->waiting_key;
 	rx->last_rtcp_ns = now_ns - rx->cfg.rr_interval_ns;
 	rx->st.first_packet_ns = -1;
@@ -150,6 +162,7 @@ void media_rtp_rx_free(struct media_rtp_rx *rx)
 		rx->ready_count--;
 	}
 	media_rtp_jb_free(rx->jb);
+	media_rtp_h264_free(rx->h264);
 	free(rx->frame);
 	free(rx);
 }
@@ -165,7 +178,7 @@ static void rx_enqueue(struct media_rtp_rx *rx, const struct media_rtp_frame *f)
 		buf_unref(f->data);
 		rx->st.frames_dropped++;
 		rx->st.frames--;
-		if (rx->cfg.codec == MEDIA_RTP_CODEC_VP8)
+		if (rx->cfg.codec != MEDIA_RTP_CODEC_OPUS)
 			vp8_lost_reference(rx);
 		return;
 	}
@@ -181,11 +194,42 @@ static void vp8_lost_reference(struct media_rtp_rx *rx)
 		LOG_DEBUG(&log_rtp, "ssrc %08x: reference lost, waiting for a keyframe", rx->ssrc);
 	rx->waiting_key = true;
 	rx->kf_wanted = true;
+	if (rx->h264)
+		media_rtp_h264_lost_reference(rx->h264);
+}
+
+/* A video frame is complete: keyframe bookkeeping, timing, hand-out. */
+static void rx_video_frame(struct media_rtp_rx *rx, struct buf *data, int64_t ts, int64_t arrival, bool key,
+			   int w, int h)
+{
+	struct media_rtp_frame f;
+
+	memset(&f, 0, sizeof(f));
+	f.data = data;
+	if (key) {
+		rx->waiting_key = false;
+		rx->kf_wanted = false;
+		rx->st.keyframes++;
+		rx->st.last_keyframe_ns = arrival;
+		if (rx->st.first_keyframe_ns < 0)
+			rx->st.first_keyframe_ns = arrival;
+		f.size_changed = (w != rx->last_w || h != rx->last_h) && rx->last_w;
+		rx->last_w = w;
+		rx->last_h = h;
+		f.width = w;
+		f.height = h;
+	}
+	f.keyframe = key;
+	f.ext_ts = ts;
+	f.ssrc = rx->ssrc;
+	f.pts_ns = media_rtp_clock_map(&rx->clock, rx->sync, ts, arrival);
+	rx->st.frames++;
+	rx_enqueue(rx, &f);
 }
 
 static void vp8_finish(struct media_rtp_rx *rx, bool marker_seen)
 {
-	struct media_rtp_frame f;
+	struct buf *data;
 	bool key;
 	int w, h;
 
@@ -210,32 +254,32 @@ static void vp8_finish(struct media_rtp_rx *rx, bool marker_seen)
 		rx->st.frames_dropped++;
 		return;
 	}
-	memset(&f, 0, sizeof(f));
-	f.data = buf_new_copy(rx->frame, rx->frame_len);
-	if (!f.data) {
+	data = buf_new_copy(rx->frame, rx->frame_len);
+	if (!data) {
 		rx->st.frames_dropped++;
 		vp8_lost_reference(rx);
 		return;
 	}
-	if (key) {
-		rx->waiting_key = false;
-		rx->kf_wanted = false;
-		rx->st.keyframes++;
-		rx->st.last_keyframe_ns = rx->cur_arrival;
-		if (rx->st.first_keyframe_ns < 0)
-			rx->st.first_keyframe_ns = rx->cur_arrival;
-		f.size_changed = (w != rx->last_w || h != rx->last_h) && rx->last_w;
-		rx->last_w = w;
-		rx->last_h = h;
-		f.width = w;
-		f.height = h;
-	}
-	f.keyframe = key;
-	f.ext_ts = rx->cur_ts;
-	f.ssrc = rx->ssrc;
-	f.pts_ns = media_rtp_clock_map(&rx->clock, rx->sync, rx->cur_ts, rx->cur_arrival);
-	rx->st.frames++;
-	rx_enqueue(rx, &f);
+	rx_video_frame(rx, data, rx->cur_ts, rx->cur_arrival, key, w, h);
+}
+
+/* H.264: the depacketizer keeps the reference chain; the stream follows
+ * what it says (waiting for an IDR means asking for a keyframe). */
+static void h264_push(struct media_rtp_rx *rx, const struct media_rtp_jb_item *it, int64_t ext_ts)
+{
+	struct media_rtp_h264_au au;
+	bool waiting;
+
+	media_rtp_h264_push(rx->h264, it->pkt.payload, it->pkt.payload_len, ext_ts, it->pkt.marker, it->lost_before,
+			    it->arrival_ns);
+	while (media_rtp_h264_pop(rx->h264, &au) == 1)
+		rx_video_frame(rx, au.data, au.ext_ts, au.arrival_ns, au.keyframe, au.width, au.height);
+	waiting = media_rtp_h264_waiting_key(rx->h264);
+	if (waiting && !rx->waiting_key)
+		LOG_DEBUG(&log_rtp, "ssrc %08x: H.264 reference lost, waiting for an IDR", rx->ssrc);
+	if (waiting)
+		rx->kf_wanted = true;
+	rx->waiting_key = waiting;
 }
 
 /* True when 'pic' directly follows 'last' in the 7- or 15-bit PictureID space. */
@@ -359,6 +403,8 @@ static void rx_process(struct media_rtp_rx *rx, struct media_rtp_jb_item *it)
 	rx->st.packets_lost += it->lost_before;
 	if (rx->cfg.codec == MEDIA_RTP_CODEC_VP8)
 		vp8_push(rx, it, ext_ts);
+	else if (rx->cfg.codec == MEDIA_RTP_CODEC_H264)
+		h264_push(rx, it, ext_ts);
 	else
 		opus_push(rx, it, ext_ts);
 }
@@ -392,7 +438,9 @@ static void rx_restart(struct media_rtp_rx *rx, int64_t now_ns)
 	rx->have_base = false;
 	rx->have_transit = false;
 	rx->lsr = 0;
-	if (rx->cfg.codec == MEDIA_RTP_CODEC_VP8) {
+	if (rx->h264)
+		media_rtp_h264_restart(rx->h264);
+	if (rx->cfg.codec != MEDIA_RTP_CODEC_OPUS) {
 		rx->waiting_key = true;
 		rx->kf_wanted = true;
 	}
@@ -592,7 +640,7 @@ int media_rtp_rx_poll(struct media_rtp_rx *rx, int64_t now_ns, struct media_rtp_
 
 void media_rtp_rx_request_keyframe(struct media_rtp_rx *rx)
 {
-	if (rx->cfg.codec == MEDIA_RTP_CODEC_VP8)
+	if (rx->cfg.codec != MEDIA_RTP_CODEC_OPUS)
 		rx->kf_wanted = true;
 }
 
@@ -704,6 +752,14 @@ void media_rtp_rx_stats(const struct media_rtp_rx *rx, struct media_rtp_rx_stats
 	*st = rx->st;
 	st->nack_requested = rx->nack.requested;
 	st->nack_recovered = rx->nack.recovered;
+	if (rx->h264) {
+		struct media_rtp_h264_stats h;
+
+		media_rtp_h264_stats(rx->h264, &h);
+		st->frames_dropped += h.dropped_incomplete + h.dropped_waiting + h.dropped_no_params;
+		st->packets_malformed += h.packets_malformed;
+		st->packets_unsupported = h.packets_unsupported;
+	}
 	st->start_ns = rx->start_ns;
 	st->ssrc = rx->ssrc;
 	st->waiting_keyframe = rx->waiting_key;

@@ -1,4 +1,4 @@
-/* media_rtp_sdp: the receiver's view of an SDP description (m=, c=, a=rtpmap, a=rtcp, a=rtcp-mux, a=ssrc). */
+/* media_rtp_sdp: the receiver's view of an SDP description (m=, c=, a=rtpmap, a=fmtp, a=rtcp, a=rtcp-mux, a=ssrc). */
 #include "media_rtp_sdp.h"
 
 #include <stdio.h>
@@ -8,33 +8,98 @@
 
 #include "common_util.h"
 
-/* Per section while parsing: the PTs listed on the m= line. */
+enum sdp_kind { SDP_NONE, SDP_VP8, SDP_H264, SDP_OPUS };
+
+/* Per section while parsing: the PTs listed on the m= line, what their
+ * rtpmap and fmtp say. */
 struct sdp_section {
 	struct media_rtp_sdp_stream *st;
 	bool video;
 	int pts[32];
 	int npts;
+	unsigned char kind[128];     /* enum sdp_kind per PT */
+	signed char pmode[128];      /* H.264 packetization-mode, 0 when absent */
+	unsigned char channels[128];
+	int sprop_pt;                /* the PT whose sprop-parameter-sets are in 'sprop' */
+	char sprop[384];
 };
+
+static bool sdp_listed(const struct sdp_section *sec, int pt)
+{
+	for (int i = 0; i < sec->npts; i++)
+		if (sec->pts[i] == pt)
+			return true;
+	return false;
+}
 
 static void sdp_rtpmap(struct sdp_section *sec, const char *v)
 {
 	int pt;
 	char name[32];
 	int rate = 0, ch = 0;
-	bool listed = false;
 
-	if (sscanf(v, "%d %31[^/]/%d/%d", &pt, name, &rate, &ch) < 2)
+	if (sscanf(v, "%d %31[^/]/%d/%d", &pt, name, &rate, &ch) < 2 || !sdp_listed(sec, pt))
 		return;
-	for (int i = 0; i < sec->npts; i++)
-		listed |= sec->pts[i] == pt;
-	if (!listed || sec->st->payload_type >= 0)
-		return;
-	if (sec->video && strcasecmp(name, "VP8") == 0) {
-		sec->st->payload_type = pt;
-	} else if (!sec->video && strcasecmp(name, "opus") == 0) {
-		sec->st->payload_type = pt;
-		sec->st->channels = ch > 0 ? ch : 2;
+	if (sec->video && strcasecmp(name, "VP8") == 0)
+		sec->kind[pt] = SDP_VP8;
+	else if (sec->video && strcasecmp(name, "H264") == 0 && (rate == 90000 || rate == 0))
+		sec->kind[pt] = SDP_H264;
+	else if (!sec->video && strcasecmp(name, "opus") == 0) {
+		sec->kind[pt] = SDP_OPUS;
+		sec->channels[pt] = (unsigned char)(ch > 0 && ch < 256 ? ch : 2);
 	}
+}
+
+/* a=fmtp:PT k=v;k=v: packetization-mode and sprop-parameter-sets. */
+static void sdp_fmtp(struct sdp_section *sec, const char *v)
+{
+	char *end;
+	long pt = strtol(v, &end, 10);
+
+	if (end == v || pt < 0 || pt > 127 || !sdp_listed(sec, (int)pt))
+		return;
+	for (const char *p = end; *p;) {
+		p += strspn(p, " ;");
+		size_t n = strcspn(p, ";");
+		if (strncasecmp(p, "packetization-mode=", 19) == 0 && n > 19)
+			sec->pmode[pt] = (signed char)atoi(p + 19);
+		else if (strncasecmp(p, "sprop-parameter-sets=", 21) == 0 && n - 21 < sizeof(sec->sprop)) {
+			memcpy(sec->sprop, p + 21, n - 21);
+			sec->sprop[n - 21] = 0;
+			sec->sprop[strcspn(sec->sprop, " \t")] = 0;
+			sec->sprop_pt = (int)pt;
+		}
+		p += n;
+	}
+}
+
+/* The section ends: its payload type is the first listed VP8 (video) or
+ * Opus (audio) one, else the first H.264 one in packetization-mode 1. */
+static void sdp_section_end(struct sdp_section *sec)
+{
+	struct media_rtp_sdp_stream *st = sec->st;
+
+	if (!st)
+		return;
+	for (int pass = 0; pass < 2 && st->payload_type < 0; pass++) {
+		for (int i = 0; i < sec->npts && st->payload_type < 0; i++) {
+			int pt = sec->pts[i];
+			if (pass == 0 && sec->kind[pt] == SDP_VP8) {
+				util_strlcpy(st->codec, "VP8", sizeof(st->codec));
+			} else if (pass == 0 && sec->kind[pt] == SDP_OPUS) {
+				util_strlcpy(st->codec, "opus", sizeof(st->codec));
+				st->channels = sec->channels[pt];
+			} else if (pass == 1 && sec->kind[pt] == SDP_H264 && sec->pmode[pt] == 1) {
+				util_strlcpy(st->codec, "H264", sizeof(st->codec));
+				if (sec->sprop_pt == pt)
+					util_strlcpy(st->h264_sprop, sec->sprop, sizeof(st->h264_sprop));
+			} else {
+				continue;
+			}
+			st->payload_type = pt;
+		}
+	}
+	sec->st = NULL;
 }
 
 int media_rtp_sdp_parse(const char *text, struct media_rtp_sdp *out, char *err, size_t errlen)
@@ -66,7 +131,7 @@ int media_rtp_sdp_parse(const char *text, struct media_rtp_sdp *out, char *err, 
 			int port, n = 0;
 			char *p;
 
-			sec.st = NULL;
+			sdp_section_end(&sec);
 			if (sscanf(buf + 2, "%15s %d %31s%n", media, &port, proto, &n) < 3) {
 				snprintf(err, errlen, "malformed SDP line '%s'", buf);
 				return -1;
@@ -85,6 +150,9 @@ int media_rtp_sdp_parse(const char *text, struct media_rtp_sdp *out, char *err, 
 			}
 			sec.st->present = true;
 			sec.st->port = port;
+			memset(sec.kind, 0, sizeof(sec.kind));
+			memset(sec.pmode, 0, sizeof(sec.pmode));
+			sec.sprop_pt = -1;
 			util_strlcpy(sec.st->address, session_addr, sizeof(sec.st->address));
 			sec.npts = 0;
 			for (p = buf + 2 + n; *p && sec.npts < (int)(sizeof(sec.pts) / sizeof(sec.pts[0]));) {
@@ -111,6 +179,8 @@ int media_rtp_sdp_parse(const char *text, struct media_rtp_sdp *out, char *err, 
 
 			if (strncmp(v, "rtpmap:", 7) == 0) {
 				sdp_rtpmap(&sec, v + 7);
+			} else if (strncmp(v, "fmtp:", 5) == 0) {
+				sdp_fmtp(&sec, v + 5);
 			} else if (strncmp(v, "rtcp-mux", 8) == 0) {
 				sec.st->rtcp_mux = true;
 			} else if (strncmp(v, "rtcp:", 5) == 0) {
@@ -124,14 +194,16 @@ int media_rtp_sdp_parse(const char *text, struct media_rtp_sdp *out, char *err, 
 			}
 		}
 	}
-	/* Static payload types need no rtpmap, but VP8 and Opus are dynamic:
-	 * a section without the rtpmap is unusable. */
+	sdp_section_end(&sec);
+	/* Static payload types need no rtpmap, but VP8, H.264 and Opus are
+	 * dynamic: a section without the rtpmap is unusable. */
 	if (out->video.present && out->video.payload_type < 0)
 		out->video.present = false;
 	if (out->audio.present && out->audio.payload_type < 0)
 		out->audio.present = false;
 	if (!out->video.present && !out->audio.present) {
-		util_strlcpy(err, "SDP has no VP8 video or Opus audio section", errlen);
+		util_strlcpy(err, "SDP has no VP8 or H.264 (packetization-mode=1) video and no Opus audio section",
+			     errlen);
 		return -1;
 	}
 	return 0;

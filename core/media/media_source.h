@@ -1,7 +1,7 @@
 /* media_source: the source driver table. A source delivers packets on one
  * or more streams; each stream carries either raw media (I420 video frames,
  * interleaved signed 16-bit PCM) that the pipeline encodes, or packets that
- * are already encoded (VP8, VP9, Opus) that the pipeline writes as they are
+ * are already encoded (VP8, VP9, H.264, Opus) that the pipeline writes as they are
  * (passthrough).
  *
  * Uses: common_buf (packet payloads are refcounted buffers).
@@ -43,6 +43,8 @@ enum media_codec {
 	MEDIA_CODEC_VP8,    /* encoded */
 	MEDIA_CODEC_VP9,
 	MEDIA_CODEC_OPUS,
+	MEDIA_CODEC_H264,   /* access units in AVCC form (4-byte lengths), SPS/PPS in-band
+			     * ahead of every IDR; Matroska only (not WebM) */
 };
 
 /* What one stream carries; filled by open(). */
@@ -70,6 +72,9 @@ struct media_packet {
 	int64_t duration_ns;  /* 0 if unknown */
 	bool keyframe;        /* encoded video: a keyframe */
 	int samples;          /* audio: sample frames (per channel) */
+	uint32_t missed;      /* frames of this stream a live source skipped just
+			       * before this one because it ran late (counted as
+			       * dropped) */
 	struct buf *data;
 };
 
@@ -83,6 +88,15 @@ struct media_source_params {
 	int sample_rate, channels; /* 48000, 2 for the raw sources */
 	bool realtime;        /* pace reads to the wall clock (test source) */
 	int64_t duration_ns;  /* >0: report EOF after this much media */
+};
+
+/* What a live encoded source lost on the way in, before the pipeline saw
+ * it (RTP: packets lost, frames its depacketizers dropped). */
+struct media_source_stats {
+	uint64_t packets_lost;
+	uint64_t video_frames_dropped;   /* incomplete, or waiting for a keyframe */
+	uint64_t keyframe_requests;      /* PLIs sent */
+	uint64_t packets_unsupported;    /* payload formats not taken (H.264 interleaved mode) */
 };
 
 struct media_source;
@@ -101,6 +115,9 @@ struct media_source_driver {
 	/* Asks an encoded source for a keyframe soon (e.g. RTCP PLI); may be
 	 * NULL. Any thread. */
 	void (*request_keyframe)(struct media_source *src);
+	/* Copies what the source lost so far; may be NULL. Called on the
+	 * source thread. */
+	void (*stats)(struct media_source *src, struct media_source_stats *st);
 };
 
 struct media_source {

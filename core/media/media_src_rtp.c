@@ -1,10 +1,15 @@
-/* media_src_rtp: the `rtp` source: plain RTP VP8 + Opus from an SFU (Janus
- * rtp_forward, mediasoup PlainTransport) or any RTP sender, delivered as
- * encoded packets for passthrough into webm/mkv.
+/* media_src_rtp: the `rtp` source: plain RTP VP8 or H.264 + Opus from an SFU
+ * (Janus rtp_forward, mediasoup PlainTransport) or any RTP sender, delivered
+ * as encoded packets for passthrough into webm/mkv (H.264: mkv, and mp4
+ * through the remux after the recording).
  *
  * Args ("k=v,k=v"), each optional but at least one port (or an SDP file):
  *   video_port, audio_port   UDP ports to listen on
  *   video_pt=96, audio_pt=111  payload types (-1: any)
+ *   video_codec=vp8|h264     the video codec (default vp8, or the SDP's);
+ *                            h264 is RFC 6184 packetization-mode 1, its
+ *                            SPS/PPS in-band or from the SDP's
+ *                            sprop-parameter-sets
  *   rtcp_mux=0|1             RTCP on the RTP port (RFC 5761)
  *   video_rtcp_port, audio_rtcp_port  separate RTCP ports (default port+1)
  *   video_ssrc (or ssrc), audio_ssrc  accept only this SSRC
@@ -25,7 +30,7 @@
  *   idle_eof_ms=0            > 0: end of stream once every stream that sent
  *                            something has been silent this long
  *   fir=0|1                  send FIR with every PLI
- *   max_frame_kb=4096        largest VP8 frame accepted
+ *   max_frame_kb=4096        largest VP8 frame / H.264 access unit accepted
  *   nack=0|1                 ask for lost video packets again (generic
  *                            NACK; the sender must have agreed, as WebRTC
  *                            senders do with a=rtcp-fb nack)
@@ -45,11 +50,12 @@
  * Video track width/height are the params' until the first keyframe says
  * otherwise in-band (the sender decides the size).
  *
- * Only webm/mkv can take what this source delivers: VP8 as it was sent. An
- * mp4 recording (VP9) would mean decoding and re-encoding every stream, about
- * 0.25 core per 720p30 stream on the target box against ~0.003 for
- * passthrough, so rtp rooms are not recorded as mp4: asked for mp4 from this
- * source, the pipeline is to refuse rather than put VP8 where VP9 belongs. */
+ * VP8 is delivered as it was sent: webm/mkv take it. An mp4 recording (VP9)
+ * would mean decoding and re-encoding every stream, about 0.25 core per
+ * 720p30 stream on the target box against ~0.003 for passthrough, so VP8
+ * rtp rooms are not recorded as mp4: asked for mp4 from this source, the
+ * pipeline refuses rather than put VP8 where VP9 belongs. H.264 is the
+ * other way round: mkv and mp4 (remuxed) take it, WebM cannot. */
 #include "media_source.h"
 
 #include <arpa/inet.h>
@@ -61,6 +67,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -206,6 +213,8 @@ static int rtp_arg_int(const char *args, const char *key, long lo, long hi, long
 struct rtp_stream_args {
 	long port, pt, rtcp_port, ssrc;
 	bool has_ssrc;
+	bool h264;             /* video: H.264 rather than VP8 */
+	char sprop[384];       /* H.264: sprop-parameter-sets of the SDP */
 	char fb[160];
 };
 
@@ -236,7 +245,8 @@ static int rtp_open_stream(struct rtp_priv *r, struct media_source *src, bool vi
 		}
 		s->fb_fixed = true;
 	}
-	cfg.codec = video ? MEDIA_RTP_CODEC_VP8 : MEDIA_RTP_CODEC_OPUS;
+	cfg.codec = !video ? MEDIA_RTP_CODEC_OPUS : a->h264 ? MEDIA_RTP_CODEC_H264 : MEDIA_RTP_CODEC_VP8;
+	cfg.h264_sprop = a->sprop[0] ? a->sprop : NULL;
 	if (!video) {
 		cfg.nack = false;
 		cfg.remb_bps = 0;
@@ -252,10 +262,15 @@ static int rtp_open_stream(struct rtp_priv *r, struct media_source *src, bool vi
 	memset(info, 0, sizeof(*info));
 	if (video) {
 		info->kind = MEDIA_KIND_VIDEO;
-		info->codec = MEDIA_CODEC_VP8;
+		info->codec = a->h264 ? MEDIA_CODEC_H264 : MEDIA_CODEC_VP8;
 		info->width = p->width > 0 ? p->width : 640;
 		info->height = p->height > 0 ? p->height : 360;
-		info->fps_num = p->fps > 0 ? p->fps : 30;
+		/* The sender decides the rate, which the preset's is not: a
+		 * track claiming the low preset's 24 fps for a 30 fps sender
+		 * makes ffmpeg put two frames in one slot of its 1/24 grid
+		 * ("non monotonically increasing dts"). No rate in the header:
+		 * readers take it from the timestamps. */
+		info->fps_num = 0;
 		info->fps_den = 1;
 	} else {
 		/* RFC 7587: the rtpmap is always opus/48000/2; decoders output
@@ -285,12 +300,32 @@ static int rtp_open_stream(struct rtp_priv *r, struct media_source *src, bool vi
 	s->index = src->nb_streams++;
 	r->n++;
 	if (r->feed)
-		LOG_INFO(&log_srtp, "%s: from %s (pt %ld)", video ? "video" : "audio", media_rtp_feed_name(r->feed), a->pt);
+		LOG_INFO(&log_srtp, "%s: from %s (%s, pt %ld)", video ? "video" : "audio", media_rtp_feed_name(r->feed),
+			 !video ? "Opus" : a->h264 ? "H.264" : "VP8", a->pt);
 	else
-		LOG_INFO(&log_srtp, "%s: listening on %s:%ld (pt %ld), rtcp %s %ld, feedback to %s", video ? "video" : "audio",
-		 bind_addr, a->port, a->pt, mux ? "muxed on" : "on", mux ? a->port : a->rtcp_port,
+		LOG_INFO(&log_srtp, "%s: listening on %s:%ld (%s, pt %ld), rtcp %s %ld, feedback to %s",
+			 video ? "video" : "audio", bind_addr, a->port, !video ? "Opus" : a->h264 ? "H.264" : "VP8",
+			 a->pt, mux ? "muxed on" : "on", mux ? a->port : a->rtcp_port,
 		 a->fb[0] ? a->fb : "the sender");
 	return 0;
+}
+
+bool media_rtp_source_h264(const char *args)
+{
+	char v[512];
+	struct media_rtp_sdp sdp;
+	char err[128];
+	bool h264 = false;
+
+	if (media_source_arg(args, "video_codec", v, sizeof(v)))
+		return strcasecmp(v, "h264") == 0;
+	if (media_source_arg(args, "sdp", v, sizeof(v))) {
+		char *text = util_read_file(v, NULL);
+		h264 = text && media_rtp_sdp_parse(text, &sdp, err, sizeof(err)) == 0 && sdp.video.present &&
+		       strcmp(sdp.video.codec, "H264") == 0;
+		free(text);
+	}
+	return h264;
 }
 
 static void rtp_close(struct media_source *src)
@@ -355,6 +390,8 @@ static int rtp_open(struct media_source *src, const struct media_source_params *
 			vrtcp = sdp.video.rtcp_port;
 			va.has_ssrc = sdp.video.has_ssrc;
 			va.ssrc = sdp.video.ssrc;
+			va.h264 = strcmp(sdp.video.codec, "H264") == 0;
+			util_strlcpy(va.sprop, sdp.video.h264_sprop, sizeof(va.sprop));
 			mux |= sdp.video.rtcp_mux;
 		}
 		if (sdp.audio.present) {
@@ -414,6 +451,13 @@ static int rtp_open(struct media_source *src, const struct media_source_params *
 		va.port = want_v ? 1 : 0;
 		aa.port = want_a ? 2 : 0;
 		mux = 1;
+	}
+	if (media_source_arg(args, "video_codec", v, sizeof(v))) {
+		if (strcasecmp(v, "h264") != 0 && strcasecmp(v, "vp8") != 0) {
+			snprintf(err, errlen, "rtp: video_codec=%s is not vp8 or h264", v);
+			goto fail;
+		}
+		va.h264 = strcasecmp(v, "h264") == 0;
 	}
 	if (!va.port && !aa.port) {
 		util_strlcpy(err, "rtp: no stream configured (set video_port and/or audio_port, or sdp=)", errlen);
@@ -808,10 +852,23 @@ int media_rtp_source_stats(struct media_source *src, struct media_rtp_rx_stats *
 	return 0;
 }
 
+static void rtp_stats(struct media_source *src, struct media_source_stats *out)
+{
+	struct media_rtp_rx_stats v, a;
+
+	if (media_rtp_source_stats(src, &v, &a) < 0)
+		return;
+	out->packets_lost = v.packets_lost + a.packets_lost;
+	out->video_frames_dropped = v.frames_dropped;
+	out->keyframe_requests = v.keyframe_requests;
+	out->packets_unsupported = v.packets_unsupported;
+}
+
 const struct media_source_driver media_source_rtp = {
 	.name = "rtp",
 	.open = rtp_open,
 	.read = rtp_read,
 	.close = rtp_close,
 	.request_keyframe = rtp_request_keyframe,
+	.stats = rtp_stats,
 };

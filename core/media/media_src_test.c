@@ -44,8 +44,9 @@ struct test_priv {
 	int width, height, fps, rate, channels;
 	bool realtime;
 	int64_t duration_ns;
-	int64_t start_mono_ns;
+	int64_t start_mono_ns;  /* wall clock of pts 0: the first read */
 	uint64_t video_n;      /* next video frame */
+	uint32_t video_missed; /* frames skipped since the last one delivered */
 	uint64_t audio_sample; /* next audio sample frame */
 	double tone_hz, beep_hz;
 	uint64_t skew_samples;   /* beep delay after the flash */
@@ -188,7 +189,6 @@ static int test_open(struct media_source *src, const struct media_source_params 
 		src->nb_streams = 0;
 		return -1;
 	}
-	t->start_mono_ns = time_mono_ns();
 	LOG_DEBUG(&log_test, "%dx%d@%d, %d Hz x %d, %s", t->width, t->height, t->fps, t->rate,
 		  t->channels, t->realtime ? "real time" : "as fast as possible");
 	return 0;
@@ -294,9 +294,36 @@ static struct buf *test_make_audio(struct test_priv *t, uint64_t first, int samp
 	return b;
 }
 
+/* A live source that could not run for a while (a starved CPU) does what
+ * a camera does: the frames that fell due meanwhile are gone. Video more
+ * than one frame overdue moves on to the frame due now; the skipped ones
+ * are reported with the next frame delivered, so the recording's time
+ * stays the wall clock's and its state counts what is missing. */
+static void test_skip_overdue_video(struct test_priv *t)
+{
+	if (!t->realtime)
+		return;
+	int64_t elapsed = time_mono_ns() - t->start_mono_ns;
+	if (elapsed <= 0)
+		return;
+	uint64_t due = (uint64_t)elapsed * (uint64_t)t->fps / (uint64_t)TIME_NS_PER_SEC;
+	if (t->duration_ns > 0) {
+		uint64_t last = (uint64_t)t->duration_ns * (uint64_t)t->fps / (uint64_t)TIME_NS_PER_SEC;
+		if (due > last)
+			due = last;
+	}
+	if (due > t->video_n + 1) {
+		t->video_missed += (uint32_t)(due - t->video_n);
+		t->video_n = due;
+	}
+}
+
 static int test_read_raw(struct media_source *src, struct media_packet *pkt, int64_t timeout_ns)
 {
 	struct test_priv *t = src->priv;
+	if (t->start_mono_ns == 0)
+		t->start_mono_ns = time_mono_ns(); /* the clock starts with the first read */
+	test_skip_overdue_video(t);
 	int64_t vpts = test_video_pts(t, t->video_n);
 	int64_t apts = test_audio_pts(t, t->audio_sample);
 	bool video = vpts <= apts;
@@ -321,6 +348,8 @@ static int test_read_raw(struct media_source *src, struct media_packet *pkt, int
 		pkt->stream = 0;
 		pkt->duration_ns = test_video_pts(t, t->video_n + 1) - vpts;
 		pkt->keyframe = true;
+		pkt->missed = t->video_missed;
+		t->video_missed = 0;
 		pkt->data = test_make_video(t, t->video_n);
 		t->video_n++;
 	} else {
@@ -353,6 +382,11 @@ static int test_enc_out(void *opaque, struct media_enc_packet *ep)
 	pkt->duration_ns = ep->duration_ns;
 	pkt->keyframe = ep->keyframe;
 	pkt->data = ep->data;
+	if (t->cur_stream == 0) {
+		/* What the sender skipped before this frame, as a camera's would. */
+		pkt->missed = t->video_missed;
+		t->video_missed = 0;
+	}
 	t->out_len++;
 	return 0;
 }
@@ -371,6 +405,8 @@ static int test_next_encoded(struct media_source *src, struct media_packet *pkt,
 		struct media_enc *enc = raw.stream == 0 ? t->venc : t->aenc;
 		bool force = raw.stream == 0 && atomic_exchange(&t->key_request, false);
 		t->cur_stream = raw.stream;
+		if (raw.missed)
+			t->video_missed += raw.missed;
 		r = enc->driver->encode(enc, raw.data, raw.samples, raw.pts_ns, force, test_enc_out, t);
 		media_packet_clear(&raw);
 		if (r < 0) {

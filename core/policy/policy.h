@@ -145,6 +145,7 @@ enum policy_action {
 	POLICY_ACTION_LIST_USER, /* GET /api/webrtc/recordings */
 	POLICY_ACTION_ADMIN,     /* /api/system/... */
 	POLICY_ACTION_DOWNLOAD,  /* the files of one recording (download, thumbnail) */
+	POLICY_ACTION_DELETE,    /* a completed or failed recording removed for good */
 	POLICY_ACTION__COUNT,
 };
 
@@ -234,6 +235,7 @@ enum policy_event {
 	POLICY_EVENT_STOPPED,
 	POLICY_EVENT_COMPLETED,
 	POLICY_EVENT_FAILED,
+	POLICY_EVENT_DELETED,   /* on_deleted: optional; answers delete_s3 */
 	POLICY_EVENT__COUNT,
 };
 
@@ -245,6 +247,7 @@ struct policy_lifecycle_result {
 			     * frees it (cJSON_Delete) */
 	bool keep_local;    /* keep the local file after a successful upload */
 	char s3_key[POLICY_S3_KEY_MAX]; /* the template expanded for this recording */
+	bool delete_s3;     /* on_deleted: remove the S3 object too (default false) */
 	bool fallback;
 };
 
@@ -252,9 +255,39 @@ struct policy_lifecycle_result {
  * s3_key_template may use {prefix} (config s3_prefix), {recording_id},
  * {room_id}, {user_id}, {file_name}, {format}, {quality}, {date}
  * (YYYY-MM-DD of started_at), {year}, {month}, {day}. The default: no tags,
- * keep_local false, "{prefix}{recording_id}/{file_name}". */
+ * keep_local false, "{prefix}{recording_id}/{file_name}". on_deleted (a
+ * completed or failed recording is being deleted) is optional: without it,
+ * or when it fails, the S3 object stays (delete_s3 false). */
 void policy_lifecycle(struct policy_host *h, enum policy_event event, const cJSON *recording,
 		      struct policy_lifecycle_result *out);
+
+/* lifecycle.lua's optional local_retention(recording, facts): may the
+ * local files of a finished (completed or failed) recording on this node
+ * go now? Asked by the recorder's retention pass, oldest first. */
+struct policy_retention_facts {
+	double age_days;           /* since the file was last written */
+	long long size_bytes;      /* of its local files */
+	bool local_only;           /* no verified copy in S3: deleting loses it */
+	long long disk_free_bytes, disk_total_bytes;
+	double disk_free_ratio;    /* free / total, 0..1 */
+};
+
+struct policy_retention_result {
+	bool remove;               /* the policy answered {delete = true} */
+	char reason[128];          /* its reason, for the log and metadata */
+	bool fallback;             /* no hook, or it failed: keep */
+};
+
+/* The hook's answer for 'recording' (the state object): nil/false keeps,
+ * {delete = true, reason = "..."} removes. Without the hook, or when it
+ * fails (counted as a policy error), the answer is keep. */
+void policy_local_retention(struct policy_host *h, const cJSON *recording,
+			    const struct policy_retention_facts *facts, struct policy_retention_result *out);
+
+/* lifecycle.lua's module field delete_local_only (a boolean): whether its
+ * local_retention may delete recordings that exist nowhere else. False
+ * when the field is absent or the policy is not loaded. */
+bool policy_lifecycle_deletes_local_only(struct policy_host *h);
 
 /* ---- sources.lua ------------------------------------------------------- */
 

@@ -19,11 +19,11 @@
 
 static const char *const decide_action_names[POLICY_ACTION__COUNT] = {
 	"start", "stop", "pause", "resume", "cancel", "read", "list_room", "list_user", "admin",
-	"download",
+	"download", "delete",
 };
 
 static const char *const decide_event_names[POLICY_EVENT__COUNT] = {
-	"started", "stopped", "completed", "failed",
+	"started", "stopped", "completed", "failed", "deleted",
 };
 
 const char *policy_action_name(enum policy_action a)
@@ -197,6 +197,7 @@ static void decide_default_authorize(enum policy_action action, const struct pol
 	case POLICY_ACTION_CANCEL:
 	case POLICY_ACTION_READ:
 	case POLICY_ACTION_DOWNLOAD:
+	case POLICY_ACTION_DELETE:
 		out->allow = is_owner || admin;
 		if (!out->allow)
 			util_strlcpy(out->reason, "only the owner of the recording may do this",
@@ -546,6 +547,18 @@ static int decide_lifecycle_call(lua_State *L)
 	struct decide_life_ctx *c = lua_touserdata(L, 1);
 	char hook[32];
 	snprintf(hook, sizeof(hook), "on_%s", policy_event_name(c->event));
+	if (c->event == POLICY_EVENT_DELETED) {
+		/* Optional: policies written before it keep working. */
+		policy_sandbox_push_module(L);             /* ctx mod */
+		bool has = false;
+		if (lua_istable(L, -1)) {
+			lua_pushstring(L, hook);
+			has = lua_rawget(L, -2) == LUA_TFUNCTION; /* ctx mod hook */
+		}
+		lua_settop(L, 1);                          /* ctx */
+		if (!has)
+			return 0;
+	}
 	decide_push_hook(L, hook);                         /* ctx fn */
 	policy_edge_push_json(L, c->rec, 0);               /* ctx fn rec */
 	lua_call(L, 1, 1);                                 /* ctx answer */
@@ -568,6 +581,12 @@ static int decide_lifecycle_call(lua_State *L)
 		c->out->keep_local = lua_toboolean(L, -1);
 	else if (t != LUA_TNIL)
 		return luaL_error(L, "%s: 'keep_local' must be a boolean", hook);
+	lua_pop(L, 1);
+	t = lua_getfield(L, 2, "delete_s3");
+	if (t == LUA_TBOOLEAN && c->event == POLICY_EVENT_DELETED)
+		c->out->delete_s3 = lua_toboolean(L, -1);
+	else if (t != LUA_TNIL && t != LUA_TBOOLEAN)
+		return luaL_error(L, "%s: 'delete_s3' must be a boolean", hook);
 	lua_pop(L, 1);
 	decide_opt_str(L, 2, "s3_key_template", c->tmpl, sizeof(c->tmpl));
 	char err[POLICY_ERR_MAX];
@@ -599,6 +618,98 @@ void policy_lifecycle(struct policy_host *h, enum policy_event event, const cJSO
 	}
 	if (!out->tags)
 		out->tags = cJSON_CreateObject();
+}
+
+/* ---- local retention -------------------------------------------------- */
+
+struct decide_retention_ctx {
+	const cJSON *rec;
+	const struct policy_retention_facts *facts;
+	struct policy_retention_result *out;
+	bool flag;
+};
+
+/* Pushes the module's function 'name', or nil when the policy has none. */
+static int decide_push_optional(lua_State *L, const char *name)
+{
+	policy_sandbox_push_module(L);                     /* mod */
+	if (!lua_istable(L, -1))
+		luaL_error(L, "the policy's module is gone");
+	lua_pushstring(L, name);
+	int t = lua_rawget(L, -2);                         /* mod value */
+	lua_remove(L, -2);                                 /* value */
+	return t;
+}
+
+static int decide_retention_call(lua_State *L)
+{
+	struct decide_retention_ctx *c = lua_touserdata(L, 1);
+	const struct policy_retention_facts *f = c->facts;
+	if (decide_push_optional(L, "local_retention") != LUA_TFUNCTION) {
+		c->out->fallback = true;                   /* ctx value */
+		return 0;
+	}
+	policy_edge_push_json(L, c->rec, 0);               /* ctx fn rec */
+	lua_createtable(L, 0, 6);                          /* ctx fn rec facts */
+	lua_pushnumber(L, f->age_days);
+	lua_setfield(L, -2, "age_days");
+	lua_pushinteger(L, f->size_bytes);
+	lua_setfield(L, -2, "size_bytes");
+	lua_pushboolean(L, f->local_only);
+	lua_setfield(L, -2, "local_only");
+	lua_pushinteger(L, f->disk_free_bytes);
+	lua_setfield(L, -2, "disk_free_bytes");
+	lua_pushinteger(L, f->disk_total_bytes);
+	lua_setfield(L, -2, "disk_total_bytes");
+	lua_pushnumber(L, f->disk_free_ratio);
+	lua_setfield(L, -2, "disk_free_ratio");
+	lua_call(L, 2, 1);                                 /* ctx answer */
+	if (lua_isnil(L, 2) || (lua_isboolean(L, 2) && !lua_toboolean(L, 2)))
+		return 0;
+	if (!lua_istable(L, 2))
+		return luaL_error(L, "local_retention returned a %s (a table, false or nil expected)",
+				  luaL_typename(L, 2));
+	int t = lua_getfield(L, 2, "delete");              /* ctx answer delete */
+	if (t != LUA_TBOOLEAN && t != LUA_TNIL)
+		return luaL_error(L, "local_retention: 'delete' must be a boolean");
+	c->out->remove = lua_toboolean(L, -1);
+	lua_pop(L, 1);                                     /* ctx answer */
+	decide_opt_str(L, 2, "reason", c->out->reason, sizeof(c->out->reason));
+	return 0;
+}
+
+void policy_local_retention(struct policy_host *h, const cJSON *recording,
+			    const struct policy_retention_facts *facts, struct policy_retention_result *out)
+{
+	memset(out, 0, sizeof(*out));
+	struct decide_retention_ctx c = { .rec = recording, .facts = facts, .out = out };
+	char err[POLICY_ERR_MAX];
+	if (!h || !recording || !facts ||
+	    policy_host_call(h, POLICY_KIND_LIFECYCLE, decide_retention_call, &c, err, sizeof(err)) != 0) {
+		memset(out, 0, sizeof(*out));
+		out->fallback = true;
+	}
+	if (out->fallback)
+		out->remove = false;
+}
+
+static int decide_local_only_call(lua_State *L)
+{
+	struct decide_retention_ctx *c = lua_touserdata(L, 1);
+	int t = decide_push_optional(L, "delete_local_only"); /* ctx value */
+	if (t != LUA_TBOOLEAN && t != LUA_TNIL)
+		return luaL_error(L, "delete_local_only must be a boolean");
+	c->flag = lua_toboolean(L, -1);
+	return 0;
+}
+
+bool policy_lifecycle_deletes_local_only(struct policy_host *h)
+{
+	struct decide_retention_ctx c = { 0 };
+	char err[POLICY_ERR_MAX];
+	if (!h || policy_host_call(h, POLICY_KIND_LIFECYCLE, decide_local_only_call, &c, err, sizeof(err)) != 0)
+		return false;
+	return c.flag;
 }
 
 /* ---- sources ----------------------------------------------------------- */

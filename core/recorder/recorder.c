@@ -198,6 +198,7 @@ static void rec_apply_stats(cJSON *rec, const struct media_stats *st, const char
 		size = (double)sb.st_size;
 	state_record_set_number(rec, "file_size_bytes", size);
 	rec_apply_media(rec, st);
+	recorder_rtp_apply_stats(recorder_rec_metadata(rec), st);
 }
 
 int recorder_put(struct recorder *r, const cJSON *rec)
@@ -579,6 +580,10 @@ bool recorder_authorize(struct recorder *r, const struct recorder_caller *caller
 		def = owner || (known && caller_is_admin(caller));
 		why = "only the owner of the recording may fetch its files";
 		break;
+	case RECORDER_OP_DELETE:
+		def = owner || (known && caller_is_admin(caller));
+		why = "only the owner of the recording or an admin may delete it";
+		break;
 	case RECORDER_OP_ADMIN:
 		def = known && caller_is_admin(caller);
 		why = "the admin role is required";
@@ -727,6 +732,8 @@ void recorder_start_with(struct recorder *r, const struct recorder_caller *calle
 		pthread_mutex_lock(&r->lock);
 		r->m.refused_total++;
 		pthread_mutex_unlock(&r->lock);
+		if (prc == 507)
+			recorder_storage_refused(r, room_id, caller->user_id, reason);
 		reply_error(out, prc, prc == 507 ? "insufficient_storage" : prc == 403 ? "forbidden"
 				      : prc == 503 ? "policy_unavailable" : "limit_reached", "%s", reason);
 		return;
@@ -993,6 +1000,10 @@ static bool request_find(struct recorder *r, const struct recorder_caller *calle
 		reply_error(out, 404, "not_found", "recording %s not found in room %s", id, room_id);
 		goto refuse;
 	}
+	/* DELETE on a finished recording is a delete, authorized as one. */
+	if (op == RECORDER_OP_CANCEL && !f->s &&
+	    (rec_status(f->rec) == RECORDER_COMPLETED || rec_status(f->rec) == RECORDER_FAILED))
+		op = RECORDER_OP_DELETE;
 	struct recorder_verdict v;
 	if (!recorder_authorize(r, caller, op, f->rec, &v)) {
 		reply_denied(out, &v);
@@ -1099,7 +1110,18 @@ void recorder_cancel(struct recorder *r, const struct recorder_caller *caller,
 	enum recorder_status to;
 	if (!request_find(r, caller, room_id, recording_id, RECORDER_OP_CANCEL, &f, out))
 		return;
-	if (!f.s && rec_status(f.rec) == RECORDER_PROCESSING) {
+	enum recorder_status now = f.s ? f.s->status : rec_status(f.rec);
+	if (!f.s && recorder_fsm_step(now, RECORDER_OP_DELETE, &to) == 200) {
+		/* Completed or failed: deleted for good (recorder_delete.c). */
+		cJSON *gone = NULL;
+		char code[32], err[512];
+		int st = recorder_delete_final(r, f.rec, &gone, code, sizeof(code), err, sizeof(err));
+		if (st == 200)
+			reply_record(out, gone);
+		else
+			reply_error(out, st, code, "%s", err);
+		cJSON_Delete(gone);
+	} else if (!f.s && rec_status(f.rec) == RECORDER_PROCESSING) {
 		/* Processing: the worker stops, aborts the upload and removes
 		 * the files (recorder_worker_cancel). */
 		cJSON *cur = NULL;
@@ -1211,7 +1233,11 @@ void recorder_list_user(struct recorder *r, const struct recorder_caller *caller
 		reply_denied(out, &v);
 		return;
 	}
-	cJSON *arr = state_list_user(r->st, caller->user_id, status && status[0] ? status : NULL);
+	/* An admin lists every user's recordings (SPEC §9); whether the
+	 * caller is one is the authorization's call (auth.lua, "admin"). */
+	bool all = recorder_authorize(r, caller, RECORDER_OP_ADMIN, NULL, NULL);
+	const char *filter = status && status[0] ? status : NULL;
+	cJSON *arr = all ? state_list_all(r->st, filter) : state_list_user(r->st, caller->user_id, filter);
 	if (!arr) {
 		reply_error(out, 503, "state_unavailable", "recording state store unavailable");
 		return;
@@ -1375,17 +1401,24 @@ char *recorder_encode_metrics(void *opaque)
 
 bool recorder_healthy(struct recorder *r, char *why, size_t whylen)
 {
-	if (access(r->storage_path, W_OK) != 0) {
-		snprintf(why, whylen, "storage directory %s is not writable: %s", r->storage_path,
-			 strerror(errno));
-		return false;
-	}
-	if (!state_healthy(r->st)) {
-		snprintf(why, whylen, "the state store (Redis) does not answer");
-		return false;
-	}
 	if (why && whylen)
 		why[0] = 0;
+	if (!state_healthy(r->st)) {
+		struct state_stats ss;
+		state_stats(r->st, &ss);
+		if (ss.pending_writes >= ss.pending_max) {
+			snprintf(why, whylen, "the state store (Redis) does not answer and its retry buffer is full "
+				 "(%zu writes): state changes are being lost", ss.pending_writes);
+			return false;
+		}
+		snprintf(why, whylen, "the state store (Redis) does not answer: live recordings go on, %zu state "
+			 "writes wait for it (room for %zu more); starts and listings answer 503 until it is back",
+			 ss.pending_writes, ss.pending_max - ss.pending_writes);
+		return true;
+	}
+	if (access(r->storage_path, W_OK) != 0)
+		snprintf(why, whylen, "storage directory %s is not writable: %s; starts are refused", r->storage_path,
+			 strerror(errno));
 	return true;
 }
 
@@ -1406,6 +1439,8 @@ struct recorder *recorder_new(struct config *cfg, struct state *st, struct polic
 	pthread_mutex_init(&r->ctl_lock, NULL);
 	pthread_cond_init(&r->ctl_cond, NULL);
 	pthread_mutex_init(&r->idle_lock, NULL);
+	pthread_mutex_init(&r->uploads_lock, NULL);
+	pthread_mutex_init(&r->counts_lock, NULL);
 	pthread_cond_init(&r->idle_cond, NULL);
 	util_strlcpy(r->node_id, state_node_id(st) ? state_node_id(st) : "", sizeof(r->node_id));
 
@@ -1415,68 +1450,16 @@ struct recorder *recorder_new(struct config *cfg, struct state *st, struct polic
 		goto fail;
 	}
 	util_strlcpy(r->storage_path, v && v[0] ? v : "/tmp/webrtc_recordings", sizeof(r->storage_path));
-	v = config_get_str(cfg, "storage_backend");
-	if (!v || (strcmp(v, "local") != 0 && strcmp(v, "s3") != 0)) {
-		snprintf(err, errlen, "storage_backend must be local or s3, not '%s'", v ? v : "");
+	if (recorder_config_check(cfg, err, errlen) < 0)
 		goto fail;
-	}
-	util_strlcpy(r->storage_backend, v, sizeof(r->storage_backend));
-	v = config_get_str(cfg, "default_format");
-	if (!recorder_format_valid(v)) {
-		snprintf(err, errlen, "default_format must be webm, mkv or mp4, not '%s'", v ? v : "");
+	struct recorder_limits lim;
+	if (recorder_limits_read(cfg, &lim, err, errlen) < 0)
 		goto fail;
-	}
-	util_strlcpy(r->default_format, v, sizeof(r->default_format));
-	v = config_get_str(cfg, "default_quality");
-	if (!media_preset_find(v)) {
-		snprintf(err, errlen, "default_quality must be low, medium, high or ultra, not '%s'", v ? v : "");
-		goto fail;
-	}
-	util_strlcpy(r->default_quality, v, sizeof(r->default_quality));
-	r->max_duration_ms = config_get_int(cfg, "max_recording_duration");
-	if (r->max_duration_ms <= 0) {
-		snprintf(err, errlen, "max_recording_duration must be positive");
-		goto fail;
-	}
-	long long lim = config_get_int(cfg, "max_concurrent_recordings");
-	if (lim <= 0 || lim > 1000000) {
-		snprintf(err, errlen, "max_concurrent_recordings must be at least 1");
-		goto fail;
-	}
-	r->max_concurrent = (int)lim;
-	lim = config_get_int(cfg, "max_recordings_per_user");
-	if (lim < 0 || lim > 1000000) {
-		snprintf(err, errlen, "max_recordings_per_user must be 0 (off) or positive");
-		goto fail;
-	}
-	r->max_per_user = (int)lim;
-	lim = config_get_int(cfg, "recorder.max_stored_per_user");
-	if (lim < 0 || lim > 100000000) {
-		snprintf(err, errlen, "recorder.max_stored_per_user must be 0 (no cap) or positive");
-		goto fail;
-	}
-	r->max_stored_per_user = (int)lim;
-	r->transcoding = config_get_bool(cfg, "enable_transcoding");
-	r->keep_local = config_get_bool(cfg, "recorder.keep_local");
-	r->disk_reserve = config_get_int(cfg, "recorder.disk_reserve");
-	r->disk_low_water = config_get_int(cfg, "recorder.disk_low_water");
-	r->first_frame_timeout_ms = config_get_int(cfg, "recorder.first_frame_timeout");
-	r->retention_max_bytes = config_get_int(cfg, "retention.max_bytes");
-	r->retention_max_age_ms = config_get_int(cfg, "retention.max_age");
-	r->retention_interval_ms = config_get_int(cfg, "retention.interval");
-	if (r->retention_max_bytes < 0 || r->retention_max_age_ms < 0 || r->retention_interval_ms < 100) {
-		snprintf(err, errlen, "retention.max_bytes and retention.max_age must be 0 or positive, "
-			 "retention.interval at least 100ms");
-		goto fail;
-	}
-	lim = config_get_int(cfg, "recorder.encode_budget");
-	if (lim < 0 || lim > 1000000) {
-		snprintf(err, errlen, "recorder.encode_budget must be 0 (measured default) or Mpixel/s");
-		goto fail;
-	}
-	media_encode_set_budget(lim * 1000000);
-	lim = config_get_int(cfg, "recorder.workers");
-	r->n_workers = lim < 1 ? 1 : lim > 16 ? 16 : (int)lim;
+	util_strlcpy(r->storage_backend, config_get_str(cfg, "storage_backend"), sizeof(r->storage_backend));
+	util_strlcpy(r->default_format, config_get_str(cfg, "default_format"), sizeof(r->default_format));
+	util_strlcpy(r->default_quality, config_get_str(cfg, "default_quality"), sizeof(r->default_quality));
+	recorder_limits_apply(r, &lim);
+	r->n_workers = lim.n_workers;
 
 	int rc = util_mkdir_p(r->storage_path, UTIL_MEDIA_DIR_MODE);
 	if (rc < 0 || access(r->storage_path, W_OK) != 0) {
@@ -1556,6 +1539,8 @@ void recorder_free(struct recorder *r)
 	pthread_mutex_destroy(&r->ctl_lock);
 	pthread_cond_destroy(&r->ctl_cond);
 	pthread_mutex_destroy(&r->idle_lock);
+	pthread_mutex_destroy(&r->uploads_lock);
+	pthread_mutex_destroy(&r->counts_lock);
 	pthread_cond_destroy(&r->idle_cond);
 	free(r);
 }

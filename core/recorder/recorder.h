@@ -103,6 +103,19 @@ struct recorder_reply {
  *   room.<id>.args              driver arguments "k=v,k=v" ("") */
 int recorder_config_register(struct config *c);
 
+/* Checks every option the recorder reads (ranges, the quality preset, the
+ * S3 settings when storage_backend is s3) without starting anything, so a
+ * bad file is refused before any module comes up. Returns 0 or -1 with the
+ * reason in 'err'. */
+int recorder_config_check(const struct config *c, char *err, size_t errlen);
+
+/* Puts the options marked CONFIG_LIVE in force after the configuration was
+ * reloaded: limits, durations, disk thresholds, retention, the encode
+ * budget, the S3 credentials. Live recordings keep running (a new
+ * max_recording_duration applies to them from now on). Returns 0, or -1
+ * with 'err' (the previous values stay). Any thread. */
+int recorder_reload(struct recorder *r, char *err, size_t errlen);
+
 /* Writes this node's id into 'out': the node_id option when set, else an
  * id kept in {state_dir}/node_id (created once, a uuid), else the host
  * name. Returns 0 or -1. Main passes the same id to state_new. */
@@ -180,13 +193,19 @@ void recorder_resume(struct recorder *r, const struct recorder_caller *caller,
  * extension of SPEC §3) has its job stopped, its S3 multipart upload
  * aborted and any uploaded object deleted, its files removed (the reply
  * waits for that, up to 30 s; 409 wrong_node when another node processes
- * it). Both end cancelled with the event recording_cancelled. */
+ * it). Both end cancelled with the event recording_cancelled. A completed
+ * or failed recording is deleted instead (SPEC §9; authorized as the op
+ * "delete", owner or admin): its S3 object when lifecycle.lua's on_deleted
+ * says so, its files, its record; event recording_deleted; the reply is
+ * the last state with metadata.deleted {at, local_files, s3_object}. */
 void recorder_cancel(struct recorder *r, const struct recorder_caller *caller,
 		     const char *room_id, const char *recording_id, struct recorder_reply *out);
 void recorder_status(struct recorder *r, const struct recorder_caller *caller,
 		     const char *room_id, const char *recording_id, struct recorder_reply *out);
 void recorder_list_room(struct recorder *r, const struct recorder_caller *caller,
 			const char *room_id, struct recorder_reply *out);
+/* The caller's own recordings; every user's when the caller passes the
+ * admin authorization (RECORDER_OP_ADMIN: auth.lua, or the admin role). */
 void recorder_list_user(struct recorder *r, const struct recorder_caller *caller,
 			const char *status, struct recorder_reply *out);
 /* The files of a recording: the same checks as recorder_status (room,
@@ -259,9 +278,28 @@ char *recorder_rtp_metrics(void *opaque);
  * threads, starts refused for it), malloc'd; 'opaque' is the recorder. */
 char *recorder_encode_metrics(void *opaque);
 
-/* False with a reason in 'why' when the recorder cannot do its job: the
- * storage directory is not writable, or the state store is unhealthy. */
+/* The recorder's check of /healthz. False (the node is down) only when the
+ * state store is unreachable and its retry buffer is full; true with a
+ * reason (degraded) when Redis is unreachable but writes are buffered, or
+ * the storage directory is not writable. */
 bool recorder_healthy(struct recorder *r, char *why, size_t whylen);
+
+/* The storage check of /healthz: true always (storage never takes the
+ * node down), with a reason when a start would be refused for space or S3
+ * uploads are failing ("degraded"). Any thread. */
+bool recorder_storage_health(struct recorder *r, char *why, size_t whylen);
+/* {"disk": {path, free_bytes, total_bytes, starts_refused,
+ * local_only_deleted}, "uploads": {queue, uploaded, bytes_sent, failed,
+ * last_failure, last_failure_at} (S3 backend only)}; a new object, NULL
+ * when out of memory. */
+cJSON *recorder_storage_json(struct recorder *r);
+/* Prometheus text: disk gauges, the recordings by status in the state store
+ * (edgerec_recordings, all nodes), S3 upload counters (an http_metrics_fn;
+ * 'opaque' is the recorder). */
+char *recorder_storage_metrics(void *opaque);
+/* The records by status in the state store, reused for up to 10 s.
+ * Returns 0, or -1 when they were never counted (Redis down since start). */
+int recorder_state_counts(struct recorder *r, long long counts[RECORDER_STATUS_COUNT]);
 
 /* Waits until no processing job is queued or running, up to 'timeout_ns'
  * (negative: forever). Returns 0 when idle, -1 on timeout. For tests and

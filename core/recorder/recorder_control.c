@@ -125,7 +125,8 @@ static void *control_main(void *arg)
 		/* Wake a little after the nearest limit could be reached. */
 		wait_ns = nearest < TIME_NS_PER_MS ? TIME_NS_PER_MS : nearest + TIME_NS_PER_MS;
 
-		if ((r->retention_max_bytes > 0 || r->retention_max_age_ms > 0) && time_mono_ns() >= next_retention) {
+		if ((r->retention_max_bytes > 0 || r->retention_max_age_ms > 0 || r->pol) &&
+		    time_mono_ns() >= next_retention) {
 			recorder_retention_run(r);
 			next_retention = time_mono_ns() + r->retention_interval_ms * TIME_NS_PER_MS;
 		}

@@ -10,7 +10,8 @@
  * pending|recording|paused -> cancelled; processing -> cancelled too (an
  * extension of SPEC §3: the processing job stops, its S3 upload is aborted
  * and the files removed); any live status -> failed on a pipeline fault; recording|paused -> processing also at the maximum
- * duration. */
+ * duration. completed|failed are deleted (an extension, SPEC §9): the
+ * record, files and S3 object go, the status is not changed first. */
 #ifndef EDGEREC_RECORDER_FSM_H
 #define EDGEREC_RECORDER_FSM_H
 
@@ -42,6 +43,7 @@ enum recorder_op {
 	RECORDER_OP_LIST_USER,      /* list of the caller's own recordings */
 	RECORDER_OP_DOWNLOAD,       /* the files of one recording (download, thumbnail) */
 	RECORDER_OP_ADMIN,          /* the /api/system routes (no recording) */
+	RECORDER_OP_DELETE,         /* a completed or failed recording goes for good */
 	RECORDER_OP_REQUEST_COUNT,  /* ops below are internal events */
 	RECORDER_EV_FIRST_FRAME = RECORDER_OP_REQUEST_COUNT,
 	RECORDER_EV_FAULT,          /* the pipeline failed while live */

@@ -71,13 +71,50 @@ struct recorder_job {
 	bool cancel;          /* a cancel request: end as cancelled; under recorder.lock */
 };
 
+/* The options of a recorder that a reload may change while it runs
+ * (recorder_config.c); recorder_new reads them the same way. */
+struct recorder_limits {
+	int64_t max_duration_ms;
+	int max_concurrent, max_per_user, max_stored_per_user;
+	bool transcoding, keep_local;
+	long long disk_reserve, disk_low_water;
+	int64_t first_frame_timeout_ms;
+	long long retention_max_bytes;
+	int64_t retention_max_age_ms, retention_interval_ms;
+	long long encode_budget_px;  /* pixels per second; 0: the measured default */
+	int n_workers;               /* read at start only */
+};
+
+/* Reads and checks the limits from 'cfg'. Returns 0, or -1 with 'err'. */
+int recorder_limits_read(const struct config *cfg, struct recorder_limits *l, char *err, size_t errlen);
+/* Puts 'l' in force in 'r' (all but n_workers). Any thread. */
+void recorder_limits_apply(struct recorder *r, const struct recorder_limits *l);
+
+/* S3 uploads of this process (recorder_storage.c); under uploads_lock. */
+#define RECORDER_UPLOAD_CAUSES 5 /* network, refused, verify, local_file, other */
+struct recorder_uploads {
+	uint64_t done;                          /* uploaded and verified */
+	uint64_t failed[RECORDER_UPLOAD_CAUSES];
+	int64_t last_ok_ns, last_failure_ns;    /* wall clock; 0: never */
+	char last_failure[RECORDER_DETAIL_MAX];
+};
+
+/* The disk under local_storage_path (recorder_storage.c). */
+struct recorder_disk {
+	long long free, total;  /* bytes; -1 when unknown */
+	long long need;         /* what a start at the default quality asks for */
+	bool refused;           /* such a start would get 507 */
+	char why[RECORDER_STORAGE_MAX + 256];
+};
+
 struct recorder {
 	struct config *cfg;
 	struct state *st;
 	struct policy_host *pol;
 	char node_id[128];
 
-	/* Options, read once in recorder_new. */
+	/* Options, read in recorder_new; those of struct recorder_limits
+	 * again by recorder_reload. */
 	char storage_path[RECORDER_STORAGE_MAX];
 	char storage_backend[16];
 	char default_format[8];
@@ -105,6 +142,12 @@ struct recorder {
 	void *event_opaque;
 	struct recorder_relay *relay;  /* room events; see recorder_on_event */
 	struct recorder_metrics m;     /* counters under lock */
+	pthread_mutex_t uploads_lock;
+	struct recorder_uploads uploads;
+	pthread_mutex_t counts_lock;   /* the records by status, counted in the state store */
+	long long counts[RECORDER_STATUS_COUNT];
+	int64_t counts_at_ns;          /* monotonic; 0: never counted */
+	atomic_ullong retention_removed[2]; /* local files removed: [0] safe in S3, [1] local-only */
 	uint64_t encode_refused;       /* starts refused by the encode budget, under lock */
 	uint64_t encode_dense;         /* recordings started at the dense speed, under lock */
 
@@ -223,10 +266,37 @@ int recorder_policy_source(struct recorder *r, const char *room_id, char *source
 void recorder_lifecycle_event(struct recorder *r, enum recorder_status to, cJSON *rec);
 /* lifecycle.lua on stop: tags, and the S3 key and keep_local to use. */
 void recorder_lifecycle_stopped(struct recorder *r, cJSON *rec, char *s3_key, size_t keylen, bool *keep_local);
+/* lifecycle.lua's on_deleted: true when a deleted recording's S3 object
+ * goes too (false without a policy host, the hook, or when it fails). */
+bool recorder_lifecycle_deleted(struct recorder *r, const cJSON *rec);
 /* Free bytes where recordings are written, or -1. */
 long long recorder_disk_free(const struct recorder *r);
 
+/* recorder_delete.c */
+/* Deletes the completed or failed recording 'rec' (not taken): its S3
+ * object when lifecycle.lua says so, its local directory, its record;
+ * publishes recording_deleted. Returns 200 with '*deleted' (owned by the
+ * caller) the last state with metadata.deleted, or the reply status with
+ * 'code' and 'err' (nothing of the recording is lost that a retry cannot
+ * finish deleting). Any thread. */
+int recorder_delete_final(struct recorder *r, const cJSON *rec, cJSON **deleted, char *code, size_t codelen,
+			  char *err, size_t errlen);
+
+/* recorder_storage.c */
+/* Counts one upload's end: 'code' 0 (uploaded and verified) or a
+ * STORAGE_ERR_* code with 'err'. Any thread. */
+void recorder_upload_note(struct recorder *r, int code, const char *err);
+/* Looks at the disk under local_storage_path. */
+void recorder_disk_look(struct recorder *r, struct recorder_disk *d);
+/* A start refused with 507 in 'room_id': publishes a storage_full event
+ * there (with the disk figures and whether anything local-only may be
+ * deleted to make room) and logs it. */
+void recorder_storage_refused(struct recorder *r, const char *room_id, const char *user_id, const char *reason);
+
 /* recorder_retention.c */
+/* True when lifecycle.lua's local_retention may delete the local files of
+ * recordings that exist nowhere else (the shipped policy: false). */
+bool recorder_retention_local_only(struct recorder *r);
 /* Deletes the local files of finished recordings beyond retention.max_bytes
  * (oldest first) or older than retention.max_age, only those completed and
  * verified in S3. Returns the number of recordings whose file went, or -1
@@ -268,8 +338,15 @@ void recorder_rtp_free(struct recorder_session *s);
  * Returns true when it was one (the control thread should then apply it). */
 bool recorder_rtp_note_event(struct recorder_session *s, int ev); /* an enum media_event */
 /* Session lock held: stores what changed (metadata.source_stalled and the
- * source_stalled/source_resumed events, metadata.time_to_first_keyframe_ms). */
+ * source_stalled/source_resumed events, metadata.time_to_first_keyframe_ms,
+ * the sender's resolution changes, what the network lost). */
 void recorder_rtp_apply(struct recorder_session *s);
+/* From a live source's stats: metadata.rtp_receive (what it lost on the way
+ * in: packets_lost, video_frames_dropped, keyframe_requests,
+ * packets_unsupported; absent when it lost nothing) and the sender's
+ * resolution changes (video_resolution_changes, video_resolution_last). */
+struct media_stats;
+void recorder_rtp_apply_stats(cJSON *metadata, const struct media_stats *st);
 
 /* recorder_recover.c */
 int recorder_recover(struct recorder *r);

@@ -2,7 +2,8 @@
  * and the disk: who may do what (auth.lua takes over recorder_authorize),
  * admission beyond the global limit (quota.lua, and the free-space check
  * that answers 507), what a room captures (sources.lua), and the lifecycle
- * hooks (lifecycle.lua: tags, keep_local, the S3 key). Also the read-only
+ * hooks (lifecycle.lua: tags, keep_local, the S3 key, the S3 object of a
+ * deleted recording). Also the read-only
  * queries the policies' `edge` API answers from. Without a policy host each
  * function applies the built-in default. */
 #include <stdio.h>
@@ -93,6 +94,7 @@ static enum policy_action policy_action_of(enum recorder_op op)
 	case RECORDER_OP_LIST_USER: return POLICY_ACTION_LIST_USER;
 	case RECORDER_OP_DOWNLOAD: return POLICY_ACTION_DOWNLOAD;
 	case RECORDER_OP_ADMIN: return POLICY_ACTION_ADMIN;
+	case RECORDER_OP_DELETE: return POLICY_ACTION_DELETE;
 	default: return POLICY_ACTION_READ;
 	}
 }
@@ -303,4 +305,15 @@ void recorder_lifecycle_stopped(struct recorder *r, cJSON *rec, char *s3_key, si
 	*keep_local = res.keep_local;
 	if (r->s3 && res.s3_key[0])
 		util_strlcpy(s3_key, res.s3_key, keylen);
+}
+
+bool recorder_lifecycle_deleted(struct recorder *r, const cJSON *rec)
+{
+	if (!r->pol)
+		return false;
+	struct policy_lifecycle_result res;
+	memset(&res, 0, sizeof(res));
+	policy_lifecycle(r->pol, POLICY_EVENT_DELETED, rec, &res);
+	cJSON_Delete(res.tags);
+	return !res.fallback && res.delete_s3;
 }

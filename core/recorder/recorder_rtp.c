@@ -47,6 +47,7 @@ static struct log_handle log_rrtp = LOG_HANDLE("recorder/rtp");
 /* Totals over every rtp recording of this process, for /metrics. */
 static pthread_mutex_t rtp_totals_lock = PTHREAD_MUTEX_INITIALIZER;
 static uint64_t rtp_ttfk_count, rtp_stalls_total;
+static struct media_source_stats rtp_loss_total; /* what rtp sources lost on the way in */
 static double rtp_ttfk_sum_s, rtp_ttfk_max_s;
 
 static const struct config_option recorder_rtp_options[] = {
@@ -63,6 +64,10 @@ struct recorder_rtp {
 	atomic_int stalled;    /* raised by the pipeline: 1 stalled, 0 flowing */
 	bool stalled_shown;    /* what metadata says; under the session lock */
 	bool ttfk_shown;
+	uint32_t size_changes_shown; /* the sender's resolution changes metadata shows */
+	struct media_source_stats loss_shown; /* what metadata.rtp_receive shows */
+	struct media_source_stats loss_counted; /* what went into rtp_loss_total */
+	int64_t loss_shown_mono;  /* when metadata.rtp_receive was last written */
 	int64_t stalls;
 	int64_t lost_shown_ns;    /* when metadata.network was last looked at */
 };
@@ -151,9 +156,15 @@ int recorder_rtp_prepare(struct recorder_session *s, const char *source, const c
 
 	if (strcmp(source, "rtp") != 0)
 		return 0;
-	if (strcmp(format, "mp4") == 0) {
+	bool h264 = media_rtp_source_h264(args);
+	if (!h264 && strcmp(format, "mp4") == 0) {
 		snprintf(err, errlen, "room %s records RTP from an SFU as it was sent (VP8/Opus): use format webm "
 			 "or mkv; mp4 would mean re-encoding every stream to VP9", s->room_id);
+		return 400;
+	}
+	if (h264 && strcmp(format, "webm") == 0) {
+		snprintf(err, errlen, "room %s receives H.264 (as sent, not re-encoded) and WebM cannot hold H.264: "
+			 "use format mkv or mp4", s->room_id);
 		return 400;
 	}
 	x = calloc(1, sizeof(*x));
@@ -220,6 +231,7 @@ int recorder_rtp_prepare(struct recorder_session *s, const char *source, const c
 			cJSON_AddNumberToObject(info, "video_rtcp_port",
 						(double)(mux ? vp : rtp_arg_long(args, "video_rtcp_port", vp + 1)));
 			cJSON_AddNumberToObject(info, "video_pt", (double)rtp_arg_long(args, "video_pt", 96));
+
 		}
 		if (ap > 0) {
 			cJSON_AddNumberToObject(info, "audio_port", (double)ap);
@@ -228,6 +240,8 @@ int recorder_rtp_prepare(struct recorder_session *s, const char *source, const c
 			cJSON_AddNumberToObject(info, "audio_pt", (double)rtp_arg_long(args, "audio_pt", 111));
 		}
 		cJSON_AddBoolToObject(info, "rtcp_mux", mux);
+		if (rtp_arg_long(args, "video", 1) != 0)
+			cJSON_AddStringToObject(info, "video_codec", h264 ? "h264" : "vp8");
 		cJSON_AddBoolToObject(info, "allocated", need > 0);
 		/* Who may send: the allow= address, else the first sender is
 		 * latched (others dropped and counted), unless latch=0. */
@@ -337,12 +351,39 @@ void recorder_rtp_apply(struct recorder_session *s)
 		}
 	}
 
-	/* What the network took, at most every RTP_NETWORK_EVERY_NS. */
-	if (s->pipeline && time_mono_ns() - x->lost_shown_ns >= RTP_NETWORK_EVERY_NS) {
+	if (s->pipeline) {
+		/* The sender changed resolution mid-recording: the file goes on in
+		 * the same track (players follow the keyframes); the state says so. */
 		struct media_stats st;
 		media_pipeline_stats(s->pipeline, &st);
-		changed |= recorder_rtp_apply_network(s->rec, &st);
-		x->lost_shown_ns = time_mono_ns();
+		int64_t now = time_mono_ns();
+		bool sized = st.video_size_changes != x->size_changes_shown;
+		if (sized)
+			LOG_INFO(&log_rrtp, "%s: room %s: the sender's video is now %dx%d (change %u)", s->id, s->room_id,
+				 st.video_last_width, st.video_last_height, (unsigned)st.video_size_changes);
+		pthread_mutex_lock(&rtp_totals_lock);
+		rtp_loss_total.packets_lost += st.source.packets_lost - x->loss_counted.packets_lost;
+		rtp_loss_total.video_frames_dropped += st.source.video_frames_dropped - x->loss_counted.video_frames_dropped;
+		rtp_loss_total.keyframe_requests += st.source.keyframe_requests - x->loss_counted.keyframe_requests;
+		rtp_loss_total.packets_unsupported += st.source.packets_unsupported - x->loss_counted.packets_unsupported;
+		pthread_mutex_unlock(&rtp_totals_lock);
+		x->loss_counted = st.source;
+		/* Losses reach the state at most every 2 s while a lossy stream
+		 * keeps changing them; the final figures are written at the stop. */
+		if (sized || (memcmp(&st.source, &x->loss_shown, sizeof(st.source)) != 0 &&
+			      now - x->loss_shown_mono >= 2 * TIME_NS_PER_SEC)) {
+			x->size_changes_shown = st.video_size_changes;
+			x->loss_shown = st.source;
+			x->loss_shown_mono = now;
+			recorder_rtp_apply_stats(m, &st);
+			changed = true;
+		}
+		/* What the network took (metadata.network), at most every
+		 * RTP_NETWORK_EVERY_NS. */
+		if (now - x->lost_shown_ns >= RTP_NETWORK_EVERY_NS) {
+			changed |= recorder_rtp_apply_network(s->rec, &st);
+			x->lost_shown_ns = now;
+		}
 	}
 
 	bool stalled = atomic_load(&x->stalled) != 0;
@@ -373,14 +414,40 @@ void recorder_rtp_apply(struct recorder_session *s)
 		recorder_put(r, s->rec);
 }
 
+void recorder_rtp_apply_stats(cJSON *metadata, const struct media_stats *st)
+{
+	const struct media_source_stats *src = &st->source;
+	cJSON *o;
+	if (!metadata)
+		return;
+	if (st->video_size_changes) {
+		/* The sender changed resolution mid-recording: the file goes on
+		 * in the same track (players follow the keyframes). */
+		char res[32];
+		snprintf(res, sizeof(res), "%dx%d", st->video_last_width, st->video_last_height);
+		recorder_json_set(metadata, "video_resolution_changes", cJSON_CreateNumber((double)st->video_size_changes));
+		recorder_json_set(metadata, "video_resolution_last", cJSON_CreateString(res));
+	}
+	if (!(src->packets_lost || src->video_frames_dropped || src->keyframe_requests || src->packets_unsupported))
+		return;
+	o = cJSON_CreateObject();
+	if (!o)
+		return;
+	cJSON_AddNumberToObject(o, "packets_lost", (double)src->packets_lost);
+	cJSON_AddNumberToObject(o, "video_frames_dropped", (double)src->video_frames_dropped);
+	cJSON_AddNumberToObject(o, "keyframe_requests", (double)src->keyframe_requests);
+	cJSON_AddNumberToObject(o, "packets_unsupported", (double)src->packets_unsupported);
+	recorder_json_set(metadata, "rtp_receive", o);
+}
+
 char *recorder_rtp_metrics(void *opaque)
 {
-	char *out = malloc(1536);
+	char *out = malloc(3072);
 	(void)opaque;
 	if (!out)
 		return NULL;
 	pthread_mutex_lock(&rtp_totals_lock);
-	snprintf(out, 1536,
+	snprintf(out, 3072,
 		 "# HELP edgerec_rtp_first_keyframe_seconds From an rtp recording's start to its first keyframe in the file.\n"
 		 "# TYPE edgerec_rtp_first_keyframe_seconds summary\n"
 		 "edgerec_rtp_first_keyframe_seconds_sum %.3f\n"
@@ -394,9 +461,27 @@ char *recorder_rtp_metrics(void *opaque)
 		 "# HELP edgerec_rtp_foreign_packets_dropped_total Packets dropped because they came from "
 		 "an address other than the room's sender.\n"
 		 "# TYPE edgerec_rtp_foreign_packets_dropped_total counter\n"
-		 "edgerec_rtp_foreign_packets_dropped_total %llu\n",
+		 "edgerec_rtp_foreign_packets_dropped_total %llu\n"
+		 "# HELP edgerec_rtp_packets_lost_total RTP packets that never arrived (rtp recordings while live).\n"
+		 "# TYPE edgerec_rtp_packets_lost_total counter\n"
+		 "edgerec_rtp_packets_lost_total %llu\n"
+		 "# HELP edgerec_rtp_video_frames_dropped_total Video frames an rtp source could not assemble or held "
+		 "back until a keyframe.\n"
+		 "# TYPE edgerec_rtp_video_frames_dropped_total counter\n"
+		 "edgerec_rtp_video_frames_dropped_total %llu\n"
+		 "# HELP edgerec_rtp_keyframe_requests_total PLIs rtp sources sent to their senders.\n"
+		 "# TYPE edgerec_rtp_keyframe_requests_total counter\n"
+		 "edgerec_rtp_keyframe_requests_total %llu\n"
+		 "# HELP edgerec_rtp_packets_unsupported_total RTP packets of payload formats not taken "
+		 "(H.264 interleaved mode).\n"
+		 "# TYPE edgerec_rtp_packets_unsupported_total counter\n"
+		 "edgerec_rtp_packets_unsupported_total %llu\n",
 		 rtp_ttfk_sum_s, (unsigned long long)rtp_ttfk_count, rtp_ttfk_max_s,
-		 (unsigned long long)rtp_stalls_total, media_rtp_foreign_dropped());
+		 (unsigned long long)rtp_stalls_total, media_rtp_foreign_dropped(),
+		 (unsigned long long)rtp_loss_total.packets_lost,
+		 (unsigned long long)rtp_loss_total.video_frames_dropped,
+		 (unsigned long long)rtp_loss_total.keyframe_requests,
+		 (unsigned long long)rtp_loss_total.packets_unsupported);
 	pthread_mutex_unlock(&rtp_totals_lock);
 	return out;
 }

@@ -176,8 +176,10 @@ static int step_upload(struct worker_ctx *c, char *err, size_t errlen)
 	int rc = storage_step_upload(&c->sj, etag, sizeof(etag), err, errlen);
 	if (rc == STORAGE_ERR_CANCELLED)
 		return 1; /* shutdown: the upload resumes at the next start */
-	if (rc < 0)
+	if (rc < 0) {
+		recorder_upload_note(c->r, rc, err);
 		return -1;
+	}
 	state_record_set_str(c->rec, "s3_key", c->object_key);
 	recorder_json_set(recorder_rec_metadata(c->rec), "s3_etag", cJSON_CreateString(etag));
 	return 0;
@@ -188,7 +190,9 @@ static int step_verify(struct worker_ctx *c, char *err, size_t errlen)
 {
 	if (!c->sj.s3)
 		return 0;
-	if (storage_step_verify(&c->sj, err, errlen) < 0)
+	int rc = storage_step_verify(&c->sj, err, errlen);
+	recorder_upload_note(c->r, rc < 0 ? rc : 0, err);
+	if (rc < 0)
 		return -1;
 	state_record_set_str(c->rec, "s3_key", c->object_key);
 	if (!c->keep_local) {

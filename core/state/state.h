@@ -35,8 +35,9 @@
  * Threads: every function may be called from any thread. Commands run on a
  * small pool of Redis connections (STATE_POOL_SIZE); a caller borrows one
  * connection for the duration of one call, so calls never share a
- * connection. The subscriber, the retry writer and the embedded-server
- * supervisor each run on their own thread. */
+ * connection. The subscriber, the retry writer, the embedded-server
+ * supervisor and, with Redis Sentinel, the +switch-master watcher each run
+ * on their own thread. */
 #ifndef EDGEREC_STATE_H
 #define EDGEREC_STATE_H
 
@@ -131,8 +132,13 @@ int state_record_set_number(cJSON *rec, const char *field, double value);
 
 struct state;
 
-/* Connects to the Redis at 'redis_url' ("redis://[:password@]host[:port][/db]"
- * or "unix:///path/to.sock[?db=N]"), or, when 'redis_url' is NULL or empty,
+/* Connects to the Redis at 'redis_url' ("redis://[:password@]host[:port][/db]",
+ * "unix:///path/to.sock[?db=N]", or
+ * "redis-sentinel://[:password@]host[:port],host[:port].../mastername[/db]":
+ * the master the sentinels name, checked with ROLE, re-resolved after a
+ * lost connection, a READONLY refusal or a +switch-master announcement,
+ * with every connection, the subscriber's included, moved to the new
+ * master), or, when 'redis_url' is NULL or empty,
  * starts an embedded redis-server on the unix socket 'state_dir'/redis.sock
  * (config generated in 'state_dir', appendonly yes, dir 'state_dir'), waits
  * until it answers PING and supervises it (restarts it if it dies).
@@ -200,11 +206,26 @@ int state_release(struct state *st, const char *id);
  * first, ids whose state expired skipped. NULL on error. */
 cJSON *state_list_room(struct state *st, const char *room_id);
 cJSON *state_list_user(struct state *st, const char *user_id, const char *status_or_null);
+/* Every record in the store (SCAN over the state keys, so its cost
+ * follows the number of records kept, 7 days of them), optionally of one
+ * status: what an admin lists. */
+cJSON *state_list_all(struct state *st, const char *status_or_null);
+/* Removes the record 'rec' (a state object, not taken) for good: its
+ * state key, processing journal and owner entry, and its id from the room,
+ * user and stored-records indexes, in one MULTI/EXEC. Not deferred: returns
+ * STATE_OK, or STATE_ERR_REDIS when Redis cannot be reached (nothing was
+ * removed). For final recordings only (a live one still holds its slot). */
+int state_delete(struct state *st, const cJSON *rec);
 /* Records owned by 'node_id' that are still pending/recording/paused: what a
  * node must reconcile after a crash. Stale entries are pruned. */
 cJSON *state_list_owned_live(struct state *st, const char *node_id);
 /* SCARD of the active set, or a negative error. */
 long long state_active_count(struct state *st);
+/* Counts every stored record by status (all nodes; 'counts' is indexed by
+ * enum state_status), reading them in batches: O(records), for /metrics
+ * at most every few seconds. A record changing status during the count
+ * may be counted under either. Returns STATE_OK or an error. */
+int state_count_by_status(struct state *st, long long counts[STATE_STATUS_COUNT]);
 
 /* Publishes 'event_json' on the room's channel. Deferred (bounded FIFO) when
  * Redis is unreachable. */
@@ -237,7 +258,9 @@ struct state_stats {
 	uint64_t retried_writes;   /* deferred writes later written */
 	uint64_t dropped_writes;   /* lost because the buffer was full */
 	size_t pending_writes;     /* waiting in the buffer now */
+	size_t pending_max;        /* what the buffer holds at most */
 	uint64_t reconnects;       /* connections (re)opened */
+	uint64_t master_changes;   /* redis-sentinel://: times the master moved (or was forgotten) */
 	uint64_t events_received;  /* by the subscriber */
 	uint64_t embedded_restarts;
 	int embedded_pid;          /* 0 when not embedded or not running */

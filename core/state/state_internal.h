@@ -25,7 +25,16 @@
 #define STATE_PENDING_MAX 4096
 #define STATE_PENDING_EVENTS_MAX 1024
 
-/* Where Redis is, as parsed from a URL. */
+#define STATE_SENTINELS_MAX 16
+#define STATE_SENTINEL_PORT 26379
+
+struct state_addr {
+	char host[256];
+	int port;
+};
+
+/* Where Redis is, as parsed from a URL. With a master name, host/port are
+ * unused: the master is asked of the sentinels. */
 struct state_url {
 	char host[256];
 	int port;
@@ -33,16 +42,23 @@ struct state_url {
 	char user[128];
 	char password[256];
 	int db;
+	char master_name[128];
+	struct state_addr sentinels[STATE_SENTINELS_MAX];
+	int nsentinels;
 };
 
-/* Parses "redis://[[user]:password@]host[:port][/db]", "unix:///path[?db=N]",
- * "unix:/path" or a bare absolute path. Returns 0 or -1 with 'err' filled. */
+/* Parses "redis://[[user]:password@]host[:port][/db]",
+ * "redis-sentinel://[[user]:password@]host[:port][,host[:port]...]/mastername[/db]"
+ * (sentinel port 26379 by default; the credentials and db are the
+ * master's), "unix:///path[?db=N]", "unix:/path" or a bare absolute path.
+ * Returns 0 or -1 with 'err' filled (the password masked). */
 int state_url_parse(const char *url, struct state_url *out, char *err, size_t errlen);
 
 struct state_conn {
 	redisContext *c;
 	bool busy;
-	bool reused; /* has served a command before: a failure may be staleness */
+	bool reused;  /* has served a command before: a failure may be staleness */
+	uint64_t gen; /* the sentinel generation it was opened under */
 };
 
 enum state_pending_kind {
@@ -92,6 +108,8 @@ struct state {
 
 	struct state_sub *sub;
 	struct state_embedded *emb;
+	struct state_sentinel *sentinel; /* NULL unless the URL is redis-sentinel:// */
+	char last_err[256];              /* under pool_lock: why the last connect failed */
 
 	atomic_uint_fast64_t n_deferred, n_retried, n_dropped, n_reconnects;
 };
@@ -100,6 +118,45 @@ struct state {
  * selecting the database. Returns NULL with 'err' filled. */
 redisContext *state_connect(const struct state_url *url, int64_t connect_timeout_ms,
 			    int64_t command_timeout_ms, char *err, size_t errlen);
+
+/* Opens a connection for 'st' to its Redis: through the sentinels to the
+ * current master for a sentinel URL (setting '*gen' to the generation the
+ * connection belongs to), else straight to the URL ('*gen' = 0). */
+redisContext *state_open(struct state *st, int64_t connect_timeout_ms, int64_t command_timeout_ms,
+			 uint64_t *gen, char *err, size_t errlen);
+/* True when a connection opened under 'gen' must be replaced: the master
+ * moved since. */
+bool state_conn_stale(struct state *st, uint64_t gen);
+
+/* How state_read_replies() ended. */
+enum state_read_end { STATE_READ_STOP, STATE_READ_LOST, STATE_READ_WOKEN };
+/* Reads the replies of a subscribed connection 'c', handing each to 'fn',
+ * until the connection fails (LOST), 'stop_fd' is readable (STOP) or
+ * 'wake_fd' (when >= 0) is (WOKEN). */
+enum state_read_end state_read_replies(redisContext *c, int stop_fd, int wake_fd,
+				       void (*fn)(void *opaque, const redisReply *r), void *opaque);
+
+/* The master of a redis-sentinel:// URL (state_conn.c). 'url' must outlive
+ * it. new() starts the +switch-master watcher; 'on_change' is called (on
+ * any thread, no lock of the store held) whenever the generation moves. */
+struct state_sentinel;
+struct state_sentinel *state_sentinel_new(const struct state_url *url, void (*on_change)(void *opaque),
+					  void *opaque, char *err, size_t errlen);
+void state_sentinel_free(struct state_sentinel *sn);
+/* Resolves the master (sentinels in turn, then ROLE) and connects to it,
+ * authenticated and in its database. NULL with 'err' filled. */
+redisContext *state_sentinel_connect(struct state_sentinel *sn, int64_t command_timeout_ms, uint64_t *gen,
+				     char *err, size_t errlen);
+uint64_t state_sentinel_generation(struct state_sentinel *sn);
+/* How often the master changed (or was forgotten) since start. */
+uint64_t state_sentinel_changes(struct state_sentinel *sn);
+/* Forgets the master after 'why' (a write refused with READONLY on a
+ * connection of generation 'seen_gen'): a new generation starts, unless one
+ * already has since 'seen_gen'. */
+void state_sentinel_forget(struct state_sentinel *sn, uint64_t seen_gen, const char *why);
+/* Readable after each new generation; state_sentinel_drain() empties it. */
+int state_sentinel_moved_fd(struct state_sentinel *sn);
+void state_sentinel_drain(struct state_sentinel *sn);
 
 /* state_sub.c: the subscriber thread. */
 int state_sub_add(struct state *st, void (*cb)(void *, const char *, const char *), void *opaque);

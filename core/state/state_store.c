@@ -220,6 +220,10 @@ static struct state_conn *state_pool_take(struct state *st, bool fresh, char *er
 			break;
 		pthread_cond_wait(&st->pool_cond, &st->pool_lock);
 	}
+	/* A connection to a master that has since been replaced is closed:
+	 * the next one goes to the new master. */
+	if (slot->c && state_conn_stale(st, slot->gen))
+		fresh = true;
 	if ((!slot->c || fresh) && time_mono_ns() < st->down_until_ns) {
 		pthread_mutex_unlock(&st->pool_lock);
 		snprintf(err, errlen, "redis unreachable");
@@ -233,12 +237,13 @@ static struct state_conn *state_pool_take(struct state *st, bool fresh, char *er
 		slot->c = NULL;
 	}
 	if (!slot->c) {
-		slot->c = state_connect(&st->url, STATE_CONNECT_TIMEOUT_MS, STATE_COMMAND_TIMEOUT_MS, err, errlen);
+		slot->c = state_open(st, STATE_CONNECT_TIMEOUT_MS, STATE_COMMAND_TIMEOUT_MS, &slot->gen, err, errlen);
 		slot->reused = false;
 		if (!slot->c) {
 			pthread_mutex_lock(&st->pool_lock);
 			slot->busy = false;
 			st->down_until_ns = time_mono_ns() + STATE_DOWN_HOLD_MS * TIME_NS_PER_MS;
+			util_strlcpy(st->last_err, err, sizeof st->last_err);
 			pthread_cond_signal(&st->pool_cond);
 			pthread_mutex_unlock(&st->pool_lock);
 			return NULL;
@@ -248,10 +253,11 @@ static struct state_conn *state_pool_take(struct state *st, bool fresh, char *er
 	return slot;
 }
 
-/* Returns a borrowed connection; a broken one is closed. */
+/* Returns a borrowed connection; a broken one, or one to a master that has
+ * been replaced meanwhile, is closed. */
 static void state_pool_give(struct state *st, struct state_conn *slot, bool broken)
 {
-	if (broken) {
+	if (broken || state_conn_stale(st, slot->gen)) {
 		redisFree(slot->c);
 		slot->c = NULL;
 	} else {
@@ -265,9 +271,25 @@ static void state_pool_give(struct state *st, struct state_conn *slot, bool brok
 
 typedef int (*state_op_fn)(struct state *st, redisContext *c, void *arg);
 
+/* The error a connection is marked with when a write was refused with
+ * READONLY: the server is a replica now (a failover demoted it). */
+#define STATE_READONLY_ERR "READONLY: the server is a replica now"
+
+/* Marks 'c' failed when 'r' is a READONLY refusal, so the pool drops the
+ * connection and state_run() tries again on a fresh one, which goes to the
+ * master (found anew through the sentinels). Nothing was written. */
+static void state_reply_role(redisContext *c, const redisReply *r)
+{
+	if (r && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "READONLY", 8) == 0 && !c->err) {
+		c->err = REDIS_ERR_OTHER;
+		util_strlcpy(c->errstr, STATE_READONLY_ERR, sizeof c->errstr);
+	}
+}
+
 /* Runs 'op' on a borrowed connection. A connection that had served before
- * and fails may just be stale (Redis restarted): the op is tried once more
- * on a fresh one. That is safe: a write on a dead connection never reached
+ * and fails may just be stale (Redis restarted, or a failover moved the
+ * master): the op is tried once more on a fresh one. So is an op refused
+ * with READONLY. That is safe: a write on a dead connection never reached
  * the server (a repeated op would at worst publish an event twice).
  * Returns what 'op' returns, or STATE_ERR_CONN when Redis is unreachable. */
 static int state_run(struct state *st, state_op_fn op, void *arg)
@@ -282,7 +304,10 @@ static int state_run(struct state *st, state_op_fn op, void *arg)
 		bool reused = slot->reused;
 		int rc = op(st, slot->c, arg);
 		bool broken = slot->c->err != 0;
-		if (broken)
+		bool demoted = broken && strcmp(slot->c->errstr, STATE_READONLY_ERR) == 0;
+		if (demoted && st->sentinel)
+			state_sentinel_forget(st->sentinel, slot->gen, "a write was refused with READONLY");
+		else if (broken)
 			LOG_DEBUG(&log_state, "redis connection failed: %s", slot->c->errstr);
 		state_pool_give(st, slot, broken);
 		if (!broken) {
@@ -290,7 +315,7 @@ static int state_run(struct state *st, state_op_fn op, void *arg)
 				LOG_INFO(&log_state, "redis reachable");
 			return rc;
 		}
-		if (!reused)
+		if (!reused && !demoted)
 			break;
 	}
 	state_mark_down(st);
@@ -318,26 +343,33 @@ static redisReply *state_script(redisContext *c, const char *sha, const char *te
 		freeReplyObject(r);
 		r = redisCommandArgv(c, nargs + 2, argv, NULL);
 	}
+	state_reply_role(c, r);
 	return r;
 }
 
 /* True for the errors of a server that is up but cannot serve yet (loading
- * its file after a restart, busy in a script): worth retrying later. */
+ * its file after a restart, busy in a script, or a master refusing writes
+ * while no replica keeps up, with min-replicas-to-write set): worth
+ * retrying later. */
 static bool state_reply_transient(const redisReply *r)
 {
 	return r->type == REDIS_REPLY_ERROR &&
 	       (strncmp(r->str, "LOADING", 7) == 0 || strncmp(r->str, "BUSY", 4) == 0 ||
-		strncmp(r->str, "TRYAGAIN", 8) == 0);
+		strncmp(r->str, "TRYAGAIN", 8) == 0 || strncmp(r->str, "NOREPLICAS", 10) == 0);
 }
 
-/* Frees 'r' and maps it to STATE_OK, STATE_ERR_CONN (transient: the write
- * is kept and retried) or STATE_ERR_REDIS (logging the error). */
-static int state_reply_done(redisReply *r, const char *what)
+/* Frees 'r', the reply to a command on 'c', and maps it to STATE_OK,
+ * STATE_ERR_CONN (transient: the write is kept and retried) or
+ * STATE_ERR_REDIS (logging the error). */
+static int state_reply_done(redisContext *c, redisReply *r, const char *what)
 {
 	int rc = STATE_OK;
 	if (!r)
 		return STATE_ERR_REDIS;
-	if (state_reply_transient(r)) {
+	state_reply_role(c, r);
+	if (c->err) {
+		rc = STATE_ERR_CONN;
+	} else if (state_reply_transient(r)) {
 		LOG_DEBUG(&log_state, "%s: %s (will retry)", what, r->str);
 		rc = STATE_ERR_CONN;
 	} else if (r->type == REDIS_REPLY_ERROR) {
@@ -366,14 +398,14 @@ static int state_op_put(struct state *st, redisContext *c, const struct state_pe
 	const char *args[] = { "7", k_state, k_room, k_user, k_owner, k_node, STATE_KEY_PREFIX "active",
 			       k_live, p->id, p->payload, ttl_rec, ttl_idx, p->live ? "1" : "0",
 			       st->node_id, p->user_id };
-	return state_reply_done(state_script(c, st->sha_put, state_lua_put, (int)ARRAY_SIZE(args), args),
+	return state_reply_done(c, state_script(c, st->sha_put, state_lua_put, (int)ARRAY_SIZE(args), args),
 				"state write");
 }
 
 static int state_op_release(struct state *st, redisContext *c, const struct state_pending *p)
 {
 	const char *args[] = { "0", p->id };
-	return state_reply_done(state_script(c, st->sha_release, state_lua_release, 2, args), "release");
+	return state_reply_done(c, state_script(c, st->sha_release, state_lua_release, 2, args), "release");
 }
 
 static int state_op_journal(struct state *st, redisContext *c, const struct state_pending *p)
@@ -381,8 +413,8 @@ static int state_op_journal(struct state *st, redisContext *c, const struct stat
 	char key[512];
 	snprintf(key, sizeof key, STATE_KEY_PREFIX "job:%s", p->id);
 	if (!p->payload)
-		return state_reply_done(redisCommand(c, "DEL %s", key), "journal delete");
-	return state_reply_done(redisCommand(c, "SET %s %s EX %d", key, p->payload, STATE_TTL_RECORD_S),
+		return state_reply_done(c, redisCommand(c, "DEL %s", key), "journal delete");
+	return state_reply_done(c, redisCommand(c, "SET %s %s EX %d", key, p->payload, STATE_TTL_RECORD_S),
 				"journal write");
 }
 
@@ -390,7 +422,7 @@ static int state_op_publish(struct state *st, redisContext *c, const struct stat
 {
 	char channel[512];
 	snprintf(channel, sizeof channel, STATE_CHANNEL_PREFIX "%s", p->id);
-	return state_reply_done(redisCommand(c, "PUBLISH %s %s", channel, p->payload), "publish");
+	return state_reply_done(c, redisCommand(c, "PUBLISH %s %s", channel, p->payload), "publish");
 }
 
 static int state_op_pending(struct state *st, redisContext *c, void *arg)
@@ -539,11 +571,11 @@ static int state_op_heartbeat(struct state *st, redisContext *c, void *arg)
 {
 	char now[40];
 	time_iso8601(time_wall_ns(), now, sizeof now);
-	int rc = state_reply_done(redisCommand(c, "SET " STATE_KEY_PREFIX "alive:%s %s EX %d", st->node_id,
+	int rc = state_reply_done(c, redisCommand(c, "SET " STATE_KEY_PREFIX "alive:%s %s EX %d", st->node_id,
 					       now, STATE_ALIVE_TTL_S),
 				  "heartbeat");
 	if (rc == STATE_OK)
-		rc = state_reply_done(redisCommand(c, "SADD " STATE_KEY_PREFIX "nodes %s", st->node_id),
+		rc = state_reply_done(c, redisCommand(c, "SADD " STATE_KEY_PREFIX "nodes %s", st->node_id),
 				      "heartbeat");
 	return rc;
 }
@@ -643,6 +675,26 @@ static int state_op_load_scripts(struct state *st, redisContext *c, void *arg)
 	return STATE_OK;
 }
 
+/* The sentinels' master moved: idle connections to the old one are closed
+ * now (busy ones when they come back), and the retry thread tries its
+ * buffer at once instead of at the end of its backoff. */
+static void state_on_master_change(void *opaque)
+{
+	struct state *st = opaque;
+	pthread_mutex_lock(&st->pool_lock);
+	for (int i = 0; i < STATE_POOL_SIZE; i++) {
+		struct state_conn *slot = &st->pool[i];
+		if (!slot->busy && slot->c && state_conn_stale(st, slot->gen)) {
+			redisFree(slot->c);
+			slot->c = NULL;
+		}
+	}
+	pthread_mutex_unlock(&st->pool_lock);
+	pthread_mutex_lock(&st->pending_lock);
+	pthread_cond_broadcast(&st->pending_cond);
+	pthread_mutex_unlock(&st->pending_lock);
+}
+
 struct state *state_new(const char *redis_url, const char *state_dir, const char *node_id,
 			char *err, size_t errlen)
 {
@@ -687,15 +739,22 @@ struct state *state_new(const char *redis_url, const char *state_dir, const char
 			goto fail;
 	} else if (state_url_parse(redis_url, &st->url, err, errlen) != 0) {
 		goto fail;
+	} else if (st->url.master_name[0]) {
+		st->sentinel = state_sentinel_new(&st->url, state_on_master_change, st, err, errlen);
+		if (!st->sentinel)
+			goto fail;
 	}
 
 	int rc = state_run(st, state_op_load_scripts, why);
 	if (rc != STATE_OK) {
-		if (st->url.unix_path[0])
-			snprintf(err, errlen, "redis at %s: %s", st->url.unix_path, why[0] ? why : "unreachable");
+		if (!why[0])
+			util_strlcpy(why, st->last_err[0] ? st->last_err : "unreachable", sizeof why);
+		if (st->sentinel)
+			snprintf(err, errlen, "%s", why);
+		else if (st->url.unix_path[0])
+			snprintf(err, errlen, "redis at %s: %s", st->url.unix_path, why);
 		else
-			snprintf(err, errlen, "redis at %s:%d: %s", st->url.host, st->url.port,
-				 why[0] ? why : "unreachable");
+			snprintf(err, errlen, "redis at %s:%d: %s", st->url.host, st->url.port, why);
 		goto fail;
 	}
 	if (pthread_create(&st->retry_thread, NULL, state_retry_main, st) != 0) {
@@ -703,8 +762,12 @@ struct state *state_new(const char *redis_url, const char *state_dir, const char
 		goto fail;
 	}
 	st->retry_started = true;
-	LOG_INFO(&log_state, "redis %s%s, node '%s'", st->url.unix_path[0] ? st->url.unix_path : st->url.host,
-		 st->emb ? " (embedded)" : "", st->node_id);
+	if (st->sentinel)
+		LOG_INFO(&log_state, "redis master '%s' through %d sentinel%s, node '%s'", st->url.master_name,
+			 st->url.nsentinels, st->url.nsentinels == 1 ? "" : "s", st->node_id);
+	else
+		LOG_INFO(&log_state, "redis %s%s, node '%s'", st->url.unix_path[0] ? st->url.unix_path : st->url.host,
+			 st->emb ? " (embedded)" : "", st->node_id);
 	return st;
 
 fail:
@@ -736,6 +799,7 @@ void state_free(struct state *st)
 		if (st->pool[i].c)
 			redisFree(st->pool[i].c);
 	state_embedded_stop(st->emb);
+	state_sentinel_free(st->sentinel);
 	pthread_cond_destroy(&st->pending_cond);
 	pthread_mutex_destroy(&st->pending_lock);
 	pthread_mutex_destroy(&st->write_lock);
@@ -829,7 +893,7 @@ static int state_op_records(struct state *st, redisContext *c, void *arg)
 	    r->element[1]->type == REDIS_REPLY_INTEGER) {
 		rc = r->element[0]->integer == 0 ? STATE_OK : STATE_REFUSED;
 		a->count = r->element[1]->integer;
-	} else if (r->type == REDIS_REPLY_ERROR) {
+	} else if (r->type == REDIS_REPLY_ERROR && !c->err) {
 		LOG_ERROR(&log_state, "records script: %s", r->str);
 	}
 	freeReplyObject(r);
@@ -894,7 +958,7 @@ static int state_op_admit(struct state *st, redisContext *c, void *arg)
 					 r->element[2]->type == REDIS_REPLY_INTEGER ? r->element[2]->integer : 0LL,
 					 a->user_limit);
 		}
-	} else if (r->type == REDIS_REPLY_ERROR) {
+	} else if (r->type == REDIS_REPLY_ERROR && !c->err) {
 		LOG_ERROR(&log_state, "admission script: %s", r->str);
 	}
 	freeReplyObject(r);
@@ -966,7 +1030,7 @@ static int state_op_usage(struct state *st, redisContext *c, void *arg)
 		}
 		a->out->seconds_today = secs;
 		rc = STATE_OK;
-	} else if (r->type == REDIS_REPLY_ERROR) {
+	} else if (r->type == REDIS_REPLY_ERROR && !c->err) {
 		LOG_ERROR(&log_state, "usage script: %s", r->str);
 	}
 	freeReplyObject(r);
@@ -1059,11 +1123,12 @@ struct state_list_args {
 	cJSON *out;
 };
 
-/* Fetches the records of the ids in 'ids' (MGET in batches) into a->out. */
-static int state_list_fetch(redisContext *c, redisReply *ids, struct state_list_args *a)
+/* Fetches the records of the 'nids' ids in 'ids' (MGET in batches) into
+ * a->out. */
+static int state_list_fetch(redisContext *c, const char *const *ids, size_t nids, struct state_list_args *a)
 {
-	for (size_t base = 0; base < ids->elements; base += STATE_MGET_BATCH) {
-		size_t n = ids->elements - base;
+	for (size_t base = 0; base < nids; base += STATE_MGET_BATCH) {
+		size_t n = nids - base;
 		if (n > STATE_MGET_BATCH)
 			n = STATE_MGET_BATCH;
 		const char **argv = calloc(n + 1, sizeof *argv);
@@ -1075,9 +1140,7 @@ static int state_list_fetch(redisContext *c, redisReply *ids, struct state_list_
 		}
 		argv[0] = "MGET";
 		for (size_t i = 0; i < n; i++) {
-			const redisReply *id = ids->element[base + i];
-			if (id->type != REDIS_REPLY_STRING ||
-			    asprintf(&keys[i], STATE_KEY_PREFIX "state:%s", id->str) < 0) {
+			if (asprintf(&keys[i], STATE_KEY_PREFIX "state:%s", ids[base + i]) < 0) {
 				keys[i] = NULL;
 				rc = STATE_ERR_NOMEM;
 				goto batch_done;
@@ -1093,7 +1156,7 @@ static int state_list_fetch(redisContext *c, redisReply *ids, struct state_list_
 		}
 		for (size_t i = 0; i < n; i++) {
 			const redisReply *v = r->element[i];
-			const char *id = ids->element[base + i]->str;
+			const char *id = ids[base + i];
 			cJSON *rec = v->type == REDIS_REPLY_STRING ? cJSON_ParseWithLength(v->str, v->len) : NULL;
 			int status = rec ? state_record_status(rec) : -1;
 			bool keep = rec != NULL;
@@ -1122,6 +1185,26 @@ batch_done:
 	return STATE_OK;
 }
 
+/* state_list_fetch for the strings of a reply array, each with 'skip'
+ * leading characters (a key prefix) left out. */
+static int state_list_fetch_reply(redisContext *c, const redisReply *arr, size_t skip, struct state_list_args *a)
+{
+	if (arr->elements == 0)
+		return STATE_OK;
+	const char **ids = calloc(arr->elements, sizeof *ids);
+	size_t n = 0;
+	if (!ids)
+		return STATE_ERR_NOMEM;
+	for (size_t i = 0; i < arr->elements; i++) {
+		const redisReply *e = arr->element[i];
+		if (e->type == REDIS_REPLY_STRING && e->len > skip)
+			ids[n++] = e->str + skip;
+	}
+	int rc = state_list_fetch(c, ids, n, a);
+	free(ids);
+	return rc;
+}
+
 static int state_op_list(struct state *st, redisContext *c, void *arg)
 {
 	struct state_list_args *a = arg;
@@ -1134,16 +1217,44 @@ static int state_op_list(struct state *st, redisContext *c, void *arg)
 	if (!a->out)
 		rc = STATE_ERR_NOMEM;
 	else if (ids->type == REDIS_REPLY_ARRAY)
-		rc = state_list_fetch(c, ids, a);
+		rc = state_list_fetch_reply(c, ids, 0, a);
 	freeReplyObject(ids);
 	return rc;
 }
 
-/* Runs a listing of set 'key' and sorts it; NULL on error. */
+/* Every record: SCAN over the state keys (a few hundred keys per round
+ * trip, never blocking Redis the way KEYS would), fetched page by page. */
+static int state_op_list_all(struct state *st, redisContext *c, void *arg)
+{
+	struct state_list_args *a = arg;
+	char cursor[32] = "0";
+	cJSON_Delete(a->out);
+	a->out = cJSON_CreateArray();
+	if (!a->out)
+		return STATE_ERR_NOMEM;
+	do {
+		redisReply *r = redisCommand(c, "SCAN %s MATCH " STATE_KEY_PREFIX "state:* COUNT 500", cursor);
+		if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+		    r->element[0]->type != REDIS_REPLY_STRING || r->element[1]->type != REDIS_REPLY_ARRAY) {
+			if (r)
+				freeReplyObject(r);
+			return STATE_ERR_REDIS;
+		}
+		util_strlcpy(cursor, r->element[0]->str, sizeof cursor);
+		int rc = state_list_fetch_reply(c, r->element[1], strlen(STATE_KEY_PREFIX "state:"), a);
+		freeReplyObject(r);
+		if (rc != STATE_OK)
+			return rc;
+	} while (strcmp(cursor, "0") != 0);
+	return STATE_OK;
+}
+
+/* Runs a listing of set 'key' (NULL: every record) and sorts it; NULL on
+ * error. */
 static cJSON *state_list(struct state *st, const char *key, const char *status, bool live_only)
 {
 	struct state_list_args a = { key, status, live_only, NULL };
-	int rc = state_run(st, state_op_list, &a);
+	int rc = state_run(st, key ? state_op_list : state_op_list_all, &a);
 	if (rc != STATE_OK) {
 		cJSON_Delete(a.out);
 		return NULL;
@@ -1184,6 +1295,51 @@ cJSON *state_list_user(struct state *st, const char *user_id, const char *status
 	return state_list(st, key, status_or_null, false);
 }
 
+cJSON *state_list_all(struct state *st, const char *status_or_null)
+{
+	if (!st)
+		return NULL;
+	return state_list(st, NULL, status_or_null, false);
+}
+
+/* Removes one record and everything kept beside it (see state_delete). */
+static int state_op_delete(struct state *st, redisContext *c, void *arg)
+{
+	const cJSON *rec = arg;
+	const char *id = state_record_str(rec, "recording_id");
+	const char *room = state_record_str(rec, "room_id");
+	const char *user = state_record_str(rec, "user_id");
+	(void)st;
+	if (!id || !room || !user)
+		return STATE_ERR_INVALID;
+	redisAppendCommand(c, "MULTI");
+	redisAppendCommand(c, "DEL " STATE_KEY_PREFIX "state:%s " STATE_KEY_PREFIX "job:%s " STATE_KEY_PREFIX
+			      "owner:%s", id, id, id);
+	redisAppendCommand(c, "SREM " STATE_KEY_PREFIX "room:%s %s", room, id);
+	redisAppendCommand(c, "SREM " STATE_KEY_PREFIX "user:%s %s", user, id);
+	redisAppendCommand(c, "ZREM " STATE_KEY_PREFIX "records:user:%s %s", user, id);
+	redisAppendCommand(c, "EXEC");
+	int rc = STATE_OK;
+	for (int i = 0; i < 6; i++) {
+		redisReply *r = NULL;
+		if (redisGetReply(c, (void **)&r) != REDIS_OK || !r) {
+			return STATE_ERR_REDIS;
+		}
+		if (r->type == REDIS_REPLY_ERROR || (i == 5 && r->type != REDIS_REPLY_ARRAY))
+			rc = STATE_ERR_REDIS;
+		freeReplyObject(r);
+	}
+	return rc;
+}
+
+int state_delete(struct state *st, const cJSON *rec)
+{
+	if (!st || !rec)
+		return STATE_ERR_INVALID;
+	int rc = state_run(st, state_op_delete, (void *)rec);
+	return rc == STATE_ERR_CONN ? STATE_ERR_REDIS : rc;
+}
+
 cJSON *state_list_owned_live(struct state *st, const char *node_id)
 {
 	char key[512];
@@ -1214,6 +1370,65 @@ long long state_active_count(struct state *st)
 	if (rc != STATE_OK)
 		return STATE_ERR_REDIS;
 	return n;
+}
+
+/* Counts the stored records by status: SCAN over the state keys in
+ * batches (Redis is never blocked for long), MGET each batch, read each
+ * record's status. */
+static int state_op_count(struct state *st, redisContext *c, void *arg)
+{
+	long long *counts = arg;
+	char cursor[32] = "0";
+	memset(counts, 0, sizeof(long long) * STATE_STATUS_COUNT);
+	do {
+		redisReply *r = redisCommand(c, "SCAN %s MATCH " STATE_KEY_PREFIX "state:* COUNT 500", cursor);
+		if (!r)
+			return STATE_ERR_REDIS;
+		if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 || r->element[0]->type != REDIS_REPLY_STRING ||
+		    r->element[1]->type != REDIS_REPLY_ARRAY) {
+			freeReplyObject(r);
+			return STATE_ERR_REDIS;
+		}
+		util_strlcpy(cursor, r->element[0]->str, sizeof(cursor));
+		redisReply *keys = r->element[1];
+		size_t n = keys->elements;
+		const char **argv = n ? calloc(n + 1, sizeof(*argv)) : NULL;
+		if (n && !argv) {
+			freeReplyObject(r);
+			return STATE_ERR_NOMEM;
+		}
+		if (argv)
+			argv[0] = "MGET";
+		for (size_t i = 0; i < n; i++)
+			argv[i + 1] = keys->element[i]->type == REDIS_REPLY_STRING ? keys->element[i]->str : "";
+		redisReply *v = n ? redisCommandArgv(c, (int)n + 1, argv, NULL) : NULL;
+		free(argv);
+		freeReplyObject(r);
+		if (n && (!v || v->type != REDIS_REPLY_ARRAY)) {
+			if (v)
+				freeReplyObject(v);
+			return STATE_ERR_REDIS;
+		}
+		for (size_t i = 0; v && i < v->elements; i++) {
+			if (v->element[i]->type != REDIS_REPLY_STRING)
+				continue; /* expired between SCAN and MGET */
+			cJSON *rec = cJSON_ParseWithLength(v->element[i]->str, v->element[i]->len);
+			int status = rec ? state_record_status(rec) : -1;
+			if (status >= 0 && status < STATE_STATUS_COUNT)
+				counts[status]++;
+			cJSON_Delete(rec);
+		}
+		if (v)
+			freeReplyObject(v);
+	} while (strcmp(cursor, "0") != 0);
+	return STATE_OK;
+}
+
+int state_count_by_status(struct state *st, long long counts[STATE_STATUS_COUNT])
+{
+	if (!st || !counts)
+		return STATE_ERR_INVALID;
+	return state_run(st, state_op_count, counts);
 }
 
 cJSON *state_journal_get(struct state *st, const char *id)
@@ -1254,8 +1469,10 @@ void state_stats(struct state *st, struct state_stats *out)
 	out->retried_writes = atomic_load(&st->n_retried);
 	out->dropped_writes = atomic_load(&st->n_dropped);
 	out->reconnects = atomic_load(&st->n_reconnects);
+	out->master_changes = st->sentinel ? state_sentinel_changes(st->sentinel) : 0;
 	pthread_mutex_lock(&st->pending_lock);
 	out->pending_writes = st->pending_count;
+	out->pending_max = STATE_PENDING_MAX;
 	out->events_received = st->sub ? state_sub_received(st->sub) : 0;
 	pthread_mutex_unlock(&st->pending_lock);
 	if (st->emb) {

@@ -1,6 +1,7 @@
 /* state_sub: the subscriber thread that receives every room event published
  * by any node (PSUBSCRIBE webrtc:recording:events:*) and hands it to the
- * registered callbacks, reconnecting with backoff when Redis goes away. */
+ * registered callbacks, reconnecting with backoff when Redis goes away, and
+ * moving to the new master when a sentinel failover replaces it. */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -10,6 +11,7 @@
 #include <unistd.h>
 
 #include "common_time.h"
+#include "common_util.h"
 #include "state_internal.h"
 
 static struct log_handle log_sub = LOG_HANDLE("state/sub");
@@ -31,6 +33,7 @@ struct state_sub {
 	struct state_sub_cb cbs[STATE_SUB_MAX_CB];
 	int ncbs;
 	atomic_uint_fast64_t received;
+	uint64_t gen;           /* the sentinel generation of the connection */
 };
 
 /* Waits up to 'ms' for the wake pipe; true when asked to stop. */
@@ -41,8 +44,9 @@ static bool state_sub_sleep(struct state_sub *sub, int64_t ms)
 }
 
 /* Hands one pmessage reply to every callback. */
-static void state_sub_dispatch(struct state_sub *sub, const redisReply *r)
+static void state_sub_dispatch(void *opaque, const redisReply *r)
 {
+	struct state_sub *sub = opaque;
 	if (r->type != REDIS_REPLY_ARRAY || r->elements != 4 || r->element[0]->type != REDIS_REPLY_STRING ||
 	    strcmp(r->element[0]->str, "pmessage") != 0 || r->element[2]->type != REDIS_REPLY_STRING ||
 	    r->element[3]->type != REDIS_REPLY_STRING)
@@ -65,7 +69,7 @@ static void state_sub_dispatch(struct state_sub *sub, const redisReply *r)
 static redisContext *state_sub_connect(struct state_sub *sub)
 {
 	char err[256];
-	redisContext *c = state_connect(&sub->st->url, 500, 0, err, sizeof err);
+	redisContext *c = state_open(sub->st, 500, 0, &sub->gen, err, sizeof err);
 	if (!c) {
 		LOG_DEBUG(&log_sub, "%s", err);
 		return NULL;
@@ -84,27 +88,22 @@ static redisContext *state_sub_connect(struct state_sub *sub)
 	return c;
 }
 
-/* Reads replies until the connection fails or a stop is asked. Returns true
- * when asked to stop. */
+/* Reads replies until the connection fails, the master moves (a sentinel
+ * failover: the subscription must follow it) or a stop is asked. Returns
+ * true when asked to stop. */
 static bool state_sub_read(struct state_sub *sub, redisContext *c)
 {
+	struct state_sentinel *sn = sub->st->sentinel;
 	for (;;) {
-		void *reply = NULL;
-		if (redisGetReplyFromReader(c, &reply) != REDIS_OK)
+		enum state_read_end end =
+			state_read_replies(c, sub->wake[0], sn ? state_sentinel_moved_fd(sn) : -1, state_sub_dispatch, sub);
+		if (end != STATE_READ_WOKEN)
+			return end == STATE_READ_STOP;
+		state_sentinel_drain(sn);
+		if (state_conn_stale(sub->st, sub->gen)) {
+			util_strlcpy(c->errstr, "the redis master moved", sizeof c->errstr);
 			return false;
-		if (reply) {
-			state_sub_dispatch(sub, reply);
-			freeReplyObject(reply);
-			continue;
 		}
-		struct pollfd pfd[2] = { { .fd = c->fd, .events = POLLIN }, { .fd = sub->wake[0], .events = POLLIN } };
-		int n = poll(pfd, 2, -1);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 || pfd[1].revents)
-			return true;
-		if (pfd[0].revents && redisBufferRead(c) != REDIS_OK)
-			return false;
 	}
 }
 

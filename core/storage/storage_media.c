@@ -1,7 +1,10 @@
 /* storage_media: the file work after a recording stops: Matroska -> MP4
  * remux (libavformat), a JPEG thumbnail of a keyframe (libavformat demux,
- * libvpx decode, libjpeg-turbo encode) and the facts for the metadata. */
+ * libvpx decode for VP8/VP9, libavcodec for H.264, libjpeg-turbo encode)
+ * and the facts for the metadata. Runs only inside the edgerec-finish
+ * process (storage_finish_tool.c). */
 #include "storage.h"
+#include "storage_media.h"
 
 #include "common_log.h"
 #include "common_util.h"
@@ -21,6 +24,7 @@
 #include <libavcodec/avcodec.h>
 #include <libavformat/avformat.h>
 #include <libavutil/avutil.h>
+#include <libavutil/pixdesc.h>
 #include <vpx/vp8dx.h>
 #include <vpx/vpx_decoder.h>
 
@@ -64,7 +68,7 @@ static int media_open_input(const char *path, AVFormatContext **out, char *err, 
 	return 0;
 }
 
-int storage_step_remux(const struct storage_job *job, char *err, size_t errlen)
+int storage_media_remux(const struct storage_job *job, char *err, size_t errlen)
 {
 	AVFormatContext *in = NULL, *out = NULL;
 	AVPacket *pkt = NULL;
@@ -385,27 +389,118 @@ fail:
 	return rc;
 }
 
-/* Decodes one packet; when it yields a picture, copies it into 'pic'.
- * Returns 1 with a picture, 0 without, -1 on a decode error. */
-static int media_decode(vpx_codec_ctx_t *dec, const AVPacket *pkt, struct media_picture *pic)
+/* Copies a libavcodec picture into 'p'. Returns 0, or -1 for formats a
+ * JPEG cannot take as is (not 8-bit planar YUV). */
+static int media_picture_take_av(struct media_picture *p, const AVFrame *f)
 {
-	if (vpx_codec_decode(dec, pkt->data, (unsigned)pkt->size, NULL, 0) != VPX_CODEC_OK)
+	const AVPixFmtDescriptor *d = av_pix_fmt_desc_get((enum AVPixelFormat)f->format);
+	if (!d || !(d->flags & AV_PIX_FMT_FLAG_PLANAR) || (d->flags & AV_PIX_FMT_FLAG_RGB) || d->nb_components < 3 ||
+	    d->comp[0].depth != 8 || f->width <= 0 || f->height <= 0)
+		return -1;
+	vpx_image_t img;
+	memset(&img, 0, sizeof(img));
+	img.d_w = (unsigned)f->width;
+	img.d_h = (unsigned)f->height;
+	img.x_chroma_shift = d->log2_chroma_w;
+	img.y_chroma_shift = d->log2_chroma_h;
+	for (int i = 0; i < 3; i++) {
+		img.planes[i] = f->data[i];
+		img.stride[i] = f->linesize[i];
+	}
+	return media_picture_take(p, &img);
+}
+
+/* The thumbnail's decoder: libvpx for VP8/VP9, libavcodec for H.264. */
+struct media_decoder {
+	vpx_codec_ctx_t vpx;
+	bool vpx_open;
+	AVCodecContext *av;
+	AVFrame *frame;
+};
+
+static int media_decoder_open(struct media_decoder *d, const AVCodecParameters *par, char *err, size_t errlen)
+{
+	vpx_codec_iface_t *iface = NULL;
+	memset(d, 0, sizeof(*d));
+	switch (par->codec_id) {
+	case AV_CODEC_ID_VP8: iface = vpx_codec_vp8_dx(); break;
+	case AV_CODEC_ID_VP9: iface = vpx_codec_vp9_dx(); break;
+	case AV_CODEC_ID_H264: break;
+	default:
+		snprintf(err, errlen, "thumbnail: video codec %s is not VP8/VP9/H.264", avcodec_get_name(par->codec_id));
+		return -1;
+	}
+	if (iface) {
+		vpx_codec_dec_cfg_t cfg = { .threads = 1 };
+		if (vpx_codec_dec_init(&d->vpx, iface, &cfg, 0) != VPX_CODEC_OK) {
+			snprintf(err, errlen, "thumbnail: cannot start the libvpx decoder");
+			return -1;
+		}
+		d->vpx_open = true;
+		return 0;
+	}
+	const AVCodec *codec = avcodec_find_decoder(par->codec_id);
+	d->av = codec ? avcodec_alloc_context3(codec) : NULL;
+	d->frame = av_frame_alloc();
+	if (d->av)
+		d->av->thread_count = 1;
+	if (!d->av || !d->frame || avcodec_parameters_to_context(d->av, par) < 0 ||
+	    avcodec_open2(d->av, codec, NULL) < 0) {
+		snprintf(err, errlen, "thumbnail: cannot start the %s decoder", avcodec_get_name(par->codec_id));
+		return -1;
+	}
+	return 0;
+}
+
+static void media_decoder_close(struct media_decoder *d)
+{
+	if (d->vpx_open)
+		vpx_codec_destroy(&d->vpx);
+	avcodec_free_context(&d->av);
+	av_frame_free(&d->frame);
+	d->vpx_open = false;
+}
+
+/* Decodes one packet; when it yields a picture, copies it into 'pic'.
+ * 'alone': nothing is decoded after it (a keyframe taken on its own), so a
+ * decoder that holds pictures back (H.264 reordering) is drained. Returns 1
+ * with a picture, 0 without, -1 on a decode error. */
+static int media_decode(struct media_decoder *d, const AVPacket *pkt, struct media_picture *pic, bool alone)
+{
+	if (d->av) {
+		int got = 0;
+		if (avcodec_send_packet(d->av, pkt) < 0)
+			return -1;
+		for (int pass = 0; pass < 2; pass++) {
+			while (avcodec_receive_frame(d->av, d->frame) == 0) {
+				int r = media_picture_take_av(pic, d->frame);
+				av_frame_unref(d->frame);
+				if (r < 0)
+					return -1;
+				got = 1;
+			}
+			if (got || !alone || avcodec_send_packet(d->av, NULL) < 0)
+				break;
+		}
+		return got;
+	}
+	if (vpx_codec_decode(&d->vpx, pkt->data, (unsigned)pkt->size, NULL, 0) != VPX_CODEC_OK)
 		return -1;
 	vpx_codec_iter_t iter = NULL;
 	vpx_image_t *img, *last = NULL;
-	while ((img = vpx_codec_get_frame(dec, &iter)) != NULL)
+	while ((img = vpx_codec_get_frame(&d->vpx, &iter)) != NULL)
 		last = img;
 	if (!last)
 		return 0;
 	return media_picture_take(pic, last) < 0 ? -1 : 1;
 }
 
-int storage_step_thumbnail(const struct storage_job *job, int *out_w, int *out_h,
-			   char *err, size_t errlen)
+int storage_media_thumbnail(const struct storage_job *job, int *out_w, int *out_h,
+			    char *err, size_t errlen)
 {
 	AVFormatContext *in = NULL;
 	AVPacket *pkt = NULL;
-	vpx_codec_ctx_t dec;
+	struct media_decoder dec;
 	bool dec_open = false;
 	struct media_picture cand = { 0 }, key = { 0 };
 	int rc = STORAGE_ERR_MEDIA;
@@ -424,21 +519,9 @@ int storage_step_thumbnail(const struct storage_job *job, int *out_w, int *out_h
 		goto fail;
 	}
 	AVStream *st = in->streams[vi];
-	vpx_codec_iface_t *iface;
-	switch (st->codecpar->codec_id) {
-	case AV_CODEC_ID_VP8: iface = vpx_codec_vp8_dx(); break;
-	case AV_CODEC_ID_VP9: iface = vpx_codec_vp9_dx(); break;
-	default:
-		snprintf(err, errlen, "thumbnail: video codec %s is not VP8/VP9",
-			 avcodec_get_name(st->codecpar->codec_id));
-		goto fail;
-	}
-	vpx_codec_dec_cfg_t cfg = { .threads = 1 };
-	if (vpx_codec_dec_init(&dec, iface, &cfg, 0) != VPX_CODEC_OK) {
-		snprintf(err, errlen, "thumbnail: cannot start the libvpx decoder");
-		goto fail;
-	}
 	dec_open = true;
+	if (media_decoder_open(&dec, st->codecpar, err, errlen) < 0)
+		goto fail;
 	pkt = av_packet_alloc();
 	if (!pkt) {
 		rc = STORAGE_ERR_NOMEM;
@@ -464,10 +547,10 @@ int storage_step_thumbnail(const struct storage_job *job, int *out_w, int *out_h
 		bool is_key = pkt->flags & AV_PKT_FLAG_KEY;
 		if (pts != AV_NOPTS_VALUE && pts >= at) {
 			if (is_key) {
-				if (media_decode(&dec, pkt, &key) == 1)
+				if (media_decode(&dec, pkt, &key, true) == 1)
 					have_key = true;
 			} else if (!past) {
-				if (media_decode(&dec, pkt, &cand) == 1)
+				if (media_decode(&dec, pkt, &cand, false) == 1)
 					have_cand = true;
 			} else if (pts > give_up) {
 				av_packet_unref(pkt);
@@ -475,7 +558,7 @@ int storage_step_thumbnail(const struct storage_job *job, int *out_w, int *out_h
 			}
 			past = true;
 		} else if (!past) {
-			if (media_decode(&dec, pkt, &cand) == 1)
+			if (media_decode(&dec, pkt, &cand, false) == 1)
 				have_cand = true;
 		}
 		av_packet_unref(pkt);
@@ -509,7 +592,7 @@ int storage_step_thumbnail(const struct storage_job *job, int *out_w, int *out_h
 	rc = 0;
 fail:
 	if (dec_open)
-		vpx_codec_destroy(&dec);
+		media_decoder_close(&dec);
 	media_picture_clear(&cand);
 	media_picture_clear(&key);
 	av_packet_free(&pkt);
@@ -519,7 +602,7 @@ fail:
 	return rc;
 }
 
-int storage_file_facts(const char *path, struct storage_facts *facts, char *err, size_t errlen)
+int storage_media_facts(const char *path, struct storage_facts *facts, char *err, size_t errlen)
 {
 	AVFormatContext *in = NULL;
 	uint8_t *chunk = NULL;

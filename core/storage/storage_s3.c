@@ -21,8 +21,6 @@
 #include <unistd.h>
 
 #include <curl/curl.h>
-#include <libavutil/md5.h>
-#include <libavutil/mem.h>
 
 static struct log_handle log_s3 = LOG_HANDLE("storage/s3");
 static pthread_once_t s3_init_once = PTHREAD_ONCE_INIT;
@@ -38,7 +36,27 @@ struct storage_s3 {
 	int64_t backoff_base_ms, backoff_max_ms, timeout_ms;
 	pthread_mutex_t lock;
 	struct storage_s3_stats stats;
+	/* Credentials replaced by storage_s3_set_credentials: kept until
+	 * storage_s3_free, so a request signing with them meanwhile reads
+	 * valid memory (the pointers above are read under 'lock'). */
+	char **retired;
+	size_t nretired;
 };
+
+/* The credentials to sign with now (valid until storage_s3_free). */
+struct s3_creds {
+	const char *access_key, *secret_key, *session_token;
+};
+
+static const char *s3_first(const char *a, const char *b);
+
+static struct s3_creds s3_creds_now(struct storage_s3 *s3)
+{
+	pthread_mutex_lock(&s3->lock);
+	struct s3_creds c = { s3->access_key, s3->secret_key, s3->session_token };
+	pthread_mutex_unlock(&s3->lock);
+	return c;
+}
 
 static void s3_global_init(void)
 {
@@ -135,8 +153,61 @@ void storage_s3_free(struct storage_s3 *s3)
 		memset(s3->secret_key, 0, strlen(s3->secret_key));
 	free(s3->secret_key);
 	free(s3->session_token);
+	for (size_t i = 0; i < s3->nretired; i++) {
+		if (s3->retired[i])
+			memset(s3->retired[i], 0, strlen(s3->retired[i]));
+		free(s3->retired[i]);
+	}
+	free(s3->retired);
 	pthread_mutex_destroy(&s3->lock);
 	free(s3);
+}
+
+int storage_s3_set_credentials(struct storage_s3 *s3, const char *access_key, const char *secret_key,
+			       const char *session_token)
+{
+	if (!access_key || !*access_key || !secret_key || !*secret_key)
+		return -1;
+	char *a = strdup(access_key), *k = strdup(secret_key);
+	char *t = session_token && *session_token ? strdup(session_token) : NULL;
+	char **r = realloc(s3->retired, (s3->nretired + 3) * sizeof(*r));
+	if (!a || !k || (session_token && *session_token && !t) || !r) {
+		free(a);
+		free(k);
+		free(t);
+		if (r)
+			s3->retired = r;
+		return -1;
+	}
+	pthread_mutex_lock(&s3->lock);
+	bool same = strcmp(s3->access_key, a) == 0 && strcmp(s3->secret_key, k) == 0 &&
+		    ((!t && !s3->session_token) || (t && s3->session_token && strcmp(t, s3->session_token) == 0));
+	s3->retired = r;
+	if (!same) {
+		r[s3->nretired++] = s3->access_key;
+		r[s3->nretired++] = s3->secret_key;
+		r[s3->nretired++] = s3->session_token;
+		s3->access_key = a;
+		s3->secret_key = k;
+		s3->session_token = t;
+	}
+	pthread_mutex_unlock(&s3->lock);
+	if (same) {
+		free(a);
+		free(k);
+		free(t);
+		return 0;
+	}
+	LOG_INFO(&log_s3, "credentials replaced (access key %s)", access_key);
+	return 1;
+}
+
+int storage_s3_reload_credentials(struct storage_s3 *s3, const struct config *cfg)
+{
+	return storage_s3_set_credentials(
+		s3, s3_first(config_get_str(cfg, "s3.access_key"), getenv("AWS_ACCESS_KEY_ID")),
+		s3_first(config_get_str(cfg, "s3.secret_key"), getenv("AWS_SECRET_ACCESS_KEY")),
+		getenv("AWS_SESSION_TOKEN"));
 }
 
 static const char *s3_first(const char *a, const char *b)
@@ -441,15 +512,16 @@ static int s3_once(struct storage_s3 *s3, const struct s3_req *req, struct s3_re
 		h[nh++] = (struct storage_sigv4_header){ "content-md5", req->content_md5 };
 	if (req->content_type)
 		h[nh++] = (struct storage_sigv4_header){ "content-type", req->content_type };
-	if (s3->session_token)
-		h[nh++] = (struct storage_sigv4_header){ "x-amz-security-token", s3->session_token };
+	struct s3_creds cred = s3_creds_now(s3);
+	if (cred.session_token)
+		h[nh++] = (struct storage_sigv4_header){ "x-amz-security-token", cred.session_token };
 	struct storage_sigv4_request sr = {
 		.method = req->method, .path = path, .query = req->query,
 		.headers = h, .nheaders = nh, .payload_sha256 = payload,
 	};
 	struct storage_sigv4_key key = {
-		.access_key = s3->access_key, .secret_key = s3->secret_key,
-		.session_token = s3->session_token, .region = s3->region, .service = "s3",
+		.access_key = cred.access_key, .secret_key = cred.secret_key,
+		.session_token = cred.session_token, .region = s3->region, .service = "s3",
 		.s3_path_rules = true,
 	};
 	if (storage_sigv4_authorization(&sr, &key, amz_date, auth, sizeof(auth), NULL) < 0) {
@@ -1168,9 +1240,10 @@ char *storage_s3_presign_get(struct storage_s3 *s3, const char *key, int64_t exp
 	struct storage_sigv4_header h[1] = { { "host", host } };
 	struct storage_sigv4_request sr = { .method = "GET", .path = path, .query = query,
 					    .headers = h, .nheaders = 1 };
+	struct s3_creds cred = s3_creds_now(s3);
 	struct storage_sigv4_key k = {
-		.access_key = s3->access_key, .secret_key = s3->secret_key,
-		.session_token = s3->session_token, .region = s3->region, .service = "s3",
+		.access_key = cred.access_key, .secret_key = cred.secret_key,
+		.session_token = cred.session_token, .region = s3->region, .service = "s3",
 		.s3_path_rules = true,
 	};
 	signed_q = storage_sigv4_presign_query(&sr, &k, amz_date, expires_s);
@@ -1195,7 +1268,7 @@ int storage_s3_file_etag(const char *path, int64_t part_size, char *etag, size_t
 {
 	struct stat sb;
 	uint8_t *buf = NULL, *md5s = NULL, digest[CRYPTO_MD5_LEN];
-	struct AVMD5 *whole = NULL;
+	struct crypto_md5_ctx whole;
 	int rc = STORAGE_ERR_IO;
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0 || fstat(fd, &sb) < 0) {
@@ -1210,12 +1283,11 @@ int storage_s3_file_etag(const char *path, int64_t part_size, char *etag, size_t
 	size_t chunk = (size_t)(sb.st_size < part_size ? (sb.st_size ? sb.st_size : 1) : part_size);
 	buf = malloc(chunk);
 	md5s = malloc((size_t)nparts * CRYPTO_MD5_LEN);
-	whole = av_md5_alloc();
-	if (!buf || !md5s || !whole) {
+	if (!buf || !md5s) {
 		rc = STORAGE_ERR_NOMEM;
 		goto done;
 	}
-	av_md5_init(whole);
+	crypto_md5_init(&whole);
 	for (int64_t n = 0; n < nparts; n++) {
 		int64_t off = n * part_size;
 		size_t len = (size_t)(sb.st_size - off < part_size ? sb.st_size - off : part_size);
@@ -1224,9 +1296,9 @@ int storage_s3_file_etag(const char *path, int64_t part_size, char *etag, size_t
 			goto done;
 		}
 		crypto_md5(buf, len, md5s + n * CRYPTO_MD5_LEN);
-		av_md5_update(whole, buf, len);
+		crypto_md5_update(&whole, buf, len);
 	}
-	av_md5_final(whole, digest);
+	crypto_md5_final(&whole, digest);
 	if (whole_md5)
 		crypto_hex(digest, sizeof(digest), whole_md5);
 	char hex[33];
@@ -1244,6 +1316,5 @@ done:
 		close(fd);
 	free(buf);
 	free(md5s);
-	av_free(whole);
 	return rc;
 }

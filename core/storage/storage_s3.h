@@ -62,6 +62,16 @@ struct storage_s3 *storage_s3_new_from_config(const struct config *cfg, char *er
 
 void storage_s3_free(struct storage_s3 *s3);
 
+/* Replaces the credentials later requests sign with (a request under way
+ * finishes with the ones it started with). Returns 1 when they changed, 0
+ * when they are the same, -1 when a key is missing or out of memory. Any
+ * thread. */
+int storage_s3_set_credentials(struct storage_s3 *s3, const char *access_key, const char *secret_key,
+			       const char *session_token);
+/* The same with the credentials storage_s3_new_from_config would read now
+ * (s3.access_key, s3.secret_key, else the AWS_* variables). */
+int storage_s3_reload_credentials(struct storage_s3 *s3, const struct config *cfg);
+
 void storage_s3_get_stats(struct storage_s3 *s3, struct storage_s3_stats *st);
 
 /* The part size in use (bytes). */

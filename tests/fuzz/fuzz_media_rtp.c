@@ -1,5 +1,6 @@
 /* fuzz_media_rtp: the RTP, RTCP, VP8 descriptor and Opus TOC parsers, and a
- * whole receive stream fed with the input cut into datagrams. */
+ * whole receive stream (VP8, H.264 or Opus) fed with the input cut into
+ * datagrams. */
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -25,8 +26,9 @@ static void parse_all(const uint8_t *d, size_t n)
 	media_rtp_is_rtcp(d, n);
 }
 
-/* Input: a codec byte, then datagrams each prefixed by a 2-byte length and
- * a 1-byte arrival step in milliseconds. */
+/* Input: a codec byte (bit 0 Opus, else bit 2 H.264, else VP8), then
+ * datagrams each prefixed by a 2-byte length and a 1-byte arrival step in
+ * milliseconds. */
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct media_rtp_rx_config cfg = { 0 };
@@ -40,7 +42,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size < 1)
 		return 0;
 	parse_all(data, size);
-	cfg.codec = (data[0] & 1) ? MEDIA_RTP_CODEC_OPUS : MEDIA_RTP_CODEC_VP8;
+	cfg.codec = (data[0] & 1) ? MEDIA_RTP_CODEC_OPUS : (data[0] & 4) ? MEDIA_RTP_CODEC_H264 : MEDIA_RTP_CODEC_VP8;
 	cfg.payload_type = (data[0] & 2) ? -1 : 96;
 	cfg.local_ssrc = 1;
 	cfg.jb_slots = 32;

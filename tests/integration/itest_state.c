@@ -640,6 +640,37 @@ static void test_embedded(void)
 	CHECK(err[0] != 0);
 }
 
+/* A server demoted to a replica under a live connection (a failover behind
+ * a plain redis:// name that moved, or before a sentinel's announcement)
+ * refuses writes with READONLY: they are kept and retried, not lost, and
+ * admission is refused rather than taken on a replica. */
+static void test_readonly(struct state *st)
+{
+	cJSON *rec = new_record("room-ro", "judy", 0);
+	char reason[128], k[128];
+	CHECK_STR(cli("REPLICAOF 127.0.0.1 1"), "OK");
+	CHECK_INT(state_put(st, rec), STATE_DEFERRED);
+	CHECK_INT(state_admit(st, "33333333-3333-4333-8333-333333333333", "judy", 10, 0, reason, sizeof reason),
+		  STATE_ERR_REDIS);
+	snprintf(k, sizeof k, "EXISTS webrtc:recording:state:%s", rid(rec));
+	CHECK_INT(cli_int(k), 0);
+	CHECK_STR(cli("REPLICAOF NO ONE"), "OK");
+	struct state_stats s;
+	int64_t deadline = time_mono_ns() + 5 * TIME_NS_PER_SEC;
+	do {
+		time_sleep_ns(20 * TIME_NS_PER_MS);
+		state_stats(st, &s);
+	} while (s.pending_writes && time_mono_ns() < deadline);
+	CHECK_INT(s.pending_writes, 0);
+	snprintf(k, sizeof k, "GET webrtc:recording:state:%s", rid(rec));
+	cJSON *stored = cJSON_Parse(cli("%s", k));
+	CHECK(stored && cJSON_Compare(stored, rec, true));
+	cJSON_Delete(stored);
+	CHECK_INT(state_admit(st, "33333333-3333-4333-8333-333333333333", "judy", 10, 0, reason, sizeof reason),
+		  STATE_OK);
+	cJSON_Delete(rec);
+}
+
 int main(void)
 {
 	char err[256], url[300];
@@ -673,6 +704,7 @@ int main(void)
 		test_pubsub(st, st2, &ev);
 		test_outage(st, &ev);
 		test_busy(st);
+		test_readonly(st);
 	} else {
 		fprintf(stderr, "state_new: %s\n", err);
 	}

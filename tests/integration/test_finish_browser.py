@@ -17,7 +17,7 @@ import subprocess
 import time
 import urllib.parse
 
-from edgerec_harness import Edgerec, ensure_browser, run_tests
+from edgerec_harness import Edgerec, browser_dir, run_tests
 
 SRC = os.environ.get("EDGEREC_SOURCE_DIR") or os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
 BROWSER_DIR = os.path.abspath(os.path.join(SRC, "tests", "support", "browser"))
@@ -28,7 +28,7 @@ class Ctx:
 
 
 def setup():
-    ensure_browser(BROWSER_DIR)
+    browser_dir()
     c = Ctx()
     c.node = Edgerec(name="browser", config={"default_quality": "low"}).start()
     c.nodes = [c.node]
@@ -83,7 +83,14 @@ def test_browser_seeks_in_download(c):
         assert res["frame"] is True, what
         assert res["target"] - 0.5 <= res["mediaTime"] <= res["target"] + 1.5, what
         assert res["currentTime"] >= res["target"] - 0.1, what
-        assert (res["width"], res["height"]) == (rec["metadata"]["width"], rec["metadata"]["height"]), what
+        w, h = rec["metadata"]["width"], rec["metadata"]["height"]
+        sizes = [(w, h)]
+        steps = (rec["metadata"].get("degradation") or {}).get("steps") or []
+        if any(s.get("step") == "resolution" for s in steps):
+            # A busy box stepped the picture down for a while (the state
+            # says so): the sought frame may be one of the half-size ones.
+            sizes.append(((w // 2) & ~1, (h // 2) & ~1))
+        assert (res["width"], res["height"]) in sizes, (what, steps)
     assert metric_206(c) > before, "the browser got no 206 from the download route"
 
 

@@ -10,10 +10,14 @@ import json
 import multiprocessing
 import os
 import subprocess
+import sys
 import time
 import uuid
 
 from edgerec_harness import run_tests, start_node, stop_nodes, ws_next
+
+sys.path.insert(0, os.path.join(os.environ.get("EDGEREC_SOURCE_DIR", "."), "tests/fixtures/media"))
+from mediacheck import packets  # noqa: E402
 
 FPS = 30           # the medium preset
 SECONDS = 12       # recorded wall time
@@ -35,10 +39,7 @@ def setup():
 
 
 def video_times(path):
-    out = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v", "-show_entries",
-                          "packet=pts_time", "-of", "csv=p=0", path],
-                         capture_output=True, text=True, check=True).stdout
-    return sorted(float(x) for x in out.split() if x.strip() not in ("", "N/A"))
+    return sorted(t for t, _, _ in packets(path, "v"))
 
 
 def covered_seconds(times, span, max_gap):

@@ -4,7 +4,8 @@ Runs scripts/run (bootstrap, build, `edgerec serve` with an embedded Redis)
 with a temp state directory and port, reads the URL and the dev token it
 prints, records a short clip in an unconfigured room (the test source) with
 that token over HTTPS, mints a second token with `edgerec token --config`
-against the configuration scripts/run wrote, and stops it with SIGINT.
+against the configuration scripts/run wrote, signs in to the console with
+the password it printed, and stops it with SIGINT.
 """
 import json
 import os
@@ -83,6 +84,18 @@ def main():
         st, body = call(url + "/api/webrtc/recordings", token)
         assert st == 200 and body["count"] == 1, (st, body)
 
+        # The console password scripts/run printed signs in.
+        password = re.search(r"console sign-in as 'operator' with password (\S+)", text).group(1)
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        req = urllib.request.Request(url + "/api/system/login", method="POST",
+                                     data=json.dumps({"user": "operator", "password": password}).encode(),
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, context=ctx, timeout=10) as r:
+            assert r.status == 200 and "edgerec_session=" in r.headers["Set-Cookie"], r.headers
+        assert oct(os.stat(os.path.join(state, "console_password")).st_mode & 0o777) == "0o600"
+
         os.killpg(proc.pid, signal.SIGINT)
         proc.wait(timeout=30)
         assert proc.returncode == 0, "exit status %s" % proc.returncode
@@ -93,7 +106,7 @@ def main():
             proc.wait()
         if not ok:
             sys.stderr.write(open(log_path).read()[-4000:])
-    print("scripts/run: ready, recorded, token minted, clean exit")
+    print("scripts/run: ready, recorded, token minted, console signed in, clean exit")
 
 
 if __name__ == "__main__":

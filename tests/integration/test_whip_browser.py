@@ -37,7 +37,7 @@ import struct
 import subprocess
 import zlib
 
-from edgerec_harness import Edgerec, ensure_browser, run_tests
+from edgerec_harness import Edgerec, browser_dir, run_tests
 from proc_stat import cpu_seconds
 from rtp_impair import PeerRelay
 
@@ -57,7 +57,7 @@ def free_udp_port():
 
 
 def setup():
-    ensure_browser(BROWSER_DIR)
+    browser_dir()
     c = Ctx()
     c.udp = free_udp_port()
     c.node = Edgerec(name="whip", config={

@@ -37,11 +37,55 @@ describe("lifecycle.lua", function()
     assert.is_true(life.on_failed(rec).tags.needs_attention)
   end)
 
+  it("deletes the S3 object of a deleted recording unless told not to", function()
+    assert.is_true(life.on_deleted(rec).delete_s3)
+    life.delete_s3 = false
+    assert.is_false(life.on_deleted(rec).delete_s3)
+  end)
+
   it("follows its knobs", function()
     life.keep_local = true
     life.s3_key_template = "{prefix}{room_id}/{date}/{file_name}"
     local a = life.on_completed(rec)
     assert.is_true(a.keep_local)
     assert.are.equal("{prefix}{room_id}/{date}/{file_name}", a.s3_key_template)
+  end)
+
+  describe("local_retention", function()
+    local function facts(t)
+      local f = { age_days = 1, size_bytes = 1000, local_only = false, disk_free_bytes = 50,
+                  disk_total_bytes = 100, disk_free_ratio = 0.5 }
+      for k, v in pairs(t or {}) do f[k] = v end
+      return f
+    end
+    local old = { metadata = { retention_days = 30 } }
+
+    it("never deletes a recording that exists only here", function()
+      assert.is_false(life.delete_local_only)
+      assert.is_nil(life.local_retention(old, facts({ local_only = true, age_days = 400 })))
+      assert.is_nil(life.local_retention(old, facts({ local_only = true, disk_free_ratio = 0.001 })))
+      assert.is_nil(life.local_retention({}, facts({ local_only = true, age_days = 1e6, disk_free_ratio = 0 })))
+    end)
+
+    it("acts on metadata.retention_days for recordings safe in S3", function()
+      assert.is_nil(life.local_retention(old, facts({ age_days = 29.9 })))
+      local a = life.local_retention(old, facts({ age_days = 30.1 }))
+      assert.is_true(a.delete)
+      assert.truthy(a.reason:find("retention_days"))
+      assert.is_nil(life.local_retention({ metadata = {} }, facts({ age_days = 1e6 })))
+      assert.is_true(life.local_retention({ metadata = { retention_days = "2" } }, facts({ age_days = 3 })).delete)
+    end)
+
+    it("frees copies safe in S3 under disk pressure", function()
+      local a = life.local_retention({}, facts({ disk_free_ratio = 0.01 }))
+      assert.is_true(a.delete)
+      assert.truthy(a.reason:find("free"))
+    end)
+
+    it("lets local-only recordings go when told to", function()
+      life.delete_local_only = true
+      assert.is_true(life.local_retention(old, facts({ local_only = true, age_days = 31 })).delete)
+      assert.is_nil(life.local_retention(old, facts({ local_only = true, age_days = 2 })))
+    end)
   end)
 end)

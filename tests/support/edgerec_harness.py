@@ -87,15 +87,6 @@ def free_port():
         return s.getsockname()[1]
 
 
-def ensure_browser(browser_dir):
-    """Debian's chromium is there and playwright-core is installed in
-    'browser_dir' (tests/support/browser; npm ci from its lock file)."""
-    assert os.path.exists("/usr/bin/chromium"), "Debian's chromium is not installed (scripts/bootstrap)"
-    if not os.path.isdir(os.path.join(browser_dir, "node_modules", "playwright-core")):
-        subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=browser_dir,
-                       check=True, timeout=300)
-
-
 def wait_until(pred, timeout=10.0, interval=0.05, what="condition"):
     """Polls pred() until it returns a true value (returned) or raises
     AssertionError after 'timeout' seconds."""
@@ -563,6 +554,29 @@ class Edgerec:
         return wait_until(check, timeout=timeout, interval=0.1,
                           what="recording %s in %s" % (rid, "/".join(statuses)))
 
+    def record_for(self, seconds, room=None, user="alice", fmt="webm", quality="low", wait="completed",
+                   timeout=60.0):
+        """Starts a recording in 'room' (a new name when None), stops it
+        after 'seconds' and waits until its status is 'wait'. Returns
+        (room, recording id, the final state object)."""
+        import uuid
+        room = room or "clip-" + uuid.uuid4().hex[:8]
+        r = self.start_recording(room, user, fmt, quality)
+        assert r.status == 200, r
+        rid = r.json["recording_id"]
+        time.sleep(seconds)
+        r = self.op("stop", room, rid, user)
+        assert r.status == 200, r
+        return room, rid, self.wait_status(room, rid, wait, user, timeout=timeout)
+
+    def record_clip(self, room, user="alice", seconds=1.5, timeout=60.0):
+        """record_for with the node's default format and quality, for a
+        recording that must complete; returns its final state."""
+        _, _, rec = self.record_for(seconds, room=room, user=user, fmt=None, quality=None,
+                                    wait=("completed", "failed"), timeout=timeout)
+        assert rec["status"] == "completed", rec
+        return rec
+
     # -- WebSocket ----------------------------------------------------------
 
     def ws(self, room, user="alice", via="query", token=None, timeout=10.0, rcvbuf=None):
@@ -651,6 +665,23 @@ def s3_config(port, bucket, extra=None):
 __all__ += ["start_process", "stop_process", "start_s3rver", "s3_config"]
 
 
+def browser_dir():
+    """The folder of the browser drivers (tests/support/browser), with every
+    npm dependency its package.json names installed from its lock file
+    (npm ci, once); fails when Debian's chromium is missing."""
+    assert os.path.exists("/usr/bin/chromium"), "Debian's chromium is not installed (scripts/bootstrap)"
+    src = os.environ.get("EDGEREC_SOURCE_DIR") or os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
+    d = os.path.abspath(os.path.join(src, "tests", "support", "browser"))
+    with open(os.path.join(d, "package.json")) as f:
+        deps = json.load(f).get("dependencies", {})
+    if not all(os.path.isdir(os.path.join(d, "node_modules", name)) for name in deps):
+        subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=d, check=True, timeout=300)
+    return d
+
+
+__all__.append("browser_dir")
+
+
 def write_file(path, text):
     """Replaces 'path' with 'text' at once (written beside it, then renamed
     over it, as a deploy does), so a watcher never reads half a file."""
@@ -685,7 +716,21 @@ def stop_nodes(c):
             assert node.stop() == 0, node.log_tail()
 
 
-__all__ += ["Ctx", "start_node", "stop_nodes", "write_file"]
+def source_dir():
+    """The checkout (EDGEREC_SOURCE_DIR, else two levels above this file)."""
+    return os.environ.get("EDGEREC_SOURCE_DIR") or os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                                                 "..", "..")
+
+
+def copy_policies(dest):
+    """Copies the shipped policies (policies/: the four files and lib/) to
+    'dest', a new folder, as scripts/run deploys them; returns 'dest'. A
+    test edits the copy, never the checkout."""
+    shutil.copytree(os.path.join(source_dir(), "policies"), dest)
+    return dest
+
+
+__all__ += ["Ctx", "start_node", "stop_nodes", "write_file", "source_dir", "copy_policies"]
 
 
 def run_tests(namespace, setup=None, teardown=None):

@@ -9,6 +9,10 @@ A mapping may carry options as a third element: {"clean": True} relays it
 untouched (RTCP beside impaired RTP), {"drop": [i, ...]} also drops exactly
 those datagrams (0-based arrival index) of it.
 
+A relay made with burst=(hold, period) also holds every datagram that
+arrives in the first 'hold' seconds of each 'period' and sends them all at
+once when the hold ends, as a congested path or a relay that batches does.
+
 or from a shell:
 
     python3 rtp_impair.py --map 6004:5004 --loss 0.02 --reorder 0.05 --dup 0.01 --seed 1
@@ -28,12 +32,14 @@ import time
 
 
 class Relay:
-    def __init__(self, maps, loss=0.0, reorder=0.0, dup=0.0, seed=1, host="127.0.0.1"):
+    def __init__(self, maps, loss=0.0, reorder=0.0, dup=0.0, seed=1, host="127.0.0.1", burst=None):
         self.maps = maps
         self.loss, self.reorder, self.dup = loss, reorder, dup
+        self.burst = burst
         self.seed = seed
         self.host = host
-        self.counts = {"in": 0, "lost": 0, "reordered": 0, "dup": 0}
+        self.counts = {"in": 0, "lost": 0, "reordered": 0, "dup": 0, "bursts": 0}
+        self._t0 = time.monotonic()
         self._stop = threading.Event()
         self._thread = None
         self._socks = []
@@ -49,7 +55,7 @@ class Relay:
             self._socks.append({"in": s, "out": out, "target": target,
                                 "rng": random.Random(self.seed * 1000 + i), "held": [],
                                 "clean": opts.get("clean", False), "drop": set(opts.get("drop", ())),
-                                "n": 0})
+                                "n": 0, "burst": []})
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
         return self
@@ -59,6 +65,8 @@ class Relay:
         if self._thread:
             self._thread.join(2)
         for m in self._socks:
+            for data in m["burst"]:
+                m["out"].sendto(data, m["target"])
             for held in m["held"]:
                 m["out"].sendto(held[0], m["target"])
             m["in"].close()
@@ -75,6 +83,9 @@ class Relay:
         if m["clean"]:
             m["out"].sendto(data, m["target"])
             return
+        if self._holding():
+            m["burst"].append(data)
+            return
         r = rng.random()
         if r < self.loss:
             self.counts["lost"] += 1
@@ -89,7 +100,18 @@ class Relay:
             m["out"].sendto(data, m["target"])
         self._release(m, sent=True)
 
+    def _holding(self):
+        if not self.burst:
+            return False
+        hold, period = self.burst
+        return (time.monotonic() - self._t0) % period < hold
+
     def _release(self, m, sent=False):
+        if m["burst"] and not self._holding():
+            self.counts["bursts"] += 1
+            held, m["burst"] = m["burst"], []
+            for data in held:
+                m["out"].sendto(data, m["target"])
         now = time.monotonic()
         keep = []
         for h in m["held"]:

@@ -502,6 +502,118 @@ static void test_threads(void)
 	config_free(r2.c);
 }
 
+/* Enumerations, secrets and live flags of a table. */
+static const char *const backends[] = { "local", "s3", NULL };
+static const struct config_option opts_ops[] = {
+	{ "storage_backend", CONFIG_STR, "local", "backend", .choices = backends },
+	{ "jwt_secret", CONFIG_STR, NULL, "secret", .flags = CONFIG_SECRET },
+	{ "limit", CONFIG_INT, "3", "a live limit", .flags = CONFIG_LIVE },
+	{ "url", CONFIG_STR, "", "a URL" },
+	{ "fam.*.x", CONFIG_STR, NULL, "a family" },
+	{ 0 },
+};
+
+static void test_choices_and_secrets(void)
+{
+	char err[256], shown[256];
+	struct config *c = config_new();
+	CHECK_INT(config_register(c, opts_ops), 0);
+	CHECK_INT(config_set(c, "storage_backend", "s3", err, sizeof(err)), 0);
+	CHECK_INT(config_set(c, "storage_backend", "s4", err, sizeof(err)), -1);
+	CHECK(strstr(err, "storage_backend") && strstr(err, "'s4'") && strstr(err, "local, s3"));
+	CHECK_STR(config_get_str(c, "storage_backend"), "s3");
+	static const char text[] = "storage_backend = S3\n";
+	CHECK_INT(config_load_string(c, "x.conf", text, sizeof(text) - 1, err, sizeof(err)), -1);
+	CHECK(strstr(err, "x.conf:1: storage_backend") != NULL);
+	/* A table whose default is not one of its choices does not register. */
+	static const struct config_option bad[] = {
+		{ "mode", CONFIG_STR, "c", "bad default", .choices = backends }, { 0 },
+	};
+	CHECK_INT(config_register(c, bad), -1);
+
+	CHECK_INT(config_set(c, "jwt_secret", "hunter2", err, sizeof(err)), 0);
+	CHECK_STR(config_display_value(c, "jwt_secret", "hunter2", shown, sizeof(shown)), "(redacted)");
+	CHECK_STR(config_display_value(c, "url", "redis://:pw@h:1/0", shown, sizeof(shown)), "redis://:***@h:1/0");
+	CHECK_STR(config_display_value(c, "url", "https://u:p@h/a@b", shown, sizeof(shown)), "https://u:***@h/a@b");
+	CHECK_STR(config_display_value(c, "url", "redis://h:1", shown, sizeof(shown)), "redis://h:1");
+	CHECK_STR(config_display_value(c, "url", "user@h", shown, sizeof(shown)), "user@h");
+	CHECK_INT((int)config_flags(c, "limit"), CONFIG_LIVE);
+	CHECK_INT((int)config_flags(c, "jwt_secret"), CONFIG_SECRET);
+	CHECK_INT((int)config_flags(c, "nope"), 0);
+
+	/* config_dump never prints the secret. */
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+	config_dump(c, f);
+	fclose(f);
+	CHECK(buf && !strstr(buf, "hunter2") && strstr(buf, "(redacted)"));
+	free(buf);
+	config_free(c);
+}
+
+static void test_unknown_env(void)
+{
+	char names[256];
+	const char *const ignore[] = { "EDGEREC_LOG", NULL };
+	struct config *c = config_new();
+	CHECK_INT(config_register(c, opts_ops), 0);
+	/* ctest's own EDGEREC_* variables (EDGEREC_BIN, ...) count too. */
+	unsetenv("EDGEREC_LOG");
+	int base = config_unknown_env(c, ignore, names, sizeof(names));
+	setenv("EDGEREC_LIMIT", "4", 1);
+	setenv("EDGEREC_FAM_abc_X", "1", 1);
+	setenv("EDGEREC_LOG", "debug", 1);
+	CHECK_INT(config_unknown_env(c, ignore, names, sizeof(names)), base);
+	CHECK(!strstr(names, "EDGEREC_LIMIT") && !strstr(names, "EDGEREC_FAM") && !strstr(names, "EDGEREC_LOG"));
+	setenv("EDGEREC_LIMT", "4", 1);
+	setenv("EDGEREC_FAM__X", "1", 1);
+	CHECK_INT(config_unknown_env(c, ignore, names, sizeof(names)), base + 2);
+	CHECK(strstr(names, "EDGEREC_LIMT") && strstr(names, "EDGEREC_FAM__X"));
+	CHECK_INT(config_unknown_env(c, NULL, names, sizeof(names)), base + 3);
+	unsetenv("EDGEREC_LIMIT");
+	unsetenv("EDGEREC_FAM_abc_X");
+	unsetenv("EDGEREC_LOG");
+	unsetenv("EDGEREC_LIMT");
+	unsetenv("EDGEREC_FAM__X");
+	config_free(c);
+}
+
+struct diff_seen {
+	char text[512];
+	int n;
+};
+
+static void diff_cb(void *opaque, const char *key, const char *old_value, const char *new_value)
+{
+	struct diff_seen *d = opaque;
+	size_t used = strlen(d->text);
+	snprintf(d->text + used, sizeof(d->text) - used, "%s:%s>%s;", key, old_value ? old_value : "-",
+		 new_value ? new_value : "-");
+	d->n++;
+}
+
+static void test_snapshot_diff(void)
+{
+	char err[256];
+	struct diff_seen d = { "", 0 };
+	struct config *c = config_new();
+	CHECK_INT(config_register(c, opts_ops), 0);
+	CHECK_INT(config_set(c, "jwt_secret", "one", err, sizeof(err)), 0);
+	struct config_snapshot *before = config_snapshot(c);
+	CHECK(before != NULL);
+	config_diff(c, before, diff_cb, &d);
+	CHECK_INT(d.n, 0);
+	CHECK_INT(config_set(c, "limit", "9", err, sizeof(err)), 0);
+	CHECK_INT(config_set(c, "jwt_secret", "two", err, sizeof(err)), 0);
+	CHECK_INT(config_set(c, "fam.a.x", "v", err, sizeof(err)), 0);
+	config_diff(c, before, diff_cb, &d);
+	CHECK_INT(d.n, 3);
+	CHECK_STR(d.text, "fam.a.x:->v;jwt_secret:(redacted)>(redacted);limit:3>9;");
+	config_snapshot_free(before);
+	config_free(c);
+}
+
 int main(void)
 {
 	test_parsers();
@@ -514,5 +626,8 @@ int main(void)
 	test_reload();
 	test_foreach();
 	test_threads();
+	test_choices_and_secrets();
+	test_unknown_env();
+	test_snapshot_diff();
 	return check_exit();
 }

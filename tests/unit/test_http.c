@@ -6,6 +6,7 @@
 #include <cjson/cJSON.h>
 
 #include "check.h"
+#include "http_console.h"
 #include "http_internal.h"
 #include "http_metrics.h"
 #include "http_route.h"
@@ -34,6 +35,13 @@ static void test_match(void)
 		{ "GET", "/metrics", 0, HTTP_ROUTE_METRICS, "", "" },
 		{ "GET", "/api/openapi.json", 0, HTTP_ROUTE_OPENAPI, "", "" },
 		{ "GET", "/", 0, HTTP_ROUTE_INDEX, "", "" },
+		{ "GET", "/console/app.js", 0, HTTP_ROUTE_CONSOLE, "", "" },
+		{ "POST", "/api/system/login", 0, HTTP_ROUTE_LOGIN, "", "" },
+		{ "POST", "/api/system/logout", 0, HTTP_ROUTE_LOGOUT, "", "" },
+		{ "GET", "/api/system/session", 0, HTTP_ROUTE_SESSION, "", "" },
+		{ "GET", "/api/system/login", 405, -1, NULL, NULL },
+		{ "GET", "/console/a/b.js", 404, -1, NULL, NULL },
+		{ "GET", "/console/", 404, -1, NULL, NULL },
 		/* Wrong method on a known path. */
 		{ "GET", "/api/webrtc/rooms/lobby/recording/start", 405, -1, NULL, NULL },
 		{ "PUT", "/api/webrtc/recordings", 405, -1, NULL, NULL },
@@ -206,6 +214,30 @@ static void test_text(void)
 	http_text_deinit(&t);
 }
 
+/* The embedded console: every file the page loads is in the table, with a
+ * type and an ETag; nothing outside it is found. */
+static void test_console_files(void)
+{
+	static const char *const names[] = { "index.html", "app.js", "api.js", "recordings.js", "rooms.js",
+					     "system.js", "console.css" };
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		const struct http_console_file *f = http_console_find(names[i]);
+		CHECK(f != NULL);
+		if (!f)
+			continue;
+		CHECK(f->len > 100 && strlen(f->data) == f->len);
+		CHECK(f->etag[0] == '"' && strlen(f->etag) == 18);
+		CHECK(strstr(f->content_type, strstr(names[i], ".js") ? "javascript" : strstr(names[i], ".css") ? "css" : "html") != NULL);
+	}
+	const struct http_console_file *index = http_console_find("index.html");
+	/* What index.html loads is served. */
+	CHECK(index && strstr(index->data, "/console/app.js") && strstr(index->data, "/console/console.css"));
+	CHECK(http_console_find("../index.html") == NULL);
+	CHECK(http_console_find("") == NULL);
+	CHECK(http_console_find(NULL) == NULL);
+	CHECK(http_console_find("missing.js") == NULL);
+}
+
 int main(void)
 {
 	test_match();
@@ -214,5 +246,6 @@ int main(void)
 	test_openapi();
 	test_range();
 	test_text();
+	test_console_files();
 	return check_exit();
 }

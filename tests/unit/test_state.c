@@ -261,6 +261,76 @@ static void test_url(void)
 		}
 	}
 	CHECK_INT(state_url_parse(NULL, &u, err, sizeof err), -1);
+	CHECK_INT(u.nsentinels, 0);
+	CHECK_STR(u.master_name, "");
+}
+
+static void test_url_sentinel(void)
+{
+	struct state_url u;
+	char err[256];
+	CHECK_INT(state_url_parse("redis-sentinel://10.0.0.1:26380,sentinel-b,[::1]:5000/mymaster", &u, err,
+				  sizeof err),
+		  0);
+	CHECK_INT(u.nsentinels, 3);
+	CHECK_STR(u.sentinels[0].host, "10.0.0.1");
+	CHECK_INT(u.sentinels[0].port, 26380);
+	CHECK_STR(u.sentinels[1].host, "sentinel-b");
+	CHECK_INT(u.sentinels[1].port, 26379);
+	CHECK_STR(u.sentinels[2].host, "::1");
+	CHECK_INT(u.sentinels[2].port, 5000);
+	CHECK_STR(u.master_name, "mymaster");
+	CHECK_INT(u.db, 0);
+	CHECK_STR(u.host, "");
+	CHECK_STR(u.password, "");
+	/* The credentials and the database are the master's. */
+	CHECK_INT(state_url_parse("redis-sentinel://app:p@ss/w0rd@s1:1,s2:2/cache.eu-1/7", &u, err, sizeof err), 0);
+	CHECK_STR(u.user, "app");
+	CHECK_STR(u.password, "p@ss/w0rd");
+	CHECK_INT(u.nsentinels, 2);
+	CHECK_STR(u.sentinels[1].host, "s2");
+	CHECK_INT(u.sentinels[1].port, 2);
+	CHECK_STR(u.master_name, "cache.eu-1");
+	CHECK_INT(u.db, 7);
+	CHECK_INT(state_url_parse("redis-sentinel://:secret@one/m_1/", &u, err, sizeof err), 0);
+	CHECK_INT(u.nsentinels, 1);
+	CHECK_STR(u.password, "secret");
+	CHECK_STR(u.master_name, "m_1");
+
+	static const struct {
+		const char *url, *why;
+	} bad[] = {
+		{ "redis-sentinel://", "no master name" },
+		{ "redis-sentinel://s1:26379", "no master name" },
+		{ "redis-sentinel://s1:26379/", "no master name" },
+		{ "redis-sentinel://s1:26379//3", "no master name" },
+		{ "redis-sentinel:///mymaster", "an empty sentinel address" },
+		{ "redis-sentinel://s1,,s2/mymaster", "an empty sentinel address" },
+		{ "redis-sentinel://s1,/mymaster", "an empty sentinel address" },
+		{ "redis-sentinel://s1:0/mymaster", "bad port" },
+		{ "redis-sentinel://s1:26379,s2:x/mymaster", "bad port" },
+		{ "redis-sentinel://[::1/mymaster", "unterminated [ipv6]" },
+		{ "redis-sentinel://:26379/mymaster", "no host" },
+		{ "redis-sentinel://s1/my master", "the master name may hold" },
+		{ "redis-sentinel://s1/mymaster/x", "bad database number" },
+		{ "redis-sentinel://s1/mymaster/1/2", "bad database number" },
+		{ "sentinel://s1/mymaster", "expected redis://" },
+		{ "rediss://host", "expected redis://" },
+		{ "redis-sentinel://a,b,c,d,e,f,g,h,i,j,k,l,m,n,o,p,q/mymaster", "more than 16 sentinels" },
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+		err[0] = 0;
+		if (state_url_parse(bad[i].url, &u, err, sizeof err) != -1 || !strstr(err, bad[i].why)) {
+			fprintf(stderr, "url '%s': got '%s', expected '%s'\n", bad[i].url, err, bad[i].why);
+			CHECK(0);
+		}
+	}
+	/* An error names the URL without its password. */
+	CHECK_INT(state_url_parse("redis-sentinel://app:hunter2@s1:99999/mymaster", &u, err, sizeof err), -1);
+	CHECK(strstr(err, "hunter2") == NULL);
+	CHECK(strstr(err, "redis-sentinel://app:***@s1:99999/mymaster") != NULL);
+	CHECK_INT(state_url_parse("redis://:hunter2@host:abc", &u, err, sizeof err), -1);
+	CHECK(strstr(err, "hunter2") == NULL);
 }
 
 int main(void)
@@ -270,6 +340,7 @@ int main(void)
 	test_record_setters();
 	test_statuses();
 	test_url();
+	test_url_sentinel();
 	CHECK_STR(state_strerror(STATE_DEFERRED), "redis unreachable, write deferred");
 	return check_exit();
 }
