@@ -247,11 +247,8 @@ static void test_lifecycle(struct recorder *r)
 	CHECK(saw_event("recording_completed", id, NULL, 2.0));
 	reply_reset(&rep);
 
-	/* Nothing may be done to a completed recording but read it. */
+	/* Nothing may be done to a completed recording but read or delete it. */
 	recorder_pause(r, &alice, "room-a", id, &rep);
-	CHECK_INT(rep.status, 400);
-	reply_reset(&rep);
-	recorder_cancel(r, &alice, "room-a", id, &rep);
 	CHECK_INT(rep.status, 400);
 	reply_reset(&rep);
 	recorder_stop(r, &alice, "room-a", id, &rep);
@@ -273,6 +270,19 @@ static void test_lifecycle(struct recorder *r)
 	reply_reset(&rep);
 	recorder_list_user(r, &alice, "done", &rep);
 	CHECK_INT(rep.status, 400);
+	reply_reset(&rep);
+
+	/* DELETE (cancel) on a completed recording deletes it: its folder and
+	 * its record go, and a second DELETE finds nothing. */
+	recorder_cancel(r, &alice, "room-a", id, &rep);
+	CHECK_INT(rep.status, 200);
+	reply_reset(&rep);
+	CHECK(stat(path, &sb) != 0);
+	recorder_status(r, &alice, "room-a", id, &rep);
+	CHECK_INT(rep.status, 404);
+	reply_reset(&rep);
+	recorder_cancel(r, &alice, "room-a", id, &rep);
+	CHECK_INT(rep.status, 404);
 	reply_reset(&rep);
 }
 

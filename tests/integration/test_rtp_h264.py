@@ -169,9 +169,11 @@ def record(ctx, room, fmt, sender_fn, size="640x360"):
 
 def decode_errors(path, passthrough=False):
     """ffmpeg's exit code and error output decoding every frame of 'path'.
-    'passthrough': frames keep their own timestamps instead of going to
-    ffmpeg's 1/fps grid."""
-    r = subprocess.run(["ffmpeg", "-v", "error", "-i", path] + (["-vsync", "passthrough"] if passthrough else []) +
+    'passthrough': frames keep their own timestamps (and the file's time
+    base) instead of going to ffmpeg's 1/fps grid, so only frames that
+    really share a timestamp collide."""
+    keep = ["-vsync", "passthrough", "-enc_time_base", "-1"]
+    r = subprocess.run(["ffmpeg", "-v", "error", "-i", path] + (keep if passthrough else []) +
                        ["-f", "null", "-"], capture_output=True, text=True)
     return r.returncode, r.stderr.strip()
 
