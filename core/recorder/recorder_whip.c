@@ -5,7 +5,8 @@
  * H.264 first once core/media depacketizes it, VP8 until then), opens a
  * session of the transport (core/webrtc), then starts a recording whose
  * source is the `rtp` source reading that session's feed
- * (feed=NAME,video=..,audio=..,video_pt=..,audio_pt=..): the start's
+ * (feed=NAME,video=..,audio=..,video_pt=..,audio_pt=..,video_codec=..,
+ * sprop=..): the start's
  * authorization, quota and admission decide exactly as for a REST start,
  * and a refused start closes the session again. The recording is pending
  * until the first keyframe reaches the file, as an rtp room's. When the
@@ -79,7 +80,7 @@ void recorder_whip_publish(struct recorder *r, const struct recorder_caller *cal
 	struct webrtc_offer *o = NULL;
 	struct webrtc_choice c;
 	struct webrtc_session_info info = { 0 };
-	char err[256], args[256];
+	char err[256], args[600], sprop[384] = "";
 
 	*answer = NULL;
 	recording_id[0] = 0;
@@ -101,15 +102,17 @@ void recorder_whip_publish(struct recorder *r, const struct recorder_caller *cal
 		reply_error(out, 400, "invalid_sdp", "the SDP offer is not usable: %s", err);
 		goto done;
 	}
-	/* H.264 needs the RFC 6184 depacketizer, which the rtp source does not have yet. */
-	if (webrtc_offer_choose(o, format, false, &c, err, sizeof(err)) < 0) {
+	/* The video is recorded as it comes: webm takes VP8, mp4 H.264, mkv
+	 * either (H.264 first). */
+	if (webrtc_offer_choose(o, format, true, &c, err, sizeof(err)) < 0) {
 		reply_error(out, 400, "unsupported_codec", "%s", err);
 		goto done;
 	}
 	c.no_nack = !config_get_bool(r->cfg, "webrtc.nack");
-	if (strcmp(format, "mp4") == 0 && c.video_codec == WEBRTC_VIDEO_VP8) {
-		reply_error(out, 400, "invalid_format", "a WHIP publisher is recorded as it sends (VP8/Opus here): "
-			    "use format webm or mkv; mp4 would mean re-encoding the video");
+	if (c.video_codec == WEBRTC_VIDEO_H264 &&
+	    webrtc_h264_sprop(o->s[c.video_section].h264_fmtp, sprop, sizeof(sprop)) < 0) {
+		reply_error(out, 400, "invalid_sdp", "the offer's H.264 sprop-parameter-sets are not base64 "
+			    "parameter sets (or longer than %zu bytes)", sizeof(sprop) - 1);
 		goto done;
 	}
 	if (webrtc_session_new(r->webrtc, o, &c, &info, err, sizeof(err)) < 0) {
@@ -120,10 +123,18 @@ void recorder_whip_publish(struct recorder *r, const struct recorder_caller *cal
 	 * asks for the preset's video bitrate. The jitter buffer waits 250 ms
 	 * so that a retransmission asked for after 10 ms fits a 200 ms RTT. */
 	const struct media_preset *preset = media_preset_find(quality && quality[0] ? quality : r->default_quality);
-	snprintf(args, sizeof(args), "feed=%s,video=%d,audio=%d,video_pt=%d,audio_pt=%d,latch=0,nack=%d,"
-		 "remb_kbps=%lld,latency_ms=250", info.feed, c.video_section >= 0, c.audio_section >= 0,
-		 c.video_section >= 0 ? c.video_pt : 96, c.audio_section >= 0 ? c.audio_pt : 111, !c.no_nack,
-		 preset ? (long long)preset->video_bps / 1000 : 0);
+	int alen = snprintf(args, sizeof(args), "feed=%s,video=%d,audio=%d,video_pt=%d,audio_pt=%d,latch=0,nack=%d,"
+			    "remb_kbps=%lld,latency_ms=250,video_codec=%s%s%s", info.feed, c.video_section >= 0,
+			    c.audio_section >= 0, c.video_section >= 0 ? c.video_pt : 96,
+			    c.audio_section >= 0 ? c.audio_pt : 111, !c.no_nack,
+			    preset ? (long long)preset->video_bps / 1000 : 0,
+			    c.video_codec == WEBRTC_VIDEO_H264 ? "h264" : "vp8", sprop[0] ? ",sprop=" : "", sprop);
+	if (alen < 0 || (size_t)alen >= sizeof(args)) {
+		webrtc_session_close(r->webrtc, info.id, "the offer's parameters do not fit");
+		free(info.answer);
+		reply_error(out, 400, "invalid_sdp", "the offer's H.264 sprop-parameter-sets are too long");
+		goto done;
+	}
 	cJSON *meta = whip_meta(o, &c, info.id);
 	struct recorder_start_opts opts = {
 		.source = "rtp", .args = args, .meta_key = "whip", .meta = meta, .no_wait = true,

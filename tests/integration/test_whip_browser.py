@@ -336,7 +336,7 @@ def test_bad_requests(c):
              .replace("UDP/TLS/RTP/SAVPF 96", "UDP/TLS/RTP/SAVPF 102"))
     assert r.status == 400 and r.json["code"] == "unsupported_codec" and "VP8" in r.json["detail"], r
     r = post(c, offer(), fmt="mp4")
-    assert r.status == 400 and r.json["code"] == "invalid_format", r
+    assert r.status == 400 and r.json["code"] == "unsupported_codec" and "H.264" in r.json["detail"], r
     r = post(c, offer(), ctype="application/json")
     assert r.status == 415 and r.json["detail"], r
     r = post(c, offer() + "a=x-pad:" + "x" * 70000 + "\r\n")
