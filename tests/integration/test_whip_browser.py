@@ -80,9 +80,9 @@ def whip_path(room, fmt="webm"):
     return "/api/webrtc/rooms/%s/whip?recording_format=%s" % (room, fmt)
 
 
-def publish(c, room, fmt="webm", seconds=PUBLISH_SECONDS, mode=""):
+def publish(c, room, fmt="webm", seconds=PUBLISH_SECONDS, mode="", codec="vp8"):
     args = ["node", os.path.join(BROWSER_DIR, "whip.mjs"), c.node.url + whip_path(room, fmt),
-            c.node.token("alice"), str(seconds), "vp8"]
+            c.node.token("alice"), str(seconds), codec]
     if mode:
         args.append(mode)
     out = subprocess.run(args, capture_output=True, text=True, timeout=120, cwd=BROWSER_DIR)
@@ -111,19 +111,21 @@ def metric(c, name, labels=""):
         return 0.0
 
 
-def check_browser_recording(c, room, fmt):
+def check_browser_recording(c, room, fmt, codec="vp8"):
+    """The browser publishes 'codec' (vp8 or h264) + Opus into a 'fmt'
+    recording; checks the file as the module's docstring says."""
     cpu0 = cpu_seconds([c.node.proc.pid])
-    code, res = publish(c, room, fmt)
+    code, res = publish(c, room, fmt, codec=codec)
     cpu = cpu_seconds([c.node.proc.pid]) - cpu0
     assert code == 0 and res.get("status") == 201, res
-    assert res["video"]["codec"].lower() == "video/vp8" and res["audio"]["codec"].lower() == "audio/opus", res
+    assert res["video"]["codec"].lower() == "video/" + codec and res["audio"]["codec"].lower() == "audio/opus", res
     assert res["delete_status"] == 200, res
     rid = res["recording_id"]
     assert res["location"] == "/api/webrtc/rooms/%s/whip/%s" % (room, rid), res
     rec = c.node.wait_status(room, rid, ("completed", "failed"), timeout=60)
     assert rec["status"] == "completed", rec
     md = rec["metadata"]
-    assert md["whip"]["video_codec"] == "vp8" and md["whip"]["audio_codec"] == "opus", md
+    assert md["whip"]["video_codec"] == codec and md["whip"]["audio_codec"] == "opus", md
     assert rec.get("stop_reason", md.get("stop_reason", "requested")) in ("requested", None), rec
     path = file_of(rec)
     dec = subprocess.run(["ffmpeg", "-v", "error", "-i", path, "-f", "null", "-"], capture_output=True, text=True,
@@ -136,7 +138,7 @@ def check_browser_recording(c, room, fmt):
     assert dec.returncode == 0 and not errors and slots <= 3, dec.stderr[-2000:]
     info = ffprobe(path)
     codecs = sorted(s["codec_name"] for s in info["streams"])
-    assert codecs == ["opus", "vp8"], codecs
+    assert codecs == sorted(["opus", codec]), codecs
     video = [s for s in info["streams"] if s["codec_type"] == "video"][0]
     audio = [s for s in info["streams"] if s["codec_type"] == "audio"][0]
     frames = int(video["nb_read_frames"])
