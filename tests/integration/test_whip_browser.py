@@ -56,17 +56,19 @@ def free_udp_port():
         return s.getsockname()[1]
 
 
-def setup():
+def setup(extra=None):
     browser_dir()
     c = Ctx()
     c.udp = free_udp_port()
-    c.node = Edgerec(name="whip", config={
+    config = {
         "default_quality": "low",
         "webrtc.udp_port": c.udp,
         "webrtc.host_addresses": "127.0.0.1",
         "webrtc.consent_timeout": "8s",
         "max_concurrent_recordings": 3,
-    }).start()
+    }
+    config.update(extra or {})
+    c.node = Edgerec(name="whip", config=config).start()
     c.nodes = [c.node]
     return c
 

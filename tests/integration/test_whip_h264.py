@@ -22,10 +22,18 @@ EDGEREC_WHIP_RUNS=N repeats each publish N times (default 1)."""
 import json
 import os
 import subprocess
+import time
 
 from edgerec_harness import npm_dir, run_tests
-from test_whip_browser import (check_browser_recording, ffprobe, file_of, offer, post, setup, teardown,
-                               whip_path)
+from test_whip_browser import (check_browser_recording, ffprobe, file_of, offer, post, teardown, whip_path)
+from test_whip_browser import setup as whip_setup
+
+WAIT_ROOM = "whipwait"
+
+
+def setup():
+    # A room whose source is `whip`: a REST start waits for its publisher.
+    return whip_setup({"room.%s.source" % WAIT_ROOM: "whip"})
 
 RUNS = int(os.environ.get("EDGEREC_WHIP_RUNS", "1"))
 
@@ -63,7 +71,7 @@ def test_browser_h264_into_mkv(c):
         print("run %d/%d ok" % (i + 1, RUNS), flush=True)
 
 
-def obs_publish(c, room, fmt, seconds=6):
+def obs_publish(c, room, fmt, seconds=6, rid=None):
     obs_dir = npm_dir("obs_whip")
     out = subprocess.run(["node", os.path.join(obs_dir, "obs_whip.mjs"), c.node.url + whip_path(room, fmt),
                           c.node.token("alice"), str(seconds)],
@@ -78,6 +86,8 @@ def obs_publish(c, room, fmt, seconds=6):
     # publisher's address from its STUN checks).
     assert res["offer_candidates_sent"] == 0, res
     assert res["delete_status"] == 200, res
+    if rid:
+        assert res["recording_id"] == rid, (res, rid)
     rec = c.node.wait_status(room, res["recording_id"], ("completed", "failed"), timeout=60)
     assert rec["status"] == "completed", rec
     assert rec["metadata"]["whip"]["video_codec"] == "h264", rec["metadata"]
@@ -102,6 +112,7 @@ def obs_publish(c, room, fmt, seconds=6):
     assert frames >= 0.9 * res["video_frames"] - 30, (frames, res)
     assert published - 1.5 <= duration <= published + 3.0, (duration, published)
     assert int(audio["nb_read_frames"]) >= 40 * (published - 1.5), audio
+    return rec
 
 
 def test_obs_like_publisher_into_mkv(c):
@@ -114,6 +125,39 @@ def test_obs_like_publisher_into_mp4(c):
     for i in range(RUNS):
         obs_publish(c, "whip-obs-mp4-%d" % i, "mp4")
         print("run %d/%d ok" % (i + 1, RUNS), flush=True)
+
+
+def test_whip_room_started_over_rest_waits_for_its_publisher(c):
+    for i in range(RUNS):
+        r = c.node.start_recording(WAIT_ROOM, fmt="mkv")
+        assert r.status == 200, r
+        rid = r.json["recording_id"]
+        st = c.node.op("status", WAIT_ROOM, rid).json
+        assert st["status"] == "pending", st
+        assert st["metadata"]["whip"] == {"waiting": True, "video_codec": "h264"}, st["metadata"]
+        # Still waiting after a while (nothing fails while no one publishes).
+        time.sleep(2)
+        assert c.node.op("status", WAIT_ROOM, rid).json["status"] == "pending"
+        # A VP8-only publisher cannot give this mkv recording H.264: refused,
+        # and the recording keeps waiting for the right one.
+        bad = post(c, offer(), room=WAIT_ROOM, fmt="mkv")
+        assert bad.status == 400 and bad.json["code"] == "unsupported_codec" and "H.264" in bad.json["detail"], bad
+        rec = obs_publish(c, WAIT_ROOM, "mkv", rid=rid)
+        whip = rec["metadata"]["whip"]
+        assert whip["waited"] is True and whip["video_codec"] == "h264" and "session" in whip, whip
+        print("run %d/%d ok" % (i + 1, RUNS), flush=True)
+    # Cancelled over REST before anyone published (a pending recording
+    # cannot be stopped, SPEC): cancelled like any pending recording.
+    r = c.node.start_recording(WAIT_ROOM, fmt="webm")
+    assert r.status == 200, r
+    rid = r.json["recording_id"]
+    assert c.node.op("status", WAIT_ROOM, rid).json["metadata"]["whip"]["video_codec"] == "vp8"
+    s = c.node.op("cancel", WAIT_ROOM, rid)
+    assert s.status == 200 and s.json["status"] == "cancelled", s
+    # The publisher who comes after it starts a recording of its own.
+    r = post(c, offer(), room=WAIT_ROOM, fmt="webm")
+    assert r.status == 201 and r.headers["x-recording-id"] != rid, r
+    assert c.node.request("DELETE", r.headers["location"]).status == 200
 
 
 if __name__ == "__main__":
