@@ -130,11 +130,12 @@ def check_browser_recording(c, room, fmt, codec="vp8"):
     assert md["whip"]["video_codec"] == codec and md["whip"]["audio_codec"] == "opus", md
     assert rec.get("stop_reason", md.get("stop_reason", "requested")) in ("requested", None), rec
     path = file_of(rec)
-    dec = subprocess.run(["ffmpeg", "-v", "error", "-i", path, "-f", "null", "-"], capture_output=True, text=True,
-                         timeout=120)
-    # ffmpeg's null muxer may note two frames on one of its 1/fps slots
-    # where the RTP clock mapping slews (core/media/README.md, timestamps):
-    # a note about its own muxing, not a decoding error; a few are allowed.
+    # passthrough: the frames keep the file's timestamps, else ffmpeg's null
+    # muxer may put two on one 1/fps slot where the RTP clock mapping slews
+    # (core/media/README.md, timestamps) and note its own muxing; a few
+    # such notes are still allowed, they are not decoding errors.
+    dec = subprocess.run(["ffmpeg", "-v", "error", "-i", path, "-fps_mode", "passthrough", "-f", "null", "-"],
+                         capture_output=True, text=True, timeout=120)
     errors = [l for l in dec.stderr.splitlines() if l.strip() and "non monotonically increasing dts" not in l]
     slots = len(dec.stderr.splitlines()) - len(errors)
     assert dec.returncode == 0 and not errors and slots <= 3, dec.stderr[-2000:]

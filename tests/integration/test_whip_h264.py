@@ -93,8 +93,8 @@ def obs_publish(c, room, fmt, seconds=6, rid=None):
     assert rec["metadata"]["whip"]["video_codec"] == "h264", rec["metadata"]
     path = file_of(rec)
     assert path.endswith("." + fmt), path
-    dec = subprocess.run(["ffmpeg", "-v", "error", "-i", path, "-f", "null", "-"], capture_output=True, text=True,
-                         timeout=120)
+    dec = subprocess.run(["ffmpeg", "-v", "error", "-i", path, "-fps_mode", "passthrough", "-f", "null", "-"],
+                         capture_output=True, text=True, timeout=120)
     errors = [l for l in dec.stderr.splitlines() if l.strip() and "non monotonically increasing dts" not in l]
     assert dec.returncode == 0 and not errors, dec.stderr[-2000:]
     info = ffprobe(path)
