@@ -5,6 +5,9 @@
 --   test   a generated picture and tone (tone=HZ, beep=0|1)
 --   file   a recorded file played live (video=PATH, audio=PATH)
 --   rtp    RTP from an SFU (video_port, audio_port, sdp=PATH, ...)
+--   whip   a WHIP publisher who comes later: a REST start waits (pending)
+--          for one to POST to the room's WHIP endpoint (video: VP8 for
+--          webm, H.264 for mp4 and mkv; mkv: video_codec = "vp8" for VP8)
 --   v4l2   a camera (device=/dev/videoN), where the build has that driver
 -- In order: the rooms table below, then the configuration
 -- (room.<id>.source and room.<id>.args), then room names that say what

@@ -153,6 +153,14 @@ static void feed_unref(struct media_rtp_feed *f)
 	free(f);
 }
 
+void media_rtp_feed_set_rtcp(struct media_rtp_feed *f, media_rtp_feed_rtcp_fn send_rtcp, void *opaque)
+{
+	pthread_mutex_lock(&f->lock);
+	f->send_rtcp = send_rtcp;
+	f->opaque = opaque;
+	pthread_mutex_unlock(&f->lock);
+}
+
 void media_rtp_feed_release(struct media_rtp_feed *f)
 {
 	if (!f)

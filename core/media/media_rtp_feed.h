@@ -44,6 +44,9 @@ void media_rtp_feed_end_reason(struct media_rtp_feed *f, char *out, size_t outle
 bool media_rtp_feed_detached(const struct media_rtp_feed *f);
 /* Packets dropped because the feed was full. */
 uint64_t media_rtp_feed_dropped(const struct media_rtp_feed *f);
+/* Who gets the source's RTCP from now on: a feed made before its producer
+ * (a recording that waits for a WHIP publisher) is handed over with it. */
+void media_rtp_feed_set_rtcp(struct media_rtp_feed *f, media_rtp_feed_rtcp_fn send_rtcp, void *opaque);
 /* Drops the producer's reference; the callback is not called after it. */
 void media_rtp_feed_release(struct media_rtp_feed *f);
 

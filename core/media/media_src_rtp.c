@@ -10,6 +10,8 @@
  *                            h264 is RFC 6184 packetization-mode 1, its
  *                            SPS/PPS in-band or from the SDP's
  *                            sprop-parameter-sets
+ *   sprop=SPS:PPS            H.264 parameter sets (base64, ':' between
+ *                            them where SDP has ','), as sprop-parameter-sets
  *   rtcp_mux=0|1             RTCP on the RTP port (RFC 5761)
  *   video_rtcp_port, audio_rtcp_port  separate RTCP ports (default port+1)
  *   video_ssrc (or ssrc), audio_ssrc  accept only this SSRC
@@ -459,6 +461,10 @@ static int rtp_open(struct media_source *src, const struct media_source_params *
 		}
 		va.h264 = strcasecmp(v, "h264") == 0;
 	}
+	if (media_source_arg(args, "sprop", va.sprop, sizeof(va.sprop)))
+		for (char *c = va.sprop; *c; c++)
+			if (*c == ':')
+				*c = ',';
 	if (!va.port && !aa.port) {
 		util_strlcpy(err, "rtp: no stream configured (set video_port and/or audio_port, or sdp=)", errlen);
 		goto fail;

@@ -277,6 +277,7 @@ static void session_free(struct recorder_session *s)
 {
 	media_pipeline_free(s->pipeline);
 	recorder_rtp_free(s);
+	recorder_whip_session_free(s);
 	cJSON_Delete(s->rec);
 	pthread_mutex_destroy(&s->lock);
 	pthread_mutex_destroy(&s->ev_lock);
@@ -723,6 +724,11 @@ void recorder_start_with(struct recorder *r, const struct recorder_caller *calle
 			    "an admin finds why in /api/system/policies", room_id);
 		return;
 	}
+	/* A `whip` room records the RTP of a WHIP publisher who comes later
+	 * (recorder_whip.c): to admission and the encode budget it is rtp. */
+	bool whip_wait = strcmp(source, "whip") == 0;
+	if (whip_wait)
+		util_strlcpy(source, "rtp", sizeof(source));
 	int64_t max_duration_ms = r->max_duration_ms;
 	int user_limit = r->max_per_user;
 	bool admit_fallback = false;
@@ -839,6 +845,8 @@ void recorder_start_with(struct recorder *r, const struct recorder_caller *calle
 	rec = NULL;
 	recorder_lifecycle_event(r, RECORDER_PENDING, s->rec);
 
+	if (whip_wait && recorder_whip_wait(s, format, preset, args, sizeof(args), out) < 0)
+		goto fail;
 	int rtp_rc = recorder_rtp_prepare(s, source, format, args, sizeof(args), err, sizeof(err));
 	if (rtp_rc) {
 		reply_error(out, rtp_rc, rtp_rc == 400 ? "invalid_format" : "rtp_ports_unavailable", "%s", err);
@@ -888,7 +896,8 @@ void recorder_start_with(struct recorder *r, const struct recorder_caller *calle
 
 	/* Wait for the first frame (or a fault) so the reply usually shows
 	 * "recording"; the control thread applies it too if we time out. */
-	int64_t deadline = time_mono_ns() + (opts && opts->no_wait ? 0 : RECORDER_START_WAIT_MS) * TIME_NS_PER_MS;
+	bool no_wait = (opts && opts->no_wait) || whip_wait; /* a publisher has yet to come */
+	int64_t deadline = time_mono_ns() + (no_wait ? 0 : RECORDER_START_WAIT_MS) * TIME_NS_PER_MS;
 	pthread_mutex_lock(&s->ev_lock);
 	while (!s->ev_first_frame && !s->ev_fault && !s->ev_eof) {
 		int64_t left = deadline - time_mono_ns();
@@ -924,6 +933,7 @@ fail:
 		cJSON_Delete(s->rec);
 		media_pipeline_free(s->pipeline);
 		recorder_rtp_free(s);
+		recorder_whip_session_free(s);
 		pthread_mutex_destroy(&s->lock);
 		pthread_mutex_destroy(&s->ev_lock);
 		pthread_cond_destroy(&s->ev_cond);

@@ -68,7 +68,7 @@ static const struct config_option recorder_options[] = {
 	  "local files of recordings verified in S3 older than this go (0: kept)", .flags = CONFIG_LIVE },
 	{ "retention.interval", CONFIG_DURATION, "60s", "how often retention looks at the local files",
 	  .flags = CONFIG_LIVE },
-	{ "room.*.source", CONFIG_STR, NULL, "media source of a room: test, file or rtp", .flags = CONFIG_LIVE },
+	{ "room.*.source", CONFIG_STR, NULL, "media source of a room: test, file, rtp or whip", .flags = CONFIG_LIVE },
 	{ "room.*.args", CONFIG_STR, NULL, "arguments of the room's source, \"k=v,k=v\"", .flags = CONFIG_LIVE },
 	{ 0 },
 };

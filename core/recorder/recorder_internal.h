@@ -60,6 +60,7 @@ struct recorder_session {
 	unsigned ev_degrade_seen;      /* ... of which applied (under lock) */
 	char ev_detail[RECORDER_DETAIL_MAX];
 	struct recorder_rtp *rtp;      /* rtp rooms only (recorder_rtp.c), else NULL */
+	struct recorder_whip_wait *whip_wait; /* a `whip` room waiting for its publisher (recorder_whip.c) */
 };
 
 /* A processing job: one recording to take through the steps. */
@@ -311,6 +312,16 @@ int recorder_whip_config_register(struct config *c);
 /* Opens the WHIP transport (a failure only disables WHIP, logged). */
 void recorder_whip_init(struct recorder *r);
 void recorder_whip_free(struct recorder *r);
+/* A REST start in a room whose source is `whip`: makes the feed a later
+ * WHIP publisher's session will fill, writes the rtp source's arguments
+ * for it into 'args' (video codec by the format: webm VP8, mp4 H.264, mkv
+ * H.264 unless the room's args say video_codec=vp8) and metadata.whip
+ * (waiting). Returns 0, or -1 with 'out' set. Session not yet shared. */
+struct media_preset;
+int recorder_whip_wait(struct recorder_session *s, const char *format, const struct media_preset *preset,
+		       char *args, size_t alen, struct recorder_reply *out);
+/* Frees what recorder_whip_wait made (session_free). */
+void recorder_whip_session_free(struct recorder_session *s);
 
 /* recorder_rtp.c: rooms whose source is rtp. */
 /* metadata.network from the rtp counters of 'st' (nothing when all are 0);

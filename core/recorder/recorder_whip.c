@@ -5,7 +5,8 @@
  * H.264 first once core/media depacketizes it, VP8 until then), opens a
  * session of the transport (core/webrtc), then starts a recording whose
  * source is the `rtp` source reading that session's feed
- * (feed=NAME,video=..,audio=..,video_pt=..,audio_pt=..): the start's
+ * (feed=NAME,video=..,audio=..,video_pt=..,audio_pt=..,video_codec=..,
+ * sprop=..): the start's
  * authorization, quota and admission decide exactly as for a REST start,
  * and a refused start closes the session again. The recording is pending
  * until the first keyframe reaches the file, as an rtp room's. When the
@@ -17,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <cjson/cJSON.h>
 
@@ -24,6 +26,7 @@
 #include "common_util.h"
 #include "config.h"
 #include "media.h"
+#include "media_rtp_feed.h"
 #include "recorder_internal.h"
 #include "webrtc.h"
 
@@ -72,6 +75,169 @@ static cJSON *whip_meta(const struct webrtc_offer *o, const struct webrtc_choice
 	return m;
 }
 
+/* The rtp source's arguments for a WHIP feed; snprintf's return. */
+static int whip_args(char *args, size_t alen, const char *feed, bool video, bool audio, int video_pt, int audio_pt,
+		     bool nack, const struct media_preset *preset, bool h264, const char *sprop)
+{
+	return snprintf(args, alen, "feed=%s,video=%d,audio=%d,video_pt=%d,audio_pt=%d,latch=0,nack=%d,"
+			"remb_kbps=%lld,latency_ms=250,video_codec=%s%s%s", feed, video, audio, video_pt, audio_pt,
+			nack, preset ? (long long)preset->video_bps / 1000 : 0, h264 ? "h264" : "vp8",
+			sprop[0] ? ",sprop=" : "", sprop);
+}
+
+/* A recording started over REST in a `whip` room, waiting for its publisher. */
+struct recorder_whip_wait {
+	struct media_rtp_feed *feed; /* the producer's reference until a session takes it */
+	bool h264;
+	bool taken;                  /* a publisher came (under recorder.lock) */
+};
+
+int recorder_whip_wait(struct recorder_session *s, const char *format, const struct media_preset *preset,
+		       char *args, size_t alen, struct recorder_reply *out)
+{
+	char v[16];
+	struct recorder_whip_wait *w = calloc(1, sizeof(*w));
+
+	if (!s->r->webrtc) {
+		free(w);
+		reply_error(out, 503, "whip_unavailable", "room %s records a WHIP publisher, and WHIP ingest is not "
+			    "available on this node: %s", s->room_id, s->r->webrtc_err);
+		return -1;
+	}
+	if (w)
+		w->feed = media_rtp_feed_new(NULL, NULL);
+	if (!w || !w->feed) {
+		free(w);
+		reply_error(out, 500, "internal", "out of memory");
+		return -1;
+	}
+	/* The publisher must send what the format holds; mkv takes H.264
+	 * (what OBS sends) unless the room says otherwise. */
+	w->h264 = strcmp(format, "webm") != 0;
+	if (media_source_arg(args, "video_codec", v, sizeof(v)) && strcmp(format, "mkv") == 0)
+		w->h264 = strcasecmp(v, "vp8") != 0;
+	s->whip_wait = w;
+	/* Payload types: whatever the publisher's offer names (the session
+	 * passes only the chosen ones). */
+	int n = whip_args(args, alen, media_rtp_feed_name(w->feed), true, true, -1, -1,
+			  config_get_bool(s->r->cfg, "webrtc.nack"), preset, w->h264, "");
+	if (n < 0 || (size_t)n >= alen) {
+		reply_error(out, 500, "internal", "the source arguments do not fit");
+		return -1;
+	}
+	cJSON *m = recorder_rec_metadata(s->rec), *whip = cJSON_CreateObject();
+	if (m && whip) {
+		cJSON_AddBoolToObject(whip, "waiting", true);
+		cJSON_AddStringToObject(whip, "video_codec", w->h264 ? "h264" : "vp8");
+		recorder_json_set(m, "whip", whip);
+	} else {
+		cJSON_Delete(whip);
+	}
+	LOG_INFO(&log_whip, "%s: room %s waits for a WHIP publisher (%s)", s->id, s->room_id,
+		 w->h264 ? "H.264" : "VP8");
+	return 0;
+}
+
+void recorder_whip_session_free(struct recorder_session *s)
+{
+	if (!s->whip_wait)
+		return;
+	if (!s->whip_wait->taken)
+		media_rtp_feed_release(s->whip_wait->feed);
+	free(s->whip_wait);
+	s->whip_wait = NULL;
+}
+
+/* The live recording of 'room_id' that waits for a publisher, with a
+ * reference, its feed taken for the caller; NULL when none. 'busy' is set
+ * when one exists whose publisher already came. */
+static struct recorder_session *whip_take_waiting(struct recorder *r, const char *room_id, bool *busy)
+{
+	struct recorder_session *found = NULL;
+
+	*busy = false;
+	pthread_mutex_lock(&r->lock);
+	for (struct recorder_session *s = r->sessions; s; s = s->next) {
+		if (!s->whip_wait || strcmp(s->room_id, room_id) != 0)
+			continue;
+		if (s->whip_wait->taken) {
+			*busy = true;
+			continue;
+		}
+		s->whip_wait->taken = true;
+		s->refs++;
+		found = s;
+		break;
+	}
+	pthread_mutex_unlock(&r->lock);
+	return found;
+}
+
+/* A publisher for a recording that waits for it (recorder_whip_wait). */
+static void whip_publish_waiting(struct recorder *r, const struct recorder_caller *caller,
+				 struct recorder_session *s, const struct webrtc_offer *o, struct recorder_reply *out,
+				 char **answer, char *recording_id)
+{
+	struct recorder_whip_wait *w = s->whip_wait;
+	struct media_rtp_feed *feed = w->feed;
+	struct webrtc_choice c;
+	struct webrtc_session_info info = { 0 };
+	struct recorder_verdict v;
+	char err[256], format[8] = "mkv";
+
+	pthread_mutex_lock(&s->lock);
+	const cJSON *f = cJSON_GetObjectItemCaseSensitive(s->rec, "format");
+	if (cJSON_IsString(f))
+		util_strlcpy(format, f->valuestring, sizeof(format));
+	bool allowed = recorder_authorize(r, caller, RECORDER_OP_START, s->rec, &v);
+	pthread_mutex_unlock(&s->lock);
+	if (!allowed) {
+		reply_error(out, v.status == 404 ? 404 : 403, v.status == 404 ? "not_found" : "forbidden", "%s",
+			    v.reason[0] ? v.reason : "forbidden");
+		goto untake;
+	}
+	if (webrtc_offer_choose(o, format, w->h264, &c, err, sizeof(err)) < 0) {
+		reply_error(out, 400, "unsupported_codec", "%s", err);
+		goto untake;
+	}
+	if (c.video_section >= 0 && (c.video_codec == WEBRTC_VIDEO_H264) != w->h264) {
+		reply_error(out, 400, "unsupported_codec", "room %s waits for %s video (its %s recording %s): the "
+			    "offer has none", s->room_id, w->h264 ? "H.264" : "VP8", format, s->id);
+		goto untake;
+	}
+	c.no_nack = !config_get_bool(r->cfg, "webrtc.nack");
+	/* From here the session owns the feed, also when it fails (the
+	 * recording then sees its feed end). */
+	if (webrtc_session_new_on(r->webrtc, o, &c, feed, &info, err, sizeof(err)) < 0) {
+		reply_error(out, 500, "internal", "cannot open a WHIP session: %s", err);
+		return;
+	}
+	webrtc_session_set_tag(r->webrtc, info.id, s->id);
+	cJSON *meta = whip_meta(o, &c, info.id);
+	pthread_mutex_lock(&s->lock);
+	cJSON *m = recorder_rec_metadata(s->rec);
+	if (m && meta) {
+		cJSON_AddBoolToObject(meta, "waited", true);
+		recorder_json_set(m, "whip", meta);
+		meta = NULL;
+		recorder_put(r, s->rec);
+	}
+	pthread_mutex_unlock(&s->lock);
+	cJSON_Delete(meta);
+	recorder_status(r, caller, s->room_id, s->id, out);
+	if (out->status == 200)
+		out->status = 201;
+	util_strlcpy(recording_id, s->id, UUID_STR_LEN);
+	*answer = info.answer;
+	LOG_INFO(&log_whip, "%s: WHIP publisher for the waiting recording in room %s (session %llu)", s->id,
+		 s->room_id, (unsigned long long)info.id);
+	return;
+untake:
+	pthread_mutex_lock(&r->lock);
+	w->taken = false;
+	pthread_mutex_unlock(&r->lock);
+}
+
 void recorder_whip_publish(struct recorder *r, const struct recorder_caller *caller, const char *room_id,
 			   const char *format, const char *quality, const char *sdp, size_t len,
 			   struct recorder_reply *out, char **answer, char *recording_id)
@@ -79,7 +245,7 @@ void recorder_whip_publish(struct recorder *r, const struct recorder_caller *cal
 	struct webrtc_offer *o = NULL;
 	struct webrtc_choice c;
 	struct webrtc_session_info info = { 0 };
-	char err[256], args[256];
+	char err[256], args[600], sprop[384] = "";
 
 	*answer = NULL;
 	recording_id[0] = 0;
@@ -101,15 +267,31 @@ void recorder_whip_publish(struct recorder *r, const struct recorder_caller *cal
 		reply_error(out, 400, "invalid_sdp", "the SDP offer is not usable: %s", err);
 		goto done;
 	}
-	/* H.264 needs the RFC 6184 depacketizer, which the rtp source does not have yet. */
-	if (webrtc_offer_choose(o, format, false, &c, err, sizeof(err)) < 0) {
+	/* A recording started over REST in a `whip` room waits for this
+	 * publisher: it joins that one (its format, not the query's). */
+	bool busy;
+	struct recorder_session *waiting = whip_take_waiting(r, room_id, &busy);
+	if (waiting) {
+		whip_publish_waiting(r, caller, waiting, o, out, answer, recording_id);
+		recorder_session_unref(waiting);
+		goto done;
+	}
+	if (busy) {
+		reply_error(out, 409, "publisher_present", "the recording of room %s already has its WHIP publisher",
+			    room_id);
+		goto done;
+	}
+	/* The video is recorded as it comes: webm takes VP8, mp4 H.264, mkv
+	 * either (H.264 first). */
+	if (webrtc_offer_choose(o, format, true, &c, err, sizeof(err)) < 0) {
 		reply_error(out, 400, "unsupported_codec", "%s", err);
 		goto done;
 	}
 	c.no_nack = !config_get_bool(r->cfg, "webrtc.nack");
-	if (strcmp(format, "mp4") == 0 && c.video_codec == WEBRTC_VIDEO_VP8) {
-		reply_error(out, 400, "invalid_format", "a WHIP publisher is recorded as it sends (VP8/Opus here): "
-			    "use format webm or mkv; mp4 would mean re-encoding the video");
+	if (c.video_codec == WEBRTC_VIDEO_H264 &&
+	    webrtc_h264_sprop(o->s[c.video_section].h264_fmtp, sprop, sizeof(sprop)) < 0) {
+		reply_error(out, 400, "invalid_sdp", "the offer's H.264 sprop-parameter-sets are not base64 "
+			    "parameter sets (or longer than %zu bytes)", sizeof(sprop) - 1);
 		goto done;
 	}
 	if (webrtc_session_new(r->webrtc, o, &c, &info, err, sizeof(err)) < 0) {
@@ -120,10 +302,15 @@ void recorder_whip_publish(struct recorder *r, const struct recorder_caller *cal
 	 * asks for the preset's video bitrate. The jitter buffer waits 250 ms
 	 * so that a retransmission asked for after 10 ms fits a 200 ms RTT. */
 	const struct media_preset *preset = media_preset_find(quality && quality[0] ? quality : r->default_quality);
-	snprintf(args, sizeof(args), "feed=%s,video=%d,audio=%d,video_pt=%d,audio_pt=%d,latch=0,nack=%d,"
-		 "remb_kbps=%lld,latency_ms=250", info.feed, c.video_section >= 0, c.audio_section >= 0,
-		 c.video_section >= 0 ? c.video_pt : 96, c.audio_section >= 0 ? c.audio_pt : 111, !c.no_nack,
-		 preset ? (long long)preset->video_bps / 1000 : 0);
+	int alen = whip_args(args, sizeof(args), info.feed, c.video_section >= 0, c.audio_section >= 0,
+			     c.video_section >= 0 ? c.video_pt : 96, c.audio_section >= 0 ? c.audio_pt : 111,
+			     !c.no_nack, preset, c.video_codec == WEBRTC_VIDEO_H264, sprop);
+	if (alen < 0 || (size_t)alen >= sizeof(args)) {
+		webrtc_session_close(r->webrtc, info.id, "the offer's parameters do not fit");
+		free(info.answer);
+		reply_error(out, 400, "invalid_sdp", "the offer's H.264 sprop-parameter-sets are too long");
+		goto done;
+	}
 	cJSON *meta = whip_meta(o, &c, info.id);
 	struct recorder_start_opts opts = {
 		.source = "rtp", .args = args, .meta_key = "whip", .meta = meta, .no_wait = true,

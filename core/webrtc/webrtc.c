@@ -310,10 +310,17 @@ static void session_free(struct webrtc *w, struct webrtc_session *s)
 int webrtc_session_new(struct webrtc *w, const struct webrtc_offer *o, const struct webrtc_choice *c,
 		       struct webrtc_session_info *out, char *err, size_t errlen)
 {
+	return webrtc_session_new_on(w, o, c, NULL, out, err, errlen);
+}
+
+int webrtc_session_new_on(struct webrtc *w, const struct webrtc_offer *o, const struct webrtc_choice *c,
+			  struct media_rtp_feed *feed, struct webrtc_session_info *out, char *err, size_t errlen)
+{
 	struct webrtc_session *s = calloc(1, sizeof(*s));
 
 	memset(out, 0, sizeof(*out));
 	if (!s) {
+		media_rtp_feed_release(feed);
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
@@ -327,7 +334,9 @@ int webrtc_session_new(struct webrtc *w, const struct webrtc_offer *o, const str
 	webrtc_random_text(s->pwd, WEBRTC_PWD_LEN);
 	s->created_ns = time_mono_ns();
 	pthread_mutex_init(&s->out_lock, NULL);
-	s->feed = media_rtp_feed_new(webrtc_feed_rtcp, s);
+	if (feed)
+		media_rtp_feed_set_rtcp(feed, webrtc_feed_rtcp, s);
+	s->feed = feed ? feed : media_rtp_feed_new(webrtc_feed_rtcp, s);
 	if (!s->feed) {
 		pthread_mutex_destroy(&s->out_lock);
 		free(s);

@@ -60,6 +60,11 @@ struct webrtc_session_info {
  * 'err' (out of memory). */
 int webrtc_session_new(struct webrtc *w, const struct webrtc_offer *o, const struct webrtc_choice *c,
 		       struct webrtc_session_info *out, char *err, size_t errlen);
+/* The same on 'feed', a feed made earlier (a recording already waits on
+ * it): the session takes over its producer reference, also on failure. */
+struct media_rtp_feed;
+int webrtc_session_new_on(struct webrtc *w, const struct webrtc_offer *o, const struct webrtc_choice *c,
+			  struct media_rtp_feed *feed, struct webrtc_session_info *out, char *err, size_t errlen);
 /* Names the session (the recording id) for webrtc_session_close_tag. */
 void webrtc_session_set_tag(struct webrtc *w, uint64_t id, const char *tag);
 /* Ends and frees the session; returns false when none has that id/tag. */

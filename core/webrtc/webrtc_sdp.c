@@ -274,6 +274,7 @@ int webrtc_offer_choose(const struct webrtc_offer *o, const char *format, bool h
 			char *err, size_t errlen)
 {
 	bool webm = strcmp(format, "webm") == 0;
+	bool mp4 = strcmp(format, "mp4") == 0 && h264;
 	bool video_offered = false;
 
 	c->video_section = c->audio_section = -1;
@@ -294,7 +295,7 @@ int webrtc_offer_choose(const struct webrtc_offer *o, const char *format, bool h
 		if (!webm && h264 && s->h264_pt >= 0) {
 			c->video_codec = WEBRTC_VIDEO_H264;
 			c->video_pt = s->h264_pt;
-		} else if (s->vp8_pt >= 0) {
+		} else if (!mp4 && s->vp8_pt >= 0) {
 			c->video_codec = WEBRTC_VIDEO_VP8;
 			c->video_pt = s->vp8_pt;
 		} else {
@@ -303,13 +304,14 @@ int webrtc_offer_choose(const struct webrtc_offer *o, const char *format, bool h
 		c->video_section = i;
 	}
 	if (video_offered && c->video_section < 0) {
-		snprintf(err, errlen, "the offer's video has no codec a %s recording can hold: edgerec takes %s", format,
-			 webm || !h264 ? "VP8" : "H.264 (packetization-mode=1) or VP8");
+		snprintf(err, errlen, "the offer's video has no codec a %s recording can hold: edgerec takes %s%s", format,
+			 webm || !h264 ? "VP8" : mp4 ? "H.264 (packetization-mode=1)" : "H.264 (packetization-mode=1) or VP8",
+			 mp4 ? " (VP8 goes to webm or mkv; MP4 would mean re-encoding it)" : "");
 		return -1;
 	}
 	if (c->video_section < 0 && c->audio_section < 0) {
 		snprintf(err, errlen, "the offer sends nothing edgerec records (a sending audio section with Opus "
-			 "or a video section with VP8%s)", webm || !h264 ? "" : " or H.264");
+			 "or a video section with %s)", webm || !h264 ? "VP8" : mp4 ? "H.264" : "VP8 or H.264");
 		return -1;
 	}
 	if (c->video_section >= 0 && c->audio_section >= 0 &&
@@ -324,6 +326,53 @@ int webrtc_offer_choose(const struct webrtc_offer *o, const char *format, bool h
 			snprintf(err, errlen, "media section %s lacks a=rtcp-mux, which WHIP requires", o->s[k].mid);
 			return -1;
 		}
+	}
+	return 0;
+}
+
+/* The offer's H.264 fmtp as the answer repeats it: its parameters less the
+ * sprop-* ones, which describe what the offerer sends (edgerec sends nothing). */
+static void sdp_fmtp_answer(FILE *f, const char *fmtp)
+{
+	bool first = true;
+	for (const char *p = fmtp; *p;) {
+		size_t n = strcspn(p, ";");
+		const char *q = p;
+		while (n && *q == ' ') {
+			q++;
+			n--;
+		}
+		if (n && strncasecmp(q, "sprop-", 6) != 0) {
+			fprintf(f, "%s%.*s", first ? "" : ";", (int)n, q);
+			first = false;
+		}
+		p = q + n + (q[n] == ';');
+	}
+}
+
+int webrtc_h264_sprop(const char *fmtp, char *out, size_t outlen)
+{
+	out[0] = 0;
+	for (const char *p = fmtp; *p;) {
+		size_t n = strcspn(p, ";");
+		while (n && *p == ' ') {
+			p++;
+			n--;
+		}
+		if (n > 21 && strncasecmp(p, "sprop-parameter-sets=", 21) == 0) {
+			size_t k = 0;
+			for (size_t i = 21; i < n && p[i] != ' '; i++) {
+				char ch = p[i] == ',' ? ':' : p[i];
+				if (!isalnum((unsigned char)ch) && ch != '+' && ch != '/' && ch != '=' && ch != ':')
+					return -1;
+				if (k + 1 >= outlen)
+					return -1;
+				out[k++] = ch;
+			}
+			out[k] = 0;
+			return 0;
+		}
+		p += n + (p[n] == ';');
 	}
 	return 0;
 }
@@ -364,7 +413,9 @@ char *webrtc_answer_build(const struct webrtc_offer *o, const struct webrtc_choi
 		if (audio) {
 			fprintf(f, "a=rtpmap:%d opus/48000/2\r\na=fmtp:%d minptime=10;useinbandfec=1\r\n", pt, pt);
 		} else if (c->video_codec == WEBRTC_VIDEO_H264) {
-			fprintf(f, "a=rtpmap:%d H264/90000\r\na=fmtp:%d %s\r\n", pt, pt, s->h264_fmtp);
+			fprintf(f, "a=rtpmap:%d H264/90000\r\na=fmtp:%d ", pt, pt);
+			sdp_fmtp_answer(f, s->h264_fmtp);
+			fprintf(f, "\r\n");
 		} else {
 			fprintf(f, "a=rtpmap:%d VP8/90000\r\n", pt);
 		}

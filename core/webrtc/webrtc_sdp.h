@@ -35,7 +35,7 @@ struct webrtc_sdp_section {
 	int opus_pt;             /* -1 when absent */
 	int vp8_pt;
 	int h264_pt;             /* packetization-mode=1, the first such */
-	char h264_fmtp[128];
+	char h264_fmtp[512];
 	uint8_t h264_map[16];    /* payload types with an H264/90000 rtpmap */
 	bool bundled;            /* in the BUNDLE group */
 	char ufrag[WEBRTC_ICE_UFRAG_MAX];  /* media-level ICE credentials, if any */
@@ -67,12 +67,18 @@ struct webrtc_choice {
 };
 
 /* Picks the sections and codecs to record into 'format' (webm: VP8 only;
- * mkv and mp4: H.264 first when 'h264' says edgerec can depacketize it,
- * else VP8). Audio: the first sending section with Opus. Returns 0, or -1
+ * mkv: H.264 first when 'h264' says edgerec can depacketize it, else VP8;
+ * mp4: H.264 only when 'h264', since MP4 holds no VP8 without re-encoding). Audio: the first sending section with Opus. Returns 0, or -1
  * with 'err' (no video codec the format can hold, nothing to record, more
  * than one section without BUNDLE). */
 int webrtc_offer_choose(const struct webrtc_offer *o, const char *format, bool h264, struct webrtc_choice *c,
 			char *err, size_t errlen);
+
+/* The sprop-parameter-sets of an H.264 fmtp ("k=v;k=v"), its sets joined
+ * by ':' instead of ',' (so that they fit one value of the rtp source's
+ * "k=v,k=v" arguments), into 'out'; "" when absent. Returns 0, or -1 when
+ * they do not fit or hold a character base64 has not. */
+int webrtc_h264_sprop(const char *fmtp, char *out, size_t outlen);
 
 /* Our side of the answer. */
 struct webrtc_answer_params {

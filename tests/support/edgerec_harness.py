@@ -665,21 +665,27 @@ def s3_config(port, bucket, extra=None):
 __all__ += ["start_process", "stop_process", "start_s3rver", "s3_config"]
 
 
-def browser_dir():
-    """The folder of the browser drivers (tests/support/browser), with every
-    npm dependency its package.json names installed from its lock file
-    (npm ci, once); fails when Debian's chromium is missing."""
-    assert os.path.exists("/usr/bin/chromium"), "Debian's chromium is not installed (scripts/bootstrap)"
+def npm_dir(name):
+    """The folder tests/support/'name' of a Node.js driver, with every npm
+    dependency its package.json names installed from its lock file (npm ci,
+    once)."""
     src = os.environ.get("EDGEREC_SOURCE_DIR") or os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
-    d = os.path.abspath(os.path.join(src, "tests", "support", "browser"))
+    d = os.path.abspath(os.path.join(src, "tests", "support", name))
     with open(os.path.join(d, "package.json")) as f:
         deps = json.load(f).get("dependencies", {})
-    if not all(os.path.isdir(os.path.join(d, "node_modules", name)) for name in deps):
+    if not all(os.path.isdir(os.path.join(d, "node_modules", dep)) for dep in deps):
         subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=d, check=True, timeout=300)
     return d
 
 
-__all__.append("browser_dir")
+def browser_dir():
+    """The folder of the browser drivers (tests/support/browser, npm_dir);
+    fails when Debian's chromium is missing."""
+    assert os.path.exists("/usr/bin/chromium"), "Debian's chromium is not installed (scripts/bootstrap)"
+    return npm_dir("browser")
+
+
+__all__ += ["npm_dir", "browser_dir"]
 
 
 def write_file(path, text):

@@ -97,6 +97,10 @@ static void test_offer_parse_and_choose(void)
 	CHECK_INT(c.video_pt, 104);
 	CHECK_INT(webrtc_offer_choose(o, "mkv", false, &c, err, sizeof(err)), 0);
 	CHECK_INT(c.video_codec, WEBRTC_VIDEO_VP8);
+	/* mp4: H.264 only */
+	CHECK_INT(webrtc_offer_choose(o, "mp4", true, &c, err, sizeof(err)), 0);
+	CHECK_INT(c.video_codec, WEBRTC_VIDEO_H264);
+	CHECK_INT(c.video_pt, 104);
 
 	/* The answer */
 	const char *addrs[] = { "192.0.2.7", "127.0.0.1" };
@@ -123,6 +127,28 @@ static void test_offer_parse_and_choose(void)
 		CHECK(strstr(a, "rtx") == NULL && strstr(a, "H264") == NULL && strstr(a, "sendonly") == NULL);
 		free(a);
 	}
+	/* An H.264 answer repeats the fmtp of the chosen payload, less its
+	 * sprop-parameter-sets (they describe the offerer's stream). */
+	snprintf(o->s[1].h264_fmtp, sizeof(o->s[1].h264_fmtp),
+		 "profile-level-id=42e01f; sprop-parameter-sets=Z0LAHtkA,aMuDyA==;packetization-mode=1");
+	CHECK_INT(webrtc_offer_choose(o, "mkv", true, &c, err, sizeof(err)), 0);
+	a = webrtc_answer_build(o, &c, &ap);
+	CHECK(a != NULL);
+	if (a) {
+		CHECK(strstr(a, "m=video 41000 UDP/TLS/RTP/SAVPF 104\r\n") != NULL);
+		CHECK(strstr(a, "a=rtpmap:104 H264/90000\r\n") != NULL);
+		CHECK(strstr(a, "a=fmtp:104 profile-level-id=42e01f;packetization-mode=1\r\n") != NULL);
+		CHECK(strstr(a, "a=rtcp-fb:104 nack pli\r\n") != NULL);
+		CHECK(strstr(a, "sprop") == NULL && strstr(a, "VP8") == NULL);
+		free(a);
+	}
+	char sp[64];
+	CHECK_INT(webrtc_h264_sprop(o->s[1].h264_fmtp, sp, sizeof(sp)), 0);
+	CHECK_STR(sp, "Z0LAHtkA:aMuDyA==");
+	CHECK_INT(webrtc_h264_sprop("packetization-mode=1", sp, sizeof(sp)), 0);
+	CHECK_STR(sp, "");
+	CHECK_INT(webrtc_h264_sprop("sprop-parameter-sets=Z0L<,aM", sp, sizeof(sp)), -1);
+	CHECK_INT(webrtc_h264_sprop("sprop-parameter-sets=Z0LAHtkA,aMuDyA==", sp, 8), -1);
 	free(o);
 }
 
@@ -177,6 +203,15 @@ static void test_offer_refusals(void)
 	CHECK_INT(webrtc_offer_choose(o, "mkv", true, &c, err, sizeof(err)), 0);
 	CHECK_INT(c.video_codec, WEBRTC_VIDEO_H264);
 	free(h264_only);
+	/* No H.264 for mp4: refused, naming H.264. */
+	char *vp8_only = strdup(chrome_offer);
+	memcpy(strstr(vp8_only, "a=rtpmap:104 H264") + 12, "X264", 4);
+	CHECK_INT(webrtc_offer_parse(vp8_only, strlen(vp8_only), o, err, sizeof(err)), 0);
+	CHECK_INT(webrtc_offer_choose(o, "mp4", true, &c, err, sizeof(err)), -1);
+	CHECK(strstr(err, "H.264") != NULL && strstr(err, "mp4") != NULL);
+	CHECK_INT(webrtc_offer_choose(o, "mkv", true, &c, err, sizeof(err)), 0);
+	CHECK_INT(c.video_codec, WEBRTC_VIDEO_VP8);
+	free(vp8_only);
 
 	/* Audio and video not bundled: refused (one transport per session). */
 	char *nobundle = strdup(chrome_offer);

@@ -1,5 +1,6 @@
 // Publishes Debian chromium's fake camera and microphone to a WHIP endpoint:
-//   node whip.mjs <whip-url> <token> <seconds> [vp8|h264|any] [badfp]
+//   node whip.mjs <whip-url> <token> <seconds> [vp8|h264|vp8-only|h264-only|any] [badfp]
+// vp8/h264 put that codec first in the offer; vp8-only/h264-only offer no other video codec.
 // 'badfp' sends the offer with a DTLS fingerprint that is not the
 // browser's certificate's (the endpoint must refuse its media).
 // The page lives on another origin (a plain HTTP server this script runs
@@ -46,8 +47,9 @@ try {
         const tr = pc.addTransceiver(track, { direction: 'sendonly', streams: [stream] });
         if (track.kind === 'video' && codec !== 'any') {
           const caps = RTCRtpSender.getCapabilities('video').codecs;
-          const want = caps.filter((c) => c.mimeType.toLowerCase() === 'video/' + codec);
-          tr.setCodecPreferences(want.concat(caps.filter((c) => !want.includes(c))));
+          const name = codec.replace(/-only$/, '');
+          const want = caps.filter((c) => c.mimeType.toLowerCase() === 'video/' + name);
+          tr.setCodecPreferences(codec.endsWith('-only') ? want : want.concat(caps.filter((c) => !want.includes(c))));
         }
       }
       await pc.setLocalDescription(await pc.createOffer());
