@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
+#include <systemd/sd-daemon.h>
 
 #include "common_log.h"
 #include "common_util.h"
@@ -400,6 +401,13 @@ int main_serve(int argc, char **argv)
 	}
 	printf("edgerec serve: ready (Ctrl-C stops)\n");
 	fflush(stdout);
+	/* Under systemd (Type=notify): ready once listening with Redis
+	 * connected; the watchdog is fed from this loop, so a stuck main
+	 * thread gets the service restarted. Outside systemd these do nothing. */
+	uint64_t watchdog_us = 0;
+	if (sd_watchdog_enabled(0, &watchdog_us) <= 0)
+		watchdog_us = 0;
+	sd_notify(0, "READY=1");
 
 	for (;;) {
 		unsigned char sig;
@@ -414,8 +422,11 @@ int main_serve(int argc, char **argv)
 		if (n < 0 && errno != EAGAIN && errno != EINTR)
 			break;
 		struct pollfd pfd = { .fd = serve_signal_pipe[0], .events = POLLIN };
-		poll(&pfd, 1, -1);
+		if (watchdog_us)
+			sd_notify(0, "WATCHDOG=1");
+		poll(&pfd, 1, watchdog_us ? (int)(watchdog_us / 2000) : -1);
 	}
+	sd_notify(0, "STOPPING=1");
 	status = 0;
 out:
 	/* Down, in reverse order. */
