@@ -155,7 +155,7 @@ class Guest:
             except AssertionError:
                 assert time.monotonic() < deadline, "no shell on the console: " + \
                     self.buf[-2000:].decode(errors="replace")
-        self.sh("stty -echo; dmesg -n 1; export SYSTEMD_PAGER= PAGER=cat TERM=dumb")
+        self.sh("stty -echo; dmesg -n 1; export SYSTEMD_PAGER= PAGER=cat TERM=dumb PS1=; bind 'set enable-bracketed-paste off'")
 
     def sh(self, cmd, timeout=120, check=True):
         """Runs 'cmd' in the guest's shell; returns (status, output)."""
@@ -164,6 +164,7 @@ class Guest:
         self.sock.sendall(("%s; echo %s_$?_\r" % (cmd, tag)).encode())
         m = self.expect(rb"(?s)(.*?)" + tag.encode() + rb"_(\d+)_", timeout)
         out = m.group(1).decode(errors="replace").replace("\r", "")
+        out = re.sub(r"\x1b\[\?2004[hl]|root@edgerec:[^#\n]*# ", "", out)
         status = int(m.group(2))
         if check:
             assert status == 0, "guest: %s -> %d\n%s" % (cmd, status, out[-3000:])
@@ -415,8 +416,9 @@ def scenario(g):
     # 7. qemu killed in the middle of an install of v2 into A.
     g.sh("mountpoint -q /mnt || mount -o ro /dev/vdb /mnt")
     g.sock.sendall(b"rauc install /mnt/v2.raucb\r")
-    g.expect(rb"[1-9][0-9]%|Copying image", 300)
-    time.sleep(2)
+    # RAUC has marked slot A bad and is writing it.
+    g.expect(rb"Copying image", 300)
+    time.sleep(1)
     g.kill()
     log("qemu killed during the install")
     boot(g, "boot after the interrupted install")
