@@ -259,6 +259,7 @@ def install(guest, bundle, timeout=900):
 def build(out):
     """The image and the bundles (or those of EDGEREC_IMAGE_DIR)."""
     broken = mktemp("image-v3")
+    os.chmod(broken, 0o755)
     d = os.path.join(broken, "etc", "systemd", "system", "edgerec.service.d")
     os.makedirs(d)
     with open(os.path.join(d, "broken.conf"), "w") as f:
