@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <malloc.h>
+#include <poll.h>
 #include <pthread.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
@@ -17,6 +18,7 @@
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
+#include <systemd/sd-daemon.h>
 
 #include "common_log.h"
 #include "common_util.h"
@@ -517,13 +519,27 @@ int main_serve(int argc, char **argv)
 		printf("edgerec serve: console sign-in as '%s', password in %s\n", console_user, console_pw);
 	printf("edgerec serve: ready (Ctrl-C stops)\n");
 	fflush(stdout);
+	/* Under systemd (Type=notify): ready once listening with Redis
+	 * connected; the watchdog is fed from this loop, so a stuck main
+	 * thread gets the service restarted. Outside systemd these do nothing. */
+	uint64_t watchdog_us = 0;
+	if (sd_watchdog_enabled(0, &watchdog_us) <= 0)
+		watchdog_us = 0;
+	sd_notify(0, "READY=1");
 
 	struct serve_reload_ctx reload = { .cfg = cfg, .path = config_path, .sets = sets, .nsets = nsets,
 					   .rec = rec, .pol = pol, .s3 = s3, .http = http };
 	for (;;) {
+		/* Waits for a signal, waking at half the watchdog period to feed it. */
+		if (watchdog_us)
+			sd_notify(0, "WATCHDOG=1");
+		struct pollfd pfd = { .fd = sfd, .events = POLLIN };
+		int pr = poll(&pfd, 1, watchdog_us ? (int)(watchdog_us / 2000) : -1);
+		if (pr == 0 || (pr < 0 && errno == EINTR))
+			continue;
 		struct signalfd_siginfo si;
 		ssize_t n = read(sfd, &si, sizeof(si));
-		if (n < 0 && errno == EINTR)
+		if (n < 0 && (errno == EINTR || errno == EAGAIN))
 			continue;
 		if (n != (ssize_t)sizeof(si)) {
 			LOG_ERROR(&serve_log, "signalfd: %s", n < 0 ? strerror(errno) : "short read");
@@ -540,6 +556,7 @@ int main_serve(int argc, char **argv)
 		pthread_sigmask(SIG_UNBLOCK, &sigs, NULL);
 		break;
 	}
+	sd_notify(0, "STOPPING=1");
 	status = 0;
 out:
 	/* Down, in reverse order. */

@@ -1,0 +1,435 @@
+"""test_image: the qemu-x86_64 firmware, built and booted for real (q35,
+OVMF, TCG when there is no KVM), driven over its HTTPS API (forwarded to
+127.0.0.1) and its serial console (root on the development board).
+
+1. scripts/image builds the disk (v1) and two bundles of the same root: v2
+   (good) and v3 (edgerec never becomes healthy: its unit points it at a
+   Redis that is not there);
+2. boots the disk, measures qemu start -> /healthz 200 through the forward;
+3. records a short clip of the test source through the REST API and
+   downloads it on the host (ffprobe checks VP8 + Opus and its length);
+4. a tampered copy of v2 (one byte of the root image flipped) and v2 re-signed
+   by another CA are refused by `rauc install`, and the boot environment is
+   unchanged;
+5. installs v2, reboots: v2 runs from slot B, marked good, and the clip of
+   step 3 is still downloadable (same bytes);
+6. installs v3, reboots: v3 never becomes healthy, its mark-good gate
+   reboots, GRUB falls back to v2 in slot B by itself;
+7. kills qemu in the middle of an install of v2 into slot A, boots again:
+   the box runs v2 from slot B and is healthy.
+
+The bundles reach the guest on a second, read-only virtio disk (a squashfs
+of the bundle files): the box has no other way in than its API, and the API
+takes no bundle yet.
+
+Opt-in (it builds a Debian root and boots it five times under TCG, longer
+than the rest of scripts/test): EDGEREC_IMAGE_TEST=1. Without it, or without
+qemu/OVMF, it prints why and exits 77 (ctest: skipped). EDGEREC_IMAGE_DIR
+reuses an image built before by scripts/image with the same options.
+"""
+import hashlib
+import json
+import os
+import re
+import shutil
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+
+SOURCE = os.environ.get("EDGEREC_SOURCE_DIR") or os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
+sys.path.insert(0, os.path.join(SOURCE, "tests", "support"))
+from edgerec_harness import free_port, mktemp, start_process, stop_process, wait_until  # noqa: E402
+
+SKIP = 77
+OVMF = "/usr/share/ovmf/OVMF.fd"
+# Bounds under TCG on a shared 2-core box.
+BOOT_TIMEOUT = 600
+FIGURES = {}
+
+
+def skip(why):
+    print("SKIP test_image: " + why, flush=True)
+    sys.exit(SKIP)
+
+
+def log(msg):
+    print("[%6.1fs] %s" % (time.monotonic() - T0, msg), flush=True)
+
+
+def run(argv, timeout=1800, **kw):
+    p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout, **kw)
+    assert p.returncode == 0, "%s exited %d:\n%s" % (" ".join(argv), p.returncode, p.stdout[-4000:])
+    return p.stdout
+
+
+class Guest:
+    """One qemu of the disk, with its serial console on a unix socket."""
+
+    def __init__(self, disk, bundles, work):
+        self.disk, self.bundles, self.work = disk, bundles, work
+        self.port = free_port()
+        self.proc = None
+        self.sock = None
+        self.buf = b""
+        self.serial_log = os.path.join(work, "serial.log")
+        self.n = 0
+
+    def start(self):
+        self.sock_path = os.path.join(self.work, "serial.sock")
+        if os.path.exists(self.sock_path):
+            os.unlink(self.sock_path)
+        env = dict(os.environ, QEMU_SERIAL_SOCKET=self.sock_path, QEMU_SERIAL_LOG=self.serial_log)
+        argv = ["sh", os.path.join(SOURCE, "board", "qemu-x86_64", "run"), self.disk, str(self.port)]
+        argv += ["-drive", "file=%s,format=raw,if=virtio,readonly=on" % self.bundles]
+        self.t_start = time.monotonic()
+        self.proc = start_process(argv, os.path.join(self.work, "qemu.log"), env=env)
+        wait_until(lambda: os.path.exists(self.sock_path) or self.proc.poll() is not None, timeout=30,
+                   what="qemu serial socket")
+        assert self.proc.poll() is None, open(os.path.join(self.work, "qemu.log")).read()
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(self.sock_path)
+        self.buf = b""
+        # The console is drained all the time: a UART nobody reads stalls
+        # the guest once qemu's socket buffer is full.
+        self.cond = threading.Condition()
+        self.reader = threading.Thread(target=self._drain, args=(self.sock,), daemon=True)
+        self.reader.start()
+        return self
+
+    def _drain(self, sock):
+        while True:
+            try:
+                data = sock.recv(65536)
+            except OSError:
+                data = b""
+            with self.cond:
+                if not data:
+                    self.cond.notify_all()
+                    return
+                self.buf += data
+                self.cond.notify_all()
+
+    def kill(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        if self.sock:
+            try:
+                self.sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            self.sock.close()
+            self.sock = None
+            self.reader.join(timeout=5)
+
+    def expect(self, pattern, timeout):
+        """Waits for 'pattern' (bytes regex) on the console; returns the match
+        and drops what came before and with it."""
+        rx = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while True:
+                m = rx.search(self.buf)
+                if m:
+                    self.buf = self.buf[m.end():]
+                    return m
+                assert self.proc.poll() is None, "qemu exited %s" % self.proc.returncode
+                assert time.monotonic() < deadline, "no %r on the console in %ds; last:\n%s" % (
+                    pattern, timeout, self.buf[-2000:].decode(errors="replace"))
+                self.cond.wait(0.5)
+
+    def shell(self, timeout=BOOT_TIMEOUT):
+        """Waits for the root shell of the autologin console."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.n += 1
+            self.sock.sendall(b"\recho READY_%d\r" % self.n)
+            try:
+                self.expect(rb"READY_%d\r?\n" % self.n, 10)
+                break
+            except AssertionError:
+                assert time.monotonic() < deadline, "no shell on the console: " + \
+                    self.buf[-2000:].decode(errors="replace")
+        self.sh("stty -echo; dmesg -n 1; export SYSTEMD_PAGER= PAGER=cat TERM=dumb PS1=; bind 'set enable-bracketed-paste off'")
+
+    def sh(self, cmd, timeout=120, check=True):
+        """Runs 'cmd' in the guest's shell; returns (status, output)."""
+        self.n += 1
+        tag = "END_%d" % self.n
+        self.sock.sendall(("%s; echo %s_$?_\r" % (cmd, tag)).encode())
+        m = self.expect(rb"(?s)(.*?)" + tag.encode() + rb"_(\d+)_", timeout)
+        out = m.group(1).decode(errors="replace").replace("\r", "")
+        out = re.sub(r"\x1b\[\?2004[hl]|root@edgerec:[^#\n]*# ", "", out)
+        status = int(m.group(2))
+        if check:
+            assert status == 0, "guest: %s -> %d\n%s" % (cmd, status, out[-3000:])
+        return status, out
+
+    def url(self, path):
+        return "https://127.0.0.1:%d%s" % (self.port, path)
+
+
+def https(guest, method, path, token=None, timeout=30, raw=False):
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    req = urllib.request.Request(guest.url(path), method=method, headers={"Authorization": "Bearer " + token} if token else {})
+    try:
+        with urllib.request.urlopen(req, context=ctx, timeout=timeout) as r:
+            body = r.read()
+            return r.status, body if raw else json.loads(body or b"{}")
+    except urllib.error.HTTPError as e:
+        body = e.read()
+        return e.code, body if raw else json.loads(body or b"{}")
+
+
+def wait_healthy(guest, what):
+    """Waits for /healthz 200 "ok" through the forward; returns seconds since
+    qemu started."""
+    def ok():
+        assert guest.proc.poll() is None, "qemu exited"
+        try:
+            st, body = https(guest, "GET", "/healthz", timeout=10)
+            return st == 200 and body.get("status") == "ok"
+        except (OSError, ValueError):
+            return False
+    wait_until(ok, timeout=BOOT_TIMEOUT, interval=2, what=what)
+    return time.monotonic() - guest.t_start
+
+
+def boot(guest, what):
+    guest.start()
+    secs = wait_healthy(guest, what)
+    guest.shell()
+    log("%s: API healthy %.1fs after qemu started" % (what, secs))
+    return secs
+
+
+def reboot(guest, what):
+    """Reboots the guest from its shell (qemu resets in place); waits for
+    the new kernel on the console, then for the API. Returns the seconds
+    from the reboot command to a healthy API."""
+    t = time.monotonic()
+    guest.sock.sendall(b"systemctl reboot\r")
+    guest.expect(rb"Linux version", BOOT_TIMEOUT)
+    wait_healthy(guest, what)
+    guest.shell()
+    secs = time.monotonic() - t
+    log("%s: API healthy %.1fs after the reboot command" % (what, secs))
+    return secs
+
+
+def grubenv(guest):
+    _, out = guest.sh("grub-editenv /boot/efi/EFI/BOOT/grubenv list")
+    return dict(re.findall(r"^(\w+)=(.*)$", out, re.M))
+
+
+def booted(guest):
+    _, out = guest.sh("cat /proc/cmdline; cat /etc/edgerec-release")
+    slot = re.search(r"rauc\.slot=(\w)", out).group(1)
+    version = re.search(r"^VERSION=(\S+)", out, re.M).group(1)
+    return slot, version
+
+
+def wait_marked_good(guest, slot):
+    guest.sh("systemctl is-active edgerec.service")
+    # mark-good runs after edgerec is ready; wait for it to finish.
+    deadline = time.monotonic() + 300
+    while True:
+        st, out = guest.sh("systemctl show -p ActiveState -p Result edgerec-mark-good.service", check=False)
+        if "ActiveState=active" in out:
+            break
+        assert time.monotonic() < deadline and "Result=success" in out, out
+        time.sleep(3)
+    env = grubenv(guest)
+    assert env.get("%s_OK" % slot) == "1" and env.get("%s_TRY" % slot) == "0", env
+
+
+def install(guest, bundle, timeout=900):
+    t = time.monotonic()
+    st, out = guest.sh("rauc install /mnt/%s 2>&1" % bundle, timeout=timeout, check=False)
+    return st, out, time.monotonic() - t
+
+
+def build(out):
+    """The image and the bundles (or those of EDGEREC_IMAGE_DIR)."""
+    broken = mktemp("image-v3")
+    os.chmod(broken, 0o755)
+    d = os.path.join(broken, "etc", "systemd", "system", "edgerec.service.d")
+    os.makedirs(d)
+    with open(os.path.join(d, "broken.conf"), "w") as f:
+        f.write("# v3 of the image test: edgerec's Redis is not there, so it never gets healthy.\n"
+                "[Service]\nEnvironment=EDGEREC_REDIS_URL=redis://127.0.0.1:1\n")
+    # The gate's bound, shortened in v3 only (the fallback is what is tested).
+    d = os.path.join(broken, "etc", "systemd", "system", "edgerec-mark-good.service.d")
+    os.makedirs(d)
+    with open(os.path.join(d, "bound.conf"), "w") as f:
+        f.write("[Service]\nEnvironment=EDGEREC_HEALTH_TIMEOUT=60\n")
+    t = time.monotonic()
+    print(run([os.path.join(SOURCE, "scripts", "image"), "--out", out, "--version", "1",
+               "--bundle", "2", "--bundle", "3:" + broken, "qemu-x86_64"], timeout=3600), flush=True)
+    FIGURES["build_s"] = time.monotonic() - t
+
+
+def main():
+    if os.environ.get("EDGEREC_IMAGE_TEST") != "1":
+        skip("opt-in: set EDGEREC_IMAGE_TEST=1 (builds a Debian image and boots it 5 times under TCG, ~15-25 min)")
+    if not shutil.which("qemu-system-x86_64") or not os.path.exists(OVMF):
+        skip("qemu-system-x86_64 or OVMF (%s) missing" % OVMF)
+    if os.geteuid() != 0:
+        skip("scripts/image needs root (mmdebstrap in root mode, genimage)")
+    work = mktemp("image")
+    out = os.environ.get("EDGEREC_IMAGE_DIR")
+    if not out:
+        out = os.path.join(work, "out")
+        build(out)
+    for f in ("disk.img", "update-2.raucb", "update-3.raucb"):
+        assert os.path.exists(os.path.join(out, f)), f
+    print(open(os.path.join(out, "sizes.txt")).read(), flush=True)
+
+    # Bundles for the guest: v2, v3, v2 with one byte of its payload flipped,
+    # and v2 re-signed by a CA the image does not trust.
+    bdir = os.path.join(work, "bundles")
+    os.makedirs(bdir)
+    for v in ("2", "3"):
+        shutil.copy(os.path.join(out, "update-%s.raucb" % v), os.path.join(bdir, "v%s.raucb" % v))
+    tampered = os.path.join(bdir, "tampered.raucb")
+    shutil.copy(os.path.join(bdir, "v2.raucb"), tampered)
+    with open(tampered, "r+b") as f:
+        f.seek(os.path.getsize(tampered) // 3)
+        b = f.read(1)
+        f.seek(-1, 1)
+        f.write(bytes([b[0] ^ 0xFF]))
+    other = os.path.join(work, "other-pki")
+    os.makedirs(other)
+    run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "30",
+         "-subj", "/CN=not the vendor",
+         "-keyout", os.path.join(other, "key.pem"), "-out", os.path.join(other, "cert.pem")])
+    pki = os.environ.get("EDGEREC_PKI_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "edgerec-pki")
+    run(["rauc", "resign", "--cert", os.path.join(other, "cert.pem"), "--key", os.path.join(other, "key.pem"),
+         "--keyring", os.path.join(pki, "keyring.pem"), "--signing-keyring", os.path.join(other, "cert.pem"),
+         os.path.join(bdir, "v2.raucb"), os.path.join(bdir, "wrongkey.raucb")])
+    bundles = os.path.join(work, "bundles.sqfs")
+    run(["mksquashfs", bdir, bundles, "-noI", "-noD", "-noF", "-noX", "-no-progress"])
+
+    disk = os.path.join(work, "disk.img")
+    run(["cp", "--sparse=always", os.path.join(out, "disk.img"), disk])
+    g = Guest(disk, bundles, work)
+    try:
+        scenario(g)
+    except BaseException:
+        if os.path.exists(g.serial_log):
+            sys.stderr.write("--- serial console tail ---\n" + open(g.serial_log, errors="replace").read()[-6000:])
+        raise
+    finally:
+        g.kill()
+    print("figures: " + json.dumps({k: round(v, 1) for k, v in FIGURES.items()}), flush=True)
+    print("test_image: passed", flush=True)
+
+
+def scenario(g):
+    # 2. First boot (slot A, v1).
+    FIGURES["boot_to_api_s"] = boot(g, "first boot")
+    assert booted(g) == ("A", "1"), booted(g)
+    wait_marked_good(g, "A")
+    g.sh("mountpoint -q /mnt || mount -o ro /dev/vdb /mnt")
+    _, token = g.sh("edgerec token --config /etc/edgerec/edgerec.conf --user imagetest --ttl 86400")
+    token = token.strip().splitlines()[-1]
+    _, ps = g.sh("stat -c %U /proc/$(systemctl show -p MainPID --value edgerec.service)")
+    assert ps.strip().splitlines()[-1] == "edgerec", ps
+
+    # 3. A clip through the REST API, downloaded on the host.
+    base = "/api/webrtc/rooms/image-test/recording"
+    st, body = https(g, "POST", base + "/start?quality=low", token)
+    assert st == 200, (st, body)
+    rid = body["recording_id"]
+    time.sleep(4)
+    st, body = https(g, "POST", "%s/%s/stop" % (base, rid), token)
+    assert st == 200, (st, body)
+    wait_until(lambda: https(g, "GET", "%s/%s/status" % (base, rid), token)[1].get("status") == "completed",
+               timeout=120, interval=1, what="recording completed")
+    st, clip = https(g, "GET", "%s/%s/download" % (base, rid), token, raw=True, timeout=60)
+    assert st == 200 and len(clip) > 10000, (st, len(clip))
+    path = os.path.join(g.work, "clip.webm")
+    with open(path, "wb") as f:
+        f.write(clip)
+    probe = json.loads(run(["ffprobe", "-v", "error", "-show_entries", "stream=codec_name:format=duration",
+                            "-of", "json", path]))
+    codecs = sorted(s["codec_name"] for s in probe["streams"])
+    assert codecs == ["opus", "vp8"], probe
+    assert float(probe["format"]["duration"]) > 2.0, probe
+    digest = hashlib.sha256(clip).hexdigest()
+    # Where it lives: the data partition.
+    g.sh("test -f /data/edgerec/recordings/%s/recording_%s.webm" % (rid, rid))
+
+    # 4. Refused bundles change nothing.
+    before = grubenv(g)
+    for name, why in (("tampered.raucb", "tampered"), ("wrongkey.raucb", "signed by another CA")):
+        st, out, _ = install(g, name)
+        assert st != 0, "%s bundle installed:\n%s" % (why, out)
+        log("%s bundle refused: %s" % (why, out.strip().splitlines()[-1] if out.strip() else "?"))
+    assert grubenv(g) == before, (before, grubenv(g))
+
+    # 5. v2 into slot B, reboot, v2 runs from B; the clip survives.
+    st, out, secs = install(g, "v2.raucb")
+    assert st == 0, out
+    FIGURES["install_v2_s"] = secs
+    env = grubenv(g)
+    assert env.get("ORDER", "").startswith("B") and env.get("B_OK") == "1", env
+    t = time.monotonic()
+    FIGURES["reboot_to_api_v2_s"] = reboot(g, "boot of v2")
+    assert booted(g) == ("B", "2"), booted(g)
+    wait_marked_good(g, "B")
+    FIGURES["update_total_s"] = FIGURES["install_v2_s"] + (time.monotonic() - t)
+    st, clip2 = https(g, "GET", "%s/%s/download" % (base, rid), token, raw=True, timeout=60)
+    assert st == 200 and hashlib.sha256(clip2).hexdigest() == digest, st
+    g.sh("mountpoint -q /mnt || mount -o ro /dev/vdb /mnt")
+
+    # 6. v3 into slot A, reboot: never healthy, falls back to v2 (B) by itself.
+    st, out, secs = install(g, "v3.raucb")
+    assert st == 0, out
+    env = grubenv(g)
+    assert env.get("ORDER", "").startswith("A") and env.get("A_OK") == "1", env
+    t = time.monotonic()
+    g.sock.sendall(b"systemctl reboot\r")
+    # The v3 boot: it comes up on A, its gate gives up and reboots; then
+    # the next boot (the second "Linux version") must come up on B.
+    g.expect(rb"Linux version", BOOT_TIMEOUT)
+    g.expect(rb"rauc\.slot=A", 60)
+    g.expect(rb"not healthy after", BOOT_TIMEOUT)
+    log("v3 gave up its health gate; waiting for the fallback")
+    g.expect(rb"Linux version", BOOT_TIMEOUT)
+    wait_healthy(g, "fallback to v2")
+    g.shell()
+    assert booted(g) == ("B", "2"), booted(g)
+    wait_marked_good(g, "B")
+    env = grubenv(g)
+    assert env.get("A_TRY") == "1", env
+    FIGURES["rollback_s"] = time.monotonic() - t
+    log("fell back to v2 %.1fs after the reboot into v3" % FIGURES["rollback_s"])
+
+    # 7. qemu killed in the middle of an install of v2 into A.
+    g.sh("mountpoint -q /mnt || mount -o ro /dev/vdb /mnt")
+    g.sock.sendall(b"rauc install /mnt/v2.raucb\r")
+    # RAUC has marked slot A bad and is writing it.
+    g.expect(rb"Copying image", 300)
+    time.sleep(1)
+    g.kill()
+    log("qemu killed during the install")
+    boot(g, "boot after the interrupted install")
+    assert booted(g) == ("B", "2"), booted(g)
+    env = grubenv(g)
+    assert env.get("A_OK") != "1" or env.get("ORDER", "").startswith("B"), env
+    st, clip3 = https(g, "GET", "%s/%s/download" % (base, rid), token, raw=True, timeout=60)
+    assert st == 200 and hashlib.sha256(clip3).hexdigest() == digest, st
+
+
+T0 = time.monotonic()
+if __name__ == "__main__":
+    main()
