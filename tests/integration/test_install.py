@@ -29,6 +29,7 @@ MAX_EXPOSURE = 3.0
 
 FILES = [
     "usr/bin/edgerec",
+    "usr/libexec/edgerec/edgerec-finish",  # remux, thumbnail, facts (storage_media.h)
     "etc/edgerec/edgerec.conf",
     "etc/edgerec/policies/auth.lua",
     "etc/edgerec/policies/quota.lua",
