@@ -11,32 +11,18 @@
   recording it left, reconciled (no phantom live recording).
 """
 
-import http.client
 import json
 import os
 import socket
 import subprocess
 import threading
 import time
-import urllib.parse
 
-from edgerec_harness import Edgerec, Redis, run_tests, wait_until
+from edgerec_harness import Edgerec, Redis, https_post, run_tests, wait_until
 
 
 class Ctx:
     nodes = []
-
-
-def https_post(node, path, user):
-    """One POST on its own connection (the harness's connection is shared)."""
-    u = urllib.parse.urlsplit(node.url)
-    conn = http.client.HTTPSConnection(u.hostname, u.port, context=node.ssl_context(), timeout=60)
-    try:
-        conn.request("POST", path, headers={"Authorization": "Bearer " + node.token(user)})
-        r = conn.getresponse()
-        return r.status, r.read()
-    finally:
-        conn.close()
 
 
 def test_race_two_nodes(ctx):

@@ -26,7 +26,6 @@ One `edgerec serve` finds the master through the sentinels.
   serve` at start with a clear message.
 """
 
-import http.client
 import json
 import os
 import shutil
@@ -34,10 +33,9 @@ import signal
 import subprocess
 import threading
 import time
-import urllib.parse
 import uuid
 
-from edgerec_harness import (Edgerec, Redis, free_port, mktemp, run_tests, start_process, wait_until,
+from edgerec_harness import (Edgerec, Redis, free_port, https_post, mktemp, run_tests, start_process, wait_until,
                              ws_next)
 
 MASTER = "mymaster"
@@ -130,18 +128,6 @@ def node_clients(port):
         if not f.get("name") and f.get("cmd") != "client|list":
             out.append(line)
     return out
-
-
-def https_post(node, path, user):
-    """One POST on its own connection (the harness's connection is shared)."""
-    u = urllib.parse.urlsplit(node.url)
-    conn = http.client.HTTPSConnection(u.hostname, u.port, context=node.ssl_context(), timeout=60)
-    try:
-        conn.request("POST", path, headers={"Authorization": "Bearer " + node.token(user)})
-        r = conn.getresponse()
-        return r.status, r.read()
-    finally:
-        conn.close()
 
 
 def setup():

@@ -688,6 +688,23 @@ def browser_dir():
 __all__ += ["npm_dir", "browser_dir"]
 
 
+def https_post(node, path, user):
+    """One POST as 'user' on a connection of its own, sent once (no retry):
+    for threads racing starts, where the harness's shared, retrying
+    connection would not do. Returns (status, body bytes)."""
+    u = urllib.parse.urlsplit(node.url)
+    conn = http.client.HTTPSConnection(u.hostname, u.port, context=node.ssl_context(), timeout=60)
+    try:
+        conn.request("POST", path, headers={"Authorization": "Bearer " + node.token(user)})
+        r = conn.getresponse()
+        return r.status, r.read()
+    finally:
+        conn.close()
+
+
+__all__.append("https_post")
+
+
 def write_file(path, text):
     """Replaces 'path' with 'text' at once (written beside it, then renamed
     over it, as a deploy does), so a watcher never reads half a file."""
