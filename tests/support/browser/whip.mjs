@@ -112,6 +112,11 @@ try {
         }
       });
       const loc = new URL(out.location, url).toString();
+      // The camera stops before the DELETE, so the encoder's count read
+      // after it is final (Chromium serves getStats from a short cache: a
+      // read right after the one above could miss the last frames sent).
+      pc.getSenders().forEach((sender) => { if (sender.track) sender.track.stop(); });
+      await new Promise((r) => setTimeout(r, 300));
       const del = await fetch(loc, { method: 'DELETE', headers: { Authorization: 'Bearer ' + token } });
       out.delete_status = del.status;
       // Frames encoded until the DELETE was answered: no more can be in the file.
