@@ -98,6 +98,26 @@ int media_rtp_parse(const uint8_t *data, size_t len, struct media_rtp_packet *p)
 	return MEDIA_RTP_OK;
 }
 
+int media_rtp_rtx_unwrap(uint8_t *data, size_t *len, uint8_t apt, uint32_t ssrc)
+{
+	struct media_rtp_packet p;
+
+	if (media_rtp_parse(data, *len, &p) != MEDIA_RTP_OK || p.payload_len < 2)
+		return -1;
+	size_t off = (size_t)(p.payload - data);
+	uint16_t osn = rd16(p.payload);
+	memmove(data + off, data + off + 2, *len - off - 2);
+	*len -= 2;
+	data[1] = (uint8_t)((data[1] & 0x80) | (apt & 0x7f));
+	data[2] = (uint8_t)(osn >> 8);
+	data[3] = (uint8_t)osn;
+	data[8] = (uint8_t)(ssrc >> 24);
+	data[9] = (uint8_t)(ssrc >> 16);
+	data[10] = (uint8_t)(ssrc >> 8);
+	data[11] = (uint8_t)ssrc;
+	return 0;
+}
+
 bool media_rtp_is_rtcp(const uint8_t *data, size_t len)
 {
 	return len >= 2 && data[1] >= 192 && data[1] <= 223;

@@ -70,6 +70,14 @@ struct media_rtp_packet {
  * codec layers reject it). */
 int media_rtp_parse(const uint8_t *data, size_t len, struct media_rtp_packet *p);
 
+/* RFC 4588: turns a retransmission packet (its payload starts with the
+ * original sequence number) back into the packet it repairs, in place:
+ * payload type 'apt' (the marker kept), the original sequence number,
+ * SSRC 'ssrc', the two bytes removed (*len shrinks by 2). Returns 0, or
+ * -1 for a packet that repairs nothing (padding only, which senders use to
+ * probe bandwidth, or malformed). */
+int media_rtp_rtx_unwrap(uint8_t *data, size_t *len, uint8_t apt, uint32_t ssrc);
+
 /* RFC 5761 section 4: on a port carrying both, a datagram is RTCP when its
  * second byte (RTCP packet type) is 192..223. */
 bool media_rtp_is_rtcp(const uint8_t *data, size_t len);

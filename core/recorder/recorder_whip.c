@@ -66,8 +66,14 @@ static cJSON *whip_meta(const struct webrtc_offer *o, const struct webrtc_choice
 	cJSON_AddStringToObject(m, "video_codec", c->video_codec == WEBRTC_VIDEO_H264  ? "h264"
 						  : c->video_codec == WEBRTC_VIDEO_VP8 ? "vp8"
 										       : "none");
-	if (c->video_section >= 0)
+	if (c->video_section >= 0) {
 		cJSON_AddNumberToObject(m, "video_pt", c->video_pt);
+		cJSON_AddBoolToObject(m, "nack", !c->no_nack);
+		/* Repairs come on their own payload type (RFC 4588) when the
+		 * offer had RTX, else on the original stream. */
+		if (!c->no_nack && c->video_rtx_pt >= 0)
+			cJSON_AddNumberToObject(m, "rtx_pt", c->video_rtx_pt);
+	}
 	cJSON_AddStringToObject(m, "audio_codec", c->audio_section >= 0 ? "opus" : "none");
 	if (c->audio_section >= 0)
 		cJSON_AddNumberToObject(m, "audio_pt", c->audio_pt);

@@ -45,6 +45,7 @@
 #include "config.h"
 #include "crypto.h"
 #include "crypto_dtls.h"
+#include "media_rtp.h"
 #include "media_rtp_feed.h"
 #include "webrtc_stun.h"
 
@@ -103,7 +104,7 @@ struct webrtc_session {
 	char ufrag[WEBRTC_UFRAG_LEN + 1], pwd[WEBRTC_PWD_LEN + 1];
 	char remote_ufrag[WEBRTC_ICE_UFRAG_MAX];
 	uint8_t remote_fp[32];
-	int video_pt, audio_pt;
+	int video_pt, audio_pt, video_rtx_pt;
 	bool have_vssrc, have_assrc;
 	uint32_t vssrc, assrc;
 	struct webrtc_addr cand[WEBRTC_SESSION_CANDIDATES];
@@ -415,6 +416,7 @@ int webrtc_session_new_on(struct webrtc *w, const struct webrtc_offer *o, const 
 	s->selected = -1;
 	s->video_pt = c->video_section >= 0 ? c->video_pt : -1;
 	s->audio_pt = c->audio_section >= 0 ? c->audio_pt : -1;
+	s->video_rtx_pt = s->video_pt >= 0 && !c->no_nack ? c->video_rtx_pt : -1;
 	util_strlcpy(s->remote_ufrag, o->ice_ufrag, sizeof(s->remote_ufrag));
 	memcpy(s->remote_fp, o->fingerprint, 32);
 	webrtc_random_text(s->ufrag, WEBRTC_UFRAG_LEN);
@@ -716,7 +718,20 @@ static void handle_srtp(struct webrtc *w, struct webrtc_session *s, uint8_t *p, 
 		return;
 	}
 	w->st.rtp_packets++;
-	int pt = p[1] & 0x7f, stream = pt == s->video_pt ? 0 : pt == s->audio_pt ? 1 : -1;
+	int pt = p[1] & 0x7f;
+	if (pt == s->video_rtx_pt && pt >= 0) {
+		/* A retransmission the NACKs asked for: back into the packet it
+		 * repairs, which the jitter buffer puts in its place. */
+		size_t m = (size_t)n;
+		if (!s->have_vssrc || media_rtp_rtx_unwrap(p, &m, (uint8_t)s->video_pt, s->vssrc) < 0) {
+			w->st.rtx_padding++;
+			return;
+		}
+		w->st.rtx_packets++;
+		n = (int)m;
+		pt = s->video_pt;
+	}
+	int stream = pt == s->video_pt ? 0 : pt == s->audio_pt ? 1 : -1;
 	uint32_t ssrc = rd32(p + 8);
 	if (stream < 0) {
 		w->st.rtp_unknown_pt++;
@@ -995,6 +1010,11 @@ char *webrtc_metrics(void *opaque)
 		   "edgerec_whip_packets_total{kind=\"stun_ok\"} %llu\n",
 		(unsigned long long)st.rtp_packets, (unsigned long long)st.rtcp_packets,
 		(unsigned long long)st.rtcp_sent, (unsigned long long)st.stun_ok);
+	fprintf(f, "# HELP edgerec_whip_rtx_total RTX (RFC 4588) packets: repairs put back, padding-only probes dropped.\n"
+		   "# TYPE edgerec_whip_rtx_total counter\n"
+		   "edgerec_whip_rtx_total{kind=\"repair\"} %llu\n"
+		   "edgerec_whip_rtx_total{kind=\"padding\"} %llu\n",
+		(unsigned long long)st.rtx_packets, (unsigned long long)st.rtx_padding);
 	if (fclose(f) != 0) {
 		free(out);
 		return NULL;

@@ -85,6 +85,7 @@ struct webrtc_stats {
 	uint64_t srtp_auth_failures, srtcp_auth_failures;
 	uint64_t rtp_packets, rtcp_packets, rtp_unknown_pt, feed_dropped;
 	uint64_t rtcp_sent;
+	uint64_t rtx_packets, rtx_padding;  /* RFC 4588 repairs put back; padding-only probes dropped */
 };
 void webrtc_stats(struct webrtc *w, struct webrtc_stats *st);
 /* The /metrics text (malloc'd) or NULL. 'opaque' is the struct webrtc. */

@@ -75,6 +75,8 @@ static void sdp_rtpmap(struct webrtc_sdp_section *m, const char *v)
 		m->vp8_pt = (int)pt;
 	else if (m->kind == WEBRTC_KIND_VIDEO && strncasecmp(v, "H264/90000", 10) == 0)
 		m->h264_map[pt / 8] |= (uint8_t)(1u << (pt % 8)); /* fmtp must say packetization-mode=1 */
+	else if (m->kind == WEBRTC_KIND_VIDEO && strncasecmp(v, "rtx/90000", 9) == 0)
+		m->rtx_map[pt / 8] |= (uint8_t)(1u << (pt % 8)); /* fmtp says which payload it repairs */
 }
 
 static void sdp_fmtp(struct webrtc_sdp_section *m, const char *v)
@@ -84,6 +86,13 @@ static void sdp_fmtp(struct webrtc_sdp_section *m, const char *v)
 	if (end == v || *end != ' ' || pt < 0 || pt > 127 || m->kind != WEBRTC_KIND_VIDEO)
 		return;
 	v = end + 1;
+	if (m->rtx_map[pt / 8] & (1u << (pt % 8))) {
+		const char *apt = strstr(v, "apt=");
+		long a = apt ? strtol(apt + 4, &end, 10) : -1;
+		if (apt && end != apt + 4 && a >= 0 && a <= 127)
+			m->rtx_apt[pt] = (int8_t)a;
+		return;
+	}
 	/* The first H.264 payload in mode 1 (non-interleaved, what WebRTC
 	 * sends) wins. */
 	if (m->h264_pt < 0 && (m->h264_map[pt / 8] & (1u << (pt % 8))) && strstr(v, "packetization-mode=1")) {
@@ -189,6 +198,7 @@ int webrtc_offer_parse(const char *text, size_t len, struct webrtc_offer *o, cha
 			m->sends = true;
 			m->opus_pt = m->vp8_pt = -1;
 			m->h264_pt = -1;
+			memset(m->rtx_apt, -1, sizeof(m->rtx_apt));
 			char port[16];
 			if (sscanf(v, "%15s %15s %31s %15s", m->media, port, m->proto, m->first_fmt) < 3) {
 				sdp_err(err, errlen, "malformed m= line");
@@ -279,7 +289,7 @@ int webrtc_offer_choose(const struct webrtc_offer *o, const char *format, bool h
 
 	c->video_section = c->audio_section = -1;
 	c->video_codec = WEBRTC_VIDEO_NONE;
-	c->video_pt = c->audio_pt = -1;
+	c->video_pt = c->audio_pt = c->video_rtx_pt = -1;
 	c->no_nack = false;
 	for (int i = 0; i < o->n; i++) {
 		const struct webrtc_sdp_section *s = &o->s[i];
@@ -302,6 +312,9 @@ int webrtc_offer_choose(const struct webrtc_offer *o, const char *format, bool h
 			continue;
 		}
 		c->video_section = i;
+		for (int pt = 0; pt < 128 && c->video_rtx_pt < 0; pt++)
+			if (s->rtx_apt[pt] == c->video_pt)
+				c->video_rtx_pt = pt;
 	}
 	if (video_offered && c->video_section < 0) {
 		snprintf(err, errlen, "the offer's video has no codec a %s recording can hold: edgerec takes %s%s", format,
@@ -406,7 +419,11 @@ char *webrtc_answer_build(const struct webrtc_offer *o, const struct webrtc_choi
 			continue;
 		}
 		int pt = video ? c->video_pt : c->audio_pt;
-		fprintf(f, "m=%s %d %s %d\r\nc=IN %s %s\r\n", s->media, p->port, s->proto, pt, ipv, addr0);
+		int rtx = video && !c->no_nack ? c->video_rtx_pt : -1;
+		fprintf(f, "m=%s %d %s %d", s->media, p->port, s->proto, pt);
+		if (rtx >= 0)
+			fprintf(f, " %d", rtx);
+		fprintf(f, "\r\nc=IN %s %s\r\n", ipv, addr0);
 		fprintf(f, "a=mid:%s\r\na=recvonly\r\na=rtcp-mux\r\n", s->mid);
 		fprintf(f, "a=ice-ufrag:%s\r\na=ice-pwd:%s\r\na=fingerprint:sha-256 %s\r\na=setup:passive\r\n",
 			p->ice_ufrag, p->ice_pwd, p->fingerprint);
@@ -421,6 +438,8 @@ char *webrtc_answer_build(const struct webrtc_offer *o, const struct webrtc_choi
 		}
 		if (video && !c->no_nack)
 			fprintf(f, "a=rtcp-fb:%d nack\r\n", pt);
+		if (rtx >= 0)
+			fprintf(f, "a=rtpmap:%d rtx/90000\r\na=fmtp:%d apt=%d\r\n", rtx, rtx, pt);
 		if (video)
 			fprintf(f, "a=rtcp-fb:%d nack pli\r\na=rtcp-fb:%d ccm fir\r\na=rtcp-fb:%d goog-remb\r\n", pt,
 				pt, pt);

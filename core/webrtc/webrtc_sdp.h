@@ -37,6 +37,8 @@ struct webrtc_sdp_section {
 	int h264_pt;             /* packetization-mode=1, the first such */
 	char h264_fmtp[512];
 	uint8_t h264_map[16];    /* payload types with an H264/90000 rtpmap */
+	uint8_t rtx_map[16];     /* payload types with an rtx/90000 rtpmap */
+	int8_t rtx_apt[128];     /* RFC 4588: rtx payload type -> the payload type it repairs (apt=), -1 */
 	bool bundled;            /* in the BUNDLE group */
 	char ufrag[WEBRTC_ICE_UFRAG_MAX];  /* media-level ICE credentials, if any */
 	char pwd[WEBRTC_ICE_PWD_MAX];
@@ -63,12 +65,15 @@ struct webrtc_choice {
 	int video_section, audio_section;  /* indexes into the offer; -1: none */
 	enum webrtc_video_codec video_codec;
 	int video_pt, audio_pt;
-	bool no_nack;      /* leave generic NACK out of the answer (webrtc.nack = false) */
+	int video_rtx_pt;  /* the offer's RTX (RFC 4588) for video_pt, answered with NACK; -1: none */
+	bool no_nack;      /* leave generic NACK (and RTX) out of the answer (webrtc.nack = false) */
 };
 
 /* Picks the sections and codecs to record into 'format' (webm: VP8 only;
  * mkv: H.264 first when 'h264' says edgerec can depacketize it, else VP8;
- * mp4: H.264 only when 'h264', since MP4 holds no VP8 without re-encoding). Audio: the first sending section with Opus. Returns 0, or -1
+ * mp4: H.264 only when 'h264', since MP4 holds no VP8 without re-encoding). Audio: the first sending section with Opus.
+ * The video's RTX payload type, when offered, is taken too (answered only
+ * while 'c->no_nack' is false). Returns 0, or -1
  * with 'err' (no video codec the format can hold, nothing to record, more
  * than one section without BUNDLE). */
 int webrtc_offer_choose(const struct webrtc_offer *o, const char *format, bool h264, struct webrtc_choice *c,

@@ -234,6 +234,11 @@ def lossy_publish(nack, seconds=8):
         print("metadata.network (nack=%s): %s" % (nack, json.dumps(net)), flush=True)
         if nack:
             assert net.get("nack_requested", 0) > 0 and net.get("nack_recovered", 0) > 0, net
+            # Chromium offers RTX: its repairs come on their own payload
+            # type and SSRC and must be put back in place (RFC 4588).
+            whip = rec["metadata"]["whip"]
+            assert whip.get("nack") is True and isinstance(whip.get("rtx_pt"), int), whip
+            assert node.metric("edgerec_whip_rtx_total", '{kind="repair"}') > 0
         print("nack=%s: %d of %d encoded frames in the file (%.1f %%); relay %s; browser NACKs received %d, "
               "retransmitted %d" % (nack, frames, res["video"]["framesEncoded"], 100 * share, relay.counts,
                                     res["video"]["nackCount"], res["video"]["retransmittedPacketsSent"]),

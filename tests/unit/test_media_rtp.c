@@ -213,6 +213,58 @@ static void test_parse(void)
 	CHECK(!media_rtp_is_rtcp(p, 1));
 }
 
+/* RFC 4588: a retransmission on its own payload type and SSRC, with an
+ * extension and padding, turns back into the packet it repairs. */
+static void test_rtx_unwrap(void)
+{
+	uint8_t p[64];
+	struct media_rtp_packet r;
+	struct gen g = { .seq = 900, .ts = 12345, .ssrc = 0x0badf00d, .pt = 97 };
+
+	rtp_header(p, &g, true);
+	p[0] = 0x80 | 0x20 | 0x10;
+	p[12] = 0xbe;
+	p[13] = 0xde;
+	p[14] = 0;
+	p[15] = 1;
+	memset(p + 16, 0x55, 4);
+	p[20] = 0x12; /* original sequence number 0x1234 */
+	p[21] = 0x34;
+	p[22] = 0x90; /* the original payload: 3 bytes */
+	p[23] = 0x91;
+	p[24] = 0x92;
+	p[25] = 0;
+	p[26] = 2; /* 2 bytes of padding */
+	size_t len = 27;
+	CHECK_INT(media_rtp_rtx_unwrap(p, &len, 96, 0x11223344), 0);
+	CHECK_INT(len, 25);
+	CHECK_INT(media_rtp_parse(p, len, &r), 0);
+	CHECK(r.marker);
+	CHECK_INT(r.payload_type, 96);
+	CHECK_INT(r.seq, 0x1234);
+	CHECK(r.timestamp == 12345);
+	CHECK(r.ssrc == 0x11223344);
+	CHECK(r.has_extension && r.ext_len == 4 && r.ext[0] == 0x55);
+	CHECK_INT(r.payload_len, 3);
+	CHECK(r.payload[0] == 0x90 && r.payload[2] == 0x92);
+	CHECK_INT(r.padding_len, 2);
+
+	/* padding only (a bandwidth probe) and a payload shorter than an OSN */
+	rtp_header(p, &g, false);
+	p[0] = 0x80 | 0x20;
+	memset(p + 12, 0, 9);
+	p[20] = 9;
+	len = 21;
+	CHECK_INT(media_rtp_rtx_unwrap(p, &len, 96, 1), -1);
+	CHECK_INT(len, 21);
+	rtp_header(p, &g, false);
+	p[12] = 0x12;
+	len = 13;
+	CHECK_INT(media_rtp_rtx_unwrap(p, &len, 96, 1), -1);
+	len = 11;
+	CHECK_INT(media_rtp_rtx_unwrap(p, &len, 96, 1), -1);
+}
+
 static void test_rtcp(void)
 {
 	uint8_t b[128];
@@ -929,6 +981,7 @@ static void test_clock(void)
 int main(void)
 {
 	test_parse();
+	test_rtx_unwrap();
 	test_rtcp();
 	test_unwrap();
 	test_jitter_buffer();

@@ -115,7 +115,7 @@ static void test_offer_parse_and_choose(void)
 		CHECK(strstr(a, "a=ice-lite\r\n") != NULL);
 		CHECK(strstr(a, "a=group:BUNDLE 0 1\r\n") != NULL);
 		CHECK(strstr(a, "m=audio 41000 UDP/TLS/RTP/SAVPF 111\r\n") != NULL);
-		CHECK(strstr(a, "m=video 41000 UDP/TLS/RTP/SAVPF 96\r\n") != NULL);
+		CHECK(strstr(a, "m=video 41000 UDP/TLS/RTP/SAVPF 96 97\r\n") != NULL);
 		CHECK(strstr(a, "a=setup:passive\r\n") != NULL);
 		CHECK(strstr(a, "a=recvonly\r\n") != NULL);
 		CHECK(strstr(a, "a=rtcp-mux\r\n") != NULL);
@@ -124,7 +124,19 @@ static void test_offer_parse_and_choose(void)
 		CHECK(strstr(a, "a=rtcp-fb:96 goog-remb\r\n") != NULL);
 		CHECK(strstr(a, "a=candidate:1 1 udp 2130706431 192.0.2.7 41000 typ host\r\n") != NULL);
 		CHECK(strstr(a, "a=candidate:2 1 udp 2130706430 127.0.0.1 41000 typ host\r\n") != NULL);
-		CHECK(strstr(a, "rtx") == NULL && strstr(a, "H264") == NULL && strstr(a, "sendonly") == NULL);
+		/* RTX (RFC 4588) for the chosen payload, and only for it */
+		CHECK(strstr(a, "a=rtpmap:97 rtx/90000\r\na=fmtp:97 apt=96\r\n") != NULL);
+		CHECK(strstr(a, "103") == NULL && strstr(a, "H264") == NULL && strstr(a, "sendonly") == NULL);
+		free(a);
+	}
+	CHECK_INT(c.video_rtx_pt, 97);
+	/* Without NACK nothing is retransmitted: no RTX either */
+	c.no_nack = true;
+	a = webrtc_answer_build(o, &c, &ap);
+	CHECK(a != NULL);
+	if (a) {
+		CHECK(strstr(a, "m=video 41000 UDP/TLS/RTP/SAVPF 96\r\n") != NULL);
+		CHECK(strstr(a, "rtx") == NULL && strstr(a, "nack\r\n") == NULL);
 		free(a);
 	}
 	/* An H.264 answer repeats the fmtp of the chosen payload, less its
@@ -140,6 +152,8 @@ static void test_offer_parse_and_choose(void)
 		CHECK(strstr(a, "a=fmtp:104 profile-level-id=42e01f;packetization-mode=1\r\n") != NULL);
 		CHECK(strstr(a, "a=rtcp-fb:104 nack pli\r\n") != NULL);
 		CHECK(strstr(a, "sprop") == NULL && strstr(a, "VP8") == NULL);
+		/* 105 is rtx without apt=: it repairs nothing we know */
+		CHECK(strstr(a, "rtx") == NULL);
 		free(a);
 	}
 	char sp[64];
