@@ -21,6 +21,7 @@
 #define EDGEREC_MEDIA_ALSA_H
 
 #include <poll.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -41,13 +42,19 @@ struct media_alsa_stats {
 	uint64_t frames_inserted;  /* output frames of silence filling overrun gaps */
 	uint64_t frames_dropped;   /* output frames dropped to keep time monotonic */
 	int device_rate, device_channels;
+	/* Added to the agreed interface, for the metadata: */
+	uint64_t steps;       /* re-anchorings of the output time: the start, overruns, jumps */
+	double correction_ppm;/* the resampling ratio against the nominal one now */
+	double error_ms;      /* the output's time error now (what is left to correct) */
+	bool device_timestamps; /* every timestamp came from the device on CLOCK_MONOTONIC */
 };
 
 struct media_alsa_device {
 	char id[64];          /* "hw:CARD=Loopback,DEV=1" */
 	char name[128];       /* "Loopback: Loopback PCM (1)" */
 	int channels_min, channels_max;
-	int rate_min, rate_max;
+	int rate_min, rate_max;  /* 0 when the device could not be opened (in use) */
+	int subdevices;       /* added: capture subdevices (the loopback card has 8) */
 };
 
 /* 0, or a negative errno with a reason: -ENOENT no such device, -EBUSY in use, -EINVAL not usable */
@@ -57,6 +64,6 @@ int media_alsa_pollfds(struct media_alsa *a, struct pollfd *fds, int max);   /* 
 int media_alsa_read(struct media_alsa *a, struct media_packet *pkt, char *err, size_t errlen);
 void media_alsa_get_stats(struct media_alsa *a, struct media_alsa_stats *st);
 void media_alsa_close(struct media_alsa *a);
-int media_alsa_list(struct media_alsa_device *out, int max); /* capture PCMs */
+int media_alsa_list(struct media_alsa_device *out, int max); /* capture PCMs; returns how many were filled (at most max) */
 
 #endif
