@@ -378,6 +378,53 @@ void media_alsa_close(struct media_alsa *a)
 	free(a);
 }
 
+/* True when the args item 's' (up to 'end') continues a PCM name: no '=',
+ * or an upper-case key before it. */
+static bool alsa_arg_continues(const char *s, const char *end)
+{
+	const char *eq = memchr(s, '=', (size_t)(end - s));
+	if (!eq)
+		return true;
+	if (eq == s)
+		return false;
+	for (const char *c = s; c < eq; c++)
+		if (!(*c >= 'A' && *c <= 'Z'))
+			return false;
+	return true;
+}
+
+bool media_alsa_arg_pcm(const char *args, const char *key, char *out, size_t outlen)
+{
+	size_t klen = strlen(key);
+	const char *s = args;
+	while (s && *s) {
+		const char *end = strchr(s, ',');
+		if (!end)
+			end = s + strlen(s);
+		if ((size_t)(end - s) > klen && strncmp(s, key, klen) == 0 && s[klen] == '=') {
+			const char *v = s + klen + 1;
+			while (*end == ',') {
+				const char *next = end + 1, *nend = strchr(next, ',');
+				if (!nend)
+					nend = next + strlen(next);
+				if (!alsa_arg_continues(next, nend))
+					break;
+				end = nend;
+			}
+			size_t n = (size_t)(end - v);
+			if (outlen) {
+				if (n > outlen - 1)
+					n = outlen - 1;
+				memcpy(out, v, n);
+				out[n] = '\0';
+			}
+			return true;
+		}
+		s = *end ? end + 1 : NULL;
+	}
+	return false;
+}
+
 /* The channel and rate ranges of capture PCM 'id' (0 where it cannot be
  * opened now, e.g. in use). */
 static void alsa_list_ranges(struct media_alsa_device *d)
