@@ -6,7 +6,8 @@
  * Args:
  *   device=PATH     /dev/videoN or a stable link (/dev/v4l/by-id/...), resolved
  *                   when the source opens (and again at every reopen)
- *   audio=PCM       an ALSA capture PCM (hw:1,0, plughw:..., a named PCM);
+ *   audio=PCM       an ALSA capture PCM (hw:1,0, plughw:CARD=X,DEV=0, a named
+ *                   PCM; its commas stay in the name, media_alsa_arg_pcm);
  *                   48 kHz at the pipeline's channel count, drift-corrected
  *   format=NAME     yuyv | nv12 | i420 | mjpeg: capture that format only
  *
@@ -377,7 +378,12 @@ static int v4l2_open(struct media_source *src, const struct media_source_params 
 		rc = -EINVAL;
 		goto fail;
 	}
+#ifdef MEDIA_HAVE_ALSA
+	/* a PCM name keeps its commas: audio=hw:1,0 */
+	bool audio = media_alsa_arg_pcm(p->args, "audio", v->audio_pcm, sizeof(v->audio_pcm)) && v->audio_pcm[0];
+#else
 	bool audio = media_source_arg(p->args, "audio", v->audio_pcm, sizeof(v->audio_pcm)) && v->audio_pcm[0];
+#endif
 #ifndef MEDIA_HAVE_ALSA
 	if (audio) {
 		util_strlcpy(err, "audio= needs the ALSA capture module, which this build lacks", errlen);
