@@ -246,7 +246,9 @@ static void v4l2_size_from_first_frame(struct v4l2_priv *v)
 		if (out && media_v4l2_conv_init(&probe, MEDIA_V4L2_MJPG, v->cam_w, v->cam_h, 0, 16, 16, err,
 						sizeof(err)) == 0) {
 			if (b.index < (uint32_t)v->nbufs &&
-			    media_v4l2_convert(&probe, v->bufs[b.index].start, b.bytesused, out, err, sizeof(err)) == 0) {
+			    media_v4l2_convert(&probe, v->bufs[b.index].start,
+					       b.bytesused < v->bufs[b.index].len ? b.bytesused : v->bufs[b.index].len, out,
+					       err, sizeof(err)) == 0) {
 				v->cam_w = probe.last_width;
 				v->cam_h = probe.last_height;
 				sized = true;
@@ -281,8 +283,9 @@ static int v4l2_open_device(struct v4l2_priv *v, bool first, char *err, size_t e
 	struct v4l2_capability cap;
 	memset(&cap, 0, sizeof(cap));
 	if (v4l2_xioctl(v->fd, VIDIOC_QUERYCAP, &cap) < 0) {
-		snprintf(err, errlen, "%s is not a V4L2 device: %s", v->path, strerror(errno));
-		rc = errno == ENODEV ? -ENOENT : -EINVAL;
+		int e = errno;
+		snprintf(err, errlen, "%s is not a V4L2 device: %s", v->path, strerror(e));
+		rc = e == ENODEV ? -ENOENT : -EINVAL;
 		goto fail;
 	}
 	uint32_t caps = cap.capabilities & V4L2_CAP_DEVICE_CAPS ? cap.device_caps : cap.capabilities;
