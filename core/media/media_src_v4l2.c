@@ -423,6 +423,7 @@ static int v4l2_open(struct media_source *src, const struct media_source_params 
 		goto fail;
 #endif
 	v->frame_ns = v->fps_num > 0 ? (int64_t)v->fps_den * TIME_NS_PER_SEC / v->fps_num : 0;
+	media_v4l2_clock_set_rate(&v->clock, v->fps_num, v->fps_den);
 	v->video_stream = src->nb_streams++;
 	src->streams[v->video_stream] = (struct media_stream_info){
 		.kind = MEDIA_KIND_VIDEO, .codec = MEDIA_CODEC_I420, .width = v->out_w, .height = v->out_h,
@@ -565,9 +566,16 @@ static int v4l2_read_video(struct media_source *src, struct v4l2_priv *v, struct
 	if (v->conv.last_width != v->cam_w || v->conv.last_height != v->cam_h)
 		v->frames_resized++;
 	uint64_t fallbacks = v->clock.fallbacks;
+	int64_t pts = media_v4l2_clock_pts(&v->clock, buf_ns, mono, now);
+	if (pts < 0) {
+		/* a second frame in its slot of the frame grid: left out, counted */
+		buf_unref(out);
+		v->missed++;
+		return MEDIA_SOURCE_AGAIN;
+	}
 	memset(pkt, 0, sizeof(*pkt));
 	pkt->stream = v->video_stream;
-	pkt->pts_ns = media_v4l2_clock_pts(&v->clock, buf_ns, mono, now);
+	pkt->pts_ns = pts;
 	pkt->duration_ns = v->frame_ns;
 	pkt->force_keyframe = v->need_key; /* the first frame after the camera came back */
 	pkt->data = out;
