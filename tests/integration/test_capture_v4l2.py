@@ -34,7 +34,7 @@ sys.path.insert(0, os.path.join(SOURCE, "tests", "support", "guest"))
 sys.path.insert(0, os.path.join(SOURCE, "tests", "support"))
 import guest  # noqa: E402
 import guestnode as gn  # noqa: E402
-from edgerec_harness import Ctx, run_tests  # noqa: E402
+from edgerec_harness import Ctx, run_tests, wait_until  # noqa: E402
 
 BIN = os.path.abspath(os.environ.get("EDGEREC_BIN", os.path.join(SOURCE, "build", "core", "edgerec")))
 CAM = gn.CAMERA
@@ -153,7 +153,7 @@ def test_unplug_unload_reload(c):
     link = "/tmp/cam-by-id"  # a stable link, resolved again at the reopen
     g.run("ln -sf %s %s" % (CAM, link), check=True)
     pid = g.spawn("exec %s record --source v4l2 --args device=%s,size=320x180,fps=15 --quality low "
-                  "--duration 16 --output %s" % (BIN, link, out), log)
+                  "--output %s" % (BIN, link, out), log)
     time.sleep(6)
     # Unplug as udev shows it: the stable link goes, the node reports the
     # disconnect (vivid's control); the driver is unloaded (possible only
@@ -165,6 +165,10 @@ def test_unplug_unload_reload(c):
                      '$GUEST_VIVID_OPTIONS && echo loaded && ln -sf %s %s' % (link, CAM, CAM, link), timeout=60)
     print("unplug:", text.strip().replace("\n", " "))
     assert "unloaded" in text and "loaded" in text, text
+    # Recording on for a while after the return, then Ctrl-C: a clean stop.
+    wait_until(lambda: "camera back" in open(log).read(), timeout=30, interval=0.5, what="the camera to be taken back")
+    time.sleep(6)
+    g.signal(pid, 2)
     assert g.wait(pid, 120) == 0, open(log).read()[-3000:]
     text = open(log).read()
     js = json.loads([l for l in text.splitlines() if l.startswith("{")][-1])
