@@ -117,6 +117,7 @@ struct media_capture_info {
 	int out_width, out_height; /* what is recorded (scaled into the preset's box) */
 	uint64_t frames_rejected;  /* corrupt or undecodable frames left out */
 	uint64_t frames_resized;   /* frames of another size than the camera's, scaled */
+	uint64_t camera_dropped;   /* frames the camera's driver skipped (sequence gaps) */
 	uint32_t reopens;          /* times the camera came back after going away */
 	bool timestamps_fallback;  /* some frames timed when dequeued, not by the driver */
 	char audio_device[128];    /* the microphone, "" without */

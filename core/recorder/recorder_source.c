@@ -77,6 +77,7 @@ cJSON *recorder_capture_json(const struct media_capture_info *ci)
 	cJSON_AddStringToObject(o, "timestamps", ci->timestamps_fallback ? "dequeue" : "driver");
 	cJSON_AddNumberToObject(o, "frames_rejected", (double)ci->frames_rejected);
 	cJSON_AddNumberToObject(o, "frames_resized", (double)ci->frames_resized);
+	cJSON_AddNumberToObject(o, "camera_dropped", (double)ci->camera_dropped);
 	cJSON_AddNumberToObject(o, "reopens", ci->reopens);
 	if (ci->audio_device[0]) {
 		cJSON_AddStringToObject(o, "audio_device", ci->audio_device);
