@@ -170,6 +170,7 @@ struct media_stats {
 	 * of those come in time; frames left out (incomplete, broken
 	 * reference, before a keyframe). */
 	uint64_t rtp_packets_lost, rtp_nack_requested, rtp_nack_recovered, rtp_frames_dropped;
+	struct media_capture_info capture; /* device sources: what they capture */
 	bool paused;
 	bool failed;
 	bool disk_full;               /* the file write failed for lack of space (ENOSPC,
@@ -201,7 +202,9 @@ struct media_pipeline_options {
 int media_pipeline_set_options(struct media_pipeline *p, const struct media_pipeline_options *o);
 
 /* Opens the source, encoders and output file and starts the threads.
- * Returns 0, or <0 with a reason in 'err' (nothing left running). */
+ * Returns 0, or <0 with a reason in 'err' (nothing left running, no file
+ * made): -ENOENT when the source's device is missing, -EBUSY when it is
+ * in use, -1 otherwise. */
 int media_pipeline_start(struct media_pipeline *p, char *err, size_t errlen);
 /* Pause stops writing (input is read and discarded); resume rebases
  * timestamps so the file has no gap and forces a keyframe first. Return 0,

@@ -209,6 +209,7 @@ struct pipe_src_state {
 	int64_t last_drop_log_mono;
 	int64_t last_rtp_stats_mono;
 	bool stalled;
+	bool device_away;         /* the source's stats say its device is away */
 	uint64_t raw_video_n;     /* raw video frames offered to the encoder */
 	int64_t last_stats_mono;  /* when the source's own counters were read */
 };
@@ -225,7 +226,21 @@ static void pipe_src_stats(struct media_pipeline *p, struct pipe_src_state *s, b
 	p->src->driver->stats(p->src, &st);
 	pthread_mutex_lock(&p->lock);
 	p->stats.source = st;
+	if (p->src->driver->capture_info)
+		p->src->driver->capture_info(p->src, &p->stats.capture);
 	pthread_mutex_unlock(&p->lock);
+	/* A device source says when its device is away (other input, e.g. a
+	 * microphone, may still flow): stalled until it is back. */
+	if (st.stalled != s->device_away) {
+		s->device_away = st.stalled;
+		if (st.stalled && !s->stalled) {
+			s->stalled = true;
+			pipe_event(p, MEDIA_EVENT_SOURCE_STALLED, "the source's device went away");
+		} else if (!st.stalled && s->stalled) {
+			s->stalled = false;
+			pipe_event(p, MEDIA_EVENT_SOURCE_RESUMED, NULL);
+		}
+	}
 }
 
 /* Decides from the schedule and the pause flag whether 'pts' falls in a
@@ -244,6 +259,8 @@ static bool pipe_src_paused(struct media_pipeline *p, struct pipe_src_state *s, 
 static void pipe_src_forward(struct media_pipeline *p, struct pipe_src_state *s, int role,
 			     struct media_packet *pkt, int64_t out_pts)
 {
+	if (role == PIPE_VIDEO && pkt->force_keyframe)
+		s->force_key = true; /* kept until a frame is coded (not skipped, not dropped) */
 	struct pipe_item *item = pipe_item_new(role, out_pts, pkt->duration_ns);
 	if (!item) {
 		media_packet_clear(pkt);
@@ -350,7 +367,7 @@ static void *pipe_src_main(void *arg)
 			break;
 		}
 		s.last_packet_mono = time_mono_ns();
-		if (s.stalled) {
+		if (s.stalled && !s.device_away) {
 			s.stalled = false;
 			pipe_event(p, MEDIA_EVENT_SOURCE_RESUMED, NULL);
 		}
@@ -1174,9 +1191,15 @@ int media_pipeline_start(struct media_pipeline *p, char *err, size_t errlen)
 		util_strlcpy(err, "pipeline already started", errlen);
 		return -1;
 	}
-	p->src = media_source_new(p->src_driver, &sp, err, errlen);
-	if (!p->src)
+	int rc = -1;
+	int src_rc = media_source_open(&p->src, p->src_driver, &sp, err, errlen);
+	if (src_rc < 0) {
+		/* a missing or busy device is told apart (the recorder answers 503 / 409) */
+		rc = src_rc == -ENOENT || src_rc == -EBUSY ? src_rc : -1;
 		goto fail;
+	}
+	if (p->src->driver->capture_info)
+		p->src->driver->capture_info(p->src, &p->stats.capture);
 	for (int i = 0; i < p->src->nb_streams; i++) {
 		int role = p->src->streams[i].kind == MEDIA_KIND_VIDEO ? PIPE_VIDEO : PIPE_AUDIO;
 		if (p->src_stream[role] < 0)
@@ -1253,7 +1276,7 @@ fail:
 		p->src_stream[i] = -1;
 		p->passthrough[i] = false;
 	}
-	return -1;
+	return rc;
 }
 
 int media_pipeline_pause(struct media_pipeline *p)

@@ -1,6 +1,7 @@
 /* media_source: the table of source drivers and the helpers they share. */
 #include "media_source.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,6 +13,12 @@ static struct log_handle log_src = LOG_HANDLE("media/source");
 #ifdef MEDIA_HAVE_SOURCE_RTP
 extern const struct media_source_driver media_source_rtp;
 #endif
+#ifdef MEDIA_HAVE_SOURCE_V4L2
+extern const struct media_source_driver media_source_v4l2;
+#endif
+#ifdef MEDIA_HAVE_ALSA
+extern const struct media_source_driver media_source_alsa;
+#endif
 
 /* Every source the pipeline can open, by name. */
 static const struct media_source_driver *const media_source_drivers[] = {
@@ -19,6 +26,12 @@ static const struct media_source_driver *const media_source_drivers[] = {
 	&media_source_file,
 #ifdef MEDIA_HAVE_SOURCE_RTP
 	&media_source_rtp,
+#endif
+#ifdef MEDIA_HAVE_SOURCE_V4L2
+	&media_source_v4l2,
+#endif
+#ifdef MEDIA_HAVE_ALSA
+	&media_source_alsa,
 #endif
 };
 
@@ -32,28 +45,38 @@ const struct media_source_driver *media_source_find(const char *name)
 	return NULL;
 }
 
-struct media_source *media_source_new(const struct media_source_driver *driver,
-				      const struct media_source_params *p,
-				      char *err, size_t errlen)
+int media_source_open(struct media_source **out, const struct media_source_driver *driver,
+		      const struct media_source_params *p, char *err, size_t errlen)
 {
 	struct media_source *src = calloc(1, sizeof(*src));
+	*out = NULL;
 	if (!src) {
 		util_strlcpy(err, "out of memory", errlen);
-		return NULL;
+		return -ENOMEM;
 	}
 	src->driver = driver;
-	if (driver->open(src, p, err, errlen) < 0) {
+	int rc = driver->open(src, p, err, errlen);
+	if (rc < 0) {
 		LOG_DEBUG(&log_src, "open %s failed: %s", driver->name, err);
 		free(src);
-		return NULL;
+		return rc;
 	}
 	if (src->nb_streams < 1 || src->nb_streams > MEDIA_SOURCE_MAX_STREAMS) {
 		util_strlcpy(err, "source opened without streams", errlen);
 		driver->close(src);
 		free(src);
-		return NULL;
+		return -EINVAL;
 	}
-	return src;
+	*out = src;
+	return 0;
+}
+
+struct media_source *media_source_new(const struct media_source_driver *driver,
+				      const struct media_source_params *p,
+				      char *err, size_t errlen)
+{
+	struct media_source *src;
+	return media_source_open(&src, driver, p, err, errlen) < 0 ? NULL : src;
 }
 
 void media_source_free(struct media_source *src)

@@ -71,6 +71,8 @@ struct media_packet {
 	int64_t pts_ns;       /* presentation time from the source's zero */
 	int64_t duration_ns;  /* 0 if unknown */
 	bool keyframe;        /* encoded video: a keyframe */
+	bool force_keyframe;  /* raw video: have the encoder code this frame as a
+			       * keyframe (a device source after a gap) */
 	int samples;          /* audio: sample frames (per channel) */
 	uint32_t missed;      /* frames of this stream a live source skipped just
 			       * before this one because it ran late (counted as
@@ -97,6 +99,29 @@ struct media_source_stats {
 	uint64_t video_frames_dropped;   /* incomplete, or waiting for a keyframe */
 	uint64_t keyframe_requests;      /* PLIs sent */
 	uint64_t packets_unsupported;    /* payload formats not taken (H.264 interleaved mode) */
+	bool stalled;                    /* a device source's device is away (unplugged): the
+					  * pipeline reports the source stalled until it is back */
+};
+
+/* What a device source (a camera, a microphone) captures and what it lost,
+ * for the recording's state (metadata.capture). */
+struct media_capture_info {
+	bool present;
+	char device[256];          /* as configured (a path or a stable link) */
+	char path[256];            /* the node it resolved to */
+	char card[64], driver[32];
+	char pixel_format[8];      /* as V4L2 names it: YUYV, NV12, YU12, MJPG */
+	int asked_width, asked_height, asked_fps; /* the preset's */
+	int width, height;         /* what the camera delivers */
+	double fps;                /* the rate it agreed to */
+	int out_width, out_height; /* what is recorded (scaled into the preset's box) */
+	uint64_t frames_rejected;  /* corrupt or undecodable frames left out */
+	uint64_t frames_resized;   /* frames of another size than the camera's, scaled */
+	uint64_t camera_dropped;   /* frames the camera's driver skipped (sequence gaps) */
+	uint32_t reopens;          /* times the camera came back after going away */
+	bool timestamps_fallback;  /* some frames timed when dequeued, not by the driver */
+	char audio_device[128];    /* the microphone, "" without */
+	uint32_t audio_reopens;
 };
 
 struct media_source;
@@ -104,7 +129,9 @@ struct media_source;
 struct media_source_driver {
 	const char *name;
 	/* Opens the source and fills src->streams / src->nb_streams. Returns 0,
-	 * or <0 with a reason in 'err'. src->priv is the driver's. */
+	 * or <0 with a reason in 'err': -ENOENT when the device it reads is
+	 * missing, -EBUSY when another program holds it, any other negative
+	 * value otherwise. src->priv is the driver's. */
 	int (*open)(struct media_source *src, const struct media_source_params *p,
 		    char *err, size_t errlen);
 	/* Waits up to 'timeout_ns' for the next packet. Packets of one stream
@@ -118,6 +145,9 @@ struct media_source_driver {
 	/* Copies what the source lost so far; may be NULL. Called on the
 	 * source thread. */
 	void (*stats)(struct media_source *src, struct media_source_stats *st);
+	/* Device sources: what is captured, for the state; may be NULL. Called
+	 * after open() and on the source thread. */
+	void (*capture_info)(struct media_source *src, struct media_capture_info *ci);
 };
 
 struct media_source {
@@ -138,6 +168,10 @@ const struct media_source_driver *media_source_find(const char *name);
 struct media_source *media_source_new(const struct media_source_driver *driver,
 				      const struct media_source_params *p,
 				      char *err, size_t errlen);
+/* The same, returning the driver's code (0, -ENOENT, -EBUSY, other <0)
+ * and the source in '*out' (NULL on failure). */
+int media_source_open(struct media_source **out, const struct media_source_driver *driver,
+		      const struct media_source_params *p, char *err, size_t errlen);
 /* Closes and frees. media_source_free(NULL) is a no-op. */
 void media_source_free(struct media_source *src);
 

@@ -152,6 +152,8 @@ static void rec_apply_media(cJSON *rec, const struct media_stats *st)
 	if (st->video_fps > 0)
 		cJSON_AddStringToObject(media, "encoder_speed", st->encoder_dense ? "dense" : "quality");
 	recorder_json_set(recorder_rec_metadata(rec), "media", media);
+	if (st->capture.present)
+		recorder_json_set(recorder_rec_metadata(rec), "capture", recorder_capture_json(&st->capture));
 	recorder_rtp_apply_network(rec, st);
 }
 
@@ -333,6 +335,28 @@ static void session_detach(struct recorder_session *s)
 	pthread_mutex_unlock(&r->lock);
 }
 
+/* Undoes a start whose pipeline did not start for want of its device: the
+ * session leaves the list, its record and active slot go from the state
+ * store and its folder from the disk (no file was made). Session lock held. */
+static void session_withdraw(struct recorder_session *s, const char *dir)
+{
+	struct recorder *r = s->r;
+	media_pipeline_free(s->pipeline);
+	s->pipeline = NULL;
+	s->status = RECORDER_FAILED;
+	session_detach(s);
+	pthread_mutex_lock(&r->lock);
+	if (r->m.started_total > 0)
+		r->m.started_total--;
+	pthread_mutex_unlock(&r->lock);
+	int rc = state_delete(r->st, s->rec);
+	if (rc < 0)
+		LOG_WARN(&log_rec, "%s: cannot remove the record of a start that did not happen: %s", s->id,
+			 state_strerror(rc));
+	state_release(r->st, s->id);
+	util_rm_rf(dir);
+}
+
 /* Called on pipeline threads: raise a flag and wake whoever waits. */
 static void session_on_media_event(void *opaque, enum media_event ev, const char *detail)
 {
@@ -364,8 +388,9 @@ static void session_on_media_event(void *opaque, enum media_event ev, const char
 		s->r->m.degradations_total++;
 		pthread_mutex_unlock(&s->r->lock);
 	}
-	if ((ev != MEDIA_EVENT_SOURCE_STALLED && ev != MEDIA_EVENT_SOURCE_RESUMED) || recorder_rtp_note_event(s, ev))
-		recorder_control_kick(s->r);
+	if (ev == MEDIA_EVENT_SOURCE_STALLED || ev == MEDIA_EVENT_SOURCE_RESUMED)
+		recorder_source_note_stall(s, ev == MEDIA_EVENT_SOURCE_STALLED);
+	recorder_control_kick(s->r);
 }
 
 void recorder_session_fail(struct recorder_session *s, const char *why)
@@ -462,7 +487,10 @@ void recorder_session_apply_events(struct recorder_session *s)
 			recorder_put(s->r, s->rec);
 		}
 	}
-	recorder_rtp_apply(s);
+	if (s->rtp)
+		recorder_rtp_apply(s);
+	else
+		recorder_source_apply_stall(s, "source");
 	if (fault && recorder_session_disk_full(s, detail))
 		return;
 	if (fault) {
@@ -880,7 +908,18 @@ void recorder_start_with(struct recorder *r, const struct recorder_caller *calle
 	pthread_mutex_unlock(&r->lock);
 	s->started_mono_ns = time_mono_ns();
 	s->refreshed_mono_ns = s->started_mono_ns;
-	if (media_pipeline_start(s->pipeline, err, sizeof(err)) < 0) {
+	int start_rc = media_pipeline_start(s->pipeline, err, sizeof(err));
+	if (start_rc == -ENOENT || start_rc == -EBUSY) {
+		/* The room's device (a camera) is missing or held by another
+		 * program: nothing was recorded, so nothing is left behind. */
+		session_withdraw(s, dir);
+		reply_error(out, start_rc == -EBUSY ? 409 : 503, start_rc == -EBUSY ? "device_busy" : "device_unavailable",
+			    "cannot record room %s (source %s): %s", room_id, source, err);
+		pthread_mutex_unlock(&s->lock);
+		recorder_session_unref(s);
+		return;
+	}
+	if (start_rc < 0) {
 		char why[400];
 		snprintf(why, sizeof(why), "the media pipeline did not start: %s", err);
 		recorder_session_fail(s, why);

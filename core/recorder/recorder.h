@@ -301,6 +301,12 @@ char *recorder_storage_metrics(void *opaque);
  * Returns 0, or -1 when they were never counted (Redis down since start). */
 int recorder_state_counts(struct recorder *r, long long counts[RECORDER_STATUS_COUNT]);
 
+struct media_capture_info;
+/* metadata.capture of a device source (v4l2): the device, the mode asked,
+ * delivered and recorded, what was rejected or rescaled, reopens. Returns a
+ * new object (cJSON_Delete), NULL when out of memory. */
+cJSON *recorder_capture_json(const struct media_capture_info *ci);
+
 /* Waits until no processing job is queued or running, up to 'timeout_ns'
  * (negative: forever). Returns 0 when idle, -1 on timeout. For tests and
  * orderly shutdown. */

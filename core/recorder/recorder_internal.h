@@ -59,6 +59,9 @@ struct recorder_session {
 	unsigned ev_degrade;           /* degradation moves raised, under ev_lock */
 	unsigned ev_degrade_seen;      /* ... of which applied (under lock) */
 	char ev_detail[RECORDER_DETAIL_MAX];
+	atomic_int src_stalled;        /* raised by the pipeline: 1 stalled, 0 flowing */
+	bool src_stalled_shown;        /* what metadata says; under lock */
+	int64_t src_stalls;
 	struct recorder_rtp *rtp;      /* rtp rooms only (recorder_rtp.c), else NULL */
 	struct recorder_whip_wait *whip_wait; /* a `whip` room waiting for its publisher (recorder_whip.c) */
 };
@@ -323,6 +326,15 @@ int recorder_whip_wait(struct recorder_session *s, const char *format, const str
 /* Frees what recorder_whip_wait made (session_free). */
 void recorder_whip_session_free(struct recorder_session *s);
 
+/* recorder_source.c: the source's own state. Pipeline threads: notes a
+ * stall or resume of the session's source. */
+void recorder_source_note_stall(struct recorder_session *s, bool stalled);
+/* Under the session lock: when the stall flag changed, writes
+ * metadata.source_stalled (source_stalls, source_stalled_at), stores the
+ * record and publishes source_stalled / source_resumed; 'what' names the
+ * source in the log. Returns 1 (stalled now), -1 (resumed) or 0. */
+int recorder_source_apply_stall(struct recorder_session *s, const char *what);
+
 /* recorder_rtp.c: rooms whose source is rtp. */
 /* metadata.network from the rtp counters of 'st' (nothing when all are 0);
  * returns true when it changed. */
@@ -345,9 +357,6 @@ int recorder_rtp_prepare(struct recorder_session *s, const char *source, const c
 void recorder_rtp_release(struct recorder_session *s);
 /* Releases and frees s->rtp (session_free). */
 void recorder_rtp_free(struct recorder_session *s);
-/* Pipeline threads: notes a stall/resume of an rtp session's source.
- * Returns true when it was one (the control thread should then apply it). */
-bool recorder_rtp_note_event(struct recorder_session *s, int ev); /* an enum media_event */
 /* Session lock held: stores what changed (metadata.source_stalled and the
  * source_stalled/source_resumed events, metadata.time_to_first_keyframe_ms,
  * the sender's resolution changes, what the network lost). */

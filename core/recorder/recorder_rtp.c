@@ -1,8 +1,9 @@
 /* recorder_rtp: what a recording of an `rtp` room needs beyond the pipeline:
  * UDP port pairs from rtp.port_min..rtp.port_max handed to the source and
  * shown in the state's metadata (so an SFU can be pointed at them), their
- * release when the recording leaves the live statuses, the "source stalled"
- * state and events, and the time to the first keyframe.
+ * release when the recording leaves the live statuses, the count of stalls
+ * (the state and events are recorder_source.c's), and the time to the
+ * first keyframe.
  *
  * The room's args are the rtp source's (media_src_rtp.c) plus two read here:
  * video=0 / audio=0 leave that stream out (no port allocated for it).
@@ -18,8 +19,7 @@
  * at most every 5 s while it changes.
  *
  * Thread use: prepare/release/apply run with the session lock held (request
- * and control threads); note_event runs on pipeline threads and only raises
- * flags. */
+ * and control threads). */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -61,14 +61,11 @@ static const struct config_option recorder_rtp_options[] = {
 struct recorder_rtp {
 	int ports[4];          /* allocated or claimed RTP ports (RTCP = +1), for release */
 	int n_ports;
-	atomic_int stalled;    /* raised by the pipeline: 1 stalled, 0 flowing */
-	bool stalled_shown;    /* what metadata says; under the session lock */
 	bool ttfk_shown;
 	uint32_t size_changes_shown; /* the sender's resolution changes metadata shows */
 	struct media_source_stats loss_shown; /* what metadata.rtp_receive shows */
 	struct media_source_stats loss_counted; /* what went into rtp_loss_total */
 	int64_t loss_shown_mono;  /* when metadata.rtp_receive was last written */
-	int64_t stalls;
 	int64_t lost_shown_ns;    /* when metadata.network was last looked at */
 };
 
@@ -283,15 +280,6 @@ void recorder_rtp_free(struct recorder_session *s)
 	s->rtp = NULL;
 }
 
-bool recorder_rtp_note_event(struct recorder_session *s, int ev)
-{
-	struct recorder_rtp *x = s->rtp;
-	if (!x || (ev != MEDIA_EVENT_SOURCE_STALLED && ev != MEDIA_EVENT_SOURCE_RESUMED))
-		return false;
-	atomic_store(&x->stalled, ev == MEDIA_EVENT_SOURCE_STALLED ? 1 : 0);
-	return true;
-}
-
 bool recorder_rtp_apply_network(cJSON *rec, const struct media_stats *st)
 {
 	cJSON *m = recorder_rec_metadata(rec);
@@ -386,30 +374,14 @@ void recorder_rtp_apply(struct recorder_session *s)
 		}
 	}
 
-	bool stalled = atomic_load(&x->stalled) != 0;
-	if (stalled != x->stalled_shown) {
-		char ts[40];
-		x->stalled_shown = stalled;
-		if (stalled) {
-			x->stalls++;
-			pthread_mutex_lock(&rtp_totals_lock);
-			rtp_stalls_total++;
-			pthread_mutex_unlock(&rtp_totals_lock);
-		}
-		recorder_json_set(m, "source_stalled", cJSON_CreateBool(stalled));
-		recorder_json_set(m, "source_stalls", cJSON_CreateNumber((double)x->stalls));
-		if (stalled)
-			recorder_json_set(m, "source_stalled_at", cJSON_CreateString(time_iso8601(time_wall_ns(), ts, sizeof(ts))));
-		LOG_WARN(&log_rrtp, "%s: room %s: RTP source %s", s->id, s->room_id,
-			 stalled ? "stalled (nothing received for 2 s); the recording goes on" : "flows again");
-		recorder_put(r, s->rec);
-		cJSON *extra = cJSON_CreateObject();
-		if (extra)
-			cJSON_AddStringToObject(extra, "reason", stalled ? "no_media" : "media_flows");
-		recorder_publish(r, stalled ? "source_stalled" : "source_resumed", s->rec, extra);
-		cJSON_Delete(extra);
-		return;
+	int stall = recorder_source_apply_stall(s, "RTP source");
+	if (stall > 0) {
+		pthread_mutex_lock(&rtp_totals_lock);
+		rtp_stalls_total++;
+		pthread_mutex_unlock(&rtp_totals_lock);
 	}
+	if (stall)
+		return; /* the record was stored */
 	if (changed)
 		recorder_put(r, s->rec);
 }
