@@ -70,12 +70,12 @@ def test_audio_stays_on_the_video_clock_with_a_300ppm_microphone(c):
     g = c.guest
     set_rate_shift(g, SHIFT)
     wav = gn.write_click_wav(os.path.join(c.node.dir, "clicks.wav"), SECONDS + 90)
+    aplay_log = os.path.join(c.node.dir, "aplay.log")
+    pid = gn.play(g, wav, aplay_log)
     r = c.node.start_recording(ROOM, quality="low")
     t_started = time.monotonic()
     assert r.status == 200, r
     rid = r.json["recording_id"]
-    aplay_log = os.path.join(c.node.dir, "aplay.log")
-    pid = gn.play(g, wav, aplay_log)
     try:
         time.sleep(3)
         mode = gn.camera_mode(g)

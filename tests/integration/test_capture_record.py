@@ -109,14 +109,14 @@ def test_devices_lists_the_camera_and_the_microphone(c):
 def test_record_camera_and_microphone(c):
     g = c.guest
     wav = gn.write_tone_wav(os.path.join(c.node.dir, "tone.wav"), SECONDS + 60, TONE_HZ)
+    aplay_log = os.path.join(c.node.dir, "aplay.log")
+    pid = gn.play(g, wav, aplay_log)
     ws = c.node.ws(ROOM)
     t_req = time.monotonic()
     r = c.node.start_recording(ROOM, quality="low")
     t_started = time.monotonic()
     assert r.status == 200, r
     rid = r.json["recording_id"]
-    aplay_log = os.path.join(c.node.dir, "aplay.log")
-    pid = gn.play(g, wav, aplay_log)
     try:
         time.sleep(3)
         mode = gn.camera_mode(g)
