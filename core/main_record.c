@@ -15,6 +15,7 @@
 #include "main.h"
 #include "media.h"
 #include "media_source.h"
+#include "recorder.h"
 
 static volatile sig_atomic_t record_interrupted;
 
@@ -27,10 +28,12 @@ static void record_on_signal(int sig)
 static void record_usage(FILE *out)
 {
 	fprintf(out,
-		"usage: edgerec record --source test|file --output PATH [options]\n"
+		"usage: edgerec record --source test|file|v4l2 --output PATH [options]\n"
 		"       edgerec record --probe PATH | --repair PATH\n"
 		"\n"
-		"  --source NAME       test (pattern, counter, tone; flash+beep each second) or file\n"
+		"  --source NAME       test (pattern, counter, tone; flash+beep each second), file,\n"
+		"                      or v4l2 (--args device=/dev/video0[,audio=hw:1,0][,format=mjpeg];\n"
+		"                      runs until --duration or Ctrl-C)\n"
 		"  --video FILE.y4m    file source: raw 4:2:0 video\n"
 		"  --audio FILE.wav    file source: 16-bit PCM audio\n"
 		"  --args K=V,...      extra source arguments\n"
@@ -355,6 +358,8 @@ int main_record(int argc, char **argv)
 	cJSON_AddNumberToObject(o, "audio_frames_encoded", (double)st.audio_frames_encoded);
 	cJSON_AddNumberToObject(o, "audio_frames_dropped", (double)st.audio_frames_dropped);
 	cJSON_AddNumberToObject(o, "video_frames_skipped", (double)st.video_frames_skipped);
+	if (st.capture.present) /* a camera: what it was asked and gave */
+		cJSON_AddItemToObject(o, "capture", recorder_capture_json(&st.capture));
 	cJSON_AddNumberToObject(o, "degradation_moves", st.degrade_moves);
 	cJSON_AddStringToObject(o, "degradation_max", media_degrade_name(st.degrade_max_level));
 	cJSON_AddNumberToObject(o, "video_encode_seconds", st.video_encode_ns / 1e9);

@@ -8,7 +8,18 @@
 --   whip   a WHIP publisher who comes later: a REST start waits (pending)
 --          for one to POST to the room's WHIP endpoint (video: VP8 for
 --          webm, H.264 for mp4 and mkv; mkv: video_codec = "vp8" for VP8)
---   v4l2   a camera (device=/dev/videoN), where the build has that driver
+--   v4l2   a camera: device = "/dev/videoN" or a stable link
+--          ("/dev/v4l/by-id/usb-...-video-index0", which survives replugging
+--          into another port); audio = an ALSA capture PCM ("hw:1,0",
+--          "plughw:CARD=Device,DEV=0") for the room's sound, from the same
+--          clock; format = "yuyv" | "nv12" | "i420" | "mjpeg" forces one.
+--          The camera's mode nearest the preset is taken; a missing camera
+--          answers 503, one in use 409; an unplugged one is reopened and
+--          the recording goes on (metadata.source_stalled meanwhile).
+--   alsa   a microphone only (device = an ALSA capture PCM), for rooms
+--          without a picture
+-- GET /api/system/devices (admin) lists the cameras (with their stable
+-- links, formats, sizes and rates) and microphones of the box.
 -- In order: the rooms table below, then the configuration
 -- (room.<id>.source and room.<id>.args), then room names that say what
 -- they are ("rtp-40004" listens for video on 40004 and audio on 40006,
@@ -25,6 +36,12 @@ local M = {}
 
 M.rooms = {
   -- lobby = { source = "rtp", args = { video_port = 5004, audio_port = 5006 } },
+  -- A room wired to the box's camera and microphone:
+  -- cam1 = { source = "v4l2", args = {
+  --   device = "/dev/v4l/by-id/usb-046d_HD_Pro_Webcam_C920-video-index0",
+  --   audio = "plughw:CARD=C920,DEV=0" } },
+  -- A room that records a microphone only:
+  -- podium = { source = "alsa", args = { device = "hw:1,0" } },
 }
 
 function M.resolve(room_id)

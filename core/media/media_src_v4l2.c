@@ -548,9 +548,10 @@ static int v4l2_read_video(struct media_source *src, struct v4l2_priv *v, struct
 	v->frames++;
 	if (v->clock.fallbacks != fallbacks && !v->fallback_logged) {
 		v->fallback_logged = true;
-		LOG_WARN(&log_v4l2, "%s: %s; frames are timed when dequeued instead", v->path,
+		LOG_WARN(&log_v4l2, "%s: %s (buffer %.6f s, dequeued %.6f s, flags 0x%x); frames are timed when "
+			 "dequeued instead", v->path,
 			 mono ? "the driver's timestamps are off the monotonic clock"
-			      : "the driver gives no monotonic buffer timestamps");
+			      : "the driver gives no monotonic buffer timestamps", buf_ns / 1e9, now / 1e9, b.flags);
 	}
 	return MEDIA_SOURCE_OK;
 }

@@ -102,15 +102,27 @@ static bool v4l2_mode_usable(const struct media_v4l2_mode *m, const struct media
 	       m->fps_num > 0 && m->fps_den > 0;
 }
 
+/* True when the mode's rate reaches 'asked' (mfps) within 1 %: 29.97 fps
+ * serves a 30 fps preset. */
+static bool v4l2_reaches(const struct media_v4l2_mode *m, int64_t asked)
+{
+	return v4l2_mfps(m) * 100 >= asked * 99;
+}
+
 int media_v4l2_choose(const struct media_v4l2_mode *modes, int n, const struct media_v4l2_want *want,
 		      struct media_v4l2_mode *out)
 {
 	int best_size = -1, best_cls = 0;
 	int64_t best_dist = 0;
+	int64_t asked = (int64_t)want->fps * 1000;
+	/* Sizes some format offers at the asked rate come first, when there are any. */
+	bool any_reach = false;
+	for (int i = 0; i < n; i++)
+		any_reach |= v4l2_mode_usable(&modes[i], want) && v4l2_reaches(&modes[i], asked);
 	for (int i = 0; i < n; i++) {
 		int cls;
 		int64_t dist;
-		if (!v4l2_mode_usable(&modes[i], want))
+		if (!v4l2_mode_usable(&modes[i], want) || (any_reach && !v4l2_reaches(&modes[i], asked)))
 			continue;
 		v4l2_size_key(modes[i].width, modes[i].height, want, &cls, &dist);
 		if (best_size < 0 || cls < best_cls || (cls == best_cls && dist < best_dist)) {
@@ -122,7 +134,6 @@ int media_v4l2_choose(const struct media_v4l2_mode *modes, int n, const struct m
 	if (best_size < 0)
 		return -1;
 	int w = modes[best_size].width, h = modes[best_size].height;
-	int64_t asked = (int64_t)want->fps * 1000;
 
 	/* Per format at that size: the lowest rate reaching the asked one,
 	 * else the highest. */
@@ -140,7 +151,7 @@ int media_v4l2_choose(const struct media_v4l2_mode *modes, int n, const struct m
 			continue;
 		}
 		int64_t r = v4l2_mfps(m), c = v4l2_mfps(&modes[cur]);
-		bool reaches = r >= asked, cur_reaches = c >= asked;
+		bool reaches = v4l2_reaches(m, asked), cur_reaches = v4l2_reaches(&modes[cur], asked);
 		if ((reaches && (!cur_reaches || r < c)) || (!reaches && !cur_reaches && r > c))
 			per_format[f] = i;
 	}
@@ -149,7 +160,7 @@ int media_v4l2_choose(const struct media_v4l2_mode *modes, int n, const struct m
 	 * highest rate (ranks break ties: raw before MJPEG). */
 	int pick = -1;
 	for (size_t f = 0; f < ARRAY_SIZE(v4l2_formats) && pick < 0; f++)
-		if (per_format[f] >= 0 && v4l2_mfps(&modes[per_format[f]]) >= asked)
+		if (per_format[f] >= 0 && v4l2_reaches(&modes[per_format[f]], asked))
 			pick = per_format[f];
 	if (pick < 0) {
 		for (size_t f = 0; f < ARRAY_SIZE(v4l2_formats); f++)
@@ -192,7 +203,7 @@ void media_v4l2_clock_init(struct media_v4l2_clock *c, int64_t zero_ns)
 int64_t media_v4l2_clock_pts(struct media_v4l2_clock *c, int64_t buf_ns, bool monotonic, int64_t dequeued_ns)
 {
 	int64_t t = buf_ns;
-	if (!monotonic || buf_ns > dequeued_ns || dequeued_ns - buf_ns > 2000000000LL) {
+	if (!monotonic || buf_ns - dequeued_ns > 100000000LL || dequeued_ns - buf_ns > 2000000000LL) {
 		t = dequeued_ns;
 		c->fallbacks++;
 	}

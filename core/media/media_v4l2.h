@@ -46,9 +46,10 @@ uint32_t media_v4l2_format_parse(const char *name);
 const char *media_v4l2_format_name(uint32_t fourcc, char *out);
 
 /* Picks the mode to capture among the 'n' offered ones, into 'out':
- * - the size first: the asked size; else the smallest offered one that
- *   covers it (scaled down into the preset's box, media_v4l2_fit); else
- *   the largest one below it;
+ * - the size first, among the sizes offered at the asked rate (within
+ *   1 %: 29.97 serves 30) when there are any, else among all: the asked
+ *   size; else the smallest that covers it (scaled down into the preset's
+ *   box, media_v4l2_fit); else the largest one below it;
  * - at that size, per format the lowest rate that reaches the asked one
  *   (else its highest);
  * - the format: a raw one (YU12, NV12, YUYV, in that order: least
@@ -78,8 +79,9 @@ struct media_v4l2_clock {
 void media_v4l2_clock_init(struct media_v4l2_clock *c, int64_t zero_ns);
 /* Returns the pts (ns from the zero) of a frame whose buffer carries
  * 'buf_ns' (CLOCK_MONOTONIC when 'monotonic'), dequeued at 'dequeued_ns'.
- * A driver timestamp that is later than its dequeue time or more than 2 s
- * older is not believed (the dequeue time is taken, counted in
+ * A driver timestamp over 100 ms later than its dequeue time (vivid stamps
+ * a frame's nominal time, some ms ahead) or more than 2 s older is not
+ * believed (the dequeue time is taken, counted in
  * 'fallbacks'); a pts not after the one before becomes that one + 1 ms
  * (counted in 'fixed'); one before the zero becomes 0. */
 int64_t media_v4l2_clock_pts(struct media_v4l2_clock *c, int64_t buf_ns, bool monotonic, int64_t dequeued_ns);

@@ -46,9 +46,19 @@ static void test_choose(void)
 	/* 480p30: raw */
 	CHECK_INT(choose(uvc, N(uvc), 640, 480, 30, 0, &c), 0);
 	CHECK(c.fourcc == YUYV && c.width == 640 && c.fps_num == 30);
-	/* 360p (low preset) is not offered: the smallest covering size, 640x480 */
+	/* 360p is not offered: the smallest covering size, 640x480 */
 	CHECK_INT(choose(uvc, N(uvc), 640, 360, 24, 0, &c), 0);
 	CHECK(c.fourcc == YUYV && c.width == 640 && c.height == 480 && c.fps_num == 30);
+	/* a size offered only below the rate loses to one that reaches it:
+	 * YUYV-only, 720p at 10 or 360p at 30, asked 720p30 */
+	const struct media_v4l2_mode yuyv_only[] = {
+		{ YUYV, 1280, 720, 10, 1 }, { YUYV, 640, 360, 30, 1 }, { YUYV, 320, 180, 30, 1 },
+	};
+	CHECK_INT(choose(yuyv_only, N(yuyv_only), 1280, 720, 30, 0, &c), 0);
+	CHECK(c.width == 640 && c.height == 360 && c.fps_num == 30);
+	/* ... unless nothing reaches it: then the size decides */
+	CHECK_INT(choose(yuyv_only, N(yuyv_only), 1280, 720, 60, 0, &c), 0);
+	CHECK(c.width == 1280 && c.fps_num == 10);
 	/* a forced format */
 	CHECK_INT(choose(uvc, N(uvc), 640, 480, 30, MJPG, &c), 0);
 	CHECK(c.fourcc == MJPG && c.width == 640);
@@ -62,7 +72,9 @@ static void test_choose(void)
 		{ MJPG, 320, 240, 30, 1 }, { MJPG, 800, 600, 20, 1 }, { MJPG, 1280, 720, 30, 1 },
 	};
 	CHECK_INT(choose(mj, N(mj), 640, 360, 24, 0, &c), 0);
-	CHECK(c.fourcc == MJPG && c.width == 800 && c.height == 600 && c.fps_num == 20); /* covers, below the rate */
+	CHECK(c.fourcc == MJPG && c.width == 1280 && c.height == 720 && c.fps_num == 30); /* 800x600 is at 20 */
+	CHECK_INT(choose(mj, N(mj), 640, 360, 20, 0, &c), 0);
+	CHECK(c.width == 800 && c.height == 600 && c.fps_num == 20);
 	CHECK_INT(choose(mj, N(mj), 1280, 720, 30, 0, &c), 0);
 	CHECK(c.width == 1280 && c.fps_num == 30);
 	CHECK_INT(choose(mj, N(mj), 640, 480, 30, YUYV, &c), -1);
@@ -80,14 +92,14 @@ static void test_choose(void)
 	CHECK_INT(choose(odd, N(odd), 640, 360, 24, 0, &c), 0);
 	CHECK(c.width == 1024 && c.height == 768);
 
-	/* Fractional rates: 30000/1001 does not reach 30; 60 does (the lowest
-	 * that reaches is taken, not the highest). */
+	/* Fractional rates: 30000/1001 serves 30 (within 1 %), 25 does not;
+	 * the lowest that reaches is taken, not the highest. */
 	const struct media_v4l2_mode fr[] = {
-		{ YUYV, 640, 360, 30000, 1001 }, { YUYV, 640, 360, 60, 1 }, { YUYV, 640, 360, 120, 1 },
+		{ YUYV, 640, 360, 60, 1 }, { YUYV, 640, 360, 30000, 1001 }, { YUYV, 640, 360, 120, 1 },
 		{ YU12, 640, 360, 25, 1 },
 	};
 	CHECK_INT(choose(fr, N(fr), 640, 360, 30, 0, &c), 0);
-	CHECK(c.fourcc == YUYV && c.fps_num == 60 && c.fps_den == 1);
+	CHECK(c.fourcc == YUYV && c.fps_num == 30000 && c.fps_den == 1001);
 	/* YU12 reaches 24: it is the cheapest raw format and wins */
 	CHECK_INT(choose(fr, N(fr), 640, 360, 24, 0, &c), 0);
 	CHECK(c.fourcc == YU12 && c.fps_num == 25);
@@ -155,7 +167,10 @@ static void test_clock(void)
 	media_v4l2_clock_init(&c, zero);
 	CHECK(media_v4l2_clock_pts(&c, 12345, false, zero + 50000000) == 50000000);
 	CHECK(c.fallbacks == 1);
-	/* flagged monotonic but from the future, or 5 s stale: not believed */
+	/* 20 ms ahead of the dequeue (vivid stamps the frame's nominal time): believed */
+	CHECK(media_v4l2_clock_pts(&c, zero + 70000000, true, zero + 50000000) == 70000000);
+	CHECK(c.fallbacks == 1);
+	/* flagged monotonic but 800 ms from the future, or 5 s stale: not believed */
 	CHECK(media_v4l2_clock_pts(&c, zero + 900000000, true, zero + 100000000) == 100000000);
 	CHECK(media_v4l2_clock_pts(&c, zero - 4900000000LL, true, zero + 150000000) == 150000000);
 	CHECK(c.fallbacks == 3);

@@ -278,3 +278,73 @@ def decodes_to_end(path):
     p = subprocess.run(["ffmpeg", "-v", "error", "-i", path, "-f", "null", "-"], capture_output=True, text=True,
                        timeout=600)
     assert p.returncode == 0 and not p.stderr.strip(), "ffmpeg decode of %s: %s" % (path, p.stderr[-2000:])
+
+
+# -- the devices in the guest ---------------------------------------------------
+
+CAMERA = "/dev/video0"
+MIC = "hw:Loopback,1,0"          # captures what plays into hw:Loopback,0,0
+SPEAKER = "plughw:Loopback,0,0"  # plug: converts to what the capture side opened
+PRESET_BOX = (854, 480, 24)      # the low preset (SPEC section 5)
+
+
+def camera_room(room, device=CAMERA, audio=MIC):
+    """Configuration of a room wired to the camera (and microphone)."""
+    args = "device=" + device + (",audio=" + audio if audio else "")
+    return {"room.%s.source" % room: "v4l2", "room.%s.args" % room: args}
+
+
+def play(g, wav, log_path, pcm=SPEAKER, buffer_us=2000000):
+    """Starts aplay of 'wav' into the loopback in the guest (real-time
+    priority, a 2 s buffer: a starved guest must not underrun it, an
+    underrun would shift the signal in time); returns its pid."""
+    return g.spawn("exec chrt -f 20 aplay -D %s --buffer-time=%d %s" % (pcm, buffer_us, wav), log_path)
+
+
+def underruns(log_path):
+    """aplay's warnings of underruns in its log."""
+    try:
+        with open(log_path, errors="replace") as f:
+            return [l for l in f.read().splitlines() if "underrun" in l.lower()]
+    except OSError:
+        return []
+
+
+def camera_mode(g, device=CAMERA):
+    """What the camera is set to now, read from the driver with v4l2-ctl
+    (not from edgerec): {'width', 'height', 'fourcc', 'fps'}."""
+    import re
+    rc, out = g.run("v4l2-ctl -d %s --get-fmt-video --get-parm" % device, check=True)
+    m = re.search(r"Width/Height\s*:\s*(\d+)/(\d+)", out)
+    f = re.search(r"Pixel Format\s*:\s*'(\w+)", out)
+    r = re.search(r"Frames per second:\s*([\d.]+)", out)
+    assert m and f and r, out
+    return {"width": int(m.group(1)), "height": int(m.group(2)), "fourcc": f.group(1), "fps": float(r.group(1))}
+
+
+def fit_box(w, h, box_w, box_h):
+    """The size a frame of w x h is recorded at in a preset's box: as it is
+    when it fits, else scaled down keeping its aspect (even sizes)."""
+    if w <= box_w and h <= box_h:
+        return w, h
+    s = min(box_w / w, box_h / h)
+    return int(w * s) // 2 * 2, int(h * s) // 2 * 2
+
+
+def room_recordings(node, room):
+    r = node.request("GET", "/api/webrtc/rooms/%s/recordings" % room)
+    assert r.status == 200, r
+    return r.json["recordings"]
+
+
+def events_of(ws, seconds):
+    """Event types read from a room subscription for up to 'seconds'."""
+    import websocket
+    seen, deadline = [], time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        ws.settimeout(max(0.05, deadline - time.monotonic()))
+        try:
+            seen.append(json.loads(ws.recv()))
+        except websocket.WebSocketTimeoutException:
+            break
+    return seen

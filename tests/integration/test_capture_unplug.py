@@ -1,0 +1,113 @@
+"""test_capture_unplug: a camera unplugged in the middle of a recording and
+plugged back. The camera is the kernel's vivid in a qemu guest
+(tests/support/guest); its "disconnect" control does what a USB unplug
+does (the node goes away, every open handle gets ENODEV); once edgerec has
+let go of it, the test unloads vivid and loads it again (the camera comes
+back as a new device at the same path), as a replug does.
+
+A recording of the room (camera + loopback microphone, a tone playing)
+runs for a while, the camera goes, edgerec must:
+- publish source_stalled and show it in the state (metadata.source_stalled);
+- let go of the device (rmmod succeeds within 15 s);
+- take the camera back once it returns: source_resumed, and video frames
+  again, the first of them a keyframe, at the camera's rate;
+- keep the microphone (the tone goes on through the gap);
+- finish a valid file: it decodes to the end with no error, VP8 + Opus,
+  video before the unplug and after the replug, audio throughout.
+"""
+import os
+import sys
+import time
+
+SOURCE = os.environ.get("EDGEREC_SOURCE_DIR") or os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
+sys.path.insert(0, os.path.join(SOURCE, "tests", "support", "guest"))
+import guestnode as gn  # noqa: E402
+from edgerec_harness import run_tests, wait_until, ws_next  # noqa: E402
+
+ROOM = "cam"
+BEFORE = 10.0       # seconds recorded before the unplug
+AFTER = 10.0        # seconds recorded after the camera is back
+CONFIG = {"default_quality": "low"}
+CONFIG.update(gn.camera_room(ROOM))
+
+
+def setup():
+    return gn.start_guest_node("test_capture_unplug", CONFIG)
+
+
+def test_unplug_and_replug_mid_recording(c):
+    g = c.guest
+    wav = gn.write_tone_wav(os.path.join(c.node.dir, "tone.wav"), BEFORE + AFTER + 120, 1000)
+    ws = c.node.ws(ROOM)
+    r = c.node.start_recording(ROOM, quality="low")
+    assert r.status == 200, r
+    rid = r.json["recording_id"]
+    t_started = time.monotonic()
+    aplay_log = os.path.join(c.node.dir, "aplay.log")
+    pid = gn.play(g, wav, aplay_log)
+    try:
+        time.sleep(3)
+        mode = gn.camera_mode(g)
+        time.sleep(max(0.0, BEFORE - (time.monotonic() - t_started)))
+
+        t_unplug = time.monotonic() - t_started
+        g.run("v4l2-ctl -d %s -c disconnect=1" % gn.CAMERA, check=True)
+        ev = ws_next(ws, "source_stalled", timeout=30)
+        print("unplugged at %.1f s; event %s" % (t_unplug, ev), flush=True)
+        st = c.node.op("status", ROOM, rid)
+        assert st.status == 200 and st.json["metadata"].get("source_stalled") is True, st.json
+
+        # Replug: vivid can be unloaded only once every handle is closed.
+        wait_until(lambda: g.run("rmmod vivid")[0] == 0, timeout=15, interval=0.5,
+                   what="edgerec to let go of the unplugged camera (rmmod vivid)")
+        g.run('modprobe -d "$GUEST_KROOT" vivid $GUEST_VIVID_OPTIONS', check=True)
+        t_back = time.monotonic() - t_started
+        ev = ws_next(ws, "source_resumed", timeout=30)
+        print("camera back at %.1f s; event %s" % (t_back, ev), flush=True)
+        time.sleep(AFTER)
+        t_stop = time.monotonic() - t_started
+        r = c.node.op("stop", ROOM, rid)
+        assert r.status == 200, r
+    finally:
+        g.signal(pid, 15)
+        g.wait(pid, 20)
+    rec = c.node.wait_status(ROOM, rid, ("completed", "failed"), timeout=300)
+    ws.close()
+    assert rec["status"] == "completed", rec
+    print("metadata:", {k: v for k, v in rec["metadata"].items() if k != "degradation"})
+    assert not gn.underruns(aplay_log), gn.underruns(aplay_log)
+
+    path = os.path.join(rec["local_path"], rec["file_name"])
+    fmt, v, a = gn.streams(path)
+    assert v and v["codec_name"] == "vp8" and a and a["codec_name"] == "opus", (v, a)
+    gn.decodes_to_end(path)
+
+    # Video before the unplug, a gap, video again after the replug.
+    info = gn.ffprobe(path, "-select_streams", "v", "-show_entries", "packet=pts_time,flags")
+    pk = sorted((float(p["pts_time"]), "K" in p["flags"]) for p in info["packets"] if "pts_time" in p)
+    gaps = [(b[0] - a[0], i + 1) for i, (a, b) in enumerate(zip(pk, pk[1:]))]
+    gap, after = max(gaps)
+    fps = mode["fps"]
+    print("video: %d frames, longest gap %.2f s at %.2f s, %d frames after it; stopped at %.1f s" % (
+        len(pk), gap, pk[after][0], len(pk) - after, t_stop))
+    assert gap >= 1.0, "no gap in the video where the camera was away (%.2f s)" % gap
+    assert pk[after][1], "the first frame after the replug is not a keyframe"
+    before_frames, after_frames = after, len(pk) - after
+    assert before_frames >= 0.95 * fps * (t_unplug - 1.0), (before_frames, t_unplug)
+    # After the return the camera runs at its rate again until the stop.
+    back_span = pk[-1][0] - pk[after][0]
+    assert after_frames >= 0.95 * fps * back_span and back_span >= AFTER - 1.0, (after_frames, back_span)
+
+    # The microphone went on through the gap: the tone in every second.
+    a0, samples = gn.decode_audio(path)
+    bad = []
+    for s in range(2, int(len(samples) / gn.RATE) - 1):
+        hz, rms = gn.tone_frequency(samples[s * gn.RATE:(s + 1) * gn.RATE])
+        if abs(hz - 1000) > 10 or rms < 0.2:
+            bad.append((s, round(hz, 1), round(rms, 3)))
+    assert not bad, "seconds without the tone (second, Hz, rms): %s" % bad[:20]
+    assert len(samples) / gn.RATE >= pk[-1][0] - a0 - 0.5, (len(samples), a0, pk[-1][0])
+
+
+if __name__ == "__main__":
+    run_tests(globals(), setup=setup, teardown=gn.stop_guest_node)
