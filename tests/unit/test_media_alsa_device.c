@@ -12,7 +12,8 @@
  * (default 20) while the device's own frame count runs off at its clock
  * (EDGEREC_ALSA_TEST_PPM, the rate shift the test set, checked against the
  * frames captured and against the estimate). One JSON line reports the
- * figures. */
+ * figures. EDGEREC_ALSA_TEST_STALL_AT=S stops reading for 3 s at S seconds:
+ * an overrun, whose lost time silence must fill. */
 #include <errno.h>
 #include <math.h>
 #include <poll.h>
@@ -21,6 +22,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "common_log.h"
 #include "common_time.h"
 
 #ifndef MEDIA_HAVE_ALSA
@@ -123,6 +125,9 @@ static void test_live(const char *pcm)
 	const char *sv = getenv("EDGEREC_ALSA_TEST_SECONDS");
 	const char *bv = getenv("EDGEREC_ALSA_TEST_BOUND_MS");
 	const char *pv = getenv("EDGEREC_ALSA_TEST_PPM");
+	const char *stv = getenv("EDGEREC_ALSA_TEST_STALL_AT");
+	double stall_at = stv ? atof(stv) : -1;  /* stop reading for 3 s then: an overrun */
+	bool stalled = false;
 	double seconds = sv ? atof(sv) : 20, bound_ms = bv ? atof(bv) : 20;
 	struct media_alsa *a, *b;
 	char err[256] = "";
@@ -146,9 +151,14 @@ static void test_live(const char *pcm)
 	/* The same for the device's own frames (uncorrected): its clock. */
 	double raw_min = 1e18, first_raw = 0, last_raw = 0;
 	int64_t win_start = start, first_at = 0, last_at = 0;
+	int win_reads = 0, windows_sparse = 0;
 	int16_t block[4800 * 2];
 	int fill = 0;
 	while (time_mono_ns() - start < (int64_t)(seconds * TIME_NS_PER_SEC)) {
+		if (stall_at >= 0 && !stalled && time_mono_ns() - start >= (int64_t)(stall_at * TIME_NS_PER_SEC)) {
+			stalled = true;
+			time_sleep_ns(3 * TIME_NS_PER_SEC);
+		}
 		struct pollfd fds[8];
 		int n = media_alsa_pollfds(a, fds, 8);
 		poll(fds, (nfds_t)n, 100);
@@ -168,7 +178,12 @@ static void test_live(const char *pcm)
 			double raw = (now - (double)t0 - (double)now_st.frames_captured * TIME_NS_PER_SEC / 48000) / 1e6;
 			if (raw < raw_min)
 				raw_min = raw;
+			win_reads++;
 			if (now - win_start >= 2 * TIME_NS_PER_SEC) {
+				/* A window in which this thread hardly ran says little
+				 * (counted; its least delay still counts). */
+				if (win_reads < 50)
+					windows_sparse++;
 				if (now - start > 3 * TIME_NS_PER_SEC) {  /* past the start-up */
 					if (first_win < 0) {
 						first_win = win_min;
@@ -183,6 +198,7 @@ static void test_live(const char *pcm)
 				}
 				win_min = 1e18;
 				raw_min = 1e18;
+				win_reads = 0;
 				win_start = now;
 			}
 			/* 100 ms blocks: is the 1 kHz tone there (left channel)? */
@@ -216,20 +232,27 @@ static void test_live(const char *pcm)
 	printf("{\"pcm\":\"%s\",\"seconds\":%.3f,\"frames_out\":%llu,\"frames_captured\":%llu,"
 	       "\"device_ppm_measured\":%.1f,\"drift_ppm\":%.1f,\"overruns\":%llu,\"steps\":%llu,"
 	       "\"frames_inserted\":%llu,\"frames_dropped\":%llu,\"delay_first_ms\":%.2f,\"delay_last_ms\":%.2f,"
-	       "\"delay_wander_ms\":%.2f,\"tone_blocks\":%d,\"blocks\":%d,\"device_timestamps\":%s}\n",
+	       "\"delay_wander_ms\":%.2f,\"tone_blocks\":%d,\"blocks\":%d,\"windows_sparse\":%d,\"device_timestamps\":%s}\n",
 	       pcm, elapsed / 1e9, (unsigned long long)frames, (unsigned long long)st.frames_captured, dev_ppm,
 	       st.drift_ppm, (unsigned long long)st.overruns, (unsigned long long)st.steps,
 	       (unsigned long long)st.frames_inserted, (unsigned long long)st.frames_dropped, first_win,
-	       last_win, wander, tone_blocks, blocks, st.device_timestamps ? "true" : "false");
+	       last_win, wander, tone_blocks, blocks, windows_sparse, st.device_timestamps ? "true" : "false");
 	fflush(stdout);
 	/* Output time holds to the monotonic clock (an overrun under load
 	 * fills its gap with silence and keeps it too). */
 	CHECK(first_win >= 0 || seconds < 6);
 	CHECK(wander <= bound_ms);
 	CHECK(fabs(last_win - first_win) <= bound_ms);
-	/* The tone is there (the first blocks may precede it). */
-	CHECK(tone_blocks >= blocks - 10 - (int)(st.overruns * 2));
-	if (pv) {
+	/* The tone is there (the first blocks may precede it; an overrun's
+	 * time is silence). */
+	CHECK(tone_blocks >= blocks - 10 - (int)(st.overruns * 2 + st.frames_inserted / 4800));
+	if (stall_at >= 0) {
+		/* 3 s without a read: the buffer (2 s) overran, what it held is
+		 * lost with what came after; silence fills those 3 s. */
+		CHECK(st.overruns >= 1);
+		CHECK(fabs(st.frames_inserted / 48000.0 - 3.0) < 0.5);
+	}
+	if (pv && st.overruns == 0) {  /* frames lost: no rate from their count */
 		double want = atof(pv);
 		CHECK(fabs(dev_ppm - want) < 60);        /* the guest's timers are coarse */
 		CHECK(fabs(st.drift_ppm - want) < 30);
@@ -239,6 +262,7 @@ static void test_live(const char *pcm)
 
 int main(void)
 {
+	log_set_level(-1);  /* EDGEREC_LOG=debug shows the device's segments */
 	test_errors();
 	test_null();
 	test_list();
