@@ -17,7 +17,10 @@
 static struct log_handle log_alsa = LOG_HANDLE("media/alsa");
 
 #define ALSA_PERIOD_US 10000     /* the device wakes the reader this often */
-#define ALSA_BUFFER_US 500000    /* what it holds while the reader is late */
+/* What the device holds while the reader is late: a box or a guest short
+ * of CPU can leave the source thread waiting for a second; past this,
+ * frames are lost (an overrun, filled with silence). */
+#define ALSA_BUFFER_US 2000000
 #define ALSA_TSTAMP_SLACK_NS (TIME_NS_PER_SEC) /* a device timestamp further from now is not believed */
 
 struct media_alsa {
@@ -32,6 +35,7 @@ struct media_alsa {
 	uint64_t bad_tstamps;      /* timestamps replaced by the reader's clock */
 	int64_t frames_read;       /* device frames read, numbered across overruns */
 	uint64_t overruns;
+	uint64_t steps_seen;       /* re-anchorings already logged */
 	uint8_t *raw;              /* one read in the device's format */
 	int16_t *s16;              /* the same as S16 */
 	snd_pcm_uframes_t cap;     /* frames both hold */
@@ -257,6 +261,9 @@ static int alsa_status(struct media_alsa *a, snd_pcm_state_t *state, snd_pcm_ufr
 		a->bad_tstamps++;
 		t = now;
 	}
+	if (!media_alsa_est_ready(&a->conv.est))
+		LOG_DEBUG(&log_alsa, "%s: segment starts at frame %lld: timestamp %lld, now %lld, %lu frames there",
+			  a->device, (long long)a->frames_read, (long long)t, (long long)now, (unsigned long)*avail);
 	media_alsa_conv_observe(&a->conv, t, a->frames_read + (int64_t)*avail);
 	return 0;
 }
@@ -266,6 +273,8 @@ static int alsa_status(struct media_alsa *a, snd_pcm_state_t *state, snd_pcm_ufr
 static int alsa_recover(struct media_alsa *a, bool suspended)
 {
 	int r = 0;
+	LOG_DEBUG(&log_alsa, "%s: %s after %lld frames, status time %lld", a->device,
+		  suspended ? "suspend" : "overrun", (long long)a->frames_read, (long long)time_mono_ns());
 	if (suspended) {
 		while ((r = snd_pcm_resume(a->pcm)) == -EAGAIN)
 			time_sleep_ns(10 * TIME_NS_PER_MS);
@@ -326,6 +335,13 @@ int media_alsa_read(struct media_alsa *a, struct media_packet *pkt, char *err, s
 					util_strlcpy(err, "out of memory", errlen);
 					return MEDIA_SOURCE_ERROR;
 				}
+				if (a->conv.st.steps != a->steps_seen) {
+					a->steps_seen = a->conv.st.steps;
+					LOG_INFO(&log_alsa, "%s: output time anchored%s: %+.1f ms (%s), drift %.1f ppm",
+						 a->device, a->steps_seen > 1 ? " again" : "", a->conv.st.last_step_ms,
+						 a->conv.st.last_step_ms >= 0 ? "silence inserted" : "frames left out",
+						 media_alsa_est_drift_ppm(&a->conv.est));
+				}
 				if (!pkt->data)
 					return MEDIA_SOURCE_AGAIN;
 				pkt->samples = samples;
@@ -376,6 +392,53 @@ void media_alsa_close(struct media_alsa *a)
 	free(a->raw);
 	free(a->s16);
 	free(a);
+}
+
+/* True when the args item 's' (up to 'end') continues a PCM name: no '=',
+ * or an upper-case key before it. */
+static bool alsa_arg_continues(const char *s, const char *end)
+{
+	const char *eq = memchr(s, '=', (size_t)(end - s));
+	if (!eq)
+		return true;
+	if (eq == s)
+		return false;
+	for (const char *c = s; c < eq; c++)
+		if (!(*c >= 'A' && *c <= 'Z'))
+			return false;
+	return true;
+}
+
+bool media_alsa_arg_pcm(const char *args, const char *key, char *out, size_t outlen)
+{
+	size_t klen = strlen(key);
+	const char *s = args;
+	while (s && *s) {
+		const char *end = strchr(s, ',');
+		if (!end)
+			end = s + strlen(s);
+		if ((size_t)(end - s) > klen && strncmp(s, key, klen) == 0 && s[klen] == '=') {
+			const char *v = s + klen + 1;
+			while (*end == ',') {
+				const char *next = end + 1, *nend = strchr(next, ',');
+				if (!nend)
+					nend = next + strlen(next);
+				if (!alsa_arg_continues(next, nend))
+					break;
+				end = nend;
+			}
+			size_t n = (size_t)(end - v);
+			if (outlen) {
+				if (n > outlen - 1)
+					n = outlen - 1;
+				memcpy(out, v, n);
+				out[n] = '\0';
+			}
+			return true;
+		}
+		s = *end ? end + 1 : NULL;
+	}
+	return false;
 }
 
 /* The channel and rate ranges of capture PCM 'id' (0 where it cannot be

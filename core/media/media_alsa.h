@@ -64,6 +64,11 @@ int media_alsa_pollfds(struct media_alsa *a, struct pollfd *fds, int max);   /* 
 int media_alsa_read(struct media_alsa *a, struct media_packet *pkt, char *err, size_t errlen);
 void media_alsa_get_stats(struct media_alsa *a, struct media_alsa_stats *st);
 void media_alsa_close(struct media_alsa *a);
+/* Finds the PCM name 'key' gives in a source's "k=v,k=v" args, commas and
+ * all: "device=hw:Loopback,1,0,channels=1" gives "hw:Loopback,1,0" (a
+ * following item without '=' or with an upper-case key, as ALSA's CARD=,
+ * DEV=, SUBDEV=, belongs to the name). True when present. */
+bool media_alsa_arg_pcm(const char *args, const char *key, char *out, size_t outlen);
 int media_alsa_list(struct media_alsa_device *out, int max); /* capture PCMs; returns how many were filled (at most max) */
 
 #endif

@@ -243,12 +243,14 @@ static int conv_anchor(struct media_alsa_conv *c, int64_t first, int avail, int6
 	double t_first = media_alsa_est_time(&c->est, (double)first);
 	bool done = true;
 	if (!c->started) {
+		c->st.last_step_ms = 0;
 		c->started = true;
 		c->t0_ns = llround(t_first);
 		c->k_out = 0;
 	} else {
 		int64_t target = llround((t_first - (double)c->t0_ns) * c->rate / TIME_NS_PER_SEC);
 		int64_t gap = target - (int64_t)c->k_out;
+		c->st.last_step_ms = (double)gap * 1e3 / c->rate;
 		if (gap > 0) {
 			*insert = gap;
 		} else if (gap < 0) {

@@ -78,6 +78,7 @@ struct media_alsa_conv_stats {
 	double error_ms;            /* the last time error e, ms */
 	double max_error_ms;        /* the largest |e| since the last step */
 	double correction_ppm;      /* the last ratio against the nominal one */
+	double last_step_ms;        /* the last step: + silence inserted, - frames left out */
 };
 
 struct media_alsa_conv {

@@ -16,6 +16,9 @@ extern const struct media_source_driver media_source_rtp;
 #ifdef MEDIA_HAVE_SOURCE_V4L2
 extern const struct media_source_driver media_source_v4l2;
 #endif
+#ifdef MEDIA_HAVE_ALSA
+extern const struct media_source_driver media_source_alsa;
+#endif
 
 /* Every source the pipeline can open, by name. */
 static const struct media_source_driver *const media_source_drivers[] = {
@@ -26,6 +29,9 @@ static const struct media_source_driver *const media_source_drivers[] = {
 #endif
 #ifdef MEDIA_HAVE_SOURCE_V4L2
 	&media_source_v4l2,
+#endif
+#ifdef MEDIA_HAVE_ALSA
+	&media_source_alsa,
 #endif
 };
 

@@ -6,9 +6,13 @@
  * Args:
  *   device=PATH     /dev/videoN or a stable link (/dev/v4l/by-id/...), resolved
  *                   when the source opens (and again at every reopen)
- *   audio=PCM       an ALSA capture PCM (hw:1,0, plughw:..., a named PCM);
+ *   audio=PCM       an ALSA capture PCM (hw:1,0, plughw:CARD=X,DEV=0, a named
+ *                   PCM; its commas stay in the name, media_alsa_arg_pcm);
  *                   48 kHz at the pipeline's channel count, drift-corrected
  *   format=NAME     yuyv | nv12 | i420 | mjpeg: capture that format only
+ *   size=WxH, fps=N ask the camera for this mode instead of the preset's
+ *                   (a smaller or slower one than the preset: the recording
+ *                   still fits in the preset's box)
  *
  * The mode is chosen among the camera's offer (media_v4l2_choose): the
  * preset's size and rate or the nearest, raw formats before MJPEG when they
@@ -74,6 +78,7 @@ struct v4l2_priv {
 	int cam_w, cam_h;                /* what the camera delivers */
 	int fps_num, fps_den;            /* the rate it agreed to (G_PARM) */
 	int out_w, out_h;                /* what is recorded */
+	int box_w, box_h;                /* the preset's size: the recording fits in it */
 	char card[64], driver[32], bus[64];
 	struct media_v4l2_conv conv;
 	struct media_v4l2_clock clock;
@@ -313,7 +318,7 @@ static int v4l2_open_device(struct v4l2_priv *v, bool first, char *err, size_t e
 		v->chosen = m;
 		if (v->fourcc == MEDIA_V4L2_MJPG)
 			v4l2_size_from_first_frame(v);
-		media_v4l2_fit(v->cam_w, v->cam_h, v->want.width, v->want.height, &v->out_w, &v->out_h);
+		media_v4l2_fit(v->cam_w, v->cam_h, v->box_w, v->box_h, &v->out_w, &v->out_h);
 	}
 	media_v4l2_conv_deinit(&v->conv);
 	if (media_v4l2_conv_init(&v->conv, v->fourcc, v->cam_w, v->cam_h, stride, v->out_w, v->out_h, err,
@@ -372,12 +377,33 @@ static int v4l2_open(struct media_source *src, const struct media_source_params 
 		goto fail;
 	}
 	v->want = (struct media_v4l2_want){ .width = p->width, .height = p->height, .fps = p->fps };
+	v->box_w = p->width;
+	v->box_h = p->height;
+	char size[32] = "", rate[16] = "";
+	if (media_source_arg(p->args, "size", size, sizeof(size)) &&
+	    (sscanf(size, "%dx%d", &v->want.width, &v->want.height) != 2 || v->want.width < 16 || v->want.height < 16 ||
+	     v->want.width > 8192 || v->want.height > 8192)) {
+		snprintf(err, errlen, "size=%s: WIDTHxHEIGHT, 16..8192", size);
+		rc = -EINVAL;
+		goto fail;
+	}
+	if (media_source_arg(p->args, "fps", rate, sizeof(rate)) &&
+	    ((v->want.fps = atoi(rate)) < 1 || v->want.fps > 240)) {
+		snprintf(err, errlen, "fps=%s: 1..240", rate);
+		rc = -EINVAL;
+		goto fail;
+	}
 	if (media_source_arg(p->args, "format", fmt, sizeof(fmt)) && !(v->want.fourcc = media_v4l2_format_parse(fmt))) {
 		snprintf(err, errlen, "unknown format=%s (yuyv, nv12, i420 or mjpeg)", fmt);
 		rc = -EINVAL;
 		goto fail;
 	}
+#ifdef MEDIA_HAVE_ALSA
+	/* a PCM name keeps its commas: audio=hw:1,0 */
+	bool audio = media_alsa_arg_pcm(p->args, "audio", v->audio_pcm, sizeof(v->audio_pcm)) && v->audio_pcm[0];
+#else
 	bool audio = media_source_arg(p->args, "audio", v->audio_pcm, sizeof(v->audio_pcm)) && v->audio_pcm[0];
+#endif
 #ifndef MEDIA_HAVE_ALSA
 	if (audio) {
 		util_strlcpy(err, "audio= needs the ALSA capture module, which this build lacks", errlen);

@@ -11,6 +11,16 @@
 #include <string.h>
 
 #include "check.h"
+
+#ifndef MEDIA_HAVE_ALSA
+int main(void)
+{
+	puts("test_media_alsa: built without libasound/libspeexdsp, nothing to test");
+	return 0;
+}
+#else
+
+#include "media_alsa.h"
 #include "media_alsa_clock.h"
 
 #define NS 1000000000.0
@@ -424,8 +434,28 @@ static void test_rate_conversion(void)
 	sim_run(&c, &s);
 }
 
+/* PCM names keep their commas in a source's args. */
+static void test_arg_pcm(void)
+{
+	char v[64];
+	CHECK(media_alsa_arg_pcm("device=hw:Loopback,1,0,channels=1", "device", v, sizeof(v)));
+	CHECK_STR(v, "hw:Loopback,1,0");
+	CHECK(media_alsa_arg_pcm("channels=1,device=hw:CARD=Loopback,DEV=1,SUBDEV=0", "device", v, sizeof(v)));
+	CHECK_STR(v, "hw:CARD=Loopback,DEV=1,SUBDEV=0");
+	CHECK(media_alsa_arg_pcm("device=/dev/video0,audio=plughw:1,0", "audio", v, sizeof(v)));
+	CHECK_STR(v, "plughw:1,0");
+	CHECK(media_alsa_arg_pcm("audio=default", "audio", v, sizeof(v)));
+	CHECK_STR(v, "default");
+	CHECK(!media_alsa_arg_pcm("xaudio=hw:1,0", "audio", v, sizeof(v)));
+	CHECK(!media_alsa_arg_pcm("device=x", "audio", v, sizeof(v)));
+	CHECK(!media_alsa_arg_pcm(NULL, "audio", v, sizeof(v)));
+	CHECK(media_alsa_arg_pcm("audio=hw:1,0", "audio", v, 5));
+	CHECK_STR(v, "hw:1");
+}
+
 int main(void)
 {
+	test_arg_pcm();
 	test_resampler_alignment();
 	test_channels();
 	test_rate_conversion();
@@ -436,3 +466,5 @@ int main(void)
 	test_3h();
 	return check_exit();
 }
+
+#endif
