@@ -155,6 +155,8 @@ def test_record_camera_and_microphone(c):
     assert lo * 0.95 <= len(pts) <= hi * 1.05, (len(pts), lo, hi)
 
     # The tone in every second of the audio once aplay has started.
+    hole, n = gn.audio_contiguous(path)
+    assert hole < 0.002, "audio packets not contiguous: a hole or overlap of %.1f ms" % (1000 * hole)
     a0, samples = gn.decode_audio(path)
     audio_seconds = len(samples) / gn.RATE
     video_seconds = pts[-1] - pts[0] + 1.0 / fps

@@ -266,6 +266,16 @@ def video_pts(path):
     return sorted(float(p["pts_time"]) for p in info.get("packets", []) if "pts_time" in p)
 
 
+def audio_contiguous(path):
+    """(largest hole or overlap in seconds between consecutive audio
+    packets, packet count): 0 when each packet starts where the previous
+    one ended, so sample positions in the decoded audio are file times."""
+    info = ffprobe(path, "-select_streams", "a", "-show_entries", "packet=pts_time,duration_time")
+    pk = [(float(p["pts_time"]), float(p["duration_time"])) for p in info["packets"]
+          if "pts_time" in p and "duration_time" in p]
+    return max((abs(b[0] - (a[0] + a[1])) for a, b in zip(pk, pk[1:])), default=0.0), len(pk)
+
+
 def streams(path):
     info = ffprobe(path, "-show_streams", "-show_format")
     v = [s for s in info["streams"] if s["codec_type"] == "video"]
@@ -276,11 +286,11 @@ def streams(path):
 def decodes_to_end(path):
     """ffmpeg decodes every packet to the end with no error. Frames keep
     their own times in the file's time base (-fps_mode passthrough,
-    -enc_time_base -1): a camera's frames are not on a fixed grid, and two
+    -enc_time_base:v -1): a camera's frames are not on a fixed grid, and two
     a millisecond apart are valid in the file, where ffmpeg's default output
     time base (1/frame rate) would put them on one tick and complain about
     its own output."""
-    p = subprocess.run(["ffmpeg", "-v", "error", "-i", path, "-fps_mode", "passthrough", "-enc_time_base", "-1",
+    p = subprocess.run(["ffmpeg", "-v", "error", "-i", path, "-fps_mode", "passthrough", "-enc_time_base:v", "-1",
                         "-f", "null", "-"],
                        capture_output=True, text=True, timeout=600)
     assert p.returncode == 0 and not p.stderr.strip(), "ffmpeg decode of %s: %s" % (path, p.stderr[-2000:])
