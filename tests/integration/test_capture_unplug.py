@@ -33,18 +33,19 @@ CONFIG = {"default_quality": "low"}
 CONFIG.update(gn.camera_room(ROOM))
 
 
-def unplug(g):
+def unplug(g, log_path):
     """vivid's disconnect control (the node goes, open handles get ENODEV;
-    vivid registers it again once every handle is closed), then rmmod as
-    soon as edgerec has closed its handle, before its next reopen (it tries
-    every 500 ms): the camera is then away until modprobe."""
-    script = ("v4l2-ctl -d %s -c disconnect=1 || exit 2; i=0; while [ $i -lt 100 ]; do "
-              "rmmod vivid 2>/dev/null && exit 0; i=$((i+1)); sleep 0.02; done; exit 1" % gn.CAMERA)
-    for attempt in range(5):
-        rc, out = g.run(script)
-        if rc == 0:
-            return attempt
-    raise AssertionError("edgerec never let go of the unplugged camera (rmmod vivid kept failing):\n" + out)
+    vivid registers it again at the last close), with vivid unloaded the
+    moment edgerec has closed its handle, before its next reopen (it tries
+    every 500 ms): the camera is then away until modprobe. Returns the
+    unloader's report."""
+    pid = g.spawn("exec %s %s vivid 20" % (gn.guest.PYTHON, os.path.join(gn.HERE, "unload_when_free.py")), log_path)
+    wait_until(lambda: "ready" in open(log_path).read(), timeout=60, interval=0.2, what="the unloader")
+    g.run("v4l2-ctl -d %s -c disconnect=1" % gn.CAMERA, check=True)
+    rc = g.wait(pid, 60)
+    report = open(log_path).read().strip()
+    assert rc == 0, "edgerec did not let go of the unplugged camera (vivid stayed in use): " + report
+    return report
 
 
 def setup():
@@ -67,9 +68,9 @@ def test_unplug_and_replug_mid_recording(c):
         time.sleep(max(0.0, BEFORE - (time.monotonic() - t_started)))
 
         t_unplug = time.monotonic() - t_started
-        unplug(g)
+        report = unplug(g, os.path.join(c.node.dir, "unload.log"))
         ev = ws_next(ws, "source_stalled", timeout=30)
-        print("unplugged and unloaded at %.1f s; event %s" % (t_unplug, ev.get("type")), flush=True)
+        print("unplugged at %.1f s, vivid %s; event %s" % (t_unplug, report, ev.get("type")), flush=True)
         st = c.node.op("status", ROOM, rid)
         assert st.status == 200 and st.json["metadata"].get("source_stalled") is True, st.json
         time.sleep(AWAY)
