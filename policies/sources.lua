@@ -12,7 +12,9 @@
 --          ("/dev/v4l/by-id/usb-...-video-index0", which survives replugging
 --          into another port); audio = an ALSA capture PCM ("hw:1,0",
 --          "plughw:CARD=Device,DEV=0") for the room's sound, from the same
---          clock; format = "yuyv" | "nv12" | "i420" | "mjpeg" forces one.
+--          clock; format = "yuyv" | "nv12" | "i420" | "mjpeg" forces one;
+--          size = "640x360", fps = 15 ask the camera for a smaller or
+--          slower mode than the preset's.
 --          The camera's mode nearest the preset is taken; a missing camera
 --          answers 503, one in use 409; an unplugged one is reopened and
 --          the recording goes on (metadata.source_stalled meanwhile).

@@ -164,6 +164,13 @@ void http_console_serve(struct http_request *req);
  * object the recorder returned for this caller) (http_file.c). */
 void http_file_serve(struct http_request *req, bool thumbnail, const cJSON *rec);
 
+/* The /api/system pages' check: a verified bearer token (or console
+ * session) whose caller auth.lua lets do "admin" (built in: the admin
+ * role). Returns 0, or -1 after replying 401/403 (http_info.c). */
+int http_admin_check(struct http_request *req);
+/* GET /api/system/devices: the box's cameras and microphones (http_devices.c). */
+void http_devices_serve(struct http_request *req);
+
 /* /healthz, /metrics, /api/openapi.json (http_info.c). */
 void http_info_healthz(struct http_request *req);
 void http_info_metrics(struct http_request *req);

@@ -37,6 +37,7 @@ enum http_route_id {
 	HTTP_ROUTE_LOGIN,
 	HTTP_ROUTE_LOGOUT,
 	HTTP_ROUTE_SESSION,
+	HTTP_ROUTE_DEVICES,         /* the box's cameras and microphones, http_devices.c */
 	HTTP_ROUTE_COUNT,
 	/* Pseudo routes, for metrics labels of requests that matched none. */
 	HTTP_ROUTE_NOT_FOUND = HTTP_ROUTE_COUNT,

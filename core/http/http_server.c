@@ -283,6 +283,9 @@ static int http_handle(struct mg_connection *conn, void *cbdata)
 	case HTTP_ROUTE_POLICIES:
 		http_info_policies(&req);
 		break;
+	case HTTP_ROUTE_DEVICES:
+		http_devices_serve(&req);
+		break;
 	case HTTP_ROUTE_WS:
 		/* A WebSocket upgrade goes to the hub's handlers; a plain GET
 		 * lands here. */

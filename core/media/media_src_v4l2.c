@@ -6,9 +6,13 @@
  * Args:
  *   device=PATH     /dev/videoN or a stable link (/dev/v4l/by-id/...), resolved
  *                   when the source opens (and again at every reopen)
- *   audio=PCM       an ALSA capture PCM (hw:1,0, plughw:..., a named PCM);
+ *   audio=PCM       an ALSA capture PCM (hw:1,0, plughw:CARD=X,DEV=0, a named
+ *                   PCM; its commas stay in the name, media_alsa_arg_pcm);
  *                   48 kHz at the pipeline's channel count, drift-corrected
  *   format=NAME     yuyv | nv12 | i420 | mjpeg: capture that format only
+ *   size=WxH, fps=N ask the camera for this mode instead of the preset's
+ *                   (a smaller or slower one than the preset: the recording
+ *                   still fits in the preset's box)
  *
  * The mode is chosen among the camera's offer (media_v4l2_choose): the
  * preset's size and rate or the nearest, raw formats before MJPEG when they
@@ -74,6 +78,7 @@ struct v4l2_priv {
 	int cam_w, cam_h;                /* what the camera delivers */
 	int fps_num, fps_den;            /* the rate it agreed to (G_PARM) */
 	int out_w, out_h;                /* what is recorded */
+	int box_w, box_h;                /* the preset's size: the recording fits in it */
 	char card[64], driver[32], bus[64];
 	struct media_v4l2_conv conv;
 	struct media_v4l2_clock clock;
@@ -241,7 +246,9 @@ static void v4l2_size_from_first_frame(struct v4l2_priv *v)
 		if (out && media_v4l2_conv_init(&probe, MEDIA_V4L2_MJPG, v->cam_w, v->cam_h, 0, 16, 16, err,
 						sizeof(err)) == 0) {
 			if (b.index < (uint32_t)v->nbufs &&
-			    media_v4l2_convert(&probe, v->bufs[b.index].start, b.bytesused, out, err, sizeof(err)) == 0) {
+			    media_v4l2_convert(&probe, v->bufs[b.index].start,
+					       b.bytesused < v->bufs[b.index].len ? b.bytesused : v->bufs[b.index].len, out,
+					       err, sizeof(err)) == 0) {
 				v->cam_w = probe.last_width;
 				v->cam_h = probe.last_height;
 				sized = true;
@@ -276,8 +283,9 @@ static int v4l2_open_device(struct v4l2_priv *v, bool first, char *err, size_t e
 	struct v4l2_capability cap;
 	memset(&cap, 0, sizeof(cap));
 	if (v4l2_xioctl(v->fd, VIDIOC_QUERYCAP, &cap) < 0) {
-		snprintf(err, errlen, "%s is not a V4L2 device: %s", v->path, strerror(errno));
-		rc = errno == ENODEV ? -ENOENT : -EINVAL;
+		int e = errno;
+		snprintf(err, errlen, "%s is not a V4L2 device: %s", v->path, strerror(e));
+		rc = e == ENODEV ? -ENOENT : -EINVAL;
 		goto fail;
 	}
 	uint32_t caps = cap.capabilities & V4L2_CAP_DEVICE_CAPS ? cap.device_caps : cap.capabilities;
@@ -313,7 +321,7 @@ static int v4l2_open_device(struct v4l2_priv *v, bool first, char *err, size_t e
 		v->chosen = m;
 		if (v->fourcc == MEDIA_V4L2_MJPG)
 			v4l2_size_from_first_frame(v);
-		media_v4l2_fit(v->cam_w, v->cam_h, v->want.width, v->want.height, &v->out_w, &v->out_h);
+		media_v4l2_fit(v->cam_w, v->cam_h, v->box_w, v->box_h, &v->out_w, &v->out_h);
 	}
 	media_v4l2_conv_deinit(&v->conv);
 	if (media_v4l2_conv_init(&v->conv, v->fourcc, v->cam_w, v->cam_h, stride, v->out_w, v->out_h, err,
@@ -372,12 +380,33 @@ static int v4l2_open(struct media_source *src, const struct media_source_params 
 		goto fail;
 	}
 	v->want = (struct media_v4l2_want){ .width = p->width, .height = p->height, .fps = p->fps };
+	v->box_w = p->width;
+	v->box_h = p->height;
+	char size[32] = "", rate[16] = "";
+	if (media_source_arg(p->args, "size", size, sizeof(size)) &&
+	    (sscanf(size, "%dx%d", &v->want.width, &v->want.height) != 2 || v->want.width < 16 || v->want.height < 16 ||
+	     v->want.width > 8192 || v->want.height > 8192)) {
+		snprintf(err, errlen, "size=%s: WIDTHxHEIGHT, 16..8192", size);
+		rc = -EINVAL;
+		goto fail;
+	}
+	if (media_source_arg(p->args, "fps", rate, sizeof(rate)) &&
+	    ((v->want.fps = atoi(rate)) < 1 || v->want.fps > 240)) {
+		snprintf(err, errlen, "fps=%s: 1..240", rate);
+		rc = -EINVAL;
+		goto fail;
+	}
 	if (media_source_arg(p->args, "format", fmt, sizeof(fmt)) && !(v->want.fourcc = media_v4l2_format_parse(fmt))) {
 		snprintf(err, errlen, "unknown format=%s (yuyv, nv12, i420 or mjpeg)", fmt);
 		rc = -EINVAL;
 		goto fail;
 	}
+#ifdef MEDIA_HAVE_ALSA
+	/* a PCM name keeps its commas: audio=hw:1,0 */
+	bool audio = media_alsa_arg_pcm(p->args, "audio", v->audio_pcm, sizeof(v->audio_pcm)) && v->audio_pcm[0];
+#else
 	bool audio = media_source_arg(p->args, "audio", v->audio_pcm, sizeof(v->audio_pcm)) && v->audio_pcm[0];
+#endif
 #ifndef MEDIA_HAVE_ALSA
 	if (audio) {
 		util_strlcpy(err, "audio= needs the ALSA capture module, which this build lacks", errlen);
@@ -394,6 +423,7 @@ static int v4l2_open(struct media_source *src, const struct media_source_params 
 		goto fail;
 #endif
 	v->frame_ns = v->fps_num > 0 ? (int64_t)v->fps_den * TIME_NS_PER_SEC / v->fps_num : 0;
+	media_v4l2_clock_set_rate(&v->clock, v->fps_num, v->fps_den);
 	v->video_stream = src->nb_streams++;
 	src->streams[v->video_stream] = (struct media_stream_info){
 		.kind = MEDIA_KIND_VIDEO, .codec = MEDIA_CODEC_I420, .width = v->out_w, .height = v->out_h,
@@ -536,9 +566,16 @@ static int v4l2_read_video(struct media_source *src, struct v4l2_priv *v, struct
 	if (v->conv.last_width != v->cam_w || v->conv.last_height != v->cam_h)
 		v->frames_resized++;
 	uint64_t fallbacks = v->clock.fallbacks;
+	int64_t pts = media_v4l2_clock_pts(&v->clock, buf_ns, mono, now);
+	if (pts < 0) {
+		/* a second frame in its slot of the frame grid: left out, counted */
+		buf_unref(out);
+		v->missed++;
+		return MEDIA_SOURCE_AGAIN;
+	}
 	memset(pkt, 0, sizeof(*pkt));
 	pkt->stream = v->video_stream;
-	pkt->pts_ns = media_v4l2_clock_pts(&v->clock, buf_ns, mono, now);
+	pkt->pts_ns = pts;
 	pkt->duration_ns = v->frame_ns;
 	pkt->force_keyframe = v->need_key; /* the first frame after the camera came back */
 	pkt->data = out;
