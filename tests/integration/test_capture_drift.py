@@ -58,24 +58,16 @@ def set_rate_shift(g, value):
     assert (": values=%d" % value) in out, out
 
 
-def audio_contiguous(path):
-    """Largest hole or overlap (s) between consecutive audio packets."""
-    info = gn.ffprobe(path, "-select_streams", "a", "-show_entries", "packet=pts_time,duration_time")
-    pk = [(float(p["pts_time"]), float(p["duration_time"])) for p in info["packets"]
-          if "pts_time" in p and "duration_time" in p]
-    return max((abs(b[0] - (a[0] + a[1])) for a, b in zip(pk, pk[1:])), default=0.0), len(pk)
-
-
 def test_audio_stays_on_the_video_clock_with_a_300ppm_microphone(c):
     g = c.guest
     set_rate_shift(g, SHIFT)
     wav = gn.write_click_wav(os.path.join(c.node.dir, "clicks.wav"), SECONDS + 90)
+    aplay_log = os.path.join(c.node.dir, "aplay.log")
+    pid = gn.play(g, wav, aplay_log)
     r = c.node.start_recording(ROOM, quality="low")
     t_started = time.monotonic()
     assert r.status == 200, r
     rid = r.json["recording_id"]
-    aplay_log = os.path.join(c.node.dir, "aplay.log")
-    pid = gn.play(g, wav, aplay_log)
     try:
         time.sleep(3)
         mode = gn.camera_mode(g)
@@ -94,7 +86,7 @@ def test_audio_stays_on_the_video_clock_with_a_300ppm_microphone(c):
     path = os.path.join(rec["local_path"], rec["file_name"])
     gn.decodes_to_end(path)
 
-    hole, n_packets = audio_contiguous(path)
+    hole, n_packets = gn.audio_contiguous(path)
     assert hole < 0.002, "audio packets not contiguous (%.4f s), sample positions would not be times" % hole
     a0, samples = gn.decode_audio(path)
     onsets = gn.burst_onsets(samples)

@@ -357,6 +357,7 @@ class Guest:
         self.gdir = os.path.join(self.share, ".guest")
         self.smp = int(smp or os.environ.get("EDGEREC_GUEST_SMP", "2"))
         self.mem = int(mem or os.environ.get("EDGEREC_GUEST_MEM", "1536"))
+        self.cpu = os.environ.get("EDGEREC_GUEST_CPU", "")
         self.vivid, self.aloop = vivid, aloop
         self.ports = {}
         for p in list(forward) + [AGENT_PORT]:
@@ -391,6 +392,7 @@ class Guest:
         self._write("cmd.sh", cmd + "\n")
         fwd = "".join(",hostfwd=tcp:127.0.0.1:%d-:%d" % (h, g) for g, h in self.ports.items())
         argv = [QEMU, "-machine", "q35,accel=tcg", "-smp", str(self.smp), "-m", str(self.mem),
+                *(["-cpu", self.cpu] if self.cpu else []),
                 "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
                 "-kernel", kernel.vmlinuz, "-initrd", initrd,
                 "-append", "console=ttyS0 quiet loglevel=4 panic=-1 guest.out=%s" % self.share,
