@@ -259,6 +259,8 @@ static bool pipe_src_paused(struct media_pipeline *p, struct pipe_src_state *s, 
 static void pipe_src_forward(struct media_pipeline *p, struct pipe_src_state *s, int role,
 			     struct media_packet *pkt, int64_t out_pts)
 {
+	if (role == PIPE_VIDEO && pkt->force_keyframe)
+		s->force_key = true; /* kept until a frame is coded (not skipped, not dropped) */
 	struct pipe_item *item = pipe_item_new(role, out_pts, pkt->duration_ns);
 	if (!item) {
 		media_packet_clear(pkt);
@@ -284,7 +286,7 @@ static void pipe_src_forward(struct media_pipeline *p, struct pipe_src_state *s,
 		}
 		item->duration_ns *= 2;
 	}
-	if (role == PIPE_VIDEO && (s->force_key || pkt->force_keyframe || atomic_exchange(&p->force_keyframe, false))) {
+	if (role == PIPE_VIDEO && (s->force_key || atomic_exchange(&p->force_keyframe, false))) {
 		item->keyframe = true;
 		s->force_key = false;
 	}

@@ -246,7 +246,9 @@ static void v4l2_size_from_first_frame(struct v4l2_priv *v)
 		if (out && media_v4l2_conv_init(&probe, MEDIA_V4L2_MJPG, v->cam_w, v->cam_h, 0, 16, 16, err,
 						sizeof(err)) == 0) {
 			if (b.index < (uint32_t)v->nbufs &&
-			    media_v4l2_convert(&probe, v->bufs[b.index].start, b.bytesused, out, err, sizeof(err)) == 0) {
+			    media_v4l2_convert(&probe, v->bufs[b.index].start,
+					       b.bytesused < v->bufs[b.index].len ? b.bytesused : v->bufs[b.index].len, out,
+					       err, sizeof(err)) == 0) {
 				v->cam_w = probe.last_width;
 				v->cam_h = probe.last_height;
 				sized = true;
@@ -281,8 +283,9 @@ static int v4l2_open_device(struct v4l2_priv *v, bool first, char *err, size_t e
 	struct v4l2_capability cap;
 	memset(&cap, 0, sizeof(cap));
 	if (v4l2_xioctl(v->fd, VIDIOC_QUERYCAP, &cap) < 0) {
-		snprintf(err, errlen, "%s is not a V4L2 device: %s", v->path, strerror(errno));
-		rc = errno == ENODEV ? -ENOENT : -EINVAL;
+		int e = errno;
+		snprintf(err, errlen, "%s is not a V4L2 device: %s", v->path, strerror(e));
+		rc = e == ENODEV ? -ENOENT : -EINVAL;
 		goto fail;
 	}
 	uint32_t caps = cap.capabilities & V4L2_CAP_DEVICE_CAPS ? cap.device_caps : cap.capabilities;
@@ -420,6 +423,7 @@ static int v4l2_open(struct media_source *src, const struct media_source_params 
 		goto fail;
 #endif
 	v->frame_ns = v->fps_num > 0 ? (int64_t)v->fps_den * TIME_NS_PER_SEC / v->fps_num : 0;
+	media_v4l2_clock_set_rate(&v->clock, v->fps_num, v->fps_den);
 	v->video_stream = src->nb_streams++;
 	src->streams[v->video_stream] = (struct media_stream_info){
 		.kind = MEDIA_KIND_VIDEO, .codec = MEDIA_CODEC_I420, .width = v->out_w, .height = v->out_h,
@@ -562,9 +566,16 @@ static int v4l2_read_video(struct media_source *src, struct v4l2_priv *v, struct
 	if (v->conv.last_width != v->cam_w || v->conv.last_height != v->cam_h)
 		v->frames_resized++;
 	uint64_t fallbacks = v->clock.fallbacks;
+	int64_t pts = media_v4l2_clock_pts(&v->clock, buf_ns, mono, now);
+	if (pts < 0) {
+		/* a second frame in its slot of the frame grid: left out, counted */
+		buf_unref(out);
+		v->missed++;
+		return MEDIA_SOURCE_AGAIN;
+	}
 	memset(pkt, 0, sizeof(*pkt));
 	pkt->stream = v->video_stream;
-	pkt->pts_ns = media_v4l2_clock_pts(&v->clock, buf_ns, mono, now);
+	pkt->pts_ns = pts;
 	pkt->duration_ns = v->frame_ns;
 	pkt->force_keyframe = v->need_key; /* the first frame after the camera came back */
 	pkt->data = out;

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -198,6 +199,12 @@ void media_v4l2_clock_init(struct media_v4l2_clock *c, int64_t zero_ns)
 	memset(c, 0, sizeof(*c));
 	c->zero_ns = zero_ns;
 	c->last_pts_ns = -1;
+	c->origin_ns = -1;
+}
+
+void media_v4l2_clock_set_rate(struct media_v4l2_clock *c, int fps_num, int fps_den)
+{
+	c->period_ns = fps_num > 0 && fps_den > 0 ? (double)fps_den * 1e9 / fps_num : 0;
 }
 
 int64_t media_v4l2_clock_pts(struct media_v4l2_clock *c, int64_t buf_ns, bool monotonic, int64_t dequeued_ns)
@@ -210,6 +217,27 @@ int64_t media_v4l2_clock_pts(struct media_v4l2_clock *c, int64_t buf_ns, bool mo
 	int64_t pts = t - c->zero_ns;
 	if (pts < 0)
 		pts = 0;
+	if (c->period_ns > 0) {
+		/* On the frame grid from the first frame: the nearest slot; a
+		 * frame whose slot is taken goes to the next one when it is
+		 * past the first quarter of the taken slot, else it is a second
+		 * frame in that slot and is dropped. */
+		if (c->origin_ns < 0)
+			c->origin_ns = pts;
+		double x = (double)(pts - c->origin_ns) / c->period_ns;
+		int64_t slot = (int64_t)llround(x < 0 ? 0 : x);
+		if (c->last_pts_ns >= 0 && slot <= c->last_slot) {
+			if (x < (double)c->last_slot + 0.25) {
+				c->dropped++;
+				return -1;
+			}
+			slot = c->last_slot + 1;
+			c->fixed++;
+		}
+		c->last_slot = slot;
+		c->last_pts_ns = c->origin_ns + (int64_t)llround((double)slot * c->period_ns);
+		return c->last_pts_ns;
+	}
 	if (c->last_pts_ns >= 0 && pts <= c->last_pts_ns) {
 		pts = c->last_pts_ns + 1000000;
 		c->fixed++;

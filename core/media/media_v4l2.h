@@ -68,22 +68,37 @@ void media_v4l2_fit(int w, int h, int box_w, int box_h, int *out_w, int *out_h);
 /* Frame timestamps: the driver's buffer timestamp when the buffer says it
  * is CLOCK_MONOTONIC (V4L2_BUF_FLAG_TIMESTAMP_MONOTONIC), else the time the
  * frame was dequeued; rebased to the source's zero (CLOCK_MONOTONIC ns,
- * shared with the audio stream) and strictly increasing. */
+ * shared with the audio stream) and, once the rate is known, put on the
+ * frame grid (the nominal period from the first frame): a file's readers
+ * time frames in slots of 1/fps, and a camera whose frames come with
+ * jitter (a driver stamping when it filled the buffer, as vivid does)
+ * would otherwise put two frames in one slot now and then. */
 struct media_v4l2_clock {
 	int64_t zero_ns;     /* CLOCK_MONOTONIC of the source's zero */
 	int64_t last_pts_ns; /* -1 before the first frame */
+	double period_ns;    /* the grid's period; 0: no grid */
+	int64_t origin_ns;   /* the grid's origin (the first frame), -1 before */
+	int64_t last_slot;
 	uint64_t fallbacks;  /* frames timed by their dequeue time */
 	uint64_t fixed;      /* frames moved forward to keep the order */
+	uint64_t dropped;    /* second frames in a grid slot, left out */
 };
 
 void media_v4l2_clock_init(struct media_v4l2_clock *c, int64_t zero_ns);
+/* The grid's rate: fps_num / fps_den frames per second (0: none). */
+void media_v4l2_clock_set_rate(struct media_v4l2_clock *c, int fps_num, int fps_den);
 /* Returns the pts (ns from the zero) of a frame whose buffer carries
- * 'buf_ns' (CLOCK_MONOTONIC when 'monotonic'), dequeued at 'dequeued_ns'.
- * A driver timestamp over 100 ms later than its dequeue time (vivid stamps
- * a frame's nominal time, some ms ahead) or more than 2 s older is not
- * believed (the dequeue time is taken, counted in
- * 'fallbacks'); a pts not after the one before becomes that one + 1 ms
- * (counted in 'fixed'); one before the zero becomes 0. */
+ * 'buf_ns' (CLOCK_MONOTONIC when 'monotonic'), dequeued at 'dequeued_ns',
+ * or -1 when the frame is to be left out. A driver timestamp over 100 ms
+ * later than its dequeue time (vivid stamps a frame's nominal end, some ms
+ * ahead) or more than 2 s older is not believed (the dequeue time is
+ * taken, counted in 'fallbacks'); one before the zero counts as 0. On the
+ * grid a frame takes the nearest slot; when that slot is taken it takes
+ * the next one if it is past the first quarter of the taken slot (counted
+ * in 'fixed'), else it is a second frame in that slot and left out
+ * (counted in 'dropped'): a camera faster than its nominal rate loses a
+ * frame now and then instead of running ahead of the sound. Without a
+ * grid a pts not after the one before becomes that one + 1 ms. */
 int64_t media_v4l2_clock_pts(struct media_v4l2_clock *c, int64_t buf_ns, bool monotonic, int64_t dequeued_ns);
 
 /* Converting captured frames to I420 at the recorded size. */

@@ -146,7 +146,10 @@ static void test_live(const char *pcm)
 	uint64_t frames = 0;
 	int blocks = 0, tone_blocks = 0;
 	/* The output's time against the clock: the least delay (now - end of
-	 * the output read) over each 2 s, first and last windows compared. */
+	 * the output read) over each 5 s, first and last windows compared. A
+	 * starved guest delivers the loopback's frames late for a while (its
+	 * timer runs late), so a short window can be late as a whole; the
+	 * clock under test is what the long run shows. */
 	double win_min = 1e18, first_win = -1, last_win = -1, max_win = -1e18, min_win = 1e18;
 	/* The same for the device's own frames (uncorrected): its clock. */
 	double raw_min = 1e18, first_raw = 0, last_raw = 0;
@@ -179,10 +182,14 @@ static void test_live(const char *pcm)
 			if (raw < raw_min)
 				raw_min = raw;
 			win_reads++;
-			if (now - win_start >= 2 * TIME_NS_PER_SEC) {
+			if (getenv("EDGEREC_ALSA_TEST_SERIES") && delay > 20)
+				fprintf(stderr, "late t=%.3f samples=%d delay=%.2f raw=%.2f captured=%llu out=%llu\n",
+					(now - start) / 1e9, pkt.samples, delay, raw,
+					(unsigned long long)now_st.frames_captured, (unsigned long long)frames);
+			if (now - win_start >= 5 * TIME_NS_PER_SEC) {
 				/* A window in which this thread hardly ran says little
 				 * (counted; its least delay still counts). */
-				if (win_reads < 50)
+				if (win_reads < 125)
 					windows_sparse++;
 				if (now - start > 3 * TIME_NS_PER_SEC) {  /* past the start-up */
 					if (first_win < 0) {
@@ -196,6 +203,10 @@ static void test_live(const char *pcm)
 					max_win = fmax(max_win, win_min);
 					min_win = fmin(min_win, win_min);
 				}
+				if (getenv("EDGEREC_ALSA_TEST_SERIES"))
+					fprintf(stderr, "series t=%.1f reads=%d delay=%.2f raw=%.2f drift=%.1f error=%.2f corr=%.0f\n",
+						(now - start) / 1e9, win_reads, win_min, raw_min, now_st.drift_ppm,
+						now_st.error_ms, now_st.correction_ppm);
 				win_min = 1e18;
 				raw_min = 1e18;
 				win_reads = 0;
@@ -240,7 +251,7 @@ static void test_live(const char *pcm)
 	fflush(stdout);
 	/* Output time holds to the monotonic clock (an overrun under load
 	 * fills its gap with silence and keeps it too). */
-	CHECK(first_win >= 0 || seconds < 6);
+	CHECK(first_win >= 0 || seconds < 10);
 	CHECK(wander <= bound_ms);
 	CHECK(fabs(last_win - first_win) <= bound_ms);
 	/* The tone is there (the first blocks may precede it; an overrun's

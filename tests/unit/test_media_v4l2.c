@@ -5,6 +5,7 @@
  * fallback, a gap while the camera was away), and the conversion of YUYV,
  * NV12, YU12 and MJPEG frames (real JPEGs from ffmpeg, truncated and
  * corrupted ones refused). */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -177,6 +178,55 @@ static void test_clock(void)
 	/* a frame captured before the zero counts from 0 */
 	media_v4l2_clock_init(&c, zero);
 	CHECK(media_v4l2_clock_pts(&c, zero - 5000000, true, zero + 1000000) == 0);
+
+	/* On the grid (the rate known): the recorded 30 fps timestamps land on
+	 * exact multiples of 1/30 s from the first frame. */
+	media_v4l2_clock_init(&c, zero);
+	media_v4l2_clock_set_rate(&c, 30, 1);
+	for (int i = 0; i < 5; i++)
+		CHECK(media_v4l2_clock_pts(&c, drv[i], true, deq[i]) == drv[0] - zero + (i * 100000000LL + 1) / 3);
+	/* after a 3.2 s gap the grid goes on where the time is */
+	int64_t p = media_v4l2_clock_pts(&c, back, true, back + 4000000);
+	CHECK(p >= back - zero - 16666667 && p <= back - zero + 16666667);
+	int64_t slot = (int64_t)llround((double)(p - (drv[0] - zero)) * 30 / 1e9);
+	CHECK(p - (drv[0] - zero) == (int64_t)llround((double)slot * 1e9 / 30));
+
+	/* A driver stamping when it filled the buffer (vivid under load), 25 fps
+	 * from 100 ms: frames bunched after a late one: one past a quarter of
+	 * a taken slot goes to the next, one short of it is left out. */
+	const int64_t ms = 1000000;
+	media_v4l2_clock_init(&c, zero);
+	media_v4l2_clock_set_rate(&c, 25, 1);
+	CHECK(media_v4l2_clock_pts(&c, zero + 100 * ms, true, zero + 101 * ms) == 100 * ms); /* slot 0 */
+	CHECK(media_v4l2_clock_pts(&c, zero + 141 * ms, true, zero + 142 * ms) == 140 * ms); /* 1 */
+	CHECK(media_v4l2_clock_pts(&c, zero + 178 * ms, true, zero + 179 * ms) == 180 * ms); /* 2 */
+	CHECK(media_v4l2_clock_pts(&c, zero + 192 * ms, true, zero + 193 * ms) == 220 * ms); /* 2.3: to 3 */
+	CHECK(media_v4l2_clock_pts(&c, zero + 205 * ms, true, zero + 206 * ms) == -1);       /* 2.6: 3 is taken */
+	CHECK(c.dropped == 1 && c.fixed == 1);
+	CHECK(media_v4l2_clock_pts(&c, zero + 262 * ms, true, zero + 263 * ms) == 260 * ms); /* 4 */
+
+	/* A camera 0.25 % faster than its nominal 25 fps, for 2000 frames:
+	 * every pts on the grid and increasing, never more than 3/4 of a
+	 * period ahead of the real time nor behind it by half of one; about
+	 * 2000 x 0.0025 = 5 frames left out. */
+	media_v4l2_clock_init(&c, zero);
+	media_v4l2_clock_set_rate(&c, 25, 1);
+	int64_t last = -1, worst_ahead = 0, worst_behind = 0;
+	bool ok = true;
+	for (int i = 0; i < 2000; i++) {
+		int64_t t = zero + 1000 * ms + (int64_t)i * 39900000;
+		int64_t q = media_v4l2_clock_pts(&c, t, true, t + 3 * ms);
+		if (q < 0)
+			continue;
+		ok &= q > last && (q - 1000 * ms) % (40 * ms) == 0;
+		last = q;
+		int64_t d = q - (t - zero);
+		worst_ahead = d > worst_ahead ? d : worst_ahead;
+		worst_behind = -d > worst_behind ? -d : worst_behind;
+	}
+	CHECK(ok);
+	CHECK(worst_ahead <= 30 * ms && worst_behind <= 20 * ms);
+	CHECK(c.dropped >= 4 && c.dropped <= 6);
 }
 
 /* The mean of a plane, to see that a conversion carried the picture. */

@@ -1,5 +1,5 @@
-// system: health, disk, node, uploads and policies, from /healthz,
-// /metrics and /api/system/policies. Fields are read defensively: what a
+// system: health, disk, node, uploads, policies and devices, from
+// /healthz, /metrics, /api/system/policies and /api/system/devices. Fields are read defensively: what a
 // server does not report shows as "not reported".
 import { call } from './api.js';
 import { fmtBytes } from './recordings.js';
@@ -55,10 +55,11 @@ function pick(obj, ...paths) {
 
 export class SystemView {
   async load() {
-    const [health, metricsText, policies] = await Promise.all([
+    const [health, metricsText, policies, devices] = await Promise.all([
       fetch('/healthz', { credentials: 'same-origin' }).then((r) => r.json()).catch(() => null),
       fetch('/metrics', { credentials: 'same-origin' }).then((r) => (r.ok ? r.text() : '')).catch(() => ''),
       call('GET', '/api/system/policies').catch((e) => ({ error: e.message })),
+      call('GET', '/api/system/devices').catch((e) => ({ error: e.message })),
     ]);
     const m = parseMetrics(metricsText);
     this.health(health);
@@ -66,6 +67,7 @@ export class SystemView {
     this.node(health, m);
     this.uploads(health, m);
     this.policies(policies);
+    this.devices(devices);
   }
 
   health(h) {
@@ -159,5 +161,47 @@ export class SystemView {
     }
     t.appendChild(tb);
     box.appendChild(t);
+  }
+  // What a room can be wired to (sources.lua): each camera with its stable
+  // links and, per pixel format, its sizes with their highest rate; each
+  // microphone with its channels and rates.
+  devices(d) {
+    const box = $('sys-devices');
+    box.replaceChildren();
+    if (!d || d.error) {
+      box.textContent = 'Devices: ' + (d && d.error ? d.error : NONE);
+      return;
+    }
+    const table = (caption, head, rows) => {
+      const t = document.createElement('table');
+      t.className = 'policy-table';
+      const cap = Object.assign(document.createElement('caption'), { className: 'sr', textContent: caption });
+      const tr = document.createElement('tr');
+      for (const h of head) tr.appendChild(Object.assign(document.createElement('th'), { scope: 'col', textContent: h }));
+      const th = document.createElement('thead');
+      th.appendChild(tr);
+      const tb = document.createElement('tbody');
+      for (const r of rows) {
+        const row = document.createElement('tr');
+        for (const v of r) row.appendChild(Object.assign(document.createElement('td'), { textContent: v }));
+        tb.appendChild(row);
+      }
+      t.append(cap, th, tb);
+      return t;
+    };
+    const cams = Array.isArray(d.cameras) ? d.cameras : [];
+    const mics = Array.isArray(d.microphones) ? d.microphones : [];
+    const modes = (c) => (Array.isArray(c.formats) ? c.formats : []).filter((f) => f.supported).map((f) =>
+      f.pixel_format + ': ' + (f.sizes || []).map((s) => s.width + 'x' + s.height + '@' +
+        Math.max(0, ...(s.fps || []))).join(', ')).join('; ');
+    box.append(cams.length
+      ? table('Cameras', ['Device', 'Stable links', 'Card', 'Modes'], cams.map((c) => [c.path,
+        (c.ids || []).join(' ') || 'none', c.busy ? 'in use' : (c.card || '') + ' (' + (c.driver || '') + ')',
+        c.busy ? '' : modes(c) || 'none the source takes']))
+      : Object.assign(document.createElement('p'), { textContent: 'No camera found.' }));
+    box.append(mics.length
+      ? table('Microphones', ['PCM', 'Name', 'Channels', 'Rates (Hz)'], mics.map((m) => [m.id, m.name,
+        m.channels_min + '-' + m.channels_max, m.rate_min + '-' + m.rate_max]))
+      : Object.assign(document.createElement('p'), { textContent: d.microphones_detail || 'No microphone found.' }));
   }
 }
