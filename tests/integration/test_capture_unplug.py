@@ -43,7 +43,7 @@ def unplug(g, log_path):
     wait_until(lambda: "ready" in open(log_path).read(), timeout=60, interval=0.2, what="the unloader")
     g.run("v4l2-ctl -d %s -c disconnect=1" % gn.CAMERA, check=True)
     rc = g.wait(pid, 60)
-    report = open(log_path).read().strip()
+    report = g.run("cat " + log_path)[1].strip().replace("\n", ", ")
     assert rc == 0, "edgerec did not let go of the unplugged camera (vivid stayed in use): " + report
     return report
 
