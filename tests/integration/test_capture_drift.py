@@ -83,7 +83,7 @@ def test_audio_stays_on_the_video_clock_with_a_300ppm_microphone(c):
     assert rec["status"] == "completed", rec
     assert not gn.underruns(aplay_log), "aplay underran (the click track is shifted; rerun): %s" % \
         gn.underruns(aplay_log)
-    path = os.path.join(rec["local_path"], rec["file_name"])
+    path = c.node.fetch(rec)
     gn.decodes_to_end(path)
 
     hole, n_packets = gn.audio_contiguous(path)

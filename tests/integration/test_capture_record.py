@@ -45,7 +45,7 @@ def setup():
 
 
 def refused(c, room, statuses):
-    before = set(os.listdir(c.node.storage)) if os.path.isdir(c.node.storage) else set()
+    before = c.node.storage_entries()
     r = c.node.start_recording(room, quality="low")
     if r.status == 200:
         # Started although it must not: stop it so the next tests find the
@@ -57,7 +57,7 @@ def refused(c, room, statuses):
     assert isinstance(r.json, dict) and isinstance(r.json.get("detail"), str) and r.json["detail"], r
     # Nothing left behind: no record in the room, no new folder.
     assert gn.room_recordings(c.node, room) == [], gn.room_recordings(c.node, room)
-    after = set(os.listdir(c.node.storage)) if os.path.isdir(c.node.storage) else set()
+    after = c.node.storage_entries()
     assert after == before, after - before
     return r
 
@@ -137,7 +137,7 @@ def test_record_camera_and_microphone(c):
     assert "source_stalled" not in events, events
     assert not gn.underruns(aplay_log), gn.underruns(aplay_log)
 
-    path = os.path.join(rec["local_path"], rec["file_name"])
+    path = c.node.fetch(rec)
     fmt, v, a = gn.streams(path)
     assert v and v["codec_name"] == "vp8", v
     assert a and a["codec_name"] == "opus", a

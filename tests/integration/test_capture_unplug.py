@@ -92,7 +92,7 @@ def test_unplug_and_replug_mid_recording(c):
     print("metadata:", {k: v for k, v in rec["metadata"].items() if k != "degradation"})
     assert not gn.underruns(aplay_log), gn.underruns(aplay_log)
 
-    path = os.path.join(rec["local_path"], rec["file_name"])
+    path = c.node.fetch(rec)
     fmt, v, a = gn.streams(path)
     assert v and v["codec_name"] == "vp8" and a and a["codec_name"] == "opus", (v, a)
     gn.decodes_to_end(path)

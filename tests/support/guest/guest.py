@@ -229,7 +229,7 @@ if ! mount -t overlay -o lowerdir=/host,upperdir=/upper/u,workdir=/upper/w root 
 	mount --bind /host /newroot
 fi
 mount -t tmpfs -o mode=1777 tmp /newroot/tmp
-mount -t tmpfs -o mode=755 run /newroot/run
+mount -t tmpfs -o mode=755,size=4g run /newroot/run
 mkdir -p "/newroot$OUT"
 mount -t 9p -o "$O9P,cache=none" out "/newroot$OUT" || fail "cannot mount the share $OUT"
 umount /proc /sys /dev

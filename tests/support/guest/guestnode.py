@@ -52,8 +52,12 @@ START_TIMEOUT = 180
 
 class GuestNode(Edgerec):
     def __init__(self, config=None, name="guest", **kw):
+        # Recordings are written on the guest's own RAM (as a box writes
+        # its local disk), not through the 9p share, whose every write is
+        # a round trip through qemu to the loaded host; fetch() copies a
+        # finished one to the share for the host to read.
         super().__init__(redis=None, config=config, plain_http=False, name=name,
-                         state_dir="/run/edgerec-state-" + name, **kw)
+                         state_dir="/run/edgerec-state-" + name, storage="/run/edgerec-recordings-" + name, **kw)
         self.bin = os.path.abspath(self.bin)
         self.guest = guest.Guest(share=self.dir, forward=[GUEST_HTTPS])
         self.pid = None
@@ -112,6 +116,19 @@ class GuestNode(Edgerec):
             wait_until(lambda: self.healthz_status() == 200, timeout=timeout, interval=0.5,
                        what="/healthz 200 from the guest")
         return self
+
+    def fetch(self, rec):
+        """The host path of a finished recording's file: copied from the
+        guest's storage to the share (same name under .../fetched)."""
+        src = os.path.join(rec["local_path"], rec["file_name"])
+        dst = os.path.join(self.dir, "fetched", rec["recording_id"], rec["file_name"])
+        self.guest.run("mkdir -p %s && cp %s %s" % (os.path.dirname(dst), src, dst), check=True)
+        return dst
+
+    def storage_entries(self):
+        """What the guest's recordings folder holds now."""
+        rc, out = self.guest.run("ls -A %s 2>/dev/null" % self.storage)
+        return set(out.split())
 
     def alive(self):
         return self.pid is not None and self.guest.proc is not None and self.guest.proc.poll() is None \
