@@ -283,14 +283,24 @@ def video_pts(path):
     return sorted(float(p["pts_time"]) for p in info.get("packets", []) if "pts_time" in p)
 
 
-def audio_contiguous(path):
+def audio_contiguous(path, after=None):
     """(largest hole or overlap in seconds between consecutive audio
     packets, packet count): 0 when each packet starts where the previous
-    one ended, so sample positions in the decoded audio are file times."""
+    one ended, so sample positions in the decoded audio are file times.
+    after: only packets from that time (s) on."""
     info = ffprobe(path, "-select_streams", "a", "-show_entries", "packet=pts_time,duration_time")
     pk = [(float(p["pts_time"]), float(p["duration_time"])) for p in info["packets"]
           if "pts_time" in p and "duration_time" in p]
+    if after is not None:
+        pk = [p for p in pk if p[0] >= after]
     return max((abs(b[0] - (a[0] + a[1])) for a, b in zip(pk, pk[1:])), default=0.0), len(pk)
+
+
+def audio_end(path):
+    """End time (s) of the last audio packet (its pts + duration)."""
+    info = ffprobe(path, "-select_streams", "a", "-show_entries", "packet=pts_time,duration_time")
+    pk = [p for p in info["packets"] if "pts_time" in p and "duration_time" in p]
+    return float(pk[-1]["pts_time"]) + float(pk[-1]["duration_time"])
 
 
 def streams(path):
