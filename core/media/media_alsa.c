@@ -17,10 +17,12 @@
 static struct log_handle log_alsa = LOG_HANDLE("media/alsa");
 
 #define ALSA_PERIOD_US 10000     /* the device wakes the reader this often */
-/* What the device holds while the reader is late: a box or a guest short
- * of CPU can leave the source thread waiting for a second; past this,
- * frames are lost (an overrun, filled with silence). */
-#define ALSA_BUFFER_US 2000000
+/* What the device holds while the reader is late: a box short of CPU can
+ * leave the source thread waiting for seconds (a qemu guest under load
+ * did, 2-3 s, with the camera's encoder busy); past this, frames are lost
+ * (an overrun, filled with silence). Devices that hold less give their
+ * most. 768 KB at 48 kHz stereo S16. */
+#define ALSA_BUFFER_US 4000000
 #define ALSA_TSTAMP_SLACK_NS (TIME_NS_PER_SEC) /* a device timestamp further from now is not believed */
 
 struct media_alsa {
@@ -36,6 +38,8 @@ struct media_alsa {
 	int64_t frames_read;       /* device frames read, numbered across overruns */
 	uint64_t overruns;
 	uint64_t steps_seen;       /* re-anchorings already logged */
+	int64_t last_read_ns;      /* when the caller last asked for frames */
+	int64_t away_ns;           /* how long before that it had asked */
 	uint8_t *raw;              /* one read in the device's format */
 	int16_t *s16;              /* the same as S16 */
 	snd_pcm_uframes_t cap;     /* frames both hold */
@@ -288,9 +292,10 @@ static int alsa_recover(struct media_alsa *a, bool suspended)
 		return r;
 	a->overruns++;
 	media_alsa_conv_restart(&a->conv);
-	if (a->overruns == 1 || a->overruns % 100 == 0)
-		LOG_WARN(&log_alsa, "%s: %s, frames lost (%llu so far); silence fills their time",
-			 a->device, suspended ? "suspended" : "overrun", (unsigned long long)a->overruns);
+	/* Rare (the buffer holds 2 s) and each loses seconds: every one is said. */
+	LOG_WARN(&log_alsa, "%s: %s (the reader was away %lld ms), frames lost (%llu times so far); silence fills their time",
+		 a->device, suspended ? "suspended" : "overrun",
+		 (long long)(a->away_ns / TIME_NS_PER_MS), (unsigned long long)a->overruns);
 	return 0;
 }
 
@@ -306,6 +311,9 @@ static int alsa_failed(struct media_alsa *a, int r, char *err, size_t errlen)
 
 int media_alsa_read(struct media_alsa *a, struct media_packet *pkt, char *err, size_t errlen)
 {
+	int64_t called = time_mono_ns();
+	a->away_ns = a->last_read_ns ? called - a->last_read_ns : 0;
+	a->last_read_ns = called;
 	memset(pkt, 0, sizeof(*pkt));
 	for (int tries = 0; tries < 4; tries++) {
 		int r = alsa_start(a);
