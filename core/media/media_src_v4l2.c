@@ -91,6 +91,8 @@ struct v4l2_priv {
 	bool need_key;
 	uint32_t reopens, audio_reopens;
 	uint32_t missed;         /* bad frames since the last good one (pkt->missed) */
+	int64_t last_seq;        /* the driver's frame count of the last frame, -1 after an open */
+	uint64_t camera_dropped; /* frames the driver counted but never delivered (sequence gaps) */
 	uint64_t frames, frames_bad, frames_resized;
 	int64_t last_bad_log_ns;
 	bool fallback_logged;
@@ -220,6 +222,7 @@ static int v4l2_start_streaming(struct v4l2_priv *v, char *err, size_t errlen)
 		return v4l2_code(e);
 	}
 	v->streaming = true;
+	v->last_seq = -1;
 	return 0;
 }
 
@@ -546,6 +549,13 @@ static int v4l2_read_video(struct media_source *src, struct v4l2_priv *v, struct
 	} else {
 		util_strlcpy(err, "the driver flagged the frame as corrupt", sizeof(err));
 	}
+	/* Frames the driver skipped (it ran late, or we did and its queue was
+	 * empty) show as gaps in its sequence numbers. */
+	if (v->last_seq >= 0 && (int64_t)b.sequence > v->last_seq + 1 && (int64_t)b.sequence - v->last_seq < 100000) {
+		v->camera_dropped += (uint64_t)((int64_t)b.sequence - v->last_seq - 1);
+		v->missed += (uint32_t)((int64_t)b.sequence - v->last_seq - 1);
+	}
+	v->last_seq = b.sequence;
 	bool mono = (b.flags & V4L2_BUF_FLAG_TIMESTAMP_MASK) == V4L2_BUF_FLAG_TIMESTAMP_MONOTONIC;
 	int64_t buf_ns = (int64_t)b.timestamp.tv_sec * TIME_NS_PER_SEC + (int64_t)b.timestamp.tv_usec * 1000;
 	if (v4l2_xioctl(v->fd, VIDIOC_QBUF, &b) < 0 && errno != EAGAIN) {
@@ -671,6 +681,7 @@ static void v4l2_capture_info(struct media_source *src, struct media_capture_inf
 	ci->out_height = v->out_h;
 	ci->frames_rejected = v->frames_bad;
 	ci->frames_resized = v->frames_resized;
+	ci->camera_dropped = v->camera_dropped;
 	ci->reopens = v->reopens;
 	ci->timestamps_fallback = v->clock.fallbacks > 0;
 	util_strlcpy(ci->audio_device, v->audio_pcm, sizeof(ci->audio_device));

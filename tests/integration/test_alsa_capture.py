@@ -6,7 +6,7 @@ captures on hw:Loopback,1,0 what the test plays into hw:Loopback,0,0.
    guest with EDGEREC_ALSA_TEST_PCM) while a 1 kHz tone plays: a second
    open of the same PCM is -EBUSY; the tone is in the output; the output's
    time (first pts + frames / 48 kHz) stays with CLOCK_MONOTONIC within
-   20 ms (it holds within a few ms), first at the nominal rate, then with
+   10 ms (medians of 5 s windows; it holds within a few ms), first at the nominal rate, then with
    the cable's "PCM Rate Shift 100000" at 100030 (the device's samples
    come 300 ppm slow: uncorrected, the output would fall 36 ms behind over
    the 120 s) where the drift estimate must also find -300 ppm.
@@ -14,9 +14,10 @@ captures on hw:Loopback,1,0 what the test plays into hw:Loopback,0,0.
    device is refused with 503, one held by arecord with 409, each with a
    detail and nothing left behind; a recording whose microphone is
    unplugged (the card unbound from its driver, as a USB unplug does) and
-   plugged back: source_stalled, then source_resumed, the state says so,
-   and the file is valid Opus with the tone before the unplug and after
-   the return.
+   plugged back: source_stalled, then source_resumed, the state says so
+   (metadata.capture.audio: the device's rate and channels, drift,
+   overruns; /metrics counts overruns), and the file is valid Opus with
+   the tone before the unplug and after the return.
 
 Skipped (exit 77) when the guest cannot run here.
 """
@@ -92,7 +93,7 @@ def test_capture_corrects_a_300ppm_slow_device(c):
           "drift found %.1f ppm, measured from the device's frames %.1f ppm" % (
               f["delay_last_ms"] - f["delay_first_ms"], -300e-6 * f["seconds"] * 1000, f["drift_ppm"],
               f["device_ppm_measured"]), flush=True)
-    assert abs(f["delay_last_ms"] - f["delay_first_ms"]) <= 20, f
+    assert abs(f["delay_last_ms"] - f["delay_first_ms"]) <= 10, f
 
 
 def refused(c, room, statuses):
@@ -159,6 +160,12 @@ def test_unplug_and_replug_an_audio_only_room(c):
     md = rec["metadata"]
     print("metadata:", {k: v for k, v in md.items() if k != "degradation"}, flush=True)
     assert md.get("source_stalls", 0) >= 1 and md.get("source_stalled") is False, md
+    audio = md.get("capture", {}).get("audio", {})
+    assert audio.get("device_rate") == 48000 and audio.get("device_channels") == 2, md.get("capture")
+    assert md["capture"].get("audio_reopens") == 1, md["capture"]
+    m = c.node.request("GET", "/metrics", token=None).body.decode()
+    assert "edgerec_audio_capture_overruns_total" in m and "edgerec_audio_capture_silence_frames_total" in m, \
+        [l for l in m.splitlines() if "audio" in l]
 
     path = os.path.join(rec["local_path"], rec["file_name"])
     fmt, v, a = gn.streams(path)
