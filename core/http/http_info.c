@@ -17,6 +17,9 @@
 #include "config.h"
 #include "http_text.h"
 #include "media_mux.h"
+#ifdef MEDIA_HAVE_ALSA
+#include "media_alsa.h"
+#endif
 #include "recorder.h"
 
 /* True when a file can be created, written and removed in 'dir'. */
@@ -162,6 +165,14 @@ void http_info_metrics(struct http_request *req)
 		{ "edgerec_mux_timestamp_fixes_total", "counter",
 		  "Frames the muxer moved to keep each track's timestamps strictly increasing.",
 		  media_mux_timestamp_fixes() },
+#ifdef MEDIA_HAVE_ALSA
+		{ "edgerec_audio_capture_overruns_total", "counter",
+		  "Times a microphone's buffer overran (frames lost; silence fills their time).",
+		  media_alsa_overruns_total() },
+		{ "edgerec_audio_capture_silence_frames_total", "counter",
+		  "Frames of silence (48 kHz) put where a microphone's frames were lost.",
+		  media_alsa_frames_inserted_total() },
+#endif
 	};
 	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)
 		http_text_printf(&t, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", rows[i].name, rows[i].help,

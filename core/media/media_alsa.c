@@ -5,6 +5,8 @@
 
 #include <alsa/asoundlib.h>
 #include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,8 +18,16 @@
 
 static struct log_handle log_alsa = LOG_HANDLE("media/alsa");
 
+/* Every handle's losses, for /metrics. */
+static _Atomic uint64_t alsa_overruns_total, alsa_inserted_total;
+
 #define ALSA_PERIOD_US 10000     /* the device wakes the reader this often */
-#define ALSA_BUFFER_US 500000    /* what it holds while the reader is late */
+/* What the device holds while the reader is late: a box short of CPU can
+ * leave the source thread waiting for seconds (a qemu guest under load
+ * did, 2-3 s, with the camera's encoder busy); past this, frames are lost
+ * (an overrun, filled with silence). Devices that hold less give their
+ * most. 768 KB at 48 kHz stereo S16. */
+#define ALSA_BUFFER_US 4000000
 #define ALSA_TSTAMP_SLACK_NS (TIME_NS_PER_SEC) /* a device timestamp further from now is not believed */
 
 struct media_alsa {
@@ -32,12 +42,38 @@ struct media_alsa {
 	uint64_t bad_tstamps;      /* timestamps replaced by the reader's clock */
 	int64_t frames_read;       /* device frames read, numbered across overruns */
 	uint64_t overruns;
+	uint64_t steps_seen;       /* re-anchorings already logged */
+	uint64_t inserted_seen;    /* silence already added to the process total */
+	int64_t last_read_ns;      /* when the caller last asked for frames */
+	int64_t away_ns;           /* how long before that it had asked */
 	uint8_t *raw;              /* one read in the device's format */
 	int16_t *s16;              /* the same as S16 */
 	snd_pcm_uframes_t cap;     /* frames both hold */
 	snd_pcm_status_t *status;
 	struct media_alsa_conv conv;
 };
+
+/* alsa-lib prints its own complaints to stderr ("Unknown PCM ..."); the
+ * reasons that matter reach the caller's err, the rest goes to debug. */
+static void alsa_lib_error(const char *file, int line, const char *function, int err, const char *fmt, ...)
+{
+	char msg[256];
+	va_list ap;
+	if (LOG_LEVEL_DEBUG > log_global_level)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	LOG_DEBUG(&log_alsa, "alsa-lib %s:%d %s: %s%s%s", file, line, function, msg, err ? ": " : "",
+		  err ? snd_strerror(err) : "");
+}
+
+static pthread_once_t alsa_once = PTHREAD_ONCE_INIT;
+
+static void alsa_init_once(void)
+{
+	snd_lib_error_set_handler(alsa_lib_error);
+}
 
 /* Formats taken, in order of preference; each is converted to S16. */
 static const snd_pcm_format_t alsa_formats[] = {
@@ -181,6 +217,7 @@ int media_alsa_open(struct media_alsa **out, const struct media_alsa_params *p, 
 		return -ENOMEM;
 	}
 	util_strlcpy(a->device, p->device, sizeof(a->device));
+	pthread_once(&alsa_once, alsa_init_once);
 	int r = snd_pcm_open(&a->pcm, p->device, SND_PCM_STREAM_CAPTURE, SND_PCM_NONBLOCK);
 	if (r < 0) {
 		a->pcm = NULL;
@@ -257,6 +294,9 @@ static int alsa_status(struct media_alsa *a, snd_pcm_state_t *state, snd_pcm_ufr
 		a->bad_tstamps++;
 		t = now;
 	}
+	if (!media_alsa_est_ready(&a->conv.est))
+		LOG_DEBUG(&log_alsa, "%s: segment starts at frame %lld: timestamp %lld, now %lld, %lu frames there",
+			  a->device, (long long)a->frames_read, (long long)t, (long long)now, (unsigned long)*avail);
 	media_alsa_conv_observe(&a->conv, t, a->frames_read + (int64_t)*avail);
 	return 0;
 }
@@ -266,6 +306,8 @@ static int alsa_status(struct media_alsa *a, snd_pcm_state_t *state, snd_pcm_ufr
 static int alsa_recover(struct media_alsa *a, bool suspended)
 {
 	int r = 0;
+	LOG_DEBUG(&log_alsa, "%s: %s after %lld frames, status time %lld", a->device,
+		  suspended ? "suspend" : "overrun", (long long)a->frames_read, (long long)time_mono_ns());
 	if (suspended) {
 		while ((r = snd_pcm_resume(a->pcm)) == -EAGAIN)
 			time_sleep_ns(10 * TIME_NS_PER_MS);
@@ -278,10 +320,12 @@ static int alsa_recover(struct media_alsa *a, bool suspended)
 	if ((r = alsa_start(a)) < 0)
 		return r;
 	a->overruns++;
+	alsa_overruns_total++;
 	media_alsa_conv_restart(&a->conv);
-	if (a->overruns == 1 || a->overruns % 100 == 0)
-		LOG_WARN(&log_alsa, "%s: %s, frames lost (%llu so far); silence fills their time",
-			 a->device, suspended ? "suspended" : "overrun", (unsigned long long)a->overruns);
+	/* Rare (the buffer holds 2 s) and each loses seconds: every one is said. */
+	LOG_WARN(&log_alsa, "%s: %s (the reader was away %lld ms), frames lost (%llu times so far); silence fills their time",
+		 a->device, suspended ? "suspended" : "overrun",
+		 (long long)(a->away_ns / TIME_NS_PER_MS), (unsigned long long)a->overruns);
 	return 0;
 }
 
@@ -297,6 +341,9 @@ static int alsa_failed(struct media_alsa *a, int r, char *err, size_t errlen)
 
 int media_alsa_read(struct media_alsa *a, struct media_packet *pkt, char *err, size_t errlen)
 {
+	int64_t called = time_mono_ns();
+	a->away_ns = a->last_read_ns ? called - a->last_read_ns : 0;
+	a->last_read_ns = called;
 	memset(pkt, 0, sizeof(*pkt));
 	for (int tries = 0; tries < 4; tries++) {
 		int r = alsa_start(a);
@@ -325,6 +372,17 @@ int media_alsa_read(struct media_alsa *a, struct media_packet *pkt, char *err, s
 				if (samples < 0) {
 					util_strlcpy(err, "out of memory", errlen);
 					return MEDIA_SOURCE_ERROR;
+				}
+				if (a->conv.st.frames_inserted != a->inserted_seen) {
+					alsa_inserted_total += a->conv.st.frames_inserted - a->inserted_seen;
+					a->inserted_seen = a->conv.st.frames_inserted;
+				}
+				if (a->conv.st.steps != a->steps_seen) {
+					a->steps_seen = a->conv.st.steps;
+					LOG_AT(&log_alsa, a->steps_seen > 1 ? LOG_LEVEL_INFO : LOG_LEVEL_DEBUG, "%s: output time anchored%s: %+.1f ms (%s), drift %.1f ppm",
+						 a->device, a->steps_seen > 1 ? " again" : "", a->conv.st.last_step_ms,
+						 a->conv.st.last_step_ms >= 0 ? "silence inserted" : "frames left out",
+						 media_alsa_est_drift_ppm(&a->conv.est));
 				}
 				if (!pkt->data)
 					return MEDIA_SOURCE_AGAIN;
@@ -362,6 +420,42 @@ void media_alsa_get_stats(struct media_alsa *a, struct media_alsa_stats *st)
 	st->correction_ppm = a->conv.st.correction_ppm;
 	st->error_ms = a->conv.st.error_ms;
 	st->device_timestamps = a->tstamp_mono && a->bad_tstamps == 0;
+}
+
+void media_alsa_capture_info(struct media_alsa *a, const struct media_alsa_stats *past,
+			     struct media_capture_info *ci)
+{
+	struct media_alsa_stats st = { 0 };
+	if (!a && !past)
+		return;
+	if (a) {
+		media_alsa_get_stats(a, &st);
+		ci->audio_rate = st.device_rate;
+		ci->audio_channels = st.device_channels;
+		ci->audio_drift_ppm = st.drift_ppm;
+	}
+	if (past) {
+		st.overruns += past->overruns;
+		st.frames_inserted += past->frames_inserted;
+		st.frames_dropped += past->frames_dropped;
+		st.steps += past->steps;
+	}
+	if (a || st.steps) {
+		ci->audio_overruns = st.overruns;
+		ci->audio_frames_inserted = st.frames_inserted;
+		ci->audio_frames_dropped = st.frames_dropped;
+		ci->audio_corrections = st.steps;
+	}
+}
+
+uint64_t media_alsa_overruns_total(void)
+{
+	return alsa_overruns_total;
+}
+
+uint64_t media_alsa_frames_inserted_total(void)
+{
+	return alsa_inserted_total;
 }
 
 void media_alsa_close(struct media_alsa *a)
@@ -455,6 +549,7 @@ int media_alsa_list(struct media_alsa_device *out, int max)
 	snd_ctl_card_info_t *ci;
 	snd_pcm_info_alloca(&info);
 	snd_ctl_card_info_alloca(&ci);
+	pthread_once(&alsa_once, alsa_init_once);
 	while (n < max && snd_card_next(&card) == 0 && card >= 0) {
 		char name[32];
 		snd_ctl_t *ctl;

@@ -64,6 +64,16 @@ int media_alsa_pollfds(struct media_alsa *a, struct pollfd *fds, int max);   /* 
 int media_alsa_read(struct media_alsa *a, struct media_packet *pkt, char *err, size_t errlen);
 void media_alsa_get_stats(struct media_alsa *a, struct media_alsa_stats *st);
 void media_alsa_close(struct media_alsa *a);
+/* Fills the microphone part of a device source's capture info (audio_*)
+ * from 'a' (may be NULL: the device is away; the counters are left as
+ * they are). 'past' (may be NULL) is added: what handles closed before
+ * had counted. */
+void media_alsa_capture_info(struct media_alsa *a, const struct media_alsa_stats *past,
+			     struct media_capture_info *ci);
+/* Since the process started, over every handle: overruns, and the output
+ * frames of silence that filled their time. For /metrics. */
+uint64_t media_alsa_overruns_total(void);
+uint64_t media_alsa_frames_inserted_total(void);
 /* Finds the PCM name 'key' gives in a source's "k=v,k=v" args, commas and
  * all: "device=hw:Loopback,1,0,channels=1" gives "hw:Loopback,1,0" (a
  * following item without '=' or with an upper-case key, as ALSA's CARD=,

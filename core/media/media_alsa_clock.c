@@ -21,7 +21,8 @@
 #define EST_P11_START (1000e-6 * 1000e-6)    /* the drift's, before any bin */
 #define EST_GATE_MIN 3e-3                    /* a bin this far off the line... */
 #define EST_GATE_SIGMA 5.0                   /* ...and this many sigma is rejected */
-#define EST_REJECTS_REANCHOR 3
+#define EST_REJECTS_REANCHOR 10              /* rejected bins in a row (5 s) that agree... */
+#define EST_STEP_AGREE 2e-3                  /* ...within this: a step, not late bins */
 #define EST_BETA_MAX 0.01                    /* 10000 ppm: a broken clock */
 
 /* The converter's. */
@@ -72,6 +73,12 @@ static void est_update(struct media_alsa_est *e, double u, double r)
 	double gate = EST_GATE_SIGMA * sqrt(s);
 	if (fabs(y) > (gate > EST_GATE_MIN ? gate : EST_GATE_MIN)) {
 		e->bins_rejected++;
+		/* A starved system reports late by varying amounts; frames lost
+		 * unreported put every later bin off by the same amount. */
+		if (e->reject_run > 0 && fabs(y - e->reject_y) > EST_STEP_AGREE)
+			e->reject_run = 0;
+		if (e->reject_run == 0)
+			e->reject_y = y;
 		if (++e->reject_run >= EST_REJECTS_REANCHOR) {
 			/* Not an outlier but a step (frames went missing unreported). */
 			e->alpha = r;
@@ -243,12 +250,14 @@ static int conv_anchor(struct media_alsa_conv *c, int64_t first, int avail, int6
 	double t_first = media_alsa_est_time(&c->est, (double)first);
 	bool done = true;
 	if (!c->started) {
+		c->st.last_step_ms = 0;
 		c->started = true;
 		c->t0_ns = llround(t_first);
 		c->k_out = 0;
 	} else {
 		int64_t target = llround((t_first - (double)c->t0_ns) * c->rate / TIME_NS_PER_SEC);
 		int64_t gap = target - (int64_t)c->k_out;
+		c->st.last_step_ms = (double)gap * 1e3 / c->rate;
 		if (gap > 0) {
 			*insert = gap;
 		} else if (gap < 0) {

@@ -16,7 +16,11 @@
  * counts (a timestamp is late, never early, against the frames it reports:
  * the driver's pointer moves in steps), the first half second after a
  * (re)start is left out (start-up transients), and a bin that lies far off
- * the line is rejected; three rejected in a row re-anchor the offset. A
+ * the line is rejected; ten rejected in a row (5 s) that agree within 2 ms
+ * re-anchor the offset (frames lost unreported: rare, ALSA reports its
+ * overruns). A starved system's reports come late for a while, by varying
+ * amounts or, bin by bin, by the same: they are only rejected, and the
+ * clock runs on from the bins before. A
  * restart (overrun: frames lost) keeps the drift and forgets the offset.
  *
  * The converter (media_alsa_conv) keeps e = (t0 + k_out / rate) - t(in_pos),
@@ -49,6 +53,7 @@ struct media_alsa_est {
 	double u_ref, alpha, beta;
 	double p00, p01, p11;
 	int reject_run;
+	double reject_y;          /* the first of the rejected run's offsets */
 	uint64_t bins_used, bins_rejected, reanchors;
 };
 
@@ -78,6 +83,7 @@ struct media_alsa_conv_stats {
 	double error_ms;            /* the last time error e, ms */
 	double max_error_ms;        /* the largest |e| since the last step */
 	double correction_ppm;      /* the last ratio against the nominal one */
+	double last_step_ms;        /* the last step: + silence inserted, - frames left out */
 };
 
 struct media_alsa_conv {

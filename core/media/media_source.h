@@ -122,6 +122,13 @@ struct media_capture_info {
 	bool timestamps_fallback;  /* some frames timed when dequeued, not by the driver */
 	char audio_device[128];    /* the microphone, "" without */
 	uint32_t audio_reopens;
+	/* The microphone's clock and losses (media_alsa_capture_info). */
+	int audio_rate, audio_channels;   /* what the device runs at; 0 before it is read */
+	double audio_drift_ppm;           /* its clock against the monotonic one */
+	uint64_t audio_overruns;          /* its buffer overran: frames lost */
+	uint64_t audio_frames_inserted;   /* silence (48 kHz frames) where frames were lost */
+	uint64_t audio_frames_dropped;    /* frames left out to keep time */
+	uint64_t audio_corrections;       /* output time re-anchored (start, overruns) */
 };
 
 struct media_source;

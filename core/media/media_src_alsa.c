@@ -204,6 +204,7 @@ static void alsa_src_capture_info(struct media_source *src, struct media_capture
 	util_strlcpy(ci->audio_device, x->device, sizeof(ci->audio_device));
 	ci->reopens = x->reopens;
 	ci->audio_reopens = x->reopens;
+	media_alsa_capture_info(x->a, &x->past, ci);
 }
 
 const struct media_source_driver media_source_alsa = {

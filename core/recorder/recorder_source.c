@@ -82,6 +82,14 @@ cJSON *recorder_capture_json(const struct media_capture_info *ci)
 	if (ci->audio_device[0]) {
 		cJSON_AddStringToObject(o, "audio_device", ci->audio_device);
 		cJSON_AddNumberToObject(o, "audio_reopens", ci->audio_reopens);
+		cJSON *a = cJSON_AddObjectToObject(o, "audio");  /* the microphone's clock and losses */
+		cJSON_AddNumberToObject(a, "device_rate", ci->audio_rate);
+		cJSON_AddNumberToObject(a, "device_channels", ci->audio_channels);
+		cJSON_AddNumberToObject(a, "drift_ppm", (double)(int64_t)(ci->audio_drift_ppm * 10) / 10);
+		cJSON_AddNumberToObject(a, "overruns", (double)ci->audio_overruns);
+		cJSON_AddNumberToObject(a, "frames_inserted", (double)ci->audio_frames_inserted);
+		cJSON_AddNumberToObject(a, "frames_dropped", (double)ci->audio_frames_dropped);
+		cJSON_AddNumberToObject(a, "corrections", (double)ci->audio_corrections);
 	}
 	return o;
 }

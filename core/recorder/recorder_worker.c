@@ -124,7 +124,8 @@ static int step_remux(struct worker_ctx *c, char *err, size_t errlen)
 	return storage_step_remux(&c->sj, err, errlen) < 0 ? -1 : 0;
 }
 
-/* thumbnail: a JPEG beside the file. On a full disk (less than
+/* thumbnail: a JPEG beside the file (none for an audio-only recording:
+ * metadata.thumbnail is null). On a full disk (less than
  * RECORDER_THUMB_MIN_FREE left where it goes) there is no room for it, and
  * the recording is not failed for that: metadata.thumbnail_error says why
  * there is none. */
@@ -134,6 +135,13 @@ static int step_thumbnail(struct worker_ctx *c, char *err, size_t errlen)
 {
 	int w = 0, h = 0;
 	cJSON *m = recorder_rec_metadata(c->rec);
+	struct media_file_info fi;
+	char perr[160];
+	if (media_file_probe(c->sj.input_path, &fi, perr, sizeof(perr)) == 0 && !fi.video_codec[0]) {
+		/* Audio only (a microphone room): no picture to show. */
+		recorder_json_set(m, "thumbnail", cJSON_CreateNull());
+		return 0;
+	}
 	if (storage_step_thumbnail(&c->sj, &w, &h, err, errlen) < 0) {
 		long long avail = recorder_disk_free(c->r); /* c->dir is under storage_path */
 		if (avail < 0 || avail >= RECORDER_THUMB_MIN_FREE)

@@ -43,6 +43,11 @@ struct sim_cfg {
 	double lose_at_s, lose_ms;   /* frames lost: the device stops this long */
 	int lose_reported;     /* an overrun the reader sees (restart) or not */
 	int marker_every;      /* frames between markers (0: none) */
+	double starve_every_s; /* a starved system: every this often... */
+	double starve_len_s;   /* ...for this long, every timestamp is late by... */
+	double starve_late_ms; /* ...a varying share of this */
+	int max_steps;         /* re-anchorings allowed (0: no limit) */
+	double settle_s;       /* after a loss, errors are judged from this much later (0: 3 s) */
 	double bound_ms;       /* |error| allowed after the warm-up */
 };
 
@@ -199,7 +204,7 @@ static void sim_run(const struct sim_cfg *c, struct sim *s)
 			s->t += c->lose_ms / 1e3;
 			sim_push(s);
 			lost = true;
-			s->warm_until = s->t + 3.0;
+			s->warm_until = s->t + (c->settle_s > 0 ? c->settle_s : 3.0);
 			if (c->lose_reported)
 				media_alsa_conv_restart(&conv);
 		}
@@ -211,6 +216,8 @@ static void sim_run(const struct sim_cfg *c, struct sim *s)
 		double ts = s->t + c->jitter_ms / 1e3 * sim_gauss(s);
 		if (c->outlier_p > 0 && sim_uniform(s) < c->outlier_p)
 			ts += c->outlier_ms / 1e3 * sim_uniform(s);
+		if (c->starve_every_s > 0 && fmod(s->t - start + c->starve_every_s / 2, c->starve_every_s) < c->starve_len_s)
+			ts += c->starve_late_ms / 1e3 * (0.2 + 0.8 * sim_uniform(s));
 		media_alsa_conv_observe(&conv, (int64_t)llround(ts * NS), hw);
 		int avail = (int)(hw - s->read);
 		if (avail <= 0)
@@ -266,6 +273,8 @@ static void sim_run(const struct sim_cfg *c, struct sim *s)
 		(unsigned long long)st.steps, (unsigned long long)conv.est.bins_used,
 		(unsigned long long)conv.est.bins_rejected);
 	CHECK(s->discontinuities == 0);
+	if (c->max_steps)
+		CHECK(st.steps <= (uint64_t)c->max_steps);
 	CHECK(s->max_err_warm_ms <= c->bound_ms);
 	CHECK(fabs(drift - ppm_end) < 5);
 	if (c->marker_every) {
@@ -308,6 +317,20 @@ static void test_slow_outliers(void)
 	CHECK(s.max_err_ms <= 20.0);
 }
 
+/* A starved system: every 20 s, for 2 s, the device's reports come late by
+ * up to 80 ms, by varying amounts. Rejected, never taken for a step. */
+static void test_starved(void)
+{
+	struct sim_cfg c = {
+		.name = "+300 ppm, starved", .rate = 48000, .dev_channels = 2, .channels = 2,
+		.ppm = 300, .jitter_ms = 0.2, .gran = 192, .wake_ms = 10, .seconds = 240,
+		.starve_every_s = 20, .starve_len_s = 2, .starve_late_ms = 80, .max_steps = 1,
+		.marker_every = 24000, .bound_ms = 2.5,
+	};
+	struct sim s;
+	sim_run(&c, &s);
+}
+
 /* An overrun at 2 minutes loses 150 ms: silence fills them, time holds. */
 static void test_overrun(void)
 {
@@ -321,14 +344,15 @@ static void test_overrun(void)
 	sim_run(&c, &s);
 }
 
-/* Frames lost without an overrun being reported: the estimator re-anchors. */
+/* Frames lost without an overrun being reported: the estimator re-anchors
+ * once ten bins in a row (5 s) agree on the jump. */
 static void test_silent_jump(void)
 {
 	struct sim_cfg c = {
 		.name = "+300 ppm, silent 60 ms jump", .rate = 48000, .dev_channels = 2, .channels = 2,
 		.ppm = 300, .jitter_ms = 0.2, .gran = 96, .wake_ms = 10, .seconds = 240,
 		.lose_at_s = 100, .lose_ms = 60, .lose_reported = 0, .marker_every = 24000,
-		.bound_ms = 2.5,
+		.bound_ms = 2.5, .settle_s = 8,
 	};
 	struct sim s;
 	sim_run(&c, &s);
@@ -461,6 +485,7 @@ int main(void)
 	test_rate_conversion();
 	test_300ppm_10min();
 	test_slow_outliers();
+	test_starved();
 	test_overrun();
 	test_silent_jump();
 	test_3h();

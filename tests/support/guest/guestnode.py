@@ -52,8 +52,12 @@ START_TIMEOUT = 180
 
 class GuestNode(Edgerec):
     def __init__(self, config=None, name="guest", **kw):
+        # Recordings are written on the guest's own RAM (as a box writes
+        # its local disk), not through the 9p share, whose every write is
+        # a round trip through qemu to the loaded host; fetch() copies a
+        # finished one to the share for the host to read.
         super().__init__(redis=None, config=config, plain_http=False, name=name,
-                         state_dir="/run/edgerec-state-" + name, **kw)
+                         state_dir="/run/edgerec-state-" + name, storage="/run/edgerec-recordings-" + name, **kw)
         self.bin = os.path.abspath(self.bin)
         self.guest = guest.Guest(share=self.dir, forward=[GUEST_HTTPS])
         self.pid = None
@@ -112,6 +116,19 @@ class GuestNode(Edgerec):
             wait_until(lambda: self.healthz_status() == 200, timeout=timeout, interval=0.5,
                        what="/healthz 200 from the guest")
         return self
+
+    def fetch(self, rec):
+        """The host path of a finished recording's file: copied from the
+        guest's storage to the share (same name under .../fetched)."""
+        src = os.path.join(rec["local_path"], rec["file_name"])
+        dst = os.path.join(self.dir, "fetched", rec["recording_id"], rec["file_name"])
+        self.guest.run("mkdir -p %s && cp %s %s" % (os.path.dirname(dst), src, dst), check=True)
+        return dst
+
+    def storage_entries(self):
+        """What the guest's recordings folder holds now."""
+        rc, out = self.guest.run("ls -A %s 2>/dev/null" % self.storage)
+        return set(out.split())
 
     def alive(self):
         return self.pid is not None and self.guest.proc is not None and self.guest.proc.poll() is None \
@@ -266,6 +283,26 @@ def video_pts(path):
     return sorted(float(p["pts_time"]) for p in info.get("packets", []) if "pts_time" in p)
 
 
+def audio_contiguous(path, after=None):
+    """(largest hole or overlap in seconds between consecutive audio
+    packets, packet count): 0 when each packet starts where the previous
+    one ended, so sample positions in the decoded audio are file times.
+    after: only packets from that time (s) on."""
+    info = ffprobe(path, "-select_streams", "a", "-show_entries", "packet=pts_time,duration_time")
+    pk = [(float(p["pts_time"]), float(p["duration_time"])) for p in info["packets"]
+          if "pts_time" in p and "duration_time" in p]
+    if after is not None:
+        pk = [p for p in pk if p[0] >= after]
+    return max((abs(b[0] - (a[0] + a[1])) for a, b in zip(pk, pk[1:])), default=0.0), len(pk)
+
+
+def audio_end(path):
+    """End time (s) of the last audio packet (its pts + duration)."""
+    info = ffprobe(path, "-select_streams", "a", "-show_entries", "packet=pts_time,duration_time")
+    pk = [p for p in info["packets"] if "pts_time" in p and "duration_time" in p]
+    return float(pk[-1]["pts_time"]) + float(pk[-1]["duration_time"])
+
+
 def streams(path):
     info = ffprobe(path, "-show_streams", "-show_format")
     v = [s for s in info["streams"] if s["codec_type"] == "video"]
@@ -274,9 +311,15 @@ def streams(path):
 
 
 def decodes_to_end(path):
-    """ffmpeg decodes every packet with no error; returns its stderr."""
-    p = subprocess.run(["ffmpeg", "-v", "error", "-i", path, "-f", "null", "-"], capture_output=True, text=True,
-                       timeout=600)
+    """ffmpeg decodes every packet of every stream to the end with no error.
+    Frames keep their own times in the file's time base (-fps_mode
+    passthrough, -enc_time_base:v -1, framemd5's 1/1000 stream time base):
+    a camera's frames are not on a fixed grid, and two 30 ms apart are
+    valid in the file, where ffmpeg's null muxer (time base 1/frame rate)
+    would put them on one tick and complain about its own output."""
+    p = subprocess.run(["ffmpeg", "-v", "error", "-i", path, "-map", "0", "-fps_mode", "passthrough",
+                        "-enc_time_base:v", "-1", "-f", "framemd5", "-y", "/dev/null"],
+                       capture_output=True, text=True, timeout=600)
     assert p.returncode == 0 and not p.stderr.strip(), "ffmpeg decode of %s: %s" % (path, p.stderr[-2000:])
 
 
@@ -286,19 +329,34 @@ CAMERA = "/dev/video0"
 MIC = "hw:Loopback,1,0"          # captures what plays into hw:Loopback,0,0
 SPEAKER = "plughw:Loopback,0,0"  # plug: converts to what the capture side opened
 PRESET_BOX = (854, 480, 24)      # the low preset (SPEC section 5)
+# The camera mode the tests ask for. From vivid the low preset alone gets
+# 640x480 at 25 fps, which the guest (TCG on a shared 2-core box) encodes at
+# about 10 fps: its ladder halves rate and size at once. 320x180 at 15 fps
+# is a ninth of those pixels.
+SMALL = "size=320x180,fps=5"
 
 
-def camera_room(room, device=CAMERA, audio=MIC):
-    """Configuration of a room wired to the camera (and microphone)."""
-    args = "device=" + device + (",audio=" + audio if audio else "")
+def camera_room(room, device=CAMERA, audio=MIC, mode=SMALL):
+    """Configuration of a room wired to the camera (and microphone); the
+    microphone goes last in the args (an ALSA name may hold commas)."""
+    args = "device=" + device + ("," + mode if mode else "") + (",audio=" + audio if audio else "")
     return {"room.%s.source" % room: "v4l2", "room.%s.args" % room: args}
 
 
 def play(g, wav, log_path, pcm=SPEAKER, buffer_us=2000000):
     """Starts aplay of 'wav' into the loopback in the guest (real-time
     priority, a 2 s buffer: a starved guest must not underrun it, an
-    underrun would shift the signal in time); returns its pid."""
-    return g.spawn("exec chrt -f 20 aplay -D %s --buffer-time=%d %s" % (pcm, buffer_us, wav), log_path)
+    underrun would shift the signal in time); returns its pid once aplay
+    has opened the device and started."""
+    pid = g.spawn("exec chrt -f 20 aplay -D %s --buffer-time=%d %s" % (pcm, buffer_us, wav), log_path)
+
+    def playing():
+        with open(log_path, errors="replace") as f:
+            text = f.read()
+        assert g.wait(pid, 0) is None, "aplay exited: " + text
+        return "Playing WAVE" in text
+    wait_until(playing, timeout=60, interval=0.2, what="aplay to start")
+    return pid
 
 
 def underruns(log_path):
@@ -348,3 +406,18 @@ def events_of(ws, seconds):
         except websocket.WebSocketTimeoutException:
             break
     return seen
+
+
+def assert_tone_throughout(samples, freq, start_within=1.0):
+    """The tone (freq within 1 %, RMS of a 0.5 sine after Opus) starts in
+    the first 'start_within' seconds (aplay plays before the recording
+    starts) and is in every whole second from then to the end."""
+    secs = int(len(samples) / RATE)
+    level = [tone_frequency(samples[s * RATE:(s + 1) * RATE]) for s in range(secs)]
+    ok = [abs(hz - freq) <= freq / 100 and rms >= 0.25 for hz, rms in level]
+    first = next((s for s, good in enumerate(ok) if good), None)
+    assert first is not None and first <= start_within, "no %d Hz tone in the first %.0f s: %s" % (
+        freq, start_within, [(round(h), round(r, 2)) for h, r in level[:10]])
+    bad = [(s, round(level[s][0], 1), round(level[s][1], 3)) for s in range(first, secs) if not ok[s]]
+    assert not bad, "seconds without the tone (second, Hz, rms): %s" % bad[:20]
+    return first
