@@ -134,4 +134,5 @@ def _at(offsets, seconds):
 
 
 if __name__ == "__main__":
+    gn.require_e2e()
     run_tests(globals(), setup=setup, teardown=gn.stop_guest_node)

@@ -166,4 +166,5 @@ def test_record_camera_and_microphone(c):
 
 
 if __name__ == "__main__":
+    gn.require_e2e()
     run_tests(globals(), setup=setup, teardown=gn.stop_guest_node)

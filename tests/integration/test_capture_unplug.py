@@ -120,4 +120,5 @@ def test_unplug_and_replug_mid_recording(c):
 
 
 if __name__ == "__main__":
+    gn.require_e2e()
     run_tests(globals(), setup=setup, teardown=gn.stop_guest_node)

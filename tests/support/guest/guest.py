@@ -81,7 +81,7 @@ def log(msg):
 # -- the kernel -----------------------------------------------------------
 
 class _Lock:
-    """An exclusive lock file in the cache (several tests or engineers may
+    """An exclusive lock file in the cache (several tests or users may
     prepare the same kernel at once)."""
 
     def __init__(self, path):

@@ -163,6 +163,19 @@ class GuestNode(Edgerec):
         return rc
 
 
+def require_e2e():
+    """The whole-recording capture tests (record, unplug, drift) are opt-in:
+    EDGEREC_CAPTURE_E2E=1. Under TCG on a 2-core host that other work also
+    uses, the guest's camera thread is starved (video loses most of its
+    frames while the microphone goes on), so these tests do not pass
+    reliably there; the camera and microphone tests of their own
+    (test_capture_v4l2, test_alsa_capture) run by default."""
+    if os.environ.get("EDGEREC_CAPTURE_E2E") != "1":
+        print("skipped: the whole-recording capture tests in the TCG guest are opt-in "
+              "(EDGEREC_CAPTURE_E2E=1); see tests/support/guest/README.md", flush=True)
+        sys.exit(77)
+
+
 def start_guest_node(name, config):
     """setup() of a capture test: exits 77 when the guest cannot run here."""
     guest.skip_unless_available(name)
