@@ -23,6 +23,8 @@
 #define EST_GATE_SIGMA 5.0                   /* ...and this many sigma is rejected */
 #define EST_REJECTS_REANCHOR 10              /* rejected bins in a row (5 s) that agree... */
 #define EST_STEP_AGREE 2e-3                  /* ...within this: a step, not late bins */
+#define EST_REJECTS_RESET 30                 /* rejected in a row (15 s), agreeing or not: the
+					      * line itself is wrong; learn it again */
 #define EST_BETA_MAX 0.01                    /* 10000 ppm: a broken clock */
 
 /* The converter's. */
@@ -73,6 +75,19 @@ static void est_update(struct media_alsa_est *e, double u, double r)
 	double gate = EST_GATE_SIGMA * sqrt(s);
 	if (fabs(y) > (gate > EST_GATE_MIN ? gate : EST_GATE_MIN)) {
 		e->bins_rejected++;
+		if (++e->reject_all >= EST_REJECTS_RESET) {
+			/* Nothing has fitted for 15 s: the drift was learnt from
+			 * reports that crept late (a long-starved system) and the
+			 * line has left the device. Start over from this bin, the
+			 * drift as uncertain as at the start. */
+			e->alpha = r;
+			e->p00 = EST_P00_START;
+			e->p01 = 0;
+			e->p11 = EST_P11_START;
+			e->reject_run = e->reject_all = 0;
+			e->resets++;
+			return;
+		}
 		/* A starved system reports late by varying amounts; frames lost
 		 * unreported put every later bin off by the same amount. */
 		if (e->reject_run > 0 && fabs(y - e->reject_y) > EST_STEP_AGREE)
@@ -89,7 +104,7 @@ static void est_update(struct media_alsa_est *e, double u, double r)
 		}
 		return;
 	}
-	e->reject_run = 0;
+	e->reject_run = e->reject_all = 0;
 	double k0 = e->p00 / s, k1 = e->p01 / s;
 	e->alpha += k0 * y;
 	e->beta += k1 * y;

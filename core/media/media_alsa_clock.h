@@ -20,7 +20,9 @@
  * re-anchor the offset (frames lost unreported: rare, ALSA reports its
  * overruns). A starved system's reports come late for a while, by varying
  * amounts or, bin by bin, by the same: they are only rejected, and the
- * clock runs on from the bins before. A
+ * clock runs on from the bins before. Thirty rejected in a row (15 s),
+ * agreeing or not, mean the drift itself was learnt wrong (reports that
+ * crept later and later): the filter starts over. A
  * restart (overrun: frames lost) keeps the drift and forgets the offset.
  *
  * The converter (media_alsa_conv) keeps e = (t0 + k_out / rate) - t(in_pos),
@@ -54,7 +56,8 @@ struct media_alsa_est {
 	double p00, p01, p11;
 	int reject_run;
 	double reject_y;          /* the first of the rejected run's offsets */
-	uint64_t bins_used, bins_rejected, reanchors;
+	int reject_all;           /* bins rejected in a row, agreeing or not */
+	uint64_t bins_used, bins_rejected, reanchors, resets;
 };
 
 /* Starts an estimator for a device of nominal 'rate' frames per second. */

@@ -48,6 +48,8 @@ struct sim_cfg {
 	double starve_late_ms; /* ...a varying share of this */
 	int max_steps;         /* re-anchorings allowed (0: no limit) */
 	double settle_s;       /* after a loss, errors are judged from this much later (0: 3 s) */
+	double creep_from_s, creep_to_s; /* between these, reports come later and later... */
+	double creep_ms_per_s;           /* ...by this much more each second, then on time */
 	double bound_ms;       /* |error| allowed after the warm-up */
 };
 
@@ -216,6 +218,10 @@ static void sim_run(const struct sim_cfg *c, struct sim *s)
 		double ts = s->t + c->jitter_ms / 1e3 * sim_gauss(s);
 		if (c->outlier_p > 0 && sim_uniform(s) < c->outlier_p)
 			ts += c->outlier_ms / 1e3 * sim_uniform(s);
+		if (c->creep_ms_per_s > 0 && s->t - start >= c->creep_from_s && s->t - start < c->creep_to_s)
+			ts += c->creep_ms_per_s / 1e3 * (s->t - start - c->creep_from_s);
+		if (c->creep_ms_per_s > 0 && s->t - start >= c->creep_from_s && s->t - start < c->creep_to_s + 0.1)
+			s->warm_until = s->t + (c->settle_s > 0 ? c->settle_s : 3.0);  /* not judged while creeping */
 		if (c->starve_every_s > 0 && fmod(s->t - start + c->starve_every_s / 2, c->starve_every_s) < c->starve_len_s)
 			ts += c->starve_late_ms / 1e3 * (0.2 + 0.8 * sim_uniform(s));
 		media_alsa_conv_observe(&conv, (int64_t)llround(ts * NS), hw);
@@ -266,12 +272,12 @@ static void sim_run(const struct sim_cfg *c, struct sim *s)
 	fprintf(stderr,
 		"%-28s %6.0f s: |error| max %.2f ms (after warm-up %.2f, mean %+.3f); drift %.1f ppm (true %.1f); "
 		"markers %d max %.2f ms; out %lld frames for %.3f s; inserted %llu dropped %llu steps %llu; "
-		"bins %llu rejected %llu\n",
+		"bins %llu rejected %llu resets %llu\n",
 		c->name, c->seconds, s->max_err_ms, s->max_err_warm_ms, s->n_err ? s->sum_err_ms / s->n_err : 0,
 		drift, ppm_end, s->markers, s->max_marker_ms, (long long)s->k, s->t - (double)s->t0 / NS,
 		(unsigned long long)st.frames_inserted, (unsigned long long)st.frames_dropped,
 		(unsigned long long)st.steps, (unsigned long long)conv.est.bins_used,
-		(unsigned long long)conv.est.bins_rejected);
+		(unsigned long long)conv.est.bins_rejected, (unsigned long long)conv.est.resets);
 	CHECK(s->discontinuities == 0);
 	if (c->max_steps)
 		CHECK(st.steps <= (uint64_t)c->max_steps);
@@ -325,6 +331,22 @@ static void test_starved(void)
 		.name = "+300 ppm, starved", .rate = 48000, .dev_channels = 2, .channels = 2,
 		.ppm = 300, .jitter_ms = 0.2, .gran = 192, .wake_ms = 10, .seconds = 240,
 		.starve_every_s = 20, .starve_len_s = 2, .starve_late_ms = 80, .max_steps = 1,
+		.marker_every = 24000, .bound_ms = 2.5,
+	};
+	struct sim s;
+	sim_run(&c, &s);
+}
+
+/* A long-starved system whose reports creep later by 1 ms each second for
+ * a minute (the drift estimate follows them), then come on time again:
+ * the filter finds its way back to the device's clock (starting over when
+ * nothing fits for 15 s); judged from 30 s after. */
+static void test_creep(void)
+{
+	struct sim_cfg c = {
+		.name = "-300 ppm, creeping reports", .rate = 48000, .dev_channels = 2, .channels = 2,
+		.ppm = -300, .jitter_ms = 0.2, .gran = 192, .wake_ms = 10, .seconds = 300,
+		.creep_from_s = 60, .creep_to_s = 120, .creep_ms_per_s = 1, .settle_s = 30,
 		.marker_every = 24000, .bound_ms = 2.5,
 	};
 	struct sim s;
@@ -486,6 +508,7 @@ int main(void)
 	test_300ppm_10min();
 	test_slow_outliers();
 	test_starved();
+	test_creep();
 	test_overrun();
 	test_silent_jump();
 	test_3h();

@@ -9,7 +9,7 @@
  * EDGEREC_ALSA_TEST_SECONDS (default 20) and checks: a second open is
  * -EBUSY; the tone is in the output; the output's time (first pts + frames
  * / rate) stays with CLOCK_MONOTONIC within EDGEREC_ALSA_TEST_BOUND_MS
- * (default 10; medians of 5 s windows, first third against last) while the device's own frame count runs off at its clock
+ * (default 15; medians of 5 s windows, first third against last) while the device's own frame count runs off at its clock
  * (EDGEREC_ALSA_TEST_PPM, the rate shift the test set, checked against the
  * frames captured and against the estimate). One JSON line reports the
  * figures. EDGEREC_ALSA_TEST_STALL_AT=S stops reading for 3 s at S seconds:
@@ -147,7 +147,7 @@ static void test_live(const char *pcm)
 	const char *stv = getenv("EDGEREC_ALSA_TEST_STALL_AT");
 	double stall_at = stv ? atof(stv) : -1;  /* stop reading for 3 s then: an overrun */
 	bool stalled = false;
-	double seconds = sv ? atof(sv) : 20, bound_ms = bv ? atof(bv) : 10;
+	double seconds = sv ? atof(sv) : 20, bound_ms = bv ? atof(bv) : 15;
 	struct media_alsa *a, *b;
 	char err[256] = "";
 	struct media_alsa_params p = { .device = pcm, .sample_rate = 48000, .channels = 2 };
@@ -281,8 +281,9 @@ static void test_live(const char *pcm)
 	CHECK(nwin >= 3 || seconds < 20);
 	CHECK(fabs(last_win - first_win) <= bound_ms);
 	/* The tone is there (the first blocks may precede it; an overrun's
-	 * time is silence). */
-	CHECK(tone_blocks >= blocks - 10 - (int)(st.overruns * 2 + st.frames_inserted / 4800));
+	 * time is silence; a starved guest's player may leave a gap now and
+	 * then: 2 %). */
+	CHECK(tone_blocks >= blocks - 10 - blocks / 50 - (int)(st.overruns * 2 + st.frames_inserted / 4800));
 	if (stall_at >= 0) {
 		/* 3 s without a read: the buffer (2 s) overran, what it held is
 		 * lost with what came after; silence fills those 3 s. */
