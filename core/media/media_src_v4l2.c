@@ -686,6 +686,8 @@ static void v4l2_capture_info(struct media_source *src, struct media_capture_inf
 	ci->timestamps_fallback = v->clock.fallbacks > 0;
 	util_strlcpy(ci->audio_device, v->audio_pcm, sizeof(ci->audio_device));
 	ci->audio_reopens = v->audio_reopens;
+	if (v->audio_pcm[0])
+		media_alsa_capture_info(v->alsa, NULL, ci);
 }
 
 const struct media_source_driver media_source_v4l2 = {
