@@ -197,37 +197,24 @@ void http_info_metrics(struct http_request *req)
 
 void http_info_policies(struct http_request *req)
 {
-	cJSON *claims = NULL;
-	if (http_auth_check(req, false, &claims) < 0)
+	/* Who may see the policies is itself a policy decision (auth.lua,
+	 * action "admin"; built in: the admin role). */
+	if (http_admin_check(req, false) < 0)
 		return;
 	pthread_mutex_lock(&req->s->hooks_lock);
 	http_policy_status_fn fn = req->s->policy_status;
 	void *opaque = req->s->policy_opaque;
 	pthread_mutex_unlock(&req->s->hooks_lock);
-	const cJSON *sub = cJSON_GetObjectItemCaseSensitive(claims, "sub");
-	struct recorder_caller caller = {
-		.user_id = cJSON_IsString(sub) ? sub->valuestring : "",
-		.claims = claims,
-	};
-	/* Who may see the policies is itself a policy decision (auth.lua,
-	 * action "admin"; built in: the admin role). */
-	struct recorder_verdict v = { .allow = false, .status = 403, .reason = "the admin role is required" };
-	if (req->s->rec)
-		recorder_authorize(req->s->rec, &caller, RECORDER_OP_ADMIN, NULL, &v);
-	if (!v.allow) {
-		http_reply_error(req, v.status == 404 ? 404 : 403, v.status == 404 ? "not_found" : "forbidden",
-				 "%s", v.reason[0] ? v.reason : "the admin role is required");
-	} else if (!fn) {
+	if (!fn) {
 		http_reply_error(req, 404, "not_found", "no policy host is configured (policy_dir)");
-	} else {
-		cJSON *st = fn(opaque);
-		if (st)
-			http_reply_json(req, 200, st);
-		else
-			http_reply_error(req, 500, "internal", "the policy host gave no status");
-		cJSON_Delete(st);
+		return;
 	}
-	cJSON_Delete(claims);
+	cJSON *st = fn(opaque);
+	if (st)
+		http_reply_json(req, 200, st);
+	else
+		http_reply_error(req, 500, "internal", "the policy host gave no status");
+	cJSON_Delete(st);
 }
 
 void http_info_openapi(struct http_request *req)
