@@ -328,6 +328,22 @@ def refused(guest, token, path, why):
     return body["detail"]
 
 
+def small_bundle(work, pki, compatible, path):
+    """A verity bundle of a 1 MB squashfs, signed with the PKI in 'pki'."""
+    content = mktemp("small-bundle")
+    os.makedirs(os.path.join(content, "root"))
+    with open(os.path.join(content, "root", "payload"), "wb") as f:
+        f.write(os.urandom(1 << 20))
+    run(["mksquashfs", os.path.join(content, "root"), os.path.join(content, "rootfs.img"), "-noappend", "-no-progress"])
+    shutil.rmtree(os.path.join(content, "root"))
+    with open(os.path.join(content, "manifest.raucm"), "w") as f:
+        f.write("[update]\ncompatible=%s\nversion=9\n\n[bundle]\nformat=verity\n\n"
+                "[image.rootfs]\nfilename=rootfs.img\n" % compatible)
+    run(["rauc", "bundle", "--cert", os.path.join(pki, "signing.cert.pem"), "--key", os.path.join(pki, "signing.key.pem"),
+         "--keyring", os.path.join(pki, "keyring.pem"), content, path])
+    return path
+
+
 def build(out):
     """The image and the bundles (or those of EDGEREC_IMAGE_DIR)."""
     broken = mktemp("image-v3")
@@ -364,15 +380,23 @@ def main():
         assert os.path.exists(os.path.join(out, f)), f
     print(open(os.path.join(out, "sizes.txt")).read(), flush=True)
 
-    # Bundles for the guest: v2, v3, v2 with one byte of its payload flipped,
-    # v2 re-signed by a CA the image does not trust, a small bundle signed
-    # by the vendor for another board, and the first half of v2.
+    # Bundles for the guest: v2 and v3; for the refusals, small bundles (a
+    # 1 MB root: RAUC checks a small bundle the same way as a big one, and
+    # it crosses the forwarded port and is hashed under TCG in seconds): one
+    # signed by the vendor with one byte of its payload flipped, one re-signed
+    # by a CA the image does not trust, one signed by the vendor for another
+    # board (wrong compatible), and the first half of one.
     bdir = os.path.join(work, "bundles")
     os.makedirs(bdir)
     for v in ("2", "3"):
         shutil.copy(os.path.join(out, "update-%s.raucb" % v), os.path.join(bdir, "v%s.raucb" % v))
+    pki = os.environ.get("EDGEREC_PKI_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "edgerec-pki")
+    compatible = re.search(r"^COMPATIBLE=(\S+)", open(os.path.join(SOURCE, "board", "qemu-x86_64", "board.conf")).read(),
+                           re.M).group(1)
+    small = small_bundle(work, pki, compatible, os.path.join(work, "small.raucb"))
     tampered = os.path.join(bdir, "tampered.raucb")
-    shutil.copy(os.path.join(bdir, "v2.raucb"), tampered)
+    shutil.copy(small, tampered)
     with open(tampered, "r+b") as f:
         f.seek(os.path.getsize(tampered) // 3)
         b = f.read(1)
@@ -383,24 +407,12 @@ def main():
     run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "30",
          "-subj", "/CN=not the vendor",
          "-keyout", os.path.join(other, "key.pem"), "-out", os.path.join(other, "cert.pem")])
-    pki = os.environ.get("EDGEREC_PKI_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "edgerec-pki")
     run(["rauc", "resign", "--cert", os.path.join(other, "cert.pem"), "--key", os.path.join(other, "key.pem"),
          "--keyring", os.path.join(pki, "keyring.pem"), "--signing-keyring", os.path.join(other, "cert.pem"),
-         os.path.join(bdir, "v2.raucb"), os.path.join(bdir, "wrongkey.raucb")])
-    content = os.path.join(work, "other-board")
-    os.makedirs(os.path.join(content, "root"))
-    with open(os.path.join(content, "root", "payload"), "wb") as f:
-        f.write(os.urandom(200000))
-    run(["mksquashfs", os.path.join(content, "root"), os.path.join(content, "rootfs.img"), "-noappend", "-no-progress"])
-    shutil.rmtree(os.path.join(content, "root"))
-    with open(os.path.join(content, "manifest.raucm"), "w") as f:
-        f.write("[update]\ncompatible=edgerec-other-board\nversion=9\n\n[bundle]\nformat=verity\n\n"
-                "[image.rootfs]\nfilename=rootfs.img\n")
-    run(["rauc", "bundle", "--cert", os.path.join(pki, "signing.cert.pem"), "--key", os.path.join(pki, "signing.key.pem"),
-         "--keyring", os.path.join(pki, "keyring.pem"), content, os.path.join(bdir, "otherboard.raucb")])
-    with open(os.path.join(bdir, "v2.raucb"), "rb") as f, open(os.path.join(bdir, "half.raucb"), "wb") as h:
-        h.write(f.read(os.path.getsize(os.path.join(bdir, "v2.raucb")) // 2))
+         small, os.path.join(bdir, "wrongkey.raucb")])
+    small_bundle(work, pki, "edgerec-other-board", os.path.join(bdir, "otherboard.raucb"))
+    with open(small, "rb") as f, open(os.path.join(bdir, "half.raucb"), "wb") as h:
+        h.write(f.read(os.path.getsize(small) // 2))
 
     disk = os.path.join(work, "disk.img")
     run(["cp", "--sparse=always", os.path.join(out, "disk.img"), disk])
@@ -423,6 +435,8 @@ def scenario(g, bdir):
     FIGURES["boot_to_api_s"] = boot(g, "first boot")
     assert booted(g) == ("A", "1"), booted(g)
     wait_marked_good(g, "A")
+    _, out = g.sh("systemd-analyze; systemd-analyze blame | head -15; systemd-analyze critical-chain edgerec.service")
+    log("where the first boot went:\n" + out)
     _, token = g.sh("edgerec token --config /etc/edgerec/edgerec.conf --user imagetest --roles admin --ttl 86400")
     token = token.strip().splitlines()[-1]
     _, ps = g.sh("stat -c %U /proc/$(systemctl show -p MainPID --value edgerec.service)")
