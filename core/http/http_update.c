@@ -180,12 +180,13 @@ static int rauc_slots(sd_bus *bus, cJSON *o, char *why, size_t whylen)
 	sd_bus_error e = SD_BUS_ERROR_NULL;
 	sd_bus_message *m = NULL;
 	int r = sd_bus_call_method(bus, RAUC_NAME, RAUC_PATH, RAUC_IFACE, "GetSlotStatus", &e, &m, "");
+	cJSON *slots = cJSON_AddArrayToObject(o, "slots");
 	if (r < 0) {
 		update_bus_error(&e, r, "RAUC (" RAUC_NAME ")", why, whylen);
 		sd_bus_error_free(&e);
+		cJSON_AddNullToObject(o, "other_slot");
 		return -1;
 	}
-	cJSON *slots = cJSON_AddArrayToObject(o, "slots");
 	cJSON *other = NULL;
 	r = sd_bus_message_enter_container(m, 'a', "(sa{sv})");
 	while (r > 0 && (r = sd_bus_message_enter_container(m, 'r', "sa{sv}")) > 0) {
