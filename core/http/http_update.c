@@ -22,9 +22,13 @@
  * Refusals: a body beyond update.max_bundle 413 before anything is read; a
  * disk that cannot hold it plus recorder.disk_reserve 507; a body cut short
  * (the client went away before Content-Length bytes) 400; a bundle RAUC
- * refuses before it writes a slot (signature, compatible, format, payload)
- * 422 with RAUC's LastError; nothing is installed then and the boot order
- * is as it was. The upload file is removed whatever the outcome. */
+ * refuses before it writes a slot (signature, compatible, format) 422 with
+ * RAUC's LastError; nothing is installed then and the boot order is as it
+ * was. A verity bundle's payload is checked as RAUC copies it, so a
+ * damaged or tampered payload is found while the other slot is being
+ * written: 422 too, the other slot stays marked bad (RAUC marks it so
+ * before writing), the booted slot stays primary. The upload file is
+ * removed whatever the outcome. */
 #include "http_internal.h"
 
 #include <errno.h>
@@ -387,7 +391,15 @@ static int update_install(struct http_update *u, sd_bus *bus)
 	char *last = NULL;
 	if (rauc_get(bus, "LastError", &last, why, sizeof(why)) < 0)
 		last = strdup(why);
-	if (job.wrote) {
+	if (job.wrote && last && strstr(last, "Error reading from file")) {
+		/* RAUC checks a verity bundle's payload block by block as it
+		 * copies it (dm-verity): a damaged or tampered payload shows as
+		 * a read error of the bundle in the middle of the copy. */
+		update_fail(u, "RAUC refused the bundle: its payload does not match the signed hash (damaged or "
+			       "tampered); the slot being written stays marked bad and is not booted, the booted slot "
+			       "stays primary: %s", last);
+		status = 422;
+	} else if (job.wrote) {
 		update_fail(u, "RAUC failed while writing the slot (the slot is marked bad, the booted one stays "
 			       "primary): %s", last ? last : "unknown error");
 		status = 500;
