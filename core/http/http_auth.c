@@ -11,6 +11,7 @@
 #include "common_time.h"
 #include "crypto.h"
 #include "crypto_jwt.h"
+#include "recorder.h"
 
 /* The machine code of a verification failure, for the 401 body. */
 static const char *http_auth_code(int rc)
@@ -132,4 +133,26 @@ int http_auth_check(struct http_request *req, bool allow_query, cJSON **claims)
 	}
 	memcpy(req->user, sub->valuestring, n + 1);
 	return 0;
+}
+
+int http_admin_check(struct http_request *req, bool allow_query)
+{
+	cJSON *claims = NULL;
+	if (http_auth_check(req, allow_query, &claims) < 0)
+		return -1;
+	const cJSON *sub = cJSON_GetObjectItemCaseSensitive(claims, "sub");
+	struct recorder_caller caller = {
+		.user_id = cJSON_IsString(sub) ? sub->valuestring : "",
+		.claims = claims,
+	};
+	/* auth.lua's "admin" action decides (built in: the admin role). */
+	struct recorder_verdict v = { .allow = false, .status = 403, .reason = "the admin role is required" };
+	if (req->s->rec)
+		recorder_authorize(req->s->rec, &caller, RECORDER_OP_ADMIN, NULL, &v);
+	cJSON_Delete(claims);
+	if (v.allow)
+		return 0;
+	http_reply_error(req, v.status == 404 ? 404 : 403, v.status == 404 ? "not_found" : "forbidden", "%s",
+			 v.reason[0] ? v.reason : "the admin role is required");
+	return -1;
 }

@@ -104,7 +104,7 @@ static cJSON *devices_microphones(void)
 
 void http_devices_serve(struct http_request *req)
 {
-	if (http_admin_check(req) < 0)
+	if (http_admin_check(req, false) < 0)
 		return;
 	cJSON *body = cJSON_CreateObject();
 	if (body) {

@@ -206,31 +206,11 @@ void http_info_metrics(struct http_request *req)
 	http_text_deinit(&t);
 }
 
-int http_admin_check(struct http_request *req)
-{
-	cJSON *claims = NULL;
-	if (http_auth_check(req, false, &claims) < 0)
-		return -1;
-	const cJSON *sub = cJSON_GetObjectItemCaseSensitive(claims, "sub");
-	struct recorder_caller caller = {
-		.user_id = cJSON_IsString(sub) ? sub->valuestring : "",
-		.claims = claims,
-	};
-	/* Who may see the system's pages is itself a policy decision (auth.lua,
-	 * action "admin"; built in: the admin role). */
-	struct recorder_verdict v = { .allow = false, .status = 403, .reason = "the admin role is required" };
-	if (req->s->rec)
-		recorder_authorize(req->s->rec, &caller, RECORDER_OP_ADMIN, NULL, &v);
-	if (!v.allow)
-		http_reply_error(req, v.status == 404 ? 404 : 403, v.status == 404 ? "not_found" : "forbidden",
-				 "%s", v.reason[0] ? v.reason : "the admin role is required");
-	cJSON_Delete(claims);
-	return v.allow ? 0 : -1;
-}
-
 void http_info_policies(struct http_request *req)
 {
-	if (http_admin_check(req) < 0)
+	/* Who may see the policies is itself a policy decision (auth.lua,
+	 * action "admin"; built in: the admin role). */
+	if (http_admin_check(req, false) < 0)
 		return;
 	pthread_mutex_lock(&req->s->hooks_lock);
 	http_policy_status_fn fn = req->s->policy_status;
@@ -238,14 +218,14 @@ void http_info_policies(struct http_request *req)
 	pthread_mutex_unlock(&req->s->hooks_lock);
 	if (!fn) {
 		http_reply_error(req, 404, "not_found", "no policy host is configured (policy_dir)");
-	} else {
-		cJSON *st = fn(opaque);
-		if (st)
-			http_reply_json(req, 200, st);
-		else
-			http_reply_error(req, 500, "internal", "the policy host gave no status");
-		cJSON_Delete(st);
+		return;
 	}
+	cJSON *st = fn(opaque);
+	if (st)
+		http_reply_json(req, 200, st);
+	else
+		http_reply_error(req, 500, "internal", "the policy host gave no status");
+	cJSON_Delete(st);
 }
 
 void http_info_openapi(struct http_request *req)

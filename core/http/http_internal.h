@@ -21,6 +21,7 @@ struct mg_context;
 struct crypto_jwt_keys;
 struct http_hub;
 struct http_sessions;
+struct http_update;
 struct config;
 
 #define HTTP_HEALTH_MAX 8
@@ -46,6 +47,7 @@ struct http_server {
 	bool lib_init;                /* mg_init_library was called */
 	struct http_hub *hub;
 	struct http_sessions *sessions; /* the console's sign-in (http_session.c) */
+	struct http_update *update;   /* firmware updates and reboot (http_update.c) */
 	struct http_metrics *metrics;
 	struct http_conn_limit *conn_limit; /* connections per peer address (http_server.c) */
 	char url_https[96];
@@ -110,6 +112,10 @@ void http_reply_error(struct http_request *req, int status, const char *code, co
  * verified claims (the reference goes to the caller), or replies 401 itself
  * and returns -1. */
 int http_auth_check(struct http_request *req, bool allow_query, cJSON **claims);
+/* http_auth_check, then the admin authorization (auth.lua's "admin"
+ * action; built in: the admin role). Returns 0, or -1 after replying
+ * 401/403. */
+int http_admin_check(struct http_request *req, bool allow_query);
 
 
 /* Routes of the API (http_api.c): serves a matched route. */
@@ -164,10 +170,6 @@ void http_console_serve(struct http_request *req);
  * object the recorder returned for this caller) (http_file.c). */
 void http_file_serve(struct http_request *req, bool thumbnail, const cJSON *rec);
 
-/* The /api/system pages' check: a verified bearer token (or console
- * session) whose caller auth.lua lets do "admin" (built in: the admin
- * role). Returns 0, or -1 after replying 401/403 (http_info.c). */
-int http_admin_check(struct http_request *req);
 /* GET /api/system/devices: the box's cameras and microphones (http_devices.c). */
 void http_devices_serve(struct http_request *req);
 
@@ -197,5 +199,19 @@ void http_hub_attach(struct http_hub *hub);
 void http_hub_free(struct http_hub *hub);
 /* Queues one room event for the room's subscribers (any thread). */
 void http_hub_publish(struct http_hub *hub, const char *room_id, const char *event_json);
+/* The hub's name of the system channel (GET /api/webrtc/ws?channel=system,
+ * admin only): events about the box itself (updates), from this node
+ * only. Never a valid room id. */
+#define HTTP_WS_SYSTEM "#system"
+
+/* Firmware updates with RAUC and reboot through logind, both on the system
+ * D-Bus (http_update.c). http_update_new removes what an earlier upload
+ * left; http_update_stop makes a request waiting for an install give up
+ * (the install goes on in RAUC) before the server stops. */
+struct http_update *http_update_new(struct http_server *s, char *err, size_t errlen);
+void http_update_stop(struct http_update *u);
+void http_update_free(struct http_update *u);
+/* POST /api/system/update, GET /api/system/update, POST /api/system/reboot. */
+void http_update_serve(struct http_request *req, int route);
 
 #endif

@@ -32,6 +32,9 @@ const struct http_route http_routes[HTTP_ROUTE_COUNT] = {
 	{ HTTP_ROUTE_LOGOUT, "POST", "/api/system/logout", "logout", false },
 	{ HTTP_ROUTE_SESSION, "GET", "/api/system/session", "session", false },
 	{ HTTP_ROUTE_DEVICES, "GET", "/api/system/devices", "devices", true },
+	{ HTTP_ROUTE_UPDATE, "POST", "/api/system/update", "update", true },
+	{ HTTP_ROUTE_UPDATE_STATUS, "GET", "/api/system/update", "update_status", true },
+	{ HTTP_ROUTE_REBOOT, "POST", "/api/system/reboot", "reboot", true },
 };
 
 /* Reads a decimal number of up to 18 digits. Returns the characters used,

@@ -38,6 +38,9 @@ enum http_route_id {
 	HTTP_ROUTE_LOGOUT,
 	HTTP_ROUTE_SESSION,
 	HTTP_ROUTE_DEVICES,         /* the box's cameras and microphones, http_devices.c */
+	HTTP_ROUTE_UPDATE,          /* firmware update, http_update.c */
+	HTTP_ROUTE_UPDATE_STATUS,
+	HTTP_ROUTE_REBOOT,
 	HTTP_ROUTE_COUNT,
 	/* Pseudo routes, for metrics labels of requests that matched none. */
 	HTTP_ROUTE_NOT_FOUND = HTTP_ROUTE_COUNT,

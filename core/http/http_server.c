@@ -64,6 +64,9 @@ const struct config_option http_options[] = {
 	  "failed sign-ins from one address before it must wait console.login_lockout (429)" },
 	{ "console.login_lockout", CONFIG_DURATION, "5m",
 	  "the wait after too many failed sign-ins, and the window they are counted in" },
+	{ "update.max_bundle", CONFIG_SIZE, "1G", "largest RAUC bundle POST /api/system/update takes (413 beyond)" },
+	{ "update.dir", CONFIG_STR, "",
+	  "where an uploaded bundle is kept while RAUC installs it; empty: state_dir/update" },
 	{ 0 },
 };
 
@@ -251,7 +254,7 @@ static int http_handle(struct mg_connection *conn, void *cbdata)
 
 	/* No route takes a body beyond a small JSON object; refuse big ones
 	 * before reading anything. */
-	if (ri->content_length > s->max_body) {
+	if (ri->content_length > s->max_body && m.route->id != HTTP_ROUTE_UPDATE) {
 		http_reply_error(&req, 413, "body_too_large", "request body of %lld bytes exceeds %lld",
 				 ri->content_length, s->max_body);
 		goto done;
@@ -285,6 +288,11 @@ static int http_handle(struct mg_connection *conn, void *cbdata)
 		break;
 	case HTTP_ROUTE_DEVICES:
 		http_devices_serve(&req);
+		break;
+	case HTTP_ROUTE_UPDATE:
+	case HTTP_ROUTE_UPDATE_STATUS:
+	case HTTP_ROUTE_REBOOT:
+		http_update_serve(&req, m.route->id);
 		break;
 	case HTTP_ROUTE_WS:
 		/* A WebSocket upgrade goes to the hub's handlers; a plain GET
@@ -802,6 +810,9 @@ struct http_server *http_server_new(struct config *cfg, struct recorder *rec, ch
 	s->sessions = http_sessions_new(cfg, err, errlen);
 	if (!s->sessions)
 		goto fail;
+	s->update = http_update_new(s, err, errlen);
+	if (!s->update)
+		goto fail;
 	s->hub = http_hub_new(s);
 	if (!s->hub) {
 		snprintf(err, errlen, "cannot start the WebSocket hub");
@@ -898,11 +909,13 @@ void http_server_free(struct http_server *s)
 	 * is going away. */
 	if (s->rec && s->ctx)
 		recorder_on_event(s->rec, NULL, NULL);
+	http_update_stop(s->update);
 	if (s->ctx)
 		mg_stop(s->ctx);
 	if (s->lib_init)
 		mg_exit_library();
 	http_hub_free(s->hub);
+	http_update_free(s->update);
 	http_conn_limit_free(s->conn_limit);
 	crypto_jwt_keys_free(s->keys);
 	http_sessions_free(s->sessions);

@@ -1,7 +1,9 @@
 /* http_ws: the WebSocket hub. A client subscribes to one room with
  * GET /api/webrtc/ws?room_id=R (bearer token in the Authorization header or
  * the access_token parameter); every room event of SPEC §7, from any node,
- * reaches the room's subscribers as one text frame.
+ * reaches the room's subscribers as one text frame. An admin subscribes to
+ * the box's own events (firmware updates, http_update.c) with
+ * GET /api/webrtc/ws?channel=system; those come from this node only.
  *
  * Events arrive on the state subscriber thread. http_hub_publish puts a
  * reference to the event (one refcounted buffer shared by all) into the
@@ -73,14 +75,24 @@ struct http_hub {
 	int queue_max;                    /* events one subscriber may have queued */
 };
 
-/* Reads and checks the room_id query parameter into 'room' (at least
- * HTTP_ID_MAX + 2 bytes). Returns 0 or -1. */
+/* Reads and checks what the client subscribes to into 'room' (at least
+ * HTTP_ID_MAX + 2 bytes): the room_id query parameter, or channel=system
+ * (HTTP_WS_SYSTEM). Returns 0 or -1. */
 static int http_ws_room(const struct mg_request_info *ri, char *room, size_t roomlen)
 {
 	room[0] = '\0';
 	if (!ri->query_string)
 		return -1;
-	int n = mg_get_var2(ri->query_string, strlen(ri->query_string), "room_id", room, roomlen, 0);
+	size_t qlen = strlen(ri->query_string);
+	char channel[16];
+	int c = mg_get_var2(ri->query_string, qlen, "channel", channel, sizeof(channel), 0);
+	if (c >= 0) {
+		if (strcmp(channel, "system") != 0)
+			return -1;
+		util_strlcpy(room, HTTP_WS_SYSTEM, roomlen);
+		return 0;
+	}
+	int n = mg_get_var2(ri->query_string, qlen, "room_id", room, roomlen, 0);
 	if (n <= 0 || (size_t)n != strlen(room) || !recorder_room_id_valid(room))
 		return -1;
 	return 0;
@@ -105,8 +117,14 @@ static int http_ws_connect(const struct mg_connection *cconn, void *cbdata)
 	req.route = HTTP_ROUTE_WS;
 	if (http_ws_room(ri, room, sizeof(room)) < 0) {
 		http_reply_error(&req, 400, "invalid_room_id",
-				 "room_id is required: 1 to 128 characters of A-Z a-z 0-9 . _ -, not . or ..");
+				 "room_id is required: 1 to 128 characters of A-Z a-z 0-9 . _ -, not . or .. "
+				 "(or channel=system)");
 		goto refuse;
+	}
+	/* The system channel (updates of the box) is for admins only. */
+	if (strcmp(room, HTTP_WS_SYSTEM) == 0) {
+		if (http_admin_check(&req, true) < 0)
+			goto refuse;
 	}
 	if (http_auth_check(&req, true, &claims) < 0)
 		goto refuse;
@@ -134,7 +152,8 @@ refuse:
 }
 
 /* Returns the text of a notice to one subscriber, SPEC §7's frame shape:
- * {"type": TYPE, "room_id": R, "data": {...}, "timestamp": now}; 'dropped'
+ * {"type": TYPE, "room_id": R, "data": {...}, "timestamp": now} ("channel":
+ * "system" instead of room_id on the system channel); 'dropped'
  * goes into data when >= 0. The caller frees it with cJSON_free; NULL when
  * out of memory. */
 static char *http_ws_notice(const char *type, const char *room_id, long long dropped)
@@ -143,7 +162,9 @@ static char *http_ws_notice(const char *type, const char *room_id, long long dro
 	char *text = NULL;
 	cJSON *o = cJSON_CreateObject();
 	cJSON *data = NULL;
-	if (o && cJSON_AddStringToObject(o, "type", type) && cJSON_AddStringToObject(o, "room_id", room_id) &&
+	bool system = strcmp(room_id, HTTP_WS_SYSTEM) == 0;
+	if (o && cJSON_AddStringToObject(o, "type", type) &&
+	    (system ? cJSON_AddStringToObject(o, "channel", "system") : cJSON_AddStringToObject(o, "room_id", room_id)) &&
 	    (data = cJSON_AddObjectToObject(o, "data")) &&
 	    (dropped < 0 || cJSON_AddNumberToObject(data, "dropped", (double)dropped)) &&
 	    cJSON_AddStringToObject(o, "timestamp", time_iso8601(time_wall_ns(), ts, sizeof(ts))))

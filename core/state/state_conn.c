@@ -237,7 +237,7 @@ static redisContext *state_dial(const struct state_url *url, const char *host, i
 		if (!host)
 			snprintf(err, errlen, "redis at %s: %s", url->unix_path, c->errstr);
 		else
-			snprintf(err, errlen, "redis at %s:%d: %s", host, port, c->errstr);
+			snprintf(err, errlen, "redis at %.64s:%d: %s", host, port, c->errstr);
 		goto fail;
 	}
 	if (command_timeout_ms > 0 && redisSetTimeout(c, state_tv(command_timeout_ms)) != REDIS_OK) {
