@@ -99,30 +99,12 @@ def test_capture_corrects_a_300ppm_slow_device(c):
     assert abs(f["delay_last_ms"] - f["delay_first_ms"]) <= 15, f
 
 
-def refused(c, room, statuses):
-    before = set(os.listdir(c.node.storage)) if os.path.isdir(c.node.storage) else set()
-    r = c.node.start_recording(room, quality="low")
-    assert r.status in statuses, (room, r)
-    assert isinstance(r.json, dict) and isinstance(r.json.get("detail"), str) and r.json["detail"], r
-    assert gn.room_recordings(c.node, room) == [], gn.room_recordings(c.node, room)
-    after = set(os.listdir(c.node.storage)) if os.path.isdir(c.node.storage) else set()
-    assert after == before, after - before
-    return r
-
-
 def test_missing_and_busy_microphone_are_refused(c):
-    r = refused(c, "nomic", (503,))
+    r = gn.refused(c, "nomic", (503,))
     print("missing microphone:", r.status, r.json["detail"])
-    log = os.path.join(c.node.dir, "arecord.log")
-    pid = c.guest.spawn("exec arecord -q -D %s -f S16_LE -r 48000 -c 2 -t raw /dev/null" % gn.MIC, log)
-    try:
-        time.sleep(2)
-        assert c.guest.wait(pid, 0) is None, open(log).read()
-        r = refused(c, ROOM, (409,))
+    with gn.microphone_held(c):
+        r = gn.refused(c, ROOM, (409,))
         print("busy microphone:", r.status, r.json["detail"])
-    finally:
-        c.guest.signal(pid, 15)
-        c.guest.wait(pid, 20)
 
 
 def test_unplug_and_replug_an_audio_only_room(c):
@@ -170,7 +152,7 @@ def test_unplug_and_replug_an_audio_only_room(c):
     assert "edgerec_audio_capture_overruns_total" in m and "edgerec_audio_capture_silence_frames_total" in m, \
         [l for l in m.splitlines() if "audio" in l]
 
-    path = os.path.join(rec["local_path"], rec["file_name"])
+    path = c.node.fetch(rec)
     fmt, v, a = gn.streams(path)
     assert v is None and a and a["codec_name"] == "opus", (v, a)
     gn.decodes_to_end(path)

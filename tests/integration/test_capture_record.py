@@ -44,24 +44,6 @@ def setup():
     return gn.start_guest_node("test_capture_record", CONFIG)
 
 
-def refused(c, room, statuses):
-    before = c.node.storage_entries()
-    r = c.node.start_recording(room, quality="low")
-    if r.status == 200:
-        # Started although it must not: stop it so the next tests find the
-        # devices free, then fail.
-        rid = r.json["recording_id"]
-        c.node.op("stop", room, rid)
-        c.node.wait_status(room, rid, ("completed", "failed"), timeout=300)
-    assert r.status in statuses, (room, r)
-    assert isinstance(r.json, dict) and isinstance(r.json.get("detail"), str) and r.json["detail"], r
-    # Nothing left behind: no record in the room, no new folder.
-    assert gn.room_recordings(c.node, room) == [], gn.room_recordings(c.node, room)
-    after = c.node.storage_entries()
-    assert after == before, after - before
-    return r
-
-
 def test_busy_camera_is_refused_with_409(c):
     log = os.path.join(c.node.dir, "holder.log")
     pid = c.guest.spawn("exec v4l2-ctl -d %s --stream-mmap --stream-to=/dev/null" % gn.CAMERA, log)
@@ -69,7 +51,7 @@ def test_busy_camera_is_refused_with_409(c):
         # Streaming once v4l2-ctl has queued its buffers (it prints '<').
         time.sleep(3)
         assert c.guest.wait(pid, 0) is None, open(log).read()
-        r = refused(c, "camonly", (409,))
+        r = gn.refused(c, "camonly", (409,))
         print("busy camera:", r.status, r.json["detail"])
     finally:
         c.guest.signal(pid, 15)
@@ -77,21 +59,14 @@ def test_busy_camera_is_refused_with_409(c):
 
 
 def test_busy_microphone_is_refused_with_409(c):
-    log = os.path.join(c.node.dir, "arecord.log")
-    pid = c.guest.spawn("exec arecord -q -D %s -f S16_LE -r 48000 -c 2 -t raw /dev/null" % gn.MIC, log)
-    try:
-        time.sleep(2)
-        assert c.guest.wait(pid, 0) is None, open(log).read()
-        r = refused(c, ROOM, (409,))
+    with gn.microphone_held(c):
+        r = gn.refused(c, ROOM, (409,))
         print("busy microphone:", r.status, r.json["detail"])
-    finally:
-        c.guest.signal(pid, 15)
-        c.guest.wait(pid, 20)
 
 
 def test_missing_devices_are_refused_with_503(c):
     for room in ("nocam", "nomic"):
-        r = refused(c, room, (503,))
+        r = gn.refused(c, room, (503,))
         print("missing device (%s):" % room, r.status, r.json["detail"])
 
 

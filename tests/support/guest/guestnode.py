@@ -31,6 +31,7 @@ and what the tests read back from a file (ffmpeg/ffprobe only):
   video_pts(path)           presentation times of the video packets
 """
 import array
+import contextlib
 import json
 import os
 import subprocess
@@ -406,6 +407,39 @@ def room_recordings(node, room):
     r = node.request("GET", "/api/webrtc/rooms/%s/recordings" % room)
     assert r.status == 200, r
     return r.json["recordings"]
+
+
+def refused(c, room, statuses):
+    """Starts a recording in 'room' that must be refused with one of
+    'statuses' and a JSON detail, leaving no record in the room and no new
+    folder; one that starts anyway is stopped (so the devices are free for
+    what follows) before the check fails."""
+    before = c.node.storage_entries()
+    r = c.node.start_recording(room, quality="low")
+    if r.status == 200:
+        rid = r.json["recording_id"]
+        c.node.op("stop", room, rid)
+        c.node.wait_status(room, rid, ("completed", "failed"), timeout=300)
+    assert r.status in statuses, (room, r)
+    assert isinstance(r.json, dict) and isinstance(r.json.get("detail"), str) and r.json["detail"], r
+    assert room_recordings(c.node, room) == [], room_recordings(c.node, room)
+    after = c.node.storage_entries()
+    assert after == before, after - before
+    return r
+
+
+@contextlib.contextmanager
+def microphone_held(c):
+    """The loopback microphone held open by another process (arecord)."""
+    log = os.path.join(c.node.dir, "arecord.log")
+    pid = c.guest.spawn("exec arecord -q -D %s -f S16_LE -r 48000 -c 2 -t raw /dev/null" % MIC, log)
+    try:
+        time.sleep(2)
+        assert c.guest.wait(pid, 0) is None, open(log).read()
+        yield
+    finally:
+        c.guest.signal(pid, 15)
+        c.guest.wait(pid, 20)
 
 
 def events_of(ws, seconds):
