@@ -611,13 +611,17 @@ static int v4l2_read_any(struct media_source *src, struct media_packet *pkt, int
 	for (;;) {
 		int64_t now = time_mono_ns();
 		v4l2_retry(v, now);
+		/* The camera first: it has only V4L2_NBUF buffers, and one
+		 * not dequeued is a frame the driver drops; the microphone's
+		 * buffer holds seconds, so a backlog of audio after a stall must
+		 * not keep the camera's buffers from coming back. */
+		int r = v4l2_read_video(src, v, pkt);
+		if (r != MEDIA_SOURCE_AGAIN)
+			return r;
 #ifdef MEDIA_HAVE_ALSA
 		if (v4l2_read_audio(v, pkt) == MEDIA_SOURCE_OK)
 			return MEDIA_SOURCE_OK;
 #endif
-		int r = v4l2_read_video(src, v, pkt);
-		if (r != MEDIA_SOURCE_AGAIN)
-			return r;
 		now = time_mono_ns();
 		if (now >= deadline)
 			return MEDIA_SOURCE_AGAIN;
