@@ -871,7 +871,6 @@ void recorder_start_with(struct recorder *r, const struct recorder_caller *calle
 	grant.rate = 0;
 	s->rec = rec;
 	rec = NULL;
-	recorder_lifecycle_event(r, RECORDER_PENDING, s->rec);
 
 	if (whip_wait && recorder_whip_wait(s, format, preset, args, sizeof(args), out) < 0)
 		goto fail;
@@ -928,6 +927,12 @@ void recorder_start_with(struct recorder *r, const struct recorder_caller *calle
 		pthread_mutex_unlock(&s->lock);
 		recorder_session_unref(s);
 		return;
+	}
+	/* The lifecycle policy hears of a start only once the pipeline runs:
+	 * a start refused at the device (409/503 above) leaves no trace. */
+	if (r->pol) {
+		recorder_lifecycle_event(r, RECORDER_PENDING, s->rec);
+		recorder_put(r, s->rec); /* with the tags it may have added */
 	}
 	pthread_mutex_unlock(&s->lock);
 	LOG_INFO(&log_rec, "%s: started in room %s for %s (%s, %s, source %s)", id, room_id,

@@ -5,15 +5,17 @@ wrong methods, unknown routes, garbage on the socket, TLS below 1.2. A
 recording started first must come through untouched."""
 
 import json
+import os
 import socket
 import ssl
 import time
 import urllib.parse
 import uuid
 
-from edgerec_harness import Edgerec, Redis, mint_token, b64url, run_tests, TEST_SECRET
+from edgerec_harness import Edgerec, Redis, copy_policies, mint_token, b64url, run_tests, TEST_SECRET
 
 ROOM = "bad-" + uuid.uuid4().hex[:8]
+NOCAM_ROOM = "nocam-" + uuid.uuid4().hex[:8]
 
 
 class Ctx:
@@ -300,6 +302,31 @@ def test_es256_public_key(c):
         # The high-S twin of a good signature is refused.
         expect(n.request("GET", "/api/webrtc/recordings", token=es256_token(key, "eve", high_s=True)), 401,
                "invalid_signature")
+    finally:
+        assert n.stop() == 0
+
+
+def test_missing_camera_refused_without_trace(c):
+    """A room wired to a camera that is not there: 503 device_unavailable,
+    no record, and the lifecycle policy never hears of a start."""
+    policies = copy_policies(os.path.join(c.redis.dir, "policies-nocam"))
+    n = Edgerec(redis=c.redis, name="nocam", config={
+        "default_quality": "low", "policy_dir": policies,
+        "room.%s.source" % NOCAM_ROOM: "v4l2",
+        "room.%s.args" % NOCAM_ROOM: "device=/dev/v4l/by-id/no-such-camera"}).start()
+    try:
+        lifecycle = '{policy="lifecycle"}'
+        r = n.start_recording(ROOM + "-ok", "keeper")
+        assert r.status == 200, r
+        ok_id = r.json["recording_id"]
+        started = n.metric("edgerec_policy_calls_total", lifecycle)
+        assert started > 0, "a start that records calls the lifecycle policy"
+        for _ in range(3):
+            expect(n.start_recording(NOCAM_ROOM, "keeper"), 503, "device_unavailable")
+        r = n.request("GET", "/api/webrtc/rooms/%s/recordings" % NOCAM_ROOM, token="keeper")
+        assert r.status == 200 and r.json["recordings"] == [], r
+        assert n.metric("edgerec_policy_calls_total", lifecycle) == started
+        assert n.op("cancel", ROOM + "-ok", ok_id, user="keeper").status == 200
     finally:
         assert n.stop() == 0
 
