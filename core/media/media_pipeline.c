@@ -632,8 +632,10 @@ static void *pipe_enc_main(void *arg)
 	void *it;
 	bool failed = false;
 	/* A sixth of a second of frames waiting is a backlog the encoder is not
-	 * clearing; from half a second on, frames are left out. */
-	int fps = p->preset->fps;
+	 * clearing; from half a second on, frames are left out. Seconds at the
+	 * rate the source delivers (a camera may run slower than the preset:
+	 * at 5 fps each frame has 200 ms, not the preset's 33). */
+	int fps = p->stats.video_fps >= 1 ? (int)(p->stats.video_fps + 0.5) : p->preset->fps;
 	struct pipe_degrade d = {
 		.on = c->role == PIPE_VIDEO && !p->opt.fast && enc->driver->set_level,
 		.dense = p->stats.encoder_dense,
