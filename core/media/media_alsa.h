@@ -3,7 +3,8 @@
  * the monotonic clock by resampling (the device's sample clock drifts: a
  * device 300 ppm off gains 1 s in under an hour). Used by the `alsa` source
  * driver and by the camera source (its audio=<pcm> argument), both of which
- * poll it from their source thread.
+ * poll it from their source thread through media_mic (below), which
+ * reopens it after an unplug.
  *
  * Uses: libasound (capture), libspeexdsp (the resampler), common_buf.
  *
@@ -80,5 +81,27 @@ uint64_t media_alsa_frames_inserted_total(void);
  * DEV=, SUBDEV=, belongs to the name). True when present. */
 bool media_alsa_arg_pcm(const char *args, const char *key, char *out, size_t outlen);
 int media_alsa_list(struct media_alsa_device *out, int max); /* capture PCMs; returns how many were filled (at most max) */
+
+/* A microphone that outlives its device (media_alsa_mic.c), for the
+ * sources that record one: times from the source's zero ('zero_ns', the
+ * monotonic time it stands for; -1: the first sample's), never going back
+ * (an overlap with the last packet is cut off the front); a device that
+ * goes away is closed and opened again every 0.5 s, and the time it was
+ * away stays a gap.
+ *
+ *     media_mic_open(&m, &p, zero_ns, err, sizeof(err))   as media_alsa_open
+ *     media_mic_read(m, &pkt)    MEDIA_SOURCE_OK (pkt->stream left 0) or _AGAIN
+ *                                (nothing yet, or the device is away)
+ *     n = media_mic_pollfds(m, fds, max, &wake_ns)   away: none, and wake_ns is
+ *                                when the next reopen is due (else INT64_MAX) */
+struct media_mic;
+int media_mic_open(struct media_mic **out, const struct media_alsa_params *p, int64_t zero_ns, char *err,
+		   size_t errlen);
+int media_mic_read(struct media_mic *m, struct media_packet *pkt);
+int media_mic_pollfds(struct media_mic *m, struct pollfd *fds, int max, int64_t *wake_ns);
+bool media_mic_away(const struct media_mic *m);
+/* The audio_* part of a device source's capture info, over every handle. */
+void media_mic_capture_info(struct media_mic *m, struct media_capture_info *ci);
+void media_mic_close(struct media_mic *m);
 
 #endif

@@ -22,29 +22,19 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common_log.h"
 #include "common_time.h"
 #include "common_util.h"
 #include "media_alsa.h"
 
 extern const struct media_source_driver media_source_alsa;
 
-static struct log_handle log_salsa = LOG_HANDLE("media/src_alsa");
-
-#define ALSA_SRC_RETRY_NS (500 * TIME_NS_PER_MS)
 #define ALSA_SRC_MAX_FDS 8
 
 struct alsa_priv {
 	char device[128];
 	struct media_alsa_params ap;
-	struct media_alsa *a;        /* NULL while the device is away */
-	bool have_zero;
-	int64_t zero_ns;             /* monotonic time of the source's zero */
-	int64_t end_ns;              /* source time where the last packet ended */
+	struct media_mic *mic;
 	int64_t duration_ns;
-	int64_t retry_ns;            /* device away: the next attempt to open it */
-	uint32_t reopens;
-	struct media_alsa_stats past; /* what handles closed since had counted */
 };
 
 static int alsa_src_open(struct media_source *src, const struct media_source_params *p,
@@ -73,7 +63,8 @@ static int alsa_src_open(struct media_source *src, const struct media_source_par
 		}
 	}
 	x->duration_ns = p->duration_ns;
-	int rc = media_alsa_open(&x->a, &x->ap, err, errlen);
+	/* The source's zero is its first sample. */
+	int rc = media_mic_open(&x->mic, &x->ap, -1, err, errlen);
 	if (rc < 0) {
 		free(x);
 		return rc;
@@ -89,92 +80,34 @@ static int alsa_src_open(struct media_source *src, const struct media_source_par
 	return 0;
 }
 
-/* Adds what the closing handle counted to the source's totals. */
-static void alsa_src_keep_stats(struct alsa_priv *x)
-{
-	struct media_alsa_stats st;
-	media_alsa_get_stats(x->a, &st);
-	x->past.overruns += st.overruns;
-	x->past.frames_captured += st.frames_captured;
-	x->past.frames_inserted += st.frames_inserted;
-	x->past.frames_dropped += st.frames_dropped;
-	x->past.steps += st.steps;
-}
-
-/* The device went away: closes it and schedules the first reopen. */
-static void alsa_src_lost(struct alsa_priv *x, const char *why)
-{
-	LOG_WARN(&log_salsa, "%s: %s; opening it again every %lld ms", x->device, why,
-		 (long long)(ALSA_SRC_RETRY_NS / TIME_NS_PER_MS));
-	alsa_src_keep_stats(x);
-	media_alsa_close(x->a);
-	x->a = NULL;
-	x->retry_ns = time_mono_ns() + ALSA_SRC_RETRY_NS;
-}
-
-/* Device away: tries to open it when due. True when it is back. */
-static bool alsa_src_retry(struct alsa_priv *x)
-{
-	char err[256];
-	int64_t now = time_mono_ns();
-	if (now < x->retry_ns)
-		return false;
-	if (media_alsa_open(&x->a, &x->ap, err, sizeof(err)) < 0) {
-		LOG_DEBUG(&log_salsa, "%s: still away: %s", x->device, err);
-		x->retry_ns = now + ALSA_SRC_RETRY_NS;
-		return false;
-	}
-	x->reopens++;
-	LOG_WARN(&log_salsa, "%s: back, capture goes on", x->device);
-	return true;
-}
-
 static int alsa_src_read(struct media_source *src, struct media_packet *pkt, int64_t timeout_ns)
 {
 	struct alsa_priv *x = src->priv;
 	int64_t deadline = time_mono_ns() + timeout_ns;
 	memset(pkt, 0, sizeof(*pkt));
 	for (;;) {
-		int64_t now = time_mono_ns();
-		if (!x->a && !alsa_src_retry(x)) {
-			int64_t until = x->retry_ns < deadline ? x->retry_ns : deadline;
-			if (until > now)
-				time_sleep_ns(until - now);
-			if (time_mono_ns() >= deadline)
-				return MEDIA_SOURCE_AGAIN;
-			continue;
-		}
-		char err[256] = "";
-		int r = media_alsa_read(x->a, pkt, err, sizeof(err));
-		if (r == MEDIA_SOURCE_OK) {
-			if (!x->have_zero) {
-				x->have_zero = true;
-				x->zero_ns = pkt->pts_ns;
-			}
+		if (media_mic_read(x->mic, pkt) == MEDIA_SOURCE_OK) {
 			pkt->stream = 0;
-			pkt->pts_ns -= x->zero_ns;
-			if (pkt->pts_ns < x->end_ns)
-				pkt->pts_ns = x->end_ns;  /* a reopened device never goes back in time */
-			x->end_ns = pkt->pts_ns + pkt->duration_ns;
 			if (x->duration_ns > 0 && pkt->pts_ns >= x->duration_ns) {
 				media_packet_clear(pkt);
 				return MEDIA_SOURCE_EOF;
 			}
 			return MEDIA_SOURCE_OK;
 		}
-		if (r == MEDIA_SOURCE_ERROR) {
-			alsa_src_lost(x, err[0] ? err : "read failed");
-			continue;
-		}
+		int64_t now = time_mono_ns(), wake;
 		if (now >= deadline)
 			return MEDIA_SOURCE_AGAIN;
 		struct pollfd fds[ALSA_SRC_MAX_FDS];
-		int n = media_alsa_pollfds(x->a, fds, ALSA_SRC_MAX_FDS);
-		int ms = (int)((deadline - now + TIME_NS_PER_MS - 1) / TIME_NS_PER_MS);
+		int n = media_mic_pollfds(x->mic, fds, ALSA_SRC_MAX_FDS, &wake);
+		if (wake > deadline)
+			wake = deadline;
+		int ms = (int)((wake - now + TIME_NS_PER_MS - 1) / TIME_NS_PER_MS);
+		if (ms < 0)
+			ms = 0;
 		if (n > 0)
 			poll(fds, (nfds_t)n, ms);
 		else
-			time_sleep_ns(ms < 5 ? (int64_t)ms * TIME_NS_PER_MS : 5 * TIME_NS_PER_MS);
+			time_sleep_ns((int64_t)ms * TIME_NS_PER_MS);
 	}
 }
 
@@ -183,7 +116,7 @@ static void alsa_src_close(struct media_source *src)
 	struct alsa_priv *x = src->priv;
 	if (!x)
 		return;
-	media_alsa_close(x->a);
+	media_mic_close(x->mic);
 	free(x);
 	src->priv = NULL;
 }
@@ -191,7 +124,7 @@ static void alsa_src_close(struct media_source *src)
 static void alsa_src_stats(struct media_source *src, struct media_source_stats *st)
 {
 	const struct alsa_priv *x = src->priv;
-	st->stalled = x->a == NULL;
+	st->stalled = media_mic_away(x->mic);
 }
 
 static void alsa_src_capture_info(struct media_source *src, struct media_capture_info *ci)
@@ -201,10 +134,8 @@ static void alsa_src_capture_info(struct media_source *src, struct media_capture
 	ci->present = true;
 	util_strlcpy(ci->device, x->device, sizeof(ci->device));
 	util_strlcpy(ci->driver, "alsa", sizeof(ci->driver));
-	util_strlcpy(ci->audio_device, x->device, sizeof(ci->audio_device));
-	ci->reopens = x->reopens;
-	ci->audio_reopens = x->reopens;
-	media_alsa_capture_info(x->a, &x->past, ci);
+	media_mic_capture_info(x->mic, ci);
+	ci->reopens = ci->audio_reopens;
 }
 
 const struct media_source_driver media_source_alsa = {

@@ -9,6 +9,7 @@
  *   audio=PCM       an ALSA capture PCM (hw:1,0, plughw:CARD=X,DEV=0, a named
  *                   PCM; its commas stay in the name, media_alsa_arg_pcm);
  *                   48 kHz at the pipeline's channel count, drift-corrected
+ *                   (media_mic, media_alsa.h)
  *   format=NAME     yuyv | nv12 | i420 | mjpeg: capture that format only
  *   size=WxH, fps=N ask the camera for this mode instead of the preset's
  *                   (a smaller or slower one than the preset: the recording
@@ -26,7 +27,7 @@
  * (ENODEV, POLLERR) is closed and reopened every 500 ms; meanwhile the
  * source reports itself stalled (media_source_stats.stalled), the
  * microphone goes on, and the first frame after the return asks the
- * encoder for a keyframe. The microphone is handled the same way. */
+ * encoder for a keyframe. The microphone reopens itself (media_mic). */
 #include "media_source.h"
 
 #include <errno.h>
@@ -86,10 +87,10 @@ struct v4l2_priv {
 	int64_t frame_ns;
 
 	/* Faults */
-	bool video_lost, audio_lost;
-	int64_t video_retry_ns, audio_retry_ns;
+	bool video_lost;
+	int64_t video_retry_ns;
 	bool need_key;
-	uint32_t reopens, audio_reopens;
+	uint32_t reopens;
 	uint32_t missed;         /* bad frames since the last good one (pkt->missed) */
 	int64_t last_seq;        /* the driver's frame count of the last frame, -1 after an open */
 	uint64_t camera_dropped; /* frames the driver counted but never delivered (sequence gaps) */
@@ -99,7 +100,7 @@ struct v4l2_priv {
 	int channels;
 	int64_t duration_ns;     /* >0: EOF after this much media (edgerec record --duration) */
 #ifdef MEDIA_HAVE_ALSA
-	struct media_alsa *alsa;
+	struct media_mic *mic;
 #endif
 };
 
@@ -344,7 +345,7 @@ fail:
 static int v4l2_open_audio(struct v4l2_priv *v, char *err, size_t errlen)
 {
 	struct media_alsa_params ap = { .device = v->audio_pcm, .sample_rate = 48000, .channels = v->channels };
-	return media_alsa_open(&v->alsa, &ap, err, errlen);
+	return media_mic_open(&v->mic, &ap, v->clock.zero_ns, err, errlen);
 }
 #endif
 
@@ -356,8 +357,7 @@ static void v4l2_close(struct media_source *src)
 	v4l2_close_device(v);
 	media_v4l2_conv_deinit(&v->conv);
 #ifdef MEDIA_HAVE_ALSA
-	if (v->alsa)
-		media_alsa_close(v->alsa);
+	media_mic_close(v->mic);
 #endif
 	free(v);
 	src->priv = NULL;
@@ -460,7 +460,7 @@ static void v4l2_lost(struct v4l2_priv *v, const char *why)
 	v->video_retry_ns = time_mono_ns() + V4L2_RETRY_NS;
 }
 
-/* Reopens what was lost, when its time has come. */
+/* Reopens the camera when it was lost and its time has come. */
 static void v4l2_retry(struct v4l2_priv *v, int64_t now)
 {
 	char err[256];
@@ -476,44 +476,16 @@ static void v4l2_retry(struct v4l2_priv *v, int64_t now)
 			LOG_DEBUG(&log_v4l2, "reopen: %s", err);
 		}
 	}
-#ifdef MEDIA_HAVE_ALSA
-	if (v->audio_lost && now >= v->audio_retry_ns) {
-		if (v4l2_open_audio(v, err, sizeof(err)) == 0) {
-			v->audio_lost = false;
-			v->audio_reopens++;
-			LOG_WARN(&log_v4l2, "microphone %s back, capture resumes", v->audio_pcm);
-		} else {
-			v->audio_retry_ns = now + V4L2_RETRY_NS;
-			LOG_DEBUG(&log_v4l2, "reopen: %s", err);
-		}
-	}
-#endif
 }
 
 #ifdef MEDIA_HAVE_ALSA
 /* One audio packet when the microphone has one: MEDIA_SOURCE_OK or _AGAIN. */
 static int v4l2_read_audio(struct v4l2_priv *v, struct media_packet *pkt)
 {
-	char err[256] = "";
-	if (!v->alsa)
+	if (!v->mic || media_mic_read(v->mic, pkt) != MEDIA_SOURCE_OK)
 		return MEDIA_SOURCE_AGAIN;
-	int r = media_alsa_read(v->alsa, pkt, err, sizeof(err));
-	if (r == MEDIA_SOURCE_OK) {
-		pkt->stream = v->audio_stream;
-		pkt->pts_ns -= v->clock.zero_ns;
-		if (pkt->pts_ns < 0)
-			pkt->pts_ns = 0;
-		return MEDIA_SOURCE_OK;
-	}
-	if (r != MEDIA_SOURCE_AGAIN) {
-		LOG_WARN(&log_v4l2, "microphone %s lost (%s); reopening every %lld ms", v->audio_pcm,
-			 err[0] ? err : "read failed", (long long)(V4L2_RETRY_NS / TIME_NS_PER_MS));
-		media_alsa_close(v->alsa);
-		v->alsa = NULL;
-		v->audio_lost = true;
-		v->audio_retry_ns = time_mono_ns() + V4L2_RETRY_NS;
-	}
-	return MEDIA_SOURCE_AGAIN;
+	pkt->stream = v->audio_stream;
+	return MEDIA_SOURCE_OK;
 }
 #endif
 
@@ -632,10 +604,12 @@ static int v4l2_read_any(struct media_source *src, struct media_packet *pkt, int
 		if (v->fd >= 0)
 			fds[nfds++] = (struct pollfd){ .fd = v->fd, .events = POLLIN };
 #ifdef MEDIA_HAVE_ALSA
-		if (v->alsa)
-			nfds += media_alsa_pollfds(v->alsa, fds + nfds, 8);
-		if (v->audio_lost && v->audio_retry_ns - now < wait)
-			wait = v->audio_retry_ns - now;
+		if (v->mic) {
+			int64_t wake;
+			nfds += media_mic_pollfds(v->mic, fds + nfds, 8, &wake);
+			if (wake - now < wait)
+				wait = wake - now;
+		}
 #endif
 		if (v->video_lost && v->video_retry_ns - now < wait)
 			wait = v->video_retry_ns - now;
@@ -662,7 +636,10 @@ static int v4l2_read(struct media_source *src, struct media_packet *pkt, int64_t
 static void v4l2_stats(struct media_source *src, struct media_source_stats *st)
 {
 	struct v4l2_priv *v = src->priv;
-	st->stalled = v->video_lost || v->audio_lost;
+	st->stalled = v->video_lost;
+#ifdef MEDIA_HAVE_ALSA
+	st->stalled |= media_mic_away(v->mic);
+#endif
 }
 
 static void v4l2_capture_info(struct media_source *src, struct media_capture_info *ci)
@@ -688,10 +665,10 @@ static void v4l2_capture_info(struct media_source *src, struct media_capture_inf
 	ci->camera_dropped = v->camera_dropped;
 	ci->reopens = v->reopens;
 	ci->timestamps_fallback = v->clock.fallbacks > 0;
-	util_strlcpy(ci->audio_device, v->audio_pcm, sizeof(ci->audio_device));
-	ci->audio_reopens = v->audio_reopens;
-	if (v->audio_pcm[0])
-		media_alsa_capture_info(v->alsa, NULL, ci);
+#ifdef MEDIA_HAVE_ALSA
+	if (v->mic)
+		media_mic_capture_info(v->mic, ci);
+#endif
 }
 
 const struct media_source_driver media_source_v4l2 = {
@@ -701,4 +678,5 @@ const struct media_source_driver media_source_v4l2 = {
 	.close = v4l2_close,
 	.stats = v4l2_stats,
 	.capture_info = v4l2_capture_info,
+	.align_end = true,
 };
