@@ -53,6 +53,8 @@ static struct log_handle log_pipe = LOG_HANDLE("media/pipeline");
 #define PIPE_MUX_QUEUE 512        /* encoded packets waiting for the muxer */
 #define PIPE_READ_TIMEOUT_NS (100 * TIME_NS_PER_MS)
 #define PIPE_STALL_NS (2 * TIME_NS_PER_SEC)
+#define PIPE_ALIGN_END_NS (500 * TIME_NS_PER_MS)  /* at most, reading on at a stop (align_end) */
+#define PIPE_ALIGN_SLACK_NS (20 * TIME_NS_PER_MS) /* a stream this close to the end has reached it */
 #define PIPE_INTERLEAVE_NS (2 * TIME_NS_PER_SEC) /* > the encoder queue's (at most) second */
 #define PIPE_KEY_REQUEST_NS (500 * TIME_NS_PER_MS)
 /* An encoded video stream opens the file with its first keyframe (the track
@@ -212,7 +214,35 @@ struct pipe_src_state {
 	bool device_away;         /* the source's stats say its device is away */
 	uint64_t raw_video_n;     /* raw video frames offered to the encoder */
 	int64_t last_stats_mono;  /* when the source's own counters were read */
+	bool have_end[PIPE_ROLES];
+	int64_t end_ns[PIPE_ROLES];/* output time where each stream's last packet ends */
+	bool aligning;            /* stopping: reading on until the streams end together */
+	int64_t align_to_ns, align_deadline_mono;
 };
+
+/* At a stop: true while the source should be read on, because a stream
+ * of a source whose devices may lag each other has not yet reached where
+ * the furthest was when the stop came (bounded in time). */
+static bool pipe_src_align_end(struct media_pipeline *p, struct pipe_src_state *s)
+{
+	if (!p->src->driver->align_end || s->in_pause)
+		return false;
+	int64_t now = time_mono_ns();
+	if (!s->aligning) {
+		s->aligning = true;
+		s->align_deadline_mono = now + PIPE_ALIGN_END_NS;
+		s->align_to_ns = INT64_MIN;
+		for (int i = 0; i < PIPE_ROLES; i++)
+			if (s->have_end[i] && s->end_ns[i] > s->align_to_ns)
+				s->align_to_ns = s->end_ns[i];
+	}
+	if (now >= s->align_deadline_mono)
+		return false;
+	for (int i = 0; i < PIPE_ROLES; i++)
+		if (s->have_end[i] && s->end_ns[i] < s->align_to_ns - PIPE_ALIGN_SLACK_NS)
+			return true;
+	return false;
+}
 
 /* Copies what the source lost on the way in into the pipeline's stats. */
 static void pipe_src_stats(struct media_pipeline *p, struct pipe_src_state *s, bool now)
@@ -345,9 +375,12 @@ static void *pipe_src_main(void *arg)
 	for (int i = 0; i < PIPE_ROLES; i++)
 		s.need_key[i] = p->passthrough[i] && p->src->streams[p->src_stream[i]].kind == MEDIA_KIND_VIDEO;
 
-	while (!atomic_load(&p->stop_requested)) {
+	while (!atomic_load(&p->stop_requested) || pipe_src_align_end(p, &s)) {
 		pipe_src_stats(p, &s, false);
-		int r = p->src->driver->read(p->src, &pkt, PIPE_READ_TIMEOUT_NS);
+		int64_t timeout = PIPE_READ_TIMEOUT_NS;
+		if (s.aligning && s.align_deadline_mono - time_mono_ns() < timeout)
+			timeout = s.align_deadline_mono - time_mono_ns();
+		int r = p->src->driver->read(p->src, &pkt, timeout > 0 ? timeout : 0);
 		pipe_rtp_stats(p, &s, false);
 		if (r == MEDIA_SOURCE_AGAIN) {
 			if (!s.stalled && time_mono_ns() - s.last_packet_mono > PIPE_STALL_NS) {
@@ -430,7 +463,16 @@ static void *pipe_src_main(void *arg)
 			s.need_key[role] = false;
 		}
 		int64_t out = pts - s.offset_ns;
-		pipe_src_forward(p, &s, role, &pkt, out < 0 ? 0 : out);
+		if (out < 0)
+			out = 0;
+		if (s.aligning && out >= s.align_to_ns) {
+			media_packet_clear(&pkt); /* past the end the stop set */
+			continue;
+		}
+		int64_t end = out + pkt.duration_ns;
+		pipe_src_forward(p, &s, role, &pkt, out);
+		s.have_end[role] = true;
+		s.end_ns[role] = end;
 	}
 	pipe_src_stats(p, &s, true);
 	/* End every stream: encoder queues close (their threads then flush);

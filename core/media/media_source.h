@@ -155,6 +155,11 @@ struct media_source_driver {
 	/* Device sources: what is captured, for the state; may be NULL. Called
 	 * after open() and on the source thread. */
 	void (*capture_info)(struct media_source *src, struct media_capture_info *ci);
+	/* Streams from separate devices (a camera and a microphone), one of
+	 * which may lag the other: at a stop the pipeline reads on, for at
+	 * most half a second, until every stream has reached the point the
+	 * furthest had, so the tracks end together. */
+	bool align_end;
 };
 
 struct media_source {
