@@ -11,14 +11,37 @@ HTTPS and reads the file where the guest wrote it (a shared folder).
    JSON detail, and leaves no recording and no folder behind;
 2. GET /api/system/devices (admin) lists the camera with YUYV among its
    formats and the loopback card among the microphones;
-3. a recording at the low preset while a 1 kHz tone plays: the file decodes
-   on the host, holds VP8 + Opus at the size the camera was set to (read
-   from the driver with v4l2-ctl, not from edgerec), a video frame count
-   within 5 % of wall time x the camera's rate, and the tone (1 kHz, at its
-   level) in every second of its audio; no source_stalled on the way.
+3. a recording at the low preset, 3 minutes long, with a microphone whose
+   clock is 300 ppm slow (below) while a click track plays: the file
+   decodes on the host, holds VP8 + Opus at the size the camera was set to
+   (read from the driver with v4l2-ctl, not from edgerec), a video frame
+   count within 5 % of wall time x the camera's rate, a click in every
+   second of its audio, audio and video ending together, and the A/V
+   offset within 20 ms all along; no source_stalled on the way.
+
+The microphone's drift: snd-aloop's "PCM Rate Shift 100000" control of the
+capture end (device 1, substream 0) at 100030 makes the kernel move the
+cable's samples 100000/100030 as fast, 47985.6 per second of the guest's
+monotonic clock (measured: at 90000 and 110000, 8 s of samples take 7.2 and
+8.8 s plus arecord's start; the device 0 control leaves this cable alone),
+and that clock is the one the camera's buffer timestamps and the
+recording's video times are on. Uncorrected, the file's audio would run
+300 ppm short against its video: 18 ms a minute, 54 ms at the end.
+
+The click track is a 20 ms 1 kHz burst at every 48000th sample; the cable
+delivers them to the capture side every 1.0003 s of real (video) time. In
+a recording whose audio is on the video's clock the clicks sit 1.0003 s
+apart in the file; in one that counts the device's samples as 48 kHz,
+1.0000 s apart. The A/V offset at click k, against the first click, is
+(t_k - t_0) - k x 1.0003 s, measured from the decoded file alone (audio
+contiguity checked from the packets). EDGEREC_LONG_TESTS=1 records the 10
+minutes of the requirement (180 ms uncorrected). aplay runs with real-time
+priority and a 2 s buffer; an underrun would shift the clicks, so the test
+fails on one (an environment fault, said so).
 
 Skipped (exit 77) when the guest cannot run here (no qemu, no kernel).
-Under TCG the guest is slow: the low preset is the smallest the API has.
+Under TCG the guest is slow: the low preset is the smallest the API has,
+and the camera is asked for 320x180 at 5 fps.
 """
 import os
 import sys
@@ -31,8 +54,12 @@ import guestnode as gn  # noqa: E402
 from edgerec_harness import run_tests  # noqa: E402
 
 ROOM = "cam"
-SECONDS = 30.0
-TONE_HZ = 1000
+LONG = os.environ.get("EDGEREC_LONG_TESTS") == "1"
+SECONDS = 600.0 if LONG else 180.0
+SHIFT = 100030                  # 100000 = nominal; the device runs 300 ppm slow
+PPM = (SHIFT - 100000) * 10.0
+LIMIT = 0.020                   # the requirement: A/V within 20 ms
+CLICK_PERIOD = SHIFT / 100000.0 # real seconds between clicks
 CONFIG = {"default_quality": "low"}
 CONFIG.update(gn.camera_room(ROOM))
 CONFIG.update(gn.camera_room("nocam", device="/dev/video7", audio=None))
@@ -81,9 +108,20 @@ def test_devices_lists_the_camera_and_the_microphone(c):
     assert r.status == 403, r
 
 
-def test_record_camera_and_microphone(c):
+def set_rate_shift(g, value):
+    # One control per loopback device and substream: the cable from
+    # hw:Loopback,0,0 to hw:Loopback,1,0 is timed by device 1's.
+    g.run("amixer -q -c Loopback cset iface=PCM,name='PCM Rate Shift 100000',device=1,subdevice=0 %d"
+          % value, check=True)
+    rc, out = g.run("amixer -c Loopback cget iface=PCM,name='PCM Rate Shift 100000',device=1,subdevice=0",
+                    check=True)
+    assert (": values=%d" % value) in out, out
+
+
+def test_record_camera_and_a_300ppm_microphone(c):
     g = c.guest
-    wav = gn.write_tone_wav(os.path.join(c.node.dir, "tone.wav"), SECONDS + 60, TONE_HZ)
+    set_rate_shift(g, SHIFT)
+    wav = gn.write_click_wav(os.path.join(c.node.dir, "clicks.wav"), SECONDS + 90)
     aplay_log = os.path.join(c.node.dir, "aplay.log")
     pid = gn.play(g, wav, aplay_log)
     ws = c.node.ws(ROOM)
@@ -104,13 +142,16 @@ def test_record_camera_and_microphone(c):
     finally:
         g.signal(pid, 15)
         g.wait(pid, 20)
-    rec = c.node.wait_status(ROOM, rid, ("completed", "failed"), timeout=300)
+        set_rate_shift(g, 100000)
+    rec = c.node.wait_status(ROOM, rid, ("completed", "failed"), timeout=600)
     assert rec["status"] == "completed", rec
     events = [e.get("type") for e in gn.events_of(ws, 1.0)]
     ws.close()
     print("events:", events)
+    print("state:", rec["metadata"].get("media"), rec["metadata"].get("capture", {}).get("audio"))
     assert "source_stalled" not in events, events
-    assert not gn.underruns(aplay_log), gn.underruns(aplay_log)
+    assert not gn.underruns(aplay_log), "aplay underran (the click track is shifted; rerun): %s" % \
+        gn.underruns(aplay_log)
 
     path = c.node.fetch(rec)
     fmt, v, a = gn.streams(path)
@@ -122,24 +163,67 @@ def test_record_camera_and_microphone(c):
 
     # Frames: wall time x the rate the camera runs at, within 5 %. The
     # recording began inside the start request and ended inside the stop.
+    # A guest starved by its host (TCG shares the host's 2 cores with
+    # whatever else runs there) may fall behind: then the recording must
+    # have said so (degraded events, frames skipped or dropped in its
+    # state), and every frame the camera gave is accounted for.
     pts = gn.video_pts(path)
     fps = mode["fps"]
     lo, hi = (t_stop - t_started) * fps, (t_stopped - t_req) * fps
-    print("video frames %d, expected %.0f..%.0f (%.2f fps, %.1f..%.1f s wall); state %s" % (
-        len(pts), lo, hi, fps, t_stop - t_started, t_stopped - t_req, rec["metadata"].get("media")))
-    assert lo * 0.95 <= len(pts) <= hi * 1.05, (len(pts), lo, hi)
+    media = rec["metadata"]["media"]
+    lost = media["video_frames_skipped"] + media["video_frames_dropped"]
+    print("video frames %d, expected %.0f..%.0f (%.2f fps, %.1f..%.1f s wall); %d skipped or dropped, "
+          "%d degraded events" % (len(pts), lo, hi, fps, t_stop - t_started, t_stopped - t_req, lost,
+                                  events.count("recording_degraded")))
+    assert len(pts) == media["video_frames_encoded"], (len(pts), media)
+    if lost or "recording_degraded" in events:
+        print("the guest was short of CPU; the recording said so", flush=True)
+        if "recording_degraded" in events:
+            assert rec["metadata"].get("degradation"), rec["metadata"]
+        assert lo * 0.95 <= len(pts) + lost <= hi * 1.05, (len(pts), lost, lo, hi)
+        assert len(pts) >= lo / 2, "fewer than half the frames: %d of %.0f" % (len(pts), lo)
+    else:
+        assert lo * 0.95 <= len(pts) <= hi * 1.05, (len(pts), lo, hi)
 
-    # The tone in every second of the audio once aplay has started.
-    hole, n = gn.audio_contiguous(path)
+    # Audio: contiguous packets (sample positions are times), a click in
+    # every second, ending with the video.
+    hole, n_packets = gn.audio_contiguous(path)
     assert hole < 0.002, "audio packets not contiguous: a hole or overlap of %.1f ms" % (1000 * hole)
     a0, samples = gn.decode_audio(path)
-    audio_seconds = len(samples) / gn.RATE
-    video_seconds = pts[-1] - pts[0] + 1.0 / fps
-    print("audio %.3f s from %.3f, video %.3f s from %.3f" % (audio_seconds, a0, video_seconds, pts[0]))
-    assert abs((a0 + audio_seconds) - (pts[-1] + 1.0 / fps)) < 0.5, (a0, audio_seconds, pts[0], pts[-1])
-    gn.assert_tone_throughout(samples, TONE_HZ)
+    t = [a0 + i / gn.RATE for i in gn.burst_onsets(samples)]
+    assert t, "no click in the audio"
+    offsets = []
+    for tk in t:
+        k = round((tk - t[0]) / CLICK_PERIOD)
+        offsets.append((k, (tk - t[0]) - k * CLICK_PERIOD))
+    ks = [k for k, _ in offsets]
+    v_end = pts[-1] + 1.0 / fps
+    a_end = gn.audio_end(path)
+    print("video %.3f..%.3f s, audio %.3f..%.3f s, clicks %d of %d from %.3f s to %.3f s" % (
+        pts[0], v_end, a0, a_end, len(ks), ks[-1] - ks[0] + 1, t[0], t[-1]))
+    assert len(set(ks)) == len(ks), "clicks doubled: %s" % ks[:50]
+    assert t[0] < pts[0] + 2.0 and t[-1] > v_end - 2.0, "clicks do not span the recording"
+    assert len(ks) >= 0.98 * (ks[-1] - ks[0] + 1), "clicks missing: %d of %d" % (len(ks), ks[-1] - ks[0] + 1)
+    assert abs(a_end - v_end) < 0.1, "the tracks end apart: audio %.3f s, video %.3f s" % (a_end, v_end)
+
+    # The A/V offset all along.
+    worst = max(offsets, key=lambda o: abs(o[1]))
+    span = (ks[-1] - ks[0]) * CLICK_PERIOD
+    print("A/V offset over %.0f s (%d clicks): at 30 s %+.1f ms, 60 s %+.1f ms, end %+.1f ms, worst %+.1f ms "
+          "at %.0f s; uncorrected it would be %+.1f ms at the end" % (
+              span, len(offsets), 1000 * _at(offsets, 30), 1000 * _at(offsets, 60), 1000 * offsets[-1][1],
+              1000 * worst[1], worst[0] * CLICK_PERIOD, -1000 * span * PPM * 1e-6), flush=True)
+    for minute in range(1, int(span // 60) + 1):
+        print("  %2d min: %+.1f ms" % (minute, 1000 * _at(offsets, 60 * minute)))
+    assert abs(worst[1]) <= LIMIT, "A/V offset reached %+.1f ms at %.0f s (limit %.0f ms)" % (
+        1000 * worst[1], worst[0] * CLICK_PERIOD, 1000 * LIMIT)
+
+
+def _at(offsets, seconds):
+    k = round(seconds / CLICK_PERIOD)
+    near = min(offsets, key=lambda o: abs(o[0] - k))
+    return near[1]
 
 
 if __name__ == "__main__":
-    gn.require_e2e()
     run_tests(globals(), setup=setup, teardown=gn.stop_guest_node)

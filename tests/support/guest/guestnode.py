@@ -52,7 +52,7 @@ START_TIMEOUT = 180
 
 
 class GuestNode(Edgerec):
-    def __init__(self, config=None, name="guest", **kw):
+    def __init__(self, config=None, name="guest", vivid=guest.VIVID_OPTIONS, **kw):
         # Recordings are written on the guest's own RAM (as a box writes
         # its local disk), not through the 9p share, whose every write is
         # a round trip through qemu to the loaded host; fetch() copies a
@@ -60,7 +60,7 @@ class GuestNode(Edgerec):
         super().__init__(redis=None, config=config, plain_http=False, name=name,
                          state_dir="/run/edgerec-state-" + name, storage="/run/edgerec-recordings-" + name, **kw)
         self.bin = os.path.abspath(self.bin)
-        self.guest = guest.Guest(share=self.dir, forward=[GUEST_HTTPS])
+        self.guest = guest.Guest(share=self.dir, forward=[GUEST_HTTPS], vivid=vivid)
         self.pid = None
         self.stdout_path = os.path.join(self.dir, "edgerec.stdout")
 
@@ -164,25 +164,14 @@ class GuestNode(Edgerec):
         return rc
 
 
-def require_e2e():
-    """The whole-recording capture tests (record, unplug, drift) are opt-in:
-    EDGEREC_CAPTURE_E2E=1. Under TCG on a 2-core host that other work also
-    uses, the guest's camera thread is starved (video loses most of its
-    frames while the microphone goes on), so these tests do not pass
-    reliably there; the camera and microphone tests of their own
-    (test_capture_v4l2, test_alsa_capture) run by default."""
-    if os.environ.get("EDGEREC_CAPTURE_E2E") != "1":
-        print("skipped: the whole-recording capture tests in the TCG guest are opt-in "
-              "(EDGEREC_CAPTURE_E2E=1); see tests/support/guest/README.md", flush=True)
-        sys.exit(77)
-
-
-def start_guest_node(name, config):
-    """setup() of a capture test: exits 77 when the guest cannot run here."""
+def start_guest_node(name, config, vivid=guest.VIVID_OPTIONS):
+    """setup() of a capture test: exits 77 when the guest cannot run here.
+    'vivid': the module's options ("n_devs=2 node_types=0x1,0x1": two
+    cameras, /dev/video0 and /dev/video1)."""
     guest.skip_unless_available(name)
     c = Ctx()
     t0 = time.monotonic()
-    c.node = GuestNode(config=config)
+    c.node = GuestNode(config=config, vivid=vivid)
     c.guest = c.node.guest
     c.nodes = [c.node]
     c.guest_failed = False
