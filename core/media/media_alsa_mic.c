@@ -86,26 +86,6 @@ static bool mic_retry(struct media_mic *m)
 	return true;
 }
 
-/* Cuts what lies before 'from' off the front of 'pkt'. False when nothing
- * is left of it. */
-static bool mic_trim(struct media_packet *pkt, int64_t from, int rate, int channels)
-{
-	if (pkt->pts_ns >= from)
-		return true;
-	int64_t cut = ((from - pkt->pts_ns) * rate + TIME_NS_PER_SEC - 1) / TIME_NS_PER_SEC;
-	if (cut >= pkt->samples)
-		return false;
-	size_t frame = (size_t)channels * sizeof(int16_t);
-	memmove(pkt->data->data, pkt->data->data + (size_t)cut * frame, (size_t)(pkt->samples - cut) * frame);
-	pkt->samples -= (int)cut;
-	pkt->data->size = (size_t)pkt->samples * frame;
-	pkt->pts_ns += cut * TIME_NS_PER_SEC / rate;
-	if (pkt->pts_ns < from)
-		pkt->pts_ns = from; /* the rounding of the division above */
-	pkt->duration_ns = (int64_t)pkt->samples * TIME_NS_PER_SEC / rate;
-	return true;
-}
-
 int media_mic_read(struct media_mic *m, struct media_packet *pkt)
 {
 	for (;;) {
@@ -127,7 +107,7 @@ int media_mic_read(struct media_mic *m, struct media_packet *pkt)
 			m->zero_ns = pkt->pts_ns;
 		}
 		pkt->pts_ns -= m->zero_ns;
-		if (!mic_trim(pkt, m->have_end ? m->end_ns : 0, m->ap.sample_rate, m->ap.channels)) {
+		if (!media_packet_trim_s16(pkt, m->have_end ? m->end_ns : 0, m->ap.sample_rate, m->ap.channels)) {
 			media_packet_clear(pkt);
 			continue; /* all of it before the zero or the last packet's end */
 		}

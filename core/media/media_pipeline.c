@@ -463,8 +463,23 @@ static void *pipe_src_main(void *arg)
 			s.need_key[role] = false;
 		}
 		int64_t out = pts - s.offset_ns;
-		if (out < 0)
-			out = 0;
+		if (out < 0) {
+			/* Before the file's zero (the first packet of any stream):
+			 * raw audio loses what lies before it rather than piling
+			 * up at 0 (a microphone started before the camera's first
+			 * frame); anything else starts at 0. */
+			const struct media_stream_info *si = &p->src->streams[pkt.stream];
+			pkt.pts_ns = out;
+			if (si->codec == MEDIA_CODEC_S16 && pkt.samples > 0) {
+				if (!media_packet_trim_s16(&pkt, 0, si->sample_rate, si->channels)) {
+					media_packet_clear(&pkt);
+					continue;
+				}
+				out = pkt.pts_ns;
+			} else {
+				out = 0;
+			}
+		}
 		if (s.aligning && out >= s.align_to_ns) {
 			media_packet_clear(&pkt); /* past the end the stop set */
 			continue;

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "common_log.h"
+#include "common_time.h"
 #include "common_util.h"
 
 static struct log_handle log_src = LOG_HANDLE("media/source");
@@ -116,4 +117,24 @@ void media_packet_clear(struct media_packet *pkt)
 {
 	buf_unref(pkt->data);
 	pkt->data = NULL;
+}
+
+bool media_packet_trim_s16(struct media_packet *pkt, int64_t from_ns, int rate, int channels)
+{
+	if (pkt->pts_ns >= from_ns)
+		return true;
+	if (!pkt->data || rate <= 0 || channels <= 0)
+		return false;
+	int64_t cut = ((from_ns - pkt->pts_ns) * rate + TIME_NS_PER_SEC - 1) / TIME_NS_PER_SEC;
+	if (cut >= pkt->samples)
+		return false;
+	size_t frame = (size_t)channels * sizeof(int16_t);
+	memmove(pkt->data->data, pkt->data->data + (size_t)cut * frame, (size_t)(pkt->samples - cut) * frame);
+	pkt->samples -= (int)cut;
+	pkt->data->size = (size_t)pkt->samples * frame;
+	pkt->pts_ns += cut * TIME_NS_PER_SEC / rate;
+	if (pkt->pts_ns < from_ns)
+		pkt->pts_ns = from_ns; /* the rounding of the division above */
+	pkt->duration_ns = (int64_t)pkt->samples * TIME_NS_PER_SEC / rate;
+	return true;
 }

@@ -193,5 +193,8 @@ bool media_source_arg(const char *args, const char *key, char *out, size_t outle
 
 /* Releases the packet's data reference and clears it. */
 void media_packet_clear(struct media_packet *pkt);
+/* Raw S16 audio: cuts what lies before 'from_ns' off the front of 'pkt'
+ * (pts, samples, duration and data follow). False when nothing is left. */
+bool media_packet_trim_s16(struct media_packet *pkt, int64_t from_ns, int rate, int channels);
 
 #endif

@@ -623,6 +623,38 @@ static void test_pipeline(void)
 	}
 }
 
+/* Raw audio before a zero loses exactly that part, front first. */
+static void test_packet_trim(void)
+{
+	struct media_packet pkt = { .pts_ns = -7 * TIME_NS_PER_MS, .samples = 480,
+				    .duration_ns = 10 * TIME_NS_PER_MS };
+	pkt.data = buf_new(480 * 2 * sizeof(int16_t));
+	CHECK(pkt.data != NULL);
+	if (!pkt.data)
+		return;
+	int16_t *s = (int16_t *)pkt.data->data;
+	for (int i = 0; i < 480; i++)
+		s[2 * i] = s[2 * i + 1] = (int16_t)i;
+	CHECK(media_packet_trim_s16(&pkt, 0, 48000, 2));
+	CHECK_INT(pkt.samples, 480 - 336);   /* 7 ms at 48 kHz */
+	CHECK_INT(pkt.pts_ns, 0);
+	CHECK_INT(pkt.duration_ns, 3 * TIME_NS_PER_MS);
+	CHECK_INT(pkt.data->size, (480 - 336) * 4);
+	s = (int16_t *)pkt.data->data;
+	CHECK(s[0] == 336 && s[1] == 336 && s[2 * 143] == 479);
+	/* at or after the point: untouched */
+	CHECK(media_packet_trim_s16(&pkt, 0, 48000, 2));
+	CHECK_INT(pkt.samples, 144);
+	/* all of it before the point: nothing left */
+	CHECK(!media_packet_trim_s16(&pkt, 3 * TIME_NS_PER_MS, 48000, 2));
+	/* a fraction of a sample: one whole sample goes, the time lands on the point */
+	pkt.pts_ns = -1;
+	CHECK(media_packet_trim_s16(&pkt, 0, 48000, 2));
+	CHECK_INT(pkt.samples, 143);
+	CHECK(pkt.pts_ns >= 0 && pkt.pts_ns <= 20834);
+	media_packet_clear(&pkt);
+}
+
 int main(void)
 {
 	snprintf(tmpdir, sizeof(tmpdir), "/tmp/test_media.XXXXXX");
@@ -633,6 +665,7 @@ int main(void)
 	test_presets();
 	test_encode_ledger();
 	test_source_args();
+	test_packet_trim();
 	test_source_markers();
 	test_enc_levels();
 	test_mux_probe_repair();

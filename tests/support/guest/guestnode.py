@@ -392,6 +392,26 @@ def fit_box(w, h, box_w, box_h):
     return int(w * s) // 2 * 2, int(h * s) // 2 * 2
 
 
+def assert_frames(n, lo, hi, media, degraded):
+    """n video frames in a file against lo..hi expected (wall time x the
+    camera's rate; hi None: no upper bound), within 5 %. A guest starved by
+    its host (TCG shares the host's cores with whatever else runs there)
+    may fall behind: then the recording must have said so (frames skipped
+    or dropped in its state, 'degraded': the ladder's events or
+    metadata.degradation) and every frame the camera gave is accounted
+    for, at least half of them in the file. True when it fell behind."""
+    lost = media["video_frames_skipped"] + media["video_frames_dropped"]
+    assert n == media["video_frames_encoded"], (n, media)
+    if not lost and not degraded:
+        assert lo * 0.95 <= n and (hi is None or n <= hi * 1.05), (n, lo, hi)
+        return False
+    print("the guest was short of CPU and the recording said so: %d frames in the file, %d skipped or "
+          "dropped, expected %.0f..%s" % (n, lost, lo, "" if hi is None else "%.0f" % hi), flush=True)
+    assert lo * 0.95 <= n + lost and (hi is None or n + lost <= hi * 1.05), (n, lost, lo, hi)
+    assert n >= lo / 2, "fewer than half the frames: %d of %.0f" % (n, lo)
+    return True
+
+
 def room_recordings(node, room):
     r = node.request("GET", "/api/webrtc/rooms/%s/recordings" % room)
     assert r.status == 200, r
