@@ -71,6 +71,9 @@ def test_policy_may_delete_local_only(c):
     write_file(os.path.join(c.policy_dir, "lifecycle.lua"),
                text.replace("M.delete_local_only = false", "M.delete_local_only = true"))
     wait_until(lambda: not os.path.exists(path), timeout=15, what="the old local-only file to go")
+    # The record is written right after the file goes.
+    wait_until(lambda: "local_copy" in c.node.op("status", room, rid).json["metadata"], timeout=5,
+               what="the record to say the file went")
     rec = c.node.op("status", room, rid).json
     md = rec["metadata"]
     assert md["local_copy"] is False and md["local_only_removed"] is True, md
