@@ -1,7 +1,10 @@
 /* media_rtp_feed: packets handed to an rtp source in-process (see
  * media_rtp_feed.h). A ring of MEDIA_RTP_FEED_SLOTS copied packets behind
- * one mutex, an eventfd that is readable while the ring holds something
- * (or the feed ended), and a process-wide list to find a feed by name. */
+ * one mutex, an eventfd that wakes the source when it sleeps on it, and a
+ * process-wide list to find a feed by name. The eventfd is raised only
+ * when the source said it is about to sleep (media_rtp_feed_arm) and only
+ * once for that: while packets flow the source reads on its own timer and
+ * the producer makes no system call for it. */
 #include "media_rtp_feed.h"
 
 #include <pthread.h>
@@ -18,6 +21,7 @@ struct media_rtp_feed {
 	char name[MEDIA_RTP_FEED_NAME_MAX];
 	int refs;
 	bool attached, detached, ended, producer_gone;
+	bool waiting;     /* the source sleeps on efd: the next push raises it */
 	char why[160];
 	int efd;
 	media_rtp_feed_rtcp_fn send_rtcp;
@@ -59,7 +63,7 @@ const char *media_rtp_feed_name(const struct media_rtp_feed *f)
 	return f->name;
 }
 
-/* Raises the eventfd (the reader clears it when it finds the ring empty). */
+/* Raises the eventfd (the reader clears it when it arms the feed). */
 static void feed_wake(struct media_rtp_feed *f)
 {
 	uint64_t one = 1;
@@ -84,13 +88,14 @@ int media_rtp_feed_push(struct media_rtp_feed *f, int stream, bool rtcp, const u
 		free(copy);
 		return -1;
 	}
-	bool was_empty = f->count == 0;
+	bool wake = f->waiting;
+	f->waiting = false;
 	f->ring[(f->head + f->count) % MEDIA_RTP_FEED_SLOTS] = (struct media_rtp_feed_packet){
 		.data = copy, .len = len, .stream = stream, .rtcp = rtcp, .arrival_ns = arrival_ns,
 	};
 	f->count++;
 	pthread_mutex_unlock(&f->lock);
-	if (was_empty)
+	if (wake)
 		feed_wake(f);
 	return 0;
 }
@@ -208,15 +213,25 @@ int media_rtp_feed_pop(struct media_rtp_feed *f, struct media_rtp_feed_packet *o
 		f->head = (f->head + 1) % MEDIA_RTP_FEED_SLOTS;
 		f->count--;
 		got = 1;
-	} else {
-		uint64_t v;
-		if (read(f->efd, &v, sizeof(v)) < 0) {
-			/* nothing was raised */
-		}
 	}
 	*ended = f->ended && f->count == 0 && !got;
 	pthread_mutex_unlock(&f->lock);
 	return got;
+}
+
+bool media_rtp_feed_arm(struct media_rtp_feed *f)
+{
+	pthread_mutex_lock(&f->lock);
+	bool sleep = f->count == 0 && !f->ended;
+	if (sleep) {
+		uint64_t v;
+		if (read(f->efd, &v, sizeof(v)) < 0) {
+			/* nothing was raised */
+		}
+		f->waiting = true;
+	}
+	pthread_mutex_unlock(&f->lock);
+	return sleep;
 }
 
 void media_rtp_feed_send_rtcp(struct media_rtp_feed *f, int stream, const uint8_t *data, size_t len)

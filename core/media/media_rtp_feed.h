@@ -6,7 +6,8 @@
  * The producer makes a feed, gives its name to the source as `feed=NAME`
  * in the source arguments, pushes packets (copied; a full feed drops and
  * counts them) and ends it when the peer goes away; the source attaches by
- * name, reads them in its own thread (waking on media_rtp_feed_fd()) and
+ * name, reads them in its own thread (sleeping on media_rtp_feed_fd() after
+ * media_rtp_feed_arm() when it has nothing else to do) and
  * hands its RTCP to media_rtp_feed_send_rtcp(), which calls the producer's
  * callback. Both sides hold a reference; the feed goes with the last.
  * Stream 0 is video, 1 audio. Any thread may call any function. */
@@ -61,8 +62,14 @@ struct media_rtp_feed_packet {
 /* Takes a reference to the feed named 'name', or NULL (unknown, or a
  * source already attached). */
 struct media_rtp_feed *media_rtp_feed_attach(const char *name);
-/* Readable while packets are queued or the feed has ended. */
+/* Readable after media_rtp_feed_arm() once a packet comes, or when the
+ * feed has ended. */
 int media_rtp_feed_fd(const struct media_rtp_feed *f);
+/* The source is about to sleep on media_rtp_feed_fd(): returns true when
+ * nothing is queued (the next packet raises the fd), false when packets
+ * are waiting or the feed has ended (read instead of sleeping: the next
+ * media_rtp_feed_pop() says so). */
+bool media_rtp_feed_arm(struct media_rtp_feed *f);
 /* The oldest packet into '*out' (1), 0 when none; sets '*ended' when the
  * producer ended the feed and nothing is left. */
 int media_rtp_feed_pop(struct media_rtp_feed *f, struct media_rtp_feed_packet *out, bool *ended);

@@ -98,6 +98,12 @@ static struct log_handle log_srtp = LOG_HANDLE("media/src_rtp");
  * waits far longer (latency_ms) anyway. When nothing came in the last pass,
  * the thread sleeps in poll() until a packet or a timer. */
 #define RTP_COALESCE_NS (20 * TIME_NS_PER_MS)
+/* The same for a feed (WHIP): its packets carry their arrival times and
+ * wait in memory, and its producer reads its socket every 20 ms, so the
+ * source passes less often. Frames then reach the muxer in twos and
+ * threes, and its thread wakes once for them. The NACK retries (40 ms)
+ * and their answers still fit in the 250 ms jitter buffer WHIP uses. */
+#define RTP_FEED_COALESCE_NS (40 * TIME_NS_PER_MS)
 
 struct rtp_stream {
 	bool video;
@@ -814,15 +820,20 @@ static int rtp_read(struct media_source *src, struct media_packet *pkt, int64_t 
 			if (s->rtcp_fd >= 0)
 				pfd[nfd++] = (struct pollfd){ .fd = s->rtcp_fd, .events = POLLIN };
 		}
-		if (r->feed)
-			pfd[nfd++] = (struct pollfd){ .fd = media_rtp_feed_fd(r->feed), .events = POLLIN };
 		if (wake <= now)
 			continue;
 		if (r->input) {
 			/* Packets are flowing: let a few more arrive (RTP_COALESCE_NS). */
+			int64_t pause = r->feed ? RTP_FEED_COALESCE_NS : RTP_COALESCE_NS;
 			r->input = false;
-			time_sleep_ns((wake < now + RTP_COALESCE_NS ? wake : now + RTP_COALESCE_NS) - now);
+			time_sleep_ns((wake < now + pause ? wake : now + pause) - now);
 			continue;
+		}
+		/* An ended feed has nothing more to say: timers only. */
+		if (r->feed && !r->feed_ended) {
+			if (!media_rtp_feed_arm(r->feed))
+				continue;
+			pfd[nfd++] = (struct pollfd){ .fd = media_rtp_feed_fd(r->feed), .events = POLLIN };
 		}
 		poll(pfd, (nfds_t)nfd, (int)((wake - now + TIME_NS_PER_MS - 1) / TIME_NS_PER_MS));
 	}
