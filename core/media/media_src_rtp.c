@@ -100,10 +100,12 @@ static struct log_handle log_srtp = LOG_HANDLE("media/src_rtp");
 #define RTP_COALESCE_NS (20 * TIME_NS_PER_MS)
 /* The same for a feed (WHIP): its packets carry their arrival times and
  * wait in memory, and its producer reads its socket every 20 ms, so the
- * source passes less often. Frames then reach the muxer in twos and
- * threes, and its thread wakes once for them. The NACK retries (40 ms)
- * and their answers still fit in the 250 ms jitter buffer WHIP uses. */
-#define RTP_FEED_COALESCE_NS (40 * TIME_NS_PER_MS)
+ * source passes less often. Frames then reach the muxer a few at a time,
+ * and its thread wakes once or twice for them. A gap in the video sequence
+ * wakes the source at once (media_rtp_feed_nudge), so NACK asks as soon as
+ * with short passes, and while NACKs wait for answers the passes follow
+ * their timers (media_rtp_rx_next_wakeup: retries 40 ms apart). */
+#define RTP_FEED_COALESCE_NS (100 * TIME_NS_PER_MS)
 
 struct rtp_stream {
 	bool video;
@@ -825,13 +827,19 @@ static int rtp_read(struct media_source *src, struct media_packet *pkt, int64_t 
 		if (r->input) {
 			/* Packets are flowing: let a few more arrive (RTP_COALESCE_NS). */
 			int64_t pause = r->feed ? RTP_FEED_COALESCE_NS : RTP_COALESCE_NS;
+			int64_t until = wake < now + pause ? wake : now + pause;
 			r->input = false;
-			time_sleep_ns((wake < now + pause ? wake : now + pause) - now);
+			if (r->feed && !r->feed_ended && media_rtp_feed_arm(r->feed, true)) {
+				struct pollfd nap = { .fd = media_rtp_feed_fd(r->feed), .events = POLLIN };
+				poll(&nap, 1, (int)((until - now + TIME_NS_PER_MS - 1) / TIME_NS_PER_MS));
+			} else {
+				time_sleep_ns(until - now);
+			}
 			continue;
 		}
 		/* An ended feed has nothing more to say: timers only. */
 		if (r->feed && !r->feed_ended) {
-			if (!media_rtp_feed_arm(r->feed))
+			if (!media_rtp_feed_arm(r->feed, false))
 				continue;
 			pfd[nfd++] = (struct pollfd){ .fd = media_rtp_feed_fd(r->feed), .events = POLLIN };
 		}

@@ -116,6 +116,8 @@ struct webrtc_session {
 	int video_pt, audio_pt, video_rtx_pt;
 	bool have_vssrc, have_assrc;
 	uint32_t vssrc, assrc;
+	bool have_vseq;
+	uint16_t vseq;               /* highest video sequence number seen */
 	struct webrtc_addr cand[WEBRTC_SESSION_CANDIDATES];
 	int n_cand, next_cand;
 	struct webrtc_addr_link link[WEBRTC_SESSION_CANDIDATES];
@@ -761,8 +763,23 @@ static void handle_srtp(struct webrtc *w, struct webrtc_session *s, uint8_t *p, 
 		s->media_seen = true;
 		LOG_INFO(&log_webrtc, "session %llu: media flows", (unsigned long long)s->id);
 	}
-	if (media_rtp_feed_push(s->feed, stream, false, p, (size_t)n, now) < 0)
+	if (media_rtp_feed_push(s->feed, stream, false, p, (size_t)n, now) < 0) {
 		w->st.feed_dropped++;
+		return;
+	}
+	if (stream == 0) {
+		/* A gap: the source asks for the missing packets (NACK, or PLI)
+		 * now rather than at its next pass (repairs come from behind:
+		 * no gap). */
+		uint16_t seq = (uint16_t)(p[2] << 8 | p[3]);
+		int16_t ahead = (int16_t)(uint16_t)(seq - s->vseq);
+		if (!s->have_vseq || ahead > 0) {
+			if (s->have_vseq && ahead > 1)
+				media_rtp_feed_nudge(s->feed);
+			s->vseq = seq;
+			s->have_vseq = true;
+		}
+	}
 }
 
 static void handle_datagram(struct webrtc *w, uint8_t *p, size_t len, const struct sockaddr_storage *from,
