@@ -565,24 +565,10 @@ static bool rtp_sender_allowed(struct rtp_priv *r, const struct sockaddr_storage
 }
 
 /* When packet 'i' of the last recvmmsg() batch arrived, on the monotonic
- * clock: its kernel receive timestamp (CLOCK_REALTIME) moved by the offset
- * between the clocks, never later than 'now' nor before the stream's last
- * arrival (the wall clock may step). */
+ * clock (media_rtp_arrival_ns), never before the stream's last arrival. */
 static int64_t rtp_arrival(const struct rtp_priv *r, int i, int64_t now, int64_t real_now, int64_t last)
 {
-	const struct msghdr *h = &r->msg[i].msg_hdr;
-	int64_t at = now;
-
-	for (struct cmsghdr *c = CMSG_FIRSTHDR(h); c; c = CMSG_NXTHDR((struct msghdr *)h, c)) {
-		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPNS) {
-			struct timespec ts;
-			memcpy(&ts, CMSG_DATA(c), sizeof(ts));
-			at = now - (real_now - ((int64_t)ts.tv_sec * TIME_NS_PER_SEC + ts.tv_nsec));
-			break;
-		}
-	}
-	if (at > now || at < now - TIME_NS_PER_SEC)
-		at = now;
+	int64_t at = media_rtp_arrival_ns(&r->msg[i].msg_hdr, now, real_now);
 	return at < last ? last : at;
 }
 

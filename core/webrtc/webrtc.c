@@ -831,26 +831,6 @@ static int64_t webrtc_tick(struct webrtc *w, int64_t now)
 	return next;
 }
 
-/* When datagram i of the last batch arrived, on the monotonic clock: its
- * kernel receive timestamp (CLOCK_REALTIME) moved by the offset between
- * the clocks read at the start of the pass; 'now' when there is none or
- * the wall clock stepped. */
-static int64_t webrtc_arrival(const struct webrtc *w, int i, int64_t now, int64_t real_now)
-{
-	const struct msghdr *h = &w->msg[i].msg_hdr;
-	int64_t at = now;
-
-	for (struct cmsghdr *c = CMSG_FIRSTHDR(h); c; c = CMSG_NXTHDR((struct msghdr *)h, c)) {
-		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPNS) {
-			struct timespec ts;
-			memcpy(&ts, CMSG_DATA(c), sizeof(ts));
-			at = now - (real_now - ((int64_t)ts.tv_sec * TIME_NS_PER_SEC + ts.tv_nsec));
-			break;
-		}
-	}
-	return at > now || at < now - TIME_NS_PER_SEC ? now : at;
-}
-
 static void *webrtc_main(void *arg)
 {
 	struct webrtc *w = arg;
@@ -882,9 +862,11 @@ static void *webrtc_main(void *arg)
 			if (got <= 0)
 				break;
 			total += got;
-			for (int i = 0; i < got; i++)
-				handle_datagram(w, w->pkt[i], w->msg[i].msg_len, &w->from[i],
-						w->msg[i].msg_hdr.msg_namelen, webrtc_arrival(w, i, now, real_now));
+			for (int i = 0; i < got; i++) {
+				struct msghdr *h = &w->msg[i].msg_hdr;
+				handle_datagram(w, w->pkt[i], w->msg[i].msg_len, &w->from[i], h->msg_namelen,
+						media_rtp_arrival_ns(h, now, real_now));
+			}
 			if (got < WEBRTC_BATCH)
 				break;
 		}
@@ -964,7 +946,7 @@ struct webrtc *webrtc_new(const struct config *cfg, char *err, size_t errlen)
 	 * 1.5 Mbit/s. Beyond net.core.rmem_max only with CAP_NET_ADMIN. */
 	if (setsockopt(w->fd, SOL_SOCKET, SO_RCVBUFFORCE, &(int){ WEBRTC_RCVBUF }, sizeof(int)) < 0)
 		setsockopt(w->fd, SOL_SOCKET, SO_RCVBUF, &(int){ WEBRTC_RCVBUF }, sizeof(int));
-	/* Each datagram's arrival time (see webrtc_arrival). */
+	/* Each datagram's arrival time (media_rtp_arrival_ns). */
 	setsockopt(w->fd, SOL_SOCKET, SO_TIMESTAMPNS, &(int){ 1 }, sizeof(int));
 	int rcvbuf = 0;
 	getsockopt(w->fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, &(socklen_t){ sizeof(rcvbuf) });
