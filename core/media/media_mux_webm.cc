@@ -22,6 +22,7 @@
 
 extern "C" {
 #include "common_log.h"
+#include "common_time.h"
 #include "common_util.h"
 #include "media.h"
 #include "media_mux.h"
@@ -44,10 +45,18 @@ private:
 	int64_t pos_ = 0;
 };
 
+// Frames wait in the file writer's buffer at most this long (or until
+// MUX_FLUSH_BYTES gather) before one pwrite() hands them to the kernel: on
+// ext4 every write also dirties the inode (its mtime) through the journal,
+// which cost a passthrough recording more than muxing the frame did.
+#define MUX_FLUSH_NS (100 * TIME_NS_PER_MS)
+#define MUX_FLUSH_BYTES (64 * 1024)
+
 // The file writer mkvmuxer writes through. It collects mkvmuxer's many small
 // writes in a buffer and hands them to the kernel with one pwrite() when
-// flush() is called (after every frame) or when it seeks (finalization), so
-// a killed process loses at most the frame being written.
+// flush() is called (by flush_due() once the oldest buffered frame is
+// MUX_FLUSH_NS old, at close) or when it seeks (finalization), so a killed
+// process loses at most the last 100 ms of frames written.
 //
 // mkvmuxer always writes DocType "webm" for WebM codecs. For a Matroska file
 // the writer puts its own EBML header (DocType "matroska") first and maps
@@ -159,6 +168,17 @@ public:
 		return 0;
 	}
 
+	// flush() when the buffer holds MUX_FLUSH_BYTES, or bytes buffered
+	// MUX_FLUSH_NS ago, or the file holds nothing yet (its header and first
+	// frame go out at once); else keeps them. Returns as flush().
+	int flush_due()
+	{
+		if (errno_ || len_ == 0 || file_end_ == 0 || len_ >= MUX_FLUSH_BYTES ||
+		    time_mono_ns() - buffered_ns_ >= MUX_FLUSH_NS)
+			return flush();
+		return 0;
+	}
+
 	int sync() { return fd_ >= 0 ? fdatasync(fd_) : 0; }
 	uint64_t bytes() const
 	{
@@ -194,8 +214,10 @@ private:
 			if (pwrite_all(p, len, real) < 0)
 				return -1;
 		} else {
-			if (len_ == 0)
+			if (len_ == 0) {
 				buf_start_ = real;
+				buffered_ns_ = time_mono_ns();
+			}
 			memcpy(buf_ + len_, p, len);
 			len_ += len;
 		}
@@ -235,6 +257,7 @@ private:
 	uint8_t *buf_ = nullptr;
 	size_t cap_ = 0, len_ = 0;
 	int64_t buf_start_ = 0;
+	int64_t buffered_ns_ = 0; // when the oldest buffered byte came
 	int64_t vpos_ = 0;
 	int64_t skip_len_ = 0, own_header_len_ = 0;
 	uint64_t file_end_ = 0;
@@ -487,7 +510,7 @@ static int mux_webm_write(struct media_mux *m, int track, const uint8_t *data, s
 	}
 	m->last_pts_ns = pts_ns;
 	m->wrote_frame = true;
-	if (m->writer.flush() < 0) {
+	if (m->writer.flush_due() < 0) {
 		mux_set_error(m, "write failed");
 		return -1;
 	}

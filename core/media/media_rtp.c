@@ -2,6 +2,8 @@
 #include "media_rtp.h"
 
 #include <string.h>
+#include <sys/socket.h>
+#include <time.h>
 
 static uint16_t rd16(const uint8_t *p)
 {
@@ -469,4 +471,19 @@ int media_rtp_opus_samples(const uint8_t *packet, size_t len, bool *stereo)
 	if (frames * frame > 5760)
 		return MEDIA_RTP_ERR_PAYLOAD;
 	return frames * frame;
+}
+
+int64_t media_rtp_arrival_ns(const struct msghdr *h, int64_t now, int64_t real_now)
+{
+	int64_t at = now;
+
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(h); c; c = CMSG_NXTHDR((struct msghdr *)h, c)) {
+		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPNS) {
+			struct timespec ts;
+			memcpy(&ts, CMSG_DATA(c), sizeof(ts));
+			at = now - (real_now - ((int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec));
+			break;
+		}
+	}
+	return at > now || at < now - 1000000000LL ? now : at;
 }

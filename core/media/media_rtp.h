@@ -78,6 +78,15 @@ int media_rtp_parse(const uint8_t *data, size_t len, struct media_rtp_packet *p)
  * probe bandwidth, or malformed). */
 int media_rtp_rtx_unwrap(uint8_t *data, size_t *len, uint8_t apt, uint32_t ssrc);
 
+struct msghdr;
+/* When a datagram read from a socket with SO_TIMESTAMPNS arrived, on the
+ * monotonic clock: its kernel receive timestamp (CLOCK_REALTIME, in 'h's
+ * control data) moved by the offset between the clocks, 'now' and
+ * 'real_now' read together after the read. 'now' when there is none, or
+ * when it is later than 'now' or a second before it (the wall clock
+ * stepped). Lets a reader that sleeps between reads keep exact arrivals. */
+int64_t media_rtp_arrival_ns(const struct msghdr *h, int64_t now, int64_t real_now);
+
 /* RFC 5761 section 4: on a port carrying both, a datagram is RTCP when its
  * second byte (RTCP packet type) is 192..223. */
 bool media_rtp_is_rtcp(const uint8_t *data, size_t len);

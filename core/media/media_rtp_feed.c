@@ -1,7 +1,11 @@
 /* media_rtp_feed: packets handed to an rtp source in-process (see
  * media_rtp_feed.h). A ring of MEDIA_RTP_FEED_SLOTS copied packets behind
- * one mutex, an eventfd that is readable while the ring holds something
- * (or the feed ended), and a process-wide list to find a feed by name. */
+ * one mutex, an eventfd that wakes the source when it sleeps on it, and a
+ * process-wide list to find a feed by name. The eventfd is raised at most
+ * once per sleep of the source (media_rtp_feed_arm): by the next packet
+ * when the source is idle, only by media_rtp_feed_nudge() or the end when
+ * it naps between passes. While packets flow the source reads on its own
+ * timer and the producer makes no system call for it. */
 #include "media_rtp_feed.h"
 
 #include <pthread.h>
@@ -18,6 +22,8 @@ struct media_rtp_feed {
 	char name[MEDIA_RTP_FEED_NAME_MAX];
 	int refs;
 	bool attached, detached, ended, producer_gone;
+	bool waiting;     /* the source sleeps on efd: the next push raises it */
+	bool raised;      /* efd is raised (cleared by media_rtp_feed_arm) */
 	char why[160];
 	int efd;
 	media_rtp_feed_rtcp_fn send_rtcp;
@@ -59,10 +65,14 @@ const char *media_rtp_feed_name(const struct media_rtp_feed *f)
 	return f->name;
 }
 
-/* Raises the eventfd (the reader clears it when it finds the ring empty). */
+/* Raises the eventfd, once until the source clears it. Lock held. */
 static void feed_wake(struct media_rtp_feed *f)
 {
 	uint64_t one = 1;
+	f->waiting = false;
+	if (f->raised)
+		return;
+	f->raised = true;
 	if (write(f->efd, &one, sizeof(one)) < 0) {
 		/* the counter is already raised */
 	}
@@ -84,15 +94,21 @@ int media_rtp_feed_push(struct media_rtp_feed *f, int stream, bool rtcp, const u
 		free(copy);
 		return -1;
 	}
-	bool was_empty = f->count == 0;
 	f->ring[(f->head + f->count) % MEDIA_RTP_FEED_SLOTS] = (struct media_rtp_feed_packet){
 		.data = copy, .len = len, .stream = stream, .rtcp = rtcp, .arrival_ns = arrival_ns,
 	};
 	f->count++;
-	pthread_mutex_unlock(&f->lock);
-	if (was_empty)
+	if (f->waiting)
 		feed_wake(f);
+	pthread_mutex_unlock(&f->lock);
 	return 0;
+}
+
+void media_rtp_feed_nudge(struct media_rtp_feed *f)
+{
+	pthread_mutex_lock(&f->lock);
+	feed_wake(f);
+	pthread_mutex_unlock(&f->lock);
 }
 
 void media_rtp_feed_end(struct media_rtp_feed *f, const char *why)
@@ -101,8 +117,8 @@ void media_rtp_feed_end(struct media_rtp_feed *f, const char *why)
 	if (!f->ended && why)
 		snprintf(f->why, sizeof(f->why), "%s", why);
 	f->ended = true;
-	pthread_mutex_unlock(&f->lock);
 	feed_wake(f);
+	pthread_mutex_unlock(&f->lock);
 }
 
 void media_rtp_feed_end_reason(struct media_rtp_feed *f, char *out, size_t outlen)
@@ -169,8 +185,8 @@ void media_rtp_feed_release(struct media_rtp_feed *f)
 	f->send_rtcp = NULL;
 	f->producer_gone = true;
 	f->ended = true;
-	pthread_mutex_unlock(&f->lock);
 	feed_wake(f);
+	pthread_mutex_unlock(&f->lock);
 	feed_unref(f);
 }
 
@@ -208,15 +224,27 @@ int media_rtp_feed_pop(struct media_rtp_feed *f, struct media_rtp_feed_packet *o
 		f->head = (f->head + 1) % MEDIA_RTP_FEED_SLOTS;
 		f->count--;
 		got = 1;
-	} else {
-		uint64_t v;
-		if (read(f->efd, &v, sizeof(v)) < 0) {
-			/* nothing was raised */
-		}
 	}
 	*ended = f->ended && f->count == 0 && !got;
 	pthread_mutex_unlock(&f->lock);
 	return got;
+}
+
+bool media_rtp_feed_arm(struct media_rtp_feed *f, bool nap)
+{
+	pthread_mutex_lock(&f->lock);
+	bool sleep = nap || (f->count == 0 && !f->ended);
+	if (sleep && f->raised) {
+		uint64_t v;
+		if (read(f->efd, &v, sizeof(v)) < 0) {
+			/* nothing was raised */
+		}
+		f->raised = false;
+	}
+	if (sleep)
+		f->waiting = !nap;
+	pthread_mutex_unlock(&f->lock);
+	return sleep;
 }
 
 void media_rtp_feed_send_rtcp(struct media_rtp_feed *f, int stream, const uint8_t *data, size_t len)

@@ -6,7 +6,8 @@
  * The producer makes a feed, gives its name to the source as `feed=NAME`
  * in the source arguments, pushes packets (copied; a full feed drops and
  * counts them) and ends it when the peer goes away; the source attaches by
- * name, reads them in its own thread (waking on media_rtp_feed_fd()) and
+ * name, reads them in its own thread (sleeping on media_rtp_feed_fd() after
+ * media_rtp_feed_arm() when it has nothing else to do) and
  * hands its RTCP to media_rtp_feed_send_rtcp(), which calls the producer's
  * callback. Both sides hold a reference; the feed goes with the last.
  * Stream 0 is video, 1 audio. Any thread may call any function. */
@@ -34,6 +35,10 @@ const char *media_rtp_feed_name(const struct media_rtp_feed *f);
  * counted) or the packet is too big. */
 int media_rtp_feed_push(struct media_rtp_feed *f, int stream, bool rtcp, const uint8_t *data, size_t len,
 			int64_t arrival_ns);
+/* Something was pushed that the source should see before its next pass
+ * (a gap in the video sequence: the sooner it asks again, the likelier
+ * the repair comes in time): wakes a source that naps between passes. */
+void media_rtp_feed_nudge(struct media_rtp_feed *f);
 /* No more packets will come: the source reports the end of its input once
  * it has read what is queued. 'why' (may be NULL) is kept for the source:
  * one that delivered nothing fails with it. */
@@ -61,8 +66,15 @@ struct media_rtp_feed_packet {
 /* Takes a reference to the feed named 'name', or NULL (unknown, or a
  * source already attached). */
 struct media_rtp_feed *media_rtp_feed_attach(const char *name);
-/* Readable while packets are queued or the feed has ended. */
+/* Readable, once the source armed the feed, when the feed ends, on
+ * media_rtp_feed_nudge() and (not napping) when a packet comes. */
 int media_rtp_feed_fd(const struct media_rtp_feed *f);
+/* The source is about to sleep on media_rtp_feed_fd(). 'nap': between two
+ * passes while packets flow, woken only by the end or a nudge (returns
+ * true). Else idle: returns true when nothing is queued (the next packet
+ * raises the fd), false when packets are waiting or the feed has ended
+ * (read instead of sleeping: the next media_rtp_feed_pop() says so). */
+bool media_rtp_feed_arm(struct media_rtp_feed *f, bool nap);
 /* The oldest packet into '*out' (1), 0 when none; sets '*ended' when the
  * producer ended the feed and nothing is left. */
 int media_rtp_feed_pop(struct media_rtp_feed *f, struct media_rtp_feed_packet *out, bool *ended);

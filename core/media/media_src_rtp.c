@@ -98,6 +98,14 @@ static struct log_handle log_srtp = LOG_HANDLE("media/src_rtp");
  * waits far longer (latency_ms) anyway. When nothing came in the last pass,
  * the thread sleeps in poll() until a packet or a timer. */
 #define RTP_COALESCE_NS (20 * TIME_NS_PER_MS)
+/* The same for a feed (WHIP): its packets carry their arrival times and
+ * wait in memory, and its producer reads its socket every 20 ms, so the
+ * source passes less often. Frames then reach the muxer a few at a time,
+ * and its thread wakes once or twice for them. A gap in the video sequence
+ * wakes the source at once (media_rtp_feed_nudge), so NACK asks as soon as
+ * with short passes, and while NACKs wait for answers the passes follow
+ * their timers (media_rtp_rx_next_wakeup: retries 40 ms apart). */
+#define RTP_FEED_COALESCE_NS (100 * TIME_NS_PER_MS)
 
 struct rtp_stream {
 	bool video;
@@ -557,24 +565,10 @@ static bool rtp_sender_allowed(struct rtp_priv *r, const struct sockaddr_storage
 }
 
 /* When packet 'i' of the last recvmmsg() batch arrived, on the monotonic
- * clock: its kernel receive timestamp (CLOCK_REALTIME) moved by the offset
- * between the clocks, never later than 'now' nor before the stream's last
- * arrival (the wall clock may step). */
+ * clock (media_rtp_arrival_ns), never before the stream's last arrival. */
 static int64_t rtp_arrival(const struct rtp_priv *r, int i, int64_t now, int64_t real_now, int64_t last)
 {
-	const struct msghdr *h = &r->msg[i].msg_hdr;
-	int64_t at = now;
-
-	for (struct cmsghdr *c = CMSG_FIRSTHDR(h); c; c = CMSG_NXTHDR((struct msghdr *)h, c)) {
-		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPNS) {
-			struct timespec ts;
-			memcpy(&ts, CMSG_DATA(c), sizeof(ts));
-			at = now - (real_now - ((int64_t)ts.tv_sec * TIME_NS_PER_SEC + ts.tv_nsec));
-			break;
-		}
-	}
-	if (at > now || at < now - TIME_NS_PER_SEC)
-		at = now;
+	int64_t at = media_rtp_arrival_ns(&r->msg[i].msg_hdr, now, real_now);
 	return at < last ? last : at;
 }
 
@@ -814,15 +808,26 @@ static int rtp_read(struct media_source *src, struct media_packet *pkt, int64_t 
 			if (s->rtcp_fd >= 0)
 				pfd[nfd++] = (struct pollfd){ .fd = s->rtcp_fd, .events = POLLIN };
 		}
-		if (r->feed)
-			pfd[nfd++] = (struct pollfd){ .fd = media_rtp_feed_fd(r->feed), .events = POLLIN };
 		if (wake <= now)
 			continue;
 		if (r->input) {
 			/* Packets are flowing: let a few more arrive (RTP_COALESCE_NS). */
+			int64_t pause = r->feed ? RTP_FEED_COALESCE_NS : RTP_COALESCE_NS;
+			int64_t until = wake < now + pause ? wake : now + pause;
 			r->input = false;
-			time_sleep_ns((wake < now + RTP_COALESCE_NS ? wake : now + RTP_COALESCE_NS) - now);
+			if (r->feed && !r->feed_ended && media_rtp_feed_arm(r->feed, true)) {
+				struct pollfd nap = { .fd = media_rtp_feed_fd(r->feed), .events = POLLIN };
+				poll(&nap, 1, (int)((until - now + TIME_NS_PER_MS - 1) / TIME_NS_PER_MS));
+			} else {
+				time_sleep_ns(until - now);
+			}
 			continue;
+		}
+		/* An ended feed has nothing more to say: timers only. */
+		if (r->feed && !r->feed_ended) {
+			if (!media_rtp_feed_arm(r->feed, false))
+				continue;
+			pfd[nfd++] = (struct pollfd){ .fd = media_rtp_feed_fd(r->feed), .events = POLLIN };
 		}
 		poll(pfd, (nfds_t)nfd, (int)((wake - now + TIME_NS_PER_MS - 1) / TIME_NS_PER_MS));
 	}

@@ -1,6 +1,7 @@
 /* test_media_rtp_nack: which lost packets a receive stream asks for again,
  * the RTCP it writes for that (generic NACK, REMB), and the in-process feed
  * WebRTC ingest hands packets through. */
+#include <poll.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -217,11 +218,68 @@ static void test_feed(void)
 	media_rtp_feed_detach(src);
 }
 
+static bool feed_readable(struct media_rtp_feed *f)
+{
+	struct pollfd pfd = { .fd = media_rtp_feed_fd(f), .events = POLLIN };
+	return poll(&pfd, 1, 0) == 1;
+}
+
+/* When the producer raises the feed's fd: the next packet after an idle
+ * arm, only a nudge or the end during a nap, never for packets the source
+ * reads on its own timer. */
+static void test_feed_wakeups(void)
+{
+	struct media_rtp_feed *f = media_rtp_feed_new(rtcp_sink, NULL);
+	struct media_rtp_feed_packet p;
+	bool ended = false;
+	uint8_t data[3] = { 0x80, 2, 3 };
+
+	CHECK(f != NULL);
+	if (!f)
+		return;
+	struct media_rtp_feed *src = media_rtp_feed_attach(media_rtp_feed_name(f));
+	CHECK(src == f);
+	/* Not armed: packets do not raise it. */
+	media_rtp_feed_push(f, 0, false, data, 3, 1);
+	CHECK(!feed_readable(src));
+	/* Idle arm with a packet queued: read instead of sleeping. */
+	CHECK(!media_rtp_feed_arm(src, false));
+	CHECK_INT(media_rtp_feed_pop(src, &p, &ended), 1);
+	free(p.data);
+	/* Idle arm on an empty feed: the next packet raises it, once. */
+	CHECK(media_rtp_feed_arm(src, false));
+	CHECK(!feed_readable(src));
+	media_rtp_feed_push(f, 0, false, data, 3, 2);
+	CHECK(feed_readable(src));
+	media_rtp_feed_push(f, 0, false, data, 3, 3);
+	/* A nap clears it; packets then do not raise it, a nudge does. */
+	CHECK(media_rtp_feed_arm(src, true));
+	CHECK(!feed_readable(src));
+	media_rtp_feed_push(f, 0, false, data, 3, 4);
+	CHECK(!feed_readable(src));
+	media_rtp_feed_nudge(f);
+	CHECK(feed_readable(src));
+	CHECK(media_rtp_feed_arm(src, true));
+	CHECK(!feed_readable(src));
+	while (media_rtp_feed_pop(src, &p, &ended) == 1)
+		free(p.data);
+	/* The end raises it, nap or not; an idle arm then says read. */
+	CHECK(media_rtp_feed_arm(src, true));
+	media_rtp_feed_end(f, "gone");
+	CHECK(feed_readable(src));
+	CHECK(!media_rtp_feed_arm(src, false));
+	CHECK_INT(media_rtp_feed_pop(src, &p, &ended), 0);
+	CHECK(ended);
+	media_rtp_feed_release(f);
+	media_rtp_feed_detach(src);
+}
+
 int main(void)
 {
 	test_tracker();
 	test_build();
 	test_rx_nack();
 	test_feed();
+	test_feed_wakeups();
 	return check_exit();
 }
