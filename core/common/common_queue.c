@@ -12,6 +12,7 @@ struct queue {
 	pthread_cond_t nonempty;
 	void **items;
 	size_t capacity, head, count;
+	size_t wake_at;  /* a push wakes a waiting consumer once count reaches it */
 	uint64_t dropped;
 	bool closed;
 };
@@ -29,6 +30,7 @@ struct queue *queue_new(size_t capacity)
 		return NULL;
 	}
 	q->capacity = capacity;
+	q->wake_at = 1;
 	pthread_mutex_init(&q->lock, NULL);
 	pthread_condattr_t attr;
 	pthread_condattr_init(&attr);
@@ -65,7 +67,8 @@ int queue_push(struct queue *q, void *item)
 	} else {
 		q->items[(q->head + q->count) % q->capacity] = item;
 		q->count++;
-		pthread_cond_signal(&q->nonempty);
+		if (q->count >= q->wake_at)
+			pthread_cond_signal(&q->nonempty);
 	}
 	pthread_mutex_unlock(&q->lock);
 	return rc;
@@ -101,6 +104,21 @@ int queue_pop(struct queue *q, void **item, int64_t timeout_ns)
 	}
 	pthread_mutex_unlock(&q->lock);
 	return rc;
+}
+
+void queue_set_wake(struct queue *q, size_t count)
+{
+	pthread_mutex_lock(&q->lock);
+	q->wake_at = count < 1 ? 1 : count > q->capacity ? q->capacity : count;
+	pthread_mutex_unlock(&q->lock);
+}
+
+void queue_wake(struct queue *q)
+{
+	pthread_mutex_lock(&q->lock);
+	if (q->count > 0)
+		pthread_cond_signal(&q->nonempty);
+	pthread_mutex_unlock(&q->lock);
 }
 
 void queue_close(struct queue *q)

@@ -30,6 +30,13 @@ int queue_push(struct queue *q, void *item);
  * 'timeout_ns' (negative: forever). Returns QUEUE_OK, QUEUE_TIMEOUT or
  * QUEUE_CLOSED (closed and empty). */
 int queue_pop(struct queue *q, void **item, int64_t timeout_ns);
+/* Batching: from now on a push wakes a waiting consumer only once the queue
+ * holds 'count' items (default 1: every push). The consumer then pops with a
+ * timeout, which bounds how long an item waits; queue_wake() wakes it now
+ * (e.g. after the last item of a stream). Fewer wakeups when items come in
+ * bursts and latency does not matter (a file writer). */
+void queue_set_wake(struct queue *q, size_t count);
+void queue_wake(struct queue *q);
 void queue_close(struct queue *q);
 size_t queue_length(struct queue *q);
 uint64_t queue_dropped(struct queue *q);

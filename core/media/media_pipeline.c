@@ -51,6 +51,12 @@ static struct log_handle log_pipe = LOG_HANDLE("media/pipeline");
 #define PIPE_ENC_QUEUE_MIN 4
 #define PIPE_AUDIO_QUEUE 64       /* raw 10 ms audio chunks */
 #define PIPE_MUX_QUEUE 512        /* encoded packets waiting for the muxer */
+/* In real time the muxer takes its packets in batches: a push wakes it only
+ * at PIPE_MUX_QUEUE / 4 queued, otherwise it looks every PIPE_MUX_BATCH_NS
+ * (an end of stream wakes it at once). The file is written in 100 ms steps
+ * anyway (media_mux_webm.cc); a wakeup per frame cost more CPU than the
+ * muxing of a passthrough stream. */
+#define PIPE_MUX_BATCH_NS (100 * TIME_NS_PER_MS)
 #define PIPE_READ_TIMEOUT_NS (100 * TIME_NS_PER_MS)
 #define PIPE_STALL_NS (2 * TIME_NS_PER_SEC)
 #define PIPE_ALIGN_END_NS (500 * TIME_NS_PER_MS)  /* at most, reading on at a stop (align_end) */
@@ -173,9 +179,13 @@ static void pipe_fault(struct media_pipeline *p, const char *fmt, ...)
 static int pipe_push_wait(struct queue *q, struct pipe_item *item)
 {
 	for (;;) {
+		bool eos = item->eos;
 		int r = queue_push(q, item);
-		if (r == QUEUE_OK)
+		if (r == QUEUE_OK) {
+			if (eos)
+				queue_wake(q);
 			return 0;
+		}
 		if (r == QUEUE_CLOSED) {
 			pipe_item_free(item);
 			return -1;
@@ -976,7 +986,7 @@ static void *pipe_mux_main(void *arg)
 		lists[i].eos = p->src_stream[i] < 0;
 	for (;;) {
 		void *it;
-		int r = queue_pop(p->mux_queue, &it, 50 * TIME_NS_PER_MS);
+		int r = queue_pop(p->mux_queue, &it, PIPE_MUX_BATCH_NS);
 		if (r == QUEUE_OK) {
 			struct pipe_item *item = it;
 			if (item->eos) {
@@ -1269,6 +1279,8 @@ int media_pipeline_start(struct media_pipeline *p, char *err, size_t errlen)
 		util_strlcpy(err, "out of memory", errlen);
 		goto fail;
 	}
+	if (!p->opt.fast)
+		queue_set_wake(p->mux_queue, PIPE_MUX_QUEUE / 4);
 	for (int i = 0; i < PIPE_ROLES; i++)
 		if (p->src_stream[i] >= 0 && pipe_setup_role(p, i, &tracks[i], err, errlen) < 0)
 			goto fail;

@@ -91,6 +91,52 @@ static void test_queue(void)
 	queue_free(q, NULL);
 }
 
+struct batch_probe {
+	struct queue *q;
+	int pushes;       /* items to push after the consumer waits */
+	bool wake;        /* then queue_wake() */
+};
+
+static void *batch_producer(void *arg)
+{
+	struct batch_probe *b = arg;
+	time_sleep_ns(100 * TIME_NS_PER_MS);  /* the consumer is waiting by now */
+	for (intptr_t i = 1; i <= b->pushes; i++)
+		queue_push(b->q, (void *)i);
+	if (b->wake)
+		queue_wake(b->q);
+	return NULL;
+}
+
+/* Milliseconds a pop with a 2 s timeout waits while another thread pushes
+ * 'pushes' items (and wakes the queue if 'wake') into a queue that wakes its
+ * consumer at 3 items. */
+static int64_t batch_wait_ms(int pushes, bool wake)
+{
+	struct queue *q = queue_new(8);
+	queue_set_wake(q, 3);
+	struct batch_probe b = { .q = q, .pushes = pushes, .wake = wake };
+	pthread_t t;
+	void *it = NULL;
+	int64_t t0 = time_mono_ns();
+	pthread_create(&t, NULL, batch_producer, &b);
+	CHECK_INT(queue_pop(q, &it, 2 * TIME_NS_PER_SEC), QUEUE_OK);
+	int64_t waited = (time_mono_ns() - t0) / TIME_NS_PER_MS;
+	CHECK(it == (void *)1);
+	pthread_join(t, NULL);
+	queue_free(q, NULL);
+	return waited;
+}
+
+static void test_queue_batch(void)
+{
+	/* Below the threshold the consumer sleeps out its timeout and then
+	 * finds the item; at the threshold, or woken, it runs at once. */
+	CHECK(batch_wait_ms(1, false) >= 1900);
+	CHECK(batch_wait_ms(3, false) < 1500);
+	CHECK(batch_wait_ms(1, true) < 1500);
+}
+
 /* What a thread started by thread_start sees of itself. */
 struct thread_probe {
 	const char *want;  /* the name to wait for, or NULL */
@@ -157,6 +203,7 @@ int main(void)
 	test_uuid();
 	test_buf();
 	test_queue();
+	test_queue_batch();
 	test_thread();
 	test_files();
 	return check_exit();
