@@ -80,7 +80,7 @@ static const struct config_option webrtc_options[] = {
 	  "addresses announced as ICE host candidates, comma-separated (empty: the IPv4 addresses of the "
 	  "interfaces that are up)" },
 	{ "webrtc.consent_timeout", CONFIG_DURATION, "30s",
-	  "a WHIP session whose publisher sends no ICE consent check this long ends" },
+	  "a WHIP session whose publisher sends no ICE consent check and no media this long ends" },
 	{ "webrtc.nack", CONFIG_BOOL, "true",
 	  "ask WHIP publishers to send lost video packets again (generic NACK)" },
 	{ 0 },
@@ -124,6 +124,7 @@ struct webrtc_session {
 	struct webrtc_session *ufrag_next;  /* chain in the ufrag table */
 	int selected;                /* index in cand, -1 until one is nominated */
 	int64_t created_ns, last_consent_ns;
+	int64_t last_media_ns;       /* last authenticated SRTP/SRTCP from the selected address */
 	struct crypto_dtls *dtls;
 	struct webrtc_addr dtls_addr;
 	bool srtp_in_ready;
@@ -709,17 +710,22 @@ static uint32_t rd32(const uint8_t *p)
 	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
-static void handle_srtp(struct webrtc *w, struct webrtc_session *s, uint8_t *p, size_t len, int64_t now)
+static void handle_srtp(struct webrtc *w, struct webrtc_session *s, uint8_t *p, size_t len, int which,
+			int64_t now)
 {
 	int n = (int)len;
 	if (!s->srtp_in_ready || len < 12)
 		return;
+	/* Only a packet that authenticates proves the publisher is there. */
+	bool live = which == s->selected;
 	/* RFC 5761: RTCP packet types 192-223 in the second byte. */
 	if (p[1] >= 192 && p[1] <= 223) {
 		if (srtp_unprotect_rtcp(s->srtp_in, p, &n) != srtp_err_status_ok) {
 			w->st.srtcp_auth_failures++;
 			return;
 		}
+		if (live)
+			s->last_media_ns = now;
 		w->st.rtcp_packets++;
 		uint32_t ssrc = rd32(p + 4);
 		int stream = s->have_vssrc && ssrc == s->vssrc ? 0 : s->have_assrc && ssrc == s->assrc ? 1 : -1;
@@ -732,6 +738,8 @@ static void handle_srtp(struct webrtc *w, struct webrtc_session *s, uint8_t *p, 
 			LOG_WARN(&log_webrtc, "SRTP packet failed authentication (dropped, counted)");
 		return;
 	}
+	if (live)
+		s->last_media_ns = now;
 	w->st.rtp_packets++;
 	int pt = p[1] & 0x7f;
 	if (pt == s->video_rtx_pt && pt >= 0) {
@@ -801,7 +809,7 @@ static void handle_datagram(struct webrtc *w, uint8_t *p, size_t len, const stru
 	if (p[0] >= 20 && p[0] <= 63)
 		handle_dtls(w, s, p, len, which);
 	else if (p[0] >= 128 && p[0] <= 191)
-		handle_srtp(w, s, p, len, now);
+		handle_srtp(w, s, p, len, which, now);
 }
 
 /* Timers of every session: DTLS retransmissions, consent, handshake
@@ -818,8 +826,13 @@ static int64_t webrtc_tick(struct webrtc *w, int64_t now)
 			if (t < next)
 				next = t;
 		}
-		if (!s->ended && now - s->last_consent_ns > w->consent_ns)
-			session_end(s, "ICE consent lost (no checks from the publisher)", &w->st.ended_consent);
+		/* Consent: a check (RFC 7675) or authenticated media from the
+		 * selected address within the timeout. Publishers on libnice
+		 * (GStreamer's webrtcbin) send no checks once connected, only a
+		 * binding indication every 25 s. */
+		int64_t heard = s->last_media_ns > s->last_consent_ns ? s->last_media_ns : s->last_consent_ns;
+		if (!s->ended && now - heard > w->consent_ns)
+			session_end(s, "ICE consent lost (nothing from the publisher)", &w->st.ended_consent);
 		if (!s->ended && !s->srtp_in_ready && now - s->created_ns > w->consent_ns)
 			session_end(s, "no DTLS handshake", &w->st.ended_handshake_timeout);
 		if (media_rtp_feed_detached(s->feed)) {

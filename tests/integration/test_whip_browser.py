@@ -188,7 +188,10 @@ def test_browser_publishes_into_mkv(c):
 
 
 def test_gstreamer_webrtcbin_publishes(c):
-    seconds = 5
+    # Longer than the node's consent timeout (8 s): libnice sends no consent
+    # checks once connected, only a binding indication every 25 s, so the
+    # media it sends must keep the session alive.
+    seconds = 12
     out = subprocess.run(["/usr/bin/python3", os.path.join(SRC, "tests", "support", "whip_gst_publisher.py"),
                           "--url", c.node.url + whip_path("whip-gst"), "--token", c.node.token("alice"),
                           "--local-ip", "127.0.0.1", "--seconds", str(seconds)],
