@@ -1,6 +1,9 @@
 /* media_rtp_feed: packets handed to an rtp source in-process (see
- * media_rtp_feed.h). A ring of MEDIA_RTP_FEED_SLOTS copied packets behind
- * one mutex, an eventfd that wakes the source when it sleeps on it, and a
+ * media_rtp_feed.h). A ring of MEDIA_RTP_FEED_SLOTS packets whose bytes
+ * are copied into one byte ring of MEDIA_RTP_FEED_BYTES (no allocation per
+ * packet: a 1200-byte packet is above glibc's per-thread cache and was
+ * freed on the other thread, a sixth of the WHIP port's time) behind one
+ * mutex, an eventfd that wakes the source when it sleeps on it, and a
  * process-wide list to find a feed by name. The eventfd is raised at most
  * once per sleep of the source (media_rtp_feed_arm): by the next packet
  * when the source is idle, only by media_rtp_feed_nudge() or the end when
@@ -17,6 +20,14 @@
 
 #include "media_rtp.h"
 
+/* A packet in the ring: its bytes are at 'off' in the byte ring. */
+struct feed_slot {
+	size_t off, len;
+	int stream;
+	bool rtcp;
+	int64_t arrival_ns;
+};
+
 struct media_rtp_feed {
 	pthread_mutex_t lock;
 	char name[MEDIA_RTP_FEED_NAME_MAX];
@@ -28,8 +39,12 @@ struct media_rtp_feed {
 	int efd;
 	media_rtp_feed_rtcp_fn send_rtcp;
 	void *opaque;
-	struct media_rtp_feed_packet ring[MEDIA_RTP_FEED_SLOTS];
+	struct feed_slot ring[MEDIA_RTP_FEED_SLOTS];
 	size_t head, count;
+	/* Bytes in use run from rpos to wpos, wrapping at 'wrap' (the end of
+	 * the last packet before the writer went back to 0) when wpos < rpos. */
+	uint8_t *bytes;
+	size_t rpos, wpos, wrap;
 	uint64_t dropped;
 	struct media_rtp_feed *next; /* in feeds */
 };
@@ -45,6 +60,12 @@ struct media_rtp_feed *media_rtp_feed_new(media_rtp_feed_rtcp_fn send_rtcp, void
 		return NULL;
 	f->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (f->efd < 0) {
+		free(f);
+		return NULL;
+	}
+	f->bytes = malloc(MEDIA_RTP_FEED_BYTES);
+	if (!f->bytes) {
+		close(f->efd);
 		free(f);
 		return NULL;
 	}
@@ -78,24 +99,52 @@ static void feed_wake(struct media_rtp_feed *f)
 	}
 }
 
+/* Where 'len' contiguous bytes go in the byte ring, or -1 when they do not
+ * fit. Lock held. */
+static long feed_reserve(struct media_rtp_feed *f, size_t len)
+{
+	if (f->count == 0)
+		f->rpos = f->wpos = 0;
+	if (f->wpos >= f->rpos) {
+		/* Not wrapped: room at the end, else at the start (short of rpos,
+		 * so that a full ring never looks empty). */
+		if (MEDIA_RTP_FEED_BYTES - f->wpos >= len) {
+			f->wpos += len;
+			return (long)(f->wpos - len);
+		}
+		if (len < f->rpos) {
+			f->wrap = f->wpos;
+			f->wpos = len;
+			return 0;
+		}
+		return -1;
+	}
+	if (f->rpos - f->wpos > len) {
+		f->wpos += len;
+		return (long)(f->wpos - len);
+	}
+	return -1;
+}
+
 int media_rtp_feed_push(struct media_rtp_feed *f, int stream, bool rtcp, const uint8_t *data, size_t len,
 			int64_t arrival_ns)
 {
 	if (len == 0 || len > MEDIA_RTP_MAX_PACKET)
 		return -1;
-	uint8_t *copy = malloc(len);
-	if (!copy)
-		return -1;
-	memcpy(copy, data, len);
 	pthread_mutex_lock(&f->lock);
-	if (f->count == MEDIA_RTP_FEED_SLOTS || f->ended || f->detached) {
-		f->dropped += f->count == MEDIA_RTP_FEED_SLOTS;
+	if (f->ended || f->detached) {
 		pthread_mutex_unlock(&f->lock);
-		free(copy);
 		return -1;
 	}
-	f->ring[(f->head + f->count) % MEDIA_RTP_FEED_SLOTS] = (struct media_rtp_feed_packet){
-		.data = copy, .len = len, .stream = stream, .rtcp = rtcp, .arrival_ns = arrival_ns,
+	long off = f->count < MEDIA_RTP_FEED_SLOTS ? feed_reserve(f, len) : -1;
+	if (off < 0) {
+		f->dropped++;
+		pthread_mutex_unlock(&f->lock);
+		return -1;
+	}
+	memcpy(f->bytes + off, data, len);
+	f->ring[(f->head + f->count) % MEDIA_RTP_FEED_SLOTS] = (struct feed_slot){
+		.off = (size_t)off, .len = len, .stream = stream, .rtcp = rtcp, .arrival_ns = arrival_ns,
 	};
 	f->count++;
 	if (f->waiting)
@@ -162,8 +211,7 @@ static void feed_unref(struct media_rtp_feed *f)
 	pthread_mutex_unlock(&feeds_lock);
 	if (!last)
 		return;
-	for (size_t i = 0; i < f->count; i++)
-		free(f->ring[(f->head + i) % MEDIA_RTP_FEED_SLOTS].data);
+	free(f->bytes);
 	close(f->efd);
 	pthread_mutex_destroy(&f->lock);
 	free(f);
@@ -220,7 +268,19 @@ int media_rtp_feed_pop(struct media_rtp_feed *f, struct media_rtp_feed_packet *o
 	int got = 0;
 	pthread_mutex_lock(&f->lock);
 	if (f->count) {
-		*out = f->ring[f->head];
+		const struct feed_slot *slot = &f->ring[f->head];
+		memcpy(out->data, f->bytes + slot->off, slot->len);
+		out->len = slot->len;
+		out->stream = slot->stream;
+		out->rtcp = slot->rtcp;
+		out->arrival_ns = slot->arrival_ns;
+		/* The oldest packet's bytes are free; the next one starts after
+		 * them, or at 0 when the writer wrapped there. */
+		f->rpos = slot->off + slot->len;
+		if (f->rpos == f->wrap && f->wpos < f->rpos) {
+			f->rpos = 0;
+			f->wrap = 0;
+		}
 		f->head = (f->head + 1) % MEDIA_RTP_FEED_SLOTS;
 		f->count--;
 		got = 1;

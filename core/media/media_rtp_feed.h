@@ -19,7 +19,11 @@
 #include <stdint.h>
 
 #define MEDIA_RTP_FEED_NAME_MAX 32
+#include "media_rtp.h"
+
 #define MEDIA_RTP_FEED_SLOTS 1024
+/* Bytes a feed holds at most (a full feed drops and counts). */
+#define MEDIA_RTP_FEED_BYTES (512 * 1024)
 
 /* Sends one RTCP compound packet of 'stream' to the peer. Called on the
  * source's thread, with the feed's lock held: it must not call back into
@@ -57,7 +61,7 @@ void media_rtp_feed_release(struct media_rtp_feed *f);
 
 /* Source side. */
 struct media_rtp_feed_packet {
-	uint8_t *data;  /* malloc'd; the caller frees it */
+	uint8_t data[MEDIA_RTP_MAX_PACKET];  /* a copy */
 	size_t len;
 	int stream;
 	bool rtcp;

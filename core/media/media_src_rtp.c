@@ -638,7 +638,6 @@ static void rtp_drain_feed(struct rtp_priv *r)
 			else
 				media_rtp_rx_push(s->rx, p.data, p.len, at);
 		}
-		free(p.data);
 	}
 	if (ended && !r->feed_ended) {
 		LOG_INFO(&log_srtp, "%s ended: the publisher went away", media_rtp_feed_name(r->feed));

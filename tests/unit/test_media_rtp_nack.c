@@ -194,7 +194,7 @@ static void test_feed(void)
 	CHECK_INT(p.len, 3);
 	CHECK_INT(p.arrival_ns, 42);
 	CHECK(!ended);
-	free(p.data);
+	CHECK(memcmp(p.data, data, 3) == 0);
 	CHECK_INT(media_rtp_feed_pop(src, &p, &ended), 0);
 	CHECK(!ended);
 	/* Full: drops and counts. */
@@ -208,13 +208,90 @@ static void test_feed(void)
 	media_rtp_feed_send_rtcp(src, 0, data, 3);
 	CHECK_INT(calls, 1);
 	int got = 0;
-	while (media_rtp_feed_pop(src, &p, &ended) == 1) {
+	while (media_rtp_feed_pop(src, &p, &ended) == 1)
 		got++;
-		free(p.data);
-	}
 	CHECK_INT(got, MEDIA_RTP_FEED_SLOTS);
 	CHECK(ended);
 	CHECK(media_rtp_feed_attach(name) == NULL);
+	media_rtp_feed_detach(src);
+}
+
+/* The byte ring behind the slots: packets of every size, pushed and popped
+ * at random so that the writer wraps, fills up and drains, come out whole
+ * and in order; what does not fit is refused and counted, never torn. */
+static void test_feed_bytes(void)
+{
+	struct media_rtp_feed *f = media_rtp_feed_new(rtcp_sink, NULL);
+	static struct media_rtp_feed_packet p;
+	static uint8_t data[MEDIA_RTP_MAX_PACKET];
+	bool ended = false;
+	uint32_t rng = 12345, pushed = 0, popped = 0, refused = 0;
+	size_t held = 0;
+
+	CHECK(f != NULL);
+	if (!f)
+		return;
+	struct media_rtp_feed *src = media_rtp_feed_attach(media_rtp_feed_name(f));
+	for (int round = 0; round < 200000; round++) {
+		rng = rng * 1103515245u + 12345u;
+		/* Bursts of pushes, then of pops: the ring fills and empties. */
+		bool push = ((round / 700) % 2 == 0) ? (rng >> 16) % 4 != 0 : (rng >> 16) % 4 == 0;
+		if (push) {
+			size_t len = 1 + (rng >> 8) % MEDIA_RTP_MAX_PACKET;
+			for (size_t i = 0; i < len; i++)
+				data[i] = (uint8_t)(pushed + i);
+			data[0] = (uint8_t)pushed;
+			if (media_rtp_feed_push(f, 0, false, data, len, (int64_t)pushed * 10000 + (int64_t)len) == 0) {
+				pushed++;
+				held += len;
+				CHECK(held <= MEDIA_RTP_FEED_BYTES);
+			} else {
+				refused++;
+				/* Refused only when full: by slots, or by bytes (less
+				 * than two packets' worth free, counting what the
+				 * writer skipped at the end when it wrapped). */
+				CHECK(pushed - popped == MEDIA_RTP_FEED_SLOTS ||
+				      held + 2 * MEDIA_RTP_MAX_PACKET + 1 > MEDIA_RTP_FEED_BYTES);
+			}
+		} else if (media_rtp_feed_pop(src, &p, &ended) == 1) {
+			size_t len = (size_t)(p.arrival_ns % 10000);
+			uint32_t n = (uint32_t)(p.arrival_ns / 10000);
+			CHECK_INT(n, popped);
+			CHECK_INT(p.len, len);
+			bool whole = p.data[0] == (uint8_t)n;
+			for (size_t i = 1; i < p.len && whole; i++)
+				whole = p.data[i] == (uint8_t)(n + i);
+			CHECK(whole);
+			popped++;
+			held -= p.len;
+		}
+	}
+	CHECK(refused > 0);
+	CHECK(popped > 10000);
+	CHECK_INT(media_rtp_feed_dropped(f), refused);
+	while (media_rtp_feed_pop(src, &p, &ended) == 1)
+		;
+	/* Exactly full: the ring holds BYTES / MAX packets of the largest size;
+	 * with one taken out the next still does not fit (its bytes would meet
+	 * the oldest), and none is overwritten. */
+	uint64_t drops = media_rtp_feed_dropped(f);
+	int fit = MEDIA_RTP_FEED_BYTES / MEDIA_RTP_MAX_PACKET, got = 0;
+	for (int i = 0; i < fit + 1; i++) {
+		memset(data, i, MEDIA_RTP_MAX_PACKET);
+		CHECK_INT(media_rtp_feed_push(f, 0, false, data, MEDIA_RTP_MAX_PACKET, i), i < fit ? 0 : -1);
+	}
+	CHECK_INT(media_rtp_feed_pop(src, &p, &ended), 1);
+	for (int i = fit; i < fit + 3; i++) {
+		memset(data, i, MEDIA_RTP_MAX_PACKET);
+		media_rtp_feed_push(f, 0, false, data, MEDIA_RTP_MAX_PACKET, i);
+	}
+	CHECK_INT(media_rtp_feed_dropped(f), drops + 4);
+	while (media_rtp_feed_pop(src, &p, &ended) == 1) {
+		got++;
+		CHECK(p.data[0] == (uint8_t)p.arrival_ns && p.data[MEDIA_RTP_MAX_PACKET - 1] == (uint8_t)p.arrival_ns);
+	}
+	CHECK_INT(got, fit - 1);
+	media_rtp_feed_release(f);
 	media_rtp_feed_detach(src);
 }
 
@@ -245,7 +322,6 @@ static void test_feed_wakeups(void)
 	/* Idle arm with a packet queued: read instead of sleeping. */
 	CHECK(!media_rtp_feed_arm(src, false));
 	CHECK_INT(media_rtp_feed_pop(src, &p, &ended), 1);
-	free(p.data);
 	/* Idle arm on an empty feed: the next packet raises it, once. */
 	CHECK(media_rtp_feed_arm(src, false));
 	CHECK(!feed_readable(src));
@@ -262,7 +338,7 @@ static void test_feed_wakeups(void)
 	CHECK(media_rtp_feed_arm(src, true));
 	CHECK(!feed_readable(src));
 	while (media_rtp_feed_pop(src, &p, &ended) == 1)
-		free(p.data);
+		;
 	/* The end raises it, nap or not; an idle arm then says read. */
 	CHECK(media_rtp_feed_arm(src, true));
 	media_rtp_feed_end(f, "gone");
@@ -281,5 +357,6 @@ int main(void)
 	test_rx_nack();
 	test_feed();
 	test_feed_wakeups();
+	test_feed_bytes();
 	return check_exit();
 }
