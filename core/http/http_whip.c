@@ -46,6 +46,54 @@ static void whip_options(struct http_request *req, bool session)
 	http_reply_headers(req, 204, NULL, -1, extra);
 }
 
+#define WHIP_ICE_SERVERS_MAX 8
+
+/* Whether 's' may stand inside a quoted Link parameter or <URI>: no
+ * quote, backslash, angle bracket, comma, white space or control. */
+static bool whip_link_safe(const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)s[i];
+		if (ch <= ' ' || ch >= 0x7f || ch == '"' || ch == '\\' || ch == '<' || ch == '>' || ch == ',')
+			return false;
+	}
+	return true;
+}
+
+/* The Link headers of the 201 (RFC 9725 section 4.6) from webrtc.ice_servers:
+ * "<stun:host>; rel=\"ice-server\"", TURN servers with the configured
+ * username and credential. Fills 'links' (one buffer per server) and
+ * returns how many; an entry that is not a stun/turn URI or would break
+ * the header is left out. */
+static int whip_ice_links(const struct config *cfg, char links[][384])
+{
+	const char *list = config_get_str(cfg, "webrtc.ice_servers");
+	const char *user = config_get_str(cfg, "webrtc.ice_username");
+	const char *cred = config_get_str(cfg, "webrtc.ice_credential");
+	bool have_cred = user && cred && user[0] && cred[0] && strlen(user) < 64 && strlen(cred) < 64 &&
+			 whip_link_safe(user, strlen(user)) && whip_link_safe(cred, strlen(cred));
+	int n = 0;
+	for (const char *p = list ? list : ""; *p && n < WHIP_ICE_SERVERS_MAX;) {
+		while (*p == ',' || *p == ' ' || *p == '\t')
+			p++;
+		size_t len = strcspn(p, ", \t");
+		if (!len)
+			break;
+		bool turn = strncmp(p, "turn:", 5) == 0 || strncmp(p, "turns:", 6) == 0;
+		bool stun = strncmp(p, "stun:", 5) == 0 || strncmp(p, "stuns:", 6) == 0;
+		if ((turn || stun) && whip_link_safe(p, len) && len < 200) {
+			if (turn && have_cred)
+				snprintf(links[n++], 384,
+					 "<%.*s>; rel=\"ice-server\"; username=\"%s\"; credential=\"%s\"; "
+					 "credential-type=\"password\"", (int)len, p, user, cred);
+			else
+				snprintf(links[n++], 384, "<%.*s>; rel=\"ice-server\"", (int)len, p);
+		}
+		p += len;
+	}
+	return n;
+}
+
 static void whip_publish(struct http_request *req, struct recorder *rec, const struct recorder_caller *caller,
 			 const char *room_id)
 {
@@ -76,7 +124,15 @@ static void whip_publish(struct http_request *req, struct recorder *rec, const s
 	if (out.status == 201 && answer) {
 		snprintf(location, sizeof(location), "/api/webrtc/rooms/%s/whip/%s", room_id, rid);
 		snprintf(req->note, sizeof(req->note), "recording=%s", rid);
-		const char *extra[] = { "Location", location, "X-Recording-Id", rid, "ETag", "\"1\"", NULL };
+		char links[WHIP_ICE_SERVERS_MAX][384];
+		int nl = whip_ice_links(req->s->cfg, links);
+		const char *extra[8 + 2 * WHIP_ICE_SERVERS_MAX + 1] = {
+			"Location", location, "X-Recording-Id", rid, "ETag", "\"1\"",
+		};
+		for (int i = 0; i < nl; i++) {
+			extra[6 + 2 * i] = "Link";
+			extra[7 + 2 * i] = links[i];
+		}
 		size_t alen = strlen(answer);
 		if (http_reply_headers(req, 201, "application/sdp", (long long)alen, extra))
 			mg_write(req->conn, answer, alen);

@@ -83,6 +83,12 @@ static const struct config_option webrtc_options[] = {
 	  "a WHIP session whose publisher sends no ICE consent check and no media this long ends" },
 	{ "webrtc.nack", CONFIG_BOOL, "true",
 	  "ask WHIP publishers to send lost video packets again (generic NACK)" },
+	{ "webrtc.ice_servers", CONFIG_STR, "",
+	  "STUN/TURN servers offered to WHIP publishers in Link headers of the 201 answer (RFC 9725), "
+	  "comma-separated stun:, stuns:, turn: or turns: URIs" },
+	{ "webrtc.ice_username", CONFIG_STR, "", "the username those turn:/turns: servers take" },
+	{ "webrtc.ice_credential", CONFIG_STR, "",
+	  "the password those turn:/turns: servers take (sent only to publishers whose POST was authorized)" },
 	{ 0 },
 };
 

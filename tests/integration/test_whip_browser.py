@@ -429,6 +429,40 @@ def test_stun_credentials(c):
     assert r.status == 200, r
 
 
+def test_ice_servers_in_link_headers(c):
+    """webrtc.ice_servers reaches publishers as RFC 9725 Link headers on the
+    201 (TURN with the configured credentials); an entry that is not a
+    STUN/TURN URI or would break the header is left out; none on the
+    unauthenticated OPTIONS; none configured, none sent."""
+    node = Edgerec(name="whip-ice", config={
+        "default_quality": "low", "webrtc.udp_port": free_udp_port(), "webrtc.host_addresses": "127.0.0.1",
+        "webrtc.ice_servers": "stun:stun.example.net:3478, turn:turn.example.net?transport=udp,"
+                              "http://not.ice, turn:bad<uri>",
+        "webrtc.ice_username": "box1", "webrtc.ice_credential": "s3cret",
+    }).start()
+    try:
+        r = node.request("POST", whip_path("ice-links"), headers={"Content-Type": "application/sdp"},
+                         body=offer().encode())
+        assert r.status == 201, r
+        links = [v for k, v in r.header_list if k.lower() == "link"]
+        assert links == ['<stun:stun.example.net:3478>; rel="ice-server"',
+                         '<turn:turn.example.net?transport=udp>; rel="ice-server"; username="box1"; '
+                         'credential="s3cret"; credential-type="password"'], links
+        assert "link" in r.headers.get("access-control-expose-headers", "").lower(), r.headers
+        assert node.request("DELETE", r.headers["location"]).status == 200
+        r = node.request("OPTIONS", whip_path("ice-links"), token=None)
+        assert r.status == 204 and not [k for k, _ in r.header_list if k.lower() == "link"], r.header_list
+    finally:
+        assert node.stop() == 0
+
+
+def test_no_link_headers_by_default(c):
+    r = post(c, offer(), room="whip-nolink")
+    assert r.status == 201, r
+    assert not [k for k, _ in r.header_list if k.lower() == "link"], r.header_list
+    assert c.node.request("DELETE", r.headers["location"]).status == 200
+
+
 def test_concurrency_limit_refuses_like_start(c):
     rids = []
     try:

@@ -269,12 +269,14 @@ class Redis:
 
 
 class Response:
-    """One HTTP reply: status, headers (lower-case names), body bytes, and
-    .json (parsed, or None)."""
+    """One HTTP reply: status, headers (lower-case names; the last of a
+    repeated one), .header_list (every header as sent, in order), body
+    bytes, and .json (parsed, or None)."""
 
-    def __init__(self, status, headers, body):
+    def __init__(self, status, headers, body, header_list=None):
         self.status = status
         self.headers = headers
+        self.header_list = header_list or list(headers.items())
         self.body = body
         try:
             self.json = json.loads(body) if body else None
@@ -493,7 +495,7 @@ class Edgerec:
                 conn.request(method, path, body=body, headers=hdrs)
                 r = conn.getresponse()
                 data = r.read()
-                resp = Response(r.status, {k.lower(): v for k, v in r.getheaders()}, data)
+                resp = Response(r.status, {k.lower(): v for k, v in r.getheaders()}, data, r.getheaders())
                 if resp.headers.get("connection", "").lower() == "close":
                     self.close()
                 return resp
