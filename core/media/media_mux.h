@@ -48,6 +48,11 @@ struct media_mux_driver {
 	 * succeeded. 'duration_ns' > 0 sets Duration explicitly; otherwise it is
 	 * the last frame's end. Returns 0 or <0 with 'err'. */
 	int (*close)(struct media_mux *m, int64_t duration_ns, char *err, size_t errlen);
+	/* Hands buffered bytes to the kernel when they are due (the writer
+	 * keeps up to 100 ms or 64 KiB); the muxer's thread calls it when no
+	 * frame came for a while, so a silent source leaves nothing behind in
+	 * memory. Returns 0, or <0 when the write failed (last_error). */
+	int (*tick)(struct media_mux *m);
 	/* Closes without finalizing (the file stays as a crash would leave it). */
 	void (*abandon)(struct media_mux *m);
 	/* Bytes in the file so far. */

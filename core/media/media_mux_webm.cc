@@ -538,6 +538,15 @@ static int mux_webm_close(struct media_mux *m, int64_t duration_ns, char *err, s
 	return ret;
 }
 
+static int mux_webm_tick(struct media_mux *m)
+{
+	if (m->writer.flush_due() < 0) {
+		mux_set_error(m, "write failed");
+		return -1;
+	}
+	return 0;
+}
+
 static void mux_webm_abandon(struct media_mux *m)
 {
 	m->writer.flush();
@@ -588,6 +597,7 @@ extern "C" const struct media_mux_driver media_mux_webm = {
 	mux_webm_add_track,
 	mux_webm_write,
 	mux_webm_close,
+	mux_webm_tick,
 	mux_webm_abandon,
 	mux_webm_bytes,
 	mux_webm_last_error,

@@ -987,6 +987,8 @@ static void *pipe_mux_main(void *arg)
 	for (;;) {
 		void *it;
 		int r = queue_pop(p->mux_queue, &it, PIPE_MUX_BATCH_NS);
+		if (r == QUEUE_TIMEOUT && ms.wrote_any && !ms.failed)
+			media_mux_webm.tick(p->mux);  /* a failure shows at the next write */
 		if (r == QUEUE_OK) {
 			struct pipe_item *item = it;
 			if (item->eos) {

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -342,6 +343,33 @@ static void test_enc_levels(void)
 	media_enc_free(e);
 }
 
+static long long file_size(const char *path)
+{
+	struct stat sb;
+	return stat(path, &sb) == 0 ? (long long)sb.st_size : -1;
+}
+
+/* The writer keeps a fresh frame in memory (up to 100 ms); tick() hands it
+ * to the kernel once it is due, so a source that goes silent leaves
+ * nothing behind. */
+static void test_mux_tick(void)
+{
+	char path[512], err[256];
+	snprintf(path, sizeof(path), "%s/tick.webm", tmpdir);
+	struct media_mux *m = write_clip(path, "webm", 5);
+	if (!m)
+		return;
+	static const uint8_t opus[10] = { 0xfc, 1, 2, 3, 4, 5, 6, 7, 8, 9 };
+	CHECK_INT(media_mux_webm.write(m, 2, opus, sizeof(opus), 10 * TIME_NS_PER_SEC, true), 0);
+	CHECK(file_size(path) < (long long)media_mux_webm.bytes(m));
+	CHECK_INT(media_mux_webm.tick(m), 0); /* not due yet: kept */
+	CHECK(file_size(path) < (long long)media_mux_webm.bytes(m));
+	time_sleep_ns(150 * TIME_NS_PER_MS);
+	CHECK_INT(media_mux_webm.tick(m), 0);
+	CHECK_INT(file_size(path), (long long)media_mux_webm.bytes(m));
+	CHECK_INT(media_mux_webm.close(m, 0, err, sizeof(err)), 0);
+}
+
 static void test_mux_probe_repair(void)
 {
 	char path[512], err[256];
@@ -669,6 +697,7 @@ int main(void)
 	test_source_markers();
 	test_enc_levels();
 	test_mux_probe_repair();
+	test_mux_tick();
 	test_damaged_files();
 	test_pipeline();
 	util_rm_rf(tmpdir);
