@@ -192,24 +192,33 @@ def test_gstreamer_webrtcbin_publishes(c):
     # checks once connected, only a binding indication every 25 s, so the
     # media it sends must keep the session alive.
     seconds = 12
+    video, info = gst_publish(c, "whip-gst", "127.0.0.1", seconds)
+    assert (int(video["width"]), int(video["height"])) == (320, 240), video
+
+
+def gst_publish(c, room, local_ip, seconds):
+    """GStreamer's webrtcbin (tests/support/whip_gst_publisher.py) publishes
+    'seconds' from 'local_ip' into 'room' of c.node; checks the answer, the
+    DELETE, the completed recording, its codecs, frames (30 fps for the
+    publishing time; a loaded box may encode fewer) and duration. Returns
+    (ffprobe's video stream, the whole ffprobe result)."""
     out = subprocess.run(["/usr/bin/python3", os.path.join(SRC, "tests", "support", "whip_gst_publisher.py"),
-                          "--url", c.node.url + whip_path("whip-gst"), "--token", c.node.token("alice"),
-                          "--local-ip", "127.0.0.1", "--seconds", str(seconds)],
+                          "--url", c.node.url + whip_path(room), "--token", c.node.token("alice"),
+                          "--local-ip", local_ip, "--seconds", str(seconds)],
                          capture_output=True, text=True, timeout=120)
     lines = [l for l in out.stdout.splitlines() if l.startswith("{")]
     assert out.returncode == 0 and lines, (out.returncode, out.stdout, out.stderr[-2000:])
     res = json.loads(lines[-1])
     print("webrtcbin: %s" % json.dumps(res), flush=True)
     assert res["status"] == 201 and res["delete_status"] == 200, res
-    rec = c.node.wait_status("whip-gst", res["recording_id"], ("completed", "failed"), timeout=60)
+    rec = c.node.wait_status(room, res["recording_id"], ("completed", "failed"), timeout=60)
     assert rec["status"] == "completed", rec
     info = ffprobe(file_of(rec))
     assert sorted(s["codec_name"] for s in info["streams"]) == ["opus", "vp8"], info["streams"]
     video = [s for s in info["streams"] if s["codec_type"] == "video"][0]
-    assert (int(video["width"]), int(video["height"])) == (320, 240), video
-    # 30 fps for the publishing time; a loaded box may encode fewer.
     assert int(video["nb_read_frames"]) >= 0.6 * 30 * seconds, video
     assert float(info["format"]["duration"]) >= seconds - 1.0, info["format"]
+    return video, info
 
 
 def lossy_publish(nack, seconds=8):
