@@ -155,25 +155,29 @@ target_compile_options(thirdparty_srtp2 PRIVATE -w)
 set_target_properties(thirdparty_srtp2 PROPERTIES POSITION_INDEPENDENT_CODE ON)
 target_link_libraries(thirdparty_srtp2 PUBLIC OpenSSL::Crypto)
 
-# libvpx 1.12.0 (Debian's source package with its patches), configured for
-# what a recorder needs: real-time encoding only, with the VP8 tokens packed
-# as each macroblock row is encoded. Debian's libvpx7 is built for every
-# mode, and its VP8 encoder then zero-fills a token buffer for a whole frame
-# (about 22 MB at 1280x720) per encoder; this build allocates one macroblock
-# per thread instead. The encoders are the same code at the same speed
-# settings. One build serves every build tree of a checkout (release,
-# sanitizers, fuzzing): it sits in the fetch folder, remade when the source
-# or the flags change, under a lock so trees configured at once wait for it.
-# edgerec-finish decodes with Debian's shared libvpx and links none of this.
+# libvpx 1.12.0 (Debian's source package with its patches) with
+# cmake/patches/libvpx-*.patch applied (docs/libvpx-patches.md says what they
+# change and why), linked statically into edgerec. Debian's libvpx7 zero-fills
+# the VP8 encoder's token buffer, sized for the most tokens a frame could
+# have (about 22 MB at 1280x720), so all of it is resident in every encoder
+# although a frame at a recording's bitrate writes a small part of it. The
+# configuration is Debian's otherwise (without high bit depth, which a
+# recorder of 8-bit video does not use). One build serves every build tree of
+# a checkout (release, sanitizers, fuzzing): it sits in the fetch folder,
+# remade when the source, a patch or the flags change, under a lock so trees
+# configured at once wait for it. edgerec-finish decodes with Debian's shared
+# libvpx and links none of this.
 set(LIBVPX_DIR "${EDGEREC_FETCH_DIR}/libvpx")
 if(NOT EXISTS "${LIBVPX_DIR}/vpx/vpx_encoder.h")
   message(FATAL_ERROR "libvpx source missing in ${LIBVPX_DIR}: run scripts/bootstrap")
 endif()
-set(LIBVPX_FLAGS --enable-realtime-only --enable-onthefly-bitpacking --enable-pic
-  --enable-runtime-cpu-detect --enable-multithread --enable-postproc --enable-temporal-denoising
-  --enable-vp8 --enable-vp9 --disable-examples --disable-tools --disable-docs --disable-unit-tests
-  --disable-install-bins --disable-install-srcs --size-limit=16384x16384
-  --extra-cflags=-fstack-protector-strong)
+file(GLOB LIBVPX_PATCHES CONFIGURE_DEPENDS "${CMAKE_CURRENT_LIST_DIR}/patches/libvpx-*.patch")
+list(SORT LIBVPX_PATCHES)
+set(LIBVPX_FLAGS --enable-pic --enable-runtime-cpu-detect --enable-multithread --enable-postproc
+  --enable-vp9-postproc --enable-multi-res-encoding --enable-temporal-denoising
+  --enable-vp9-temporal-denoising --enable-vp8 --enable-vp9 --disable-examples --disable-tools
+  --disable-docs --disable-unit-tests --disable-install-bins --disable-install-srcs
+  --size-limit=16384x16384 --extra-cflags=-fstack-protector-strong)
 if(CMAKE_SYSTEM_PROCESSOR MATCHES "^(x86_64|AMD64|amd64)$")
   list(APPEND LIBVPX_FLAGS --target=x86_64-linux-gcc)
 elseif(CMAKE_SYSTEM_PROCESSOR MATCHES "^(aarch64|arm64)$")
@@ -182,28 +186,41 @@ else()
   list(APPEND LIBVPX_FLAGS --target=generic-gnu)
 endif()
 set(LIBVPX_BUILD_DIR "${EDGEREC_FETCH_DIR}/libvpx-build")
-file(SHA256 "${EDGEREC_FETCH_DIR}/dl/libvpx_1.12.0-1+deb12u5.dsc" LIBVPX_DSC_HASH)
-string(SHA256 LIBVPX_STAMP_TEXT "${LIBVPX_DSC_HASH} ${LIBVPX_FLAGS}")
+set(LIBVPX_STAMP_TEXT "${LIBVPX_FLAGS}\n")
+foreach(f IN LISTS LIBVPX_PATCHES ITEMS "${EDGEREC_FETCH_DIR}/dl/libvpx_1.12.0-1+deb12u5.dsc")
+  file(SHA256 "${f}" h)
+  string(APPEND LIBVPX_STAMP_TEXT "${h}\n")
+endforeach()
+set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS ${LIBVPX_PATCHES})
 file(LOCK "${EDGEREC_FETCH_DIR}/libvpx-build.lock" GUARD FILE TIMEOUT 1800)
 set(LIBVPX_STAMP_OLD "")
-if(EXISTS "${LIBVPX_BUILD_DIR}/.stamp" AND EXISTS "${LIBVPX_BUILD_DIR}/libvpx.a")
+if(EXISTS "${LIBVPX_BUILD_DIR}/.stamp" AND EXISTS "${LIBVPX_BUILD_DIR}/obj/libvpx.a")
   file(READ "${LIBVPX_BUILD_DIR}/.stamp" LIBVPX_STAMP_OLD)
 endif()
 if(NOT LIBVPX_STAMP_OLD STREQUAL LIBVPX_STAMP_TEXT)
+  find_program(PATCH_EXECUTABLE patch REQUIRED)
   find_program(NASM_EXECUTABLE nasm)
   if(NOT NASM_EXECUTABLE AND CMAKE_SYSTEM_PROCESSOR MATCHES "^(x86_64|AMD64|amd64)$")
     message(FATAL_ERROR "libvpx needs nasm: run scripts/bootstrap")
   endif()
   cmake_host_system_information(RESULT LIBVPX_JOBS QUERY NUMBER_OF_LOGICAL_CORES)
-  message(STATUS "libvpx: building in ${LIBVPX_BUILD_DIR} (once per checkout, about a minute on 2 cores)")
+  message(STATUS "libvpx: building in ${LIBVPX_BUILD_DIR} (once per checkout, about two minutes on 2 cores)")
   file(REMOVE_RECURSE "${LIBVPX_BUILD_DIR}")
-  file(MAKE_DIRECTORY "${LIBVPX_BUILD_DIR}")
-  execute_process(COMMAND "${LIBVPX_DIR}/configure" ${LIBVPX_FLAGS}
-    WORKING_DIRECTORY "${LIBVPX_BUILD_DIR}" RESULT_VARIABLE rc
+  file(MAKE_DIRECTORY "${LIBVPX_BUILD_DIR}/obj")
+  file(COPY "${LIBVPX_DIR}/" DESTINATION "${LIBVPX_BUILD_DIR}/src" PATTERN ".pc" EXCLUDE PATTERN "debian" EXCLUDE)
+  foreach(p IN LISTS LIBVPX_PATCHES)
+    execute_process(COMMAND "${PATCH_EXECUTABLE}" -p1 --forward --batch --quiet -i "${p}"
+      WORKING_DIRECTORY "${LIBVPX_BUILD_DIR}/src" RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE out)
+    if(NOT rc EQUAL 0)
+      message(FATAL_ERROR "libvpx: ${p} does not apply to ${LIBVPX_DIR}:\n${out}")
+    endif()
+  endforeach()
+  execute_process(COMMAND "${LIBVPX_BUILD_DIR}/src/configure" ${LIBVPX_FLAGS}
+    WORKING_DIRECTORY "${LIBVPX_BUILD_DIR}/obj" RESULT_VARIABLE rc
     OUTPUT_FILE "${LIBVPX_BUILD_DIR}/configure.out" ERROR_FILE "${LIBVPX_BUILD_DIR}/configure.out")
   if(rc EQUAL 0)
     execute_process(COMMAND make -j${LIBVPX_JOBS} libvpx.a
-      WORKING_DIRECTORY "${LIBVPX_BUILD_DIR}" RESULT_VARIABLE rc
+      WORKING_DIRECTORY "${LIBVPX_BUILD_DIR}/obj" RESULT_VARIABLE rc
       OUTPUT_FILE "${LIBVPX_BUILD_DIR}/make.out" ERROR_FILE "${LIBVPX_BUILD_DIR}/make.out")
   endif()
   if(NOT rc EQUAL 0)
@@ -213,6 +230,6 @@ if(NOT LIBVPX_STAMP_OLD STREQUAL LIBVPX_STAMP_TEXT)
 endif()
 file(LOCK "${EDGEREC_FETCH_DIR}/libvpx-build.lock" RELEASE)
 add_library(thirdparty_vpx STATIC IMPORTED GLOBAL)
-set_target_properties(thirdparty_vpx PROPERTIES IMPORTED_LOCATION "${LIBVPX_BUILD_DIR}/libvpx.a")
-target_include_directories(thirdparty_vpx SYSTEM BEFORE INTERFACE "${LIBVPX_DIR}")
+set_target_properties(thirdparty_vpx PROPERTIES IMPORTED_LOCATION "${LIBVPX_BUILD_DIR}/obj/libvpx.a")
+target_include_directories(thirdparty_vpx SYSTEM BEFORE INTERFACE "${LIBVPX_BUILD_DIR}/src")
 target_link_libraries(thirdparty_vpx INTERFACE Threads::Threads m)
