@@ -523,6 +523,7 @@ struct pipe_enc_ctx {
 	struct media_pipeline *p;
 	int role;
 	int64_t frame_duration_ns;  /* video: the source's duration of the frame being encoded */
+	bool out_key;               /* the encoder's last output held a keyframe */
 };
 
 static int pipe_enc_output(void *opaque, struct media_enc_packet *ep)
@@ -535,6 +536,7 @@ static int pipe_enc_output(void *opaque, struct media_enc_packet *ep)
 	}
 	item->data = ep->data;
 	item->keyframe = ep->keyframe;
+	c->out_key |= ep->keyframe;
 	/* The video encoder runs without lag: what comes out is the frame just
 	 * put in, whose exact duration the source knows. */
 	if (c->role == PIPE_VIDEO && c->frame_duration_ns > 0)
@@ -549,9 +551,18 @@ static int pipe_enc_output(void *opaque, struct media_enc_packet *ep)
  * are hard or other processes take the CPU) and looks at the queue. Behind:
  * one step down (fastest speed, then every other frame, then half size;
  * a recording encoded at the dense speed has no faster speed to go to and
- * starts at every other frame), at most one step a window. Back up one step only after a calm spell in
- * which the level above would still have fitted, with room to spare. While
- * a backlog remains, every other queued frame is left out. */
+ * starts at every other frame), at most one step a window. One inter frame
+ * that took several frame periods closes a window at once (a box that short
+ * of CPU must not wait for a full window of them) but still moves one step:
+ * when several recordings start together, their first frames wait for each
+ * other, and going down the whole ladder on one such frame lost half of
+ * every recording's frames for the 8 s it took to come back up. Keyframes,
+ * several times the cost of an inter frame by nature, never close a window
+ * early. After a step down, the next waits a second for the first to take
+ * effect (the frames queued meanwhile are the backlog of the old level,
+ * which the shedding below clears). Back up one step only after a calm spell in which the level above
+ * would still have fitted, with room to spare. While a backlog remains,
+ * every other queued frame is left out. */
 #define PIPE_DEGRADE_WINDOW_NS (300 * TIME_NS_PER_MS)
 #define PIPE_DEGRADE_BUSY_HIGH 0.85   /* share of the clock spent encoding: behind */
 #define PIPE_DEGRADE_BUSY_UP 0.45     /* predicted share at the level above: may go up */
@@ -559,6 +570,7 @@ static int pipe_enc_output(void *opaque, struct media_enc_packet *ep)
 #define PIPE_DEGRADE_UP_HOLD_NS (4 * TIME_NS_PER_SEC) /* since the last move; doubles */
 #define PIPE_DEGRADE_UP_HOLD_MAX_NS (64 * TIME_NS_PER_SEC) /* ... each time a step up fails */
 #define PIPE_DEGRADE_SLOW_FRAMES 4    /* one frame taking this many periods: behind at once */
+#define PIPE_DEGRADE_SETTLE_NS (TIME_NS_PER_SEC) /* after a step down, before the next one */
 
 /* How much more the level above 'level' costs: speed 6 against the fastest
  * is about 2x, twice the frames 2x, four times the pixels about 3.5x. */
@@ -569,7 +581,7 @@ struct pipe_degrade {
 	bool dense;         /* the speed step gains nothing: skipped */
 	int level;
 	int64_t window_start, busy_ns, last_move;
-	int64_t last_up, up_hold_ns;
+	int64_t last_up, up_hold_ns, last_down;
 	uint64_t dropped_at_start;
 	int calm;
 	size_t backlog;     /* frames queued that count as falling behind */
@@ -642,7 +654,9 @@ static bool pipe_degrade_move(struct media_pipeline *p, struct pipe_degrade *d, 
 	int64_t now = time_mono_ns();
 	if (!down)
 		d->last_up = now;
-	else if (d->last_up && now - d->last_up < 2 * d->up_hold_ns && d->up_hold_ns < PIPE_DEGRADE_UP_HOLD_MAX_NS)
+	else
+		d->last_down = now;
+	if (down && d->last_up && now - d->last_up < 2 * d->up_hold_ns && d->up_hold_ns < PIPE_DEGRADE_UP_HOLD_MAX_NS)
 		d->up_hold_ns *= 2;
 	d->level = to;
 	d->last_move = now;
@@ -650,15 +664,17 @@ static bool pipe_degrade_move(struct media_pipeline *p, struct pipe_degrade *d, 
 	return true;
 }
 
-/* After each frame, which took 'encode_ns' and ended at 'now' (monotonic):
- * adds its encode time and, once a window is full, decides. */
-static void pipe_degrade_check(struct media_pipeline *p, struct pipe_degrade *d, int64_t encode_ns, int64_t now)
+/* After each frame, which took 'encode_ns' and ended at 'now' (monotonic),
+ * a keyframe when 'key': adds its encode time and, once a window is full,
+ * decides. */
+static void pipe_degrade_check(struct media_pipeline *p, struct pipe_degrade *d, int64_t encode_ns, int64_t now,
+			       bool key)
 {
 	d->busy_ns += encode_ns;
 	int64_t span = now - d->window_start;
-	/* One frame that took several frame periods closes the window early:
-	 * a box that short of CPU must not wait for a full window of them. */
-	bool slow = encode_ns > PIPE_DEGRADE_SLOW_FRAMES * d->frame_ns * atomic_load(&p->video_fps_div) &&
+	/* One inter frame that took several frame periods closes the window
+	 * early. */
+	bool slow = !key && encode_ns > PIPE_DEGRADE_SLOW_FRAMES * d->frame_ns * atomic_load(&p->video_fps_div) &&
 		    now - d->last_move >= PIPE_DEGRADE_WINDOW_NS;
 	if (span < PIPE_DEGRADE_WINDOW_NS && !slow)
 		return;
@@ -669,17 +685,11 @@ static void pipe_degrade_check(struct media_pipeline *p, struct pipe_degrade *d,
 	pthread_mutex_unlock(&p->lock);
 	bool behind = slow || busy > PIPE_DEGRADE_BUSY_HIGH || depth >= d->backlog || dropped > d->dropped_at_start;
 	if (behind) {
-		/* One step, or as many as it takes when frames cost several
-		 * times their budget (each step still taken and told in order). */
-		double over = slow ? (double)encode_ns / (double)(d->frame_ns * atomic_load(&p->video_fps_div))
-				   : busy / PIPE_DEGRADE_BUSY_HIGH;
+		int to = pipe_degrade_next(d, d->level, 1);
+		bool settling = d->last_down && now - d->last_down < PIPE_DEGRADE_SETTLE_NS;
 		d->calm = 0;
-		do {
-			int to = pipe_degrade_next(d, d->level, 1);
-			if (to < 0 || !pipe_degrade_move(p, d, to, busy, depth))
-				break;
-			over /= pipe_degrade_up_cost[d->level];
-		} while (over > 1.0);
+		if (to >= 0 && !settling)
+			pipe_degrade_move(p, d, to, busy, depth);
 	} else if (d->level > 0) {
 		double up = busy * pipe_degrade_up_cost[d->level];
 		d->calm = up < PIPE_DEGRADE_BUSY_UP && depth <= 1 ? d->calm + 1 : 0;
@@ -735,6 +745,7 @@ static void *pipe_enc_main(void *arg)
 		if (!failed) {
 			int64_t t0 = time_mono_ns();
 			c->frame_duration_ns = item->duration_ns;
+			c->out_key = false;
 			int r = enc->driver->encode(enc, item->data, item->samples, item->pts_ns,
 						    item->keyframe, pipe_enc_output, c);
 			if (c->role == PIPE_VIDEO) {
@@ -743,7 +754,7 @@ static void *pipe_enc_main(void *arg)
 				p->stats.video_encode_ns += dt;
 				pthread_mutex_unlock(&p->lock);
 				if (d.on && r >= 0)
-					pipe_degrade_check(p, &d, dt, t1);
+					pipe_degrade_check(p, &d, dt, t1, c->out_key);
 			}
 			if (r < 0) {
 				pipe_fault(p, "%s encoder: %s", enc->driver->name, enc->err[0] ? enc->err : "failed");

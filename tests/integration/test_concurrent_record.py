@@ -34,6 +34,16 @@ The same runs again beside a CPU hog (one busy-loop process, one core of
 two): the two recordings need well under the core that is left, so on an
 otherwise quiet machine they keep every frame there too.
 
+Then eight medium recordings at once with the node's budget lifted, so
+that all start at the quality speed, which together need more than the two
+cores: the degradation ladder must take each one step down (the dense
+speed), where they fit, and no further. It once went down the whole ladder
+on the first slow frame of a start that crowded, lost 41 % of the frames of
+the worst recording and 21 % on average, and came back up only after 8 s.
+On a quiet machine each file keeps at least 90 % of wall x fps and no frame
+is left out by the frame-rate step; on a shared one only the honesty checks
+apply.
+
 Last: the node's encode budget. With recorder.encode_budget small enough
 for one low recording at the encoder's quality speed and one medium at its
 dense speed, the first gets the quality speed, the second the dense speed
@@ -60,6 +70,8 @@ SRC = os.environ.get("EDGEREC_SOURCE_DIR") or os.path.join(os.path.dirname(os.pa
 FPS = 30
 SECONDS = 10.0
 KEEP = 0.95
+CROWD = 8         # medium recordings started at once beyond the budget
+CROWD_KEEP = 0.90
 
 
 class Ctx:
@@ -216,7 +228,7 @@ def setup():
     c.node.start()
     # One client connection per concurrent request (the harness keeps one
     # kept-alive connection per object).
-    c.clients = [c.node] + [c.node.client() for _ in range(2)]
+    c.clients = [c.node] + [c.node.client() for _ in range(CROWD - 1)]
     return c
 
 
@@ -251,6 +263,30 @@ def test_two_medium_beside_a_cpu_hog(c):
     for rec in recs:
         print("   ", check_file(rec, strict=watch.quiet))
     check_speeds(recs)
+    print("   ", check_cpu(watch, recs))
+
+
+def test_a_crowd_of_medium_steps_down_once(c):
+    c.node.extra["recorder.encode_budget"] = "1000000"
+    c.node.extra["max_concurrent_recordings"] = str(CROWD + 2)
+    c.node.restart()
+    try:
+        watch = CpuWatch([c.node.proc.pid])
+        recs = record_together(c, "crowd", n=CROWD)
+        watch.stop()
+    finally:
+        c.node.extra.pop("recorder.encode_budget", None)
+        c.node.extra.pop("max_concurrent_recordings", None)
+    print("   ", watch)
+    for rec in recs:
+        line = check_file(rec, strict=False)
+        if watch.quiet:
+            media = rec["metadata"]["media"]
+            kept = media["video_frames_encoded"]
+            expected = (iso(rec["stopped_at"]) - iso(rec["started_at"])) * FPS
+            assert kept >= CROWD_KEEP * expected, line
+            assert media["video_frames_skipped"] == 0, (line, rec["metadata"].get("degradation"))
+        print("   ", line[:160])
     print("   ", check_cpu(watch, recs))
 
 
