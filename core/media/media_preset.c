@@ -32,25 +32,25 @@ const struct media_preset *media_preset_find(const char *quality)
 /* The real-time rule, an explicit budget set from measurements. The bench
  * scripts/bench.d/25-concurrent records N rooms at once through `edgerec
  * serve` and prints frames kept and the server's CPU per recording. On this
- * 2-core box, quiet (load 0.4 before the run), medium recordings (test
- * source, VP8 on one thread, Opus 128k, muxing, state updates) kept every
- * frame 2 at a time (0.28 core each), 98.7 % of them 4 at a time (0.27),
- * 79 % 6 at a time and 55 % 8 at a time: the box holds 4 medium, not the 8
- * a per-recording CPU figure measured on a loaded box suggested. So the
- * budget is set to admit 4 medium: MEDIA_PIXELS_PER_CORE pixels per second
- * per core, each recording also counted MEDIA_RECORDING_OVERHEAD (audio,
- * source, muxer) as pixels. That is the dense cost (VP8 speed 16). The
+ * 2-core box, quiet, medium recordings (test source, VP8 on one thread, Opus
+ * 128k, muxing, state updates) all started together at the quality speed
+ * kept 99.7 % of their frames 2 at a time (0.29 core each), 99.3 % 4 at a
+ * time, 98.6 % 6 at a time with none dropped (the degradation ladder moving
+ * each to the dense speed once), 97.0 % 8 at a time with a few frames
+ * dropped while they all started, 88 % 10 at a time. So the budget is set
+ * to admit 6 medium: MEDIA_PIXELS_PER_CORE pixels per second per core, each
+ * recording also counted MEDIA_RECORDING_OVERHEAD (audio, source, muxer) as
+ * pixels. That is the dense cost (VP8 speed 16). The
  * quality speed (6, media_enc_vpx.c) encodes the same pixels at
  * MEDIA_QUALITY_COST_PCT of the dense cost (see core/media/README.md). The
  * node may spend MEDIA_BUDGET_PERCENT of its online cores on encoding; the
  * rest stays with the HTTP server, Redis, processing (remux, thumbnail,
  * upload) and whatever else shares the box. Every start is booked at its
- * dense cost: on 2 cores 4 medium recordings fit (9 low, 2 high). A start
+ * dense cost: on 2 cores 6 medium recordings fit (11 low, 3 high). A start
  * takes the quality speed while the node is lightly loaded: what is booked
  * plus its quality cost stays within 1/MEDIA_QUALITY_SHARE of the budget
- * (on 2 cores: the first medium recording, or the first two low). What
- * those cost beyond their booking (at most 3/7 of that share) stays inside
- * the share of the cores the budget leaves free; if the box is shorter, the
+ * (on 2 cores: the first two medium recordings, or the first four low).
+ * Where the box is shorter than that, the
  * degradation ladder's first step moves them to the dense speed, and their
  * state says so. A preset whose own rate exceeds the whole budget is
  * refused (ultra: 3840x2160@60 = 498 Mpx/s) instead of recording a file
@@ -58,7 +58,7 @@ const struct media_preset *media_preset_find(const char *quality)
  * does not fit next to the recordings already encoding even at the dense
  * speed. recorder.encode_budget overrides the budget (re-measure after
  * changing the encoder's speeds). */
-#define MEDIA_PIXELS_PER_CORE 100000000LL
+#define MEDIA_PIXELS_PER_CORE 130000000LL
 #define MEDIA_RECORDING_OVERHEAD 9000000LL
 #define MEDIA_BUDGET_PERCENT 85
 #define MEDIA_QUALITY_COST_PCT 175
