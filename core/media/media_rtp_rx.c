@@ -21,6 +21,12 @@
 static struct log_handle log_rtp = LOG_HANDLE("media/rtp");
 
 #define RX_READY_MAX 64
+/* Packet copies are kept for reuse (up to RX_SPARE_MAX of RX_SPARE_BYTES):
+ * a 1200-byte packet is above glibc's per-thread cache, and allocating and
+ * freeing one per packet took a quarter of a WHIP recording's source
+ * thread. Larger packets are allocated as they come. */
+#define RX_SPARE_MAX 32
+#define RX_SPARE_BYTES 1536
 /* A different SSRC takes over after this many packets in a row, or at once
  * when the current one has been silent this long. */
 #define RX_SSRC_SWITCH_PACKETS 4
@@ -30,6 +36,8 @@ static struct log_handle log_rtp = LOG_HANDLE("media/rtp");
 
 struct media_rtp_rx {
 	struct media_rtp_rx_config cfg;
+	struct buf *spare[RX_SPARE_MAX];
+	int spare_n;
 	struct media_rtp_sync *sync;
 	struct media_rtp_jb *jb;
 	struct media_rtp_unwrap seq_uw, ts_uw;
@@ -152,10 +160,39 @@ struct media_rtp_rx *media_rtp_rx_new(const struct media_rtp_rx_config *cfg, str
 	return rx;
 }
 
+/* A copy of a packet's bytes, in a spare buffer when one is kept. */
+static struct buf *rx_packet_copy(struct media_rtp_rx *rx, const uint8_t *data, size_t len)
+{
+	struct buf *b;
+
+	if (len > RX_SPARE_BYTES)
+		return buf_new_copy(data, len);
+	b = rx->spare_n ? rx->spare[--rx->spare_n] : buf_new(RX_SPARE_BYTES);
+	if (!b)
+		return NULL;
+	memcpy(b->data, data, len);
+	b->size = len;
+	return b;
+}
+
+/* Drops the rx's reference to a packet copy; the buffer is kept for the
+ * next packet when nobody else holds it. */
+static void rx_packet_release(struct media_rtp_rx *rx, struct buf *b)
+{
+	if (b && b->capacity == RX_SPARE_BYTES && rx->spare_n < RX_SPARE_MAX &&
+	    __atomic_load_n(&b->refcount, __ATOMIC_ACQUIRE) == 1) {
+		rx->spare[rx->spare_n++] = b;
+		return;
+	}
+	buf_unref(b);
+}
+
 void media_rtp_rx_free(struct media_rtp_rx *rx)
 {
 	if (!rx)
 		return;
+	while (rx->spare_n)
+		buf_unref(rx->spare[--rx->spare_n]);
 	while (rx->ready_count) {
 		buf_unref(rx->ready[rx->ready_head].data);
 		rx->ready_head = (rx->ready_head + 1) % RX_READY_MAX;
@@ -416,7 +453,7 @@ static void rx_drain(struct media_rtp_rx *rx, int64_t now_ns)
 
 	while (media_rtp_jb_pop(rx->jb, now_ns, true, &it) == 1) {
 		rx_process(rx, &it);
-		buf_unref(it.raw);
+		rx_packet_release(rx, it.raw);
 	}
 }
 
@@ -553,7 +590,7 @@ int media_rtp_rx_push(struct media_rtp_rx *rx, const uint8_t *data, size_t len, 
 		rx->st.packets_foreign++;
 		return 1;
 	}
-	raw = buf_new_copy(data, len);
+	raw = rx_packet_copy(rx, data, len);
 	if (!raw)
 		return MEDIA_RTP_ERR_NOMEM;
 	media_rtp_parse(raw->data, len, &p);
@@ -566,14 +603,14 @@ int media_rtp_rx_push(struct media_rtp_rx *rx, const uint8_t *data, size_t len, 
 			break;
 		if (media_rtp_jb_pop(rx->jb, now_ns, true, &it) == 1) {
 			rx_process(rx, &it);
-			buf_unref(it.raw);
+			rx_packet_release(rx, it.raw);
 			continue;
 		}
 		/* Nothing held and still too far ahead: the sequence jumped. */
 		media_rtp_jb_reset(rx->jb);
 		rx->pending_loss = true;
 	}
-	buf_unref(raw);
+	rx_packet_release(rx, raw);
 	if (rc == MEDIA_RTP_JB_DUPLICATE) {
 		rx->st.packets_duplicate++;
 		return 1;
@@ -634,7 +671,7 @@ int media_rtp_rx_poll(struct media_rtp_rx *rx, int64_t now_ns, struct media_rtp_
 		if (media_rtp_jb_pop(rx->jb, now_ns, false, &it) != 1)
 			return 0;
 		rx_process(rx, &it);
-		buf_unref(it.raw);
+		rx_packet_release(rx, it.raw);
 	}
 }
 
