@@ -101,6 +101,8 @@ struct media_pipeline {
 	int enc_threads;                 /* video encoder threads held in the node's ledger */
 	struct queue *enc_queue[PIPE_ROLES];
 	struct queue *mux_queue;
+	struct pipe_muxer *muxer;        /* the writing side (pipe_muxer_*) */
+	bool mux_inline;                 /* nothing to encode: the source thread writes */
 	struct media_mux *mux;
 	int mux_track[PIPE_ROLES];
 	pthread_t src_thread, enc_thread[PIPE_ROLES], mux_thread;
@@ -132,6 +134,10 @@ static void pipe_item_free(void *it)
 	buf_unref(item->data);
 	free(item);
 }
+
+static int pipe_to_mux(struct media_pipeline *p, struct pipe_item *item);
+static void pipe_muxer_idle(struct media_pipeline *p);
+static void pipe_muxer_finish(struct media_pipeline *p);
 
 static void pipe_event(struct media_pipeline *p, enum media_event ev, const char *detail)
 {
@@ -312,7 +318,7 @@ static void pipe_src_forward(struct media_pipeline *p, struct pipe_src_state *s,
 	pkt->data = NULL;
 	if (p->passthrough[role]) {
 		item->keyframe = pkt->keyframe;
-		pipe_push_wait(p->mux_queue, item);
+		pipe_to_mux(p, item);
 		return;
 	}
 	if (role == PIPE_VIDEO && atomic_load(&p->video_fps_div) == 2) {
@@ -393,6 +399,8 @@ static void *pipe_src_main(void *arg)
 		int r = p->src->driver->read(p->src, &pkt, timeout > 0 ? timeout : 0);
 		pipe_rtp_stats(p, &s, false);
 		if (r == MEDIA_SOURCE_AGAIN) {
+			if (p->mux_inline)
+				pipe_muxer_idle(p);
 			if (!s.stalled && time_mono_ns() - s.last_packet_mono > PIPE_STALL_NS) {
 				s.stalled = true;
 				pipe_event(p, MEDIA_EVENT_SOURCE_STALLED, "no input for 2 s");
@@ -510,10 +518,12 @@ static void *pipe_src_main(void *arg)
 			struct pipe_item *eos = pipe_item_new(i, 0, 0);
 			if (eos) {
 				eos->eos = true;
-				pipe_push_wait(p->mux_queue, eos);
+				pipe_to_mux(p, eos);
 			}
 		}
 	}
+	if (p->mux_inline)
+		pipe_muxer_finish(p);
 	return NULL;
 }
 
@@ -987,62 +997,99 @@ static void pipe_mux_write(struct media_pipeline *p, struct pipe_item *item, str
 		pipe_event(p, MEDIA_EVENT_FIRST_FRAME, NULL);
 }
 
-static void *pipe_mux_main(void *arg)
-{
-	struct media_pipeline *p = arg;
-	struct pipe_list lists[PIPE_ROLES] = { 0 };
-	struct pipe_mux_state ms = { .need_video_key = true };
+/* The writing side of a pipeline: what waits to be written in timestamp
+ * order, and what has been written. Run by the muxer's thread, or, when
+ * nothing is encoded (every stream passes through: rtp and WHIP rooms), by
+ * the source's thread itself, which saves a thread and its wake-ups per
+ * recording (a third of a WHIP stream's CPU went to the muxer's thread). */
+struct pipe_muxer {
+	struct pipe_list lists[PIPE_ROLES];
+	struct pipe_mux_state ms;
+};
 
+static struct pipe_muxer *pipe_muxer_new(struct media_pipeline *p)
+{
+	struct pipe_muxer *m = calloc(1, sizeof(*m));
+	if (!m)
+		return NULL;
+	m->ms.need_video_key = true;
 	for (int i = 0; i < PIPE_ROLES; i++)
-		lists[i].eos = p->src_stream[i] < 0;
-	for (;;) {
-		void *it;
-		int r = queue_pop(p->mux_queue, &it, PIPE_MUX_BATCH_NS);
-		if (r == QUEUE_TIMEOUT && ms.wrote_any && !ms.failed)
-			media_mux_webm.tick(p->mux);  /* a failure shows at the next write */
-		if (r == QUEUE_OK) {
-			struct pipe_item *item = it;
-			if (item->eos) {
-				lists[item->role].eos = true;
-				pipe_item_free(item);
-			} else {
-				pipe_list_push(&lists[item->role], item);
-			}
-		}
-		/* Write in timestamp order: the older head when both streams have
-		 * something; one stream alone when the other has ended, or (in real
-		 * time) has been silent while this one queued more than the
-		 * encoders can hold back, e.g. a live source lost its video. In
-		 * fast mode the source waits for the encoders, so waiting here is
-		 * bounded and keeps every timestamp exact. */
-		bool may_lag = !p->opt.fast;
-		for (;;) {
-			struct pipe_list *v = &lists[PIPE_VIDEO], *a = &lists[PIPE_AUDIO];
-			struct pipe_list *pick = NULL;
-			if (v->head && a->head)
-				pick = v->head->pts_ns <= a->head->pts_ns ? v : a;
-			else if (v->head && (a->eos || (may_lag && v->last_pts - v->head->pts_ns > PIPE_INTERLEAVE_NS)))
-				pick = v;
-			else if (a->head && (v->eos || (may_lag && a->last_pts - a->head->pts_ns > PIPE_INTERLEAVE_NS)))
-				pick = a;
-			if (!pick)
-				break;
-			struct pipe_item *item = pipe_list_pop(pick);
-			pipe_mux_write(p, item, &ms);
+		m->lists[i].eos = p->src_stream[i] < 0;
+	return m;
+}
+
+static void pipe_muxer_free(struct pipe_muxer *m)
+{
+	if (!m)
+		return;
+	for (int i = 0; i < PIPE_ROLES; i++) {
+		struct pipe_item *item;
+		while ((item = pipe_list_pop(&m->lists[i])))
 			pipe_item_free(item);
-		}
-		if (lists[PIPE_VIDEO].eos && lists[PIPE_AUDIO].eos && !lists[PIPE_VIDEO].head &&
-		    !lists[PIPE_AUDIO].head)
-			break;
 	}
-	/* Finalize: Duration is the end of the last frame written. */
+	free(m);
+}
+
+/* Takes one item (a packet or an end of stream) and writes what may be
+ * written: in timestamp order, the older head when both streams have
+ * something; one stream alone when the other has ended, or (in real time)
+ * has been silent while this one queued more than the encoders can hold
+ * back, e.g. a live source lost its video. In fast mode the source waits
+ * for the encoders, so waiting here is bounded and keeps every timestamp
+ * exact. */
+static void pipe_muxer_take(struct media_pipeline *p, struct pipe_item *item)
+{
+	struct pipe_muxer *m = p->muxer;
+	if (item->eos) {
+		m->lists[item->role].eos = true;
+		pipe_item_free(item);
+	} else {
+		pipe_list_push(&m->lists[item->role], item);
+	}
+	bool may_lag = !p->opt.fast;
+	for (;;) {
+		struct pipe_list *v = &m->lists[PIPE_VIDEO], *a = &m->lists[PIPE_AUDIO];
+		struct pipe_list *pick = NULL;
+		if (v->head && a->head)
+			pick = v->head->pts_ns <= a->head->pts_ns ? v : a;
+		else if (v->head && (a->eos || (may_lag && v->last_pts - v->head->pts_ns > PIPE_INTERLEAVE_NS)))
+			pick = v;
+		else if (a->head && (v->eos || (may_lag && a->last_pts - a->head->pts_ns > PIPE_INTERLEAVE_NS)))
+			pick = a;
+		if (!pick)
+			break;
+		struct pipe_item *w = pipe_list_pop(pick);
+		pipe_mux_write(p, w, &m->ms);
+		pipe_item_free(w);
+	}
+}
+
+/* Every stream ended and everything written. */
+static bool pipe_muxer_done(const struct media_pipeline *p)
+{
+	const struct pipe_muxer *m = p->muxer;
+	return m->lists[PIPE_VIDEO].eos && m->lists[PIPE_AUDIO].eos && !m->lists[PIPE_VIDEO].head &&
+	       !m->lists[PIPE_AUDIO].head;
+}
+
+/* Nothing came for a while: the writer's buffered bytes go to the kernel
+ * when due, so a silent source leaves nothing in memory. */
+static void pipe_muxer_idle(struct media_pipeline *p)
+{
+	if (p->mux && p->muxer->ms.wrote_any && !p->muxer->ms.failed)
+		media_mux_webm.tick(p->mux);  /* a failure shows at the next write */
+}
+
+/* Finalizes the file: Duration is the end of the last frame written. */
+static void pipe_muxer_finish(struct media_pipeline *p)
+{
 	struct media_mux *mux = p->mux;
 	p->mux = NULL;
 	char err[256] = "";
 	pthread_mutex_lock(&p->lock);
 	int64_t duration = p->stats.active_duration_ns;
 	pthread_mutex_unlock(&p->lock);
-	if (!ms.wrote_any) {
+	if (!p->muxer->ms.wrote_any) {
 		/* Nothing to finalize: a file without frames would be a header
 		 * without content. Say why instead. */
 		media_mux_webm.abandon(mux);
@@ -1058,6 +1105,32 @@ static void *pipe_mux_main(void *arg)
 		p->stats.bytes_written = (uint64_t)sb.st_size;
 	p->stop_duration_ns = duration;
 	pthread_mutex_unlock(&p->lock);
+}
+
+/* Hands an item to the writing side: to the muxer's thread, or written at
+ * once by this (the source's) thread when the pipeline muxes inline. */
+static int pipe_to_mux(struct media_pipeline *p, struct pipe_item *item)
+{
+	if (p->mux_inline) {
+		pipe_muxer_take(p, item);
+		return 0;
+	}
+	return pipe_push_wait(p->mux_queue, item);
+}
+
+static void *pipe_mux_main(void *arg)
+{
+	struct media_pipeline *p = arg;
+
+	while (!pipe_muxer_done(p)) {
+		void *it;
+		int r = queue_pop(p->mux_queue, &it, PIPE_MUX_BATCH_NS);
+		if (r == QUEUE_TIMEOUT)
+			pipe_muxer_idle(p);
+		else if (r == QUEUE_OK)
+			pipe_muxer_take(p, it);
+	}
+	pipe_muxer_finish(p);
 	return NULL;
 }
 
@@ -1252,6 +1325,8 @@ static void pipe_teardown(struct media_pipeline *p)
 	p->enc_threads = 0;
 	queue_free(p->mux_queue, pipe_item_free);
 	p->mux_queue = NULL;
+	pipe_muxer_free(p->muxer);
+	p->muxer = NULL;
 	media_source_free(p->src);
 	p->src = NULL;
 }
@@ -1297,6 +1372,15 @@ int media_pipeline_start(struct media_pipeline *p, char *err, size_t errlen)
 	for (int i = 0; i < PIPE_ROLES; i++)
 		if (p->src_stream[i] >= 0 && pipe_setup_role(p, i, &tracks[i], err, errlen) < 0)
 			goto fail;
+	p->mux_inline = true;
+	for (int i = 0; i < PIPE_ROLES; i++)
+		if (p->enc[i])
+			p->mux_inline = false;
+	p->muxer = pipe_muxer_new(p);
+	if (!p->muxer) {
+		util_strlcpy(err, "out of memory", errlen);
+		goto fail;
+	}
 	p->mux = media_mux_webm.open(p->output_path,
 				     strcmp(p->format, "webm") == 0 ? "webm" : "matroska", err, errlen);
 	if (!p->mux)
@@ -1312,9 +1396,11 @@ int media_pipeline_start(struct media_pipeline *p, char *err, size_t errlen)
 	}
 	p->started = true;
 	p->stats.started_wall_ns = time_wall_ns();
-	if (thread_start(&p->mux_thread, "rec-mux", THREAD_STACK_MEDIA, pipe_mux_main, p) != 0)
-		goto thread_fail;
-	p->mux_started = true;
+	if (!p->mux_inline) {
+		if (thread_start(&p->mux_thread, "rec-mux", THREAD_STACK_MEDIA, pipe_mux_main, p) != 0)
+			goto thread_fail;
+		p->mux_started = true;
+	}
 	for (int i = 0; i < PIPE_ROLES; i++) {
 		if (!p->enc[i])
 			continue;
