@@ -11,8 +11,8 @@ HTTPS and reads the file where the guest wrote it (a shared folder).
    JSON detail, and leaves no recording and no folder behind;
 2. GET /api/system/devices (admin) lists the camera with YUYV among its
    formats and the loopback card among the microphones;
-3. a recording at the low preset, 3 minutes long, with a microphone whose
-   clock is 300 ppm slow (below) while a click track plays: the file
+3. a recording at the low preset, 2 minutes long, with a microphone whose
+   clock is 600 ppm slow (below) while a click track plays: the file
    decodes on the host, holds VP8 + Opus at the size the camera was set to
    (read from the driver with v4l2-ctl, not from edgerec), a video frame
    count within 5 % of wall time x the camera's rate, a click in every
@@ -20,22 +20,22 @@ HTTPS and reads the file where the guest wrote it (a shared folder).
    offset within 20 ms all along; no source_stalled on the way.
 
 The microphone's drift: snd-aloop's "PCM Rate Shift 100000" control of the
-capture end (device 1, substream 0) at 100030 makes the kernel move the
-cable's samples 100000/100030 as fast, 47985.6 per second of the guest's
+capture end (device 1, substream 0) at 100060 makes the kernel move the
+cable's samples 100000/100060 as fast, 47971.2 per second of the guest's
 monotonic clock (measured: at 90000 and 110000, 8 s of samples take 7.2 and
 8.8 s plus arecord's start; the device 0 control leaves this cable alone),
 and that clock is the one the camera's buffer timestamps and the
 recording's video times are on. Uncorrected, the file's audio would run
-300 ppm short against its video: 18 ms a minute, 54 ms at the end.
+600 ppm short against its video: 36 ms a minute, 72 ms at the end.
 
 The click track is a 20 ms 1 kHz burst at every 48000th sample; the cable
-delivers them to the capture side every 1.0003 s of real (video) time. In
-a recording whose audio is on the video's clock the clicks sit 1.0003 s
+delivers them to the capture side every 1.0006 s of real (video) time. In
+a recording whose audio is on the video's clock the clicks sit 1.0006 s
 apart in the file; in one that counts the device's samples as 48 kHz,
 1.0000 s apart. The A/V offset at click k, against the first click, is
-(t_k - t_0) - k x 1.0003 s, measured from the decoded file alone (audio
+(t_k - t_0) - k x 1.0006 s, measured from the decoded file alone (audio
 contiguity checked from the packets). EDGEREC_LONG_TESTS=1 records the 10
-minutes of the requirement (180 ms uncorrected). aplay runs with real-time
+minutes of the requirement at 300 ppm (180 ms uncorrected). aplay runs with real-time
 priority and a 2 s buffer; an underrun would shift the clicks, so the test
 fails on one (an environment fault, said so).
 
@@ -55,8 +55,10 @@ from edgerec_harness import run_tests  # noqa: E402
 
 ROOM = "cam"
 LONG = os.environ.get("EDGEREC_LONG_TESTS") == "1"
-SECONDS = 600.0 if LONG else 180.0
-SHIFT = 100030                  # 100000 = nominal; the device runs 300 ppm slow
+SECONDS = 600.0 if LONG else 120.0
+# 100000 = nominal; the device runs 600 ppm slow (300 ppm, a real card's
+# worst, in the long run)
+SHIFT = 100030 if LONG else 100060
 PPM = (SHIFT - 100000) * 10.0
 LIMIT = 0.020                   # the requirement: A/V within 20 ms
 CLICK_PERIOD = SHIFT / 100000.0 # real seconds between clicks
@@ -118,7 +120,7 @@ def set_rate_shift(g, value):
     assert (": values=%d" % value) in out, out
 
 
-def test_record_camera_and_a_300ppm_microphone(c):
+def test_record_camera_and_a_drifting_microphone(c):
     g = c.guest
     set_rate_shift(g, SHIFT)
     wav = gn.write_click_wav(os.path.join(c.node.dir, "clicks.wav"), SECONDS + 90)
