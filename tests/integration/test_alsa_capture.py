@@ -12,7 +12,7 @@ captures on hw:Loopback,1,0 what the test plays into hw:Loopback,0,0.
    fall 18 ms behind over the 60 s; corrected it must move less than 8 ms
    from the first window to the last) where the drift estimate must also
    find -300 ppm. (test_capture_record holds a whole recording to 20 ms
-   over 3 minutes at the same shift.)
+   over 2 minutes at twice the shift.)
 2. An audio-only room (source `alsa`) through the REST API: a missing
    device is refused with 503, one held by arecord with 409, each with a
    detail and nothing left behind; a recording whose microphone is
