@@ -581,6 +581,17 @@ static int pipe_enc_output(void *opaque, struct media_enc_packet *ep)
 #define PIPE_DEGRADE_UP_HOLD_MAX_NS (64 * TIME_NS_PER_SEC) /* ... each time a step up fails */
 #define PIPE_DEGRADE_SLOW_FRAMES 4    /* one frame taking this many periods: behind at once */
 #define PIPE_DEGRADE_SETTLE_NS (TIME_NS_PER_SEC) /* after a step down, before the next one */
+/* The first second of a recording never steps down: opening the encoder,
+ * its first keyframe and the first frames' page faults cost more than the
+ * frames that follow, and when several recordings start together each one's
+ * first frames also wait for the others'. The queue absorbs what it can
+ * (past that the source drops, counted). A level taken on that spell was
+ * held for seconds after it had passed: three high recordings (1080p30, at
+ * the dense speed, what the node's default budget admits on 2 cores)
+ * started together each went to every other frame at once and kept 50-74 %
+ * of their frames, though the three together need one core at the full
+ * frame rate; now 98-99 %. */
+#define PIPE_DEGRADE_START_NS (TIME_NS_PER_SEC)
 
 /* How much more the level above 'level' costs: speed 6 against the fastest
  * is about 2x, twice the frames 2x, four times the pixels about 3.5x. */
@@ -590,7 +601,7 @@ struct pipe_degrade {
 	bool on;
 	bool dense;         /* the speed step gains nothing: skipped */
 	int level;
-	int64_t window_start, busy_ns, last_move;
+	int64_t start, window_start, busy_ns, last_move;
 	int64_t last_up, up_hold_ns, last_down;
 	uint64_t dropped_at_start;
 	int calm;
@@ -693,8 +704,14 @@ static void pipe_degrade_check(struct media_pipeline *p, struct pipe_degrade *d,
 	pthread_mutex_lock(&p->lock);
 	uint64_t dropped = p->stats.video_frames_dropped;
 	pthread_mutex_unlock(&p->lock);
-	bool behind = slow || busy > PIPE_DEGRADE_BUSY_HIGH || depth >= d->backlog || dropped > d->dropped_at_start;
-	if (behind) {
+	/* Busy with nothing queued is keeping up: sharing the cores with other
+	 * encoders stretches each frame's wall time, yet every frame is done
+	 * before the next one comes. */
+	bool behind = slow || (busy > PIPE_DEGRADE_BUSY_HIGH && depth > 0) || depth >= d->backlog ||
+		      dropped > d->dropped_at_start;
+	if (behind && now - d->start < PIPE_DEGRADE_START_NS) {
+		d->calm = 0;
+	} else if (behind) {
 		int to = pipe_degrade_next(d, d->level, 1);
 		bool settling = d->last_down && now - d->last_down < PIPE_DEGRADE_SETTLE_NS;
 		d->calm = 0;
@@ -721,11 +738,16 @@ static void *pipe_enc_main(void *arg)
 	/* A sixth of a second of frames waiting is a backlog the encoder is not
 	 * clearing; from half a second on, frames are left out. Seconds at the
 	 * rate the source delivers (a camera may run slower than the preset:
-	 * at 5 fps each frame has 200 ms, not the preset's 33). */
+	 * at 5 fps each frame has 200 ms, not the preset's 33). At 720p and
+	 * above the raw queue is shorter than half a second, so there a backlog
+	 * overflows the queue before it is shed; tried: shedding two short of
+	 * full instead left out 3-6 times as many frames of eight medium
+	 * recordings started together (the queue absorbs most of a start). */
 	int fps = p->stats.video_fps >= 1 ? (int)(p->stats.video_fps + 0.5) : p->preset->fps;
 	struct pipe_degrade d = {
 		.on = c->role == PIPE_VIDEO && !p->opt.fast && enc->driver->set_level,
 		.dense = p->stats.encoder_dense,
+		.start = time_mono_ns(),
 		.window_start = time_mono_ns(),
 		.backlog = (size_t)(fps / 6 > 2 ? fps / 6 : 2),
 		.shed_depth = (size_t)(fps / 2 > 3 ? fps / 2 : 3),
