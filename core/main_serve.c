@@ -505,8 +505,10 @@ int main_serve(int argc, char **argv)
 		printf("edgerec serve: listening on %s\n", http_server_url(http, true));
 	if (http_server_url(http, false))
 		printf("edgerec serve: listening on %s\n", http_server_url(http, false));
+	char redis_shown[512];
 	printf("edgerec serve: node %s, state in %s, redis %s\n", node_id, state_dir,
-	       redis_url && *redis_url ? redis_url : "embedded");
+	       redis_url && *redis_url ?
+	       config_display_value(cfg, "redis_url", redis_url, redis_shown, sizeof(redis_shown)) : "embedded");
 	if (secret[0] && config_get_bool(cfg, "dev_token")) {
 		char *tok = serve_dev_token(secret);
 		if (tok)

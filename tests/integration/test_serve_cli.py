@@ -87,6 +87,25 @@ def test_env_overrides_and_dev_token(c):
     n.stop()
 
 
+def test_redis_password_not_printed(c):
+    # The startup lines go to a terminal, a journal or a CI log: the Redis
+    # URL is shown with its password masked, as `--print-config` shows it.
+    r = Redis(appendonly=False).start()
+    r.cli("CONFIG", "SET", "requirepass", "pw-not-for-logs-7")
+    n = Edgerec(redis=r, name="redispw")
+    c.nodes.append(n)
+    n.extra["redis_url"] = "redis://:pw-not-for-logs-7@127.0.0.1:%d/0" % r.port
+    try:
+        n.start()
+        shown = [l for l in n.lines if "edgerec serve: node" in l]
+        assert shown and "redis redis://:***@127.0.0.1:%d/0" % r.port in shown[0], n.lines
+        assert not any("pw-not-for-logs-7" in l for l in n.lines), n.lines
+        assert n.request("GET", "/api/webrtc/recordings", token=n.dev_token).status == 200
+    finally:
+        n.stop()
+        r.stop()
+
+
 def test_secret_and_certificate_kept(c):
     n = Edgerec(redis=c.redis, secret="", name="generated")
     c.nodes.append(n)
