@@ -3,7 +3,8 @@
  * A job takes one recording in `processing` through a list of steps
  * (worker_steps[] below): finalize (repair a crash-left file, check it
  * parses), remux (mp4: the live VP9/Opus Matroska into MP4, storage
- * module), thumbnail (JPEG of the first keyframe after 1 s), facts (size,
+ * module), thumbnail (JPEG of the first keyframe after 1 s, or of the
+ * first frame after it that is not flat), facts (size,
  * sha256, codecs, geometry into metadata), upload and verify (S3 backend
  * only; the local copy goes only after the object is verified). A step that
  * does not apply to a recording returns at once.

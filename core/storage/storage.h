@@ -120,8 +120,9 @@ struct storage_facts {
 int storage_step_remux(const struct storage_job *job, char *err, size_t errlen);
 
 /* Writes job->thumbnail_path: the first video keyframe at or after
- * job->thumbnail_at_ms (for clips without one, the last frame before it),
- * decoded with libvpx, scaled to job->thumbnail_width keeping the aspect
+ * job->thumbnail_at_ms (for clips without one, the first frame at or after
+ * it, or the last before it); a flat one (a black or white frame) gives way
+ * to the first frame within 2 s after it that is not. Decoded with libvpx, scaled to job->thumbnail_width keeping the aspect
  * ratio, as a JPEG. 'out_w'/'out_h' (may be NULL) receive its size. */
 int storage_step_thumbnail(const struct storage_job *job, int *out_w, int *out_h,
 			   char *err, size_t errlen);

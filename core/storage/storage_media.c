@@ -495,6 +495,25 @@ static int media_decode(struct media_decoder *d, const AVPacket *pkt, struct med
 	return media_picture_take(pic, last) < 0 ? -1 : 1;
 }
 
+/* Whether 'p' is one flat shade (a black or white frame, a fade, a test
+ * pattern's flash): its luma spans fewer than 8 steps over a 16 x 16 grid
+ * of samples. Such a picture says nothing as a thumbnail. */
+static bool media_picture_flat(const struct media_picture *p)
+{
+	int lo = 255, hi = 0;
+	int dy = p->h / 16 > 0 ? p->h / 16 : 1, dx = p->w / 16 > 0 ? p->w / 16 : 1;
+	for (int y = 0; y < p->h; y += dy)
+		for (int x = 0; x < p->w; x += dx) {
+			int v = p->plane[0][(size_t)y * (size_t)p->stride[0] + (size_t)x];
+			lo = v < lo ? v : lo;
+			hi = v > hi ? v : hi;
+		}
+	return hi - lo < 8;
+}
+
+/* How far past a flat keyframe the thumbnail looks for a picture. */
+#define MEDIA_THUMB_FLAT_LOOK_MS 2000
+
 int storage_media_thumbnail(const struct storage_job *job, int *out_w, int *out_h,
 			    char *err, size_t errlen)
 {
@@ -532,26 +551,55 @@ int storage_media_thumbnail(const struct storage_job *job, int *out_w, int *out_
 	 * references stay valid and the last picture serves short clips. At
 	 * or after it, the first picture is kept as a fallback, then packets
 	 * are only read (not decoded) until a keyframe within ten seconds,
-	 * which is decoded on its own and wins. */
+	 * which is decoded on its own and wins. A flat keyframe (a test
+	 * source's white flash, a fade from black) is followed: the frames
+	 * after it are decoded from it, for up to MEDIA_THUMB_FLAT_LOOK_MS,
+	 * and the first that is not flat wins instead (VP8/VP9; a decoder that
+	 * was drained for the keyframe keeps it); a flat fallback likewise. */
 	int64_t at_ms = job->thumbnail_at_ms > 0 ? job->thumbnail_at_ms : 1000;
 	int64_t at = av_rescale_q(at_ms, (AVRational){ 1, 1000 }, st->time_base);
 	int64_t give_up = av_rescale_q(at_ms + 10000, (AVRational){ 1, 1000 }, st->time_base);
-	bool have_cand = false, have_key = false, past = false;
+	bool have_cand = false, have_key = false, past = false, settled = false, cand_flat = false;
+	int64_t look_until = 0, look_cand = 0;
 	int r;
-	while (!have_key && (r = av_read_frame(in, pkt)) >= 0) {
+	while (!settled && (r = av_read_frame(in, pkt)) >= 0) {
 		if (pkt->stream_index != vi) {
 			av_packet_unref(pkt);
 			continue;
 		}
 		int64_t pts = pkt->pts != AV_NOPTS_VALUE ? pkt->pts : pkt->dts;
 		bool is_key = pkt->flags & AV_PKT_FLAG_KEY;
-		if (pts != AV_NOPTS_VALUE && pts >= at) {
+		if (have_key) {
+			/* After a flat keyframe. */
+			struct media_picture next = { 0 };
+			int d = pts != AV_NOPTS_VALUE && pts > look_until ? -1 : media_decode(&dec, pkt, &next, false);
+			if (d == 1 && !media_picture_flat(&next)) {
+				media_picture_clear(&key);
+				key = next;
+				settled = true;
+			} else {
+				media_picture_clear(&next);
+				settled = d < 0;
+			}
+		} else if (pts != AV_NOPTS_VALUE && pts >= at) {
 			if (is_key) {
-				if (media_decode(&dec, pkt, &key, true) == 1)
+				if (media_decode(&dec, pkt, &key, true) == 1) {
 					have_key = true;
-			} else if (!past) {
-				if (media_decode(&dec, pkt, &cand, false) == 1)
+					settled = !media_picture_flat(&key);
+					look_until = pts + av_rescale_q(MEDIA_THUMB_FLAT_LOOK_MS, (AVRational){ 1, 1000 },
+									st->time_base);
+				}
+			} else if (!past || cand_flat) {
+				/* The fallback, and while it is flat the frames after it. */
+				if (!past)
+					look_cand = pts + av_rescale_q(MEDIA_THUMB_FLAT_LOOK_MS, (AVRational){ 1, 1000 },
+								       st->time_base);
+				if (pts > look_cand)
+					cand_flat = false;
+				else if (media_decode(&dec, pkt, &cand, false) == 1) {
 					have_cand = true;
+					cand_flat = media_picture_flat(&cand);
+				}
 			} else if (pts > give_up) {
 				av_packet_unref(pkt);
 				break;

@@ -336,7 +336,7 @@ def test_download_and_thumbnail(c):
     base = "/api/webrtc/rooms/%s/recording/%s" % (room, rid)
     r = c.node.request("GET", base + "/download")
     assert r.status == 409 and r.json["code"] == "not_ready", r
-    time.sleep(1.5)
+    time.sleep(2.5)
     assert c.node.op("stop", room, rid).status == 200
     rec = c.node.wait_status(room, rid, "completed")
     with open(os.path.join(rec["local_path"], rec["file_name"]), "rb") as f:
@@ -379,6 +379,16 @@ def test_download_and_thumbnail(c):
     r = c.node.request("GET", base + "/thumbnail")
     assert r.status == 200 and r.headers["content-type"] == "image/jpeg", r
     assert r.body[:3] == b"\xff\xd8\xff" and r.body[-2:] == b"\xff\xd9", r.body[:8]
+    # A picture, not the test source's white flash: the frame at 1 s and the
+    # keyframe at 2 s are both flashes (the marker falls on whole seconds),
+    # and a flat frame is passed over for the next one that is not.
+    jpg = os.path.join(c.redis.dir, "thumbnail.jpg")
+    with open(jpg, "wb") as f:
+        f.write(r.body)
+    stats = subprocess.run(["ffprobe", "-v", "error", "-f", "lavfi", "-i", "movie=%s,signalstats" % jpg,
+                            "-show_entries", "frame_tags=lavfi.signalstats.YMIN,lavfi.signalstats.YMAX",
+                            "-of", "default=nw=1:nk=1"], capture_output=True, text=True, timeout=30).stdout.split()
+    assert len(stats) == 2 and int(stats[1]) - int(stats[0]) > 100, stats
     # Who may not read the recording may not download it either.
     r = c.node.request("GET", base + "/download", token="mallory")
     assert r.status == 403, r
