@@ -560,6 +560,7 @@ int storage_media_thumbnail(const struct storage_job *job, int *out_w, int *out_
 	int64_t at = av_rescale_q(at_ms, (AVRational){ 1, 1000 }, st->time_base);
 	int64_t give_up = av_rescale_q(at_ms + 10000, (AVRational){ 1, 1000 }, st->time_base);
 	bool have_cand = false, have_key = false, past = false, settled = false, cand_flat = false;
+	int64_t look = av_rescale_q(MEDIA_THUMB_FLAT_LOOK_MS, (AVRational){ 1, 1000 }, st->time_base);
 	int64_t look_until = 0, look_cand = 0;
 	int r;
 	while (!settled && (r = av_read_frame(in, pkt)) >= 0) {
@@ -586,14 +587,12 @@ int storage_media_thumbnail(const struct storage_job *job, int *out_w, int *out_
 				if (media_decode(&dec, pkt, &key, true) == 1) {
 					have_key = true;
 					settled = !media_picture_flat(&key);
-					look_until = pts + av_rescale_q(MEDIA_THUMB_FLAT_LOOK_MS, (AVRational){ 1, 1000 },
-									st->time_base);
+					look_until = pts + look;
 				}
 			} else if (!past || cand_flat) {
 				/* The fallback, and while it is flat the frames after it. */
 				if (!past)
-					look_cand = pts + av_rescale_q(MEDIA_THUMB_FLAT_LOOK_MS, (AVRational){ 1, 1000 },
-								       st->time_base);
+					look_cand = pts + look;
 				if (pts > look_cand)
 					cand_flat = false;
 				else if (media_decode(&dec, pkt, &cand, false) == 1) {
