@@ -83,6 +83,9 @@ class Guest:
         self.sock = None
         self.buf = b""
         self.serial_log = os.path.join(work, "serial.log")
+        # The console again, each line with the seconds since the test
+        # started (where a boot spends its time).
+        self.timed_log = open(os.path.join(work, "console-timed.log"), "a")
         self.n = 0
 
     def start(self):
@@ -107,6 +110,7 @@ class Guest:
         return self
 
     def _drain(self, sock):
+        line = b""
         while True:
             try:
                 data = sock.recv(65536)
@@ -118,6 +122,11 @@ class Guest:
                     return
                 self.buf += data
                 self.cond.notify_all()
+            line += data
+            *done, line = line.split(b"\n")
+            for text in done:
+                self.timed_log.write("[%7.1f] %s\n" % (time.monotonic() - T0, text.decode(errors="replace").rstrip()))
+            self.timed_log.flush()
 
     def kill(self):
         if self.proc and self.proc.poll() is None:
@@ -153,7 +162,9 @@ class Guest:
         deadline = time.monotonic() + timeout
         while True:
             self.n += 1
-            self.sock.sendall(b"\recho READY_%d\r" % self.n)
+            # The quotes keep the echo of the typed line (a getty or a
+            # shell not yet reading echoes it) from matching the output.
+            self.sock.sendall(b"\recho READY_''%d\r" % self.n)
             try:
                 self.expect(rb"READY_%d\r?\n" % self.n, 10)
                 break
@@ -439,8 +450,10 @@ def main():
     try:
         scenario(g, bdir)
     except BaseException:
-        if os.path.exists(g.serial_log):
-            sys.stderr.write("--- serial console tail ---\n" + open(g.serial_log, errors="replace").read()[-6000:])
+        timed = os.path.join(work, "console-timed.log")
+        if os.path.exists(timed):
+            sys.stderr.write("--- serial console tail (seconds since the test started) ---\n" +
+                             "".join(open(timed, errors="replace").readlines()[-120:]))
         raise
     finally:
         g.kill()
@@ -460,6 +473,10 @@ def scenario(g, bdir):
     token = token.strip().splitlines()[-1]
     _, ps = g.sh("stat -c %U /proc/$(systemctl show -p MainPID --value edgerec.service)")
     assert ps.strip().splitlines()[-1] == "edgerec", ps
+    # The board's hardware watchdog is driven by systemd (a hung box resets).
+    _, wd = g.sh("cat /sys/class/watchdog/watchdog0/identity /sys/class/watchdog/watchdog0/state; "
+                 "systemctl show -p RuntimeWatchdogUSec --value")
+    assert "i6300ESB" in wd and "active" in wd and "1min" in wd, wd
     st, status = https(g, "GET", "/api/system/update", token)
     assert st == 200 and status["rauc"]["available"] and status["booted_slot"] == "A", status
     assert status["other_slot"]["bootname"] == "B", status
